@@ -20,6 +20,11 @@ from tests.compiler import COMPILER, ENVIRON
 # beside the cache, never in it (sandbox/modkey.py); a developer's own key wins.
 os.environ.setdefault(modkey.ENV_KEY, modkey.from_file(
     Path(__file__).resolve().parents[1] / "build" / "test-module.key").encoded())
+# And the CLI's own cache (`omnicore call FILE`, `exec`) is the tree's, not ~/.cache: entries
+# another checkout sealed there with its own test key were refused with a warning on the
+# stderr that tests of `exec` read (a CI machine made from a developer's).
+os.environ["OMNICORE_CACHE_DIR"] = str(Path(__file__).resolve().parents[1] / "build"
+                                       / "test-module-cache")
 
 # The wasm fixtures (`wat`, `engine`, `registry`, `make`, `echo`) for every area that runs
 # plugins; the browser for every area that drives one; the order a parallel run hands modules

@@ -158,10 +158,18 @@ class MariaDB(_Server):
             raise RuntimeError("mariadbd not found: install Debian's mariadb-server")
         root = Path(tempfile.mkdtemp(prefix="omnicore-maria-"))
         user = ["--user=root"] if os.geteuid() == 0 else []
-        subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={root / 'data'}",
-                        "--auth-root-authentication-method=normal", "--skip-test-db",
-                        "--skip-name-resolve", *user], check=True, capture_output=True,
-                       timeout=120)
+        # A private tmpdir: bootstraps started together in the shared /tmp removed each
+        # other's temporary tables ("Unknown table 'mysql.tmp_user_sys'", 2 of 6 in parallel).
+        (root / "tmp").mkdir()
+        made = subprocess.run(["mariadb-install-db", "--no-defaults", f"--datadir={root / 'data'}",
+                               f"--tmpdir={root / 'tmp'}",
+                               "--auth-root-authentication-method=normal", "--skip-test-db",
+                               "--skip-name-resolve", *user], capture_output=True, timeout=120,
+                              check=False)
+        if made.returncode != 0:
+            shutil.rmtree(root, ignore_errors=True)
+            raise RuntimeError(f"mariadb-install-db exited {made.returncode}:\n"
+                               + (made.stdout + made.stderr).decode(errors="replace")[-4000:])
         port = free_port()
         server = cls(root, port, cls._spawn(root, port, tls), tls)
         server.sql(f"CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'")
@@ -176,6 +184,7 @@ class MariaDB(_Server):
         proc = subprocess.Popen(
             ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={root / 'data'}",
              f"--socket={root / 'sock'}", f"--port={port}", "--bind-address=127.0.0.1",
+             f"--tmpdir={root / 'tmp'}",
              "--skip-networking=0", f"--pid-file={root / 'pid'}", f"--log-error={log}",
              "--skip-name-resolve", "--innodb-buffer-pool-size=32M",
              "--innodb-log-file-size=8M", "--skip-log-bin",
