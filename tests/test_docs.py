@@ -312,6 +312,64 @@ def test_every_python_block_runs_or_says_why_not(page: Path) -> None:
     assert not missed, "\n".join(missed)
 
 
+#: A block copied from a file a test compiles and runs: ``<!-- excerpt of: PATH -->`` on the
+#: line before it; the block must still be in that file, as it is (tabs and all).
+_EXCERPT = re.compile(r"<!--\s*excerpt of:\s*(?P<path>\S+)\s*-->\s*$")
+
+
+def _pages_and_sdk_readmes() -> list[Path]:
+    """The site's own pages, the README, and the SDK READMEs (the site's SDK reference)."""
+    return [*_pages(), *sorted((ROOT / "sdk").glob("*/README.md"))]
+
+
+@pytest.mark.parametrize("page", _pages_and_sdk_readmes(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_excerpt_is_still_in_its_file(page: Path) -> None:
+    """A page's excerpt of a test cannot drift from the test: the Go SDK's page once showed a
+    test calling a ``ptr`` helper no file defined."""
+    drifted = []
+    for block in fenced_blocks(page.read_text(encoding="utf-8")):
+        marked = _EXCERPT.search(block.before)
+        if marked is None:
+            continue
+        source = ROOT / marked["path"]
+        if not source.is_file() or block.body not in source.read_text(encoding="utf-8"):
+            drifted.append(f"{page.relative_to(ROOT)}:{block.line}: not in {marked['path']} "
+                           "as the page shows it")
+    assert not drifted, "\n".join(drifted)
+
+
+def _go_test_files_that_run() -> set[Path]:
+    """The Go tests tests/sdk/test_go.py runs: the SDK's and every example's."""
+    return {*(ROOT / "sdk" / "go").glob("*_test.go"), *ROOT.glob("plugins/*/go/*_test.go")}
+
+
+@pytest.mark.parametrize("page", _pages_and_sdk_readmes(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_go_test_a_page_shows_is_an_excerpt_of_one_that_runs(page: Path) -> None:
+    """A ``go`` block that defines a test is an excerpt of a test file tests/sdk/test_go.py
+    compiles and runs, so every name it uses exists and what it asserts holds."""
+    running = _go_test_files_that_run()
+    loose = []
+    for block in fenced_blocks(page.read_text(encoding="utf-8")):
+        if block.lang != "go" or not re.search(r"^func Test\w*\(t \*testing\.T\)", block.body,
+                                               re.MULTILINE):
+            continue
+        marked = _EXCERPT.search(block.before)
+        if marked is None or (ROOT / marked["path"]) not in running:
+            loose.append(f"{page.relative_to(ROOT)}:{block.line}: a Go test that is not an "
+                         "<!-- excerpt of: PATH --> of an SDK or example test file")
+    assert not loose, "\n".join(loose)
+
+
+def test_the_excerpt_check_sees_a_block_that_drifted(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("<!-- excerpt of: plugins/greeter/go/main_test.go -->\n```go\n"
+                    "func TestGreet(t *testing.T) { _ = ptr(\"Ada\") }\n```\n")
+    block, = fenced_blocks(page.read_text())
+    marked = _EXCERPT.search(block.before)
+    assert marked is not None and marked["path"] == "plugins/greeter/go/main_test.go"
+    assert block.body not in (ROOT / marked["path"]).read_text()
+
+
 def test_the_python_block_reader_sees_markers_and_the_output_shown() -> None:
     text = ("<!-- illustrative: needs a PostgreSQL server -->\n```python\nimport x\n```\n\n"
             "```python\nprint(1)\n```\n\n```text\n1\n```\n\n"
