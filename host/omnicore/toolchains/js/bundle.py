@@ -7,6 +7,8 @@ the author's files, not the bundle.
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -33,8 +35,41 @@ def bundle(entry: Path, project: Path | None, work: Path) -> bytes:
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BuildError(f"esbuild failed: {exc}", toolchain=LANGUAGE) from exc
     if proc.returncode != 0:
-        raise BuildError(f"esbuild could not bundle {entry.name}:\n"
-                         f"{(proc.stderr or proc.stdout).strip()[-4000:]}",
+        said = (proc.stderr or proc.stdout).strip()
+        raise BuildError(f"esbuild could not bundle {entry.name}:\n{said[-4000:]}"
+                         f"{_unresolved_hint(said, project)}",
                          plugin=entry.stem, toolchain=LANGUAGE)
     mapper = stack_mapper(out.with_name("bundle.js.map"), project or entry.parent)
     return out.read_bytes() + mapper.encode()
+
+
+_UNRESOLVED = re.compile(r'Could not resolve "(?P<spec>[^"./][^"]*)"')
+
+
+def _unresolved_hint(said: str, project: Path | None) -> str:
+    """What to do about a package esbuild could not resolve: name it in package.json (the
+    build installs what package.json names, and again whenever it or its lock file
+    changes)."""
+    names = []
+    for match in _UNRESOLVED.finditer(said):
+        spec = match["spec"]
+        name = "/".join(spec.split("/")[:2]) if spec.startswith("@") else spec.split("/")[0]
+        if name != "omnicore" and name not in names and not name.startswith("node:"):
+            names.append(name)
+    if not names:
+        return ""
+    declared: set[str] = set()
+    if project is not None and (project / "package.json").is_file():
+        try:
+            pkg = json.loads((project / "package.json").read_text(encoding="utf-8"))
+            declared = {*pkg.get("dependencies", {}), *pkg.get("devDependencies", {})}
+        except ValueError:
+            pass
+    missing = [n for n in names if n not in declared]
+    if not missing:
+        return ""
+    where = f" in {project}" if project is not None else " (in a folder with a package.json)"
+    return (f"\n{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not among "
+            f"package.json's dependencies: add {'it' if len(missing) == 1 else 'them'} "
+            f"(`npm install {' '.join(missing)}`{where}); a build installs what package.json "
+            "names, again whenever it changes")

@@ -7,6 +7,7 @@ omnicore installs a pinned version into the build cache (``js-tools/``), once, u
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -81,8 +82,11 @@ def ensure_tsc(project: Path | None = None) -> str:
 
 
 def install_deps(project: Path) -> None:
-    """``npm ci`` (or ``install``) in ``project`` when its dependencies are not installed
-    or its lock file is newer than what is."""
+    """``npm ci`` (or ``install``) in ``project`` when what ``package.json`` and
+    ``package-lock.json`` declare is not what its ``node_modules`` holds: never installed, or
+    either file changed since the install omnicore made (a stamp in ``node_modules`` holds
+    their digests). A dependency added to ``package.json`` after the first build is installed
+    by the next one, not left for esbuild to call unresolvable."""
     pkg = json.loads((project / "package.json").read_text(encoding="utf-8"))
     if not pkg.get("dependencies") and not pkg.get("devDependencies"):
         return
@@ -98,13 +102,57 @@ def install_deps(project: Path) -> None:
     with locked(_tools() / ".deps.lock"):
         if _deps_current(project):
             return
-        command = "ci" if (project / "package-lock.json").exists() else "install"
+        # `npm ci` installs the lock file as it is, and refuses one out of step with
+        # package.json: a package.json edited since the last install (its lock unchanged) is
+        # `npm install`'s, which brings the lock file up to date too.
+        stamp = _stamp(project)
+        edited = stamp is not None and stamp.get("package.json") != _digest(
+            project / "package.json") and stamp.get("package-lock.json") == _digest(
+            project / "package-lock.json")
+        command = "ci" if (project / "package-lock.json").exists() and not edited else "install"
         run([npm, command, "--no-audit", "--no-fund"], f"npm {command} in {project}",
             cwd=project)
+        (project / "node_modules" / STAMP).write_text(json.dumps({
+            name: _digest(project / name) for name in ("package.json", "package-lock.json")}))
+
+
+#: What omnicore's last install in a project installed: the digests of its package.json and
+#: package-lock.json then.
+STAMP = ".omnicore-deps.json"
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
+
+
+def _stamp(project: Path) -> dict[str, str | None] | None:
+    try:
+        found = json.loads((project / "node_modules" / STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _deps_current(project: Path) -> bool:
-    lock = project / "package-lock.json"
     installed = project / "node_modules" / ".package-lock.json"  # written by npm on install
-    return installed.exists() and (not lock.exists()
-                                   or lock.stat().st_mtime <= installed.stat().st_mtime)
+    if not installed.exists():
+        return False
+    stamp = _stamp(project)
+    if stamp is not None:
+        return all(stamp.get(name) == _digest(project / name)
+                   for name in ("package.json", "package-lock.json"))
+    # Installed by hand (`npm ci` there): current while the lock file is not newer and every
+    # dependency package.json names is installed.
+    lock = project / "package-lock.json"
+    if lock.exists() and lock.stat().st_mtime > installed.stat().st_mtime:
+        return False
+    pkg = json.loads((project / "package.json").read_text(encoding="utf-8"))
+    try:
+        packages = json.loads(installed.read_text(encoding="utf-8")).get("packages", {})
+    except ValueError:
+        return False
+    declared = {*pkg.get("dependencies", {}), *pkg.get("devDependencies", {})}
+    return all(f"node_modules/{name}" in packages for name in declared)
