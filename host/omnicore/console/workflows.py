@@ -337,7 +337,32 @@ def step_graph(steps: list[dict[str, Any]]) -> dict[str, Any]:
     width = max((x for x, _ in at.values()), default=0) + NODE_W + 2
     height = max((y for _, y in at.values()), default=0) + NODE_H + 2
     return {"nodes": nodes, "edges": edges, "width": width, "height": height, "w": NODE_W,
-            "h": NODE_H}
+            "h": NODE_H, "down": _down(steps, depth, nodes)}
+
+
+#: The phone's graph: one column, each ``needs`` an arc in the gutter on its left.
+GUTTER = 40
+
+
+def _down(steps: list[dict[str, Any]], depth: dict[str, int],
+          nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The same graph top to bottom, one step a row in dependency order: a phone's 390 px
+    hold it at its own size (left to right, a third step was past the screen's edge)."""
+    order = sorted(range(len(steps)), key=lambda i: (depth[steps[i]["id"]], i))
+    row = {steps[i]["id"]: n for n, i in enumerate(order)}
+    middle = {k: r * (NODE_H + GAP_Y) + NODE_H // 2 for k, r in row.items()}
+    down = [{**nodes[i], "x": GUTTER, "y": row[steps[i]["id"]] * (NODE_H + GAP_Y)}
+            for i in order]
+    edges = []
+    for s in steps:
+        for need in s["needs"]:
+            if need in row:
+                y1, y2 = middle[need], middle[s["id"]]
+                bulge = min(GUTTER - 4, 10 + 8 * abs(row[s["id"]] - row[need]))
+                edges.append(f"M{GUTTER} {y1} C{GUTTER - bulge} {y1} {GUTTER - bulge} {y2} "
+                             f"{GUTTER} {y2}")
+    return {"nodes": down, "edges": edges, "width": GUTTER + NODE_W + 2,
+            "height": len(order) * (NODE_H + GAP_Y) - GAP_Y + 2, "w": NODE_W, "h": NODE_H}
 
 
 async def run_post(request: Request) -> Response:
