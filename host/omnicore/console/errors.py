@@ -15,8 +15,6 @@ import errno
 import logging
 from typing import Any
 
-from starlette.requests import Request
-
 from omnicore.console.responses import JSONResponse
 from omnicore.errors import (
     CircuitOpen,
@@ -135,8 +133,3 @@ def from_omni(exc: OmniError, **extra: Any) -> ApiError:
 def error_response(exc: ApiError) -> JSONResponse:
     body = {"status": exc.status, "type": exc.type, "message": exc.message, **exc.extra}
     return JSONResponse({"error": body}, status_code=exc.status, headers=exc.headers)
-
-
-async def handle_api_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_response(exc)

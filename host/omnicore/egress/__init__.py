@@ -1,5 +1,9 @@
-"""Outbound HTTP for everyone: the http capability, Extism's ``http_request`` and workflow
-connector steps all send through one client, so one policy and one redaction rule hold.
+"""What leaves the host for another server: outbound HTTP here, and in ``db/`` the database
+connectors (PostgreSQL, MySQL/MariaDB, Redis: ``app.databases``, :mod:`omnicore.egress.db`).
+
+The http capability, Extism's ``http_request`` and workflow connector steps all send through
+one HTTP client, so one policy and one redaction rule hold; a connector's credentials come from
+the secret store for both kinds.
 
 ::
 
@@ -11,6 +15,8 @@ connector steps all send through one client, so one policy and one redaction rul
     redact.py      secrets cut out in every spelling: raw, JSON, URL, base64, hex, decoded
     refused.py     why a request got no answer (DENIED, INVALID, QUOTA, TOO_LARGE, ...)
     service.py     ``app.egress``: connectors, secrets, and a client per caller
+    db/            the database connectors: pools shared by plugins, statements gated and
+                   bounded by the caller's deadline (its own map)
 """
 
 from omnicore.egress.client import Client

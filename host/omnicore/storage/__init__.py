@@ -1,15 +1,20 @@
 """Durable state behind interfaces: kv, the job queue, schedules, the event log, memory,
-vector rows, sealed secrets, workflow runs, the console's accounts, the audit log and the
+vector rows, sealed secrets, workflow runs, the plugin catalog, the instances sharing the
+store, MCP tasks, OAuth's clients and tokens, the console's accounts, the audit log and the
 operator's plugin settings.
 
-``open_storage(data_dir)`` gives the app's :class:`Storage` (SQLite today: ``omnicore.db`` in
-``data_dir``). Everything above this package uses only the interfaces (``base``,
-``memory_rows``, ``vector_rows``, ``secret_rows``, ``workflows``, ``user_rows``,
-``audit_rows``, ``settings_rows``), so another backend can take over without touching it.
-Each store is written once in ``stores/`` over the seam of ``backend.py``; ``sqlite/`` (the
-embedded default) and ``postgres/`` are each a dialect and a connection. The services
-kept here above the interfaces (``memory``, ``vectors`` with ``vector_index``, ``secrets``)
-hold the policy, the index cache and the sealing that no backend should repeat.
+``open_storage(data_dir)`` gives the app's :class:`Storage`: SQLite (``omnicore.db`` in
+``data_dir``, the embedded default) or, with ``url`` (``storage.url``), PostgreSQL, several
+hosts on one database. Everything above this package uses only the interfaces (``base``, and
+``memory_rows``, ``vector_rows``, ``secret_rows``, ``workflows``, ``catalog_rows``,
+``instance_rows``, ``mcp_task_rows``, ``oauth_rows``, ``user_rows``, ``audit_rows``,
+``settings_rows``) and the errors every backend raises (``errors``), so another backend can
+take over without touching it. Each store is written once in ``stores/`` over the seam of
+``backend.py``; ``sqlite/`` and ``postgres/`` are each a dialect and a connection, and
+``migration`` what their schema steps say to an operator. Kept here above the interfaces:
+the services that hold the policy no backend should repeat (``memory``, ``vectors`` with
+``vector_index``, ``secrets``' sealing, ``metadata``'s filters), the data dir as a resource
+(``datadir``) and the retention sweep (``retention``, ``retention.*``).
 """
 
 from __future__ import annotations

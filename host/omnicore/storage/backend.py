@@ -87,9 +87,8 @@ class Dialect:
     skip_locked: str
     #: Appended to a SELECT whose rows the transaction then changes.
     for_update: str
-    #: Null-safe equality and inequality (``a IS b`` in SQLite).
+    #: Null-safe equality (``a IS b`` in SQLite).
     same: str
-    differs: str
     #: The larger of two values (SQLite's two-argument ``MAX``).
     greatest: str
     #: The column that keeps the order rows were inserted in, in a table keyed otherwise.

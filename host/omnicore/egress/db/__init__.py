@@ -13,7 +13,9 @@
     verdict.py       the verdict they share and its §4.10 status
     postgres.py  the PostgreSQL dialect (psycopg 3)
     mysql.py     the MySQL/MariaDB dialect (PyMySQL)
+    mysql_wire.py    PyMySQL's connection and result, leaner and bounded
     redis.py     the Redis backend (RESP2, replies bounded as they are read)
+    lifetime.py  what a statement may leave on its session, cleaned before another plugin's
     service.py   ``app.databases``: a backend per connector, shared by every plugin
 
 The drivers are imported when a connector of their kind is first used.

@@ -40,9 +40,8 @@ T = TypeVar("T")
 #: Several hosts claim at once: each skips the rows another transaction holds.
 POSTGRES = Dialect(name="postgres", single_writer=False,
                    skip_locked=" FOR UPDATE SKIP LOCKED", for_update=" FOR UPDATE",
-                   same="IS NOT DISTINCT FROM", differs="IS DISTINCT FROM",
-                   greatest="GREATEST", insertion_order="seq", json_filter=filter_sql,
-                   no_index="")
+                   same="IS NOT DISTINCT FROM", greatest="GREATEST", insertion_order="seq",
+                   json_filter=filter_sql, no_index="")
 #: Keys whose lock has had a number of its own since before the seam: hosts of an older
 #: version sharing the database take that number, so the same key must.
 _LOCKS = {"settings": SETTINGS_LOCK}

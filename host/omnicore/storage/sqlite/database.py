@@ -61,8 +61,8 @@ def _json_filter(column: str, flt: Sequence[tuple[str, Any]]) -> tuple[str, list
 
 
 SQLITE = Dialect(name="sqlite", single_writer=True, skip_locked="", for_update="", same="IS",
-                 differs="IS NOT", greatest="MAX", insertion_order="rowid",
-                 json_filter=_json_filter, no_index="+")
+                 greatest="MAX", insertion_order="rowid", json_filter=_json_filter,
+                 no_index="+")
 
 DB_FILE = "omnicore.db"
 Synchronous = Literal["normal", "full"]
