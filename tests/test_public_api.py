@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +35,7 @@ EXPECTED = {
                         "LogConfig", "OmniConfig", "PluginConfig", "SandboxConfig",
                         "load_config", "render_config"],
     "omnicore.runtime": [],
-    "omnicore.runtime.tasks": ["TaskEngine"],
+    "omnicore.runtime.tasks": ["TaskEngine", "TaskHandle"],  # omnicore.core.tasks, its seed path
     "omnicore.extensions": ["DEPRECATED_ENTRY_POINT_GROUP", "ENTRY_POINT_GROUP", "HOOK_NAMES",
                          "ExtensionManager", "hookimpl", "hookspec"],
     "omnicore.modules": ["CheckResult", "ComponentHealth", "HealthModule", "HealthReport",
@@ -57,11 +58,16 @@ def test_all_is_pinned_and_resolvable(module: str) -> None:
 
 
 def test_seed_import_paths() -> None:
-    from omnicore.core.app import OmniApp
-    from omnicore.modules.health import HealthModule
     from omnicore.runtime.tasks import TaskEngine
 
-    assert OmniApp and HealthModule and TaskEngine
+    from omnicore.core import tasks
+    from omnicore.core.app import OmniApp
+    from omnicore.modules.health import HealthModule
+
+    assert OmniApp and HealthModule and TaskEngine is tasks.TaskEngine
+    # The seed's path is the engine's module under its old name, no copy and no folder.
+    assert importlib.import_module("omnicore.runtime.tasks") is tasks
+    assert not (Path(tasks.__file__).parents[1] / "runtime").exists()
 
 
 def test_hook_names() -> None:
