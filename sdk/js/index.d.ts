@@ -163,6 +163,68 @@ declare module "omnicore" {
               headers?: Record<string, string>): HttpResponse;
   };
 
+  /** An HTTP request served on a route the operator mapped (specs/http-routes.md §2). */
+  export class RouteRequest {
+    /** Upper case, as sent. */
+    readonly method: string;
+    /** After the routes' prefix, percent-decoded, starting with "/". */
+    readonly path: string;
+    /** The raw query string without "?" ("" when none). */
+    readonly query: string;
+    /** The query parsed: name -> every value, in order. */
+    readonly queryParams: Record<string, string[]>;
+    /** The route pattern's variables (`/notes/{id}` -> `{id: "7"}`). */
+    readonly params: Record<string, string>;
+    /** Lower-case name -> value (repeated headers joined with ", "). */
+    readonly headers: Record<string, string>;
+    readonly body: Uint8Array;
+    /** The route's name, the full URL asked for, the client's address. */
+    readonly route: string;
+    readonly url: string;
+    readonly remote: string;
+    /** What the host checked: `{mode: "public" | "token" | "github" | "stripe", ...}`. */
+    readonly auth: { mode: string; [k: string]: JsonValue };
+    /** A header's value (the name in any case), or null. */
+    header(name: string): string | null;
+    /** The first value of a query parameter, or null. */
+    queryParam(name: string): string | null;
+    /** Every value of a query parameter ([] when absent). */
+    queryAll(name: string): string[];
+    /** The body as UTF-8 text. */
+    text(): string;
+    /** The body parsed; throws InputError("invalid JSON body: ...") when it is not JSON. */
+    json<T = JsonValue>(): T;
+  }
+
+  /** A route handler's answer (specs/http-routes.md §3). */
+  export class RouteResponse {
+    constructor(status?: number, headers?: Record<string, string | string[]>, body?: Bytes);
+    status: number;
+    headers: Record<string, string | string[]>;
+    body: Uint8Array;
+    /** `text/plain; charset=utf-8`. */
+    static text(text: string, status?: number): RouteResponse;
+    /** `application/json`. */
+    static json(value: unknown, status?: number): RouteResponse;
+    /** An empty body. */
+    static status(status: number): RouteResponse;
+    /** Sets a header (a list sends it once per value); returns the response. */
+    header(name: string, value: string | string[]): RouteResponse;
+  }
+
+  /** What a route function may return: a RouteResponse or its plain shape. */
+  export type RouteAnswer = RouteResponse | { status?: number; headers?: Record<string, string | string[]>;
+    body?: Bytes };
+
+  /**
+   * A handler answering HTTP: `export const hook = route((req) => RouteResponse.text("hi"))`.
+   * A malformed envelope is answered 400 and an error `fn` throws 500 (logged), never a trap.
+   */
+  export function route(fn: (req: RouteRequest) => RouteAnswer | Promise<RouteAnswer>): RouteHandler;
+
+  /** The handler `route` makes: it answers the response block (bytes). */
+  export type RouteHandler = (input: string) => Uint8Array | Promise<Uint8Array>;
+
   /** omnicore:events — publish on `plugin.<name>.<topic>`. */
   export const events: {
     publish(topic: string, payload?: Bytes | JsonValue): void;

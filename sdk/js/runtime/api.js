@@ -475,3 +475,152 @@ const consoleImpl = {
 if (typeof globalThis.console === "undefined") globalThis.console = consoleImpl;
 if (typeof globalThis.TextEncoder === "undefined") globalThis.TextEncoder = TextEncoderImpl;
 if (typeof globalThis.TextDecoder === "undefined") globalThis.TextDecoder = TextDecoderImpl;
+
+// -- HTTP routes (specs/http-routes.md §2, §3, §8) -------------------------------------------
+
+/** The request a route handler gets: the host's envelope (specs/http-routes.md §2) decoded. */
+export class RouteRequest {
+  constructor(head, body) {
+    this.method = head.method;
+    this.path = head.path;
+    this.query = typeof head.query === "string" ? head.query : "";
+    // The host always sends query_params; a hand-made envelope (omnicore call) may not.
+    this.queryParams = isStringLists(head.query_params) ? head.query_params : parseQuery(this.query);
+    this.params = isStringMap(head.params) ? head.params : {};
+    this.headers = isStringMap(head.headers) ? lowerKeys(head.headers) : {};
+    this.route = typeof head.route === "string" ? head.route : "";
+    this.url = typeof head.url === "string" ? head.url : "";
+    this.remote = typeof head.remote === "string" ? head.remote : "";
+    this.auth = head.auth !== null && typeof head.auth === "object" ? head.auth : { mode: "public" };
+    this.body = body;
+  }
+  /** A header's value (the name in any case), or null. */
+  header(name) { return this.headers[String(name).toLowerCase()] ?? null; }
+  /** The first value of query parameter `name`, or null. */
+  queryParam(name) { return this.queryParams[name]?.[0] ?? null; }
+  /** Every value of query parameter `name`, in order ([] when absent). */
+  queryAll(name) { return this.queryParams[name] ?? []; }
+  /** The body as text (UTF-8; invalid bytes become U+FFFD). */
+  text() { return decode(this.body); }
+  /** The body parsed as JSON; InputError("invalid JSON body: ...") when it is not. */
+  json() {
+    try {
+      return JSON.parse(this.text());
+    } catch (e) {
+      throw new InputError(`invalid JSON body: ${this.body.length ? e.message : "empty body"}`);
+    }
+  }
+}
+
+/** What a route handler answers: status, headers (name -> string or list) and body bytes. */
+export class RouteResponse {
+  constructor(status = 200, headers = {}, body = new Uint8Array(0)) {
+    this.status = status;
+    this.headers = { ...headers };
+    this.body = typeof body === "string" ? encode(body) : asU8(body);
+  }
+  /** `text/plain; charset=utf-8`. */
+  static text(text, status = 200) {
+    return new RouteResponse(status, { "content-type": "text/plain; charset=utf-8" }, String(text));
+  }
+  /** `application/json`, the value serialised. */
+  static json(value, status = 200) {
+    return new RouteResponse(status, { "content-type": "application/json" }, JSON.stringify(value));
+  }
+  /** A status with an empty body. */
+  static status(status) { return new RouteResponse(status); }
+  /** Sets header `name` (a list sends it several times, as set-cookie needs); returns this. */
+  header(name, value) {
+    this.headers[String(name).toLowerCase()] = Array.isArray(value) ? value.map(String) : String(value);
+    return this;
+  }
+}
+
+const isStringMap = (v) => v !== null && typeof v === "object" && !Array.isArray(v)
+  && Object.values(v).every((x) => typeof x === "string");
+const isStringLists = (v) => v !== null && typeof v === "object" && !Array.isArray(v)
+  && Object.values(v).every((x) => Array.isArray(x) && x.every((s) => typeof s === "string"));
+const lowerKeys = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k.toLowerCase(), v]));
+
+// application/x-www-form-urlencoded, blank values kept (as the host parses it).
+function parseQuery(query) {
+  const out = {};
+  for (const part of query.split("&")) {
+    if (part === "") continue;
+    const eq = part.indexOf("=");
+    const [name, value] = (eq < 0 ? [part, ""] : [part.slice(0, eq), part.slice(eq + 1)]).map(formDecode);
+    (out[name] ??= []).push(value);
+  }
+  return out;
+}
+function formDecode(s) {
+  const plus = s.replace(/\+/g, " ");
+  try {
+    return decodeURIComponent(plus);
+  } catch {
+    return plus;   // a stray "%" is kept as it was sent rather than failing the request
+  }
+}
+
+// The envelope as a RouteRequest, or a string saying why it is not one.
+function decodeEnvelope(input) {
+  if (input.length < 4) return `${input.length} bytes is too short for a request envelope`;
+  const headLen = new DataView(input.buffer, input.byteOffset, input.byteLength).getUint32(0, true);
+  if (headLen > input.length - 4) return `the head is ${headLen} bytes but only ${input.length - 4} follow`;
+  let head;
+  try {
+    head = JSON.parse(decode(input.subarray(4, 4 + headLen)));
+  } catch (e) {
+    return `the head is not JSON (${e.message})`;
+  }
+  if (head === null || typeof head !== "object" || Array.isArray(head)) return "the head is not a JSON object";
+  if (typeof head.method !== "string" || typeof head.path !== "string") {
+    return "the head has no \"method\" and \"path\" strings";
+  }
+  return new RouteRequest(head, input.slice(4 + headLen));
+}
+
+function encodeResponse(res) {
+  if (!(res instanceof RouteResponse)) {
+    if (res === null || typeof res !== "object") {
+      throw new TypeError("a route handler returns a RouteResponse (RouteResponse.text(...), .json(...))");
+    }
+    res = new RouteResponse(res.status ?? 200, res.headers ?? {}, res.body ?? new Uint8Array(0));
+  }
+  const head = encode(JSON.stringify({ status: res.status, headers: res.headers }));
+  const out = new Uint8Array(4 + head.length + res.body.length);
+  new DataView(out.buffer).setUint32(0, head.length, true);
+  out.set(head, 4);
+  out.set(res.body, 4 + head.length);
+  return out;
+}
+
+function failed(e) {
+  log.error(`route handler failed: ${e instanceof Error ? `${e.name}: ${e.message}` : fmt([e])}`);
+  return encodeResponse(RouteResponse.text("internal error", 500));
+}
+
+/** A handler answering HTTP requests: `export const hook = route((req) => RouteResponse.text("hi"))`.
+ *  A malformed envelope answers 400, an error thrown by `fn` 500 (logged), never a trap. */
+export function route(fn) {
+  return function routeHandler() {
+    const req = decodeEnvelope(native.input());
+    if (typeof req === "string") return encodeResponse(RouteResponse.text(`malformed request envelope: ${req}`, 400));
+    const answer = (res) => {
+      try {
+        return encodeResponse(res);
+      } catch (e) {
+        return failed(e);
+      }
+    };
+    let res;
+    try {
+      res = fn(req);
+    } catch (e) {
+      return failed(e);
+    }
+    // An async fn: the runtime settles the promise inside the call.
+    if (res !== null && typeof res === "object" && typeof res.then === "function") return res.then(answer, failed);
+    return answer(res);
+  };
+}
