@@ -550,16 +550,16 @@ def test_maria_results_left_on_the_wire_close_the_connection(
 
 
 def test_pg_libpqs_input_buffer_is_found(pg_url: str) -> None:
-    """The offset of libpq's private input-buffer fields (postgres._find_input) is found for
+    """The offset of libpq's private input-buffer fields (pg_wire._find_input) is found for
     the libpq psycopg runs on: without it a row past the cap is bounded by the socket's
     count only (a libpq that moved them fails here, not in production)."""
-    from omnicore.egress.db import postgres
+    from omnicore.egress.db import pg_wire, postgres
 
     connector = db_connector("m", {"kind": "postgres", "url_secret": "u"})
     conn = postgres.PostgresDialect().connect(
         connector.target(lambda name: pg_url.encode()), connector, time.monotonic() + 10)
     try:
-        assert postgres._in_offset and postgres._in_offset[0] is not None
-        assert conn.in_fields and postgres._pending(conn) == 0
+        assert pg_wire._in_offset and pg_wire._in_offset[0] is not None
+        assert conn.in_fields and pg_wire.pending_message(conn) == 0
     finally:
         conn.close()

@@ -12,6 +12,7 @@
     mystatements.py  MariaDB's lexical rules, the kinds and functions refused
     verdict.py       the verdict they share and its §4.10 status
     postgres.py  the PostgreSQL dialect (psycopg 3)
+    pg_wire.py   libpq's reads bounded in bytes: the opening, the host's statements, a result
     mysql.py     the MySQL/MariaDB dialect (PyMySQL)
     mysql_wire.py    PyMySQL's connection and result, leaner and bounded
     redis.py     the Redis backend (RESP2, replies bounded as they are read)

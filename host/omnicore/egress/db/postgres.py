@@ -9,25 +9,19 @@ again on a connection is prepared there, as psycopg prepares what ``execute`` ru
 (``Cursor.stream`` never does: the server parses and plans it every time), and a result's
 columns are described once per shape instead of per call. A statement's timeout is the
 server's ``statement_timeout``, set only when it changes (a SET costs a round trip), and the
-watchdog cancels it from the client too.
+watchdog cancels it from the client too. What libpq may read off the socket, and so hold, is
+bounded in :mod:`omnicore.egress.db.pg_wire`.
 """
 
 from __future__ import annotations
 
 import array
-import ctypes
-import fcntl
 import functools
 import itertools
-import logging
 import math
 import os
 import re
-import select
 import socket
-import struct
-import termios
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Sequence
@@ -38,7 +32,6 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg import generators, pq
 from psycopg.adapt import PyFormat, Transformer
-from psycopg.waiting import Wait
 
 from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
@@ -54,6 +47,14 @@ from omnicore.egress.db.base import (
 )
 from omnicore.egress.db.config import DbConnector, Target
 from omnicore.egress.db.lifetime import pg_leaves
+from omnicore.egress.db.pg_wire import (
+    close,
+    fetch,
+    getlength,
+    input_fields,
+    memsize,
+    open_bounded,
+)
 from omnicore.egress.db.sql import Dialect, DriverConn, RowEncoder, error_line, row_encoder
 from omnicore.egress.db.values import Json, cell
 from omnicore.egress.redact import Redactor
@@ -96,8 +97,6 @@ _UNASKED = frozenset({pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_IN, pq.ExecStat
 # refused before libpq reads the rest (libpq holds a message whole before it hands on any of
 # it: a 400 MB row was 400 MB of libpq's buffer and 400 MB of its result).
 _WIRE_SLACK = 64 << 10
-_WAIT_R = Wait.R
-_FIONREAD = termios.FIONREAD
 
 
 class _Statement:
@@ -126,17 +125,13 @@ class _Conn(DriverConn["psycopg.Connection[Any]"]):
         # whatever they are (a cell's JSON is at least half its text: bytea's hex), refused
         # before it is decoded. (libpq has read the row whole by then: the bound it leaves.)
         self.row_cap = 2 * connector.max_result_bytes
-        # What libpq may read for one result before the result is refused (_fetch), and
-        # the ioctl's buffer for the bytes waiting on the socket.
+        # What libpq may read for one result before the result is refused (pg_wire.fetch),
+        # and the ioctl's buffer for the bytes waiting on the socket.
         self.max_bytes = connector.max_result_bytes
         self.wire_cap = connector.max_result_bytes + _WIRE_SLACK
         self.pending = array.array("i", [0])
         # The address of libpq's input-buffer fields in this connection's PGconn (0: unknown).
-        if not _in_offset:
-            _in_offset.append(_find_input(raw.pgconn))
-        offset = _in_offset[0]
-        self.in_fields = 0 if offset is None else \
-            raw.pgconn.pgconn_ptr + offset  # type: ignore[attr-defined]
+        self.in_fields = input_fields(raw.pgconn)
         self.connector = connector.name
         self.timeout_ms = -1        # the server's statement_timeout as last set
         # What the watchdog calls at a deadline (made once, not per statement): the cancel
@@ -237,7 +232,7 @@ class PostgresDialect(Dialect):
         # prepares a statement run five times, under names a reset's DISCARD ALL drops.)
         kwargs["prepare_threshold"] = None
         # Bounded by the call's deadline too: libpq's connect_timeout is at least 2 s.
-        raw = _open(kwargs, deadline)
+        raw = open_bounded(kwargs, deadline)
         _check_strings(raw, connector.name, target)
         side = dict(kwargs, connect_timeout=math.ceil(SIDE_TIMEOUT_S),
                     options=f"-c statement_timeout={int(SIDE_TIMEOUT_S * 1000)}")
@@ -453,162 +448,6 @@ _PREPARED = (b"SELECT gid FROM pg_prepared_xacts WHERE owner = current_user AND 
              b"current_database()")
 
 
-#: What a server may send before its session is ready (authentication, parameters, the key,
-#: notices of a login): a start-up is a few KiB.
-_START_CAP = 1 << 20
-_starting = threading.local()
-_POLL_R, _POLL_W, _POLL_OK = (pq.PollingStatus.READING, pq.PollingStatus.WRITING,
-                              pq.PollingStatus.OK)
-
-
-class _Bounded(psycopg.Connection[Any]):
-    """psycopg's connection whose opening is bounded in bytes and finished at its end.
-
-    libpq takes a NoticeResponse (or ErrorResponse) of any length whole once the server
-    said AuthenticationOk (its buffer enlarged to the length announced, then filled as fast
-    as the server sends), and keeps every ParameterStatus of a new name: a spoofed server
-    sending one notice of 1 GiB grew the host by 300 MB in a 4 s connect timeout. And a
-    start-up psycopg's own timeout ends leaves its PGconn (its socket, its buffer) to the
-    cyclic garbage collector. Here, before each read of libpq: past :data:`_START_CAP`
-    counted on the socket, or libpq's buffer enlarged past it for one message, the opening
-    is refused; at that, at the deadline or at any failure the PGconn is finished at once."""
-
-    @classmethod
-    def _connect_gen(cls, conninfo: str = "") -> Generator[Any, Any, Any]:
-        pgconn = yield from _bounded_start(conninfo, _starting.until)
-        return cls(pgconn)
-
-    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-        """psycopg's wait, bounded in bytes for the host's own statements (the privileges
-        check, SET, BEGIN, COMMIT, the clean-up, DISCARD ALL): libpq reads their answer
-        whole, and a spoofed server answering the privileges check with a notice of 1 GiB
-        cost the host 1 GB before the deadline cut it. A plugin's result (_fetch) bounds
-        itself by max_result_bytes."""
-        if getattr(gen, "gi_code", None) is not _fetch.__code__:
-            gen = _bounded_answer(self.pgconn, gen)
-        return super().wait(gen, interval, timeout)
-
-
-def _bounded_answer(pgconn: Any, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
-    """``gen`` (a psycopg generator yielding what it waits for), refused past
-    :data:`_START_CAP` counted on the socket or in libpq's buffer for one message."""
-    pending = array.array("i", [0])
-    got = 0
-    try:
-        wait = next(gen)
-        while True:
-            ready = yield wait
-            if ready & _WAIT_R:
-                fcntl.ioctl(pgconn.socket, _FIONREAD, pending, True)
-                got += pending[0]
-                if got > _START_CAP or _in_buffer(pgconn) > _START_CAP:
-                    pgconn.finish()  # the rest unread; the connection is not given back
-                    raise psycopg.OperationalError(
-                        f"the server sent more than {_START_CAP} bytes in answer to a "
-                        "statement of the host")
-            wait = gen.send(ready)
-    except StopIteration as done:
-        return done.value
-
-
-def _bounded_start(conninfo: str, until: float) -> Generator[Any, Any, Any]:
-    """psycopg's generators.connect, bounded (:class:`_Bounded`)."""
-    pgconn = pq.PGconn.connect_start(conninfo.encode())
-    pending = array.array("i", [0])
-    got = 0
-    done = False
-    try:
-        while True:
-            if pgconn.status == pq.ConnStatus.BAD:
-                raise psycopg.OperationalError(
-                    f"connection is bad: {pgconn.get_error_message()}")
-            fileno = pgconn.socket
-            if fileno >= 0:
-                fcntl.ioctl(fileno, _FIONREAD, pending, True)
-                got += pending[0]
-                if got > _START_CAP or _in_buffer(pgconn) > _START_CAP:
-                    raise psycopg.OperationalError(
-                        f"the server sent more than {_START_CAP} bytes before its session "
-                        "was ready")
-            status = pgconn.connect_poll()
-            if status == _POLL_OK:
-                break
-            if status != _POLL_R and status != _POLL_W:
-                raise psycopg.OperationalError(
-                    f"connection failed: {pgconn.get_error_message()}")
-            # Looked at before each yield (a poll can be long: libpq's list of parameters
-            # grows with each new one), so psycopg's own timeout never ends the wait first.
-            while time.monotonic() < until and \
-                    not (yield pgconn.socket, _WAIT_R if status == _POLL_R else Wait.W):
-                pass
-            if time.monotonic() >= until:
-                raise psycopg.OperationalError("connection timeout expired")
-        pgconn.nonblocking = 1
-        done = True
-        return pgconn
-    finally:
-        if not done:
-            pgconn.finish()  # its socket closed now, not at a garbage collection
-
-
-def _in_buffer(pgconn: Any) -> int:
-    """The size of libpq's input buffer in ``pgconn`` (0: where it is is not known)."""
-    if not _in_offset:
-        _learn_input()
-    offset = _in_offset[0]
-    if offset is None:
-        return 0
-    return int(_INPUT.unpack_from(ctypes.string_at(pgconn.pgconn_ptr + offset,
-                                                   _INPUT.size))[1])
-
-
-def _learn_input() -> None:
-    """Find libpq's input buffer (:func:`_find_input`) on a connection to a server of a few
-    lines here, before the first connection to a real one: that one may be hostile."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        server.settimeout(5)
-
-        def serve() -> None:
-            try:
-                client, _ = server.accept()
-                with client:
-                    client.settimeout(5)
-                    client.recv(65536)  # the start-up message (a few dozen bytes)
-                    client.sendall(b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I")
-                    client.recv(64)  # until the client's Terminate or close
-            except OSError:
-                pass
-
-        thread = threading.Thread(target=serve, name="omnicore-db-learn", daemon=True)
-        thread.start()
-        # Polled, not PQconnectdb: that one holds the GIL, and the server above is Python.
-        pgconn = pq.PGconn.connect_start(
-            f"host=127.0.0.1 port={server.getsockname()[1]} user=omnicore dbname=omnicore "
-            "sslmode=disable gssencmode=disable".encode())
-        try:
-            until = time.monotonic() + 5
-            status: int = _POLL_W
-            while status in (_POLL_R, _POLL_W) and time.monotonic() < until:
-                if status == _POLL_R:
-                    select.select([pgconn.socket], [], [], 0.5)
-                else:
-                    select.select([], [pgconn.socket], [], 0.5)
-                status = pgconn.connect_poll()
-            found = _find_input(pgconn) if status == _POLL_OK else None
-        finally:
-            pgconn.finish()
-            thread.join(5)
-    if not _in_offset:
-        _in_offset.append(found)
-
-
-def _open(kwargs: dict[str, Any], deadline: float = math.inf) -> psycopg.Connection[Any]:
-    """psycopg.connect(**kwargs), bounded by :class:`_Bounded`, and ended at ``deadline``
-    (time.monotonic()) when that comes first (psycopg's wait looks every 0.1 s)."""
-    timeout = float(kwargs.get("connect_timeout") or 30)
-    _starting.until = min(deadline, time.monotonic() + timeout)
-    return _Bounded.connect(**kwargs)
-
 
 def _sever(conn: _Conn, pid: int, side: dict[str, Any]) -> None:
     """Cut ``conn`` (the watchdog, when a statement outlived its cancel): its socket shut
@@ -632,7 +471,7 @@ def _sever(conn: _Conn, pid: int, side: dict[str, Any]) -> None:
 
 
 def _terminate(pid: int, side: dict[str, Any]) -> None:
-    with _open(side) as raw:
+    with open_bounded(side) as raw:
         # Its answer bounded too (a side thread never waits longer than SIDE_TIMEOUT_S): a
         # server that answers with notices, or a COPY, for ever has the socket shut down.
         fd = raw.pgconn.socket
@@ -693,76 +532,6 @@ def _command(conn: _Conn, sql: str, args: list[Any]) -> int:
     return count
 
 
-def _libpq() -> tuple[Callable[[int], int], Callable[[int, int, int], int]]:
-    """libpq's PQresultMemorySize and PQgetlength, of the libpq psycopg runs on (psycopg's
-    PGresult offers neither): a chunk's size, and its cells' lengths when it is large, read
-    before psycopg decodes a cell."""
-    if pq.__impl__ == "python":
-        from psycopg.pq import _pq_ctypes
-        lib: Any = ctypes.CDLL(_pq_ctypes.pq._name)  # type: ignore[attr-defined]
-    else:
-        with open("/proc/self/maps") as maps:  # the one psycopg's C is linked with
-            path = next((line.split()[-1] for line in maps if "/libpq" in line), None)
-        if path is None:
-            raise ImportError("the PostgreSQL connector found no libpq loaded by psycopg")
-        lib = ctypes.CDLL(path)
-    size = lib.PQresultMemorySize
-    size.argtypes = (ctypes.c_void_p,)
-    size.restype = ctypes.c_size_t
-    getlength = lib.PQgetlength
-    getlength.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
-    getlength.restype = ctypes.c_int
-    return size, getlength
-
-
-_memsize, _getlength = _libpq()
-_usable_size = ctypes.CDLL(None).malloc_usable_size
-_usable_size.argtypes = (ctypes.c_void_p,)
-_usable_size.restype = ctypes.c_size_t
-# libpq's PGconn starts its input buffer's fields with these (libpq-int.h: inBuffer,
-# inBufSize, inStart, inCursor, inEnd, then the output buffer's outBuffer, outBufSize,
-# outCount); a fresh buffer is 16 KiB, grown by doubling or by 8 KiB.
-_BUFFERS = struct.Struct("PiiiiPii")  # (native: C's layout)
-_INPUT = struct.Struct("Piiii")
-#: Where in libpq's PGconn its input buffer's fields are (None: not found, and a result is
-#: bounded by the bytes counted on the socket alone); found at the first connection.
-_in_offset: list[int | None] = []
-
-
-def _find_input(pgconn: Any) -> int | None:
-    """The offset of libpq's input-buffer fields in ``pgconn``'s PGconn, found on a
-    connection just opened, whose buffer ends with the ReadyForQuery it read last (a pattern
-    checked field by field before any pointer is followed; the PGconn read within its
-    allocation). libpq keeps these private: a libpq that moved them is found not to match,
-    and the connector says so once and bounds results by the socket's count alone."""
-    ptr = pgconn.pgconn_ptr
-    raw = ctypes.string_at(ptr, _usable_size(ptr))
-    for off in range(0, len(raw) - _BUFFERS.size + 1, 8):
-        buf, size, start, cursor, end, out, out_size, count = _BUFFERS.unpack_from(raw, off)
-        if not (buf and out and buf % 16 == 0 and out % 16 == 0 and size >= 16384
-                and size % 8192 == 0 and out_size >= 16384 and out_size % 8192 == 0
-                and 0 <= start <= cursor <= end <= size and 6 <= end
-                and 0 <= count <= out_size):
-            continue
-        if ctypes.string_at(buf + end - 6, 5) == b"Z\0\0\0\x05":
-            return off
-    logging.getLogger("omnicore.egress").warning(
-        "the PostgreSQL connector did not find libpq's input buffer (libpq %s): a result "
-        "over max_result_bytes is refused by the bytes counted on the socket only, and "
-        "libpq may hold more of it", pq.version())
-    return None
-
-
-def _pending(conn: _Conn) -> int:
-    """The length of the message libpq is assembling (0: none begun), read from its
-    buffer: a message longer than a result may be is refused before libpq reads the rest
-    of it (libpq enlarges its buffer to a message's length when it parses the message's
-    header, then reads until the socket is empty: a 400 MB row whole, at once)."""
-    buf, _, start, _, end = _INPUT.unpack_from(ctypes.string_at(conn.in_fields, _INPUT.size))
-    if end - start < 5:
-        return 0
-    return int.from_bytes(ctypes.string_at(buf + start + 1, 4), "big")
-
 
 def _unprepare(conn: _Conn) -> None:
     """Deallocate what :meth:`_Conn.forget_statements` or the cache's bound let go."""
@@ -777,67 +546,13 @@ def _send_fetch(conn: _Conn) -> Any:
     raw, pgconn = conn.raw, conn.raw.pgconn
     if pgconn.flush():
         raw.wait(generators.send(pgconn))
-    return raw.wait(_fetch(conn))
-
-
-#: What libpq reads of the socket in one go whatever its buffer holds (pqReadData makes room
-#: for 8 KiB before it reads).
-_LIBPQ_READ = 8192
-
-
-def _fetch(conn: _Conn) -> Generator[Wait, Any, Any]:
-    """psycopg's fetch of one result, bounded in bytes: what waits on the socket is counted
-    before libpq reads it, and past :attr:`_Conn.wire_cap` for one result (a row, a chunk of
-    rows, notices: whatever the server sends before the result is whole) the result is
-    refused and the connection closed, the rest unread. (Its time is the statement's
-    deadline: the watchdog shuts the socket down.) Notifications are dropped as they come:
-    no statement of a plugin listens."""
-    pgconn = conn.raw.pgconn
-    if pgconn.is_busy():
-        fd, pending, cap = pgconn.socket, conn.pending, conn.wire_cap
-        got = 0
-        while True:
-            while not (yield _WAIT_R):
-                continue
-            fcntl.ioctl(fd, _FIONREAD, pending, True)
-            fields, ahead = conn.in_fields, got + pending[0]
-            if ahead > cap or (fields and _pending(conn) > cap):
-                _close(conn)
-                raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
-            if fields and pending[0] > _LIBPQ_READ:
-                # What libpq reads, exactly: a read leaves bytes on the socket when its
-                # buffer is full, and they were counted again at the next wake-up (a 4 MB
-                # result was refused under a 32 MiB cap). It first moves its unread bytes
-                # to the buffer's start, then appends what it reads. (Up to _LIBPQ_READ
-                # waiting, it reads them all: a short answer pays no more.)
-                _, _, start, _, end = _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))
-                pgconn.consume_input()
-                got += _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))[4] - (
-                    end - start)
-            else:  # (or libpq's buffer not found: every byte waiting counted as read)
-                got = ahead
-                pgconn.consume_input()
-            while pgconn.notifies() is not None:
-                pass
-            if not pgconn.is_busy():
-                break
-    return pgconn.get_result()
-
-
-def _close(conn: _Conn) -> None:
-    """Close ``conn`` now (the rest of what the server sent unread): it never returns to
-    the pool."""
-    conn.broken = True
-    try:
-        conn.raw.close()
-    except Exception:
-        pass
+    return raw.wait(fetch(conn))
 
 
 def _unasked(conn: _Conn, res: Any) -> Refused:
     """A result the connector did not ask for (:data:`_UNASKED`): the connection closed,
     the call told so."""
-    _close(conn)
+    close(conn)
     return Refused("UNAVAILABLE", f"connector {conn.connector}: the server answered with "
                                   f"{pq.ExecStatus(res.status).name}, which the connector "
                                   "never asks for; "
@@ -846,7 +561,7 @@ def _unasked(conn: _Conn, res: Any) -> Refused:
 
 def _drain(conn: _Conn) -> None:
     """Read the results left of the running statement (the connection is free after).
-    Each result is bounded in bytes (:func:`_fetch`) and the whole by the statement's
+    Each result is bounded in bytes (:func:`fetch`) and the whole by the statement's
     deadline; a COPY the server starts ends the call (libpq would return it for ever)."""
     while (res := _next(conn)) is not None:
         if res.status in _UNASKED:
@@ -858,7 +573,7 @@ def _next(conn: _Conn) -> Any:
     libpq has not got it yet (the end of a short result came with its rows)."""
     pgconn = conn.raw.pgconn
     if pgconn.is_busy():
-        return conn.raw.wait(_fetch(conn))
+        return conn.raw.wait(fetch(conn))
     return pgconn.get_result()
 
 
@@ -960,14 +675,14 @@ def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any],
                 # is decoded; in a chunk larger than a row may be (one call per chunk: the
                 # common small result pays no more), a row too long on the wire before it is.
                 ptr = res.pgresult_ptr
-                size = _memsize(ptr)
+                size = memsize(ptr)
                 if size > _LARGE_CHUNK:
                     # A large chunk's PGresult freed once its last row is decoded, before
                     # that row's JSON is written (it held the row a third time).
                     fields, last = range(res.nfields), res.ntuples - 1
                     for i in range(last + 1):
                         if size > conn.row_cap and \
-                                sum([_getlength(ptr, i, c) for c in fields]) > conn.row_cap:
+                                sum([getlength(ptr, i, c) for c in fields]) > conn.row_cap:
                             raise over_cap(conn.connector, i, conn.row_cap, 1 << 62,
                                            conn.row_cap // 2)
                         if i < last:
@@ -982,7 +697,7 @@ def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any],
             elif status != _TUPLES:
                 raise _failed(conn, res)
             # _next(conn), written out (two per query)
-            res = raw.wait(_fetch(conn)) if pgconn.is_busy() else pgconn.get_result()
+            res = raw.wait(fetch(conn)) if pgconn.is_busy() else pgconn.get_result()
         done = True
     finally:
         if not done and not conn.broken and raw.pgconn.transaction_status == _ACTIVE:

@@ -1,0 +1,359 @@
+"""PostgreSQL's wire as the PostgreSQL connector reads it (:mod:`omnicore.egress.db.postgres`):
+libpq, through psycopg, bounded in bytes where libpq itself is not.
+
+libpq reads whatever the server sends into one buffer it enlarges to the length a message
+announces, then hands the message over whole: a row, a notice or an error of 1 GiB is 1 GiB of
+the host's memory before any of psycopg's code sees it. This module counts what waits on the
+socket before libpq reads it and reads the length of the message libpq is assembling from
+libpq's own input-buffer fields (private to libpq: found once, checked field by field, and
+when not found a result is bounded by the socket's count alone), so that
+
+* a connection's opening (:func:`open_bounded`) is refused past 1 MiB and finished at once at
+  its deadline or failure;
+* the answer to each of the host's own statements is refused past 1 MiB;
+* a plugin's result (:func:`fetch`) is refused past ``max_result_bytes`` and a little framing,
+  the connection closed with the rest unread.
+
+It also gives :func:`memsize` and :func:`getlength`, libpq's PQresultMemorySize and
+PQgetlength, which psycopg's PGresult does not offer.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import fcntl
+import logging
+import math
+import select
+import socket
+import struct
+import termios
+import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
+
+import psycopg
+from psycopg import pq
+from psycopg.waiting import Wait
+
+from omnicore.egress.db.base import over_cap
+
+__all__ = ["Reading", "close", "fetch", "getlength", "input_fields", "memsize",
+           "open_bounded", "pending_message"]
+
+_WAIT_R = Wait.R
+_FIONREAD = termios.FIONREAD
+
+
+class Reading(Protocol):
+    """What :func:`fetch` reads of a connection (postgres.py's ``_Conn``)."""
+
+    raw: psycopg.Connection[Any]
+    connector: str
+    broken: bool
+    #: The address of libpq's input-buffer fields in the PGconn (0: not known).
+    in_fields: int
+    #: The ioctl's buffer for the bytes waiting on the socket.
+    pending: array.array[int]
+    #: What libpq may read for one result before the result is refused.
+    wire_cap: int
+    #: The connector's max_result_bytes (the refusal's message).
+    max_bytes: int
+
+
+# -- libpq's input buffer ------------------------------------------------------------------
+def _libpq() -> tuple[Callable[[int], int], Callable[[int, int, int], int]]:
+    """libpq's PQresultMemorySize and PQgetlength, of the libpq psycopg runs on (psycopg's
+    PGresult offers neither): a chunk's size, and its cells' lengths when it is large, read
+    before psycopg decodes a cell."""
+    if pq.__impl__ == "python":
+        from psycopg.pq import _pq_ctypes
+        lib: Any = ctypes.CDLL(_pq_ctypes.pq._name)  # type: ignore[attr-defined]
+    else:
+        with open("/proc/self/maps") as maps:  # the one psycopg's C is linked with
+            path = next((line.split()[-1] for line in maps if "/libpq" in line), None)
+        if path is None:
+            raise ImportError("the PostgreSQL connector found no libpq loaded by psycopg")
+        lib = ctypes.CDLL(path)
+    size = lib.PQresultMemorySize
+    size.argtypes = (ctypes.c_void_p,)
+    size.restype = ctypes.c_size_t
+    length = lib.PQgetlength
+    length.argtypes = (ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
+    length.restype = ctypes.c_int
+    return size, length
+
+
+memsize, getlength = _libpq()
+_usable_size = ctypes.CDLL(None).malloc_usable_size
+_usable_size.argtypes = (ctypes.c_void_p,)
+_usable_size.restype = ctypes.c_size_t
+# libpq's PGconn starts its input buffer's fields with these (libpq-int.h: inBuffer,
+# inBufSize, inStart, inCursor, inEnd, then the output buffer's outBuffer, outBufSize,
+# outCount); a fresh buffer is 16 KiB, grown by doubling or by 8 KiB.
+_BUFFERS = struct.Struct("PiiiiPii")  # (native: C's layout)
+_INPUT = struct.Struct("Piiii")
+#: Where in libpq's PGconn its input buffer's fields are (None: not found, and a result is
+#: bounded by the bytes counted on the socket alone); found at the first connection.
+_in_offset: list[int | None] = []
+
+
+def _find_input(pgconn: Any) -> int | None:
+    """The offset of libpq's input-buffer fields in ``pgconn``'s PGconn, found on a
+    connection just opened, whose buffer ends with the ReadyForQuery it read last (a pattern
+    checked field by field before any pointer is followed; the PGconn read within its
+    allocation). libpq keeps these private: a libpq that moved them is found not to match,
+    and the connector says so once and bounds results by the socket's count alone."""
+    ptr = pgconn.pgconn_ptr
+    raw = ctypes.string_at(ptr, _usable_size(ptr))
+    for off in range(0, len(raw) - _BUFFERS.size + 1, 8):
+        buf, size, start, cursor, end, out, out_size, count = _BUFFERS.unpack_from(raw, off)
+        if not (buf and out and buf % 16 == 0 and out % 16 == 0 and size >= 16384
+                and size % 8192 == 0 and out_size >= 16384 and out_size % 8192 == 0
+                and 0 <= start <= cursor <= end <= size and 6 <= end
+                and 0 <= count <= out_size):
+            continue
+        if ctypes.string_at(buf + end - 6, 5) == b"Z\0\0\0\x05":
+            return off
+    logging.getLogger("omnicore.egress").warning(
+        "the PostgreSQL connector did not find libpq's input buffer (libpq %s): a result "
+        "over max_result_bytes is refused by the bytes counted on the socket only, and "
+        "libpq may hold more of it", pq.version())
+    return None
+
+
+def input_fields(pgconn: Any) -> int:
+    """The address of libpq's input-buffer fields in ``pgconn``'s PGconn (0: where they are
+    is not known), found on the first connection opened (a fresh one: its buffer ends with
+    the ReadyForQuery it read last)."""
+    if not _in_offset:
+        _in_offset.append(_find_input(pgconn))
+    offset = _in_offset[0]
+    return 0 if offset is None else int(pgconn.pgconn_ptr) + offset
+
+
+def pending_message(conn: Reading) -> int:
+    """The length of the message libpq is assembling (0: none begun), read from its
+    buffer: a message longer than a result may be is refused before libpq reads the rest
+    of it (libpq enlarges its buffer to a message's length when it parses the message's
+    header, then reads until the socket is empty: a 400 MB row whole, at once)."""
+    buf, _, start, _, end = _INPUT.unpack_from(ctypes.string_at(conn.in_fields, _INPUT.size))
+    if end - start < 5:
+        return 0
+    return int.from_bytes(ctypes.string_at(buf + start + 1, 4), "big")
+
+
+def _in_buffer(pgconn: Any) -> int:
+    """The size of libpq's input buffer in ``pgconn`` (0: where it is is not known)."""
+    if not _in_offset:
+        _learn_input()
+    offset = _in_offset[0]
+    if offset is None:
+        return 0
+    return int(_INPUT.unpack_from(ctypes.string_at(pgconn.pgconn_ptr + offset,
+                                                   _INPUT.size))[1])
+
+
+def _learn_input() -> None:
+    """Find libpq's input buffer (:func:`_find_input`) on a connection to a server of a few
+    lines here, before the first connection to a real one: that one may be hostile."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(5)
+
+        def serve() -> None:
+            try:
+                client, _ = server.accept()
+                with client:
+                    client.settimeout(5)
+                    client.recv(65536)  # the start-up message (a few dozen bytes)
+                    client.sendall(b"R\0\0\0\x08\0\0\0\0Z\0\0\0\x05I")
+                    client.recv(64)  # until the client's Terminate or close
+            except OSError:
+                pass
+
+        thread = threading.Thread(target=serve, name="omnicore-db-learn", daemon=True)
+        thread.start()
+        # Polled, not PQconnectdb: that one holds the GIL, and the server above is Python.
+        pgconn = pq.PGconn.connect_start(
+            f"host=127.0.0.1 port={server.getsockname()[1]} user=omnicore dbname=omnicore "
+            "sslmode=disable gssencmode=disable".encode())
+        try:
+            until = time.monotonic() + 5
+            status: int = _POLL_W
+            while status in (_POLL_R, _POLL_W) and time.monotonic() < until:
+                if status == _POLL_R:
+                    select.select([pgconn.socket], [], [], 0.5)
+                else:
+                    select.select([], [pgconn.socket], [], 0.5)
+                status = pgconn.connect_poll()
+            found = _find_input(pgconn) if status == _POLL_OK else None
+        finally:
+            pgconn.finish()
+            thread.join(5)
+    if not _in_offset:
+        _in_offset.append(found)
+
+
+# -- a connection's opening and the host's own statements ----------------------------------
+#: What a server may send before its session is ready (authentication, parameters, the key,
+#: notices of a login): a start-up is a few KiB.
+_START_CAP = 1 << 20
+_starting = threading.local()
+_POLL_R, _POLL_W, _POLL_OK = (pq.PollingStatus.READING, pq.PollingStatus.WRITING,
+                              pq.PollingStatus.OK)
+
+
+class _Bounded(psycopg.Connection[Any]):
+    """psycopg's connection whose opening is bounded in bytes and finished at its end.
+
+    libpq takes a NoticeResponse (or ErrorResponse) of any length whole once the server
+    said AuthenticationOk (its buffer enlarged to the length announced, then filled as fast
+    as the server sends), and keeps every ParameterStatus of a new name: a spoofed server
+    sending one notice of 1 GiB grew the host by 300 MB in a 4 s connect timeout. And a
+    start-up psycopg's own timeout ends leaves its PGconn (its socket, its buffer) to the
+    cyclic garbage collector. Here, before each read of libpq: past :data:`_START_CAP`
+    counted on the socket, or libpq's buffer enlarged past it for one message, the opening
+    is refused; at that, at the deadline or at any failure the PGconn is finished at once."""
+
+    @classmethod
+    def _connect_gen(cls, conninfo: str = "") -> Generator[Any, Any, Any]:
+        pgconn = yield from _bounded_start(conninfo, _starting.until)
+        return cls(pgconn)
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        """psycopg's wait, bounded in bytes for the host's own statements (the privileges
+        check, SET, BEGIN, COMMIT, the clean-up, DISCARD ALL): libpq reads their answer
+        whole, and a spoofed server answering the privileges check with a notice of 1 GiB
+        cost the host 1 GB before the deadline cut it. A plugin's result (fetch) bounds
+        itself by max_result_bytes."""
+        if getattr(gen, "gi_code", None) is not fetch.__code__:
+            gen = _bounded_answer(self.pgconn, gen)
+        return super().wait(gen, interval, timeout)
+
+
+def _bounded_answer(pgconn: Any, gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    """``gen`` (a psycopg generator yielding what it waits for), refused past
+    :data:`_START_CAP` counted on the socket or in libpq's buffer for one message."""
+    pending = array.array("i", [0])
+    got = 0
+    try:
+        wait = next(gen)
+        while True:
+            ready = yield wait
+            if ready & _WAIT_R:
+                fcntl.ioctl(pgconn.socket, _FIONREAD, pending, True)
+                got += pending[0]
+                if got > _START_CAP or _in_buffer(pgconn) > _START_CAP:
+                    pgconn.finish()  # the rest unread; the connection is not given back
+                    raise psycopg.OperationalError(
+                        f"the server sent more than {_START_CAP} bytes in answer to a "
+                        "statement of the host")
+            wait = gen.send(ready)
+    except StopIteration as done:
+        return done.value
+
+
+def _bounded_start(conninfo: str, until: float) -> Generator[Any, Any, Any]:
+    """psycopg's generators.connect, bounded (:class:`_Bounded`)."""
+    pgconn = pq.PGconn.connect_start(conninfo.encode())
+    pending = array.array("i", [0])
+    got = 0
+    done = False
+    try:
+        while True:
+            if pgconn.status == pq.ConnStatus.BAD:
+                raise psycopg.OperationalError(
+                    f"connection is bad: {pgconn.get_error_message()}")
+            fileno = pgconn.socket
+            if fileno >= 0:
+                fcntl.ioctl(fileno, _FIONREAD, pending, True)
+                got += pending[0]
+                if got > _START_CAP or _in_buffer(pgconn) > _START_CAP:
+                    raise psycopg.OperationalError(
+                        f"the server sent more than {_START_CAP} bytes before its session "
+                        "was ready")
+            status = pgconn.connect_poll()
+            if status == _POLL_OK:
+                break
+            if status != _POLL_R and status != _POLL_W:
+                raise psycopg.OperationalError(
+                    f"connection failed: {pgconn.get_error_message()}")
+            # Looked at before each yield (a poll can be long: libpq's list of parameters
+            # grows with each new one), so psycopg's own timeout never ends the wait first.
+            while time.monotonic() < until and \
+                    not (yield pgconn.socket, _WAIT_R if status == _POLL_R else Wait.W):
+                pass
+            if time.monotonic() >= until:
+                raise psycopg.OperationalError("connection timeout expired")
+        pgconn.nonblocking = 1
+        done = True
+        return pgconn
+    finally:
+        if not done:
+            pgconn.finish()  # its socket closed now, not at a garbage collection
+
+
+def open_bounded(kwargs: dict[str, Any], deadline: float = math.inf) -> psycopg.Connection[Any]:
+    """psycopg.connect(**kwargs), bounded by :class:`_Bounded`, and ended at ``deadline``
+    (time.monotonic()) when that comes first (psycopg's wait looks every 0.1 s)."""
+    timeout = float(kwargs.get("connect_timeout") or 30)
+    _starting.until = min(deadline, time.monotonic() + timeout)
+    return _Bounded.connect(**kwargs)
+
+
+# -- a plugin's result ---------------------------------------------------------------------
+#: What libpq reads of the socket in one go whatever its buffer holds (pqReadData makes room
+#: for 8 KiB before it reads).
+_LIBPQ_READ = 8192
+
+
+def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
+    """psycopg's fetch of one result, bounded in bytes: what waits on the socket is counted
+    before libpq reads it, and past :attr:`Reading.wire_cap` for one result (a row, a chunk of
+    rows, notices: whatever the server sends before the result is whole) the result is
+    refused and the connection closed, the rest unread. (Its time is the statement's
+    deadline: the watchdog shuts the socket down.) Notifications are dropped as they come:
+    no statement of a plugin listens."""
+    pgconn = conn.raw.pgconn
+    if pgconn.is_busy():
+        fd, pending, cap = pgconn.socket, conn.pending, conn.wire_cap
+        got = 0
+        while True:
+            while not (yield _WAIT_R):
+                continue
+            fcntl.ioctl(fd, _FIONREAD, pending, True)
+            fields, ahead = conn.in_fields, got + pending[0]
+            if ahead > cap or (fields and pending_message(conn) > cap):
+                close(conn)
+                raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
+            if fields and pending[0] > _LIBPQ_READ:
+                # What libpq reads, exactly: a read leaves bytes on the socket when its
+                # buffer is full, and they were counted again at the next wake-up (a 4 MB
+                # result was refused under a 32 MiB cap). It first moves its unread bytes
+                # to the buffer's start, then appends what it reads. (Up to _LIBPQ_READ
+                # waiting, it reads them all: a short answer pays no more.)
+                _, _, start, _, end = _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))
+                pgconn.consume_input()
+                got += _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))[4] - (
+                    end - start)
+            else:  # (or libpq's buffer not found: every byte waiting counted as read)
+                got = ahead
+                pgconn.consume_input()
+            while pgconn.notifies() is not None:
+                pass
+            if not pgconn.is_busy():
+                break
+    return pgconn.get_result()
+
+
+def close(conn: Reading) -> None:
+    """Close ``conn`` now (the rest of what the server sent unread): it never returns to
+    the pool."""
+    conn.broken = True
+    try:
+        conn.raw.close()
+    except Exception:
+        pass
+
