@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
-from omnicore.sandbox import SandboxEngine
-from omnicore.toolchains import build, js
+from omnicore.capabilities.builtin import builtin_registry
+from omnicore.sandbox import Limits, PluginModule, SandboxEngine
+from omnicore.sandbox.component import ComponentModule, ComponentRuntime
+from omnicore.toolchains import build, js, python
 from tests.sdk.hosting import runtime
 
 HERE = Path(__file__).parent
@@ -62,6 +64,7 @@ def response(out: bytes) -> tuple[int, dict[str, Any], bytes]:
 CHECKS: dict[str, Callable[[], str | None]] = {
     "js": js.check,
     "ts": js.check,
+    "python": python.check,
 }
 
 
@@ -74,8 +77,13 @@ def call(request: pytest.FixtureRequest, engine: SandboxEngine,
     if why is not None:
         pytest.skip(f"{lang}: {why}")
     wasm = build(HERE / f"route_{lang}", out_dir, name=f"route-{lang}")
-    with runtime(engine, wasm, grants=[]) as rt:
-        yield rt.call
+    module = PluginModule.load(engine, wasm)
+    if isinstance(module, ComponentModule):    # Python and Ruby plugins are components
+        with ComponentRuntime(engine, module, Limits(), registry=builtin_registry()) as crt:
+            yield crt.call
+    else:
+        with runtime(engine, wasm, grants=[]) as rt:
+            yield rt.call
 
 
 def test_echo_gets_the_whole_request_and_sends_status_headers_and_raw_body(
