@@ -21,7 +21,7 @@ import pytest
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
-from omnicore.toolchains import build, js, python
+from omnicore.toolchains import build, c, js, python
 from tests.sdk.hosting import runtime
 
 HERE = Path(__file__).parent
@@ -65,6 +65,7 @@ CHECKS: dict[str, Callable[[], str | None]] = {
     "js": js.check,
     "ts": js.check,
     "python": python.check,
+    "c": c.check,
 }
 
 
