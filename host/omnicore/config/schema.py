@@ -361,6 +361,11 @@ class ConnectorConfig(Strict):
         default=None, description="postgres/mysql: a role's powers over the server at its "
                                   "first connection: refuse (the default; what it owns is "
                                   "logged), warn, or strict (what it owns refused too)")
+    password_to_unverified_server: Literal["refuse", "allow"] | None = Field(
+        default=None, description="postgres/mysql: whether the password in clear (PostgreSQL "
+                                  "password, MariaDB mysql_clear_password) or its MD5 goes to "
+                                  "a server TLS did not verify (sslmode=verify-full): refuse "
+                                  "(the default) or allow")
     auth: Literal["none", "bearer", "basic", "header", "query"] = Field(
         default="none", description="how the secret is sent")
     secret: str | None = Field(default=None, description="the secret's name (omnicore secrets)")

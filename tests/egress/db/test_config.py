@@ -42,6 +42,10 @@ def test_the_app_refuses_it_at_start(make_app: Callable[..., OmniApp]) -> None:
     ({"kind": "mysql", "url": "mysql://h/db", "key_prefix": "p:"}, "key_prefix is for redis"),
     ({"kind": "mysql", "url": "mysql://h/db", "base_url": "http://x"}, "unknown key 'base_url'"),
     ({"kind": "mysql", "url": "mysql://h/db", "secret": "bad name"}, "bad secret name"),
+    ({"kind": "postgres", "url": "postgresql://h/db", "password_to_unverified_server": True},
+     "password_to_unverified_server must be refuse \\(the default\\) or allow"),
+    ({"kind": "redis", "url": "redis://h/0", "password_to_unverified_server": "allow"},
+     "password_to_unverified_server must be .* \\(postgres and mysql connectors\\)"),
 ])
 def test_bad_database_connectors_name_the_key(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -59,6 +63,25 @@ def test_defaults_and_what_the_console_sees() -> None:
     r = db_connector("cache", {"kind": "redis", "url_secret": "cache-url"})
     assert r.max_result_bytes == 1 << 20 and r.key_prefix == "omnicore:{plugin}:"
     assert r.describe()["host"] is None and r.describe()["url_from_secret"] == "cache-url"
+
+
+def test_password_to_unverified_server_reaches_every_role_and_the_console() -> None:
+    """The operator's exception (specs/abi.md §4.12, Passwords) holds for the connector's role
+    and each plugin's, from url or url_secret; the console and the audit show it."""
+    secrets = {"pw": b"pw", "rpw": b"rpw", "whole": b"mysql://u:pw@h/d"}
+    for data in ({"url": "mysql://u@h/d", "secret": "pw"}, {"url_secret": "whole"}):
+        c = db_connector("o", {"kind": "mysql", "password_to_unverified_server": "allow",
+                               "plugins": {"r": {"user": "r", "secret": "rpw"}}, **data})
+        assert c.target(secrets.get).password_ok
+        assert c.target_for(secrets.get, "r").password_ok
+        assert c.describe()["password_to_unverified_server"] == "allow"
+    c = db_connector("o", {"kind": "postgres", "url": "postgresql://u@h/d", "secret": "pw",
+                           "password_to_unverified_server": "refuse"})
+    assert not c.target(secrets.get).password_ok
+    assert "password_to_unverified_server" not in c.describe()
+    v = db_connector("o", {"kind": "postgres", "url": "postgresql://u@h/d?sslmode=verify-full",
+                           "secret": "pw"})
+    assert v.target(secrets.get).password_ok  # verified: no exception needed
 
 
 def test_the_password_comes_from_the_secret_store() -> None:

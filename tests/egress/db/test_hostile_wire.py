@@ -234,9 +234,11 @@ def test_pg_a_server_asking_for_the_password_in_clear_gets_nothing(
     before = _host_threads()
     refused, took = _refused(backend, 3.0)
     assert (refused.status, str(refused)) == (
-        "DENIED", "connector spoof: the server asked for the password in clear; it is sent "
-                  "only over TLS that checked the server (sslmode=verify-full): use SCRAM on "
-                  "the server, or TLS")
+        "DENIED", "connector spoof: the server asked for the password in clear, which goes "
+                  "only to a server TLS verified (sslmode=verify-full); use SCRAM on the "
+                  "server (password_encryption = 'scram-sha-256', then set the role's "
+                  "password again), give the connector sslmode=verify-full, or set "
+                  "connectors.spoof.password_to_unverified_server: allow")
     assert server.hostile_done.wait(5)
     assert server.passwords == []
     assert took < 3.0 + SLACK
@@ -324,6 +326,7 @@ class SpoofedMaria:
         self.stop = threading.Event()
         self.sessions = 0
         self.answers: list[bytes] = []
+        self.handshakes: list[bytes] = []  # each session's handshake response
         self.file_sent: list[bytes] = []
         self.hostile_done = threading.Event()
         threading.Thread(target=self._serve, daemon=True, name="fake-maria").start()
@@ -370,6 +373,7 @@ class SpoofedMaria:
                 if self.tls is not None and len(body) == 32:  # an SSL request first
                     client = self.tls.wrap_socket(client, server_side=True)
                     seq, body = self._read_packet(client)
+                self.handshakes.append(body)
                 if hostile and self.mode == "cleartext":
                     client.sendall(_packet(seq + 1, b"\xfemysql_clear_password\0"))
                     try:
@@ -434,9 +438,12 @@ def test_maria_a_server_asking_for_mysql_clear_password_gets_nothing(
     refused, took = _refused(backend, 3.0)
     assert (refused.status, str(refused)) == (
         "DENIED", "connector spoof: the server asked for authentication "
-                  "'mysql_clear_password', which shows it the password; the password is sent "
-                  "only over TLS that checked the server (sslmode=verify-full) or to "
-                  "mysql_native_password or ed25519")
+                  "'mysql_clear_password', which shows it the password; the password goes "
+                  "only to a server TLS verified (sslmode=verify-full) or as a scramble "
+                  "(mysql_native_password, ed25519): give the connector sslmode=verify-full, "
+                  "change the account's plugin (ALTER USER ... IDENTIFIED VIA "
+                  "mysql_native_password USING PASSWORD('...')), or set "
+                  "connectors.spoof.password_to_unverified_server: allow")
     assert server.hostile_done.wait(5)
     assert all(PASSWORD.encode() not in answer for answer in server.answers)
     assert took < 3.0 + SLACK

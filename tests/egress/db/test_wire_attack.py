@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymysql import _auth
 
 from omnicore.egress.db import db_connector
 from omnicore.egress.db.service import _make
@@ -358,14 +359,100 @@ def test_pg_scram_with_a_forged_server_nonce_sends_no_proof(
     _no_thread_left(before)
 
 
-def test_pg_md5_sends_no_cleartext_password(
+def _password_messages(server: HostileStartPostgres) -> list[bytes]:
+    """The PasswordMessages the server got (``p``: the password in clear, or ``md5`` and
+    the salted hash)."""
+    return [got for got in server.got if got[:1] == b"p"]
+
+
+def test_pg_md5_without_verified_tls_sends_nothing_and_says_what_to_do(
+        hostile_pg: Callable[..., HostileStartPostgres], ca: CertAuthority) -> None:
+    """An MD5 request is refused before anything is sent, in clear or over TLS that did not
+    check the server (require; verify-ca of a certificate for another name): a spoofed
+    server that asks for MD5 instead of SCRAM gets no hash to guess against."""
+    before = _host_threads()
+    for query, tls, host in (("", None, "127.0.0.1"),
+                             ("?sslmode=require", _server_tls(ca), "127.0.0.1"),
+                             (f"?sslmode=verify-ca&sslrootcert={ca.ca}", _server_tls(ca),
+                              "127.0.0.1")):
+        server = hostile_pg("md5", tls)
+        refused, took = _refused(_backend("postgres", server.port, query, host=host), 5.0)
+        assert (refused.status, str(refused)) == (
+            "DENIED", "connector spoof: the server asked for an MD5 hash of the password, "
+                      "which goes only to a server TLS verified (sslmode=verify-full); use "
+                      "SCRAM on the server (password_encryption = 'scram-sha-256', then set "
+                      "the role's password again), give the connector sslmode=verify-full, or "
+                      "set connectors.spoof.password_to_unverified_server: allow"), query
+        assert took < 5.0, took
+        assert _password_messages(server) == [], (query, server.got)
+        _no_password(server)
+    _no_thread_left(before)
+
+
+def test_pg_md5_and_cleartext_go_to_a_verified_server(
+        hostile_pg: Callable[..., HostileStartPostgres], ca: CertAuthority) -> None:
+    """The control: named as its certificate says, under verify-full, the server is answered
+    (the hash for MD5, the password for cleartext)."""
+    for mode in ("md5", "tls_cleartext"):
+        server = hostile_pg(mode, _server_tls(ca))
+        _refused(_backend("postgres", server.port, f"?sslmode=verify-full&sslrootcert={ca.ca}",
+                          host="localhost"), 3.0)
+        sent = _password_messages(server)
+        assert len(sent) == 1, (mode, server.got)
+        assert (sent[0][1:4] == b"md5") if mode == "md5" else PASSWORD.encode() in sent[0]
+
+
+def test_pg_password_to_unverified_server_allow_answers_md5_and_cleartext(
         hostile_pg: Callable[..., HostileStartPostgres]) -> None:
-    """md5 is answered with the salted hash (a known limit of the method, not the password);
-    the connection is refused as the server says."""
-    server = hostile_pg("md5")
-    refused, _ = _refused(_backend("postgres", server.port), 5.0)
-    assert refused.status == "DENIED", refused
-    _no_password(server)
+    """The operator's explicit exception, per connector: then the server that asks gets the
+    hash, or the password in clear (plain TCP here)."""
+    for mode in ("md5", "ssl_no"):
+        server = hostile_pg(mode)
+        _refused(_backend("postgres", server.port,
+                          password_to_unverified_server="allow"), 3.0)
+        sent = _password_messages(server)
+        assert len(sent) == 1, (mode, server.got)
+        assert (sent[0][1:4] == b"md5") if mode == "md5" else PASSWORD.encode() in sent[0]
+
+
+def test_maria_password_to_unverified_server_allow_answers_mysql_clear_password() -> None:
+    """MariaDB's mysql_clear_password on plain TCP: refused by default, the password unsent;
+    answered under the operator's allow."""
+    for allow, sent in (({}, False),
+                        ({"password_to_unverified_server": "allow"}, True)):
+        server = SpoofedMaria("cleartext")
+        try:
+            backend = _backend("mysql", server.port, **allow)
+            if sent:
+                assert backend.run("p", True, "SELECT 1", [], time.monotonic() + 5) == \
+                    b'{"columns":[],"rows":[]}'
+                backend.close()
+            else:
+                refused, _ = _refused(backend, 5.0)
+                assert refused.status == "DENIED", refused
+                assert "'mysql_clear_password', which shows it the password" in str(refused)
+                assert "connectors.spoof.password_to_unverified_server: allow" in \
+                    str(refused)
+            assert server.hostile_done.wait(10)
+            assert server.answers == ([PASSWORD.encode() + b"\0"] if sent else []), allow
+        finally:
+            server.close()
+
+
+def test_maria_native_password_goes_over_plain_tcp() -> None:
+    """mysql_native_password is a scramble of the password with the server's 20-byte salt
+    (specs/abi.md §4.12, Passwords): answered without TLS, the password never in it."""
+    server = SpoofedMaria("ok")
+    try:
+        backend = _backend("mysql", server.port)
+        assert backend.run("p", True, "SELECT 1", [], time.monotonic() + 5) == \
+            b'{"columns":[],"rows":[]}'
+        backend.close()
+        scramble = _auth.scramble_native_password(PASSWORD.encode(), _SALT)
+        assert server.handshakes and scramble in server.handshakes[0]
+        assert PASSWORD.encode() not in server.handshakes[0]
+    finally:
+        server.close()
 
 
 # A child process: the peak of its resident memory while it tries to connect to a spoofed

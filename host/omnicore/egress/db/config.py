@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -29,7 +29,8 @@ _DEFAULT_PORT = {"postgres": 5432, "mysql": 3306, "redis": 6379}
 _INTS = ("pool_size", "statement_timeout_ms", "max_rows", "max_result_bytes",
          "max_transactions")
 _KEYS = frozenset({"kind", "url", "secret", "url_secret", "read_only", "key_prefix",
-                   "statements", "plugins", "privileges", *_INTS})
+                   "statements", "plugins", "privileges", "password_to_unverified_server",
+                   *_INTS})
 #: Defaults of §4.10/§4.11 (a redis reply is capped smaller than a result set).
 _DEFAULTS = {"pool_size": 4, "statement_timeout_ms": 10_000, "max_rows": 10_000,
              "max_result_bytes": 8 << 20, "max_transactions": 2}
@@ -56,12 +57,22 @@ class Target:
     #: ?channel_binding= (PostgreSQL): require, prefer or disable; None: the connector's
     #: default (require over TLS, see postgres.py).
     channel_binding: str | None = None
+    #: The operator's ``connectors.<name>.password_to_unverified_server: allow``: the
+    #: password (or PostgreSQL's MD5 of it) may go to a server TLS did not verify.
+    password_unverified: bool = False
 
     @property
     def verified(self) -> bool:
         """Whether the server is who the URL names (TLS, its chain and its host name checked):
         only then may a password travel in clear inside the TLS session."""
         return self.sslmode == "verify-full"
+
+    @property
+    def password_ok(self) -> bool:
+        """Whether an authentication that hands the server the password (in clear, or an
+        MD5 of it) may go on (specs/abi.md §4.12, Passwords): the server verified, or the
+        operator allowed it for this connector."""
+        return self.verified or self.password_unverified
 
 
 #: The URL query parameters each kind honours (anything else is refused at load).
@@ -176,6 +187,9 @@ class DbConnector:
     plugins: tuple[tuple[str, str, str], ...] = ()
     #: What a role's powers over the server do at its first connection: refuse, warn, strict.
     privileges: str = "refuse"
+    #: ``password_to_unverified_server: allow``: cleartext and MD5 password authentication
+    #: answered without verify-full (refused by default).
+    password_unverified: bool = False
 
     @property
     def plugin_roles(self) -> frozenset[str]:
@@ -194,7 +208,8 @@ class DbConnector:
         if raw is None:
             raise LookupError(f"secret {role[1]} is not set")
         return Target(**{**base.__dict__, "user": role[0],
-                         "password": raw.decode("utf-8", "replace")})
+                         "password": raw.decode("utf-8", "replace"),
+                         "password_unverified": self.password_unverified})
 
     def describe(self) -> dict[str, Any]:
         """What the console shows: never a secret (a URL from a secret shows as such)."""
@@ -211,6 +226,8 @@ class DbConnector:
             out["statements"] = self.statements.describe()
         if self.plugins:
             out["plugin_roles"] = {p: u for p, u, _ in self.plugins}
+        if self.password_unverified:  # an exception to §4.12's rule, audited with a change
+            out["password_to_unverified_server"] = "allow"
         return out
 
     def target(self, read_secret: Any) -> Target:
@@ -220,10 +237,12 @@ class DbConnector:
             raw = read_secret(self.url_secret)
             if raw is None:
                 raise LookupError(f"secret {self.url_secret} is not set")
-            return target_of(self.kind, raw.decode("utf-8", "replace"), "url",
-                             allow_password=True)
+            target = target_of(self.kind, raw.decode("utf-8", "replace"), "url",
+                               allow_password=True)
+            return replace(target, password_unverified=self.password_unverified)
         assert self.url is not None  # db_connector requires one of them
         target = target_of(self.kind, self.url, "url", allow_password=False)
+        target = replace(target, password_unverified=self.password_unverified)
         if self.secret is None:
             return target
         raw = read_secret(self.secret)
@@ -275,8 +294,15 @@ def db_connector(name: str, data: Mapping[str, Any]) -> DbConnector:
     if privileges not in _PRIVILEGES or (kind == "redis" and "privileges" in data):
         raise ConfigError(f"{key}.privileges must be one of {', '.join(_PRIVILEGES)} (postgres "
                           "and mysql connectors)", key=f"{key}.privileges", value=privileges)
+    unverified = data.get("password_to_unverified_server", "refuse")
+    if unverified not in ("refuse", "allow") or (
+            kind == "redis" and "password_to_unverified_server" in data):
+        raise ConfigError(f"{key}.password_to_unverified_server must be refuse (the default) "
+                          "or allow (postgres and mysql connectors)",
+                          key=f"{key}.password_to_unverified_server", value=unverified)
     return DbConnector(name=name, kind=kind, url=data.get("url"), secret=data.get("secret"),
                        plugins=plugins, privileges=privileges,
+                       password_unverified=unverified == "allow",
                        url_secret=data.get("url_secret"), read_only=read_only,
                        key_prefix=prefix, statements=widening(
                            kind, data.get("statements"), f"{key}.statements"), **values)

@@ -195,7 +195,7 @@ def _open(target: Target, connector: DbConnector | None, deadline: float
         cursorclass=pymysql.cursors.SSCursor, local_infile=False,
         # (PyMySQL's default without ssl is to try TLS unchecked and fall back: never.)
         ssl=context, ssl_disabled=context is None)
-    raw.verified = target.verified
+    raw.password_ok = target.password_ok
     if connector is not None:
         raw.connector = connector.name
         raw.packet_cap = connector.max_result_bytes + ROW_SLACK

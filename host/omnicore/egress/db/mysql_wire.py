@@ -237,9 +237,10 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
     packet_cap = 1 << 62
     connector = ""
     #: Whether the connection's TLS checked the server's certificate and host name
-    #: (sslmode=verify-full): only then does an authentication that shows the server the
-    #: password go on.
-    verified = False
+    #: (sslmode=verify-full), or the operator allowed the password to a server it did not
+    #: (password_to_unverified_server: allow): only then does an authentication that shows
+    #: the server the password go on.
+    password_ok = False
 
     def __init__(self, **kwargs: Any) -> None:
         self.shapes: dict[tuple[bytes, ...], _Shape] = {}
@@ -247,7 +248,7 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
 
     def _request_authentication(self) -> None:
         first: str = self._auth_plugin_name  # type: ignore[has-type]
-        if not self.verified and first not in ("", "mysql_native_password",
+        if not self.password_ok and first not in ("", "mysql_native_password",
                                                "caching_sha2_password"):
             # The server's first choice would have the password in the first answer
             # (sha256_password over TLS) or one PyMySQL does not answer: a native scramble
@@ -258,7 +259,7 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
     def _get_auth_plugin_handler(self, plugin_name: Any) -> Any:
         name = plugin_name.decode("ascii", "replace") if isinstance(plugin_name, bytes) \
             else plugin_name
-        if not self.verified and name in _SHOWS_PASSWORD:
+        if not self.password_ok and name in _SHOWS_PASSWORD:
             return _FastPathOnly(self, name)
         return super()._get_auth_plugin_handler(plugin_name)
 
@@ -266,7 +267,7 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
         """PyMySQL's answer to the server's switch to ``plugin_name``, when the plugin never
         shows the password or the server is verified; refused otherwise (the password unsent).
         """
-        if self.verified or plugin_name in _SCRAMBLES:
+        if self.password_ok or plugin_name in _SCRAMBLES:
             return super()._process_auth(plugin_name, auth_packet,
                                          None if isinstance(handler, _FastPathOnly) else handler)
         if plugin_name == _CACHING_SHA2 and self.password:
@@ -421,9 +422,12 @@ class _FastPathOnly:
 
 def _shows_password(connector: str, plugin: str) -> Refused:
     return Refused("DENIED", f"connector {connector}: the server asked for authentication "
-                             f"{plugin[:64]!r}, which shows it the password; the password is "
-                             "sent only over TLS that checked the server (sslmode="
-                             "verify-full) or to mysql_native_password or ed25519")
+                             f"{plugin[:64]!r}, which shows it the password; the password goes "
+                             "only to a server TLS verified (sslmode=verify-full) or as a "
+                             "scramble (mysql_native_password, ed25519): give the connector "
+                             "sslmode=verify-full, change the account's plugin (ALTER USER ... "
+                             "IDENTIFIED VIA mysql_native_password USING PASSWORD('...')), or "
+                             f"set connectors.{connector}.password_to_unverified_server: allow")
 
 
 def kernel_timeout(sock: socket.socket, seconds: float) -> None:

@@ -172,8 +172,9 @@ def _tls(target: Target) -> dict[str, Any]:
     * ``sslmode`` as the URL says (``disable`` unless it says otherwise: never libpq's
       ``prefer``, which falls back to cleartext without a word), ``sslrootcert`` its CA
       file, or the system's CAs for ``verify-full`` without one;
-    * the password never in clear except to a server verify-full checked (``require_auth``
-      refuses the server's request for it otherwise: a spoofed server gets nothing);
+    * the password never in clear, nor its MD5, except to a server verify-full checked or
+      with the operator's ``password_to_unverified_server: allow`` (``require_auth``
+      refuses the server's request for either otherwise: a spoofed server gets nothing);
     * SCRAM's channel binding required over TLS that does not check the host
       (``require``, ``verify-ca``): a man in the middle of such TLS cannot relay the
       authentication; ``prefer`` over verify-full, where it adds nothing the check did not.
@@ -185,8 +186,10 @@ def _tls(target: Target) -> dict[str, Any]:
             "system" if mode == "verify-full" else None)
     out["channel_binding"] = target.channel_binding or (
         "disable" if mode == "disable" else "prefer" if target.verified else "require")
-    if not target.verified:
-        out["require_auth"] = "!password"
+    if not target.password_ok:
+        # (SCRAM stays allowed: its proof is made with the server's salt and nonce, never
+        # replayable, and with channel binding over TLS never relayed.)
+        out["require_auth"] = "!password,!md5"
     return out
 
 
@@ -410,10 +413,15 @@ def _refused_at_connect(text: str, connector: str, redactor: Redactor) -> Refuse
     URL requires (specs/abi.md §4.12), saying what to do."""
     line = first_line(text.split("\n", 1)[0].removeprefix("connection failed: "),
                       redactor, 200)
-    if "cleartext password" in text:
-        return Refused("DENIED", f"connector {connector}: the server asked for the password "
-                                 "in clear; it is sent only over TLS that checked the server "
-                                 "(sslmode=verify-full): use SCRAM on the server, or TLS")
+    what = ("the password in clear" if "cleartext password" in text else
+            "an MD5 hash of the password" if "hashed password" in text else None)
+    if what is not None:
+        return Refused("DENIED", f"connector {connector}: the server asked for {what}, which "
+                                 "goes only to a server TLS verified (sslmode=verify-full); "
+                                 "use SCRAM on the server (password_encryption = "
+                                 "'scram-sha-256', then set the role's password again), give "
+                                 "the connector sslmode=verify-full, or set connectors."
+                                 f"{connector}.password_to_unverified_server: allow")
     if any(w in text for w in _AUTH_WORDS):
         return Refused("DENIED", f"connector {connector}: the server's authentication is not "
                                  f"one the connector allows ({line})")
