@@ -44,6 +44,9 @@ const builtin = @import("builtin");
 /// Set up and read back the test host in a plugin's tests (`omnicore test`).
 pub const testing = @import("testing.zig");
 
+/// HTTP route handlers: a `Request` in, a `Response` out (specs/http-routes.md).
+pub const route = @import("route.zig");
+
 /// The allocator behind `omni_alloc`, the per-call arenas and blocks the host hands back.
 pub const gpa: std.mem.Allocator = std.heap.wasm_allocator;
 
