@@ -315,8 +315,9 @@ class SpoofedMaria:
     """A MariaDB server on 127.0.0.1: its first session, per ``mode``, switches to
     ``mysql_clear_password`` at authentication (``cleartext``: what it got is in
     :attr:`answers`, and an answer is taken with OK) or answers the first query with a LOAD
-    DATA LOCAL request (``infile``); other sessions, and every other command, are answered
-    OK. With ``tls`` (a context with the server's certificate) it offers TLS."""
+    DATA LOCAL request (``infile``); ``grants_error`` refuses every SHOW GRANTS (error 1142)
+    in every session; other sessions, and every other command, are answered OK. With ``tls``
+    (a context with the server's certificate) it offers TLS."""
 
     def __init__(self, mode: str, tls: ssl.SSLContext | None = None) -> None:
         self.mode = mode
@@ -399,6 +400,11 @@ class SpoofedMaria:
                         while client.recv(4096):  # the client must end the session
                             pass
                         return
+                    if self.mode == "grants_error" and command[:1] == b"\x03" and \
+                            b"SHOW GRANTS" in command:
+                        client.sendall(_packet(1, b"\xff" + struct.pack("<H", 1142) +
+                                               b"#42000SHOW command denied to user"))
+                        continue
                     if hostile and self.mode == "infile" and command[:1] == b"\x03" and \
                             b"SELECT 1" in command:
                         client.sendall(_packet(1, b"\xfb/etc/passwd"))

@@ -970,6 +970,55 @@ def test_maria_a_power_reached_through_a_role_of_a_role_is_refused(
         backend.close()
 
 
+def test_maria_a_power_of_a_role_not_enabled_by_default_is_refused(
+        maria: MariaDB) -> None:  # noqa: F811
+    """A role granted to the account but not its default one: MariaDB refuses SHOW GRANTS FOR
+    it (1044) until it is enabled, and the check was only warned of, while a procedure's SET
+    ROLE reaches its SUPER. Enabled for its SHOW, its power is read and refused; the
+    session's own role is back after the check."""
+    user, password = _maria_user(maria, "atk_role_off")
+    role = f"{user}_off"
+    maria.sql(f"CREATE ROLE {role}")
+    maria.sql(f"GRANT SUPER ON *.* TO {role}")
+    maria.sql(f"GRANT {role} TO '{user}'@'%'")
+    backend = _maria_backend(maria, user, password, "atk_role_off")
+    try:
+        with pytest.raises(Refused) as info:
+            backend.run("p", True, "SELECT 1", [], time.monotonic() + 5)
+        assert info.value.status == "DENIED" and "SUPER" in str(info.value), info.value
+    finally:
+        backend.close()
+    maria.sql(f"REVOKE SUPER ON *.* FROM {role}")
+    maria.sql(f"GRANT SELECT ON atk_role_off.* TO {role}")
+    backend = _maria_backend(maria, user, password, "atk_role_off")
+    try:  # a harmless role: served, and no role left enabled by the check
+        assert _rows(backend, "p", "SELECT CURRENT_ROLE()") == [[None]]
+    finally:
+        backend.close()
+
+
+def test_maria_a_privileges_check_the_server_refuses_refuses_the_connection() -> None:
+    """A server that refuses SHOW GRANTS (error 1142): under refuse the connection is not
+    taken unchecked, the refusal names the error and what to do; under warn it serves."""
+    server = SpoofedMaria("grants_error")
+    try:
+        refused, _ = _refused(_backend("mysql", server.port), 5.0)
+        assert refused.status == "DENIED", refused
+        assert str(refused).startswith(
+            "connector spoof: the privileges of role u could not be checked "
+            "(OperationalError): (1142, 'SHOW command denied to user'); let the account read "
+            "its grants"), str(refused)
+        assert str(refused).endswith("or set connectors.spoof.privileges: warn"), str(refused)
+        backend = _backend("mysql", server.port, privileges="warn")
+        try:
+            assert backend.run("p", True, "SELECT 1", [], time.monotonic() + 5) == \
+                b'{"columns":[],"rows":[]}'
+        finally:
+            backend.close()
+    finally:
+        server.close()
+
+
 def test_maria_sslmode_require_refuses_a_server_without_tls(
         hostile_maria: Callable[[str], HostileMaria]) -> None:
     server = hostile_maria("extra_packet")  # its greeting offers no TLS

@@ -111,6 +111,11 @@ class _Conn(DriverConn["pymysql.connections.Connection[Any]"]):
 
 # SHOW GRANTS' line of a role granted to the account: GRANT `role` TO `user`@`host`.
 _ROLE_GRANT = re.compile(r"GRANT `([^`]+)` TO ")
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
 #: Privileges that reach past the connector's data: other accounts, the server's files,
 #: processes, replication, other sessions (MariaDB 10.11's names).
 _POWERS = ("SUPER", "FILE", "PROCESS", "RELOAD", "SHUTDOWN", "CREATE USER",
@@ -369,15 +374,36 @@ class MysqlDialect(Dialect):
             with conn.raw.cursor(pymysql.cursors.Cursor) as cur:
                 cur.execute("SHOW GRANTS FOR CURRENT_USER()")
                 lines = [str(row[0]) for row in cur.fetchall()]
-                # The roles it may SET ROLE to: their grants are its own too.
+                # The roles it may SET ROLE to: their grants are its own too. MariaDB shows a
+                # role's grants (and those of the roles granted it) only to a session where
+                # it is enabled (error 1044 otherwise, on every role not the default one):
+                # each is enabled for its SHOW, then the session's own role is restored.
                 roles = [m.group(1) for line in lines
                          if (m := _ROLE_GRANT.match(line)) is not None][:16]
-                for role in roles:
-                    cur.execute(f"SHOW GRANTS FOR `{role.replace('`', '``')}`")
-                    lines += [str(row[0]) for row in cur.fetchall()]
+                if roles:
+                    cur.execute("SELECT CURRENT_ROLE()")
+                    row = cur.fetchone()
+                    current = row[0] if row else None
+                    try:
+                        for role in roles:
+                            cur.execute(f"SET ROLE {_quoted(role)}")
+                            cur.execute(f"SHOW GRANTS FOR {_quoted(role)}")
+                            lines += [str(row[0]) for row in cur.fetchall()]
+                    finally:
+                        cur.execute(f"SET ROLE {_quoted(current)}" if current
+                                    else "SET ROLE NONE")
         finally:
             Watchdog.disarm(entry)
         return _mysql_privileges(lines)
+
+    unchecked_hint = ("let the account read its grants and each of its roles' (SHOW GRANTS "
+                      "FOR CURRENT_USER(); SET ROLE r; SHOW GRANTS FOR r) within the deadline")
+
+    def answered(self, exc: BaseException) -> bool:
+        # A server's error (1000-1999: ER_*), not the client's (2000-: CR_*, a connection
+        # lost, a packet it could not read).
+        code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else None
+        return isinstance(code, int) and 1000 <= code < 2000
 
     def leaves(self, sql: str) -> bool:
         return mysql_leaves(sql)

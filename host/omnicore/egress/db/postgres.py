@@ -215,8 +215,6 @@ def _check_strings(raw: psycopg.Connection[Any], connector: str, target: Target)
 class PostgresDialect(Dialect):
     """psycopg 3, autocommit connections; transactions are explicit BEGIN/COMMIT."""
 
-    refuses_unchecked = True
-
     def connect(self, target: Target, connector: DbConnector, deadline: float) -> _Conn:
         kwargs: dict[str, Any] = {
             "host": target.socket or target.host, "port": target.port,

@@ -111,11 +111,16 @@ class Dialect:
     """What differs between PostgreSQL and MySQL. ``conn`` objects are the dialect's own
     (with a ``broken`` flag the pool reads)."""
 
-    #: Whether a privileges check the server refused or cancelled (an error with a SQLSTATE)
-    #: refuses the connection under ``privileges: refuse``/``strict`` (PostgreSQL: the check
-    #: reads views every role may read). MariaDB refuses SHOW GRANTS FOR a role in ordinary
-    #: set-ups: there a failed check is warned of only.
-    refuses_unchecked = False
+    #: What to look at when the server refused the privileges check (a refusal's advice).
+    unchecked_hint = "look at the role's settings (ALTER ROLE ... RESET ALL)"
+
+    def answered(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the server's own error (it refused or cancelled the statement),
+        not a failure to read its answer: a privileges check the server refused refuses the
+        connection under ``privileges: refuse``/``strict`` (the check reads what every role
+        may read: PostgreSQL's views, MariaDB's SHOW GRANTS of the account and of each role,
+        enabled for it)."""
+        return bool(getattr(exc, "sqlstate", None))
 
     def connect(self, target: Target, connector: DbConnector, deadline: float) -> Any:
         raise NotImplementedError
@@ -268,15 +273,14 @@ class SqlBackend:
                 raise self._fail(exc, conn) from None
             why = (f"connector {self.name}: the privileges of role {user} could not be "
                    f"checked ({type(exc).__name__})")
-            if mode != "warn" and self.dialect.refuses_unchecked and \
-                    getattr(exc, "sqlstate", None):
+            if mode != "warn" and self.dialect.answered(exc):
                 # Fail closed when the server refused or cancelled the check: a superuser
                 # role whose own statement_timeout (1 ms) cancelled it was let in unchecked,
                 # with a warning only. (A server that answers the check in no shape the
                 # driver reads, a spoofed one, is warned of: its word proves nothing.)
-                raise Refused("DENIED", f"{why}: look at the role's settings (ALTER ROLE ... "
-                                        f"RESET ALL), or set connectors.{self.name}."
-                                        "privileges: warn") from None
+                raise Refused("DENIED", f"{why}: {error_line(exc, self.redactor)}; "
+                                        f"{self.dialect.unchecked_hint}, or set "
+                                        f"connectors.{self.name}.privileges: warn") from None
             if user not in self._checked:
                 _log.warning("%s (connectors.%s.privileges: warn)", why, self.name)
             self._checked.add(user)
