@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 omnicore::json_schema! {
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct CountIn {
         by: Option<i64>,
     }

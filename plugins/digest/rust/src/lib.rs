@@ -15,7 +15,6 @@ use serde_json::{json, Map, Value};
 
 omnicore::json_schema! {
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct NoteIn {
         text: String,
         delay_ms: Option<u64>,

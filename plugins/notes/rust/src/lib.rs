@@ -25,7 +25,6 @@ const SNIPPET_CHARS: usize = 200;
 
 omnicore::json_schema! {
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct AddIn {
         text: String,
         tag: Option<String>,
@@ -34,7 +33,6 @@ omnicore::json_schema! {
 
 omnicore::json_schema! {
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct FindIn {
         query: String,
         limit: Option<u32>,
@@ -44,7 +42,6 @@ omnicore::json_schema! {
 
 omnicore::json_schema! {
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct SimilarIn {
         text: String,
         k: Option<u32>,
@@ -54,7 +51,6 @@ omnicore::json_schema! {
 
 omnicore::json_schema! {
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct IdIn {
         id: i64,
     }
@@ -62,7 +58,6 @@ omnicore::json_schema! {
 
 omnicore::json_schema! {
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct TextIn {
         text: String,
     }

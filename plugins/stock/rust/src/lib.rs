@@ -17,7 +17,6 @@ const TAKE: &str = "update stock set qty = qty - $2, updated_at = now() where sk
 
 omnicore::json_schema! {
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct CheckIn {
         /// The stock-keeping unit, e.g. "A-1".
         sku: String,
@@ -26,7 +25,6 @@ omnicore::json_schema! {
 
 omnicore::json_schema! {
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
     struct ReserveIn {
         /// The stock-keeping unit.
         sku: String,
