@@ -843,8 +843,28 @@ def with_speed_table(markdown: str) -> str:
     return head + speed_table() + rest.split("-->", 1)[1]
 
 
+#: Search weights by where a page lives (Material's ``search.boost``; a page's own front matter
+#: wins): the guides answer a question, the specifications and references hold every word of
+#: the answer many times over. Without them "limit a plugin's memory" found specs/host.md and
+#: the memory capability before the plugin folder's limits (tests/test_docs_browser.py).
+SEARCH_BOOST = {"guides/": 2.0, "operations/": 2.0, "quickstart.md": 2.0, "specs/": 0.25,
+                "reference/": 0.5, "sdk/": 0.5, "changelog.md": 0.25}
+
+
+def search_boost(src_uri: str) -> float | None:
+    """The search weight of the page at ``src_uri`` (None: Material's default, 1)."""
+    return next((boost for prefix, boost in SEARCH_BOOST.items()
+                 if src_uri == prefix or (prefix.endswith("/") and src_uri.startswith(prefix))),
+                None)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """Put the README's speed table into the page that marks its place."""
+    """Put the README's speed table into the page that marks its place, and weigh the page in
+    search by where it lives."""
+    boost = search_boost(page.file.src_uri)
+    search = page.meta.setdefault("search", {})
+    if boost is not None and isinstance(search, dict):
+        search.setdefault("boost", boost)
     return with_speed_table(markdown)
 
 

@@ -175,6 +175,16 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert not re.findall(r'<(?:script|link)[^>]+(?:src|href)="https?://', home)
 
 
+def test_search_weighs_a_guide_above_a_specification() -> None:
+    # tests/test_docs_browser.py asks the built site's search; this is the rule behind it.
+    assert gen.search_boost("guides/plugin-folder.md") == gen.search_boost("quickstart.md") == 2
+    assert gen.search_boost("guides/capabilities/memory.md") == 2
+    for generated in ("specs/host.md", "reference/cli.md", "sdk/go.md", "changelog.md"):
+        boost = gen.search_boost(generated)
+        assert boost is not None and boost < 1, generated
+    assert gen.search_boost("index.md") is None
+
+
 def test_the_home_page_reaches_the_walkthroughs_in_two_clicks() -> None:
     """A new user finds the database walk-through, the CLI reference and the upgrade
     procedure from the home page: each is linked from it, or from a page it links to."""

@@ -83,3 +83,33 @@ def test_search_finds_a_page_from_the_file_system(site: Path,
         assert [u for u in requests if not u.startswith(("file:", "data:", "blob:"))] == []
     finally:
         page.close()
+
+
+#: A question a new user asks, and the section that answers it: a guide, not a specification
+#: or the memory capability (Material's search weighs pages by where they live,
+#: scripts/gen_docs.py SEARCH_BOOST).
+QUESTIONS = {
+    "limit a plugin's memory": "guides/plugin-folder.html",
+    "memory limit": "guides/plugin-folder.html",
+    "statement_timeout_ms": "guides/databases.html",
+}
+
+
+def test_search_answers_a_question_with_a_guide_first(site: Path, browser: Browser) -> None:
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    try:
+        page.goto((site / "index.html").as_uri())
+        box = "input[data-md-component=search-query]"
+        for question, answer in QUESTIONS.items():
+            page.fill(box, "")
+            page.type(box, question)
+            first = page.wait_for_selector(f".md-search-result__item > a[href*='{answer}']",
+                                           timeout=30_000)
+            assert first is not None
+            hrefs = page.eval_on_selector_all(".md-search-result__item > a",
+                                              "es => es.map(e => e.getAttribute('href'))")
+            assert answer in hrefs[0], f"{question!r}: first {hrefs[0]}, then {hrefs[1:4]}"
+            assert not any("/specs/" in h for h in hrefs[:2]), (question, hrefs[:4])
+        page.screenshot(path=str(SHOTS / "search-limits-1366.png"))
+    finally:
+        page.close()
