@@ -17,7 +17,11 @@ import pytest
 
 OMNICORE = Path(sys.executable).parent / "omnicore"
 LANGS = ["rust", "go", "js", "ts", "c", "zig", "assemblyscript", "kotlin"]
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMNICORE_LOG__FORMAT": "text"}
+# A free console port, never the scaffold's default 8470: the README's first command (the
+# demo) serves there, and its second (this suite) runs beside it. The CLI finds the host it
+# starts through the app's console.json, whatever the port.
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMNICORE_LOG__FORMAT": "text",
+       "OMNICORE_CONSOLE__PORT": "0"}
 
 
 def omnicore(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
