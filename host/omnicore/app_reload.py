@@ -173,6 +173,8 @@ SECTIONS: dict[str, Section] = {
         "max_output_bytes", "inline_output_bytes", "max_items")), _workflows),
     "log": Section((("log", "level"),), _log),
     "shutdown": Section((("shutdown_grace_s",),), _nothing),
+    # The routes' table is rebuilt from app.config on the next request (omnicore.routes).
+    "serve": Section((("serve", "routes"),), _nothing),
     "connectors": Section((("connectors",),), _connectors, _check_connectors),
     "trust": Section((("trust",),), _trust, _check_trust),
     "catalog sources": Section((("catalog", "sources"),), _sources),
@@ -249,6 +251,8 @@ def reload(app: OmniApp, new: OmniConfig) -> Reloaded:
         _set(doc, key, after.get(key), key in after)
     if not live:
         return Reloaded({}, restart)
+    if "serve" in live:  # a route removed whole leaves no empty entry behind
+        doc["serve"]["routes"] = {k: v for k, v in doc["serve"]["routes"].items() if v}
     effective = OmniConfig.model_validate(doc)
     effective._sources = {**old.sources, **{k: v for k, v in new.sources.items()
                                             if section_of(tuple(k.split("."))) is not None}}

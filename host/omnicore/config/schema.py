@@ -23,6 +23,7 @@ from pydantic import (
 
 from omnicore.config.bridges import BridgeConfig
 from omnicore.config.retention import RetentionConfig
+from omnicore.config.routes import RouteConfig, ServeConfig
 from omnicore.config.sandbox import LIMIT_KEYS, CircuitConfig, LimitsConfig, SandboxConfig
 from omnicore.config.strict import Strict
 from omnicore.config.telemetry import TelemetryConfig
@@ -45,7 +46,9 @@ __all__ = [
     "PluginConfig",
     "RegistryConfig",
     "RetentionConfig",
+    "RouteConfig",
     "SandboxConfig",
+    "ServeConfig",
     "StorageConfig",
     "TasksConfig",
     "TelemetryConfig",
@@ -542,6 +545,8 @@ class OmniConfig(Strict):
     )
     workflows: WorkflowsConfig = Field(default_factory=lambda: WorkflowsConfig())
     mcp: McpConfig = Field(default_factory=lambda: McpConfig())
+    serve: ServeConfig = Field(default_factory=lambda: ServeConfig(),
+                               description="plugin handlers served as HTTP routes")
     registry: RegistryConfig = Field(default_factory=lambda: RegistryConfig())
     retention: RetentionConfig = Field(default_factory=lambda: RetentionConfig())
     telemetry: TelemetryConfig = Field(default_factory=lambda: TelemetryConfig())

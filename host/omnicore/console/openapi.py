@@ -421,6 +421,10 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
     ("delete", "/catalog/{name}", "Take a plugin out of the catalog: every host falls back to "
      "its folder's file of that name, or unloads it (its versions are kept)", "admin",
      [_NAME], None, 204, None),
+    ("get", "/routes", "The plugin routes this host serves (serve.routes and sidecars' routes; "
+     "specs/http-routes.md): each one's plugin, handler, path, methods, auth, limits, source "
+     "and counters", "viewer", [], None, 200,
+     _obj("routes", {"type": "array", "items": {"type": "object"}})),
     ("get", "/memory", "Plugins' memories per tier, with the tier caps", "viewer", _PAGING,
      None, 200, _page(_ref("MemorySummary"))),
     ("get", "/memory/{plugin}/recall", "Recall a plugin's memories as it would (read only: "

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
@@ -45,6 +45,7 @@ from omnicore.console.responses import JSONResponse
 from omnicore.console.state import ConsoleState
 from omnicore.core.lifecycle import State
 from omnicore.errors import OmniError
+from omnicore.routes import RoutesServer
 
 __all__ = ["create_app"]
 
@@ -153,6 +154,22 @@ async def openapi(_request: Request) -> Response:
     return JSONResponse(document())
 
 
+def _plugin_routes(state: ConsoleState, console: list[BaseRoute]) -> RoutesServer:
+    from omnicore.routes.metrics import attach
+
+    # The prefix may not shadow a path of the console's: their first segments.
+    reserved = {getattr(r, "path", "/").split("/")[1] for r in console}
+    server = RoutesServer(state.app, state.auth.bearer_user, frozenset(reserved - {""}))
+    attach(state.app, server)
+    return server
+
+
+async def routes_api(request: Request) -> Response:
+    st: ConsoleState = request.app.state.console
+    st.auth.identify(request)
+    return JSONResponse({"routes": request.app.state.plugin_routes.describe()})
+
+
 def create_app(state: ConsoleState) -> Starlette:
     """The ASGI app for ``state`` (serve it with Hypercorn, or test it with httpx)."""
     # The MCP SDK loads only when a console is served.
@@ -172,13 +189,14 @@ def create_app(state: ConsoleState) -> Starlette:
             else state.auth.bearer_user(secret)
 
     mcp = McpEndpoint(state.app, verify)
-    routes = [
+    routes: list[BaseRoute] = [
         # First: agents call tools in a loop, and the router tries routes in order.
         Route("/mcp", mcp),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/api/v1/openapi.json", openapi),
+        Route("/api/v1/routes", routes_api),
         # Plugins next: their invoke route is the one scripts call in a loop.
         *plugins.routes(),
         *overview.routes(),
@@ -200,6 +218,9 @@ def create_app(state: ConsoleState) -> Starlette:
         *oauth_pages.routes(oauth),
         Mount("/static", StaticFiles(directory=str(WEB / "static")), name="static"),
     ]
+    # Plugins' own HTTP routes (serve.routes, specs/http-routes.md), under their prefix.
+    plugin_routes = _plugin_routes(state, routes)
+    routes.insert(0, Mount(plugin_routes.prefix, plugin_routes))
     middleware = [
         Middleware(SecurityHeaders),
         # Outside the guard: its refusals leave a body unread too, and must close the
@@ -221,4 +242,5 @@ def create_app(state: ConsoleState) -> Starlette:
     app.state.console = state
     app.state.oauth = oauth
     app.state.mcp = mcp
+    app.state.plugin_routes = plugin_routes
     return app

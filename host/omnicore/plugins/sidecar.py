@@ -34,7 +34,7 @@ SIDECAR_SUFFIXES = (".toml", ".yaml", ".yml")
 #: The keys of every sidecar; the Extism manifest's keys (``omnicore.extism.SIDECAR_KEYS``)
 #: are known too, and read only when a sidecar holds a key not in this list: importing the
 #: Extism package loads its runtime, which a native plugin's load (`omnicore call`) never needs.
-_NATIVE_KEYS = ("grants", "grant", "config", "limits", "enabled", "mcp")
+_NATIVE_KEYS = ("grants", "grant", "config", "limits", "enabled", "mcp", "routes")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class Sidecar:
     #: What this plugin's MCP tool and prompt names start with (``mcp.prefix``); None: the
     #: plugin's name and a dot. ``""`` serves them under the handler's (or prompt's) own name.
     mcp_prefix: str | None = None
+    #: The operator's HTTP routes of this plugin (``routes``: name -> route, checked by
+    #: ``omnicore.routes`` with the app config's; specs/http-routes.md).
+    routes: dict[str, Any] = field(default_factory=dict)
 
 
 def sidecar_paths(wasm: Path) -> list[Path]:
@@ -139,13 +142,17 @@ def sidecar_from(data: object, source: str, wasm: Path, path: Path | None = None
     if not isinstance(enabled, bool):
         raise ConfigError(f"{source}: 'enabled' must be true or false, got {enabled!r}",
                           key="enabled", value=enabled, source=source)
+    routes = data.get("routes", {})
+    if not isinstance(routes, Mapping):
+        raise ConfigError(f"{source}: 'routes' must be a table/mapping of route name -> route",
+                          key="routes", value=routes, source=source)
     extism = {k: data[k] for k in extism_keys if k in data}
     if extism:
         from omnicore.extism import parse_manifest
 
         parse_manifest(extism, source, wasm)  # bad values name this file and the key
     return Sidecar(path=path, grants=grants, config=dict(config), limits=dict(limits),
-                   enabled=enabled, extism=extism, **_mcp(data, source))
+                   enabled=enabled, extism=extism, routes=dict(routes), **_mcp(data, source))
 
 
 def _rebase_fs_dirs(grants: GrantLayer, folder: Path) -> None:

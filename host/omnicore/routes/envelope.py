@@ -1,0 +1,87 @@
+"""The request envelope and the response block (specs/http-routes.md §2, §3): the
+``omnicore:http`` block format, ``head_len: u32 LE | head JSON | body``."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BadResponse", "Response", "decode_response", "encode_request", "head_block"]
+
+#: Headers the host sets or that belong to one connection: a plugin's are dropped.
+HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
+                 "trailer", "te", "proxy-connection", "proxy-authenticate",
+                 "proxy-authorization"})
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\r\n\x00]")
+
+
+class BadResponse(ValueError):
+    """The handler's output is not a response block (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+def head_block(head: dict[str, Any], body: bytes) -> bytes:
+    """``head`` and ``body`` as one block."""
+    raw = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode()
+    return struct.pack("<I", len(raw)) + raw + body
+
+
+def encode_request(head: dict[str, Any], body: bytes) -> bytes:
+    return head_block(head, body)
+
+
+def _header_pairs(headers: Any) -> list[tuple[bytes, bytes]]:
+    if not isinstance(headers, dict):
+        raise BadResponse("'headers' is not an object")
+    out = []
+    for name, value in headers.items():
+        values = value if isinstance(value, list) else [value]
+        key = name.encode("utf-8", "replace").lower()
+        if not _TOKEN.fullmatch(key):
+            raise BadResponse(f"header name {name!r} is not an HTTP token")
+        if key in HOP:
+            continue
+        for v in values:
+            if not isinstance(v, str):
+                raise BadResponse(f"header {name!r}: values are strings")
+            raw = v.encode("utf-8")
+            if _BAD_VALUE.search(raw):
+                raise BadResponse(f"header {name!r}: a value holds CR, LF or NUL")
+            out.append((key, raw))
+    return out
+
+
+def decode_response(out: bytes, *, mode: str) -> Response:
+    """The response the handler's output ``out`` makes; :class:`BadResponse` when it is
+    malformed."""
+    if mode == "body":
+        if not out:
+            return Response(204, [], b"")
+        return Response(200, [(b"content-type", b"application/json")], out)
+    if not out:
+        return Response(204, [], b"")
+    if len(out) < 4:
+        raise BadResponse(f"{len(out)} bytes is too short for a response block")
+    (n,) = struct.unpack_from("<I", out)
+    if n > len(out) - 4:
+        raise BadResponse(f"the head is {n} bytes but only {len(out) - 4} follow")
+    try:
+        head = json.loads(out[4:4 + n])
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadResponse(f"the head is not JSON ({exc})") from None
+    if not isinstance(head, dict):
+        raise BadResponse("the head is not a JSON object")
+    status = head.get("status", 200)
+    if type(status) is not int or not 200 <= status <= 599:
+        raise BadResponse(f"status {status!r} is not an integer 200-599")
+    return Response(status, _header_pairs(head.get("headers", {})), out[4 + n:])

@@ -1,0 +1,464 @@
+""":class:`RoutesServer`: the ASGI app the console mounts at ``serve.prefix`` (specs/
+http-routes.md). One request: match a route, check its caps, rate and concurrency, read the
+body within the deadline, authenticate, call the handler on a worker thread with the
+envelope, answer its response. Whatever the request sends or the handler does, the answer is
+a status (§3.1), never a host fault."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+from omnicore.config.routes import ServeConfig
+from omnicore.errors import (
+    CircuitOpen,
+    ConfigError,
+    DeadlineExceeded,
+    HandlerNotFound,
+    NeedsGrant,
+    OmniError,
+    OutputTooLarge,
+    PluginCallError,
+    PluginError,
+    PluginNotFound,
+)
+from omnicore.routes.envelope import BadResponse, Response, decode_response, encode_request
+from omnicore.routes.signatures import check_github, check_stripe
+from omnicore.routes.table import Route, RouteTable, SourceRoutes, build, clean_path
+
+__all__ = ["RouteStats", "RoutesServer", "TokenUser"]
+
+log = logging.getLogger("omnicore.routes")
+
+#: How often the table looks for edited sidecars and plugins loaded or gone (the app
+#: config's own change is seen on the next request).
+REFRESH_S = 0.25
+_BODY_CAP = "omnicore.body_cap"  # the console's BodyLimits reads it (console/bodies.py)
+
+
+class TokenUser(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def is_admin(self) -> bool: ...
+
+
+@dataclass
+class RouteStats:
+    """One route's counters on this host (the metrics, ``/api/v1/routes``)."""
+
+    codes: dict[int, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    in_flight: int = 0
+    #: The token bucket: tokens left and when they were counted.
+    tokens: float = 0.0
+    counted: float = 0.0
+    rate: tuple[float, int] | None = None
+    logged: float = 0.0
+
+
+class _Answer(Exception):
+    """Answer this status now (the host's own JSON error)."""
+
+    def __init__(self, status: int, message: str, reason: str | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+class RoutesServer:
+    """Plugin routes of ``app`` (an ``OmniApp``) under ``serve.prefix``. ``verify_token``
+    is the REST API's: an API token's user, or None."""
+
+    def __init__(self, app: Any, verify_token: Callable[[str], TokenUser | None],
+                 reserved: frozenset[str] = frozenset({"api"})) -> None:
+        self.app = app
+        self.verify_token = verify_token
+        self.prefix: str = app.config.serve.prefix
+        first = self.prefix.split("/")[1]
+        if first in reserved:
+            raise ConfigError(f"serve.prefix {self.prefix} collides with the console's own "
+                              f"/{first}; choose another (e.g. /http)", key="serve.prefix",
+                              value=self.prefix,
+                              source=app.config.source_of("serve.prefix"))
+        self.stats: dict[str, RouteStats] = {}
+        self.unmatched = RouteStats()
+        self._lock = threading.Lock()
+        self._serve: ServeConfig | None = None
+        self._sidecars: dict[str, tuple[Any, dict[str, Any], str]] = {}
+        self._key: Any = None
+        self._checked = 0.0
+        self._problems: list[str] = []
+        self._table = RouteTable(())
+        self._good = SourceRoutes("omnicore.yaml serve.routes", None, {})
+        self.table(strict=True)  # the app config's routes must check at start
+
+    # -- the table --------------------------------------------------------------------
+
+    def table(self, *, strict: bool = False) -> RouteTable:
+        """The current routes (rebuilt when the app config, a sidecar or a plugin changed)."""
+        serve = self.app.config.serve
+        now = time.monotonic()
+        if serve is self._serve and now - self._checked < REFRESH_S:
+            return self._table
+        with self._lock:
+            if serve is self._serve and now - self._checked < REFRESH_S:
+                return self._table
+            self._checked = now
+            sources, proposals, key = self._sources(serve)
+            if key == self._key and serve is self._serve:
+                return self._table
+            try:
+                table, problems = build(sources, proposals)
+            except ConfigError as exc:
+                if strict:
+                    raise
+                if serve is not self._serve:
+                    log.error("routes: serve.routes not applied, the routes served stay: %s",
+                              exc)
+                self._serve = serve
+                # keep serving the config's last good routes, with what the sidecars now say
+                table, problems = build([self._good, *sources[1:]], proposals,
+                                        strict_first=False)
+            else:
+                self._good = sources[0]
+            for problem in problems:
+                if problem not in self._problems:
+                    log.error("routes: %s; those routes are not served", problem)
+            self._problems = problems
+            self._serve, self._key, self._table = serve, key, table
+            for route in table.routes:
+                st = self.stats.setdefault(route.name, RouteStats())
+                if st.rate != route.rate:
+                    st.rate = route.rate
+                    st.tokens = float(route.rate[1]) if route.rate else 0.0
+                    st.counted = now
+            return table
+
+    def _sources(self, serve: ServeConfig) -> tuple[list[SourceRoutes],
+                                                    dict[str, dict[str, Any]], Any]:
+        sources = [SourceRoutes("omnicore.yaml serve.routes", None,
+                                {n: r.model_dump(exclude_unset=True)
+                                 for n, r in serve.routes.items()})]
+        proposals: dict[str, dict[str, Any]] = {}
+        key: list[Any] = [id(serve)]
+        plugins = self.app.plugins
+        for info in sorted(plugins, key=lambda i: i.name):
+            offered = info.manifest.get("routes") if isinstance(info.manifest, dict) else None
+            proposals[info.name] = {str(p["name"]): p for p in offered
+                                    if isinstance(p, dict) and "name" in p} \
+                if isinstance(offered, list) else {}
+            key.append((info.name, info.state, info.source, tuple(info.handlers)))
+            if info.source:
+                routes, where, stamp = self._sidecar_routes(info.source)
+                key.append((where, stamp))
+                if routes:
+                    sources.append(SourceRoutes(where, info.name, routes))
+        return sources, proposals, tuple(key)
+
+    def _sidecar_routes(self, source: str) -> tuple[dict[str, Any], str, Any]:
+        """The routes of the sidecar of the plugin file ``source``, its path and stamp."""
+        from omnicore.plugins.sidecar import read_sidecar, sidecar_paths
+
+        wasm = Path(source)
+        found = sidecar_paths(wasm)
+        if len(found) != 1:
+            return {}, "", None
+        path = found[0]
+        try:
+            st = path.stat()
+        except OSError:
+            return {}, "", None
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        cached = self._sidecars.get(str(path))
+        if cached is not None and cached[0] == stamp:
+            return cached[1], str(path), stamp
+        try:
+            routes = dict(read_sidecar(wasm).routes)
+        except (ConfigError, OSError) as exc:
+            log.warning("routes: ignoring the sidecar %s: %s", path, exc)
+            routes = {}
+        self._sidecars[str(path)] = (stamp, routes, str(path))
+        return routes, str(path), stamp
+
+    # -- serving ----------------------------------------------------------------------
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any,
+                       send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        started = time.monotonic()
+        route: Route | None = None
+        st = self.unmatched
+        try:
+            table = self.table()
+            # Mounted, the path is whole and root_path the mount's (Starlette 0.35 on); bare,
+            # the prefix is cut here.
+            path, root = scope["path"], scope.get("root_path") or self.prefix
+            sub = (path[len(root):] if path.startswith(root) else path) or "/"
+            clean = clean_path(sub)
+            if clean is None:
+                raise _Answer(400, "the path does not decode to one this host serves "
+                                   "(NUL, '.', '..' or an empty segment)")
+            method = scope["method"].upper()
+            found = table.match(method, clean)
+            if found.route is None:
+                if found.allowed:
+                    raise _Answer(405, f"{method} is not served at {clean}", "not_allowed",
+                                  [(b"allow", ", ".join(found.allowed).encode())])
+                raise _Answer(404, f"no route at {clean}")
+            route = found.route
+            st = self.stats.setdefault(route.name, RouteStats())
+            response = await self._serve_route(scope, receive, route, st, found.params,
+                                               clean, started)
+        except _Answer as answer:
+            if answer.reason:
+                st.refused[answer.reason] = st.refused.get(answer.reason, 0) + 1
+            body = {"error": str(answer)}
+            if route is not None:
+                body["route"] = route.name
+            response = Response(answer.status, [(b"content-type", b"application/json"),
+                                                *answer.headers],
+                                json.dumps(body).encode())
+        except Exception:  # a bug of ours must still be an answer
+            log.exception("routes: %s %s failed", scope.get("method"), scope.get("path"))
+            response = Response(500, [(b"content-type", b"application/json")],
+                                b'{"error": "internal error in the host"}')
+        st.codes[response.status] = st.codes.get(response.status, 0) + 1
+        st.seconds += time.monotonic() - started
+        await self._send(send, response, head_only=scope["method"] == "HEAD")
+
+    async def _send(self, send: Any, response: Response, *, head_only: bool) -> None:
+        headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.start", "status": response.status,
+                        "headers": headers})
+            await send({"type": "http.response.body",
+                        "body": b"" if head_only else response.body})
+
+    async def _serve_route(self, scope: MutableMapping[str, Any], receive: Any, route: Route,
+                           st: RouteStats, params: dict[str, str], path: str,
+                           started: float) -> Response:
+        s = route.settings
+        deadline = started + s.timeout_ms / 1000
+        headers = self._headers(scope["headers"], s.max_header_bytes, s.max_headers)
+        self._take_rate(route, st)
+        if st.in_flight >= s.max_concurrent:
+            raise _Answer(503, f"route '{route.name}' has {s.max_concurrent} calls in flight; "
+                               "try again", "busy", [(b"retry-after", b"1")])
+        st.in_flight += 1
+        released = False
+        try:
+            body = await self._body(scope, receive, headers, s.max_body_bytes, deadline)
+            auth = self._authenticate(route, headers, body)
+            head = self._head(scope, route, path, params, headers, auth)
+            data = body if s.mode == "body" else encode_request(head, body)
+            call = asyncio.ensure_future(self.app.plugins.acall(route.plugin, route.handler,
+                                                                data))
+            done, _ = await asyncio.wait({call}, timeout=max(0.0, deadline - time.monotonic()))
+            if not done:
+                released = True
+                call.add_done_callback(lambda fut: self._release(fut, st))
+                self._warn(route, st, f"no answer within {s.timeout_ms} ms")
+                raise _Answer(504, f"the handler did not answer within {s.timeout_ms} ms",
+                              "deadline")
+            out = self._outcome(call, route, st)
+        finally:
+            if not released:
+                st.in_flight -= 1
+        if len(out) > s.max_response_bytes:
+            self._warn(route, st, f"a response of {len(out)} bytes (max_response_bytes "
+                                  f"{s.max_response_bytes})")
+            raise _Answer(502, f"the handler's response is over {s.max_response_bytes} bytes")
+        try:
+            return decode_response(out, mode=s.mode or "envelope")
+        except BadResponse as exc:
+            self._warn(route, st, f"a malformed response: {exc}")
+            raise _Answer(502, "the handler's response is malformed") from None
+
+    def _outcome(self, call: asyncio.Future[bytes], route: Route, st: RouteStats) -> bytes:
+        try:
+            return call.result()
+        except (PluginNotFound, NeedsGrant, CircuitOpen, HandlerNotFound) as exc:
+            self._warn(route, st, f"unavailable: {exc}")
+            raise _Answer(503, f"plugin '{route.plugin}' cannot answer now",
+                          "unavailable", [(b"retry-after", b"1")]) from None
+        except OutputTooLarge as exc:
+            self._warn(route, st, str(exc))
+            raise _Answer(502, "the handler's response is over the plugin's output limit") \
+                from None
+        except DeadlineExceeded as exc:
+            self._warn(route, st, str(exc))
+            raise _Answer(500, "the handler ran past the plugin's own deadline") from None
+        except (PluginCallError, PluginError, OmniError) as exc:
+            self._warn(route, st, f"{type(exc).__name__}: {exc}")
+            raise _Answer(500, "the handler failed") from None
+
+    @staticmethod
+    def _release(fut: asyncio.Future[bytes], st: RouteStats) -> None:
+        st.in_flight -= 1
+        if not fut.cancelled():
+            fut.exception()  # retrieved: a late failure is no "never retrieved" warning
+
+    def _warn(self, route: Route, st: RouteStats, what: str) -> None:
+        log.warning("route '%s' (plugin %s, handler %s): %s", route.name, route.plugin,
+                    route.handler, what)
+
+    @staticmethod
+    def _headers(raw: list[tuple[bytes, bytes]], max_bytes: int,
+                 max_count: int) -> dict[str, str]:
+        if len(raw) > max_count:
+            raise _Answer(431, f"more than {max_count} headers", "headers")
+        size = 0
+        out: dict[str, str] = {}
+        for k, v in raw:
+            size += len(k) + len(v)
+            if size > max_bytes:
+                raise _Answer(431, f"the headers are over {max_bytes} bytes", "headers")
+            name = k.decode("latin-1").lower()
+            value = v.decode("utf-8", "replace")
+            if name in out:
+                out[name] += ("; " if name == "cookie" else ", ") + value
+            else:
+                out[name] = value
+        return out
+
+    def _take_rate(self, route: Route, st: RouteStats) -> None:
+        if route.rate is None:
+            return
+        per_s, burst = route.rate
+        now = time.monotonic()
+        st.tokens = min(float(burst), st.tokens + (now - st.counted) * per_s)
+        st.counted = now
+        if st.tokens < 1.0:
+            wait = max(1, int((1.0 - st.tokens) / per_s + 0.999))
+            raise _Answer(429, f"route '{route.name}' takes {route.settings.rate_limit}",
+                          "rate", [(b"retry-after", str(wait).encode())])
+        st.tokens -= 1.0
+
+    async def _body(self, scope: MutableMapping[str, Any], receive: Any, headers: dict[str, str],
+                    cap: int, deadline: float) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdecimal():
+                raise _Answer(400, "Content-Length is not a number")
+            if int(declared) > cap:
+                raise _Answer(413, f"the body is {declared} bytes; this route takes at most "
+                                   f"{cap}", "body")
+        elif "transfer-encoding" not in headers:
+            return b""
+        scope[_BODY_CAP] = min(int(scope.get(_BODY_CAP, cap)), cap)
+        chunks: list[bytes] = []
+        size = 0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline - time.monotonic() + loop.time()):
+                    message = await receive()
+            except TimeoutError:
+                raise _Answer(408, "the body did not arrive before the route's deadline",
+                              "deadline") from None
+            except Exception as exc:  # the console's BodyLimits refusing: 408 or 413
+                status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+                raise _Answer(int(status or 400), str(exc), "body") from None
+            if message["type"] == "http.disconnect":
+                raise _Answer(400, "the client went away before its body arrived")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > cap:
+                raise _Answer(413, f"the body is over {cap} bytes", "body")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        if declared is not None and size != int(declared):
+            raise _Answer(400, f"the body is {size} bytes, not its Content-Length {declared}")
+        return b"".join(chunks)
+
+    def _authenticate(self, route: Route, headers: dict[str, str],
+                      body: bytes) -> dict[str, Any]:
+        s = route.settings
+        if s.auth == "public":
+            return {"mode": "public"}
+        if s.auth == "token":
+            scheme, _, token = headers.pop("authorization", "").partition(" ")
+            user = self.verify_token(token.strip()) if scheme.lower() == "bearer" \
+                and token.strip() else None
+            if user is None:
+                self._auth_log(route, "no valid API token")
+                raise _Answer(401, "send 'Authorization: Bearer <API token>'", "auth",
+                              [(b"www-authenticate", b"Bearer")])
+            if s.role == "admin" and not user.is_admin:
+                raise _Answer(403, f"user '{user.name}' is a viewer; this route needs an admin",
+                              "auth")
+            return {"mode": "token", "user": user.name,
+                    "role": "admin" if user.is_admin else "viewer"}
+        assert s.secret is not None
+        try:
+            secret = self.app.secrets.get(s.secret)
+        except OmniError as exc:
+            log.error("route '%s': cannot read its secret %r: %s", route.name, s.secret, exc)
+            secret = None
+        if secret is None:
+            log.error("route '%s': its secret %r is not set (omnicore secrets set %s)",
+                      route.name, s.secret, s.secret)
+            raise _Answer(503, "this route's secret is not set on the host", "unavailable")
+        if s.auth == "github":
+            why = check_github(secret, body, headers.get("x-hub-signature-256"))
+            if why is not None:
+                self._auth_log(route, why)
+                raise _Answer(401, why, "auth")
+            return {"mode": "github"}
+        why, stamp = check_stripe(secret, body, headers.get("stripe-signature"),
+                                  s.tolerance_s)
+        if why is not None:
+            self._auth_log(route, why)
+            raise _Answer(401, why, "auth")
+        return {"mode": "stripe", "timestamp": stamp}
+
+    def _auth_log(self, route: Route, why: str) -> None:
+        st = self.stats.get(route.name)
+        now = time.monotonic()
+        if st is not None and now - st.logged >= 1.0:  # a scanner must not flood the log
+            st.logged = now
+            log.info("route '%s': refused: %s", route.name, why)
+
+    def _head(self, scope: MutableMapping[str, Any], route: Route, path: str,
+              params: dict[str, str], headers: dict[str, str],
+              auth: dict[str, Any]) -> dict[str, Any]:
+        query = scope.get("query_string", b"").decode("latin-1")
+        qp: dict[str, list[str]] = {}
+        for k, v in parse_qsl(query, keep_blank_values=True):
+            qp.setdefault(k, []).append(v)
+        host = headers.get("host", "")
+        url = f"{scope.get('scheme', 'http')}://{host}{scope['path']}" + \
+            (f"?{query}" if query else "")
+        client = scope.get("client")
+        return {"method": scope["method"].upper(), "path": path, "query": query,
+                "query_params": qp, "params": params, "headers": headers,
+                "route": route.name, "url": url, "remote": client[0] if client else None,
+                "auth": auth}
+
+    # -- what the console and metrics show ---------------------------------------------
+
+    def describe(self) -> list[dict[str, Any]]:
+        out = []
+        for route in self.table().routes:
+            st = self.stats.get(route.name, RouteStats())
+            out.append({**route.describe(), "prefix": self.prefix,
+                        "requests": sum(st.codes.values()),
+                        "codes": {str(k): v for k, v in sorted(st.codes.items())},
+                        "refused": dict(st.refused), "in_flight": st.in_flight})
+        return out
