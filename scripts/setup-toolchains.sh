@@ -31,7 +31,7 @@ apt_packages=(
   g++ python3-dev
   chromium
   redis-server
-  nats-server mosquitto  # the brokers the bridges are tested against: tests/brokers.py
+  nats-server mosquitto rabbitmq-server  # the brokers the bridges are tested against: tests/brokers.py
   docker-registry apache2-utils  # the OCI registry (and htpasswd) tests/registry starts
   postgresql
   mariadb-server

@@ -227,6 +227,7 @@ NEEDS_BY_ROOT: dict[str, str] = {
     "tests.dbservers.Redis": "redis",
     "tests.brokers.Nats": "broker",
     "tests.brokers.Mosquitto": "broker",
+    "tests.brokers.RabbitMQ": "broker",
     "playwright": "browser",
     # Building a plugin from source with its language's toolchain (cargo, go, tinygo, zig,
     # asc, componentize-py, node, ruby, clang), or running its unit tests with it.
@@ -251,6 +252,7 @@ NEEDS_BY_PROGRAM = {
     "redis-server": "redis",
     "nats-server": "broker",
     "mosquitto": "broker",
+    **dict.fromkeys(("rabbitmq-server", "epmd"), "broker"),
     # scripts/image (podman, buildah) too
     **dict.fromkeys(("podman", "buildah", "docker", "image"), "container"),
     **dict.fromkeys(("chromium", "chrome", "headless_shell"), "browser"),

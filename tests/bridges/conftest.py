@@ -1,9 +1,12 @@
 """The bridge tests' app: the events plugin of tests/event_fixtures.py, a bridge configured,
-its secret in the store, started on a data dir two hosts may share one after the other."""
+its secret in the store, started on a data dir two hosts may share one after the other; and
+the RabbitMQ node a test session starts once per worker (Erlang boots in seconds), each test
+on names of its own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,7 @@ import pytest
 
 from omnicore.app import OmniApp
 from omnicore.bridges import Bridge
+from tests.brokers import RabbitMQ
 from tests.event_fixtures import GRANTS
 
 BridgeApp = Callable[..., OmniApp]
@@ -40,3 +44,24 @@ def bridge_app(make_app: Callable[..., OmniApp], tmp_path: Path) -> BridgeApp:
 
 def bridge(app: OmniApp) -> Bridge:
     return app.bridges.bridges["b"]
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_node() -> Iterator[RabbitMQ]:
+    server = RabbitMQ.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def rabbitmq(rabbitmq_node: RabbitMQ) -> RabbitMQ:
+    """The session's node, running (a test that halted it and failed is made good here)."""
+    if not rabbitmq_node.running:
+        rabbitmq_node.resume()
+    return rabbitmq_node
+
+
+@pytest.fixture
+def names() -> str:
+    """A prefix of this test's own for the queues and exchanges of a shared broker."""
+    return f"t{uuid.uuid4().hex[:8]}"

@@ -4,8 +4,8 @@
 ``_service`` (:class:`Bridges`, ``app.bridges``) runs them; ``_loop`` (:class:`Bridge`) is the
 one at-least-once loop every kind shares; ``_broker`` is the seam a kind implements
 (:class:`Broker`); ``_metrics`` puts them in ``/metrics``; ``nats`` (JetStream), ``redis``
-(Streams) and ``mqtt`` (MQTT 5) are the kinds. specs/host.md, Bridges, states the guarantees;
-docs/guides/bridges.md shows the config.
+(Streams), ``mqtt`` (MQTT 5) and ``rabbitmq`` (AMQP 0-9-1) are the kinds. specs/host.md,
+Bridges, states the guarantees; docs/guides/bridges.md shows the config.
 """
 
 from __future__ import annotations

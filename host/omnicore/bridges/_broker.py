@@ -62,7 +62,7 @@ class Settings:
 
 
 class Broker(Protocol):
-    """One connection to a broker of one kind (``nats``, ``redis``)."""
+    """One connection to a broker of one kind (``nats``, ``redis``, ``mqtt``, ``rabbitmq``)."""
 
     async def connect(self, lane: str) -> None:
         """Connect and authenticate for ``lane`` (``inbound[N]``, ``outbound``); raises what

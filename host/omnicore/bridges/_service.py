@@ -39,6 +39,10 @@ def broker_for(settings: Settings) -> Broker:
         from omnicore.bridges.mqtt import MqttBroker
 
         return MqttBroker(settings)
+    if settings.config.kind == "rabbitmq":
+        from omnicore.bridges.rabbitmq import RabbitBroker
+
+        return RabbitBroker(settings)
     from omnicore.bridges.redis import RedisBroker
 
     return RedisBroker(settings)

@@ -22,21 +22,27 @@ __all__ = ["SCHEMES", "BridgeConfig", "BridgeInbound", "BridgeOutbound"]
 
 #: The URL schemes of each kind (the second one is TLS).
 SCHEMES: dict[str, tuple[str, ...]] = {"nats": ("nats", "tls"), "redis": ("redis", "rediss"),
-                                        "mqtt": ("mqtt", "mqtts")}
+                                        "mqtt": ("mqtt", "mqtts"),
+                                        "rabbitmq": ("amqp", "amqps")}
 _EVENT = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 _PATTERN = re.compile(r"[A-Za-z0-9_*?.-]+")
 _SECRET = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _NAME = re.compile(r"[A-Za-z0-9_.>*-]{1,256}")
 #: An MQTT topic (filter): levels of letters, digits, '_', '-', '.', with '+' and '#'.
 _TOPIC = re.compile(r"[A-Za-z0-9_.+#-]{1,128}(/[A-Za-z0-9_.+#-]{1,128}){0,31}")
+#: An AMQP queue or exchange name, and a routing key (a binding's may hold '*' and '#').
+_AMQP_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
+_ROUTING_KEY = re.compile(r"[A-Za-z0-9_.:*#-]{0,255}")
 
 
 class BridgeInbound(Strict):
     """``bridges.<name>.inbound[]``: where messages are read and the event type they become.
     NATS: ``subject`` (a JetStream stream must capture it; ``stream`` names it, else it is
-    looked up by subject). Redis: ``stream``. MQTT: ``topic`` (a filter). ``group`` is the
-    durable consumer (NATS), the consumer group (Redis) or the shared subscription (MQTT)
-    every host of a cluster shares, so each message goes to one host."""
+    looked up by subject). Redis: ``stream``. MQTT: ``topic`` (a filter). RabbitMQ: ``queue``
+    (declared durable when missing; bound to ``exchange`` with ``routing_key`` when named).
+    ``group`` is the durable consumer (NATS), the consumer group (Redis) or the shared
+    subscription (MQTT) every host of a cluster shares, so each message goes to one host (a
+    RabbitMQ queue is that already: its consumers share it)."""
 
     event: str = Field(description="the event type a message becomes (a dotted name, not "
                                    "plugin.*: plugins subscribe to it by this name)")
@@ -49,6 +55,12 @@ class BridgeInbound(Strict):
                                                         "consumer group (redis) or shared "
                                                         "subscription (mqtt) the hosts share "
                                                         "(omnicore-<bridge>)")
+    queue: str | None = Field(default=None, description="rabbitmq: the queue consumed "
+                                                        "(declared durable when missing)")
+    exchange: str | None = Field(default=None, description="rabbitmq: the exchange the queue "
+                                                           "is bound to (it must exist)")
+    routing_key: str | None = Field(default=None, description="rabbitmq: the binding key of "
+                                                              "that binding (# when unset)")
 
     @field_validator("event")
     @classmethod
@@ -75,6 +87,21 @@ class BridgeInbound(Strict):
                              "digits, '_', '.', '-', '+', '#')")
         return value
 
+    @field_validator("queue", "exchange")
+    @classmethod
+    def _amqp_name(cls, value: str | None) -> str | None:
+        if value is not None and not _AMQP_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} must be 1-255 letters, digits, '_', '.', ':', '-'")
+        return value
+
+    @field_validator("routing_key")
+    @classmethod
+    def _binding_key(cls, value: str | None) -> str | None:
+        if value is not None and not _ROUTING_KEY.fullmatch(value):
+            raise ValueError(f"routing_key {value!r} must be words like orders.*.created "
+                             "(letters, digits, '_', '.', ':', '-', '*', '#')")
+        return value
+
 
 class BridgeOutbound(Strict):
     """``bridges.<name>.outbound[]``: the events published to the broker, and where to."""
@@ -87,6 +114,11 @@ class BridgeOutbound(Strict):
     topic: str | None = Field(default=None, description="mqtt: the topic published to (QoS 1)")
     max_len: int | None = Field(default=None, gt=0, description="redis: the stream trimmed "
                                                                 "to about this many entries")
+    exchange: str | None = Field(default=None, description="rabbitmq: the exchange published "
+                                                           "to (it must exist; unset: the "
+                                                           "default exchange)")
+    routing_key: str | None = Field(default=None, description="rabbitmq: the routing key of "
+                                                              "every message of the route")
 
     @field_validator("events")
     @classmethod
@@ -111,16 +143,35 @@ class BridgeOutbound(Strict):
                              "digits, '_', '.', '-'; no wildcard)")
         return value
 
+    @field_validator("exchange")
+    @classmethod
+    def _amqp_name(cls, value: str | None) -> str | None:
+        if value is not None and not _AMQP_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} must be 1-255 letters, digits, '_', '.', ':', '-'")
+        return value
+
+    @field_validator("routing_key")
+    @classmethod
+    def _routing_key(cls, value: str | None) -> str | None:
+        if value is not None and (not _ROUTING_KEY.fullmatch(value)
+                                  or any(c in value for c in "*#")):
+            raise ValueError(f"routing_key {value!r} must be words like orders.created "
+                             "(letters, digits, '_', '.', ':', '-'; no wildcard)")
+        return value
+
 
 class BridgeConfig(Strict):
-    """``bridges.<name>.*``: a message broker (NATS JetStream, Redis Streams, MQTT 5) bridged
-    to the event bus at least once both ways (specs/host.md, Bridges; docs/guides/bridges.md)."""
+    """``bridges.<name>.*``: a message broker (NATS JetStream, Redis Streams, MQTT 5, RabbitMQ)
+    bridged to the event bus at least once both ways (specs/host.md, Bridges;
+    docs/guides/bridges.md)."""
 
-    kind: Literal["nats", "redis", "mqtt"] = Field(
-        description="nats (JetStream), redis (Streams) or mqtt (MQTT 5)")
+    kind: Literal["nats", "redis", "mqtt", "rabbitmq"] = Field(
+        description="nats (JetStream), redis (Streams), mqtt (MQTT 5) or rabbitmq (AMQP 0-9-1)")
     url: str = Field(min_length=1, description="the broker's URL without a password: "
                                                "nats://, tls:// (nats); redis://, rediss:// "
-                                               "(redis); mqtt://, mqtts:// (mqtt)")
+                                               "(redis); mqtt://, mqtts:// (mqtt); amqp://, "
+                                               "amqps:// with the virtual host as its path "
+                                               "(rabbitmq)")
     secret: str | None = Field(default=None, description="the secret holding the password "
                                                          "(with a user in the URL) or token")
     ca_file: Path | None = Field(default=None, description="CA certificates the broker's TLS "
@@ -136,7 +187,8 @@ class BridgeConfig(Strict):
     redeliver_after_s: float = Field(default=30.0, gt=0,
                                      description="an unacknowledged inbound message goes to "
                                                  "another consumer after this (nats ack wait; "
-                                                 "redis XAUTOCLAIM idle)")
+                                                 "redis XAUTOCLAIM idle; rabbitmq: when the "
+                                                 "consumer's connection closes)")
     max_held_bytes: int = Field(default=16 * 1024 * 1024, gt=0,
                                 description="outbound messages held while the broker is down; "
                                             "beyond it new ones are dropped and counted")
@@ -179,6 +231,20 @@ class BridgeConfig(Strict):
             if self.kind == "mqtt" and (route.topic is None or route.subject is not None
                                         or route.stream is not None):
                 raise ValueError(f"{where}: an mqtt route subscribes to a topic filter (topic)")
+            amqp = (route.queue, route.exchange, route.routing_key)
+            if self.kind == "rabbitmq":
+                if route.queue is None or route.subject is not None or route.stream is not None \
+                        or route.topic is not None:
+                    raise ValueError(f"{where}: a rabbitmq route consumes a queue (queue)")
+                if route.group is not None:
+                    raise ValueError(f"{where}: a rabbitmq queue is shared by every host's "
+                                     "consumer already: no group")
+                if route.routing_key is not None and route.exchange is None:
+                    raise ValueError(f"{where}: routing_key binds the queue to an exchange "
+                                     "(exchange)")
+            elif any(v is not None for v in amqp):
+                raise ValueError(f"{where}: queue, exchange and routing_key are for rabbitmq "
+                                 "bridges")
         for i, out in enumerate(self.outbound):
             where = f"outbound[{i}]"
             if self.kind == "nats" and (out.subject is None or out.stream is not None
@@ -190,6 +256,14 @@ class BridgeConfig(Strict):
             if self.kind == "mqtt" and (out.topic is None or out.subject is not None
                                         or out.stream is not None or out.max_len is not None):
                 raise ValueError(f"{where}: an mqtt route publishes to a topic (topic)")
+            if self.kind == "rabbitmq":
+                if out.routing_key is None or out.subject is not None \
+                        or out.stream is not None or out.topic is not None \
+                        or out.max_len is not None:
+                    raise ValueError(f"{where}: a rabbitmq route publishes to an exchange "
+                                     "with a routing key (exchange, routing_key)")
+            elif out.exchange is not None or out.routing_key is not None:
+                raise ValueError(f"{where}: exchange and routing_key are for rabbitmq bridges")
         if self.client_id is not None and self.kind != "mqtt":
             raise ValueError("client_id is for mqtt bridges only")
         return self
