@@ -509,6 +509,10 @@ export { tieredMemory as memory };
 import { Json, utf8Bound, writeUtf8 } from "./json";
 export { Json, JsonKind, quote } from "./json";
 
+// ---- HTTP routes (specs/http-routes.md): route.ts --------------------------------------------
+
+export { Request, Response, route } from "./route";
+
 // The fs grant's directories through WASI (fs.ts): fs.readText("/data/a.txt"), ...
 import * as fs from "./fs";
 export { fs };
