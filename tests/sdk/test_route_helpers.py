@@ -16,13 +16,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from omnicore import OmniApp
 from omnicore.capabilities.builtin import builtin_registry
+from omnicore.console import ConsoleModule
 from omnicore.sandbox import Limits, PluginModule, SandboxEngine
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
-from omnicore.toolchains import build, c, js, python
+from omnicore.toolchains import assemblyscript, build, c, js, python, ruby, zig
+from tests.compiler import COMPILER
+from tests.hosts import CHEAP_PASSWORD_HASH
 from tests.sdk.hosting import runtime
+from tests.waiting import eventually
 
 HERE = Path(__file__).parent
 
@@ -66,6 +72,9 @@ CHECKS: dict[str, Callable[[], str | None]] = {
     "ts": js.check,
     "python": python.check,
     "c": c.check,
+    "zig": zig.check,
+    "as": assemblyscript.check,
+    "ruby": ruby.check,
 }
 
 
@@ -151,3 +160,48 @@ def test_a_malformed_envelope_is_answered_400(call: Callable[[str, bytes], bytes
     assert b"malformed request envelope" in body
     # the instance is unharmed: the next request is answered
     assert response(call("hello", envelope(request())))[0] == 200
+
+
+def test_a_route_served_by_the_host_reaches_the_js_helper_over_real_http(
+        tmp_path: Path, module_cache: Path) -> None:
+    """End to end: a real HTTP request to the console's server, through the route the config
+    maps, to the JS fixture's ``echo`` and ``hello``, and the answers back."""
+    if js.check() is not None:
+        pytest.skip(f"js: {js.check()}")
+    root = tmp_path / "app"
+    build(HERE / "route_js", root / "plugins", name="route-js")
+    doc = {
+        "name": "route-helpers", "data_dir": "data", "plugins_dir": "plugins",
+        "sandbox": {"cache_dir": str(module_cache), "compiler": COMPILER},
+        "console": {"port": 0, "password_hash": CHEAP_PASSWORD_HASH},
+        "serve": {"routes": {
+            "items": {"plugin": "route-js", "handler": "echo", "path": "/items/{id}",
+                      "methods": ["POST"], "auth": "public"},
+            "hello": {"plugin": "route-js", "handler": "hello", "path": "/hello/{name}",
+                      "auth": "public"},
+        }},
+    }
+    (root / "omnicore.yaml").write_text(json.dumps(doc))
+    app = OmniApp(config_path=root / "omnicore.yaml", environ={}, entry_points=False)
+    app.add_module(ConsoleModule())
+    app.start()
+    try:
+        eventually(lambda: [p.state for p in app.plugins] == ["loaded"], "the plugin to load")
+        url = app.get_module("console", ConsoleModule).url
+        assert url is not None
+        with httpx.Client(base_url=url, timeout=30) as client:
+            r = client.post("/http/items/42", params=[("x", "1"), ("x", "2"), ("y", "")],
+                            headers={"User-Agent": "probe/1"}, content=RAW)
+            assert r.status_code == 201, r.text
+            assert r.content == RAW
+            assert (r.headers["x-method"], r.headers["x-path"]) == ("POST", "/items/42")
+            assert r.headers["x-query"] == "x=1&x=2&y="
+            assert (r.headers["x-first"], r.headers["x-all"]) == ("1", "1,2")
+            assert (r.headers["x-id"], r.headers["x-route"]) == ("42", "items")
+            assert r.headers["x-agent"] == "probe/1"
+
+            r = client.get("/http/hello/Ada%20L")
+            assert (r.status_code, r.text) == (200, "hello Ada L")
+            assert r.headers["content-type"] == "text/plain; charset=utf-8"
+    finally:
+        app.stop()

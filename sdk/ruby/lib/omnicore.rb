@@ -29,4 +29,5 @@ require "omnicore/secrets"
 require "omnicore/sql"
 require "omnicore/redis"
 require "omnicore/mcp"
+require "omnicore/route"
 # (omnicore/testing and omnicore/test are for a plugin's tests: `omnicore test` loads them.)

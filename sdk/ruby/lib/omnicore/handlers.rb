@@ -21,10 +21,12 @@ module Omnicore
     attr_reader :handlers
 
     # Declare a handler that takes the input bytes (a binary String) and returns a String.
-    def handler(name, **options, &block)
+    # With +route: true+ it answers HTTP: the block takes a Route::Request and returns a
+    # Route::Response (omnicore/route.rb).
+    def handler(name, route: false, **options, &block)
       raise ArgumentError, "handler #{name} needs a block" unless block
 
-      @handlers[name.to_s] = Handler.new(name.to_s, false, options, block)
+      @handlers[name.to_s] = Handler.new(name.to_s, false, options, route ? Route.wrap(block) : block)
     end
 
     # Declare a handler that takes parsed JSON (nil for empty input) and returns something
