@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -348,6 +348,28 @@ def _entry_doc(entry: Any) -> dict[str, Any]:
             "pinned": entry.pinned, "pinned_at": entry.pinned_at, "pinned_by": entry.pinned_by}
 
 
+def _change(appdir: Path, remote: str | None, as_json: bool, name: str, verb: str,
+            ask: tuple[str, str, dict[str, Any] | None],
+            local: Callable[[Any], Any]) -> dict[str, Any] | None:
+    """One change of NAME's version in force (rollback, pin, unpin): through the running host
+    (``ask``: its REST method, path and body), else ``local(catalog)`` on the app's store,
+    audited as ``catalog.<verb>``. Prints the answer's JSON with ``--json`` (then None);
+    otherwise the version now in force, for the command's line."""
+    host = _host(appdir, remote)
+    if host is not None:
+        doc = host.request(*ask)
+    else:
+        with _catalog(appdir) as catalog:
+            entry = local(catalog)
+        doc = _entry_doc(entry)
+        _audit(appdir, f"catalog.{verb}", name, entry.version.digest if entry.version else None)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return None
+    version: dict[str, Any] = doc["version"]
+    return version
+
+
 def _manifest_name(file: Path) -> str | None:
     # The name the host would give it, read without host code (the custom section's JSON).
     from omnicore.cli.plugins import _manifest_name as read
@@ -398,21 +420,12 @@ def rollback(name: str, to: str | None, appdir: Path, remote: str | None,
              as_json: bool) -> None:
     """Put an earlier version of NAME in force on every host: the one DIGEST (or a prefix of
     it, or vN) names, else the one before the version in force."""
-    host = _host(appdir, remote)
-    if host is not None:
-        doc = host.request("POST", _path(name, "/rollback"), {} if to is None else {"to": to})
-    else:
-        with _catalog(appdir) as catalog:
-            entry = catalog.rollback(name, to, by="cli")
-        doc = {"name": name, "version": entry.version.as_dict() if entry.version else None}
-        _audit(appdir, "catalog.rollback", name,
-               entry.version.digest if entry.version else None)
-    if as_json:
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
-        return
-    v = doc["version"]
-    click.echo(f"{name}: v{v['number']} ({_short(v['digest'])}) is in force; every host "
-               "loads it within a few seconds")
+    v = _change(appdir, remote, as_json, name, "rollback",
+                ("POST", _path(name, "/rollback"), {} if to is None else {"to": to}),
+                lambda catalog: catalog.rollback(name, to, by="cli"))
+    if v is not None:
+        click.echo(f"{name}: v{v['number']} ({_short(v['digest'])}) is in force; every host "
+                   "loads it within a few seconds")
 
 
 @plugins_group.command("pin")
@@ -425,20 +438,12 @@ def pin(name: str, digest: str, appdir: Path, remote: str | None, as_json: bool)
     """Pin NAME to the version DIGEST (or a prefix of it, or vN) names: every host serves it
     whatever is published later, until `omnicore plugins unpin NAME`. Rollback and remove
     are refused meanwhile; a later publish adds a version without putting it in force."""
-    host = _host(appdir, remote)
-    if host is not None:
-        doc = host.request("PUT", _path(name, "/pin"), {"digest": digest})
-    else:
-        with _catalog(appdir) as catalog:
-            entry = catalog.pin(name, digest, by="cli")
-        doc = _entry_doc(entry)
-        _audit(appdir, "catalog.pin", name, entry.version.digest if entry.version else None)
-    if as_json:
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
-        return
-    v = doc["version"]
-    click.echo(f"{name}: pinned to v{v['number']} ({_short(v['digest'])}); every host serves "
-               "it until `omnicore plugins unpin " + name + "`")
+    v = _change(appdir, remote, as_json, name, "pin",
+                ("PUT", _path(name, "/pin"), {"digest": digest}),
+                lambda catalog: catalog.pin(name, digest, by="cli"))
+    if v is not None:
+        click.echo(f"{name}: pinned to v{v['number']} ({_short(v['digest'])}); every host "
+                   "serves it until `omnicore plugins unpin " + name + "`")
 
 
 @plugins_group.command("unpin")
@@ -448,20 +453,11 @@ def pin(name: str, digest: str, appdir: Path, remote: str | None, as_json: bool)
 @_JSON
 def unpin(name: str, appdir: Path, remote: str | None, as_json: bool) -> None:
     """Release NAME's pin: its newest version goes in force on every host."""
-    host = _host(appdir, remote)
-    if host is not None:
-        doc = host.request("DELETE", _path(name, "/pin"))
-    else:
-        with _catalog(appdir) as catalog:
-            entry = catalog.unpin(name, by="cli")
-        doc = _entry_doc(entry)
-        _audit(appdir, "catalog.unpin", name, entry.version.digest if entry.version else None)
-    if as_json:
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
-        return
-    v = doc["version"]
-    click.echo(f"{name}: unpinned; v{v['number']} ({_short(v['digest'])}) is in force, every "
-               "host loads it within a few seconds")
+    v = _change(appdir, remote, as_json, name, "unpin", ("DELETE", _path(name, "/pin"), None),
+                lambda catalog: catalog.unpin(name, by="cli"))
+    if v is not None:
+        click.echo(f"{name}: unpinned; v{v['number']} ({_short(v['digest'])}) is in force, "
+                   "every host loads it within a few seconds")
 
 
 @plugins_group.command("remove")

@@ -104,6 +104,17 @@ _ANALYSED: weakref.WeakKeyDictionary[SandboxEngine, _Analysed] = weakref.WeakKey
 _ANALYSED_LOCK = threading.Lock()  # plugins load on several threads at once
 
 
+def _with_gc(mod: PluginModule, needs_gc: bool) -> PluginModule:
+    """``mod`` marked as using Wasm GC when its bytes do: an omnicore ABI v1 plugin may, an
+    Extism plugin may not (refused)."""
+    if not needs_gc:
+        return mod
+    if mod.abi != ABI_VERSION:
+        raise InvalidModule(f"plugin {mod.name!r}: an Extism plugin using Wasm GC is not "
+                            "supported (omnicore ABI v1 plugins may use it)", plugin=mod.name)
+    return dataclasses.replace(mod, needs_gc=True)
+
+
 def _known(engine: SandboxEngine, sha: str) -> PluginModule | None:
     with _ANALYSED_LOCK:
         found = _ANALYSED.get(engine)
@@ -219,12 +230,7 @@ class PluginModule(CompiledPlugin):
             raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly module: {first}",
                                 plugin=plugin) from None
         mod = cls._from_compiled(compiled, plugin, manifest, sha, len(wasm), path)
-        if needs_gc:
-            if mod.abi != ABI_VERSION:
-                raise InvalidModule(f"plugin {plugin!r}: an Extism plugin using Wasm GC is not "
-                                    "supported (omnicore ABI v1 plugins may use it)",
-                                    plugin=plugin)
-            mod = dataclasses.replace(mod, needs_gc=True)
+        mod = _with_gc(mod, needs_gc)
         if not beside:
             _remember(engine, sha, mod)
         if registry is not None:
@@ -251,12 +257,7 @@ class PluginModule(CompiledPlugin):
                                 plugin=plugin) from None
         mod = cls._from_compiled(cast(wasmtime.Module, described), plugin, manifest, sha,
                                  len(wasm), path)
-        if needs_gc:
-            if mod.abi != ABI_VERSION:
-                raise InvalidModule(f"plugin {plugin!r}: an Extism plugin using Wasm GC is not "
-                                    "supported (omnicore ABI v1 plugins may use it)",
-                                    plugin=plugin)
-            mod = dataclasses.replace(mod, needs_gc=True)
+        mod = _with_gc(mod, needs_gc)
         return mod
 
     @classmethod

@@ -19,7 +19,6 @@ message.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, check_plugin_name, locations
-from omnicore.toolchains.project import compile_or_fail, write_templates
+from omnicore.toolchains.project import compile_or_fail, compile_tests, write_templates
 from omnicore.toolchains.testrunner import run_tests
 
 __all__ = [
@@ -149,22 +148,10 @@ def build_tests(src: Path) -> Path | None:
     per project folder between runs); None when clang failed (its message is on stderr)."""
     clang = _clang()
     assert clang is not None
-    work = locations.cache_dir() / "c-test" / (
-        f"{src.name}-{hashlib.sha256(str(src).encode()).hexdigest()[:12]}")
-    work.mkdir(parents=True, exist_ok=True)
-    out = work / "tests.wasm"
-    cmd = [clang, *TEST_FLAGS, f"-I{sdk_dir()}", f"-I{src}", "-o", str(out),
-           *(str(s) for s in [*_sources(src), *_tests(src)])]
-    try:
-        code = subprocess.run(cmd, check=False, timeout=_BUILD_TIMEOUT_S).returncode
-    except subprocess.TimeoutExpired:
-        print(f"clang took over {_BUILD_TIMEOUT_S} s on {src}", file=sys.stderr)
-        return None
-    if code != 0:
-        print(f"clang failed for {src}'s tests (exit {code}): its message is above",
-              file=sys.stderr)
-        return None
-    return out
+    return compile_tests(src, "c", lambda out, _work: [
+        clang, *TEST_FLAGS, f"-I{sdk_dir()}", f"-I{src}", "-o", str(out),
+        *(str(s) for s in [*_sources(src), *_tests(src)])], tool="clang",
+        timeout_s=_BUILD_TIMEOUT_S)
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:

@@ -23,12 +23,11 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import check_plugin_name, locations
-from omnicore.toolchains.project import compile_or_fail, write_templates
+from omnicore.toolchains.project import compile_or_fail, runs, write_templates
 
 __all__ = ["EXTENSIONS", "LANGUAGE", "check", "compile", "detect", "kotlin_home", "scaffold",
            "wasm_opt"]
@@ -86,12 +85,7 @@ def detect(src: Path) -> bool:
 
 @functools.cache
 def _probe(java: str) -> str | None:
-    try:
-        proc = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60,
-                              check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"{java} does not run ({exc})"
-    return None if proc.returncode == 0 else f"{java} -version failed: {proc.stderr.strip()}"
+    return runs([java, "-version"])
 
 
 def check() -> str | None:

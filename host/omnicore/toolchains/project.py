@@ -1,16 +1,19 @@
 """What every language's toolchain does the same way: write a scaffold's templates into a new
-project, and run a compiler whose failure becomes a BuildError carrying the compiler's own
-message."""
+project, see that a compiler runs, run one whose failure becomes a BuildError carrying the
+compiler's own message, and compile a project's tests into a program kept between runs."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from omnicore.errors import BuildError
+from omnicore.toolchains import locations
 
-__all__ = ["compile_or_fail", "write_templates"]
+__all__ = ["compile_or_fail", "compile_tests", "runs", "write_templates"]
 
 #: The end of a compiler's output a BuildError keeps (the first error is usually near it).
 _MESSAGE_CHARS = 4000
@@ -44,3 +47,36 @@ def compile_or_fail(cmd: list[str], *, tool: str, src: Path, toolchain: str, tim
         raise BuildError(f"{tool} failed for {src}:\n{message}", plugin=src.name,
                          toolchain=toolchain)
     return proc
+
+
+def runs(cmd: list[str]) -> str | None:
+    """None when ``cmd`` (a tool asked its version) runs and succeeds; else one line of why."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{cmd[0]} does not run ({exc})"
+    return None if proc.returncode == 0 else f"{' '.join(cmd)} failed: {proc.stderr.strip()}"
+
+
+def compile_tests(src: Path, toolchain: str, cmd: Callable[[Path, Path], list[str]], *,
+                  tool: str, timeout_s: float, cwd: Path | None = None) -> Path | None:
+    """Compile the tests of the project at ``src`` into one wasm32-wasi program, kept in a
+    folder of its own per project between runs: ``cmd(out, work)`` is the command of the
+    compiler ``tool`` writing ``out`` (its caches in ``work``), its own diagnostics going to
+    the terminal as ``cargo test``'s would. The program, or None when the compiler failed or
+    ran past ``timeout_s`` (said on stderr)."""
+    work = locations.cache_dir() / f"{toolchain}-test" / (
+        f"{src.name}-{hashlib.sha256(str(src).encode()).hexdigest()[:12]}")
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "tests.wasm"
+    args = cmd(out, work)
+    try:
+        code = subprocess.run(args, check=False, timeout=timeout_s, cwd=cwd).returncode
+    except subprocess.TimeoutExpired:
+        print(f"{tool} took over {timeout_s} s on {src}", file=sys.stderr)
+        return None
+    if code != 0:
+        print(f"{tool} failed for {src}'s tests (exit {code}): its message is above",
+              file=sys.stderr)
+        return None
+    return out

@@ -19,17 +19,20 @@ own code, the test's control through ``omnicore:testing`` (the SDK's ``omni.test
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 from omnicore.errors import BuildError
 from omnicore.toolchains import UnitTests, check_plugin_name, locations
-from omnicore.toolchains.project import compile_or_fail, write_templates
+from omnicore.toolchains.project import (
+    compile_or_fail,
+    compile_tests,
+    runs,
+    write_templates,
+)
 from omnicore.toolchains.testrunner import run_tests
 
 __all__ = ["EXTENSIONS", "LANGUAGE", "build_tests", "check", "compile", "detect", "main",
@@ -99,12 +102,7 @@ def _module_args(root: Path) -> list[str]:
 
 @functools.cache
 def _probe(zig: str) -> str | None:
-    try:
-        proc = subprocess.run([zig, "version"], capture_output=True, text=True, timeout=60,
-                              check=False)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"{zig} does not run ({exc})"
-    return None if proc.returncode == 0 else f"{zig} version failed: {proc.stderr.strip()}"
+    return runs([zig, "version"])
 
 
 def check() -> str | None:
@@ -155,26 +153,13 @@ def build_tests(src: Path, names: list[str]) -> Path | None:
     any) into one wasm32-wasi program, kept per project folder between runs; None when zig
     failed (its message is on stderr)."""
     zig, root = _zig_or_fail(src)
-    work = locations.cache_dir() / "zig-test" / (
-        f"{src.name}-{hashlib.sha256(str(src).encode()).hexdigest()[:12]}")
-    work.mkdir(parents=True, exist_ok=True)
-    out = work / "tests.wasm"
     filters = [arg for name in names for arg in ("--test-filter", name)]
     # -rdynamic: the program exports omni_alloc (the host's §3.3 answers) and the handlers
     # (the tasks capability enqueues only the plugin's own).
-    cmd = [zig, "test", "-target", "wasm32-wasi", "-rdynamic", "--test-no-exec", *filters,
-           *_module_args(root), *_caches(work), f"-femit-bin={out}"]
-    try:
-        code = subprocess.run(cmd, check=False, timeout=_BUILD_TIMEOUT_S,
-                              cwd=root.parent).returncode
-    except subprocess.TimeoutExpired:
-        print(f"zig took over {_BUILD_TIMEOUT_S} s on {src}", file=sys.stderr)
-        return None
-    if code != 0:
-        print(f"zig failed for {src}'s tests (exit {code}): its message is above",
-              file=sys.stderr)
-        return None
-    return out
+    return compile_tests(src, "zig", lambda out, work: [
+        zig, "test", "-target", "wasm32-wasi", "-rdynamic", "--test-no-exec", *filters,
+        *_module_args(root), *_caches(work), f"-femit-bin={out}"],
+        tool="zig", timeout_s=_BUILD_TIMEOUT_S, cwd=root.parent)
 
 
 def scaffold(dest: Path, name: str, lang: str) -> None:
