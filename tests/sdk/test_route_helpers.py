@@ -3,9 +3,10 @@ real toolchain, called through the host with a request envelope built here byte 
 (§2), its response block (§3) decoded here and asserted.
 
 Each fixture plugin (``tests/sdk/route_<lang>/``) has the same four handlers: ``echo`` answers
-201 with what the request carried in ``x-*`` headers and the request body echoed byte for
-byte, ``hello`` the text convenience, ``info`` the JSON one (reading the body as JSON),
-``fail`` a handler that returns an error.
+201 with what the request carried in ``x-*`` headers, ``set-cookie`` twice and the request
+body echoed byte for byte, ``hello`` the text convenience, ``info`` the JSON one (reading the
+body as JSON), ``fail`` a handler that returns an error. The last test serves the JS fixture
+through the host's own HTTP server on a route the config maps.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def test_echo_gets_the_whole_request_and_sends_status_headers_and_raw_body(
     assert headers["x-agent"] == "probe/1"    # header("User-Agent"): any case
     assert headers["x-route"] == "items"
     assert headers["content-type"] == "application/octet-stream"
+    assert headers["set-cookie"] == ["a=1", "b=2"]   # a header sent once per value
     assert body == RAW
 
 
@@ -199,6 +201,7 @@ def test_a_route_served_by_the_host_reaches_the_js_helper_over_real_http(
             assert (r.headers["x-first"], r.headers["x-all"]) == ("1", "1,2")
             assert (r.headers["x-id"], r.headers["x-route"]) == ("42", "items")
             assert r.headers["x-agent"] == "probe/1"
+            assert r.headers.get_list("set-cookie") == ["a=1", "b=2"]
 
             r = client.get("/http/hello/Ada%20L")
             assert (r.status_code, r.text) == (200, "hello Ada L")

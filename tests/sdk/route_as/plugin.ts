@@ -17,6 +17,8 @@ export function echo(ptr: usize, len: usize): u64 {
     .header("x-id", orDash(req.param("id")))
     .header("x-agent", orDash(req.header("User-Agent")))
     .header("x-route", req.route)
+    .header("set-cookie", "a=1")
+    .header("set-cookie", "b=2")
     .bytes(req.body));
 }
 

@@ -26,6 +26,8 @@ OMNI_ROUTE(echo, req) {
     header_or_dash(&res, "x-id", omni_request_param(req, "id"));
     header_or_dash(&res, "x-agent", omni_request_header(req, "User-Agent"));
     omni_response_header(&res, "x-route", req->route);
+    omni_response_header(&res, "set-cookie", "a=1");
+    omni_response_header(&res, "set-cookie", "b=2");
     omni_response_body(&res, req->body, req->body_len);
     return res;
 }

@@ -10,7 +10,8 @@ export const echo = route((req) => new RouteResponse(201, { "content-type": "app
   .header("x-all", req.queryAll("x").join(","))
   .header("x-id", req.params.id ?? "-")
   .header("x-agent", req.header("User-Agent") ?? "-")
-  .header("x-route", req.route));
+  .header("x-route", req.route)
+  .header("set-cookie", ["a=1", "b=2"]));
 
 export const hello = route((req) => RouteResponse.text(`hello ${req.params.name ?? "world"}`));
 

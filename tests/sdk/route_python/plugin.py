@@ -16,7 +16,8 @@ def echo(req: Request) -> Response:
             .header("x-all", ",".join(req.query_all("x")))
             .header("x-id", req.params.get("id", "-"))
             .header("x-agent", req.header("User-Agent", "-") or "")
-            .header("x-route", req.route))
+            .header("x-route", req.route)
+            .header("set-cookie", ["a=1", "b=2"]))
 
 
 @routes.handler

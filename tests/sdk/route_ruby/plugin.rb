@@ -14,6 +14,7 @@ Omnicore.handler :echo, route: true do |req|
           .header("x-id", req.params.fetch("id", "-"))
           .header("x-agent", req.header("User-Agent") || "-")
           .header("x-route", req.route)
+          .header("set-cookie", ["a=1", "b=2"])
 end
 
 Omnicore.handler :hello, route: true do |req|

@@ -22,6 +22,8 @@ fn echo(call: *omni.Call, req: *const route.Request) !route.Response {
     try res.header("x-id", req.param("id") orelse "-");
     try res.header("x-agent", req.header("User-Agent") orelse "-");
     try res.header("x-route", req.route);
+    try res.header("set-cookie", "a=1");
+    try res.header("set-cookie", "b=2");
     res.body = req.body;
     return res;
 }
