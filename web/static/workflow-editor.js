@@ -591,6 +591,9 @@
     }
     if (p.step && key === "wait") return step && step.step.wait && "sleep" in step.step.wait ? "sleep" : "approval.message";
     if (p.step) return { id: "step.id", if: "if", for_each: "for_each", path: "path", method: "method" }[key] || null;
+    const trigger = /^triggers\[(\d+)\]/.exec(rest);
+    if (trigger) return `trigger.${trigger[1]}`;
+    if (key === "outputs") return panel.querySelector(`[name="output.${CSS.escape(sub || "")}"]`) ? `output.${sub}` : "new-output";
     return key === "description" ? "description" : (key === "inputs" ? "new-input" : null);
   }
 
@@ -745,6 +748,8 @@
     box.append(el("h2", { text: "Workflow" }),
                field("Description", doc.description, (i) => { if (i.value) doc.description = i.value; else delete doc.description; }, { name: "description" }));
     box.append(el("h3", { text: "Inputs of a run" }), inputsEditor());
+    box.append(el("h3", { text: "Outputs of a run" }), outputsEditor());
+    box.append(el("h3", { text: "Triggers" }), triggersEditor());
     box.append(runSection());
     if (EDIT && digest) box.append(historySection());
     return box;
@@ -814,6 +819,96 @@
           if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return fieldError(name, "An input's name: letters, digits and _.");
           save((s) => { s.properties[key] = { type: type.value }; if (must.checked) s.required = [...new Set([...(s.required || []), key])]; });
         } }, "Add input")));
+    }
+    return list;
+  }
+
+  // A run's outputs (specs/workflows.md §2): a name each, its value an expression over the
+  // inputs and the steps' outputs, shown on the run's page when it succeeds.
+  function outputsEditor() {
+    const list = el("div", { class: "wfe-outputs" });
+    const save = (fn) => change(() => {
+      doc.outputs = { ...(doc.outputs || {}) };
+      fn(doc.outputs);
+      if (!Object.keys(doc.outputs).length) delete doc.outputs;
+    });
+    for (const [key, value] of Object.entries(doc.outputs || {})) {
+      const text = typeof value === "string" ? value : JSON.stringify(value);
+      list.append(el("div", { class: "wfe-input-row" }, el("code", { text: key }),
+        bind(el("input", { name: `output.${key}`, value: text, disabled: !EDIT, placeholder: "${{ steps.ID.output }}" }),
+             (i) => { doc.outputs = { ...(doc.outputs || {}), [key]: typeof value === "string" ? i.value : typed("json", i.value) }; }),
+        EDIT ? el("button", { type: "button", class: "link", title: `remove output ${key}`, onclick: () => save((o) => { delete o[key]; }) }, "×") : null));
+    }
+    if (!Object.keys(doc.outputs || {}).length && !EDIT) list.append(el("p", { class: "hint", text: "None." }));
+    if (EDIT) {
+      const name = el("input", { name: "new-output", placeholder: "name", size: "10" });
+      const value = el("input", { name: "new-output-value", placeholder: "${{ steps.ID.output }}" });
+      list.append(el("div", { class: "wfe-input-row" }, name, value,
+        el("button", { type: "button", id: "wfe-add-output", onclick: () => {
+          const key = name.value.trim();
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return fieldError(name, "An output's name: letters, digits and _.");
+          if (!value.value.trim()) return fieldError(value, "An output's value: an expression, as ${{ steps.ID.output }}.");
+          save((o) => { o[key] = value.value.trim(); });
+        } }, "Add output")));
+    }
+    return list;
+  }
+
+  // What starts a run by itself (specs/workflows.md §5): a schedule, an event or a webhook.
+  // Each trigger is edited as the JSON of its entry (its kind's keys, `inputs`, `filter`,
+  // `timezone`, ...); a new one starts from its kind's required keys.
+  const TRIGGER_KINDS = {
+    cron: { label: "schedule (cron)", key: "cron", placeholder: "0 2 * * *" },
+    event: { label: "event", key: "event", placeholder: "plugin.*.order" },
+    webhook: { label: "webhook", key: "webhook", placeholder: "orders/new" },
+  };
+  function triggersEditor() {
+    const list = el("div", { class: "wfe-triggers" });
+    const triggers = Array.isArray(doc.triggers) ? doc.triggers : [];
+    const save = (fn) => change(() => {
+      doc.triggers = [...(Array.isArray(doc.triggers) ? doc.triggers : [])];
+      fn(doc.triggers);
+      if (!doc.triggers.length) delete doc.triggers;
+    });
+    triggers.forEach((trigger, index) => {
+      const kind = Object.keys(TRIGGER_KINDS).find((k) => trigger && k in trigger) || "trigger";
+      const area = el("textarea", { name: `trigger.${index}`, rows: "3", disabled: !EDIT, spellcheck: "false" },
+                      JSON.stringify(trigger, null, 1));
+      const holder = el("label", { class: "wfe-trigger-json" }, area);
+      bind(area, (i) => {
+        area.classList.remove("bad");
+        area.removeAttribute("aria-invalid");
+        holder.querySelectorAll(".wfe-field-error").forEach((e) => e.remove());
+        let parsed;
+        try { parsed = JSON.parse(i.value); } catch (_) { return fieldError(area, "Not JSON yet: the trigger is kept as it was."); }
+        doc.triggers = [...doc.triggers];
+        doc.triggers[index] = parsed;
+      });
+      list.append(el("div", { class: "wfe-trigger" },
+        el("div", { class: "wfe-input-row" }, el("code", { text: (trigger && trigger.name) || `#${index + 1}` }),
+          el("span", { class: "hint", text: kind }),
+          EDIT ? el("button", { type: "button", class: "link", title: `remove trigger ${(trigger && trigger.name) || index + 1}`,
+                                onclick: () => save((t) => { t.splice(index, 1); }) }, "×") : null),
+        holder));
+    });
+    if (!triggers.length && !EDIT) list.append(el("p", { class: "hint", text: "None: runs start by hand, from the CLI or the API." }));
+    if (EDIT) {
+      const name = el("input", { name: "new-trigger", placeholder: "name", size: "10" });
+      const kind = el("select", { name: "new-trigger-kind" },
+                      ...Object.entries(TRIGGER_KINDS).map(([k, v]) => el("option", { value: k, text: v.label })));
+      const what = el("input", { name: "new-trigger-value", placeholder: TRIGGER_KINDS.cron.placeholder });
+      const secret = el("input", { name: "new-trigger-secret", placeholder: "secret name", size: "12", hidden: true });
+      kind.addEventListener("change", () => { what.placeholder = TRIGGER_KINDS[kind.value].placeholder; secret.hidden = kind.value !== "webhook"; });
+      list.append(el("div", { class: "wfe-input-row" }, name, kind, what, secret,
+        el("button", { type: "button", id: "wfe-add-trigger", onclick: () => {
+          const key = name.value.trim();
+          if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(key)) return fieldError(name, "A trigger's name: letters, digits, _ . and -.");
+          if (!what.value.trim()) return fieldError(what, `The ${TRIGGER_KINDS[kind.value].label}: as ${TRIGGER_KINDS[kind.value].placeholder}`);
+          if (kind.value === "webhook" && !secret.value.trim()) return fieldError(secret, "A webhook is signed with a secret: its name.");
+          const entry = { name: key, [TRIGGER_KINDS[kind.value].key]: what.value.trim() };
+          if (kind.value === "webhook") entry.secret = secret.value.trim();
+          save((t) => { t.push(entry); });
+        } }, "Add trigger")));
     }
     return list;
   }
