@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from omnicore.core.jsoncodec import loads_object
 from omnicore.oci.client import sha256_digest
 from omnicore.sandbox import wasmbin
 
@@ -167,12 +168,7 @@ def _descriptor(doc: Any, where: str) -> Descriptor:
 def read_manifest(data: bytes, media_type: str = "") -> WasmManifest:
     """``data`` checked to be a Wasm artifact's manifest; ValueError says what it is instead
     (the caller names the reference)."""
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise ValueError("its manifest is not JSON") from None
-    if not isinstance(doc, dict):
-        raise ValueError("its manifest is not a JSON object")
+    doc = loads_object(data, "its manifest")
     kind = doc.get("mediaType") or media_type
     if kind != MANIFEST_MEDIA_TYPE:
         what = {"application/vnd.oci.image.index.v1+json": "an image index",
@@ -202,23 +198,13 @@ def read_manifest(data: bytes, media_type: str = "") -> WasmManifest:
     if text is not None:
         if len(text.encode()) > MAX_SIDECAR_BYTES:
             raise ValueError(f"its sidecar annotation is over {MAX_SIDECAR_BYTES} bytes")
-        try:
-            sidecar = json.loads(text)
-        except ValueError:
-            raise ValueError(f"its {SIDECAR_ANNOTATION} annotation is not JSON") from None
-        if not isinstance(sidecar, dict):
-            raise ValueError(f"its {SIDECAR_ANNOTATION} annotation is not a JSON object")
+        sidecar = loads_object(text, f"its {SIDECAR_ANNOTATION} annotation")
     return WasmManifest(layer, config, notes, sidecar)
 
 
 def check_config(data: bytes, manifest: WasmManifest) -> dict[str, Any]:
     """The config blob, checked to name the layer it travels with."""
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise ValueError("its config blob is not JSON") from None
-    if not isinstance(doc, dict):
-        raise ValueError("its config blob is not a JSON object")
+    doc = loads_object(data, "its config blob")
     digests = doc.get("layerDigests")
     if digests and digests != [manifest.layer.digest]:
         raise ValueError("its config's layerDigests do not name its layer")

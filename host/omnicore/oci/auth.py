@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from omnicore.core.jsoncodec import loads_object
+
 __all__ = ["Challenge", "Credentials", "docker_config_path", "find_credentials",
            "parse_challenge"]
 
@@ -98,12 +100,7 @@ def find_credentials(registry: str, *, config: Path | None = None) -> Credential
         return None
     except OSError as exc:
         raise ValueError(f"cannot read the Docker config {path}: {exc.strerror}") from None
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise ValueError(f"the Docker config {path} is not JSON") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"the Docker config {path} is not a JSON object")
+    doc = loads_object(raw, f"the Docker config {path}")
     keys = _HUB_KEYS if registry in _HUB_KEYS else (registry, f"https://{registry}",
                                                       f"http://{registry}")
     auths: dict[str, object] = doc["auths"] if isinstance(doc.get("auths"), dict) else {}
