@@ -21,7 +21,7 @@ import pytest
 from omnicore.egress.db import db_connector
 from omnicore.egress.db.service import _make
 from tests.db_fixtures import maria  # noqa: F401
-from tests.egress.db.test_hostile_wire import _maria_url, _probe
+from tests.egress.db.spoofed import _maria_url, _probe
 
 CAP = 32 << 20
 

@@ -25,7 +25,7 @@ from omnicore.errors import ConfigError
 from tests.dbservers import PASSWORD as MARIA_PASSWORD
 from tests.dbservers import USER as MARIA_USER
 from tests.dbservers import CertAuthority, MariaDB
-from tests.egress.db.test_hostile_wire import SpoofedMaria
+from tests.egress.db.spoofed import SpoofedMaria
 from tests.pgcluster import Cluster
 
 PG_PASSWORD = "tls-Secret-7730"

@@ -9,15 +9,11 @@ status, no password leaves the host, and no thread of the host outlives the call
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import os
 import socket
 import ssl
 import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -33,173 +29,24 @@ from omnicore.egress.db.service import _make
 from omnicore.egress.refused import Refused
 from tests.db_fixtures import maria  # noqa: F401 - a fixture
 from tests.dbservers import CertAuthority, MariaDB
-from tests.egress.db.test_hostile_wire import (
+from tests.egress.db.spoofed import (
     _GREETING,
     _OK,
     _SALT,
     _TLS_GREETING,
-    _WELCOME,
     PASSWORD,
     SLACK,
+    HostileStartPostgres,
     SpoofedMaria,
+    _backend,
+    _connect_probe,
     _host_threads,
-    _msg,
+    _no_password,
     _no_thread_left,
     _packet,
+    _refused,
+    _server_tls,
 )
-
-
-# -- a spoofed PostgreSQL whose start-up is hostile -------------------------------------------
-class HostileStartPostgres:
-    """A PostgreSQL server on 127.0.0.1 whose every session runs ``mode``'s start-up; what
-    the client sent after the start-up message is kept in :attr:`got` (a password would be
-    there), and whether a session ended in :attr:`ended`.
-
-    * ``auth_error_huge``: an ErrorResponse of 1 GiB announced instead of an authentication
-      request, sent for ever;
-    * ``notice_huge``: AuthenticationOk, then a NoticeResponse of 1 GiB, sent for ever;
-    * ``params_forever``: AuthenticationOk, then ParameterStatus messages of new names for
-      ever;
-    * ``keys_forever``: AuthenticationOk, then BackendKeyData for ever;
-    * ``ssl_no``: answers SSLRequest 'N' and asks for the password in clear;
-    * ``tls_cleartext``: TLS with ``tls`` (any certificate), then the password in clear;
-    * ``tls_scram_no_plus``: TLS, then SCRAM offered without its channel-binding variant;
-    * ``scram_bad_nonce``: SCRAM whose server nonce does not extend the client's;
-    * ``md5``: asks for an MD5 password;
-    * ``hang_side_huge``: the first session never answers its first query; later ones (the
-      side connection of the deadline's terminate) run ``notice_huge``;
-    * ``query_notice_huge``: an honest start-up, then a NoticeResponse of 1 GiB, sent for
-      ever, in answer to the host's first simple-protocol statement (the privileges check,
-      a SET, BEGIN, DISCARD ALL).
-    """
-
-    def __init__(self, mode: str, tls: ssl.SSLContext | None = None) -> None:
-        self.mode = mode
-        self.tls = tls
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.stop = threading.Event()
-        self.got: list[bytes] = []
-        self.ssl_requested = False
-        self.sessions = 0
-        self.ended = threading.Event()
-        self.sent = 0
-        threading.Thread(target=self._serve, daemon=True, name="fake-pgstart").start()
-
-    def close(self) -> None:
-        self.stop.set()
-
-    def _serve(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self.stop.is_set():
-            try:
-                client, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            threading.Thread(target=self._session, args=(client,), daemon=True,
-                             name="fake-pgstart-session").start()
-        self.sock.close()
-
-    @staticmethod
-    def _read(client: socket.socket, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = client.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("closed")
-            data += chunk
-        return data
-
-    def _message(self, client: socket.socket) -> bytes:
-        kind = self._read(client, 1)
-        size = struct.unpack("!I", self._read(client, 4))[0]
-        body = kind + self._read(client, size - 4)
-        self.got.append(body)
-        return body
-
-    def _flood(self, client: socket.socket, first: bytes, block: bytes) -> None:
-        client.sendall(first)
-        while not self.stop.is_set():
-            client.sendall(block)
-            self.sent += len(block)
-
-    def _session(self, client: socket.socket) -> None:
-        client.settimeout(30)
-        mode = self.mode
-        try:
-            with client:
-                length, code = struct.unpack("!II", self._read(client, 8))
-                if code == 80877103:  # SSLRequest
-                    self.ssl_requested = True
-                    if self.tls is not None:
-                        client.sendall(b"S")
-                        client = self.tls.wrap_socket(client, server_side=True)
-                    else:
-                        client.sendall(b"N")
-                    length, code = struct.unpack("!II", self._read(client, 8))
-                self._read(client, length - 8)
-                if code == 80877102:  # CancelRequest
-                    return
-                ok = _msg(b"R", struct.pack("!I", 0))
-                self.sessions += 1
-                if mode == "hang_side_huge":
-                    # The first session never answers its first query; the next (the side
-                    # connection of the deadline's terminate) gets a notice of 1 GiB.
-                    mode = "hang" if self.sessions == 1 else "notice_huge"
-                if mode == "hang":
-                    client.sendall(_WELCOME)
-                    while True:
-                        if self._message(client)[:1] == b"S":  # a query's Sync: no answer
-                            while client.recv(4096):
-                                pass
-                            return
-                if mode == "auth_error_huge":
-                    self._flood(client, b"E" + struct.pack("!I", 1 << 30) + b"SFATAL\0M",
-                                b"e" * 65536)
-                elif mode == "notice_huge":
-                    self._flood(client, ok + b"N" + struct.pack("!I", 1 << 30) + b"SNOTICE\0M",
-                                b"n" * 65536)
-                elif mode == "params_forever":
-                    client.sendall(ok)
-                    n = 0
-                    while not self.stop.is_set():
-                        block = b"".join(_msg(b"S", b"p%d\0v\0" % i)
-                                         for i in range(n, n + 2048))
-                        n += 2048
-                        client.sendall(block)
-                        self.sent += len(block)
-                elif mode == "keys_forever":
-                    self._flood(client, ok, _msg(b"K", struct.pack("!II", 1, 2)) * 4096)
-                elif mode in ("ssl_no", "tls_cleartext"):
-                    client.sendall(_msg(b"R", struct.pack("!I", 3)))
-                    self._message(client)
-                elif mode in ("tls_scram_no_plus", "scram_bad_nonce"):
-                    client.sendall(_msg(b"R", struct.pack("!I", 10) + b"SCRAM-SHA-256\0\0"))
-                    first = self._message(client)
-                    if mode == "scram_bad_nonce":
-                        salt = base64.b64encode(b"0123456789abcdef")
-                        client.sendall(_msg(b"R", struct.pack("!I", 11) +
-                                            b"r=forgedNonceNotTheClients,s=" + salt +
-                                            b",i=4096"))
-                        self._message(client)
-                    del first
-                elif mode == "query_notice_huge":
-                    client.sendall(_WELCOME)
-                    while True:  # the host's first simple-protocol statement: a 1 GiB notice
-                        if self._message(client)[:1] == b"Q":
-                            self._flood(client, b"N" + struct.pack("!I", 1 << 30) +
-                                        b"SNOTICE\0M", b"n" * 65536)
-                            return
-                elif mode == "md5":
-                    client.sendall(_msg(b"R", struct.pack("!I", 5) + b"salt"))
-                    self._message(client)
-                    client.sendall(_msg(b"E", b"SFATAL\0C28P01\0Mpassword authentication "
-                                              b"failed\0\0"))
-        except (ConnectionError, OSError):
-            pass
-        finally:
-            client.close()  # (the TLS socket, when it was wrapped)
-            self.ended.set()
 
 
 @pytest.fixture
@@ -220,35 +67,6 @@ def hostile_pg() -> Iterator[Callable[..., HostileStartPostgres]]:
 def ca() -> CertAuthority:
     folder = Path(tempfile.mkdtemp(prefix="omnicore-attack-ca-"))
     return CertAuthority.make(folder)
-
-
-def _server_tls(ca: CertAuthority) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(ca.cert, ca.key)
-    return context
-
-
-def _backend(kind: str, port: int, query: str = "", host: str = "127.0.0.1",
-             **extra: Any) -> Any:
-    scheme = "postgresql" if kind == "postgres" else "mysql"
-    connector = db_connector("spoof", {"kind": kind,
-                                       "url": f"{scheme}://u@{host}:{port}/d{query}",
-                                       "secret": "pw", "pool_size": 1, **extra})
-    return _make(connector, lambda name: PASSWORD.encode())
-
-
-def _refused(backend: Any, deadline_s: float) -> tuple[Refused, float]:
-    started = time.monotonic()
-    try:
-        with pytest.raises(Refused) as info:
-            backend.run("p", True, "SELECT 1", [], started + deadline_s)
-    finally:
-        backend.close()
-    return info.value, time.monotonic() - started
-
-
-def _no_password(server: HostileStartPostgres) -> None:
-    assert all(PASSWORD.encode() not in got for got in server.got), server.got
 
 
 def test_pg_a_huge_error_instead_of_authentication_is_refused_unread(
@@ -453,53 +271,6 @@ def test_maria_native_password_goes_over_plain_tcp() -> None:
         assert PASSWORD.encode() not in server.handshakes[0]
     finally:
         server.close()
-
-
-# A child process: the peak of its resident memory while it tries to connect to a spoofed
-# server (C's, libpq's buffer, included).
-_CONNECT_PROBE = r"""
-import json, sys, time
-from omnicore.egress.db import db_connector
-from omnicore.egress.db.service import _make
-from omnicore.egress.refused import Refused
-
-def status(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
-
-connector = db_connector("m", {"kind": sys.argv[1], "url": sys.argv[2], "secret": "pw",
-                               "pool_size": 1, "max_result_bytes": 1 << 20})
-backend = _make(connector, lambda name: b"pw")
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-base = status("VmRSS")
-started = time.monotonic()
-try:
-    out = backend.run("p", True, "SELECT 1", [], started + float(sys.argv[3])).decode()
-except Refused as exc:
-    out = f"{exc.status}: {exc}"
-took = time.monotonic() - started
-from omnicore.egress.db.base import _SIDE
-# The side pool's work (a KILL, a terminate) done too: idle for a whole second (the cut
-# submits it from the watchdog's thread just after it wakes the call).
-until, quiet = time.monotonic() + 15, 0
-while time.monotonic() < until and quiet < 20:
-    idle = _SIDE._work_queue.empty() and _SIDE._idle_semaphore._value == len(_SIDE._threads)
-    quiet = quiet + 1 if idle else 0
-    time.sleep(0.05)
-print(json.dumps({"status": out, "growth": status("VmHWM") - base, "took": took}))
-
-"""
-
-
-def _connect_probe(kind: str, url: str, deadline_s: float) -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[3]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(root / "host"), str(root), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", _CONNECT_PROBE, kind, url, str(deadline_s)],
-                          capture_output=True, text=True, timeout=120, env=env, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def test_pg_a_huge_notice_at_start_up_costs_no_more_than_the_cap(
