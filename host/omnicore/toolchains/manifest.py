@@ -47,7 +47,7 @@ __all__ = ["MANIFEST_FILE", "SECTION", "embed_manifest", "handler_exports", "rea
 MANIFEST_FILE = "omnicore.toml"
 SECTION = "omnicore.manifest"
 _KNOWN = ("name", "version", "description", "handlers", "handler", "config", "subscriptions",
-          "schedules", "prompts", "resources")
+          "schedules", "prompts", "resources", "routes")
 _HANDLER_KEYS = ("description", "title", "input", "input_schema", "output_schema",
                  "destructive", "long_running", "asks_first", "content")
 #: Exports a core module describes its handlers through: one for all handlers (a JSON object
@@ -119,7 +119,8 @@ def embed_manifest(wasm: bytes, meta: dict[str, Any], *, language: str,
             from_code[name] = {**from_code.get(name, {}), **entry}
     manifest["handlers"] = _described(handlers, meta.get("handler", {}), from_code,
                                       manifest["name"], language)
-    for key in ("config", "subscriptions", "schedules", "prompts", "resources"):
+    # routes: proposals only, served once the operator accepts one (specs/http-routes.md §7)
+    for key in ("config", "subscriptions", "schedules", "prompts", "resources", "routes"):
         if key in meta:
             manifest[key] = meta[key]
     _check_entries(manifest, language)

@@ -59,6 +59,7 @@ pub mod log;
 pub mod mcp;
 pub mod memory;
 pub mod redis;
+pub mod route;
 #[cfg(feature = "json")]
 pub mod schema;
 pub mod secrets;
