@@ -16,7 +16,8 @@ from omnicore.app import OmniApp
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What the twins use between them.
-GRANTS = {"config": {}, "kv": {}, "events": {}, "tasks": {}, "memory": {}, "vectors": {}}
+GRANTS: dict[str, Any] = {"config": {}, "kv": {}, "events": {}, "tasks": {}, "memory": {},
+                          "vectors": {}}
 #: The field no handler knows: what a caller one version ahead may send.
 STRAY = {"from_a_newer_caller": {"x": [1]}}
 #: (example, its languages, handler, an input it knows). stock (C and Rust, the same rule)
