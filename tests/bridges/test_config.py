@@ -56,6 +56,11 @@ NATS_IN = {"kind": "nats", "url": "nats://127.0.0.1:4222",
     ({"kind": "redis", "url": "redis://h", "outbound": [{"events": ["x"], "subject": "s"}]},
      r"a redis route appends to a stream"),
     ({**NATS_IN, "secret": "has space"}, r"bad secret name"),
+    ({**NATS_IN, "dead_letter": {"exchange": "dlx"}},
+     r"a nats bridge's dead letters go to subject, not exchange"),
+    ({**NATS_IN, "dead_letter": {"after": 0}}, r"bridges\.b\.dead_letter\.after"),
+    ({"kind": "rabbitmq", "url": "amqp://h", "inbound": [{"queue": "q", "event": "x"}],
+      "dead_letter": {"routing_key": "dead"}}, r"routing_key needs dead_letter\.exchange"),
     ({**NATS_IN, "batch": 0}, r"bridges\.b\.batch"),
 ])
 def test_a_bad_bridge_is_refused_at_load_naming_its_key(

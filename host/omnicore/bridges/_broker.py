@@ -9,6 +9,7 @@ alone), closes it on any error and makes a new one.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -80,7 +81,8 @@ class Broker(Protocol):
         broker confirmed."""
 
     async def publish(self, route: BridgeOutbound, message_id: str, event: str,
-                      data: bytes) -> str:
+                      data: bytes, headers: Mapping[str, str] | None = None) -> str:
         """Publish ``data`` (the event type ``event``) and return the broker's confirmation
         (a JetStream sequence, a stream entry id) once it has it; ``message_id`` is the same
-        on every retry of one message."""
+        on every retry of one message. ``headers`` (a dead letter's reason...) travel as the
+        kind's headers, entry fields or user properties."""

@@ -7,17 +7,24 @@ connection, waits (backing off) and reconnects, and the broker redelivers what w
 acknowledged. Outbound: events the bus carries that an outbound route names are held, in
 order, in a buffer bounded in bytes, and published one at a time, each retried (same message
 id) until the broker confirms it.
+
+Dead letters (``dead_letter``): a message refused on arrival goes to the dead-letter target
+before it is acknowledged (RabbitMQ: rejected, the broker's DLX takes it); a durable delivery
+that failed ``after`` times (a dead job, seen on the bus) is held for the target as an
+outbound message, with its reason. The dead job itself stays in the queue for an operator.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import fnmatch
+import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +65,7 @@ class Outgoing:
     message_id: str
     event: str
     data: bytes = field(repr=False)
+    headers: Mapping[str, str] | None = None
 
 
 def message_id(app: str, event: Event) -> str:
@@ -69,6 +77,33 @@ def message_id(app: str, event: Event) -> str:
     if isinstance(event, BridgeEvent):
         return f"{app}:bridge:{event.bridge}:{event.message_id}"
     return f"{app}:{uuid.uuid4().hex}"
+
+
+def dead_route(config: BridgeConfig) -> BridgeOutbound | None:
+    """The bridge's dead-letter target as an outbound route, or None (no target)."""
+    dead = config.dead_letter
+    if dead is None or not dead.target:
+        return None
+    return BridgeOutbound(events=["*"], subject=dead.subject, stream=dead.stream,
+                          topic=dead.topic, exchange=dead.exchange,
+                          routing_key=dead.routing_key)
+
+
+def message_of(body: bytes) -> bytes:
+    """The message a durable delivery's body (``{"topic", "data"}``, subscriptions'
+    ``event_body``) was made of: JSON data as JSON, text as its bytes, base64 decoded."""
+    try:
+        data = json.loads(body)["data"]
+    except (ValueError, KeyError, TypeError):
+        return body
+    if isinstance(data, str):
+        return data.encode()
+    if isinstance(data, dict) and set(data) == {"base64"}:
+        try:
+            return base64.b64decode(data["base64"])
+        except ValueError:
+            return body
+    return b"" if data is None else json.dumps(data, separators=(",", ":")).encode()
 
 
 class Bridge:
@@ -93,6 +128,12 @@ class Bridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._down_since: dict[str, float] = {}
+        dead = config.dead_letter
+        #: Where dead letters are published (None: they stay in the host's job queue).
+        self.dead_route = dead_route(config)
+        self._attempts = dead.after if dead is not None else None
+        #: The event types this bridge's inbound routes make (whose dead jobs are its own).
+        self.makes = frozenset(r.event for r in config.inbound)
 
     # -- state ----------------------------------------------------------------------------
 
@@ -125,7 +166,7 @@ class Bridge:
         return {"name": self.name, "kind": self.config.kind, "state": self.state,
                 "reason": self.reason, "held": held, "held_bytes": held_bytes,
                 **{k: self.counters[k] for k in ("received", "delivered", "acked", "refused",
-                                                 "published", "dropped", "retried")}}
+                                                 "dead", "published", "dropped", "retried")}}
 
     # -- running ----------------------------------------------------------------------------
 
@@ -135,7 +176,7 @@ class Bridge:
         self._wake = asyncio.Event()
         self.state = "starting"
         lanes = [self._inbound(i, r) for i, r in enumerate(self.config.inbound)]
-        if self.config.outbound:
+        if self.config.outbound or self.dead_route is not None:
             lanes.append(self._outbound())
         try:
             await asyncio.gather(*lanes)
@@ -180,17 +221,36 @@ class Bridge:
         lane = f"inbound[{index}]"
         await self._lane(lane, step)
 
+    async def _refuse(self, broker: Broker, route: BridgeInbound, message: Received,
+                      reason: str) -> None:
+        """Acknowledge ``message`` undelivered, a dead letter first when there is a target."""
+        self.counters["refused"] += 1
+        if self.dead_route is None:
+            log.error("bridge %s: message %s %s; acknowledged and not delivered", self.name,
+                      message.id, reason)
+            await broker.ack(route, message)
+            return
+        reject = getattr(broker, "reject", None)
+        if reject is not None:  # the broker's own dead-lettering (RabbitMQ's DLX)
+            await reject(route, message)
+        else:
+            await broker.publish(self.dead_route, f"{self._app}:dead:{message.id}",
+                                 route.event, message.data, {
+                                     "omnicore-dead-reason": reason[:1000],
+                                     "omnicore-message-id": message.id})
+            await broker.ack(route, message)
+        self.counters["dead"] += 1
+        log.error("bridge %s: message %s %s; sent to the dead letters", self.name, message.id,
+                  reason)
+
     async def _take(self, broker: Broker, route: BridgeInbound, message: Received) -> None:
         size = message.too_large if message.too_large is not None else len(message.data)
         if size > self.config.max_message_bytes:
-            self.counters["refused"] += 1
-            log.error("bridge %s: message %s of %d bytes is over max_message_bytes (%d); "
-                      "acknowledged and not delivered", self.name, message.id, size,
-                      self.config.max_message_bytes)
-            await broker.ack(route, message)
+            await self._refuse(broker, route, message, f"of {size} bytes is over "
+                               f"max_message_bytes ({self.config.max_message_bytes})")
             return
         event = BridgeEvent(topic=route.event, bridge=self.name, data=message.data,
-                            message_id=message.id)
+                            message_id=message.id, max_attempts=self._attempts)
         backoff = _Backoff()
         while True:
             try:
@@ -202,10 +262,8 @@ class Bridge:
                 await asyncio.sleep(backoff.next())
             except Exception as exc:
                 # Not an outage: this message can never be delivered (a dead letter).
-                self.counters["refused"] += 1
-                log.error("bridge %s: message %s refused: %s: %s; acknowledged and not "
-                          "delivered", self.name, message.id, type(exc).__name__, exc)
-                await broker.ack(route, message)
+                await self._refuse(broker, route, message,
+                                   f"refused: {type(exc).__name__}: {exc}")
                 return
         self.counters["delivered"] += 1
         await broker.ack(route, message)
@@ -222,9 +280,30 @@ class Bridge:
             return
         data = event.data if isinstance(event, PluginEvent | BridgeEvent) else event_body(event)
         mid = message_id(self._app, event)
+        self._hold([Outgoing(route, mid if i == 0 else f"{mid}:{i}", topic, data)
+                    for i, route in enumerate(routes)])
+
+    def dead(self, job: Any) -> None:
+        """A durable delivery of one of this bridge's messages failed its last attempt (the
+        dead ``job``): counted, logged, and held for the dead-letter target if there is one
+        (any thread)."""
+        self.counters["dead"] += 1
+        topic = job.source.removeprefix("event:")
+        log.error("bridge %s: a delivery of %s to %s.%s failed %d time(s) (job %d is dead: "
+                  "omnicore jobs retry %d): %s", self.name, topic, job.plugin, job.handler,
+                  job.attempts, job.id, job.id, job.last_error)
+        if self.dead_route is None:
+            return
+        headers = {"omnicore-dead-reason": (job.last_error or "failed")[:1000],
+                   "omnicore-plugin": job.plugin, "omnicore-handler": job.handler,
+                   "omnicore-job": str(job.id), "omnicore-attempts": str(job.attempts)}
+        self._hold([Outgoing(self.dead_route, f"{self._app}:dead:job:{job.id}:{job.attempts}",
+                             topic, message_of(job.payload), headers)])
+
+    def _hold(self, items: list[Outgoing]) -> None:
         with self._lock:
-            for i, route in enumerate(routes):
-                if self._held_bytes + len(data) > self.config.max_held_bytes:
+            for item in items:
+                if self._held_bytes + len(item.data) > self.config.max_held_bytes:
                     self.counters["dropped"] += 1
                     if self.counters["dropped"] in (1, 10, 100) or \
                             self.counters["dropped"] % 1000 == 0:
@@ -232,9 +311,8 @@ class Bridge:
                                   "held for the broker are full", self.name,
                                   self.counters["dropped"], self.config.max_held_bytes)
                     continue
-                self._held.append(Outgoing(route, mid if i == 0 else f"{mid}:{i}", topic,
-                                           data))
-                self._held_bytes += len(data)
+                self._held.append(item)
+                self._held_bytes += len(item.data)
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
@@ -264,7 +342,8 @@ class Bridge:
                 self.counters["retried"] += 1
             tries += 1
             await asyncio.wait_for(broker.publish(item.route, item.message_id, item.event,
-                                                  item.data), self.config.confirm_timeout_s)
+                                                  item.data, item.headers),
+                                   self.config.confirm_timeout_s)
             tries = 0
             with self._lock:
                 self._held.popleft()

@@ -17,6 +17,8 @@ COUNTERS = {
     "acked": "Inbound messages acknowledged to the broker after their delivery was stored",
     "refused": "Inbound messages acknowledged without delivery (over the size cap, or "
                "undeliverable), each logged with its reason",
+    "dead": "Dead letters: inbound messages refused on arrival, or whose durable delivery "
+            "failed dead_letter.after times (the job is dead), with a dead_letter set",
     "published": "Outbound messages the broker confirmed",
     "retried": "Outbound publishes sent again after a failure or an unconfirmed attempt",
     "dropped": "Outbound messages dropped: the bytes held for the broker were full",

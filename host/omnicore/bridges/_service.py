@@ -3,7 +3,8 @@
 The service starts after the subscriptions and the job queue (inbound messages become durable
 deliveries) and listens to the whole bus for the outbound routes. What is still held for a
 broker when the host stops is counted and logged: outbound delivery is at least once while the
-host runs (specs/host.md, Bridges).
+host runs (specs/host.md, Bridges). A dead job (``job.dead``) that delivered one of a bridge's
+event types is that bridge's dead letter (:meth:`Bridge.dead`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from omnicore.bridges._loop import Bridge, log
 from omnicore.config.bridges import BridgeConfig
 from omnicore.core._loop import LoopThread
 from omnicore.core.events import Event, EventBus, Subscription
+from omnicore.jobs.events import JobDead
 from omnicore.modules.health import HealthStatus
 from omnicore.subscriptions.events import BridgeEvent
 from omnicore.types import HealthChecks
@@ -27,6 +29,10 @@ __all__ = ["Bridges", "broker_for"]
 
 class _Secrets(Protocol):
     def get(self, name: str) -> bytes | None: ...
+
+
+class _Jobs(Protocol):
+    def get(self, job_id: int) -> Any: ...
 
 
 def broker_for(settings: Settings) -> Broker:
@@ -62,8 +68,10 @@ class Bridges:
     def __init__(self, configs: Mapping[str, BridgeConfig], *, events: EventBus,
                  deliver: Callable[[BridgeEvent], int], secrets: Callable[[], _Secrets],
                  consumer: str, app: str = "omnicore",
-                 health: HealthChecks | None = None) -> None:
+                 health: HealthChecks | None = None,
+                 jobs: Callable[[], _Jobs] | None = None) -> None:
         self._events = events
+        self._jobs = jobs
         self._health = health
         self._secrets = secrets
         self._consumer = consumer
@@ -93,7 +101,8 @@ class Bridges:
         if self._health is not None:
             for name, bridge in self.bridges.items():
                 self._health.register_check(f"bridge:{name}", partial(_verdict, bridge))
-        if any(b.config.outbound for b in self.bridges.values()):
+        if any(b.config.outbound or b.config.dead_letter is not None
+               for b in self.bridges.values()):
             self._bus = self._events.subscribe("*", self._on_event)
         log.info("bridges started: %s", ", ".join(
             f"{n} ({b.config.kind})" for n, b in self.bridges.items()))
@@ -110,8 +119,32 @@ class Bridges:
         await asyncio.gather(*runs, return_exceptions=True)
 
     def _on_event(self, event: Event) -> None:
+        if isinstance(event, JobDead):
+            self._dead(event)
         for bridge in self.bridges.values():
             bridge.offer(event)
+
+    def _dead(self, event: JobDead) -> None:
+        """A job died: if it delivered an event type a bridge with a dead_letter makes, that
+        bridge's dead letter."""
+        if self._jobs is None:
+            return
+        owners = [b for b in self.bridges.values() if b.config.dead_letter is not None]
+        if not owners:
+            return
+        try:
+            job = self._jobs().get(event.job_id)
+        except Exception as exc:  # the storage is out: the dead job stays listed
+            log.warning("bridges: dead job %d not read for its dead letter: %s",
+                        event.job_id, exc)
+            return
+        source = getattr(job, "source", "")
+        if job is None or not source.startswith("event:"):
+            return
+        topic = source.removeprefix("event:")
+        for bridge in owners:
+            if topic in bridge.makes:
+                bridge.dead(job)
 
     def stop(self) -> None:
         if self._bus is not None:

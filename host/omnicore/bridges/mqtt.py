@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -176,7 +177,7 @@ class MqttBroker:
             raise ConnectionError(f"the MQTT acknowledgement could not be sent ({rc})")
 
     async def publish(self, route: BridgeOutbound, message_id: str, event: str,
-                      data: bytes) -> str:
+                      data: bytes, headers: Mapping[str, str] | None = None) -> str:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
@@ -184,7 +185,7 @@ class MqttBroker:
         if client is None:
             raise ConnectionError("not connected")
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.UserProperty = [(MSG_ID, message_id), (EVENT, event)]
+        props.UserProperty = [(MSG_ID, message_id), (EVENT, event), *(headers or {}).items()]
         info = client.publish(str(route.topic), data, qos=1, properties=props)
         if info.rc != 0:
             raise ConnectionError(f"the MQTT publish could not be sent ({info.rc})")

@@ -13,6 +13,7 @@ stored once (the PubAck says ``duplicate``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from omnicore.bridges._broker import Received, Settings
@@ -100,7 +101,7 @@ class NatsBroker:
         await message.token.ack_sync(timeout=self._settings.config.confirm_timeout_s)
 
     async def publish(self, route: BridgeOutbound, message_id: str, event: str,
-                      data: bytes) -> str:
+                      data: bytes, headers: Mapping[str, str] | None = None) -> str:
         ack = await self._js.publish(str(route.subject), data, headers={
-            "Nats-Msg-Id": message_id, EVENT_HEADER: event})
+            **(headers or {}), "Nats-Msg-Id": message_id, EVENT_HEADER: event})
         return f"{ack.stream}:{ack.seq}"

@@ -8,7 +8,8 @@ is read off and dropped, its size reported), and no more than the prefetch is bu
 broker that answers garbage, huge frames or more than it was asked for costs the host a
 bounded amount of memory and a clear reason.
 
-Inbound, a route's ``queue`` is declared durable and bound to ``exchange`` when named; every
+Inbound, a route's ``queue`` is declared durable (with the bridge's dead-letter exchange as
+its ``x-dead-letter-exchange`` when one is set) and bound to ``exchange`` when named; every
 host consumes it (``basic.consume``, prefetch = ``batch``), so the broker hands each message
 to one host. A message is acknowledged (``basic.ack``) after its deliveries are stored; one
 the host did not acknowledge is given again (``redelivered``) when its connection closes.
@@ -30,6 +31,7 @@ import contextlib
 import struct
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -375,7 +377,8 @@ class RabbitBroker:
         queue = str(route.queue)
         await self._call(commands.Basic.Qos(prefetch_count=s.config.batch),
                          commands.Basic.QosOk)
-        await self._call(commands.Queue.Declare(queue=queue, durable=True),
+        await self._call(commands.Queue.Declare(queue=queue, durable=True,
+                                                arguments=dead_letter_arguments(s)),
                          commands.Queue.DeclareOk)
         if route.exchange is not None:
             await self._call(commands.Queue.Bind(queue=queue, exchange=route.exchange,
@@ -422,13 +425,11 @@ class RabbitBroker:
     # -- outbound ---------------------------------------------------------------------------
 
     async def publish(self, route: BridgeOutbound, message_id: str, event: str,
-                      data: bytes) -> str:
-        return await self.send(route.exchange or "", str(route.routing_key), message_id,
-                               event, data)
-
-    async def send(self, exchange: str, routing_key: str, message_id: str, event: str,
-                   data: bytes, headers: dict[str, Any] | None = None) -> str:
+                      data: bytes, headers: Mapping[str, str] | None = None) -> str:
         """Publish one message and wait for the broker's confirm."""
+        # A dead letter without a routing key of its own goes under its event type.
+        exchange = route.exchange or ""
+        routing_key = route.routing_key if route.routing_key is not None else event
         self._check()
         if self._blocked is not None:
             raise AmqpError(f"the broker blocks publishers: {self._blocked}")
@@ -452,6 +453,19 @@ class RabbitBroker:
         await self._writer.drain()
         await done
         return f"{exchange}:{routing_key}:{tag}"
+
+
+def dead_letter_arguments(settings: Settings) -> dict[str, Any] | None:
+    """What a route's queue is declared with: the bridge's dead-letter exchange (and routing
+    key) as its ``x-dead-letter-*`` arguments, so a message the host rejects goes there
+    through the broker's own dead-lettering (``x-death`` headers)."""
+    dead = settings.config.dead_letter
+    if dead is None or dead.exchange is None:
+        return None
+    args: dict[str, Any] = {"x-dead-letter-exchange": dead.exchange}
+    if dead.routing_key is not None:
+        args["x-dead-letter-routing-key"] = dead.routing_key
+    return args
 
 
 def _vhost(path: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -214,10 +215,12 @@ class RedisBroker:
                              message.token, timeout=self._timeout)
 
     async def publish(self, route: BridgeOutbound, message_id: str, event: str,
-                      data: bytes) -> str:
+                      data: bytes, headers: Mapping[str, str] | None = None) -> str:
         trim: tuple[str | int, ...] = ()
         if route.max_len is not None:
             trim = ("MAXLEN", "~", route.max_len)
+        extra = [part for k, v in (headers or {}).items() for part in (k, v)]
         reply = await self._c().call("XADD", str(route.stream), *trim, "*", "data", data,
-                                     "event", event, "id", message_id, timeout=self._timeout)
+                                     "event", event, "id", message_id, *extra,
+                                     timeout=self._timeout)
         return reply.decode() if isinstance(reply, bytes) else str(reply)

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from omnicore.config.strict import Strict
 
-__all__ = ["SCHEMES", "BridgeConfig", "BridgeInbound", "BridgeOutbound"]
+__all__ = ["SCHEMES", "BridgeConfig", "BridgeDeadLetter", "BridgeInbound", "BridgeOutbound"]
 
 #: The URL schemes of each kind (the second one is TLS).
 SCHEMES: dict[str, tuple[str, ...]] = {"nats": ("nats", "tls"), "redis": ("redis", "rediss"),
@@ -160,6 +160,48 @@ class BridgeOutbound(Strict):
         return value
 
 
+class BridgeDeadLetter(Strict):
+    """``bridges.<name>.dead_letter``: where the bridge's poison messages go. A message is a
+    dead letter when it is refused on arrival (over ``max_message_bytes``, undeliverable) or
+    when a plugin's durable delivery of it failed ``after`` times (the job is ``dead``: listed
+    and retried with ``omnicore jobs list --state dead`` / ``omnicore jobs retry``). With a
+    target it is also published there, with its reason: a RabbitMQ ``exchange`` (the inbound
+    queues' ``x-dead-letter-exchange``: what the host rejects goes there through the broker's
+    own dead-lettering), a NATS ``subject``, a Redis ``stream``, an MQTT ``topic``."""
+
+    after: int | None = Field(default=None, ge=1, le=1000,
+                              description="attempts of a plugin's durable delivery of an "
+                                          "inbound message before it is a dead letter "
+                                          "(capabilities.jobs.max_attempts when unset)")
+    exchange: str | None = Field(default=None, description="rabbitmq: the dead-letter "
+                                                           "exchange (it must exist)")
+    routing_key: str | None = Field(default=None, description="rabbitmq: the routing key of "
+                                                              "dead letters (unset: the "
+                                                              "message's own; the event type "
+                                                              "for a failed delivery)")
+    subject: str | None = Field(default=None, description="nats: the subject dead letters are "
+                                                          "published to (a stream must "
+                                                          "capture it)")
+    stream: str | None = Field(default=None, description="redis: the stream dead letters are "
+                                                         "appended to")
+    topic: str | None = Field(default=None, description="mqtt: the topic dead letters are "
+                                                        "published to (QoS 1)")
+
+    @field_validator("exchange", "routing_key", "subject", "stream", "topic")
+    @classmethod
+    def _target(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The names an outbound route's target takes (no wildcards).
+        if value is not None:
+            BridgeOutbound.model_validate({"events": ["x"], str(info.field_name): value})
+        return value
+
+    @property
+    def target(self) -> bool:
+        """Whether dead letters are published somewhere (else they stay in the host's jobs)."""
+        return any(v is not None for v in (self.exchange, self.subject, self.stream,
+                                           self.topic))
+
+
 class BridgeConfig(Strict):
     """``bridges.<name>.*``: a message broker (NATS JetStream, Redis Streams, MQTT 5, RabbitMQ)
     bridged to the event bus at least once both ways (specs/host.md, Bridges;
@@ -197,6 +239,9 @@ class BridgeConfig(Strict):
         description="mqtt: this host's client id, stable across its restarts so its session "
                     "(and the messages it did not acknowledge) survives them; unique per host "
                     "(omnicore-<bridge>-<machine name>)")
+    dead_letter: BridgeDeadLetter | None = Field(
+        default=None, description="poison messages: after how many failed deliveries, and "
+                                  "where they are published (see its keys)")
     confirm_timeout_s: float = Field(default=5.0, gt=0,
                                      description="a publish unconfirmed for this long is sent "
                                                  "again (same message id)")
@@ -264,6 +309,18 @@ class BridgeConfig(Strict):
                                      "with a routing key (exchange, routing_key)")
             elif out.exchange is not None or out.routing_key is not None:
                 raise ValueError(f"{where}: exchange and routing_key are for rabbitmq bridges")
+        dead = self.dead_letter
+        if dead is not None:
+            given = {k for k in ("exchange", "routing_key", "subject", "stream", "topic")
+                     if getattr(dead, k) is not None}
+            allowed = {"rabbitmq": {"exchange", "routing_key"}, "nats": {"subject"},
+                       "redis": {"stream"}, "mqtt": {"topic"}}[self.kind]
+            if given - allowed:
+                raise ValueError(f"dead_letter: a {self.kind} bridge's dead letters go to "
+                                 f"{' and '.join(sorted(allowed))}, not "
+                                 f"{', '.join(sorted(given - allowed))}")
+            if dead.routing_key is not None and dead.exchange is None:
+                raise ValueError("dead_letter.routing_key needs dead_letter.exchange")
         if self.client_id is not None and self.kind != "mqtt":
             raise ValueError("client_id is for mqtt bridges only")
         return self

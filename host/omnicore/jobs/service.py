@@ -170,9 +170,11 @@ class Jobs:
 
     def enqueue_once(self, plugin: str, handler: str, payload: bytes, key: str, *,
                      delay_s: float = 0.0, source: str = "operator",
-                     version: str | None = None, hops: int = 0) -> tuple[int, bool]:
+                     version: str | None = None, hops: int = 0,
+                     max_attempts: int | None = None) -> tuple[int, bool]:
         """:meth:`enqueue` under the idempotency ``key``: the same key within a day gives
         the job it made (and False: nothing was queued now), on any host of the database.
+        ``max_attempts`` (the app's policy when None) is the new job's own.
         The same key with another plugin, handler, payload or ``version`` (the digest the
         job asks for, as :meth:`enqueue`'s ``digest``) is refused (KeyReused)."""
         if delay_s < 0:
@@ -185,8 +187,9 @@ class Jobs:
             parts = (*parts, version.encode())
         digest = hashlib.sha256(b"\0".join(parts)).hexdigest()
         now = time.time()
-        spec = JobSpec(plugin, handler, bytes(payload), now + delay_s, self.policy.max_attempts,
-                       self.policy.backoff_ms, source, hops, version, telemetry.traceparent())
+        spec = JobSpec(plugin, handler, bytes(payload), now + delay_s,
+                       max_attempts or self.policy.max_attempts, self.policy.backoff_ms, source,
+                       hops, version, telemetry.traceparent())
         job_id, first, made = self._storage().queue.add_keyed(spec, key, digest, now,
                                                               IDEMPOTENCY_KEEP_S)
         if first != digest:

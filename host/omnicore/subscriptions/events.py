@@ -40,6 +40,9 @@ class BridgeEvent(Event):
     #: is known by.
     message_id: str
     hops: int = 1
+    #: The attempts of each durable delivery (``bridges.<name>.dead_letter.after``; None: the
+    #: job queue's): after them the job is dead, a dead letter of the bridge.
+    max_attempts: int | None = None
 
 
 def _not_json(name: str) -> Any:

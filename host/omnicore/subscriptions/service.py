@@ -383,7 +383,8 @@ class Subscriptions:
                     key = (f"{DELIVERY_KEYS}bridge:{event.bridge}:{event.message_id}:"
                            f"{sub.plugin}:{sub.handler}")
                     self._app.jobs.enqueue_once(sub.plugin, sub.handler, body, key,
-                                                source=f"event:{event.topic}", hops=event.hops)
+                                                source=f"event:{event.topic}", hops=event.hops,
+                                                max_attempts=event.max_attempts)
                     stored += 1
             for sub in targets:
                 if not sub.durable:
