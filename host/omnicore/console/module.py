@@ -153,7 +153,11 @@ class ConsoleModule(Module):
         from omnicore.appid import app_key, ensure_app_id, ensure_app_key
 
         identity = ensure_app_id(app.data_dir)
-        asgi = create_app(state)
+        try:
+            asgi = create_app(state)
+        except BaseException:  # a config it refuses (serve.prefix, serve.routes): free the port
+            sock.close()
+            raise
         asgi.state.app_id = identity
         # Its secret (0600, never served) proves on /healthz that this host is the folder's:
         # read from the file at each challenge, so hosts sharing a data dir answer alike.

@@ -9,7 +9,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BadResponse", "Response", "decode_response", "encode_request", "head_block"]
+__all__ = ["Response", "decode_response", "encode_request", "head_block"]
 
 #: Headers the host sets or that belong to one connection: a plugin's are dropped.
 HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
@@ -19,7 +19,7 @@ _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(rb"[\r\n\x00]")
 
 
-class BadResponse(ValueError):
+class _BadResponse(ValueError):
     """The handler's output is not a response block (the message says why)."""
 
 
@@ -42,27 +42,27 @@ def encode_request(head: dict[str, Any], body: bytes) -> bytes:
 
 def _header_pairs(headers: Any) -> list[tuple[bytes, bytes]]:
     if not isinstance(headers, dict):
-        raise BadResponse("'headers' is not an object")
+        raise _BadResponse("'headers' is not an object")
     out = []
     for name, value in headers.items():
         values = value if isinstance(value, list) else [value]
         key = name.encode("utf-8", "replace").lower()
         if not _TOKEN.fullmatch(key):
-            raise BadResponse(f"header name {name!r} is not an HTTP token")
+            raise _BadResponse(f"header name {name!r} is not an HTTP token")
         if key in HOP:
             continue
         for v in values:
             if not isinstance(v, str):
-                raise BadResponse(f"header {name!r}: values are strings")
+                raise _BadResponse(f"header {name!r}: values are strings")
             raw = v.encode("utf-8")
             if _BAD_VALUE.search(raw):
-                raise BadResponse(f"header {name!r}: a value holds CR, LF or NUL")
+                raise _BadResponse(f"header {name!r}: a value holds CR, LF or NUL")
             out.append((key, raw))
     return out
 
 
 def decode_response(out: bytes, *, mode: str) -> Response:
-    """The response the handler's output ``out`` makes; :class:`BadResponse` when it is
+    """The response the handler's output ``out`` makes; :class:`_BadResponse` when it is
     malformed."""
     if mode == "body":
         if not out:
@@ -71,17 +71,17 @@ def decode_response(out: bytes, *, mode: str) -> Response:
     if not out:
         return Response(204, [], b"")
     if len(out) < 4:
-        raise BadResponse(f"{len(out)} bytes is too short for a response block")
+        raise _BadResponse(f"{len(out)} bytes is too short for a response block")
     (n,) = struct.unpack_from("<I", out)
     if n > len(out) - 4:
-        raise BadResponse(f"the head is {n} bytes but only {len(out) - 4} follow")
+        raise _BadResponse(f"the head is {n} bytes but only {len(out) - 4} follow")
     try:
         head = json.loads(out[4:4 + n])
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BadResponse(f"the head is not JSON ({exc})") from None
+        raise _BadResponse(f"the head is not JSON ({exc})") from None
     if not isinstance(head, dict):
-        raise BadResponse("the head is not a JSON object")
+        raise _BadResponse("the head is not a JSON object")
     status = head.get("status", 200)
     if type(status) is not int or not 200 <= status <= 599:
-        raise BadResponse(f"status {status!r} is not an integer 200-599")
+        raise _BadResponse(f"status {status!r} is not an integer 200-599")
     return Response(status, _header_pairs(head.get("headers", {})), out[4 + n:])

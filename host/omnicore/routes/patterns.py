@@ -7,12 +7,12 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-__all__ = ["Pattern", "PatternError", "parse", "split_path"]
+__all__ = ["Pattern", "parse", "split_path"]
 
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(\.\.\.)?\}")
 
 
-class PatternError(ValueError):
+class _PatternError(ValueError):
     """A pattern that cannot be served (the message says why)."""
 
 
@@ -82,11 +82,11 @@ def split_path(path: str) -> tuple[str, ...]:
 
 @cache
 def parse(text: str) -> Pattern:
-    """The pattern ``text``; :class:`PatternError` says what is wrong with it."""
+    """The pattern ``text``; :class:`_PatternError` says what is wrong with it."""
     if not text.startswith("/"):
-        raise PatternError(f"a path pattern starts with '/', got {text!r}")
+        raise _PatternError(f"a path pattern starts with '/', got {text!r}")
     if "//" in text:
-        raise PatternError(f"a path pattern has no empty segment ('//'), got {text!r}")
+        raise _PatternError(f"a path pattern has no empty segment ('//'), got {text!r}")
     parts = split_path(text)
     segments: list[str | tuple[str]] = []
     rest = None
@@ -95,19 +95,19 @@ def parse(text: str) -> Pattern:
         m = _VAR.fullmatch(part)
         if m is None:
             if "{" in part or "}" in part:
-                raise PatternError(f"segment {part!r} of {text!r}: a variable is the whole "
+                raise _PatternError(f"segment {part!r} of {text!r}: a variable is the whole "
                                    "segment, {name} or {name...} ([A-Za-z_][A-Za-z0-9_]*)")
             if part in (".", ".."):
-                raise PatternError(f"a path pattern has no '.' or '..' segment: {text!r}")
+                raise _PatternError(f"a path pattern has no '.' or '..' segment: {text!r}")
             segments.append(part)
             continue
         name = m.group(1)
         if name in seen:
-            raise PatternError(f"variable {{{name}}} appears twice in {text!r}")
+            raise _PatternError(f"variable {{{name}}} appears twice in {text!r}")
         seen.add(name)
         if m.group(2):
             if i != len(parts) - 1:
-                raise PatternError(f"{{{name}...}} takes the rest of the path: it is the last "
+                raise _PatternError(f"{{{name}...}} takes the rest of the path: it is the last "
                                    f"segment of {text!r}")
             rest = name
         else:

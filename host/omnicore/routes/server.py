@@ -31,7 +31,7 @@ from omnicore.errors import (
     PluginError,
     PluginNotFound,
 )
-from omnicore.routes.envelope import BadResponse, Response, decode_response, encode_request
+from omnicore.routes.envelope import Response, _BadResponse, decode_response, encode_request
 from omnicore.routes.signatures import check_github, check_stripe
 from omnicore.routes.table import Route, RouteTable, SourceRoutes, build, clean_path
 
@@ -285,7 +285,7 @@ class RoutesServer:
             raise _Answer(502, f"the handler's response is over {s.max_response_bytes} bytes")
         try:
             return decode_response(out, mode=s.mode or "envelope")
-        except BadResponse as exc:
+        except _BadResponse as exc:
             self._warn(route, st, f"a malformed response: {exc}")
             raise _Answer(502, "the handler's response is malformed") from None
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from omnicore.config.routes import NAME_RE, RATE_RE, RouteConfig
 from omnicore.errors import ConfigError
-from omnicore.routes.patterns import Pattern, PatternError, parse, split_path
+from omnicore.routes.patterns import Pattern, _PatternError, parse, split_path
 
 __all__ = ["Match", "Route", "RouteTable", "SourceRoutes", "build", "route_of"]
 
@@ -163,7 +163,7 @@ def route_of(name: str, entry: Any, *, source: str, plugin: str | None,
     assert settings.path is not None and settings.plugin and settings.handler
     try:
         pattern = parse(settings.path)
-    except PatternError as exc:
+    except _PatternError as exc:
         raise ConfigError(f"{where}: {exc}", key=name, source=source) from None
     methods = settings.methods or ["GET"]
     return Route(name, settings.plugin, settings.handler, pattern,

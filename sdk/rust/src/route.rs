@@ -49,12 +49,18 @@ impl Request {
     /// The header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The path variable `name`.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first value of query parameter `name`.
@@ -85,7 +91,10 @@ impl Request {
             return Err(bad());
         }
         let n = u32::from_le_bytes([input[0], input[1], input[2], input[3]]) as usize;
-        let end = 4usize.checked_add(n).filter(|&e| e <= input.len()).ok_or_else(bad)?;
+        let end = 4usize
+            .checked_add(n)
+            .filter(|&e| e <= input.len())
+            .ok_or_else(bad)?;
         let head = jsonlite::parse(&input[4..end]).map_err(|_| bad())?;
         let text = |key: &str| match head.get(key) {
             Some(Value::Str(s)) => s.clone(),
@@ -161,7 +170,11 @@ pub struct Response {
 impl Response {
     /// An empty response of `status`.
     pub fn new(status: u16) -> Response {
-        Response { status, headers: Vec::new(), body: Vec::new() }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     /// A `text/plain` response.
@@ -173,21 +186,26 @@ impl Response {
 
     /// An `application/json` response of JSON text the caller made.
     pub fn json_text(status: u16, json: &str) -> Response {
-        Response::new(status).header("content-type", "application/json").body(json.as_bytes().to_vec())
+        Response::new(status)
+            .header("content-type", "application/json")
+            .body(json.as_bytes().to_vec())
     }
 
     /// An `application/json` response of `value` (feature `json`).
     #[cfg(feature = "json")]
     pub fn json<T: serde::Serialize>(status: u16, value: &T) -> Response {
         match serde_json::to_vec(value) {
-            Ok(raw) => Response::new(status).header("content-type", "application/json").body(raw),
+            Ok(raw) => Response::new(status)
+                .header("content-type", "application/json")
+                .body(raw),
             Err(e) => Response::text(500, &format!("cannot encode the response: {}", e)),
         }
     }
 
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Response {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 

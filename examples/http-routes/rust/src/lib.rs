@@ -9,9 +9,17 @@ use serde_json::{json, Value};
 fn on_event(req: Request) -> Result<Response, Error> {
     let event: Value = match req.json() {
         Ok(v) => v,
-        Err(_) => return Ok(Response::json(400, &json!({"error": "the body is not JSON"}))),
+        Err(_) => {
+            return Ok(Response::json(
+                400,
+                &json!({"error": "the body is not JSON"}),
+            ))
+        }
     };
-    let kind = event.get("type").and_then(Value::as_str).unwrap_or("unknown");
+    let kind = event
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
     omnicore::log::info(&format!("{} event via {}", kind, req.auth_mode));
     Ok(Response::json(200, &json!({"received": kind})))
 }
@@ -19,8 +27,11 @@ fn on_event(req: Request) -> Result<Response, Error> {
 fn hello(req: Request) -> Result<Response, Error> {
     let name = req.param("name").unwrap_or("world");
     let greeting = req.query_param("greeting").unwrap_or("Hello");
-    Ok(Response::json(200, &json!({ "message": format!("{}, {}!", greeting, name) }))
-        .header("cache-control", "no-store"))
+    Ok(Response::json(
+        200,
+        &json!({ "message": format!("{}, {}!", greeting, name) }),
+    )
+    .header("cache-control", "no-store"))
 }
 
 route_handler! {
