@@ -344,10 +344,13 @@ with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the peak is measured from here
 base = status("VmRSS")
 try:
-    out = backend.run("p", query, sql, [], time.monotonic() + 60).decode()
+    answer = backend.run("p", query, sql, [], time.monotonic() + 60)
+    growth = status("VmHWM") - base  # (before the decode below: the probe's own copy)
+    out = answer.decode()
 except Refused as exc:
+    growth = status("VmHWM") - base
     out = f"{exc.status}: {exc}"
-print(json.dumps({"status": out, "growth": status("VmHWM") - base}))
+print(json.dumps({"status": out, "growth": growth}))
 """
 
 
