@@ -65,7 +65,9 @@ class RouteStats:
     tokens: float = 0.0
     counted: float = 0.0
     rate: tuple[float, int] | None = None
-    logged: float = 0.0
+    logged: float = -1.0
+    warned: float = -1.0
+    suppressed: int = 0
 
 
 class _Answer(Exception):
@@ -314,8 +316,14 @@ class RoutesServer:
             fut.exception()  # retrieved: a late failure is no "never retrieved" warning
 
     def _warn(self, route: Route, st: RouteStats, what: str) -> None:
-        log.warning("route '%s' (plugin %s, handler %s): %s", route.name, route.plugin,
-                    route.handler, what)
+        now = time.monotonic()
+        if now - st.warned < 1.0:  # a flood of failing requests is one line a second
+            st.suppressed += 1
+            return
+        more = f" ({st.suppressed} more since the last line)" if st.suppressed else ""
+        st.warned, st.suppressed = now, 0
+        log.warning("route '%s' (plugin %s, handler %s): %s%s", route.name, route.plugin,
+                    route.handler, what, more)
 
     @staticmethod
     def _headers(raw: list[tuple[bytes, bytes]], max_bytes: int,
