@@ -151,6 +151,11 @@ def test_a_manifest_only_proposes(route_host: Callable[..., RouteHost], tmp_path
                                       json.dumps(manifest).encode())
     host = route_host(plugins={"web.wasm": wasm})
     assert host.client.post("/http/proposed", content=b"x").status_code == 404
+    admin = {"Authorization": f"Bearer {host.token()}"}
+    page = host.client.get("/plugins/web", headers=admin).text
+    assert 'data-proposal="hook"' in page and "POST /proposed" in page
     (host.root / "plugins" / "web.yaml").write_text("routes:\n  hook: {proposal: hook}\n")
     eventually(lambda: host.client.post("/http/proposed", content=b"x").status_code == 200,
                "the accepted proposal")
+    page = host.client.get("/plugins/web", headers=admin).text
+    assert 'data-route="hook"' in page and "POST /http/proposed" in page

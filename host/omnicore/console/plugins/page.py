@@ -139,7 +139,20 @@ async def plugin_page(request: Request) -> Response:
                                              st.app.uptime))
     except OmniError as exc:
         raise from_omni(exc) from exc
-    return page(request, "plugin.html", **ctx, invoke=None, form_error=None)
+    return page(request, "plugin.html", **ctx, **_routes_of(request, st, ctx), invoke=None,
+                form_error=None)
+
+
+def _routes_of(request: Request, st: ConsoleState, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The plugin's HTTP routes served here, and its manifest's proposals (serve.routes)."""
+    server = getattr(request.app.state, "plugin_routes", None)
+    name = str(ctx["plugin"]["name"])
+    if server is None or name not in st.app.plugins:
+        return {"routes": [], "route_proposals": []}
+    manifest = st.app.plugins.get(name).manifest
+    proposals = manifest.get("routes") if isinstance(manifest, dict) else None
+    return {"routes": [r for r in server.describe() if r["plugin"] == name],
+            "route_proposals": [p for p in proposals or () if isinstance(p, dict)]}
 
 
 async def plugin_post(request: Request) -> Response:
@@ -203,8 +216,8 @@ async def plugin_post(request: Request) -> Response:
             except ApiError as exc:
                 invoke_result = {"error": exc}
             ctx = _plugin_context(st, name)
-            return page(request, "plugin.html", **ctx, invoke=invoke_result, form_error=None,
-                        invoke_form=f)
+            return page(request, "plugin.html", **ctx, **_routes_of(request, st, ctx),
+                        invoke=invoke_result, form_error=None, invoke_form=f)
         raise ApiError(400, f"unknown action {action[:40]!r}")
     except OmniError as exc:
         error = from_omni(exc)
@@ -213,8 +226,8 @@ async def plugin_post(request: Request) -> Response:
     if error.status == 404 and name not in st.app.plugins:
         raise error
     ctx = _plugin_context(st, name)
-    return page(request, "plugin.html", error.status, **ctx, invoke=None, form_error=error,
-                invoke_form=f, error_at=PLACES.get(action))
+    return page(request, "plugin.html", error.status, **ctx, **_routes_of(request, st, ctx),
+                invoke=None, form_error=error, invoke_form=f, error_at=PLACES.get(action))
 
 
 def _json_field(text: str, what: str, objects_only: bool = True) -> Any:
