@@ -21,7 +21,9 @@ Where plugins come from, in layers: :mod:`~omnicore.plugins.folder` (the watched
 The operator's settings: :mod:`~omnicore.plugins.settings` (layered per plugin),
 :mod:`~omnicore.plugins.sidecar` (the file beside a module), :mod:`~omnicore.plugins.operator`
 (the database's layer every instance applies), :mod:`~omnicore.plugins.regrants` (grants and
-revokes of a running host), :mod:`~omnicore.plugins.expose` (the ``mcp.expose`` check).
+revokes of a running host), :mod:`~omnicore.plugins.expose` (the ``mcp.expose`` check);
+:mod:`~omnicore.plugins.following`, the thread that follows a table of the store for the
+operator's settings and the catalog.
 
 What it tells: :mod:`~omnicore.plugins.info` (a plugin seen from outside),
 :mod:`~omnicore.plugins.breaker`, :mod:`~omnicore.plugins.stats` and

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from omnicore.errors import ConfigError, PluginError, PluginLoadError
+from omnicore.plugins.following import Following
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.published import Published, PublishedPlugins, published_sidecar
 from omnicore.storage.catalog_rows import CatalogEntry, CatalogRows, PluginVersion
@@ -112,7 +113,6 @@ class CatalogFollower:
         self._policy = policy  # (None: the default policy, made when a version is checked)
         self._host = host
         self._cache = cache
-        self._poll_s = poll_s
         self._report = report
         self._seq = 0
         self._lock = threading.Lock()
@@ -122,10 +122,8 @@ class CatalogFollower:
         self._failures: dict[str, str] = {}
         self._retry: dict[str, _Retry] = {}
         self._reported: tuple[str, float] | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing = False
+        self._follower = Following("plugin catalog", log, poll_s=poll_s,
+                                   thread_name="omnicore-plugin-catalog")
         #: ``plugins.trust`` changed: check the versions served against it (catch_up).
         self._recheck = False
 
@@ -147,12 +145,8 @@ class CatalogFollower:
             # The folder still loads; the thread catches up when the database answers.
             log.warning("plugin catalog: cannot read it (%s); following it once it answers",
                         exc)
-            self._failing = True
-        subscribe(self._wake.set)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="omnicore-plugin-catalog",
-                                        daemon=True)
-        self._thread.start()
+            self._follower.failing = True
+        self._follower.start(self.catch_up, subscribe)
 
     def catch_up(self) -> list[str]:
         """Apply every change since the last one seen, and the retries that are due; the
@@ -163,7 +157,7 @@ class CatalogFollower:
             recheck, self._recheck = self._recheck, False
         if recheck:
             applied.extend(self._recheck_served(rows))
-        if self._failing and self._seq == 0 and not self._wanted:
+        if self._follower.failing and self._seq == 0 and not self._wanted:
             # The first read failed at start: take everything in force now.
             self._seq = rows.last_seq()
             for entry in rows.entries():
@@ -189,7 +183,7 @@ class CatalogFollower:
 
     def wake(self) -> None:
         """Read the catalog's changes now (this host just changed it: no poll to wait for)."""
-        self._wake.set()
+        self._follower.wake()
 
     def retry(self, name: str) -> None:
         """Try a version of ``name`` that failed here again soon (the operator's settings of
@@ -199,7 +193,7 @@ class CatalogFollower:
             if found is not None:
                 found.at = 0.0
         if found is not None:
-            self._wake.set()
+            self._follower.wake()
 
     def set_refuse_older(self, on: bool) -> None:
         """This host's ``catalog.refuse_older`` changed (a config reload): the versions that
@@ -220,7 +214,7 @@ class CatalogFollower:
             self._recheck = True
             for due in self._retry.values():
                 due.at = 0.0
-        self._wake.set()
+        self._follower.wake()
 
     def _recheck_served(self, rows: CatalogRows) -> list[str]:
         """Each catalog version serving here checked against the policy now; the names
@@ -277,31 +271,9 @@ class CatalogFollower:
         if entry is not None and entry.version is not None:
             self._failed(entry, line, transient=False, quiet=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._poll_s)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.catch_up()
-                if self._failing:
-                    log.info("plugin catalog: the database answers again; following changes")
-                self._failing = False
-            except StorageError as exc:
-                if not self._failing:
-                    log.warning("plugin catalog: cannot read changes (%s); retrying", exc)
-                self._failing = True
-            except Exception:
-                log.exception("plugin catalog: following it failed; trying again")
-
     def stop(self) -> None:
         """Stop following (the plugins loaded stay)."""
-        self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(10)
+        self._follower.stop(10)
 
     # ---- one name --------------------------------------------------------------------
 

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from omnicore.errors import ConfigError
+from omnicore.plugins.following import Following
 from omnicore.plugins.sidecar import Sidecar, read_sidecar
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.limits import Limits
-from omnicore.storage.errors import StorageError
 from omnicore.storage.settings_rows import PluginSettingsRecord, PluginSettingsRows
 
 __all__ = ["KEYS", "OperatorSettings", "folder_grant", "overlay", "source_of", "with_grants"]
@@ -147,16 +147,13 @@ class OperatorSettings:
     def __init__(self, store: Callable[[], PluginSettingsRows], *,
                  poll_s: float = POLL_S) -> None:
         self._store = store
-        self._poll_s = poll_s
         self._lock = threading.Lock()
         self._docs: dict[str, tuple[int, dict[str, Any]]] = {}
         self._seq = 0
         self._following = False
         self._apply: Apply | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._failing = False
+        self._follower = Following("plugin settings", log, poll_s=poll_s,
+                                   thread_name="omnicore-plugin-settings")
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -211,11 +208,7 @@ class OperatorSettings:
             self._seq = seq
         self._apply = apply
         self._following = True
-        subscribe(self._wake.set)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="omnicore-plugin-settings",
-                                        daemon=True)
-        self._thread.start()
+        self._follower.start(self.catch_up, subscribe)
 
     def catch_up(self) -> list[str]:
         """Apply every change made since the last one seen; the plugins it applied."""
@@ -235,26 +228,6 @@ class OperatorSettings:
             self._seq = max(self._seq, record.seq)
         return applied
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._poll_s)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.catch_up()
-                if self._failing:
-                    log.info("plugin settings: the database answers again; following changes")
-                self._failing = False
-            except StorageError as exc:
-                if not self._failing:
-                    log.warning("plugin settings: cannot read changes (%s); retrying", exc)
-                self._failing = True
-
     def stop(self) -> None:
         """Stop following (the copy stays readable)."""
-        self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(5)
+        self._follower.stop(5)
