@@ -32,6 +32,7 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_density.py", ["--quick"], "RSS per idle plugin"),
     ("bench_jobs.py", ["--quick"], "REST enqueue on one host"),
     ("bench_lean.py", ["--quick"], "workflows validate --app"),
+    ("bench_telemetry.py", ["--quick"], "tracing flipped every"),
 ])
 def test_benchmark_runs_and_prints_its_table(script: str, args: list[str], expect: str,
                                              module_cache: Path) -> None:

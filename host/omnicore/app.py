@@ -137,6 +137,8 @@ class OmniApp:
         # Off unless telemetry.* or OTEL_* ask (opentelemetry is imported only then).
         telemetry.configure(config.telemetry, service_name=config.name,
                             instance=self.runtime_id, environ=environ)
+        self._telemetry_environ = environ
+        self._metrics_export: Any = None  # /metrics over OTLP, while running (telemetry.*)
         self.data = AppData(config, self.runtime_id, self.log, embedder=self._embedder)
         self.events = EventBus(log=self.log.bind(component="events"))
         self.tasks = TaskEngine(workers=config.workers, events=self.events,
@@ -196,6 +198,9 @@ class OmniApp:
 
             self.metrics.add_collector(BridgeMetrics(
                 lambda: self._bridges.service if self._bridges.made else None))
+            from omnicore.telemetry.prometheus import SpanMetrics
+
+            self.metrics.add_collector(SpanMetrics())
         self.extensions = ExtensionManager(self)
         for dotted in BUILTIN_EXTENSIONS if builtin_extensions is None else builtin_extensions:
             builtin = _BUILTIN_OBJECTS.get(dotted)
@@ -423,6 +428,12 @@ class OmniApp:
         self._lifecycle.transition(State.STOPPING)
         self._became_stopped()
 
+    def _metric_families(self) -> Any:
+        """What ``/metrics`` shows now (the metrics module's registry, if the app has one)."""
+        module = self._modules.get("metrics")
+        registry = getattr(module.current, "registry", None) if module is not None else None
+        return () if registry is None else registry.collect()
+
     def _became_running(self) -> None:
         self._started_mono = time.monotonic()
         self._stopped_mono = None
@@ -459,6 +470,10 @@ class OmniApp:
             await self._abort_start(started_up)
             raise
         self._became_running()
+        # /metrics over OTLP too, when telemetry.* or OTEL_* ask (nothing is imported else).
+        self._metrics_export = telemetry.export_metrics(
+            self.config.telemetry, self._metric_families, service_name=self.config.name,
+            instance=self.runtime_id, environ=self._telemetry_environ)
         self.log.info("app %s started (runtime id %s, %d modules)", self.name, self.runtime_id,
                       len(self._modules.started))
 
@@ -509,6 +524,9 @@ class OmniApp:
         finally:  # the next host may start, whatever closing left undone
             self.data.release()
         self._became_stopped()
+        if self._metrics_export is not None:  # a last export: the values at the stop
+            self._metrics_export.stop()
+            self._metrics_export = None
         telemetry.flush()
         self.log.info("app %s stopped in %.3fs (up %.1fs)", self.name,
                       time.perf_counter() - stopping_since, self.uptime)

@@ -80,7 +80,7 @@ def test_outbound_http_is_a_client_span_by_host_and_sends_its_traceparent(
     request = made["GET 127.0.0.1"]
     assert request.kind is SpanKind.CLIENT
     assert request.parent is not None and request.parent.span_id == \
-        outer.get_span_context().span_id
+        outer.span_id
     assert dict(request.attributes or {}) == {
         "http.request.method": "GET", "server.address": "127.0.0.1",
         "server.port": int(url.rsplit(":", 1)[1]), "http.response.status_code": 204}

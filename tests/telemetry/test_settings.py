@@ -1,5 +1,6 @@
-"""Whether tracing is on, and how (omnicore.telemetry._settings): ``telemetry.*`` over the
-``OTEL_*`` variables, off unless one of them asks."""
+"""Whether telemetry is on, and how (omnicore.telemetry._settings): ``telemetry.*`` over the
+``OTEL_*`` variables, off unless one of them asks; traces and metrics each with their own
+off switch."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def test_the_file_wins_where_it_speaks() -> None:
                     environ={**ENDPOINT, "OTEL_SERVICE_NAME": "env-name"})
     assert found == Settings(service_name="shop",
                              traces_endpoint="http://file:4318/v1/traces",
+                             metrics_endpoint="http://file:4318/v1/metrics",
                              headers={"api-key": "k"}, sampler="parentbased_traceidratio",
                              sampler_arg=0.25,
                              resource_attributes={"deployment.environment": "prod"})
@@ -50,10 +52,51 @@ def test_otel_service_name_names_the_service_over_the_apps_name() -> None:
 
 @pytest.mark.parametrize("environ", [{**ENDPOINT, "OTEL_SDK_DISABLED": "true"},
                                      {**ENDPOINT, "OTEL_SDK_DISABLED": " TRUE "},
-                                     {**ENDPOINT, "OTEL_TRACES_EXPORTER": "none"}])
+                                     {**ENDPOINT, "OTEL_TRACES_EXPORTER": "none",
+                                      "OTEL_METRICS_EXPORTER": "none"}])
 def test_the_specifications_off_switches_win_over_the_file(environ: dict[str, str]) -> None:
     assert resolve(TelemetryConfig(enabled=True, endpoint="http://c:4318"),
                    service_name="app", environ=environ) is None
+
+
+def test_traces_and_metrics_each_have_their_off_switch() -> None:
+    no_traces = resolve(None, service_name="app", environ={**ENDPOINT,
+                                                            "OTEL_TRACES_EXPORTER": "none"})
+    assert no_traces is not None and (no_traces.traces, no_traces.metrics) == (False, True)
+    no_metrics = resolve(None, service_name="app", environ={**ENDPOINT,
+                                                             "OTEL_METRICS_EXPORTER": "none"})
+    assert no_metrics is not None and (no_metrics.traces, no_metrics.metrics) == (True, False)
+    # The file's key wins over the variable, either way.
+    kept = resolve(TelemetryConfig(metrics=True), service_name="app",
+                   environ={**ENDPOINT, "OTEL_METRICS_EXPORTER": "none"})
+    assert kept is not None and kept.metrics
+    dropped = resolve(TelemetryConfig(metrics=False), service_name="app", environ=ENDPOINT)
+    assert dropped is not None and not dropped.metrics and dropped.traces
+
+
+@pytest.mark.parametrize(("config", "environ", "interval"), [
+    (TelemetryConfig(), ENDPOINT, 60.0),
+    (TelemetryConfig(), {**ENDPOINT, "OTEL_METRIC_EXPORT_INTERVAL": "250"}, 0.25),
+    (TelemetryConfig(), {**ENDPOINT, "OTEL_METRIC_EXPORT_INTERVAL": "soon"}, 60.0),
+    (TelemetryConfig(metrics_interval_s=15), {**ENDPOINT, "OTEL_METRIC_EXPORT_INTERVAL": "250"},
+     15.0),
+])
+def test_the_metrics_interval(config: TelemetryConfig, environ: dict[str, str],
+                              interval: float) -> None:
+    found = resolve(config, service_name="app", environ=environ)
+    assert found is not None and found.metrics_interval_s == interval
+
+
+def test_one_endpoint_serves_both_signals() -> None:
+    for given in ("http://c:4318", "http://c:4318/", "http://c:4318/v1/traces"):
+        found = resolve(TelemetryConfig(endpoint=given), service_name="a", environ={})
+        assert found is not None
+        assert (found.traces_endpoint, found.metrics_endpoint) == (
+            "http://c:4318/v1/traces", "http://c:4318/v1/metrics")
+    # A metrics endpoint variable alone turns it on too; the exporter reads it.
+    found = resolve(None, service_name="a",
+                    environ={"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m:4318/v1/metrics"})
+    assert found is not None and found.metrics_endpoint is None
 
 
 def test_enabled_false_wins_over_the_variables() -> None:
@@ -62,6 +105,7 @@ def test_enabled_false_wins_over_the_variables() -> None:
 
 @pytest.mark.parametrize("bad", [{"endpoint": "collector:4318"}, {"sampler": "sometimes"},
                                  {"sampler_arg": 2}, {"max_queue_size": 0},
+                                 {"metrics_interval_s": 0}, {"metrics": "sometimes"},
                                  {"exporter": "grpc"}])
 def test_a_wrong_key_is_refused_at_load(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):

@@ -48,7 +48,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host, Rec
         (root / "app" / "workflows").mkdir()
         (root / "app" / "workflows" / "hello.yaml").write_text(FLOW)
         with host.start({"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-                         "OTEL_BSP_SCHEDULE_DELAY": "50",
+                         "OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_METRIC_EXPORT_INTERVAL": "200",
                          "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=test"}):
             host.until(lambda: host.ready() or None, "the host's readiness")
             yield host, receiver
@@ -234,6 +234,59 @@ def test_a_workflow_run_started_by_a_request_runs_its_steps_in_that_requests_tra
                                   headers={"Authorization": f"Bearer {doc['token']}"})
     with urllib.request.urlopen(page, timeout=30) as resp:
         assert f'trace <code class="trace-id">{trace_id}</code>' in resp.read().decode()
+
+
+def _scrape(host: Host) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """``/metrics`` as {sample name: {labels: value}}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    doc = host.until(lambda: host.console_file, "its console file")
+    req = urllib.request.Request(doc["url"] + "/metrics",
+                                 headers={"Authorization": f"Bearer {doc['token']}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        text = resp.read().decode()
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def test_the_metrics_go_over_otlp_too_under_their_metrics_names(
+        traced: tuple[Host, Receiver]) -> None:
+    host, receiver = traced
+    for name in ("Mia", "Noa", "Ola"):
+        _invoke(host, name)
+    scraped = _scrape(host)
+    made = scraped["omnicore_plugin_calls_total"][(("plugin", "greeter-rust"),)]
+    assert made >= 3
+
+    def exported() -> dict[str, list[Any]] | None:  # an export since the scrape
+        points: dict[str, list[Any]] = {}
+        for p in receiver.latest():
+            points.setdefault(p.name, []).append(p)
+        calls = [p for p in points.get("omnicore_plugin_calls", [])
+                 if p.attributes.get("plugin") == "greeter-rust"]
+        return points if calls and calls[0].value >= made else None
+
+    points = host.until(exported, "an export of the greeter's calls")
+    calls = next(p for p in points["omnicore_plugin_calls"]
+                 if p.attributes.get("plugin") == "greeter-rust")
+    assert calls.kind == "sum" and calls.monotonic and calls.cumulative
+    assert calls.description == "Plugin calls, by plugin."
+    latency = next(p for p in points["omnicore_plugin_call_seconds"]
+                   if p.attributes.get("plugin") == "greeter-rust")
+    assert latency.kind == "histogram" and latency.value[0] >= made
+    assert points["omnicore_uptime_seconds"][0].kind == "gauge"
+    (app,) = points["omnicore_app_info"]
+    assert app.value == 1.0 and app.attributes.get("name") == "traced"
+    assert app.resource["service.name"] == "traced"
+    assert app.resource["service.instance.id"]
+    # Every family /metrics showed is exported since, by the name /metrics gives it.
+    names = {n.removesuffix("_total") for n in scraped
+             if not n.endswith(("_bucket", "_sum", "_count", "_created"))}
+    assert names <= set(points), sorted(names - set(points))
+    assert "omnicore_telemetry_spans_exported" in points
 
 
 _PROBE = """

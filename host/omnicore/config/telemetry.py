@@ -1,5 +1,5 @@
-"""``telemetry.*``: traces over OpenTelemetry, sent over OTLP/HTTP (omnicore.telemetry,
-docs/guides/telemetry.md)."""
+"""``telemetry.*``: traces and metrics over OpenTelemetry, sent over OTLP/HTTP
+(omnicore.telemetry, docs/guides/telemetry.md)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,20 @@ __all__ = ["TelemetryConfig"]
 
 
 class TelemetryConfig(Strict):
-    """``telemetry.*``: traces over OpenTelemetry (OTLP/HTTP; docs/guides/telemetry.md).
-    Where a key is unset, the ``OTEL_*`` variable of the same meaning applies;
-    ``OTEL_SDK_DISABLED=true`` turns tracing off whatever this says."""
+    """``telemetry.*``: traces, and the ``/metrics`` metrics, over OpenTelemetry (OTLP/HTTP;
+    docs/guides/telemetry.md). Where a key is unset, the ``OTEL_*`` variable of the same
+    meaning applies; ``OTEL_SDK_DISABLED=true`` turns telemetry off whatever this says."""
 
     enabled: bool | None = Field(
         default=None,
-        description="trace (needs the telemetry extra); unset: on when an OTLP endpoint is "
-                    "given here or in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT")
+        description="trace and export metrics (needs the telemetry extra); unset: on when "
+                    "an OTLP endpoint is given here or in "
+                    "OTEL_EXPORTER_OTLP_(TRACES_|METRICS_)ENDPOINT")
     endpoint: str | None = Field(
         default=None,
-        description="the OTLP/HTTP collector's base URL (/v1/traces is added); unset: "
-                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT or "
+        description="the OTLP/HTTP collector's base URL (/v1/traces and /v1/metrics are "
+                    "added); unset: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and "
+                    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT or "
                     "http://localhost:4318")
     service_name: str | None = Field(
         default=None, description="service.name of the spans; unset: OTEL_SERVICE_NAME or "
@@ -50,6 +52,15 @@ class TelemetryConfig(Strict):
         default=None, gt=0,
         description="spans waiting for export (a full queue drops spans, counted: a call "
                     "never waits); unset: OTEL_BSP_MAX_QUEUE_SIZE or 2048")
+
+    metrics: bool | None = Field(
+        default=None,
+        description="export the /metrics metrics over OTLP too (same names, labels and "
+                    "values); unset: on with telemetry unless OTEL_METRICS_EXPORTER=none")
+    metrics_interval_s: float | None = Field(
+        default=None, gt=0,
+        description="seconds between two exports of the metrics; unset: "
+                    "OTEL_METRIC_EXPORT_INTERVAL (milliseconds) or 60")
 
     @field_validator("endpoint")
     @classmethod

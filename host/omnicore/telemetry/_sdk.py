@@ -1,182 +1,337 @@
-"""The OpenTelemetry SDK behind :mod:`omnicore.telemetry`: imported only once tracing is on.
+"""The tracer behind :mod:`omnicore.telemetry`: imported only once tracing is on.
 
-One tracer provider of omnicore's own (the process's global one is left to the embedding
-application), a batch processor with a bounded queue (a full queue drops spans, it never
-blocks a call) and the OTLP/HTTP exporter.
+Spans are omnicore's own small records (:mod:`._spans`: the SDK's span objects cost a REST
+invoke half its CPU again); OpenTelemetry's packages do the rest: the resource
+(``Resource.create``: ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_SERVICE_NAME``, the SDK's
+attributes) and the OTLP/HTTP exporter (``OTEL_EXPORTER_OTLP_*``: endpoint, headers,
+compression, TLS, timeout, retries), which is handed the request's bytes as :mod:`._otlp`
+writes them. Any other exporter (a test's in-memory one, an exporter whose internals differ)
+gets the SDK's ``ReadableSpan`` objects through its public ``export``, made on the export
+thread. The sampler and the batch processor read the specification's variables
+(``OTEL_TRACES_SAMPLER(_ARG)``, ``OTEL_BSP_*``) where ``telemetry.*`` is silent.
 """
 
 from __future__ import annotations
 
 import logging
-import math
+import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry.context import Context
+from opentelemetry import trace as _api
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider, sampling
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, get_current_span
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.sdk.trace.export import SpanExporter
 
+from omnicore.errors import PluginError
+from omnicore.telemetry import _otlp
 from omnicore.telemetry._settings import Settings
+from omnicore.telemetry._spans import (
+    CLIENT,
+    CONSUMER,
+    CURRENT,
+    ERROR,
+    INTERNAL,
+    PRODUCER,
+    SERVER,
+    Batcher,
+    Parent,
+    Sampler,
+    Span,
+    new_span,
+    parse_traceparent,
+)
 
-__all__ = ["DROPS", "db_operation", "dropped", "flush", "ids", "outbound_http", "plugin_call",
-           "reset", "setup", "span", "traceparent"]
+__all__ = ["db_operation", "dropped", "flush", "ids", "log_ids", "outbound_http", "plugin_call",
+           "reset", "setup", "span", "span_counts", "traceparent"]
 
-_KINDS = {"internal": SpanKind.INTERNAL, "server": SpanKind.SERVER,
-          "client": SpanKind.CLIENT, "producer": SpanKind.PRODUCER,
-          "consumer": SpanKind.CONSUMER}
+log = logging.getLogger("omnicore.telemetry")
+
+KINDS = {"internal": INTERNAL, "server": SERVER, "client": CLIENT, "producer": PRODUCER,
+         "consumer": CONSUMER}
 #: Connector kinds as the conventions' ``db.system`` names them.
 _SYSTEMS = {"postgres": "postgresql", "postgresql": "postgresql", "mysql": "mysql",
             "mariadb": "mariadb", "redis": "redis", "sqlite": "sqlite"}
 _KEYWORD = re.compile(r"\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*([A-Za-z]+)", re.S)
-_PROPAGATOR = TraceContextTextMapPropagator()
+_SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
+             "parentbased_always_off", "parentbased_traceidratio")
+#: How long a plugin's instances' memory, read for a span, is used again (reading it walks
+#: the plugin's instances).
+MEMORY_TTL_S = 1.0
 
-_provider: TracerProvider | None = None
-_tracer: Tracer | None = None
+_sampler = Sampler(1.0, True)
+_batcher: Batcher | None = None
+_exporter: SpanExporter | None = None
 
 
-def _sampler(settings: Settings) -> sampling.Sampler | None:
+# -- set-up -------------------------------------------------------------------------------
+
+def _env_number(env: Mapping[str, str], name: str, default: float, low: float = 0,
+                high: float = float("inf")) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        log.warning("%s=%r is not a number in [%g, %g]: %g is used", name, raw, low, high,
+                    default)
+        return default
+    return value
+
+
+def sampler_of(settings: Settings, env: Mapping[str, str]) -> Sampler:
+    """``telemetry.sampler(_arg)``, else ``OTEL_TRACES_SAMPLER(_ARG)``, else the
+    specification's default, ``parentbased_always_on``."""
     name, arg = settings.sampler, settings.sampler_arg
     if name is None:
-        return None  # the SDK reads OTEL_TRACES_SAMPLER(_ARG)
-    ratio = 1.0 if arg is None else arg
-    made: dict[str, sampling.Sampler] = {
-        "always_on": sampling.ALWAYS_ON, "always_off": sampling.ALWAYS_OFF,
-        "traceidratio": sampling.TraceIdRatioBased(ratio),
-        "parentbased_always_on": sampling.ParentBased(sampling.ALWAYS_ON),
-        "parentbased_always_off": sampling.ParentBased(sampling.ALWAYS_OFF),
-        "parentbased_traceidratio": sampling.ParentBased(sampling.TraceIdRatioBased(ratio)),
-    }
-    return made[name]
+        name = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
+        if name not in _SAMPLERS:
+            log.warning("OTEL_TRACES_SAMPLER=%s is not one omnicore knows (%s): "
+                        "parentbased_always_on is used", name, ", ".join(_SAMPLERS))
+            name = "parentbased_always_on"
+    if arg is None and name.endswith("traceidratio"):
+        arg = _env_number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0, 1.0)
+    return Sampler.named(name, arg)
 
 
-def setup(settings: Settings, instance: str, exporter: SpanExporter | None = None) -> None:
-    """Make the provider, processor and exporter (``exporter``: another than OTLP/HTTP's),
-    then set :data:`omnicore.telemetry.ON`."""
-    global _provider, _tracer
+def setup(settings: Settings, instance: str, exporter: SpanExporter | None = None,
+          environ: Mapping[str, str] | None = None) -> None:
+    """The resource, sampler, exporter and export thread (``exporter``: another than
+    OTLP/HTTP's), before :data:`omnicore.telemetry.ON` is set."""
+    global _sampler, _batcher, _exporter
+    env = os.environ if environ is None else environ
     attributes: dict[str, Any] = {"service.name": settings.service_name,
                                   **settings.resource_attributes}
     if instance:
         attributes.setdefault("service.instance.id", instance)
-    provider = TracerProvider(resource=Resource.create(attributes), sampler=_sampler(settings))
+    resource = Resource.create(attributes)
+    _sampler = sampler_of(settings, env)
     if exporter is None:
         exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint,
                                     headers=settings.headers or None)
-    size = settings.max_queue_size  # None: OTEL_BSP_MAX_QUEUE_SIZE, or the SDK's 2048
-    provider.add_span_processor(BatchSpanProcessor(
-        exporter, max_queue_size=size,
-        max_export_batch_size=None if size is None else min(size, 512)))
-    _provider, _tracer = provider, provider.get_tracer("omnicore")
+    from omnicore import __version__
+
+    size = settings.max_queue_size or int(_env_number(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048, 1))
+    batch = min(size, int(_env_number(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1)))
+    delay_s = _env_number(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
+    _exporter = exporter
+    _batcher = Batcher(_export_of(exporter, resource, "omnicore", __version__),
+                       max_queue=size, batch=batch, delay_s=delay_s)
+
+
+def _export_of(exporter: SpanExporter, resource: Resource, name: str,
+               version: str) -> Callable[[list[Span]], object]:
+    """How a batch reaches ``exporter``: as OTLP's bytes where it is the SDK's OTLP/HTTP
+    exporter with the client this was written against, else as ``ReadableSpan``s."""
+    client = getattr(exporter, "_client", None)
+    send = getattr(client, "export", None)
+    if type(exporter) is OTLPSpanExporter and callable(send):
+        encoded_resource, scope = _otlp.scope(resource.attributes, name, version)
+
+        def post(spans: list[Span]) -> object:
+            return send(_otlp.request(encoded_resource, scope, spans))
+
+        return post
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    instrumentation = InstrumentationScope(name, version)
+    return lambda spans: exporter.export(readable(spans, resource, instrumentation))
+
+
+def readable(spans: Sequence[Span], resource: Resource, scope: Any) -> list[Any]:
+    """``spans`` as the SDK's ``ReadableSpan``s."""
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+    from opentelemetry.trace.span import TraceState
+
+    kinds = {INTERNAL: SpanKind.INTERNAL, SERVER: SpanKind.SERVER, CLIENT: SpanKind.CLIENT,
+             PRODUCER: SpanKind.PRODUCER, CONSUMER: SpanKind.CONSUMER}
+    out = []
+    for s in spans:
+        state = TraceState.from_header([s.state]) if s.state else None
+        flags = TraceFlags(s.flags)
+        parent = SpanContext(s.trace_id, s.parent_id, s.remote, flags, state) \
+            if s.parent_id else None
+        status = Status(StatusCode.ERROR, s.description) if s.status == ERROR else Status()
+        out.append(ReadableSpan(
+            name=s.name, context=SpanContext(s.trace_id, s.span_id, False, flags, state),
+            parent=parent, resource=resource, kind=kinds[s.kind],
+            attributes={k: v for k, v in s.attributes.items() if v is not None},
+            instrumentation_scope=scope, status=status, start_time=s.start_ns,
+            end_time=s.end_ns))
+    return out
 
 
 def reset() -> None:
-    """The provider shut down (its exporter thread ended): for tests, through
+    """The export thread ended (what it held sent) and the exporter shut: for tests, through
     :func:`omnicore.telemetry.reset`."""
-    global _provider, _tracer
-    if _provider is not None:
-        _provider.shutdown()
-    _provider = _tracer = None
-
-
-class _Drops(logging.Filter):
-    """Counts the spans the full queue dropped; lets one warning a minute through (the SDK
-    warns once per span, which would flood the host's log when the collector lags)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-        self._said = -math.inf
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not record.getMessage().startswith("Queue full"):
-            return True
-        self.count += 1
-        now = time.monotonic()
-        if now - self._said < 60:
-            return False
-        self._said = now
-        record.msg, record.args = ("the span queue is full (the collector is slow or away): "
-                                   "%d span(s) dropped so far (telemetry.max_queue_size)",
-                                   (self.count,))
-        return True
-
-
-DROPS = _Drops()
-# First: the SDK's own filter drops repeated records before a filter added after it sees them.
-logging.getLogger("opentelemetry.sdk._shared_internal").filters.insert(0, DROPS)
+    global _batcher, _exporter
+    if _batcher is not None:
+        _batcher.shutdown()
+    if _exporter is not None:
+        _exporter.shutdown()
+    _batcher = _exporter = None
 
 
 def dropped() -> int:
     """Spans dropped by the full queue since tracing was turned on."""
-    return DROPS.count
+    return 0 if _batcher is None else _batcher.dropped
 
 
-def _parent(traceparent: str | None) -> Context | None:
-    return None if not traceparent else _PROPAGATOR.extract({"traceparent": traceparent})
+def span_counts() -> tuple[int, int]:
+    """Spans handed to the exporter, and dropped, since tracing was turned on."""
+    return (0, 0) if _batcher is None else (_batcher.exported, _batcher.dropped)
 
 
-@contextmanager
+def flush(timeout_s: float) -> None:
+    if _batcher is not None:
+        _batcher.drain()
+
+
+# -- spans --------------------------------------------------------------------------------
+
+def _outer() -> Parent | None:
+    """The embedding application's current OpenTelemetry span, if any: a root span of
+    omnicore's is its child."""
+    context = _api.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return Parent(context.trace_id, context.span_id, int(context.trace_flags),
+                  context.trace_state.to_header() or None, context.is_remote)
+
+
+def start(name: str, attributes: dict[str, Any] | None, kind: int,
+          parent: Span | Parent | None = None) -> Span:
+    """A span, the child of ``parent`` or of the current span (not made current)."""
+    if parent is None:
+        parent = CURRENT.get() or _outer()
+    return new_span(name, kind, attributes, parent, _sampler)
+
+
+class Active:
+    """A span current for a ``with`` block, ended (and queued, if sampled) at its end; an
+    exception escaping the block sets its status to error with the exception's class as
+    ``error.type`` (never its message, which may quote a guest's input)."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def __enter__(self) -> Span:
+        self.token = CURRENT.set(self.span)
+        return self.span
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        CURRENT.reset(self.token)
+        s = self.span
+        if kind is not None and s.status != ERROR and kind is not GeneratorExit:
+            s.set_error(kind.__name__, kind.__name__)
+        s.end_ns = time.time_ns()
+        if s.flags & 0x01 and _batcher is not None:
+            _batcher.add(s)
+
+
+def end(s: Span) -> None:
+    """End a span made with :func:`start`."""
+    s.end_ns = time.time_ns()
+    if s.flags & 0x01 and _batcher is not None:
+        _batcher.add(s)
+
+
 def span(name: str, attributes: Mapping[str, Any] | None, kind: str,
-         parent: str | None = None,
-         carrier: Mapping[str, str] | None = None) -> Iterator[Span]:
-    """A span made current for the block; an exception escaping it is recorded."""
-    assert _tracer is not None
-    context = _PROPAGATOR.extract(carrier) if carrier else _parent(parent)
-    with _tracer.start_as_current_span(name, context=context, kind=_KINDS[kind],
-                                       attributes=attributes) as made:
-        yield made
+         parent: str | None = None) -> Active:
+    """A span made current for the block; ``parent``: a W3C ``traceparent`` to continue."""
+    return Active(start(name, None if attributes is None else dict(attributes), KINDS[kind],
+                        parse_traceparent(parent) if parent else None))
+
+
+_memory: weakref.WeakKeyDictionary[Any, tuple[float, int]] = weakref.WeakKeyDictionary()
 
 
 def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: bytes,
                 run: Any) -> bytes:
-    """A plugin call's span: plugin, handler, version digest, outcome, breaker, fuel and
-    memory (the runtime's, when it measures them)."""
-    from omnicore.errors import PluginError
-
-    assert _tracer is not None
-    version = entry.version
-    attributes: dict[str, Any] = {"omnicore.plugin.name": entry.name,
-                                  "omnicore.plugin.handler": handler,
-                                  "omnicore.plugin.input_bytes": len(data)}
-    usage = None
-    if version is not None:
-        attributes["omnicore.plugin.digest"] = f"sha256:{version.module.sha256}"
-        attributes["omnicore.plugin.version"] = str(
-            version.module.manifest.get("version", "0.0.0"))
-        usage = getattr(version.runtime, "usage", None)
-    with _tracer.start_as_current_span(f"call {entry.name}/{handler}", kind=SpanKind.INTERNAL,
-                                       attributes=attributes, record_exception=False,
-                                       set_status_on_exception=False) as made:
-        fuel = usage().fuel if usage is not None else None
-        ended: dict[str, Any] = {}
+    """A plugin call's span: plugin, handler, version digest, outcome, breaker, fuel (a
+    metered plugin's) and memory (its instances', read at most once a second)."""
+    s = new_span("", INTERNAL, None, CURRENT.get() or _outer(), _sampler)
+    token = CURRENT.set(s)
+    if not s.flags & 0x01:  # sampled out: its context alone, for what the call sends on
         try:
-            out = body(entry, handler, data, run, traced=True)
-        except BaseException as exc:
-            ended["omnicore.plugin.outcome"] = "error" if isinstance(exc, PluginError) \
-                else "host-error"
-            ended["error.type"] = type(exc).__name__
-            # The class only: a guest's message may quote its input.
-            made.set_status(StatusCode.ERROR, type(exc).__name__)
-            raise
-        else:
-            ended["omnicore.plugin.outcome"] = "ok"
-            ended["omnicore.plugin.output_bytes"] = len(out)
-            return out
+            return body(entry, handler, data, run, traced=True)
         finally:
-            ended["omnicore.plugin.breaker"] = str(entry.breaker.state)
-            if usage is not None:
+            CURRENT.reset(token)
+    name = entry.name
+    s.name = f"call {name}/{handler}"
+    version = entry.version
+    runtime = usage = fuel = None
+    if version is None:
+        attributes = s.attributes = {"omnicore.plugin.name": name,
+                                     "omnicore.plugin.handler": handler,
+                                     "omnicore.plugin.input_bytes": len(data)}
+    else:
+        module = version.module
+        attributes = s.attributes = {
+            "omnicore.plugin.name": name, "omnicore.plugin.handler": handler,
+            "omnicore.plugin.input_bytes": len(data),
+            "omnicore.plugin.digest": "sha256:" + module.sha256,
+            "omnicore.plugin.version": str(module.manifest.get("version", "0.0.0"))}
+        runtime = version.runtime
+        usage = getattr(runtime, "usage", None)
+        if usage is not None and getattr(runtime, "fuel_enabled", False):
+            fuel = usage().fuel
+    try:
+        out = body(entry, handler, data, run, traced=True)
+    except BaseException as exc:
+        CURRENT.reset(token)
+        kind = type(exc).__name__
+        attributes["omnicore.plugin.outcome"] = "error" if isinstance(exc, PluginError) \
+            else "host-error"
+        s.set_error(kind, kind)
+        _ended(s, entry, runtime, usage, fuel)
+        raise
+    CURRENT.reset(token)
+    attributes["omnicore.plugin.outcome"] = "ok"
+    attributes["omnicore.plugin.output_bytes"] = len(out)
+    _ended(s, entry, runtime, usage, fuel)
+    return out
+
+
+def _ended(s: Span, entry: Any, runtime: Any, usage: Callable[[], Any] | None,
+           fuel: int | None) -> None:
+    attributes = s.attributes
+    attributes["omnicore.plugin.breaker"] = entry.breaker.state
+    if usage is not None:
+        try:
+            if fuel is not None:
                 after = usage()
-                ended["omnicore.plugin.memory_bytes"] = after.memory_bytes
-                if fuel is not None and after.fuel is not None:
-                    ended["omnicore.plugin.fuel"] = after.fuel - fuel
-            made.set_attributes(ended)
+                attributes["omnicore.plugin.memory_bytes"] = after.memory_bytes
+                if after.fuel is not None:
+                    attributes["omnicore.plugin.fuel"] = after.fuel - fuel
+            else:
+                attributes["omnicore.plugin.memory_bytes"] = _memory_of(runtime, usage)
+        except Exception:  # a runtime closed meanwhile: the span goes without
+            pass
+    s.end_ns = time.time_ns()
+    if _batcher is not None:
+        _batcher.add(s)
+
+
+def _memory_of(runtime: Any, usage: Callable[[], Any]) -> int:
+    now = time.monotonic()
+    seen = _memory.get(runtime)
+    if seen is None or now - seen[0] >= MEMORY_TTL_S:
+        seen = (now, int(usage().memory_bytes))
+        _memory[runtime] = seen
+    return seen[1]
 
 
 def operation_of(statement: Any) -> str:
@@ -187,15 +342,12 @@ def operation_of(statement: Any) -> str:
     return found.group(1).upper()[:32] if found else "UNKNOWN"
 
 
-@contextmanager
-def db_operation(system: str, connector: str, statement: Any) -> Iterator[Span]:
+def db_operation(system: str, connector: str, statement: Any) -> Active:
     operation = operation_of(statement)
     db = _SYSTEMS.get(system, system)
-    with span(f"{operation} {connector}", {"db.system": db, "db.system.name": db,
-                                           "db.operation.name": operation,
-                                           "omnicore.connector": connector},
-              "client") as made:
-        yield made
+    return Active(start(f"{operation} {connector}", {
+        "db.system": db, "db.system.name": db, "db.operation.name": operation,
+        "omnicore.connector": connector}, CLIENT))
 
 
 @contextmanager
@@ -206,32 +358,39 @@ def outbound_http(method: str, url: str, headers: MutableMapping[str, str]
     attributes: dict[str, Any] = {"http.request.method": method, "server.address": host}
     if parts.port is not None:
         attributes["server.port"] = parts.port
-    with span(f"{method} {host}", attributes, "client") as made:
+    with Active(start(f"{method} {host}", attributes, CLIENT)) as made:
         for name in [k for k in headers if k.lower() in ("traceparent", "tracestate")]:
             del headers[name]  # the host's span is the request's parent, not the guest's say
-        _PROPAGATOR.inject(headers)
+        headers["traceparent"] = made.traceparent()
+        if made.state:
+            headers["tracestate"] = made.state
 
         def status(code: int) -> None:
             made.set_attribute("http.response.status_code", code)
             if code >= 500:
-                made.set_status(StatusCode.ERROR)
+                made.status = ERROR
 
         yield status
 
 
 def traceparent() -> str | None:
-    carrier: dict[str, str] = {}
-    _PROPAGATOR.inject(carrier)
-    return carrier.get("traceparent")
+    current = CURRENT.get()
+    if current is None:
+        return None
+    if current.__class__ is Span:
+        return current.traceparent()
+    return f"00-{current.trace_id:032x}-{current.span_id:016x}-{current.flags:02x}"
+
+
+def log_ids() -> str:
+    current = CURRENT.get()
+    if current is None:
+        return ""
+    return f" trace_id={current.trace_id:032x} span_id={current.span_id:016x}"
 
 
 def ids() -> tuple[str, str] | None:
-    context = get_current_span().get_span_context()
-    if not context.is_valid:
+    current = CURRENT.get()
+    if current is None:
         return None
-    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
-
-
-def flush(timeout_s: float) -> None:
-    if _provider is not None:
-        _provider.force_flush(int(timeout_s * 1000))
+    return f"{current.trace_id:032x}", f"{current.span_id:016x}"

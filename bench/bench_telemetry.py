@@ -1,0 +1,360 @@
+"""What tracing costs a REST invoke (issue 62: at most 5 % more CPU with tracing on).
+
+Run: ``.venv/bin/python bench/bench_telemetry.py [--quick] [--markdown] [--rounds N]``.
+
+Real ``omnicore run`` hosts of the same app (the Rust greeter, embedded SQLite, console on a
+free port), each in its own process and all up at once: one with tracing off (the floor), one
+exporting every span over OTLP/HTTP to a receiver on loopback (another process, which decodes
+the protobuf and counts the spans, so none is lost unseen), and one with tracing on but its
+sampler keeping nothing (``OTEL_TRACES_SAMPLER=always_off``: what a sampled-out request
+costs). ``wrk`` (``apt-get install wrk``; without it, keep-alive httpx clients in other
+processes) drives ``POST /api/v1/plugins/greeter-rust/invoke`` at each in turn, round after
+round, so a change in the machine's load falls on every host alike. A host's CPU is read from
+``/proc/PID/stat`` (every thread's, the exporter's included) before and after a round: CPU µs
+per request, and requests/s, median [min-max] over the rounds, beside the floor's; the cost
+is each round's CPU per request against the floor's of the same round, median [min-max].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _measure import SMOKE, machine, render
+
+ROOT = Path(__file__).resolve().parents[1]
+GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
+PATH = "/api/v1/plugins/greeter-rust/invoke"
+BODY = {"handler": "greet", "input": '{"name": "Ada"}'}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+#: An OTLP/HTTP receiver (traces and metrics) in its own process: it prints its port, then
+#: the spans and metric points it decoded so far each time a line comes on its stdin.
+RECEIVER = textwrap.dedent("""
+    import sys, threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest)
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest)
+    count = {"spans": 0, "metrics": 0}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path == "/v1/traces":
+                req = ExportTraceServiceRequest.FromString(body)
+                n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+                key = "spans"
+            else:
+                req = ExportMetricsServiceRequest.FromString(body)
+                n = sum(len(sm.metrics) for rm in req.resource_metrics
+                        for sm in rm.scope_metrics)
+                key = "metrics"
+            with lock:
+                count[key] += n
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(server.server_address[1], flush=True)
+    for _ in sys.stdin:
+        with lock:
+            print(count["spans"], count["metrics"], flush=True)
+""")
+
+#: The keep-alive client used where wrk is missing: ``clients`` threads of one process.
+CLIENT = textwrap.dedent("""
+    import json, sys, threading, time, httpx
+    url, token, seconds, clients = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+    body = json.loads(sys.argv[5])
+    done = [0] * clients
+    def run(i):
+        with httpx.Client(headers={"Authorization": "Bearer " + token}) as c:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                r = c.post(url, json=body)
+                assert r.status_code == 200, r.text
+                done[i] += 1
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads: t.start()
+    for t in threads: t.join()
+    print(sum(done), sum(done) / (time.perf_counter() - start))
+""")
+
+
+@dataclass
+class Host:
+    label: str
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    token: str = ""
+    cpu_us: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    requests: int = 0
+
+    def start(self, base: Path, index: int) -> None:
+        app = base / f"host{index}"
+        (app / "plugins").mkdir(parents=True)
+        shutil.copy(GREETER, app / "plugins" / GREETER.name)
+        (app / "omnicore.yaml").write_text(json.dumps({
+            "name": "bench", "plugins_dir": "plugins", "log": {"level": "warning"},
+            "plugins": {"greeter-rust": {"grants": ["config"]}}}))
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        env = {**clean, "OMNICORE_CONSOLE__PORT": "0", **self.env}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "host"),
+                                                          env.get("PYTHONPATH")]))
+        self.proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(app)],
+                                     env=env, stdout=subprocess.DEVNULL,
+                                     stderr=(app / "host.log").open("wb"))
+        console = app / ".omnicore" / "console.json"
+        deadline = time.monotonic() + 180
+        while not console.is_file():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"omnicore run ({self.label}) did not start: "
+                         f"{(app / 'host.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        doc = json.loads(console.read_text())
+        self.url, self.token = str(doc["url"]), str(doc["token"])
+        while self._state() != "loaded":  # its plugin loaded and compiled
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"the greeter did not load on the {self.label} host")
+            time.sleep(0.1)
+
+    def _state(self) -> str | None:
+        req = urllib.request.Request(self.url + "/api/v1/plugins/greeter-rust",
+                                     headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return str(json.loads(r.read())["state"])
+        except (OSError, ValueError):
+            return None
+
+    def cpu(self) -> float:
+        """Seconds of CPU this host's process has used (all its threads, live or ended)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _command(host: Host, seconds: float, clients: int, lua: Path) -> list[str]:
+    """What drives ``host`` for ``seconds``: wrk, else keep-alive httpx clients."""
+    if shutil.which("wrk"):
+        return ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "-s", str(lua),
+                "-H", f"Authorization: Bearer {host.token}", host.url + PATH]
+    return [sys.executable, "-c", CLIENT, host.url + PATH, host.token, str(seconds),
+            str(clients), json.dumps(BODY)]
+
+
+def _drive(host: Host, seconds: float, clients: int, lua: Path) -> tuple[int, float]:
+    """(requests, requests/s) of one round of ``seconds`` at ``host``."""
+    if shutil.which("wrk"):
+        out = subprocess.run(_command(host, seconds, clients, lua), capture_output=True,
+                             text=True, check=True).stdout
+        if "Non-2xx" in out:
+            sys.exit(f"the invoke failed under wrk:\n{out}")
+        n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        return n, rate
+    out = subprocess.run(_command(host, seconds, clients, lua), capture_output=True,
+                         text=True, check=True).stdout.split()
+    return int(out[0]), float(out[1])
+
+
+def _sample(values: list[float], fmt: str = "{:.0f}") -> str:
+    return (f"{fmt.format(statistics.median(values))} "
+            f"[{fmt.format(min(values))}-{fmt.format(max(values))}]")
+
+
+def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> str:
+    if not GREETER.is_file():
+        sys.exit(f"build the examples first: {GREETER} is missing "
+                 "(.venv/bin/omnicore build plugins/ --out build/plugins)")
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    assert receiver.stdin is not None and receiver.stdout is not None
+    endpoint = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
+    otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    hosts = [Host("off (the floor)", {}),
+             Host("on, every span exported over OTLP/HTTP", otlp),
+             Host("on, sampler always_off", {**otlp, "OTEL_TRACES_SAMPLER": "always_off"})]
+    base = Path(tempfile.mkdtemp(prefix="bench-telemetry-"))
+    lua = base / "post.lua"
+    lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(BODY))}\n'
+                   'wrk.headers["Content-Type"] = "application/json"\n')
+    try:
+        for i, host in enumerate(hosts):
+            host.start(base, i)
+        for host in hosts:  # loaded, compiled, warm
+            _drive(host, min(seconds, 2.0), clients, lua)
+        for _ in range(rounds):
+            for host in hosts:
+                before = host.cpu()
+                n, rate = _drive(host, seconds, clients, lua)
+                host.cpu_us.append((host.cpu() - before) / n * 1e6)
+                host.rates.append(rate)
+                host.requests += n
+        time.sleep(1.0)  # the batch processor's schedule (5 s by default) is not waited for
+        for host in hosts:
+            host.stop()  # each flushes its spans on its way out
+        receiver.stdin.write("\n")
+        receiver.stdin.flush()
+        spans = int(receiver.stdout.readline().split()[0])
+    finally:
+        for host in hosts:
+            host.stop()
+        receiver.terminate()
+        shutil.rmtree(base, ignore_errors=True)
+    floor = hosts[0].cpu_us
+    rows = []
+    for host in hosts:
+        # Each round's against the floor's of the same round (measured moments apart): the
+        # machine's load drifts between rounds, far less within one.
+        more = [(c / f - 1) * 100 for c, f in zip(host.cpu_us, floor, strict=True)]
+        rows.append((host.label, _sample(host.cpu_us), _sample(host.rates),
+                     "-" if host is hosts[0] else _sample(more, "{:+.1f} %")))
+    traced = hosts[1].requests
+    driver = "wrk" if shutil.which("wrk") else "httpx (no wrk)"
+    return (f"{machine()}\n{driver}, {clients} connections, {rounds} rounds of {seconds:g} s "
+            f"per host; spans received: {spans} for {traced} traced requests (2 a request)\n\n"
+            + render(["POST /api/v1/plugins/NAME/invoke", "host CPU µs/request",
+                      "requests/s", "CPU vs floor, by round"], rows, markdown=markdown))
+
+
+def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
+                markdown: bool = False) -> str:
+    """One host in this process, tracing set up once and flipped on and off every
+    ``slice_s`` while wrk drives it for ``seconds``: the CPU of each slice (this process's,
+    every thread's) goes to the side it ran on, each request to the side it began on, so the
+    machine's load falls on both sides alike, however it moves. The spans wait until the
+    round's end (a queue large enough to hold them all), then their export, timed, counts on
+    the tracing side. A round's figure: the tracing side's CPU per request against the off
+    side's."""
+    from omnicore import OmniApp, telemetry
+    from omnicore.console import ConsoleModule
+    from omnicore.telemetry import Settings, _sdk
+    from omnicore.telemetry.asgi import TraceRequests
+
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    assert receiver.stdin is not None and receiver.stdout is not None
+    endpoint = f"http://127.0.0.1:{receiver.stdout.readline().strip()}/v1/traces"
+    base = Path(tempfile.mkdtemp(prefix="bench-telemetry-"))
+    lua = base / "post.lua"
+    lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(BODY))}\n'
+                   'wrk.headers["Content-Type"] = "application/json"\n')
+    hold = str(10**9)  # no export until the round's end: its CPU is counted then
+    os.environ.update({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": hold, "OTEL_BSP_SCHEDULE_DELAY": hold})
+    telemetry.start(Settings(service_name="bench", traces_endpoint=endpoint,
+                             max_queue_size=10**9), "bench")
+    begun = [0, 0]
+    passing = TraceRequests.__call__
+
+    async def counted(self: TraceRequests, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            begun[telemetry.ON] += 1
+        await passing(self, scope, receive, send)
+
+    TraceRequests.__call__ = counted  # type: ignore[method-assign]
+    app = OmniApp("bench", overrides={"data_dir": str(base / "data"),
+                                      "plugins_dir": str(base / "plugins"),
+                                      "console": {"port": 0}, "log": {"level": "warning"}})
+    module = ConsoleModule()
+    app.add_module(module)
+    app.start()
+    costs, per_request = [], {False: [], True: []}
+    try:
+        assert module.url is not None and module.console is not None
+        host = Host("in-process", {})
+        host.url, host.token = module.url, module.console.auth.local_token
+        app.plugins.load(GREETER.read_bytes(), grants=["config"])
+        _drive(host, min(seconds, 2.0), clients, lua)  # warm
+        _sdk.flush(30)
+        for _ in range(rounds):
+            cpu = [0.0, 0.0]
+            begun[:] = [0, 0]
+            driver = subprocess.Popen(_command(host, seconds, clients, lua),
+                                      stdout=subprocess.DEVNULL)
+            on, last = False, time.process_time()
+            while driver.poll() is None:
+                telemetry.ON = on
+                time.sleep(slice_s)
+                now = time.process_time()
+                cpu[on] += now - last
+                last, on = now, not on
+            telemetry.ON = False
+            before = time.process_time()
+            _sdk.flush(60)
+            cpu[True] += time.process_time() - before
+            off, traced = (cpu[k] / max(begun[k], 1) * 1e6 for k in (0, 1))
+            per_request[False].append(off)
+            per_request[True].append(traced)
+            costs.append((traced / off - 1) * 100)
+    finally:
+        TraceRequests.__call__ = passing  # type: ignore[method-assign]
+        telemetry.ON = True
+        app.stop()
+        telemetry.reset()
+        receiver.terminate()
+        shutil.rmtree(base, ignore_errors=True)
+    rows = [("off", _sample(per_request[False]), "-"),
+            ("on, every span exported over OTLP/HTTP", _sample(per_request[True]),
+             _sample(costs, "{:+.1f} %"))]
+    return (f"one host in this process, tracing flipped every {slice_s * 1000:g} ms under "
+            f"wrk ({clients} connections), {rounds} rounds of {seconds:g} s\n\n"
+            + render(["POST /api/v1/plugins/NAME/invoke", "process CPU µs/request",
+                      "CPU vs off, by round"], rows, markdown=markdown))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short rounds (smoke run)")
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--seconds", type=float, default=5.0, help="one round at one host")
+    ap.add_argument("--clients", type=int, default=4, help="keep-alive connections")
+    ap.add_argument("--only", choices=["hosts", "in-process"],
+                    help="one of the two tables")
+    args = ap.parse_args()
+    rounds, seconds = (1, 1.0) if args.quick or SMOKE else (args.rounds, args.seconds)
+    if args.only != "in-process":
+        print(table(rounds, seconds, args.clients, args.markdown))
+    if args.only != "hosts":
+        print()
+        print(interleaved(rounds, max(seconds, 2.0), args.clients, markdown=args.markdown))
+
+
+if __name__ == "__main__":
+    main()

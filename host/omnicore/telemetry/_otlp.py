@@ -1,0 +1,138 @@
+"""Spans into OTLP's protobuf bytes (``ExportTraceServiceRequest``, opentelemetry-proto's
+``trace.proto``), written directly: the wire format of the few messages a span needs, with
+the resource and scope encoded once and each ``(key, value)`` attribute of a string value
+once (a plugin's name, a route, a connector recur on every span). Standard library only.
+
+The SDK's encoder builds a protobuf message tree per span, then serializes it: about 40 µs a
+span, on the export thread but in the host's process and under its GIL. This writes the same
+bytes in a few (tests/telemetry/test_otlp.py decodes both and compares them).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from omnicore.telemetry._spans import ERROR, Span
+
+__all__ = ["attributes", "request", "scope"]
+
+_SMALL = [bytes((i,)) for i in range(128)]
+_Q = struct.Struct("<Q").pack
+_D = struct.Struct("<d").pack
+#: OTLP's SpanFlags: the is-remote bit says something (0x100), and the parent is remote (0x200).
+_HAS_REMOTE, _IS_REMOTE = 0x100, 0x200
+_KINDS = {k: b"\x30" + _SMALL[k] for k in range(1, 6)}
+#: A span's start and end times: fields 7 and 8, fixed64.
+_TIMES = struct.Struct("<BQBQ").pack
+#: Span.flags (field 16, fixed32) by the trace flags and the remote bit.
+_FLAGS = {f | r: b"\x85\x01" + struct.pack("<I", _HAS_REMOTE | f | r)
+          for f in range(256) for r in (0, _IS_REMOTE)}
+_NAMES: dict[str, bytes] = {}
+#: Encoded ``(tag, key, value)`` attributes of a string, integer or boolean value, bounded
+#: (cleared when full): most recur, span after span.
+_CACHE: dict[tuple[bytes, str, Any], tuple[type, bytes]] = {}
+_CACHE_MAX = 4096
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    n = len(payload)
+    return tag + (_SMALL[n] if n < 0x80 else _varint(n)) + payload
+
+
+def _text(value: str) -> bytes:
+    return value.encode("utf-8", "replace")
+
+
+def _value(value: Any) -> bytes:
+    """An ``AnyValue``'s fields."""
+    if value.__class__ is str:
+        return _field(b"\x0a", _text(value))
+    if value is True or value is False:
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        return b"\x18" + _varint(value & 0xFFFF_FFFF_FFFF_FFFF)
+    if isinstance(value, float):
+        return b"\x21" + _D(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if isinstance(value, str):
+        return _field(b"\x0a", _text(str(value)))
+    if isinstance(value, Sequence):
+        return _field(b"\x2a", b"".join(_field(b"\x0a", _value(v)) for v in value))
+    return _field(b"\x0a", _text(str(value)))
+
+
+def _attribute(tag: bytes, key: str, value: Any) -> bytes:
+    """One ``KeyValue`` as field ``tag`` of its message."""
+    cls = value.__class__
+    if cls is str or cls is int or cls is bool:
+        found = _CACHE.get((tag, key, value))
+        if found is None or found[0] is not cls:  # (1 == True: told apart by class)
+            found = (cls, _field(tag, _field(b"\x0a", _text(key))
+                                 + _field(b"\x12", _value(value))))
+            if len(_CACHE) >= _CACHE_MAX:
+                _CACHE.clear()
+            _CACHE[tag, key, value] = found
+        return found[1]
+    return _field(tag, _field(b"\x0a", _text(key)) + _field(b"\x12", _value(value)))
+
+
+def attributes(tag: bytes, items: Mapping[str, Any]) -> bytes:
+    """``items`` as the repeated ``KeyValue`` field ``tag`` (None values left out)."""
+    return b"".join(_attribute(tag, k, v) for k, v in items.items() if v is not None)
+
+
+def scope(resource: Mapping[str, Any], name: str, version: str | None) -> tuple[bytes, bytes]:
+    """The encoded ``Resource`` (as ResourceSpans' field 1) and ``InstrumentationScope`` (as
+    ScopeSpans' field 1): the same for every span of the process."""
+    scope_fields = _field(b"\x0a", _text(name))
+    if version:
+        scope_fields += _field(b"\x12", _text(version))
+    return _field(b"\x0a", attributes(b"\x0a", resource)), _field(b"\x0a", scope_fields)
+
+
+def _span(s: Span) -> bytes:
+    name = _NAMES.get(s.name)
+    if name is None:
+        if len(_NAMES) >= _CACHE_MAX:
+            _NAMES.clear()
+        name = _NAMES[s.name] = _field(b"\x2a", _text(s.name))
+    parts = [b"\x0a\x10", s.trace_id.to_bytes(16, "big"), b"\x12\x08",
+             s.span_id.to_bytes(8, "big")]
+    if s.state:
+        parts.append(_field(b"\x1a", _text(s.state)))
+    if s.parent_id:
+        parts += (b"\x22\x08", s.parent_id.to_bytes(8, "big"))
+    parts += (name, _KINDS[s.kind], _TIMES(0x39, s.start_ns, 0x41, s.end_ns))
+    attribute = _attribute
+    for key, value in s.attributes.items():
+        if value is not None:
+            parts.append(attribute(b"\x4a", key, value))
+    if s.status == ERROR:
+        status = _field(b"\x12", _text(s.description)) if s.description else b""
+        parts.append(_field(b"\x7a", status + b"\x18" + _SMALL[ERROR]))
+    else:
+        parts.append(b"\x7a\x00")
+    parts.append(_FLAGS[s.flags & 0xFF | (_IS_REMOTE if s.remote else 0)])
+    body = b"".join(parts)
+    n = len(body)
+    return b"\x12" + (_SMALL[n] if n < 0x80 else _varint(n)) + body
+
+
+def request(resource: bytes, scope_bytes: bytes, spans: Iterable[Span]) -> bytes:
+    """An ``ExportTraceServiceRequest`` of ``spans``, all of one resource and scope."""
+    scoped = _field(b"\x12", scope_bytes + b"".join(_span(s) for s in spans))
+    return _field(b"\x0a", resource + scoped)

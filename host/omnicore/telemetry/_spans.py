@@ -1,0 +1,246 @@
+"""omnicore's spans: small records made and ended on the call path, sent in batches by a
+thread of their own. Standard library only.
+
+The OpenTelemetry SDK's spans cost tens of microseconds each to make, end and encode (its
+span objects, attribute validation, locks, context tokens, then a protobuf message tree per
+span on export): two of them grew a REST invoke's host CPU by half. A span here is a slotted
+record (ids from ``random.getrandbits``, like the SDK's), its context one
+:class:`~contextvars.ContextVar`, its end one ``deque.append``; the export thread encodes a
+batch straight into OTLP's protobuf bytes (:mod:`._otlp`). What they carry (ids, parentage,
+W3C trace context, sampling, kinds, attributes, status) is the specification's; only the SDK's
+plumbing is left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from typing import Any
+
+__all__ = ["CURRENT", "Batcher", "Parent", "Sampler", "Span", "parse_traceparent"]
+
+log = logging.getLogger("omnicore.telemetry")
+
+#: The span current in this context (a thread, a task, a copied context): what a new span
+#: is the child of, what a ``traceparent`` sent or stored names.
+CURRENT: ContextVar[Span | Parent | None] = ContextVar("omnicore_span", default=None)
+
+INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
+#: Status codes, as OTLP numbers them.
+UNSET, ERROR = 0, 2
+_HEX = frozenset("0123456789abcdef")
+
+
+class Parent:
+    """A span context from elsewhere: a W3C ``traceparent`` (an incoming request's, a stored
+    job's), or the embedding application's own OpenTelemetry span."""
+
+    __slots__ = ("flags", "remote", "span_id", "state", "trace_id")
+
+    def __init__(self, trace_id: int, span_id: int, flags: int, state: str | None,
+                 remote: bool = True) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.flags = flags
+        self.state = state
+        self.remote = remote
+
+
+def _hex(text: str, size: int) -> int | None:
+    if len(text) != size or not _HEX.issuperset(text):
+        return None
+    return int(text, 16) or None
+
+
+def parse_traceparent(header: str | None, state: str | None = None) -> Parent | None:
+    """The W3C Trace Context ``traceparent`` (and ``tracestate``) as a remote parent; None
+    for a missing or malformed one (then the span starts a trace of its own)."""
+    if not header:
+        return None
+    parts = header.strip().split("-")
+    if len(parts) < 4:
+        return None
+    version = parts[0]
+    if len(version) != 2 or not _HEX.issuperset(version) or version == "ff" or \
+            (version == "00" and len(parts) != 4):
+        return None
+    trace_id, span_id = _hex(parts[1], 32), _hex(parts[2], 16)
+    if trace_id is None or span_id is None or len(parts[3]) != 2 or \
+            not _HEX.issuperset(parts[3]):
+        return None
+    if state is not None:
+        state = state.strip()
+        if not state or len(state) > 512 or not state.isascii():
+            state = None
+    return Parent(trace_id, span_id, int(parts[3], 16) & 0x01, state)
+
+
+class Sampler:
+    """Which new traces are kept: the specification's built-in samplers. ``parent_based``:
+    a span with a parent follows its parent's decision; a root (and every span, when not
+    parent-based) is kept when the low 64 bits of its trace id fall under ``ratio`` of their
+    range (``TraceIdRatioBased``, as the SDK decides it: so always_on is ratio 1,
+    always_off 0)."""
+
+    __slots__ = ("bound", "parent_based", "ratio")
+
+    def __init__(self, ratio: float, parent_based: bool) -> None:
+        self.ratio = ratio
+        self.parent_based = parent_based
+        self.bound = round(ratio * (1 << 64))
+
+    @classmethod
+    def named(cls, name: str, arg: float | None) -> Sampler:
+        ratio = 1.0 if arg is None else arg
+        root = name.removeprefix("parentbased_")
+        parent_based = name != root
+        if root == "always_on":
+            return cls(1.0, parent_based)
+        if root == "always_off":
+            return cls(0.0, parent_based)
+        if root == "traceidratio":
+            return cls(ratio, parent_based)
+        raise ValueError(name)
+
+    def keeps(self, trace_id: int, parent: Span | Parent | None) -> bool:
+        if parent is not None and self.parent_based:
+            return bool(parent.flags & 0x01)
+        return (trace_id & 0xFFFF_FFFF_FFFF_FFFF) < self.bound
+
+
+class Span:
+    """One span. ``flags & 1``: sampled (kept and exported when it ends); an unsampled span is
+    still made, so its context (trace id, the not-sampled flag) propagates."""
+
+    __slots__ = ("attributes", "description", "end_ns", "flags", "kind", "name", "parent_id",
+                 "remote", "span_id", "start_ns", "state", "status", "trace_id")
+
+    def __init__(self, name: str, kind: int, attributes: dict[str, Any],
+                 trace_id: int, parent_id: int, flags: int, state: str | None,
+                 remote: bool) -> None:
+        self.name = name
+        self.kind = kind
+        self.attributes = attributes
+        self.trace_id = trace_id
+        self.span_id = random.getrandbits(64) or 1
+        self.parent_id = parent_id
+        self.flags = flags
+        self.state = state
+        self.remote = remote
+        self.status = UNSET
+        self.description: str | None = None
+        self.end_ns = 0
+        self.start_ns = time.time_ns()
+
+    @property
+    def recording(self) -> bool:
+        return bool(self.flags & 0x01)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        self.attributes.update(attributes)
+
+    def update_name(self, name: str) -> None:
+        self.name = name
+
+    def set_error(self, kind: str, description: str | None = None) -> None:
+        """Status error, ``error.type`` set (a class name, a refusal: never a message)."""
+        self.status = ERROR
+        self.description = description
+        self.attributes["error.type"] = kind
+
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}"
+
+    def __repr__(self) -> str:
+        return f"<Span {self.name!r} {self.trace_id:032x}/{self.span_id:016x}>"
+
+
+def new_span(name: str, kind: int, attributes: dict[str, Any] | None,
+             parent: Span | Parent | None, sampler: Sampler) -> Span:
+    """A span, the child of ``parent`` (None: a new trace), kept as ``sampler`` says."""
+    if parent is None:
+        trace_id = random.getrandbits(128) or 1
+        return Span(name, kind, {} if attributes is None else attributes, trace_id, 0,
+                    1 if sampler.keeps(trace_id, None) else 0, None, False)
+    trace_id = parent.trace_id
+    flags = 1 if sampler.keeps(trace_id, parent) else 0
+    return Span(name, kind, {} if attributes is None else attributes, trace_id,
+                parent.span_id, flags, parent.state,
+                parent.remote if parent.__class__ is Parent else False)
+
+
+class Batcher:
+    """A bounded queue of ended spans and the thread that exports them in batches: every
+    ``delay_s``, or as soon as a batch is full. A full queue drops the span, counted (one
+    warning a minute): a call never waits for the collector."""
+
+    def __init__(self, export: Callable[[list[Span]], object], *, max_queue: int,
+                 batch: int, delay_s: float) -> None:
+        self._export = export
+        self.max_queue = max_queue
+        self.batch = batch
+        self.delay_s = delay_s
+        self.queue: deque[Span] = deque()
+        self.dropped = 0
+        self.exported = 0
+        self._said = -math.inf
+        self._drops = threading.Lock()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # one export at a time: the thread's, a flush's
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="omnicore-span-export",
+                                        daemon=True)
+        self._thread.start()
+
+    def add(self, span: Span) -> None:
+        """Queue an ended, sampled span (from any thread)."""
+        queue = self.queue
+        if len(queue) >= self.max_queue:
+            self._drop()
+            return
+        queue.append(span)
+        if len(queue) == self.batch:
+            self._wake.set()
+
+    def _drop(self) -> None:
+        with self._drops:  # several threads end spans at once
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._said < 60:
+                return
+            self._said = now
+        log.warning("the span queue is full (the collector is slow or away): %d span(s) "
+                        "dropped so far (telemetry.max_queue_size)", self.dropped)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self.delay_s)
+            self._wake.clear()
+            self.drain()
+
+    def drain(self) -> None:
+        """Export what is queued now, a batch at a time."""
+        with self._lock:
+            queue = self.queue
+            while queue:
+                taken = [queue.popleft() for _ in range(min(len(queue), self.batch))]
+                try:
+                    self._export(taken)
+                except Exception:  # an exporter's bug must not end the thread
+                    log.exception("exporting %d span(s) failed", len(taken))
+                self.exported += len(taken)
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout_s)
+        self.drain()

@@ -1,0 +1,126 @@
+"""omnicore's own spans and their OTLP bytes (omnicore.telemetry._spans, ._otlp): what the
+exporter sends decodes, with opentelemetry-proto, to the very message the SDK's encoder makes
+of the same spans; sampling and W3C trace context as the specification says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import sampling
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from omnicore.telemetry import Settings, _otlp, _sdk, _spans
+from omnicore.telemetry._spans import Parent, Sampler, Span, parse_traceparent
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def _made(name: str, kind: int, attributes: dict[str, Any], parent: Span | Parent | None,
+          error: str | None = None) -> Span:
+    s = _spans.new_span(name, kind, attributes, parent, Sampler(1.0, True))
+    if error:
+        s.set_error(error, error)
+    s.end_ns = s.start_ns + 1234
+    return s
+
+
+def test_the_bytes_decode_to_what_the_sdks_encoder_makes_of_the_same_spans() -> None:
+    remote = parse_traceparent(f"00-{TRACE}-00f067aa0ba902b7-01", "vendor=abc,other=x")
+    assert remote is not None
+    root = _made("POST /api/v1/plugins/{name}/invoke", _spans.SERVER,
+                 {"http.request.method": "POST", "http.response.status_code": 200,
+                  "url.path": "/api/v1/plugins/greeter/invoke"}, remote)
+    call = _made("call greeter/greet", _spans.INTERNAL, {
+        "omnicore.plugin.name": "greeter", "omnicore.plugin.input_bytes": 15,
+        "omnicore.plugin.memory_bytes": 1 << 40, "ratio": 0.25, "ok": True, "flag": False,
+        "one": 1, "zero": 0, "negative": -5, "raw": b"\x00\x01", "list": ["a", "b"],
+        "ints": [1, 2, 3], "skipped": None, "unicode": "héllo ☃"}, root, error="GuestError")
+    local = _made("SELECT orders", _spans.CLIENT, {"db.system": "postgresql"}, call)
+    fresh = _made("job greeter/greet", _spans.CONSUMER, {}, None)
+    producer = _made("publish notes.saved", _spans.PRODUCER, {"one": True}, fresh)
+    spans = [root, call, local, fresh, producer]
+
+    resource = Resource.create({"service.name": "shop", "service.instance.id": "i-1"})
+    scope = InstrumentationScope("omnicore", "1.2.3")
+    encoded_resource, encoded_scope = _otlp.scope(resource.attributes, "omnicore", "1.2.3")
+    ours = ExportTraceServiceRequest.FromString(
+        _otlp.request(encoded_resource, encoded_scope, spans))
+    theirs = encode_spans(_sdk.readable(spans, resource, scope))
+    # The SDK leaves the trace flags out of Span.flags (the specification puts them in its
+    # low byte, as omnicore does): set apart, then the messages are equal field for field.
+    got = [s.flags for s in ours.resource_spans[0].scope_spans[0].spans]
+    assert got == [0x301, 0x101, 0x101, 0x101, 0x101]  # sampled; the first's parent remote
+    for message in (ours, theirs):
+        for s in message.resource_spans[0].scope_spans[0].spans:
+            s.flags &= ~0xFF
+    assert ours == theirs
+    call_pb = ours.resource_spans[0].scope_spans[0].spans[1]
+    assert call_pb.status.code == 2 and call_pb.status.message == "GuestError"
+    assert call_pb.trace_id.hex() == TRACE
+    assert call_pb.parent_span_id == root.span_id.to_bytes(8, "big")
+    assert ours.resource_spans[0].scope_spans[0].spans[0].trace_state == "vendor=abc,other=x"
+
+
+def test_encoded_attributes_are_told_apart_by_type_though_equal() -> None:
+    """1 == True and hash alike: the cache of encoded attributes must not mix them."""
+    spans = [_made("a", _spans.INTERNAL, {"k": 1}, None),
+             _made("b", _spans.INTERNAL, {"k": True}, None),
+             _made("c", _spans.INTERNAL, {"k": 1}, None)]
+    res, scope = _otlp.scope({"service.name": "x"}, "omnicore", None)
+    decoded = ExportTraceServiceRequest.FromString(_otlp.request(res, scope, spans))
+    values = [s.attributes[0].value for s in decoded.resource_spans[0].scope_spans[0].spans]
+    assert [v.WhichOneof("value") for v in values] == ["int_value", "bool_value", "int_value"]
+
+
+@pytest.mark.parametrize("header", [
+    None, "", "garbage", f"00-{TRACE}-00f067aa0ba902b7", f"00-{'0' * 32}-00f067aa0ba902b7-01",
+    f"00-{TRACE}-{'0' * 16}-01", f"ff-{TRACE}-00f067aa0ba902b7-01",
+    f"00-{TRACE.upper()}-00f067aa0ba902b7-01", f"00-{TRACE}-00f067aa0ba902b7-01-extra",
+    f"00-{TRACE}x-00f067aa0ba902b7-01", f"0-{TRACE}-00f067aa0ba902b7-01"])
+def test_a_malformed_traceparent_is_ignored(header: str | None) -> None:
+    assert parse_traceparent(header) is None
+
+
+def test_a_traceparent_of_a_later_version_is_read_by_its_first_fields() -> None:
+    found = parse_traceparent(f"01-{TRACE}-00f067aa0ba902b7-03-what-comes")
+    assert found is not None and found.flags == 1 and f"{found.trace_id:032x}" == TRACE
+
+
+def test_the_samplers_decide_as_the_sdks_do() -> None:
+    # The same trace ids, the SDK's TraceIdRatioBased and omnicore's: the same decisions.
+    import random
+
+    rng = random.Random(7)
+    ids = [rng.getrandbits(128) for _ in range(2000)]
+    for ratio in (0.0, 0.1, 0.5, 1.0):
+        sdk = sampling.TraceIdRatioBased(ratio)
+        ours = Sampler.named("traceidratio", ratio)
+        for trace_id in ids:
+            kept = sdk.should_sample(None, trace_id, "x").decision.is_sampled()
+            assert ours.keeps(trace_id, None) is kept
+    sampled = Parent(1, 2, 1, None)
+    unsampled = Parent(1, 2, 0, None)
+    based = Sampler.named("parentbased_always_off", None)
+    assert based.keeps(5, sampled) and not based.keeps(5, unsampled) and not based.keeps(5, None)
+    assert Sampler.named("always_on", None).keeps(5, unsampled)  # not parent-based
+
+
+@pytest.mark.parametrize(("environ", "ratio", "parent_based"), [
+    ({}, 1.0, True),
+    ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}, 0.25, False),
+    ({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},
+     1.0, True),  # out of range: the default
+    ({"OTEL_TRACES_SAMPLER": "always_off"}, 0.0, False),
+    ({"OTEL_TRACES_SAMPLER": "jaeger_remote"}, 1.0, True),  # not one omnicore knows
+])
+def test_the_sampler_comes_from_the_variables_where_the_file_is_silent(
+        environ: dict[str, str], ratio: float, parent_based: bool) -> None:
+    found = _sdk.sampler_of(Settings(service_name="x"), environ)
+    assert (found.ratio, found.parent_based) == (ratio, parent_based)
+    file = _sdk.sampler_of(Settings(service_name="x", sampler="traceidratio", sampler_arg=0.5),
+                           environ)
+    assert (file.ratio, file.parent_based) == (0.5, False)
