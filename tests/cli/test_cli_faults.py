@@ -190,7 +190,7 @@ def test_a_second_host_is_refused_naming_the_first_and_touches_nothing_of_it(
 
 # -- kill -9 mid-job -------------------------------------------------------------------------
 
-def test_a_killed_hosts_job_runs_again_within_a_second_of_the_restart(
+def test_a_killed_hosts_job_runs_again_at_the_restart_not_at_its_lease_end(
         tmp_path: Path, hosts: Callable[..., Host]) -> None:
     appdir = _app(tmp_path, console=False)
     db = appdir / "data" / "omnicore.db"
@@ -210,7 +210,9 @@ def test_a_killed_hosts_job_runs_again_within_a_second_of_the_restart(
     second.until(lambda: _read(db, "SELECT value FROM kv WHERE key='calls'") == b"2",
                  "the job run again", every=0.01)
     elapsed = time.monotonic() - started_at
-    assert elapsed < 1.0 + 1.5, elapsed       # the lease had 30 s left
+    # The lease had 30 s left: well under that, the restart freed it (about a second on an
+    # idle machine; a bound of 2.5 s failed at a load average of 20).
+    assert elapsed < 10, elapsed
     second.until(lambda: _read(db, f"SELECT state FROM jobs WHERE id={job}") == "succeeded",
                  "the job succeeded")
     assert _read(db, f"SELECT attempts FROM jobs WHERE id={job}") == 2
