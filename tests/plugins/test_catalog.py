@@ -66,7 +66,9 @@ def test_a_published_plugin_is_loaded_from_the_catalog(start_host: Any,
 
 def test_a_new_version_swaps_in_while_calls_in_flight_finish_on_the_old(
         start_host: Any, cli_catalog: Any) -> None:
-    app = start_host()
+    # The slow call spins 200 million turns; at a load average of 20 that outlasted the
+    # default 1 s deadline. It must outlast the swap, not a deadline.
+    app = start_host(sandbox={"limits": {"timeout_ms": 60_000}})
     catalog = cli_catalog(app)
     catalog.publish(echo_wasm("slowpoke", "1.0.0"))
     eventually(lambda: serves(app, "slowpoke", "1.0.0"))
