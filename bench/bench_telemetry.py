@@ -332,8 +332,9 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     rows = [("off", _sample(per_request[False]), "-"),
             ("on, every span exported over OTLP/HTTP", _sample(per_request[True]),
              _sample(costs, "{:+.1f} %"))]
+    driver = "wrk" if shutil.which("wrk") else "httpx (no wrk)"
     return (f"one host in this process, tracing flipped every {slice_s * 1000:g} ms under "
-            f"wrk ({clients} connections), {rounds} rounds of {seconds:g} s\n\n"
+            f"{driver} ({clients} connections), {rounds} rounds of {seconds:g} s\n\n"
             + render(["POST /api/v1/plugins/NAME/invoke", "process CPU µs/request",
                       "CPU vs off, by round"], rows, markdown=markdown))
 
