@@ -6,6 +6,7 @@ off again after each test."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -230,3 +231,27 @@ def test_a_full_queue_drops_spans_counted_and_warns_once_never_blocking(
     finally:
         stuck.go.set()
         telemetry.reset()
+
+
+def test_a_flush_starts_no_batch_past_its_timeout() -> None:
+    """An app's stop flushes: a collector that answers slowly must not hold it for every
+    batch queued; what is left waits for the export thread."""
+    from omnicore.telemetry._spans import Batcher, Sampler, new_span
+
+    sent: list[int] = []
+
+    def slow(spans: list[Any]) -> None:
+        time.sleep(0.2)
+        sent.append(len(spans))
+
+    batcher = Batcher(slow, max_queue=100, batch=10, delay_s=600)
+    try:
+        batcher.queue.extend(new_span("s", 1, None, None, Sampler(1.0, True))
+                             for _ in range(30))
+        started = time.monotonic()
+        batcher.drain(time.monotonic() + 0.1)
+        assert time.monotonic() - started < 2
+        assert sent == [10] and len(batcher.queue) == 20
+    finally:
+        batcher.shutdown()
+    assert sent == [10, 10, 10]  # the rest at the shutdown

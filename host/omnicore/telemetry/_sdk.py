@@ -192,8 +192,10 @@ def span_counts() -> tuple[int, int]:
 
 
 def flush(timeout_s: float) -> None:
+    """Export the spans ended so far, starting no batch after ``timeout_s`` (one under way
+    ends within the exporter's own timeout, ``OTEL_EXPORTER_OTLP_TIMEOUT``)."""
     if _batcher is not None:
-        _batcher.drain()
+        _batcher.drain(time.monotonic() + timeout_s)
 
 
 # -- spans --------------------------------------------------------------------------------
@@ -232,7 +234,10 @@ class Active:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: object) -> None:
-        CURRENT.reset(self.token)
+        try:
+            CURRENT.reset(self.token)
+        except ValueError:  # ended in another context than it began in: left as it is
+            pass
         s = self.span
         if kind is not None and s.status != ERROR and kind is not GeneratorExit:
             s.set_error(kind.__name__, kind.__name__)

@@ -227,11 +227,12 @@ class Batcher:
             self._wake.clear()
             self.drain()
 
-    def drain(self) -> None:
-        """Export what is queued now, a batch at a time."""
+    def drain(self, deadline: float | None = None) -> None:
+        """Export what is queued now, a batch at a time (no new batch past ``deadline``, a
+        ``time.monotonic()``: what is left waits for the thread)."""
         with self._lock:
             queue = self.queue
-            while queue:
+            while queue and (deadline is None or time.monotonic() < deadline):
                 taken = [queue.popleft() for _ in range(min(len(queue), self.batch))]
                 try:
                     self._export(taken)
