@@ -37,6 +37,7 @@ apt_packages=(
   mariadb-server
   podman buildah mmdebstrap runc
   openjdk-17-jdk-headless  # runs the Kotlin compiler (Kotlin plugins, below)
+  wrk  # the load generator of bench/bench_routes.py and bench_telemetry.py
 )
 crates="$(python3 "$root/host/omnicore/toolchains/debian_crates.py" \
   "$root/plugins" "$root/sdk/rust" "$root/host/omnicore/toolchains/scaffolds/rust")" \

