@@ -24,7 +24,25 @@ function doc(symbol) {
   return text.split(/\n\s*\n/)[0].replace(/\s+/g, " ");
 }
 
+// A type met again below itself (the SDK's JsonValue holds JsonValue[] and an object of
+// JsonValues) is anything there: the schema stops at its first level instead of recursing for
+// ever. Not a $ref: the console's forms read properties, not references, and many MCP clients
+// do not resolve them; a JsonValue is any JSON anyway. `seen` holds the types on the path from
+// the handler's type down (unions, arrays, tuples and objects: any of them can close a loop);
+// MAX_DEPTH stops a generic type that makes a new type at each level (`Deep<T[]>`).
+const MAX_DEPTH = 32;
+
 function schema(type, seen) {
+  if (seen.has(type) || seen.size >= MAX_DEPTH) return {};
+  seen.add(type);
+  try {
+    return shape(type, seen);
+  } finally {
+    seen.delete(type);
+  }
+}
+
+function shape(type, seen) {
   const f = type.flags;
   if (f & ts.TypeFlags.Any || f & ts.TypeFlags.Unknown) return {};
   if (f & ts.TypeFlags.StringLiteral) return { const: type.value };
@@ -55,8 +73,6 @@ function schema(type, seen) {
     return { type: "array", prefixItems: items, minItems: items.length, maxItems: items.length };
   }
   if (f & ts.TypeFlags.Object) {
-    if (seen.has(type)) return {}; // a recursive type: anything below the first level
-    seen.add(type);
     const properties = {};
     const required = [];
     for (const prop of checker.getPropertiesOfType(type)) {
@@ -70,7 +86,6 @@ function schema(type, seen) {
       properties[prop.name] = s;
       if (!(prop.flags & ts.SymbolFlags.Optional)) required.push(prop.name);
     }
-    seen.delete(type);
     const out = { type: "object", properties };
     if (required.length) out.required = required;
     const index = checker.getIndexTypeOfType(type, ts.IndexKind.String);
