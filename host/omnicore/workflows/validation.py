@@ -4,12 +4,13 @@ console's editor shows on its nodes — the same function for both.
 :func:`validate` parses and checks the text (:func:`~omnicore.workflows.definition.parse`),
 then its references against the app (:meth:`WorkflowEntries.check`) and each plugin step's
 ``with`` against its handler's ``input_schema`` (:func:`check_inputs`: a required input that
-is missing). Every problem is tied to the step it belongs to (:func:`step_of`), so an editor
-can mark the node.
+is missing, or an input the schema does not name). Every problem is tied to the step it
+belongs to (:func:`step_of`), so an editor can mark the node.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ from omnicore.workflows.definition import Workflow, load_document, parse
 from omnicore.workflows.entries import WorkflowEntries
 from omnicore.workflows.errors import DefinitionError, Problem
 
-__all__ = ["Schemas", "Verdict", "check_inputs", "document_of", "manifest_schemas", "step_of",
-           "validate"]
+__all__ = ["Schemas", "Verdict", "check_inputs", "document_of", "known_inputs",
+           "manifest_schemas", "step_of", "validate"]
 
 #: plugin name → handler name → the handler's ``input_schema`` (from its manifest).
 Schemas = Mapping[str, Mapping[str, Any]]
@@ -58,8 +59,34 @@ def step_of(document: Any, path: str) -> str | None:
     return None
 
 
+#: Keywords under which an object schema can accept a property its ``properties`` do not
+#: name: with any of them, which names are accepted is not known from ``properties`` alone.
+_OPEN = ("patternProperties", "allOf", "anyOf", "oneOf", "not", "if", "then", "else",
+         "dependentSchemas", "$ref", "$dynamicRef", "$recursiveRef")
+
+
+def known_inputs(schema: Mapping[str, Any]) -> frozenset[str] | None:
+    """Every input an object ``schema`` accepts, when its ``properties`` say it all; None when
+    they do not (no or empty ``properties``, or a keyword that can accept others).
+
+    ``additionalProperties: false`` closes the schema; absent, it is treated as closed too:
+    handlers ignore inputs they do not know (specs/abi.md §2.7), so a name the schema does not
+    list is a typo no run would ever show. ``additionalProperties: true`` or a schema (a map
+    of anything, TypeScript's ``[key: string]: T``) accepts any name, and so does a schema
+    composed of others (``allOf``, ``$ref``, ...): nothing is reported for those."""
+    props = schema.get("properties")
+    if not isinstance(props, Mapping) or not props:
+        return None
+    if any(key in schema for key in _OPEN) \
+            or schema.get("additionalProperties", False) is not False \
+            or schema.get("unevaluatedProperties", False) is not False:
+        return None
+    return frozenset(str(name) for name in props)
+
+
 def check_inputs(wf: Workflow, schemas: Schemas) -> list[Problem]:
-    """Plugin steps whose ``with`` lacks an input their handler's schema requires.
+    """Plugin steps whose ``with`` lacks an input their handler's schema requires, or gives
+    one the schema does not name (:func:`known_inputs`).
 
     A ``with`` given as one expression is decided when the step runs, so it is not checked."""
     found: list[Problem] = []
@@ -78,6 +105,19 @@ def check_inputs(wf: Workflow, schemas: Schemas) -> list[Problem]:
                     found.append(Problem(f"{where}[{i}].with", f"step {step.id!r}: handler "
                                          f"{step.target}/{step.handler} requires input "
                                          f"{key!r}", wf.lines.get(f"{where}[{i}]")))
+            known = known_inputs(schema)
+            if known is None:
+                continue
+            for key in given or {}:
+                if str(key) in known:
+                    continue
+                near = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f"did you mean {near[0]!r}?" if near else \
+                    f"it takes {', '.join(repr(k) for k in sorted(known))}"
+                path = f"{where}[{i}].with.{key}"
+                found.append(Problem(path, f"step {step.id!r}: handler {step.target}/"
+                                     f"{step.handler} has no input {str(key)!r} ({hint})",
+                                     wf.lines.get(path) or wf.lines.get(f"{where}[{i}]")))
     return found
 
 
