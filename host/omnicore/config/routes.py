@@ -114,9 +114,13 @@ class ServeConfig(Strict):
     @classmethod
     def _prefix(cls, value: str) -> str:
         value = value.rstrip("/") if value != "/" else value
-        if not _PREFIX_RE.fullmatch(value):
+        if not _PREFIX_RE.fullmatch(value) or any(
+                seg in (".", "..") for seg in value.split("/")):
+            # '.' and '..' are not segments a client sends as written (clients and proxies
+            # resolve them): /./api would be the console's /api to everybody but this check
             raise ValueError(f"serve.prefix is '/' and one or more path segments of "
-                             f"A-Za-z0-9._~- (e.g. /http), got {value!r}")
+                             f"A-Za-z0-9._~- other than '.' and '..' (e.g. /http), got "
+                             f"{value!r}")
         return value
 
     @field_validator("routes")

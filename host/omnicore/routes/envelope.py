@@ -15,8 +15,19 @@ __all__ = ["Response", "decode_response", "encode_request", "head_block"]
 HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
                  "trailer", "te", "proxy-connection", "proxy-authenticate",
                  "proxy-authorization"})
+#: Headers a plugin may not send on the console's origin: they reach past its own route
+#: (a service worker claiming the whole origin, the console's cookies and storage wiped).
+ORIGIN_WIDE = frozenset({"service-worker-allowed", "clear-site-data"})
+#: The console's cookies (``omnicore_session``, ``omnicore_login_csrf``, ...): a plugin
+#: neither sets them (session fixation, a sign-out) nor sees them (no ambient authority).
+CONSOLE_COOKIE = "omnicore_"
+#: Every route answer is a sandboxed document: a plugin's page (and its script, also a route,
+#: so 'self' to the console's policy) runs in an opaque origin, never as the console's.
+SANDBOX = (b"content-security-policy",
+           b"sandbox allow-scripts allow-forms allow-popups allow-downloads")
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_BAD_VALUE = re.compile(rb"[\r\n\x00]")
+#: A field value HTTP/1.1 sends (h11's rule): no control character but a tab inside.
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class _BadResponse(ValueError):
@@ -49,16 +60,27 @@ def _header_pairs(headers: Any) -> list[tuple[bytes, bytes]]:
         key = name.encode("utf-8", "replace").lower()
         if not _TOKEN.fullmatch(key):
             raise _BadResponse(f"header name {name!r} is not an HTTP token")
-        if key in HOP:
+        text = key.decode()  # a token: ASCII
+        if text in HOP or text.startswith("proxy-") or text in ORIGIN_WIDE:
             continue
         for v in values:
             if not isinstance(v, str):
                 raise _BadResponse(f"header {name!r}: values are strings")
-            raw = v.encode("utf-8")
+            raw = v.encode("utf-8").strip(b" \t")
             if _BAD_VALUE.search(raw):
-                raise _BadResponse(f"header {name!r}: a value holds CR, LF or NUL")
+                raise _BadResponse(f"header {name!r}: a value holds a control character "
+                                   "(CR, LF, NUL, ...)")
+            if key == b"set-cookie" and raw.lstrip().lower().startswith(
+                    CONSOLE_COOKIE.encode()):
+                continue
             out.append((key, raw))
     return out
+
+
+def _without_console_cookies(cookie: str) -> str:
+    """The ``cookie`` header without the console's own cookies."""
+    return "; ".join(c for c in (p.strip() for p in cookie.split(";"))
+                     if c and not c.lower().startswith(CONSOLE_COOKIE))
 
 
 def decode_response(out: bytes, *, mode: str) -> Response:

@@ -31,7 +31,14 @@ from omnicore.errors import (
     PluginError,
     PluginNotFound,
 )
-from omnicore.routes.envelope import Response, _BadResponse, decode_response, encode_request
+from omnicore.routes.envelope import (
+    SANDBOX,
+    Response,
+    _BadResponse,
+    _without_console_cookies,
+    decode_response,
+    encode_request,
+)
 from omnicore.routes.signatures import check_github, check_stripe
 from omnicore.routes.table import Route, RouteTable, SourceRoutes, build, clean_path
 
@@ -244,7 +251,8 @@ class RoutesServer:
         await self._send(send, response, head_only=scope["method"] == "HEAD")
 
     async def _send(self, send: Any, response: Response, *, head_only: bool) -> None:
-        headers = [*response.headers, (b"content-length", str(len(response.body)).encode())]
+        headers = [*response.headers, SANDBOX,
+                   (b"content-length", str(len(response.body)).encode())]
         with contextlib.suppress(OSError):
             await send({"type": "http.response.start", "status": response.status,
                         "headers": headers})
@@ -361,7 +369,12 @@ class RoutesServer:
                     cap: int, deadline: float) -> bytes:
         declared = headers.get("content-length")
         if declared is not None:
-            if not declared.isdecimal():
+            if "transfer-encoding" in headers:
+                # framed two ways (RFC 9112 §6.1): a proxy in front may have read the other
+                # one; answer and close, so no second request hides in this one's body
+                raise _Answer(400, "both Content-Length and Transfer-Encoding", "body",
+                              [(b"connection", b"close")])
+            if not declared.isascii() or not declared.isdecimal():
                 raise _Answer(400, "Content-Length is not a number")
             if int(declared) > cap:
                 raise _Answer(413, f"the body is {declared} bytes; this route takes at most "
@@ -419,7 +432,7 @@ class RoutesServer:
         except OmniError as exc:
             log.error("route '%s': cannot read its secret %r: %s", route.name, s.secret, exc)
             secret = None
-        if secret is None:
+        if not secret:  # an empty key signs for anybody: it is no secret
             log.error("route '%s': its secret %r is not set (omnicore secrets set %s)",
                       route.name, s.secret, s.secret)
             raise _Answer(503, "this route's secret is not set on the host", "unavailable")
@@ -450,6 +463,12 @@ class RoutesServer:
         qp: dict[str, list[str]] = {}
         for k, v in parse_qsl(query, keep_blank_values=True):
             qp.setdefault(k, []).append(v)
+        if "cookie" in headers:  # the console's session never reaches a plugin
+            kept = _without_console_cookies(headers["cookie"])
+            if kept:
+                headers["cookie"] = kept
+            else:
+                del headers["cookie"]
         host = headers.get("host", "")
         url = f"{scope.get('scheme', 'http')}://{host}{scope['path']}" + \
             (f"?{query}" if query else "")
