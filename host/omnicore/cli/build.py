@@ -238,12 +238,29 @@ def precompile_command(appdir: Path, source: Path | None, from_key: Path | None)
 @click.option("--lang", type=click.Choice(_LANGS), required=True, help="The plugin's language.")
 @click.option("--dir", "parent", type=click.Path(path_type=Path), default=Path("."),
               show_default=True, help="Create the project in DIR/NAME.")
-def new_plugin_command(name: str, lang: str, parent: Path) -> None:
+@click.option("--template", type=click.Choice(["greeter", "http"]), default="greeter",
+              show_default=True,
+              help="greeter: a JSON handler; http: a route handler answering HTTP on a route "
+                   "the operator maps (rust, go, js; its mapping in routes.yaml).")
+def new_plugin_command(name: str, lang: str, parent: Path, template: str) -> None:
     """Create a plugin project NAME that builds and runs as is."""
     from omnicore.toolchains import scaffold
     from omnicore.toolchains.manifest import read_plugin_meta
 
     dest = parent / name
+    if template != "greeter":
+        from omnicore.scaffolds.plugin_templates import apply_plugin_template
+
+        if lang not in ("rust", "go", "js"):
+            raise click.BadParameter(f"the {template} template is made for rust, go and js",
+                                     param_hint="--template")
+        scaffold(dest, name, lang)
+        apply_plugin_template(dest, name, lang, template)
+        click.echo(f"created {lang} HTTP route plugin {name} in {dest}\n"
+                   f"  build it:  omnicore build {dest}\n"
+                   f"  try it:    omnicore test {dest} --http 'GET /{name}/hello/Ada'\n"
+                   f"  serve it:  map its route in omnicore.yaml ({dest / 'routes.yaml'})")
+        return
     scaffold(dest, name, lang)
     handlers = read_plugin_meta(dest).get("handlers") or ["<handler>"]
     if lang in ("python", "ruby"):  # handlers are declared in code, not listed in the toml

@@ -22,7 +22,19 @@ __all__ = ["test_command"]
 @click.command("test", context_settings={"ignore_unknown_options": True})
 @click.argument("source", type=click.Path(exists=True, path_type=Path), default=Path("."))
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
-def test_command(source: Path, extra: tuple[str, ...]) -> None:
+@click.option("--http", "http_request", metavar="'METHOD /PATH?QUERY'", default=None,
+              help="Instead of the unit tests: build the project and send this HTTP request to "
+                   "its route handler (the route its omnicore.toml proposes for the path, or "
+                   "--handler), printing the decoded response.")
+@click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'",
+              help="With --http: a request header (repeatable).")
+@click.option("-d", "--data", default=None, help="With --http: the request body.")
+@click.option("--handler", default=None, help="With --http: the handler to call.")
+@click.option("--grant", "grant_opts", multiple=True, metavar="CAP[=JSON]",
+              help="With --http: grant a capability for the call (repeatable).")
+def test_command(source: Path, extra: tuple[str, ...], http_request: str | None,
+                 headers: tuple[str, ...], data: str | None, handler: str | None,
+                 grant_opts: tuple[str, ...]) -> None:
     """Run the unit tests of the plugin project at SOURCE (or of every project below it).
 
     Rust: cargo test for wasm32-wasi, each test in a fresh instance on omnicore's test host
@@ -43,6 +55,16 @@ def test_command(source: Path, extra: tuple[str, ...]) -> None:
     projects = list(discover(source))
     if not projects:
         raise BuildError(f"no plugin projects found below {source}")
+    if http_request is not None:
+        if len(projects) != 1:
+            raise click.UsageError(f"--http sends a request to one project; {source} holds "
+                                   f"{len(projects)}")
+        from omnicore.cli.http_test import send
+
+        send(projects[0], http_request, headers, data, handler, grant_opts)
+        return
+    if headers or data is not None or handler is not None or grant_opts:
+        raise click.UsageError("-H, -d, --handler and --grant go with --http")
     failed = []
     for project in projects:
         try:
