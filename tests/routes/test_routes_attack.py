@@ -511,3 +511,68 @@ def test_a_route_removed_while_a_call_is_in_flight(route_host: Callable[..., Rou
     first, after = asyncio.run(race())
     assert first in (500, 504) and after == 404, (first, after)
     still_serving(host)
+
+
+def test_a_client_gone_mid_call_keeps_its_slot_until_the_guest_ends(
+        route_host: Callable[..., RouteHost]) -> None:
+    # max_concurrent counts guests running, not clients waiting: a client that hangs up
+    # must not free its slot while its guest still spins (or hang-ups pile up guests).
+    host = route_host(routes={"spin": route("spin", "/spin", timeout_ms=20_000,
+                                            max_concurrent=1)},
+                      sidecars={"web.yaml": "limits: {timeout_ms: 6000}\n"})
+    token = host.token()
+
+    def in_flight() -> int:
+        listed = host.client.get("/api/v1/routes",
+                                 headers={"Authorization": f"Bearer {token}"}).json()
+        return next(r["in_flight"] for r in listed["routes"] if r["name"] == "spin")
+
+    url = httpx.URL(host.url)
+    with socket.create_connection((url.host, url.port)) as sock:
+        sock.sendall(f"GET /http/spin HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n\r\n".encode())
+        eventually(lambda: in_flight() == 1, "the call in flight")
+        began = time.monotonic()
+    r = host.client.get("/http/spin", timeout=30)
+    if time.monotonic() - began < 5:  # sent and answered while the first guest runs (6 s)
+        assert r.status_code == 503, (r.status_code, r.text)
+    else:
+        pytest.skip("the machine is too slow to tell")
+    eventually(lambda: in_flight() == 0, "the guest's end", timeout=30)
+
+
+@pytest.mark.parametrize("status", [204, 304, 205])
+@pytest.mark.parametrize("body", [b"", b"a body HTTP says it has not"])
+def test_a_bodiless_status_with_a_body(route_host: Callable[..., RouteHost], status: int,
+                                       body: bytes) -> None:
+    # HTTP/1.1 sends no body with 204 and 304: a plugin's is dropped, never an h11 fault
+    host = start(route_host)
+    r = answer(host, {"status": status, "headers": {"x-a": "1"}}, body)
+    assert r.status_code in (status, 502), (status, r.status_code)
+    if status in (204, 304):
+        assert r.content == b""
+    still_serving(host)
+    still_serving(host)  # the connection after it is still good
+
+
+def test_a_proposal_sets_no_limits_no_secret_and_no_other_plugin() -> None:
+    proposals = {"web": {"hook": {"name": "hook", "path": "/hook", "methods": ["POST"],
+                                  "handler": "echo", "auth": "public", "plugin": "other",
+                                  "max_body_bytes": 1 << 40, "rate_limit": None,
+                                  "max_concurrent": 100000, "secret": "stolen",
+                                  "timeout_ms": 10 ** 9, "enabled": True}}}
+    table, problems = build([SourceRoutes("omnicore.yaml serve.routes", None, {}),
+                             SourceRoutes("plugins/web.yaml", "web",
+                                          {"hook": {"proposal": "hook",
+                                                    "rate_limit": "1/s"}})], proposals)
+    assert problems == []
+    (hook,) = table.routes
+    assert hook.plugin == "web" and hook.settings.secret is None
+    assert hook.settings.max_body_bytes == 1 << 20 and hook.settings.max_concurrent == 16
+    assert hook.settings.timeout_ms == 10_000 and hook.settings.rate_limit == "1/s"
+    # a proposal that is not there, and a proposed path with a '..' segment: refused
+    for entry, props in (({"proposal": "nope"}, proposals),
+                         ({"proposal": "hook"},
+                          {"web": {"hook": {**proposals["web"]["hook"], "path": "/a/../b"}}})):
+        _, problems = build([SourceRoutes("omnicore.yaml serve.routes", None, {}),
+                             SourceRoutes("plugins/web.yaml", "web", {"hook": entry})], props)
+        assert len(problems) == 1, problems
