@@ -525,7 +525,7 @@ def test_a_client_gone_mid_call_keeps_its_slot_until_the_guest_ends(
     def in_flight() -> int:
         listed = host.client.get("/api/v1/routes",
                                  headers={"Authorization": f"Bearer {token}"}).json()
-        return next(r["in_flight"] for r in listed["routes"] if r["name"] == "spin")
+        return int(next(r["in_flight"] for r in listed["routes"] if r["name"] == "spin"))
 
     url = httpx.URL(host.url)
     with socket.create_connection((url.host, url.port)) as sock:
