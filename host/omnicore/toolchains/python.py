@@ -138,11 +138,23 @@ def lint(src: Path) -> None:
                          plugin=src.stem, toolchain=LANGUAGE)
 
 
-def _decorated_name(fn: ast.FunctionDef, deco: ast.expr) -> str | None:
+def _decorators(tree: ast.Module) -> frozenset[str]:
+    """The names a module's handler decorators go by: ``handler`` and ``json_handler`` (also as
+    ``routes.handler``, the route helper), and what an import renames them to (``from
+    omnicore_plugin.routes import handler as route``)."""
+    names = set(_DECORATORS)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 \
+                and (node.module or "").split(".")[0] == _SDK_PACKAGE:
+            names.update(a.asname for a in node.names if a.name in _DECORATORS and a.asname)
+    return frozenset(names)
+
+
+def _decorated_name(fn: ast.FunctionDef, deco: ast.expr, decorators: frozenset[str]) -> str | None:
     target = deco.func if isinstance(deco, ast.Call) else deco
     name = target.attr if isinstance(target, ast.Attribute) else \
         target.id if isinstance(target, ast.Name) else None
-    if name not in _DECORATORS:
+    if name not in decorators:
         return None
     if isinstance(deco, ast.Call):
         for kw in deco.keywords:
@@ -153,13 +165,16 @@ def _decorated_name(fn: ast.FunctionDef, deco: ast.expr) -> str | None:
 
 
 def handler_names(src: Path) -> list[str]:
-    """The handlers the sources declare (``@handler``/``@json_handler``), in source order."""
+    """The handlers the sources declare (``@handler``/``@json_handler``/``@routes.handler``),
+    in source order."""
     names: list[str] = []
     for path in _sources(src):
-        for node in ast.walk(_parse(path)):
+        tree = _parse(path)
+        decorators = _decorators(tree)
+        for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef):
                 for deco in node.decorator_list:
-                    name = _decorated_name(node, deco)
+                    name = _decorated_name(node, deco, decorators)
                     if name is not None and name not in names:
                         names.append(name)
     if not names:
@@ -176,11 +191,12 @@ def handler_descriptions(src: Path) -> dict[str, dict[str, Any]]:
                if isinstance(node, ast.ClassDef)}
     out: dict[str, dict[str, Any]] = {}
     for tree in trees:
+        decorators = _decorators(tree)
         for node in ast.walk(tree):
             if not isinstance(node, ast.FunctionDef):
                 continue
             for deco in node.decorator_list:
-                name = _decorated_name(node, deco)
+                name = _decorated_name(node, deco, decorators)
                 if name is None:
                     continue
                 keywords: dict[str, object] = {
