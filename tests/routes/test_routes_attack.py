@@ -97,6 +97,22 @@ def test_a_plugin_page_runs_sandboxed_off_the_consoles_origin(
     assert r.headers["x-frame-options"] == "DENY"
 
 
+def test_a_plugin_cannot_reach_the_whole_origin_or_undo_the_consoles_headers(
+        route_host: Callable[..., RouteHost]) -> None:
+    host = start(route_host)
+    r = answer(host, {"headers": {
+        "X-Content-Type-Options": "sniff", "x-frame-options": "ALLOWALL",
+        "strict-transport-security": "max-age=63072000; includeSubDomains; preload",
+        "alt-svc": 'h2="evil.example:443"', "nel": '{"report_to": "x", "max_age": 1e9}',
+        "report-to": '{"group": "x", "endpoints": [{"url": "https://evil.example"}]}',
+        "x-kept": "yes"}})
+    assert r.status_code == 200 and r.headers["x-kept"] == "yes"
+    assert r.headers.get_list("x-content-type-options") == ["nosniff"]
+    assert r.headers.get_list("x-frame-options") == ["DENY"]
+    for name in ("strict-transport-security", "alt-svc", "nel", "report-to"):
+        assert name not in r.headers, name
+
+
 def test_hop_by_hop_and_proxy_headers_are_dropped(route_host: Callable[..., RouteHost]) -> None:
     host = start(route_host)
     r = answer(host, {"headers": {"Connection": "close", "Transfer-Encoding": "chunked",

@@ -15,9 +15,13 @@ __all__ = ["Response", "decode_response", "encode_request", "head_block"]
 HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
                  "trailer", "te", "proxy-connection", "proxy-authenticate",
                  "proxy-authorization"})
-#: Headers a plugin may not send on the console's origin: they reach past its own route
-#: (a service worker claiming the whole origin, the console's cookies and storage wiped).
-ORIGIN_WIDE = frozenset({"service-worker-allowed", "clear-site-data"})
+#: Headers a plugin may not send on the console's origin: they reach past its own route (a
+#: service worker claiming the whole origin, the console's cookies and storage wiped, HSTS,
+#: another server or a report collector for every request to the origin), or would undo the
+#: console's own security headers (a first ``x-content-type-options`` value is the one read).
+ORIGIN_WIDE = frozenset({"service-worker-allowed", "clear-site-data",
+                         "strict-transport-security", "alt-svc", "nel", "report-to",
+                         "x-content-type-options", "x-frame-options"})
 #: The console's cookies (``omnicore_session``, ``omnicore_login_csrf``, ...): a plugin
 #: neither sets them (session fixation, a sign-out) nor sees them (no ambient authority).
 CONSOLE_COOKIE = "omnicore_"
