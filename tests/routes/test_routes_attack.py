@@ -592,3 +592,18 @@ def test_a_proposal_sets_no_limits_no_secret_and_no_other_plugin() -> None:
         _, problems = build([SourceRoutes("omnicore.yaml serve.routes", None, {}),
                              SourceRoutes("plugins/web.yaml", "web", {"hook": entry})], props)
         assert len(problems) == 1, problems
+
+
+@pytest.mark.parametrize("target", [b"/http/nothing", b"/http/echo/", b"/http//x"])
+def test_no_smuggling_past_a_refusal(route_host: Callable[..., RouteHost],
+                                     target: bytes) -> None:
+    # refused before its body is read (404, 405, 400): the connection still must not carry
+    # on past a request framed two ways
+    host = start(route_host)
+    smuggled = b"GET /http/echo HTTP/1.1\r\nHost: {HOST}\r\nX-Smuggled: 1\r\n\r\n"
+    body = b"0\r\n\r\n" + smuggled
+    out = raw(host, b"DELETE " + target + b" HTTP/1.1\r\nHost: {HOST}\r\nContent-Length: "
+              + str(len(body)).encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+              read_all=True)
+    assert out.startswith(b"HTTP/1.1 4"), out[:200]
+    assert b"x-smuggled" not in out.lower(), out[:500]
