@@ -8,15 +8,27 @@ alone), closes it on any error and makes a new one.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from omnicore.config.bridges import SCHEMES, BridgeConfig, BridgeInbound, BridgeOutbound
 
-__all__ = ["Broker", "Received", "Settings"]
+__all__ = ["Broker", "Received", "Settings", "within"]
+
+T = TypeVar("T")
+
+
+async def within(aw: Awaitable[T], seconds: float) -> T:
+    """``await aw``, TimeoutError after ``seconds``: asyncio.wait_for without its Python
+    3.11 flaw. wait_for returns the result of an awaitable that finished just as its caller
+    was cancelled, and the cancellation is lost: a lane cancelled as a quick ``drain()`` or
+    reply completed never stopped, and the host's stop waited on it for ever."""
+    async with asyncio.timeout(seconds):
+        return await aw
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from omnicore.bridges._broker import Broker, Received
+from omnicore.bridges._broker import Broker, Received, within
 from omnicore.config.bridges import BridgeConfig, BridgeInbound, BridgeOutbound
 from omnicore.core.events import Event
 from omnicore.logging import get_logger
@@ -134,6 +134,7 @@ class Bridge:
         self._attempts = dead.after if dead is not None else None
         #: The event types this bridge's inbound routes make (whose dead jobs are its own).
         self.makes = frozenset(r.event for r in config.inbound)
+        self._granted: dict[str, BridgeOutbound] = {}
 
     # -- state ----------------------------------------------------------------------------
 
@@ -176,7 +177,7 @@ class Bridge:
         self._wake = asyncio.Event()
         self.state = "starting"
         lanes = [self._inbound(i, r) for i, r in enumerate(self.config.inbound)]
-        if self.config.outbound or self.dead_route is not None:
+        if self.config.outbound or self.dead_route is not None or self.config.plugin_publish:
             lanes.append(self._outbound())
         try:
             await asyncio.gather(*lanes)
@@ -271,11 +272,40 @@ class Bridge:
 
     # -- outbound ---------------------------------------------------------------------------
 
+    def granted(self, subject: str) -> BridgeOutbound:
+        """Where a plugin's publish to ``subject`` goes (``plugin_publish``): the subject
+        (NATS), the stream (Redis), the topic with ``/`` for ``.`` (MQTT), the routing key on
+        ``plugin_exchange`` (RabbitMQ, amq.topic)."""
+        route = self._granted.get(subject)
+        if route is None:
+            kind = self.config.kind
+            route = BridgeOutbound(
+                events=["*"], subject=subject if kind == "nats" else None,
+                stream=subject if kind == "redis" else None,
+                topic=subject.replace(".", "/") if kind == "mqtt" else None,
+                exchange=(self.config.plugin_exchange or "amq.topic")
+                if kind == "rabbitmq" else None,
+                routing_key=subject if kind == "rabbitmq" else None)
+            if len(self._granted) < 1024:
+                self._granted[subject] = route
+        return route
+
     def offer(self, event: Event) -> None:
-        """Hold ``event`` for every outbound route naming its type (any thread)."""
+        """Hold ``event`` for every outbound route naming its type, and a plugin's publish
+        to ``bridge.<this bridge>.<subject>`` for that subject (any thread). The grant was
+        checked where the plugin published (omnicore:events, its ``bridges`` patterns)."""
         topic = event.topic
         routes = [r for r in self.config.outbound
                   if any(p == topic or fnmatch.fnmatchcase(topic, p) for p in r.events)]
+        if self.config.plugin_publish and isinstance(event, PluginEvent):
+            head = f"plugin.{event.plugin}.bridge.{self.name}."
+            if topic.startswith(head) and len(topic) > len(head):
+                try:
+                    routes.append(self.granted(topic[len(head):]))
+                except ValueError as exc:  # a subject this kind cannot name
+                    self.counters["dropped"] += 1
+                    log.error("bridge %s: %s's publish to %s dropped: %s", self.name,
+                              event.plugin, topic, exc)
         if not routes:
             return
         data = event.data if isinstance(event, PluginEvent | BridgeEvent) else event_body(event)
@@ -341,7 +371,7 @@ class Bridge:
             if tries:
                 self.counters["retried"] += 1
             tries += 1
-            await asyncio.wait_for(broker.publish(item.route, item.message_id, item.event,
+            await within(broker.publish(item.route, item.message_id, item.event,
                                                   item.data, item.headers),
                                    self.config.confirm_timeout_s)
             tries = 0

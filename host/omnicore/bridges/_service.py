@@ -102,7 +102,7 @@ class Bridges:
             for name, bridge in self.bridges.items():
                 self._health.register_check(f"bridge:{name}", partial(_verdict, bridge))
         if any(b.config.outbound or b.config.dead_letter is not None
-               for b in self.bridges.values()):
+               or b.config.plugin_publish for b in self.bridges.values()):
             self._bus = self._events.subscribe("*", self._on_event)
         log.info("bridges started: %s", ", ".join(
             f"{n} ({b.config.kind})" for n, b in self.bridges.items()))

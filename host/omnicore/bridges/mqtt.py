@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from omnicore.bridges._broker import Received, Settings
+from omnicore.bridges._broker import Received, Settings, within
 from omnicore.config.bridges import BridgeInbound, BridgeOutbound
 
 __all__ = ["MSG_ID", "MqttBroker"]
@@ -61,7 +61,7 @@ class MqttBroker:
         if rc != 0 or mid is None:
             raise ConnectionError(f"the MQTT subscribe failed ({rc})")
         suback = self._pending[mid] = self._loop.create_future()
-        await asyncio.wait_for(suback, self._s.config.confirm_timeout_s)
+        await within(suback, self._s.config.confirm_timeout_s)
 
     def _client_id(self, lane: str) -> str:
         base = self._s.config.client_id or f"omnicore-{self._s.name}-{socket.gethostname()}"
@@ -123,12 +123,12 @@ class MqttBroker:
         port = parts.port or (8883 if tls is not None else 1883)
         timeout = s.config.confirm_timeout_s
         client.connect_timeout = timeout
-        await asyncio.wait_for(asyncio.to_thread(
+        await within(asyncio.to_thread(
             client.connect, parts.hostname or "", port, 30, clean_start=False,
             properties=props), timeout)
         self._client = client
         client.loop_start()
-        await asyncio.wait_for(connected, timeout)
+        await within(connected, timeout)
         return client
 
     def _lost(self, why: str) -> None:
@@ -151,7 +151,7 @@ class MqttBroker:
         if self._client is None:
             raise ConnectionError("not connected")
         try:
-            first = await asyncio.wait_for(self._queue.get(), wait_s)
+            first = await within(self._queue.get(), wait_s)
         except TimeoutError:
             return []
         msgs = [first]

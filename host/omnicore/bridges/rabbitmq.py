@@ -38,7 +38,7 @@ from urllib.parse import unquote, urlsplit
 from pamqp import commands, frame, heartbeat
 from pamqp.header import ContentHeader
 
-from omnicore.bridges._broker import Received, Settings
+from omnicore.bridges._broker import Received, Settings, within
 from omnicore.config.bridges import BridgeInbound, BridgeOutbound
 
 __all__ = ["EVENT_HEADER", "RabbitBroker"]
@@ -111,7 +111,7 @@ class RabbitBroker:
         s = self._s
         parts = urlsplit(s.config.url)
         tls = s.tls()
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+        reader, writer = await within(asyncio.open_connection(
             parts.hostname, parts.port or (5671 if tls else 5672), ssl=tls,
             server_hostname=parts.hostname if tls else None), self._timeout)
         self._reader, self._writer = reader, writer
@@ -146,7 +146,7 @@ class RabbitBroker:
         """The next method frame on channel 0 before the reader runs: ``expect``, else the
         broker's Connection.Close as an error."""
         while True:
-            kind, channel, payload = await asyncio.wait_for(self._frame(), self._timeout)
+            kind, channel, payload = await within(self._frame(), self._timeout)
             if kind == _HEARTBEAT:
                 continue
             if kind != _METHOD or channel != 0:
@@ -180,7 +180,7 @@ class RabbitBroker:
             finally:
                 writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+                await within(writer.wait_closed(), 1.0)
         self._fail(ConnectionError("the connection to the AMQP broker is closed"))
 
     # -- frames -----------------------------------------------------------------------------
@@ -213,7 +213,7 @@ class RabbitBroker:
         reply = self._reply = asyncio.get_running_loop().create_future()
         self._send(method)
         try:
-            got = await asyncio.wait_for(asyncio.shield(reply), self._timeout)
+            got = await within(asyncio.shield(reply), self._timeout)
         finally:
             self._reply = None
         if not isinstance(got, expect):
@@ -393,7 +393,7 @@ class RabbitBroker:
     async def fetch(self, route: BridgeInbound, limit: int, wait_s: float) -> list[Received]:
         await self._consume(route)
         try:
-            first = await asyncio.wait_for(self._deliveries.get(), wait_s)
+            first = await within(self._deliveries.get(), wait_s)
         except TimeoutError:
             self._check()
             return []
@@ -412,7 +412,7 @@ class RabbitBroker:
         self._check()
         self._send(commands.Basic.Ack(delivery_tag=message.token))
         assert self._writer is not None
-        await asyncio.wait_for(self._writer.drain(), self._timeout)
+        await within(self._writer.drain(), self._timeout)
 
     async def reject(self, route: BridgeInbound, message: Received) -> None:
         """Refuse ``message`` without requeueing it: the broker dead-letters it to the
@@ -420,7 +420,7 @@ class RabbitBroker:
         self._check()
         self._send(commands.Basic.Reject(delivery_tag=message.token, requeue=False))
         assert self._writer is not None
-        await asyncio.wait_for(self._writer.drain(), self._timeout)
+        await within(self._writer.drain(), self._timeout)
 
     # -- outbound ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from omnicore.bridges._broker import Received, Settings
+from omnicore.bridges._broker import Received, Settings, within
 from omnicore.config.bridges import BridgeInbound, BridgeOutbound
 
 __all__ = ["RedisBroker"]
@@ -58,7 +58,7 @@ class _Conn:
             out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
         self._w.write(b"".join(out))
         await self._w.drain()
-        return await asyncio.wait_for(self._value(0), timeout)
+        return await within(self._value(0), timeout)
 
     async def _line(self) -> bytes:
         line = await self._r.readuntil(b"\r\n")
@@ -122,7 +122,7 @@ class RedisBroker:
         s = self._settings
         parts = urlsplit(s.config.url)
         tls = s.tls()
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(
+        reader, writer = await within(asyncio.open_connection(
             parts.hostname, parts.port or 6379, ssl=tls,
             server_hostname=parts.hostname if tls else None), self._timeout)
         # Over the message cap a bulk string is skipped; the slack covers an entry's fields.

@@ -5,6 +5,11 @@ patterns, then hands it to :meth:`omnicore.subscriptions.Subscriptions.publish`,
 it on the app's event bus as ``plugin.<name>.<topic>`` (a plugin cannot forge host events).
 Subscribing is the manifest's (``subscriptions``, checked here when a plugin loads);
 delivering is the service's (:mod:`omnicore.subscriptions`).
+
+Topics under ``bridge.`` are a plugin's publishes to a message broker: ``bridge.<bridge>.
+<subject>`` is admitted only by the grant's ``bridges`` patterns (``<bridge>:<subject glob>``,
+never by ``publish``, whose default ``*`` would otherwise open every broker) and only for a
+bridge whose config has ``plugin_publish``; the bridge publishes it (omnicore.bridges).
 """
 
 from __future__ import annotations
@@ -31,13 +36,22 @@ _REFUSED = {Refusal.TOO_LARGE: cap.Status.TOO_LARGE, Refusal.HOPS: cap.Status.QU
             Refusal.RATE: cap.Status.QUOTA, Refusal.UNAVAILABLE: cap.Status.UNAVAILABLE}
 
 
-class _State:
-    __slots__ = ("patterns", "plugin", "subs")
+#: The topics of a plugin's publishes to a broker: ``bridge.<bridge>.<subject>``.
+BRIDGE_PREFIX = "bridge."
 
-    def __init__(self, subs: Subscriptions, plugin: str, patterns: tuple[str, ...]) -> None:
+
+class _State:
+    __slots__ = ("bridges", "open", "patterns", "plugin", "subs")
+
+    def __init__(self, subs: Subscriptions, plugin: str, patterns: tuple[str, ...],
+                 bridges: tuple[tuple[str, str], ...] = (),
+                 open_bridges: frozenset[str] = frozenset()) -> None:
         self.subs = subs
         self.plugin = plugin
         self.patterns = patterns
+        #: (bridge, subject glob) the grant names; the bridges that take plugins' publishes.
+        self.bridges = bridges
+        self.open = open_bridges
 
 
 def _admit(state: _State, topic: str) -> int:
@@ -45,6 +59,14 @@ def _admit(state: _State, topic: str) -> int:
     if not 0 < len(topic.encode("utf-8", "surrogatepass")) <= MAX_TOPIC_BYTES or \
             not TOPIC.fullmatch(topic):
         return cap.Status.INVALID
+    if topic.startswith(BRIDGE_PREFIX):
+        bridge, _, subject = topic[len(BRIDGE_PREFIX):].partition(".")
+        if not subject:
+            return cap.Status.INVALID
+        if bridge not in state.open or not any(
+                b == bridge and fnmatch.fnmatchcase(subject, g) for b, g in state.bridges):
+            return cap.Status.DENIED
+        return 0
     if not any(fnmatch.fnmatchcase(topic, p) for p in state.patterns):
         return cap.Status.DENIED
     return 0
@@ -84,11 +106,30 @@ def _wit_publish(state: _State, topic: str, payload: bytes) -> dict[str, Any]:
 _ERROR = cap.WitFunction.ERROR
 
 
+def _bridges(options: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The grant's ``bridges``: ``<bridge>:<subject glob>`` entries, as (bridge, glob)."""
+    raw = options.get("bridges", [])
+    if isinstance(raw, str):
+        raw = [raw]
+    out = []
+    for item in raw if isinstance(raw, list) else [None]:
+        bridge, _, glob = item.partition(":") if isinstance(item, str) else ("", "", "")
+        if not bridge or not glob or "." in bridge or not _BRIDGE_GLOB.fullmatch(glob):
+            raise ConfigError("grant.events.bridges must be a list of BRIDGE:SUBJECT "
+                              "patterns like orders:invoices.* (the bridge's name, a dotted "
+                              "subject glob)", key="grant.events.bridges", value=raw)
+        out.append((bridge, glob))
+    return tuple(out)
+
+
+_BRIDGE_GLOB = re.compile(r"[A-Za-z0-9_*?.-]{1,200}")
+
+
 def _patterns(options: Mapping[str, Any]) -> tuple[str, ...]:
-    unknown = set(options) - {"publish"}
+    unknown = set(options) - {"publish", "bridges"}
     if unknown:
         raise ConfigError(f"unknown option(s) for grant 'events': {', '.join(sorted(unknown))}; "
-                          "known: publish", key="grant.events")
+                          "known: publish, bridges", key="grant.events")
     raw = options.get("publish", ["*"])
     if isinstance(raw, str):
         raw = [raw]
@@ -100,11 +141,14 @@ def _patterns(options: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _check_grant(options: Mapping[str, Any]) -> None:
     _patterns(options)
+    _bridges(options)
 
 
-def capability(subs_for: Callable[[cap.PluginContext], Subscriptions]) -> cap.Capability:
+def capability(subs_for: Callable[[cap.PluginContext], Subscriptions],
+               open_bridges: Callable[[], frozenset[str]] = frozenset) -> cap.Capability:
     def bind(ctx: cap.PluginContext) -> _State:
-        return _State(subs_for(ctx), ctx.plugin, _patterns(ctx.grant))
+        return _State(subs_for(ctx), ctx.plugin, _patterns(ctx.grant), _bridges(ctx.grant),
+                      open_bridges())
 
     return cap.Capability(
         name="events",
@@ -124,5 +168,10 @@ CAPABILITY = capability(standalone.needs_app(
 
 
 def for_app(app: AppServices) -> cap.Capability:
-    """The events capability on ``app.subscriptions`` and the app's bus."""
-    return capability(lambda _ctx: app.subscriptions)
+    """The events capability on ``app.subscriptions`` and the app's bus; the bridges of its
+    config that take plugins' publishes (``plugin_publish``)."""
+    def open_bridges() -> frozenset[str]:
+        bridges = getattr(app.config, "bridges", None) or {}
+        return frozenset(name for name, b in bridges.items() if b.plugin_publish)
+
+    return capability(lambda _ctx: app.subscriptions, open_bridges)

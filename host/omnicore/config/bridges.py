@@ -239,6 +239,14 @@ class BridgeConfig(Strict):
         description="mqtt: this host's client id, stable across its restarts so its session "
                     "(and the messages it did not acknowledge) survives them; unique per host "
                     "(omnicore-<bridge>-<machine name>)")
+    plugin_publish: bool = Field(
+        default=False, description="plugins publish to this bridge directly: the topic "
+                                   "bridge.<name>.<subject> of omnicore:events, for a plugin "
+                                   "whose events grant names <name>:<subject pattern> under "
+                                   "bridges")
+    plugin_exchange: str | None = Field(
+        default=None, description="rabbitmq: the exchange plugins' publishes go to, the "
+                                  "subject as routing key (amq.topic)")
     dead_letter: BridgeDeadLetter | None = Field(
         default=None, description="poison messages: after how many failed deliveries, and "
                                   "where they are published (see its keys)")
@@ -264,8 +272,8 @@ class BridgeConfig(Strict):
             raise ValueError("url must not carry a password: put it in a secret (secret)")
         if self.ca_file is not None and parts.scheme == SCHEMES[self.kind][0]:
             raise ValueError(f"ca_file needs a TLS url ({SCHEMES[self.kind][1]}://)")
-        if not self.inbound and not self.outbound:
-            raise ValueError("a bridge needs inbound or outbound routes")
+        if not self.inbound and not self.outbound and not self.plugin_publish:
+            raise ValueError("a bridge needs inbound or outbound routes (or plugin_publish)")
         for i, route in enumerate(self.inbound):
             where = f"inbound[{i}]"
             if self.kind == "nats" and (route.subject is None or route.topic is not None):
@@ -321,6 +329,10 @@ class BridgeConfig(Strict):
                                  f"{', '.join(sorted(given - allowed))}")
             if dead.routing_key is not None and dead.exchange is None:
                 raise ValueError("dead_letter.routing_key needs dead_letter.exchange")
+        if self.plugin_exchange is not None:
+            if self.kind != "rabbitmq":
+                raise ValueError("plugin_exchange is for rabbitmq bridges only")
+            BridgeOutbound.model_validate({"events": ["x"], "exchange": self.plugin_exchange})
         if self.client_id is not None and self.kind != "mqtt":
             raise ValueError("client_id is for mqtt bridges only")
         return self
