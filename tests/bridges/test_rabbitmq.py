@@ -253,3 +253,58 @@ def test_a_message_over_the_size_cap_is_refused_unkept_and_the_next_one_delivere
                for r in caplog.records)
     app.stop(grace=1)
     assert peer.counts(f"{names}.orders") == (0, 0)
+
+
+class Spoof:
+    """A fake AMQP broker on a free port: each connection reads the protocol header and gets
+    ``answer`` (then the socket stays open, as a broker that says no more would)."""
+
+    def __init__(self, answer: bytes) -> None:
+        import socket
+
+        self.answer = answer
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[Any] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            try:
+                conn.recv(8)
+                conn.sendall(self.answer)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    # A method frame announcing 1 GiB: refused from its header, nothing read or allocated.
+    (b"\x01\x00\x00\x40\x00\x00\x00" + b"\x00" * 64, "a frame of 1073741824 bytes, over the "
+                                                      "131072 agreed"),
+    # A frame without its end byte.
+    (b"\x01\x00\x00\x00\x00\x00\x04\x00\x0a\x00\x0a\x00", "without its end byte"),
+    # Not AMQP at all (an HTTP server).
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "over the 131072 agreed"),
+])
+def test_a_broker_that_answers_garbage_is_a_clear_reason_refused_from_the_frame_header(
+        bridge_app: BridgeApp, answer: bytes, reason: str) -> None:
+    spoof = Spoof(answer)
+    config = {"kind": "rabbitmq", "url": f"amqp://omnicore@127.0.0.1:{spoof.port}/",
+              "secret": "broker-secret", "confirm_timeout_s": 2,
+              "inbound": [{"queue": "q", "event": "orders.created"}]}
+    app = bridge_app(config, "pw")
+    eventually(lambda: reason in (bridge(app).status()["reason"] or ""), reason)
+    assert bridge(app).status()["state"] == "down"
+    app.stop(grace=1)
+    spoof.close()
