@@ -607,3 +607,21 @@ def test_no_smuggling_past_a_refusal(route_host: Callable[..., RouteHost],
               read_all=True)
     assert out.startswith(b"HTTP/1.1 4"), out[:200]
     assert b"x-smuggled" not in out.lower(), out[:500]
+
+
+def test_unauthenticated_callers_do_not_spend_the_rate(
+        route_host: Callable[..., RouteHost]) -> None:
+    host = start(route_host, tok=route("echo", "/tok", auth="token", rate_limit="2/h"),
+                 gh=route("echo", "/gh", methods=["POST"], auth="github", secret="gh",
+                          rate_limit="2/h"))
+    host.app.secrets.set("gh", SECRET)
+    token = {"Authorization": f"Bearer {host.token('viewer')}"}
+    for _ in range(5):  # a scanner without a token or a signature
+        assert host.client.get("/http/tok").status_code == 401
+        assert host.client.post("/http/gh", content=b"{}", headers={
+            "X-Hub-Signature-256": sign_github(b"guess", b"{}")}).status_code == 401
+    signed = {"X-Hub-Signature-256": sign_github(SECRET, b"{}")}
+    assert [host.client.get("/http/tok", headers=token).status_code for _ in range(3)] == \
+        [200, 200, 429]
+    assert [host.client.post("/http/gh", content=b"{}", headers=signed).status_code
+            for _ in range(3)] == [200, 200, 429]

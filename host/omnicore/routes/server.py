@@ -265,7 +265,13 @@ class RoutesServer:
         s = route.settings
         deadline = started + s.timeout_ms / 1000
         headers = self._headers(scope["headers"], s.max_header_bytes, s.max_headers)
-        self._take_rate(route, st)
+        # Only an authenticated request spends the route's rate: a token is checked before
+        # anything (no body needed), a signature once the body is read; a caller without
+        # either must not starve the callers with one.
+        signed = s.auth in ("github", "stripe")
+        if not signed:
+            auth = self._authenticate(route, headers, b"")
+            self._take_rate(route, st)
         if st.in_flight >= s.max_concurrent:
             raise _Answer(503, f"route '{route.name}' has {s.max_concurrent} calls in flight; "
                                "try again", "busy", [(b"retry-after", b"1")])
@@ -273,7 +279,9 @@ class RoutesServer:
         released = False
         try:
             body = await self._body(scope, receive, headers, s.max_body_bytes, deadline)
-            auth = self._authenticate(route, headers, body)
+            if signed:
+                auth = self._authenticate(route, headers, body)
+                self._take_rate(route, st)
             head = self._head(scope, route, path, params, headers, auth)
             data = body if s.mode == "body" else encode_request(head, body)
             call = asyncio.ensure_future(self.app.plugins.acall(route.plugin, route.handler,
