@@ -625,3 +625,12 @@ def test_unauthenticated_callers_do_not_spend_the_rate(
         [200, 200, 429]
     assert [host.client.post("/http/gh", content=b"{}", headers=signed).status_code
             for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.parametrize("handler", ["alloc", "memory", "nope", "_start"])
+def test_a_route_to_an_export_that_is_no_handler(route_host: Callable[..., RouteHost],
+                                                  handler: str) -> None:
+    host = route_host(routes={"echo": route("echo", "/echo")}, sidecars={
+        "web.yaml": f"routes:\n  odd: {{handler: {handler}, path: /odd, auth: public}}\n"})
+    assert host.client.get("/http/odd").status_code in (404, 500, 503)
+    still_serving(host)
