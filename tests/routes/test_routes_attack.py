@@ -634,3 +634,14 @@ def test_a_route_to_an_export_that_is_no_handler(route_host: Callable[..., Route
         "web.yaml": f"routes:\n  odd: {{handler: {handler}, path: /odd, auth: public}}\n"})
     assert host.client.get("/http/odd").status_code in (404, 500, 503)
     still_serving(host)
+
+
+@pytest.mark.parametrize("segment", [b"%ff", b"%c3", b"%ed%a0%80", b"%c0%af", b"\xff",
+                                     b"%f4%90%80%80"])
+def test_a_path_that_is_not_utf8(route_host: Callable[..., RouteHost],
+                                 segment: bytes) -> None:
+    host = start(route_host, file=route("echo", "/files/{name}"))
+    out = raw(host, b"GET /http/files/" + segment + b" HTTP/1.1\r\nHost: {HOST}\r\n"
+              b"Connection: close\r\n\r\n")
+    assert out == b"" or int(out[9:12]) in (200, 400), out[:300]
+    still_serving(host)
