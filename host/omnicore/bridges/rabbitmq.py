@@ -55,10 +55,6 @@ _METHOD, _HEADER, _BODY, _HEARTBEAT = 1, 2, 3, 8
 _PROTOCOL = b"AMQP\x00\x00\x09\x01"
 
 
-class AmqpError(ConnectionError):
-    """The broker closed the channel or the connection: its code and text."""
-
-
 class _Content:
     """A message whose header or body frames are still coming."""
 
@@ -118,7 +114,7 @@ class RabbitBroker:
         writer.write(_PROTOCOL)
         start = await self._handshake(commands.Connection.Start)
         if "PLAIN" not in str(start.mechanisms).split():
-            raise AmqpError(f"the broker offers no PLAIN login ({start.mechanisms})")
+            raise ConnectionError(f"the broker offers no PLAIN login ({start.mechanisms})")
         user = s.user or "guest"
         password = s.secret if s.secret is not None else "guest"
         self._send(commands.Connection.StartOk(
@@ -131,7 +127,7 @@ class RabbitBroker:
         tune = await self._handshake(commands.Connection.Tune)
         self._frame_max = min(FRAME_MAX, tune.frame_max or FRAME_MAX)
         if self._frame_max < 4096:
-            raise AmqpError(f"the broker's frame_max {tune.frame_max} is below AMQP's 4096")
+            raise ConnectionError(f"the broker's frame_max {tune.frame_max} is below AMQP's 4096")
         self._heartbeat = min(HEARTBEAT_S, tune.heartbeat or HEARTBEAT_S)
         self._send(commands.Connection.TuneOk(channel_max=1, frame_max=self._frame_max,
                                               heartbeat=self._heartbeat), channel=0)
@@ -150,15 +146,16 @@ class RabbitBroker:
             if kind == _HEARTBEAT:
                 continue
             if kind != _METHOD or channel != 0:
-                raise AmqpError(f"the broker sent a frame of type {kind} on channel {channel} "
-                                "while connecting")
+                raise ConnectionError(f"the broker sent a frame of type {kind} on channel "
+                                      f"{channel} while connecting")
             method = _method(payload)
             if isinstance(method, commands.Connection.Close):
                 with contextlib.suppress(Exception):
                     self._send(commands.Connection.CloseOk(), channel=0)
                 raise _closed("connection", method)
             if not isinstance(method, expect):
-                raise AmqpError(f"the broker answered {method.name} instead of {expect.__name__}")
+                raise ConnectionError(f"the broker answered {method.name} instead of "
+                                      f"{expect.__name__}")
             return method
 
     async def close(self) -> None:
@@ -192,14 +189,14 @@ class RabbitBroker:
             head = await self._reader.readexactly(7)
             kind, channel, size = struct.unpack(">BHI", head)
             if size > self._frame_max:
-                raise AmqpError(f"the broker sent a frame of {size} bytes, over the "
-                                f"{self._frame_max} agreed")
+                raise ConnectionError(f"the broker sent a frame of {size} bytes, over the "
+                                      f"{self._frame_max} agreed")
             payload = await self._reader.readexactly(size + 1)
         except asyncio.IncompleteReadError:
             raise ConnectionError("the AMQP broker closed the connection") from None
         if payload[-1] != _FRAME_END:
-            raise AmqpError(f"the broker sent garbage (a frame of type {kind} without its "
-                            "end byte)")
+            raise ConnectionError(f"the broker sent garbage (a frame of type {kind} without its "
+                                  "end byte)")
         return kind, channel, payload[:-1]
 
     def _send(self, method: Any, channel: int = _CHANNEL) -> None:
@@ -217,7 +214,7 @@ class RabbitBroker:
         finally:
             self._reply = None
         if not isinstance(got, expect):
-            raise AmqpError(f"the broker answered {got.name} to {method.name}")
+            raise ConnectionError(f"the broker answered {got.name} to {method.name}")
         return got
 
     def _check(self) -> None:
@@ -241,8 +238,8 @@ class RabbitBroker:
         while True:
             await asyncio.sleep(every)
             if time.monotonic() - self._seen > 2 * self._heartbeat:
-                self._fail(AmqpError(f"the broker sent nothing for {2 * self._heartbeat} s "
-                                     "(no heartbeat)"))
+                self._fail(ConnectionError(f"the broker sent nothing for {2 * self._heartbeat} s "
+                                           "(no heartbeat)"))
                 if self._writer is not None:
                     self._writer.close()
                 return
@@ -259,7 +256,8 @@ class RabbitBroker:
                 if channel == 0:
                     self._connection_frame(kind, payload)
                 elif channel != _CHANNEL:
-                    raise AmqpError(f"the broker sent a frame on channel {channel}, never opened")
+                    raise ConnectionError(f"the broker sent a frame on channel {channel}, "
+                                          "never opened")
                 elif kind == _METHOD:
                     self._method(_method(payload))
                 elif kind == _HEADER:
@@ -267,12 +265,12 @@ class RabbitBroker:
                 elif kind == _BODY:
                     self._body(payload)
                 else:
-                    raise AmqpError(f"the broker sent a frame of unknown type {kind}")
+                    raise ConnectionError(f"the broker sent a frame of unknown type {kind}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self._fail(exc if isinstance(exc, ConnectionError) else
-                       AmqpError(f"{type(exc).__name__}: {exc}"))
+                       ConnectionError(f"{type(exc).__name__}: {exc}"))
 
     def _connection_frame(self, kind: int, payload: bytes) -> None:
         method = _method(payload) if kind == _METHOD else None
@@ -285,12 +283,12 @@ class RabbitBroker:
         elif isinstance(method, commands.Connection.Unblocked):
             self._blocked = None
         elif not isinstance(method, commands.Connection.CloseOk):
-            raise AmqpError(f"the broker sent {getattr(method, 'name', kind)} on channel 0")
+            raise ConnectionError(f"the broker sent {getattr(method, 'name', kind)} on channel 0")
 
     def _method(self, method: Any) -> None:
         if isinstance(method, commands.Basic.Deliver | commands.Basic.Return):
             if self._content is not None:
-                raise AmqpError("the broker sent a method before the body of a message")
+                raise ConnectionError("the broker sent a method before the body of a message")
             self._content = _Content(method)
         elif isinstance(method, commands.Basic.Ack | commands.Basic.Nack):
             self._confirmed(method)
@@ -299,17 +297,17 @@ class RabbitBroker:
                 self._send(commands.Channel.CloseOk())
             raise _closed("channel", method)
         elif isinstance(method, commands.Basic.Cancel):
-            raise AmqpError(f"the broker cancelled the consumer {method.consumer_tag} (its "
-                            "queue was deleted?)")
+            raise ConnectionError(f"the broker cancelled the consumer {method.consumer_tag} (its "
+                                  "queue was deleted?)")
         elif self._reply is not None and not self._reply.done():
             self._reply.set_result(method)
         else:
-            raise AmqpError(f"the broker sent {method.name} unasked")
+            raise ConnectionError(f"the broker sent {method.name} unasked")
 
     def _header(self, payload: bytes) -> None:
         content = self._content
         if content is None or content.size >= 0:
-            raise AmqpError("the broker sent a content header out of place")
+            raise ConnectionError("the broker sent a content header out of place")
         header = ContentHeader()
         header.unmarshal(payload)
         content.properties, content.size = header.properties, header.body_size
@@ -322,11 +320,11 @@ class RabbitBroker:
     def _body(self, payload: bytes) -> None:
         content = self._content
         if content is None or content.size < 0:
-            raise AmqpError("the broker sent a body frame out of place")
+            raise ConnectionError("the broker sent a body frame out of place")
         content.seen += len(payload)
         if content.seen > content.size:
-            raise AmqpError(f"the broker sent {content.seen} body bytes for a message of "
-                            f"{content.size}")
+            raise ConnectionError(f"the broker sent {content.seen} body bytes for a message of "
+                                  f"{content.size}")
         if content.body is not None:
             content.body.append(payload)
         if content.seen == content.size:
@@ -339,8 +337,8 @@ class RabbitBroker:
             self._returned = f"{method.reply_code} {method.reply_text}"
             return
         if self._deliveries.qsize() >= self._s.config.batch:
-            raise AmqpError(f"the broker sent more than the prefetch of "
-                            f"{self._s.config.batch} unacknowledged messages")
+            raise ConnectionError(f"the broker sent more than the prefetch of "
+                                  f"{self._s.config.batch} unacknowledged messages")
         props = content.properties
         queue = self._queues.get(method.consumer_tag, "?")
         mid = getattr(props, "message_id", None) or f"new:{uuid.uuid4().hex}"
@@ -360,10 +358,10 @@ class RabbitBroker:
             if fut.done():
                 continue
             if nack:
-                fut.set_exception(AmqpError("the broker refused the message (basic.nack)"))
+                fut.set_exception(ConnectionError("the broker refused the message (basic.nack)"))
             elif self._returned is not None:
-                fut.set_exception(AmqpError(f"no queue took the message (basic.return "
-                                            f"{self._returned})"))
+                fut.set_exception(ConnectionError(f"no queue took the message (basic.return "
+                                                  f"{self._returned})"))
             else:
                 fut.set_result(None)
         self._returned = None
@@ -432,7 +430,7 @@ class RabbitBroker:
         routing_key = route.routing_key if route.routing_key is not None else event
         self._check()
         if self._blocked is not None:
-            raise AmqpError(f"the broker blocks publishers: {self._blocked}")
+            raise ConnectionError(f"the broker blocks publishers: {self._blocked}")
         if not self._confirming:
             await self._call(commands.Confirm.Select(), commands.Confirm.SelectOk)
             self._confirming = True
@@ -484,18 +482,20 @@ def _raw(kind: int, payload: bytes) -> bytes:
 
 def _method(payload: bytes) -> Any:
     if len(payload) < 4:
-        raise AmqpError("the broker sent a method frame too short to name its method")
+        raise ConnectionError("the broker sent a method frame too short to name its method")
     index = struct.unpack(">I", payload[:4])[0]
     kind = commands.INDEX_MAPPING.get(index)
     if kind is None:
-        raise AmqpError(f"the broker sent an unknown method {index:#x}")
+        raise ConnectionError(f"the broker sent an unknown method {index:#x}")
     method = kind()
     try:
         method.unmarshal(payload[4:])
     except Exception as exc:
-        raise AmqpError(f"the broker sent a {method.name} that does not decode: {exc}") from None
+        raise ConnectionError(f"the broker sent a {method.name} that does not decode: "
+                              f"{exc}") from None
     return method
 
 
-def _closed(what: str, method: Any) -> AmqpError:
-    return AmqpError(f"the broker closed the {what}: {method.reply_code} {method.reply_text}")
+def _closed(what: str, method: Any) -> ConnectionError:
+    """The broker closed the channel or the connection: its code and text."""
+    return ConnectionError(f"the broker closed the {what}: {method.reply_code} {method.reply_text}")
