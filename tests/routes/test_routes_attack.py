@@ -490,7 +490,8 @@ def test_a_prefix_with_dot_segments_is_refused(prefix: str) -> None:
         ServeConfig.model_validate({"prefix": prefix})
 
 
-@pytest.mark.parametrize("prefix", ["/api/", "/api", "/static", "/healthz", "/metrics"])
+@pytest.mark.parametrize("prefix", ["/api/", "/api", "/static", "/healthz", "/metrics",
+                                    "/hooks", "/mcp", "/login"])
 def test_a_prefix_on_the_consoles_paths_refuses_the_start(
         route_host: Callable[..., RouteHost], prefix: str) -> None:
     with pytest.raises(OmniError, match="collides"):
