@@ -646,3 +646,26 @@ def test_a_path_that_is_not_utf8(route_host: Callable[..., RouteHost],
               b"Connection: close\r\n\r\n")
     assert out == b"" or int(out[9:12]) in (200, 400), out[:300]
     still_serving(host)
+
+
+def test_an_unsigned_slow_body_holds_no_slot(route_host: Callable[..., RouteHost]) -> None:
+    # a signed route reads the body before it can check the signature; a sender without one
+    # (or with a Stripe timestamp out of tolerance) is refused before, and holds no slot
+    host = start(route_host, gh=route("echo", "/gh", methods=["POST"], auth="github",
+                                      secret="gh", max_concurrent=1, timeout_ms=20_000),
+                 st=route("echo", "/st", methods=["POST"], auth="stripe", secret="gh",
+                          max_concurrent=1, timeout_ms=20_000, tolerance_s=60))
+    host.app.secrets.set("gh", SECRET)
+    url = httpx.URL(host.url)
+    old = sign_stripe(SECRET, b"{}", int(time.time()) - 3600)
+    for path, header in (("/http/gh", ""), ("/http/gh", "X-Hub-Signature-256: md5=00\r\n"),
+                         ("/http/st", ""), ("/http/st", f"Stripe-Signature: {old}\r\n")):
+        with socket.create_connection((url.host, url.port)) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n{header}"
+                         "Content-Length: 1000\r\n\r\n{".encode())
+            sock.settimeout(15)
+            out = sock.recv(4096)  # answered at once, not at the 20 s deadline
+            assert out.startswith(b"HTTP/1.1 401"), (path, header, out[:200])
+    r = host.client.post("/http/gh", content=b"{}",
+                         headers={"X-Hub-Signature-256": sign_github(SECRET, b"{}")})
+    assert r.status_code == 200

@@ -272,6 +272,8 @@ class RoutesServer:
         if not signed:
             auth = self._authenticate(route, headers, b"")
             self._take_rate(route, st)
+        else:
+            self._signature_shape(route, headers)
         if st.in_flight >= s.max_concurrent:
             raise _Answer(503, f"route '{route.name}' has {s.max_concurrent} calls in flight; "
                                "try again", "busy", [(b"retry-after", b"1")])
@@ -456,6 +458,18 @@ class RoutesServer:
             self._auth_log(route, why)
             raise _Answer(401, why, "auth")
         return {"mode": "stripe", "timestamp": stamp}
+
+    def _signature_shape(self, route: Route, headers: dict[str, str]) -> None:
+        """401 before the body is read (and a slot held for it) when the signature header is
+        missing or malformed, or a Stripe timestamp is out of its tolerance."""
+        s = route.settings
+        if s.auth == "github":
+            why = check_github(b"", b"", headers.get("x-hub-signature-256"))
+        else:
+            why, _ = check_stripe(b"", b"", headers.get("stripe-signature"), s.tolerance_s)
+        if why is not None and why != "bad signature":
+            self._auth_log(route, why)
+            raise _Answer(401, why, "auth")
 
     def _auth_log(self, route: Route, why: str) -> None:
         st = self.stats.get(route.name)
