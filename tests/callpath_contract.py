@@ -60,9 +60,10 @@ CALLPATH_CONTRACT: dict[str, str] = {
         "a call turning long lets other threads run and ends at its deadline or interrupt",
     # --- The deadline's door (sandbox/_deadline.h vs sandbox/deadline.py): every lane
     "tests/sandbox/test_deadline_door.py":
-        "every lane (core calls with and without the GIL, metered, starts; Extism calls and "
-        "starts; WASI commands; every component lane) runs its full deadline armed while the "
-        "ticker is held back; no module but the door arms one",
+        "every lane (core calls with and without the GIL, metered, starts and _initialize; "
+        "Extism calls and starts; WASI commands; the test host; every component lane) runs "
+        "its full deadline armed while the ticker is held back by a gate its guest opens; no "
+        "module but the door arms one",
     # --- Components (sandbox/_compcall.c's Face vs component/flatcall.py, rawcall.py through
     # ctypes): the canonical face, the byte face, the JSON lane of scalar exports.
     "tests/sandbox/test_component.py":

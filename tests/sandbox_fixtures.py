@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,32 +30,6 @@ def assert_deadlines_kept(overshoots: list[float]) -> None:
     assert min(overshoots) > -0.005, f"ended early: {sorted(overshoots)}"
     assert min(overshoots) < DEADLINE_ALLOWANCE_S, f"none on time: {sorted(overshoots)}"
     assert max(overshoots) < DEADLINE_ALLOWANCE_S + 1.0, f"grossly late: {sorted(overshoots)}"
-
-
-@contextmanager
-def c_ticker_held_back(engine: SandboxEngine, for_s: float = 0.35,
-                       behind_s: float = 0.1) -> Iterator[None]:
-    """The engine's C ticker thread held back for ``for_s`` (``Ticker.pause``: what a loaded
-    machine does to it), entered once it is ``behind_s`` late: deadlines armed in the body are
-    armed while it owes those ticks (or, if this thread ran too late to see that, after the
-    hold: then nothing is owed), and it adds them all at once when it runs again. A hold this
-    thread never saw late is held again, so a loaded machine cannot fail the gate."""
-    clock = engine.clock
-    assert clock is not None, "the C path runs the C ticker"
-    behind = int(behind_s * 1000 / engine.epoch_tick_ms)
-    for _ in range(10):
-        pause = threading.Thread(target=clock.pause, args=(for_s,))
-        pause.start()
-        try:
-            eventually(lambda held=pause: engine.epoch_and_owed()[1] >= behind
-                       or not held.is_alive(),
-                       f"the ticker {behind_s} s behind", timeout=30, every=0.002)
-            if engine.epoch_and_owed()[1] >= behind:
-                yield
-                return
-        finally:
-            pause.join()
-    raise AssertionError(f"never saw the ticker {behind_s} s behind in ten holds")
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:

@@ -6,21 +6,23 @@ both by one rule (specs/host.md, "Deadlines"): a deadline ``ticks`` from now is 
 Two kinds of test. The scans fail when any other module arms a deadline or reads the ticks
 owed, as ``test_wasmtime.py`` pins wasmtime's private names to their door. The lanes: every
 way a call or a start arms its deadline (core calls, with and without the GIL held, metered,
-starts, Extism, WASI commands, every component lane) is run with its deadline armed while the
-ticker is held back, and must run its full deadline: armed from the epoch alone ("epoch + N"),
-it ends early by the lag. A contract entry (tests/callpath_contract.py): both call paths.
+starts and ``_initialize``; Extism calls and starts; WASI commands; the test host's programs;
+every component lane: the C lane's scalars, strings and plans, a first call, named arguments,
+Python's lowering, a metered call, the value API, the byte face, starts, a descriptor watch)
+is run with its ticker held back by a gate until the guest runs, owing more than the whole
+deadline: the call must run its full deadline, where armed from the epoch alone ("epoch + N")
+it ends as soon as the ticker is let go. A contract entry (tests/callpath_contract.py): both
+call paths. A new lane gets its case in :data:`LANES`.
 """
 
 from __future__ import annotations
 
 import ast
-import io
 import re
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,10 @@ import omnicore
 from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import DeadlineExceeded, PluginError, PluginLoadError
 from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine
+from omnicore.sandbox.capability import Capability, HostFunction, WitFunction
 from omnicore.sandbox.command import Command, CommandModule, run_command
 from tests.component_fixtures import wat_component, wat_plugin
 from tests.guest_wat import ALLOC
-from tests.sandbox_fixtures import c_ticker_held_back
 from tests.waiting import eventually
 
 PACKAGE = Path(omnicore.__file__).parent
@@ -158,205 +160,365 @@ def test_only_the_door_arms_a_deadline_in_c() -> None:
         assert '#include "_deadline.h"' in (SANDBOX / name).read_text(), name
 
 
-# -- every lane runs its full deadline while the ticker is held back --------------------------
+# -- every lane runs its full deadline armed while the ticker is held back -------------------
 
-TIMEOUT_MS = 300
+#: The deadline of every lane's call.
+TIMEOUT_MS = 200
+#: How many ticks more than the deadline the held ticker owes when a lane arms it: an arm
+#: that leaves them out ("epoch + N") is behind the epoch the ticker catches up to, and its
+#: call ends as soon as the guest runs; counted (the door), the call runs its full deadline.
+BEHIND = 10
 
 
 class _HeldStop:
     """The Python ticker's stop event (``SandboxEngine._stop``, whose ``wait`` paces the
-    thread) holding the thread back until ``until``: as the C ticker's ``pause`` does."""
+    thread) holding the thread until ``gate`` opens: as the C ticker's ``hold`` does."""
 
-    def __init__(self, stop: threading.Event, until: float) -> None:
-        self.stop, self.until = stop, until
+    def __init__(self, stop: threading.Event, gate: threading.Event) -> None:
+        self.stop, self.gate = stop, gate
 
     def wait(self, timeout: float) -> bool:
-        left = self.until - time.monotonic()
-        if left > 0 and self.stop.wait(left):
-            return True
+        self.gate.wait()
         return self.stop.wait(timeout)
 
-    def set(self) -> None:
+    def set(self) -> None:  # the engine closing
+        self.gate.set()
         self.stop.set()
 
 
-@contextmanager
-def ticker_held_back(engine: SandboxEngine, for_s: float = 0.35,
-                     behind_s: float = 0.1) -> Iterator[None]:
-    """The engine's ticker held back for ``for_s``, entered once it is ``behind_s`` late:
-    deadlines armed in the body are armed while it owes those ticks, and it adds them all at
-    once when it runs again. The C ticker: ``Ticker.pause``
-    (tests/sandbox_fixtures.c_ticker_held_back). The Python one: its thread's wait held."""
-    if engine.clock is not None:
-        with c_ticker_held_back(engine, for_s, behind_s):
-            yield
-        return
-    behind = int(behind_s * 1000 / engine.epoch_tick_ms)
-    stop = engine._stop
-    for _ in range(10):
-        engine._stop = _HeldStop(stop, time.monotonic() + for_s)  # type: ignore[assignment]
+class Gate:
+    """The ticker of ``engine`` held back from entry until the guest opens the gate (its
+    first host call, ``omnicore:gate``'s ``open`` or a write: after its deadline was armed)
+    or the block ends; entered once it owes ``behind`` ticks. The C ticker: ``Ticker.hold``
+    and ``release``; the Python one: its thread's wait held on an event. Nothing here
+    sleeps for a time that decides the outcome: the hold ends when the guest runs."""
+
+    current: Gate | None = None
+
+    def __init__(self, engine: SandboxEngine, behind: int) -> None:
+        self.engine, self.behind = engine, behind
+        self.opened = threading.Event()
+        self.by_guest = False
+        self._stop: Any = None
+
+    def __enter__(self) -> Gate:
+        engine = self.engine
+        if engine.clock is not None:
+            engine.clock.hold()
+        else:
+            self._stop = engine._stop
+            engine._stop = _HeldStop(self._stop, self.opened)  # type: ignore[assignment]
+        Gate.current = self
         try:
-            eventually(lambda: engine.epoch_and_owed()[1] >= behind
-                       or time.monotonic() > engine._stop.until,  # type: ignore[attr-defined]
-                       f"the ticker {behind_s} s behind", timeout=30, every=0.002)
-            if engine.epoch_and_owed()[1] >= behind:
-                yield
-                return
-        finally:
-            engine._stop = stop
-    raise AssertionError(f"never saw the ticker {behind_s} s behind in ten holds")
+            eventually(lambda: engine.epoch_and_owed()[1] >= self.behind,
+                       f"the held ticker {self.behind} ticks behind", timeout=60, every=0.002)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _release(self) -> None:
+        if not self.opened.is_set():
+            self.opened.set()
+            if self.engine.clock is not None:
+                self.engine.clock.release()
+
+    def open(self) -> None:
+        """The guest runs (its deadline armed): let the ticker catch up."""
+        self.by_guest = True
+        self._release()
+
+    def __exit__(self, *_exc: object) -> None:
+        Gate.current = None
+        self._release()
+        if self._stop is not None:
+            self.engine._stop = self._stop
+            self._stop = None
 
 
-#: ``run`` loops when given input. Calls with none are quick, so the C slot holds the GIL for
-#: the next (_epoch.c) and its deadline callback keeps the deadline.
-RUNS_ON_INPUT = f"""(module (memory (export "memory") 2) {ALLOC}
+def _open_gate(*_args: Any) -> None:
+    gate = Gate.current
+    if gate is not None:
+        gate.open()
+
+
+#: ``omnicore:gate``: the guests' way to open the gate, for core modules (``open``) and
+#: components (``omnicore:plugin/gate@1.0.0``'s ``open``).
+GATE = Capability("gate", [HostFunction("open", (), (), _open_gate)], default_grant=True,
+                  wit=[WitFunction("open", "func()", _open_gate)])
+
+
+def _registry() -> Any:
+    registry = builtin_registry()
+    registry.add(GATE)
+    return registry
+
+
+#: ``run`` opens the gate and loops when given input; answers at once without.
+RUNS_ON_INPUT = f"""(module (import "omnicore:gate" "open" (func $open))
+  (memory (export "memory") 2) {ALLOC}
   (func (export "run") (param i32 i32) (result i64)
-    (if (local.get 1) (then (loop $l (br $l))))
+    (if (local.get 1) (then (call $open) (loop $l (br $l))))
     (i64.const 0)))"""
 
-#: Every instance's start function loops.
-START_LOOPS = f"""(module (memory (export "memory") 2) {ALLOC}
-  (func $start (loop $l (br $l)))
+#: Every instance's start function opens the gate and loops.
+START_LOOPS = f"""(module (import "omnicore:gate" "open" (func $open))
+  (memory (export "memory") 2) {ALLOC}
+  (func $start (call $open) (loop $l (br $l)))
   (start $start)
+  (func (export "run") (param i32 i32) (result i64) (i64.const 0)))"""
+
+#: Every instance's _initialize (a reactor's start, abi.md §2.1) opens the gate and loops.
+INITIALIZE_LOOPS = f"""(module (import "omnicore:gate" "open" (func $open))
+  (memory (export "memory") 2) {ALLOC}
+  (func (export "_initialize") (call $open) (loop $l (br $l)))
   (func (export "run") (param i32 i32) (result i64) (i64.const 0)))"""
 
 EXTISM_RUNS_ON_INPUT = """(module
   (import "extism:host/env" "input_length" (func $len (result i64)))
+  (import "extism:host/user" "open" (func $open))
   (memory (export "memory") 1)
   (func (export "run") (result i32)
-    (if (i64.ne (call $len) (i64.const 0)) (then (loop $l (br $l))))
+    (if (i64.ne (call $len) (i64.const 0)) (then (call $open) (loop $l (br $l))))
     (i32.const 0)))"""
 
 EXTISM_START_LOOPS = """(module
   (import "extism:host/env" "input_length" (func $len (result i64)))
+  (import "extism:host/user" "open" (func $open))
   (memory (export "memory") 1)
-  (func $start (loop $l (br $l)))
+  (func $start (call $open) (loop $l (br $l)))
   (start $start)
   (func (export "run") (result i32) (i32.const 0)))"""
 
+#: A WASI command whose ``_start`` writes a byte to stdout (the host's write opens the gate)
+#: and loops.
 COMMAND_LOOPS = """(module
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $write (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
-  (func (export "_start") (loop $l (br $l))))"""
+  (data (i32.const 0) "\\10\\00\\00\\00\\01\\00\\00\\00")
+  (data (i32.const 16) "x")
+  (func (export "_start")
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (loop $l (br $l))))"""
 
 
-# Each makes its runtime from a module compiled beforehand (a start's lane times the start, not
-# the compilation), appended to ``made``.
-
-def _core(engine: SandboxEngine, wat: str, made: list[Any]) -> Callable[[], PluginRuntime]:
-    module = PluginModule.load(engine, bytes(wasmtime.wat2wasm(wat)))
-
-    def start() -> PluginRuntime:
-        rt = PluginRuntime(engine, module, builtin_registry(),  # type: ignore[arg-type]
-                           limits=Limits(timeout_ms=TIMEOUT_MS))
-        made.append(rt)
-        return rt
-    return start
+class _Ended(Exception):
+    """How a test program's run ended (it answers an outcome rather than raising)."""
 
 
-def _extism(engine: SandboxEngine, wat: str, made: list[Any]) -> Callable[[], Any]:
-    from omnicore.extism import ExtismRuntime
+class _GateOutput:
+    """A command's or a test program's stdout: the guest's first write opens the gate."""
 
-    module = PluginModule.load(engine, bytes(wasmtime.wat2wasm(wat)), "spin")
+    def write(self, *args: Any) -> None:
+        _open_gate()
 
-    def start() -> Any:
-        made.append(ExtismRuntime(engine, module, builtin_registry(),  # type: ignore[arg-type]
-                                  limits=Limits(timeout_ms=TIMEOUT_MS)))
-        return made[-1]
-    return start
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
-def _component(engine: SandboxEngine, source: str | Path, made: list[Any],
-               **kw: Any) -> Callable[[], Any]:
+class Setup:
+    """What a lane makes its runtime with; what it makes is closed after the call."""
+
+    def __init__(self, engine: SandboxEngine, tmp: Path, monkeypatch: pytest.MonkeyPatch,
+                 ) -> None:
+        self.engine, self.tmp, self.monkeypatch = engine, tmp, monkeypatch
+        self.made: list[Any] = []
+        #: The engine whose ticker the call's deadline counts (a test program has its own).
+        self.ticking = engine
+
+    def keep(self, thing: Any) -> Any:
+        self.made.append(thing)
+        return thing
+
+    def close(self) -> None:
+        for thing in reversed(self.made):
+            thing.close()
+
+
+def _core(s: Setup, wat: str) -> Callable[[], PluginRuntime]:
+    module = PluginModule.load(s.engine, bytes(wasmtime.wat2wasm(wat)))
+    registry = _registry()
+    return lambda: s.keep(PluginRuntime(s.engine, module, registry,  # type: ignore[arg-type]
+                                        limits=Limits(timeout_ms=TIMEOUT_MS)))
+
+
+def _extism(s: Setup, wat: str) -> Callable[[], Any]:
+    from omnicore.extism import ExtismRuntime, host_fn
+
+    module = PluginModule.load(s.engine, bytes(wasmtime.wat2wasm(wat)), "spin")
+    opener = host_fn(name="open", signature=((), ()))(
+        lambda _plugin, _inputs, _outputs: _open_gate())
+    return lambda: s.keep(ExtismRuntime(s.engine, module, builtin_registry(),  # type: ignore[arg-type]
+                                        limits=Limits(timeout_ms=TIMEOUT_MS),
+                                        functions=[opener]))
+
+
+def _component(s: Setup, source: Path, **kw: Any) -> Callable[[], Any]:
     from omnicore.sandbox.component import ComponentRuntime
 
-    module = PluginModule.load(engine, source if isinstance(source, Path)
-                               else wat_component(source))
-
-    def start() -> Any:
-        made.append(ComponentRuntime(engine, module,  # type: ignore[arg-type]
-                                     Limits(timeout_ms=TIMEOUT_MS), **kw))
-        return made[-1]
-    return start
+    module = PluginModule.load(s.engine, source)
+    kw.setdefault("registry", _registry())
+    return lambda: s.keep(ComponentRuntime(s.engine, module,  # type: ignore[arg-type]
+                                           Limits(timeout_ms=TIMEOUT_MS), **kw))
 
 
-#: Each lane: set up (on ``engine``, what it makes appended to ``made``) and answer the call
-#: to time, which must end at its deadline.
-Lane = Callable[[SandboxEngine, list[Any], Path], Callable[[], object]]
+#: Each lane: set up on ``Setup`` and answer the call to time, which must end at its deadline
+#: (its guest opening the gate first). Each says how the host calls it on the C path; on the
+#: Python path (``OMNICORE_CALLPATH=python``) the same call takes that path's twin.
+Lane = Callable[[Setup], Callable[[], object]]
 
 
-def core_call(engine: SandboxEngine, made: list[Any], _tmp: Path) -> Callable[[], object]:
-    rt = _core(engine, RUNS_ON_INPUT, made)()
-    return lambda: rt.call("run", b"x")  # its first call: never seen quick
+def core_call(s: Setup) -> Callable[[], object]:
+    """``Slot.call`` (C), ``RawInstance.call`` (Python): a call never seen quick."""
+    rt = _core(s, RUNS_ON_INPUT)()
+    return lambda: rt.call("run", b"x")
 
 
-def core_call_holding_the_gil(engine: SandboxEngine, made: list[Any],
-                              _tmp: Path) -> Callable[[], object]:
-    rt = _core(engine, RUNS_ON_INPUT, made)()
-    for _ in range(20):  # seen quick: the C slot holds the GIL for the next call
+def core_call_holding_the_gil(s: Setup) -> Callable[[], object]:
+    """``Slot.call`` keeping the GIL (a call seen quick; _epoch.c's callback keeps its
+    deadline)."""
+    rt = _core(s, RUNS_ON_INPUT)()
+    for _ in range(20):
         assert rt.call("run", b"") == b""
     return lambda: rt.call("run", b"x")
 
 
-def core_start(engine: SandboxEngine, made: list[Any], _tmp: Path) -> Callable[[], object]:
-    return _core(engine, START_LOOPS, made)
+def core_start(s: Setup) -> Callable[[], object]:
+    """``Instance.instantiate`` (C), ``RawInstance._start_python``: the start function."""
+    return _core(s, START_LOOPS)
 
 
-def core_metered_call(engine: SandboxEngine, made: list[Any],
-                      _tmp: Path) -> Callable[[], object]:
-    assert engine.fuel  # (the test makes a metered engine for this lane)
-    rt = _core(engine, RUNS_ON_INPUT, made)()
+def core_initialize(s: Setup) -> Callable[[], object]:
+    """``Instance.start`` (C), the Python start: ``_initialize`` under the start's deadline."""
+    return _core(s, INITIALIZE_LOOPS)
+
+
+def core_metered_call(s: Setup) -> Callable[[], object]:
+    """A metered call (the Python path on both)."""
+    assert s.engine.fuel
+    rt = _core(s, RUNS_ON_INPUT)()
     return lambda: rt.call("run", b"x")
 
 
-def extism_call(engine: SandboxEngine, made: list[Any], _tmp: Path) -> Callable[[], object]:
-    rt = _extism(engine, EXTISM_RUNS_ON_INPUT, made)()
+def extism_call(s: Setup) -> Callable[[], object]:
+    rt = _extism(s, EXTISM_RUNS_ON_INPUT)()
     for _ in range(20):
         rt.call("run", b"")
     return lambda: rt.call("run", b"x")
 
 
-def extism_start(engine: SandboxEngine, made: list[Any], _tmp: Path) -> Callable[[], object]:
-    return _extism(engine, EXTISM_START_LOOPS, made)
+def extism_start(s: Setup) -> Callable[[], object]:
+    return _extism(s, EXTISM_START_LOOPS)
 
 
-def wasi_command(engine: SandboxEngine, _made: list[Any], _tmp: Path) -> Callable[[], object]:
-    module = CommandModule.load(engine, bytes(wasmtime.wat2wasm(COMMAND_LOOPS)), "spin")
+def wasi_command(s: Setup) -> Callable[[], object]:
+    """``sandbox.command.run_command``: what ``omnicore exec`` and a plugin's commands run."""
+    module = CommandModule.load(s.engine, bytes(wasmtime.wat2wasm(COMMAND_LOOPS)), "spin")
     command = Command(limits=Limits(timeout_ms=TIMEOUT_MS))
-    return lambda: run_command(engine, module, command, io.BytesIO(), io.BytesIO())
+    out = _GateOutput()
+    return lambda: run_command(s.engine, module, command, out, out)  # type: ignore[arg-type]
 
 
-def component_call_c_lane(engine: SandboxEngine, made: list[Any],
-                          _tmp: Path) -> Callable[[], object]:
-    rt = _component(engine, "spin-when", made)()
+def a_test_host_run(s: Setup) -> Callable[[], object]:
+    """The test host (``omnicore test``: toolchains/testhost), a program on its own engine,
+    its deadline cut to the lanes' for the test."""
+    from omnicore.toolchains.testhost import program as testhost
+
+    s.monkeypatch.setattr(testhost, "TIMEOUT_MS", TIMEOUT_MS)
+    wasm = s.tmp / "loops.wasm"
+    wasm.write_bytes(wasmtime.wat2wasm(COMMAND_LOOPS))
+    prog = s.keep(testhost.Program(wasm))
+    assert prog.engine is not None
+    s.ticking = prog.engine
+
+    def run() -> None:
+        outcome = prog.run([], _GateOutput())
+        raise _Ended(f"code {outcome.code}: {outcome.trap}")
+    return run
+
+
+def component_c_lane(s: Setup) -> Callable[[], object]:
+    """``Lane.serve`` (_complane.c) through ``Face.call_json``: a scalar."""
+    rt = _component(s, wat_component("gate-spin"))()
     for _ in range(3):  # its face bound: the C lane (where built) serves the next call
         assert rt.call("spin-when", b"[0]") == b"0"
     return lambda: rt.call("spin-when", b"[1]")
 
 
-def component_call_first(engine: SandboxEngine, made: list[Any],
-                         _tmp: Path) -> Callable[[], object]:
-    rt = _component(engine, "limits", made)()
-    return lambda: rt.call("spin", b"[]")  # its face bound by this call, then armed
+def component_c_lane_string(s: Setup) -> Callable[[], object]:
+    """``Lane.serve``: a string, its plain JSON lowered by the face."""
+    rt = _component(s, wat_component("gate-spin"))()
+    for _ in range(3):
+        assert rt.call("spin-text", b'[""]') == b"0"
+    return lambda: rt.call("spin-text", b'["x"]')
 
 
-def component_start(engine: SandboxEngine, made: list[Any], _tmp: Path) -> Callable[[], object]:
-    return _component(engine, "start-loop", made)
+def component_c_plan(s: Setup) -> Callable[[], object]:
+    """``Lane.serve``: a list, by the export's plan (_compvalue.c)."""
+    rt = _component(s, wat_component("gate-spin"))()
+    for _ in range(3):
+        assert rt.call("spin-list", b"[[]]") == b"0"
+    return lambda: rt.call("spin-list", b"[[1]]")
 
 
-def component_byte_face(engine: SandboxEngine, made: list[Any],
-                        _tmp: Path) -> Callable[[], object]:
-    rt = _component(engine, wat_plugin("spin-bytes", {"name": "spin", "handlers": ["spin"]}),
-                    made)()
+def component_first_call(s: Setup) -> Callable[[], object]:
+    """The first call: its face bound by this call, then armed."""
+    rt = _component(s, wat_component("gate-spin"))()
+    return lambda: rt.call("spin-when", b"[1]")
+
+
+def component_named_arguments(s: Setup) -> Callable[[], object]:
+    """Arguments by name: parsed in Python, then ``Face.call`` (C) or ``FlatCall.call``."""
+    rt = _component(s, wat_component("gate-spin"))()
+    assert rt.call("spin-when", b'{"n": 0}') == b"0"
+    return lambda: rt.call("spin-when", b'{"n": 1}')
+
+
+def component_lowered_in_python(s: Setup) -> Callable[[], object]:
+    """A string the face's JSON reader leaves to Python (an escape): ``Face.arm``, then
+    canonabi's lowering through the face's realloc, ``call_core``."""
+    rt = _component(s, wat_component("gate-spin"))()
+    assert rt.call("spin-text", b'[""]') == b"0"
+    return lambda: rt.call("spin-text", b'["\\n"]')
+
+
+def component_metered_call(s: Setup) -> Callable[[], object]:
+    """A metered engine: no C lane, the runtime's ``_call_lane`` around ``call_json``."""
+    assert s.engine.fuel
+    rt = _component(s, wat_component("gate-spin"))()
+    assert rt.call("spin-when", b"[0]") == b"0"
+    return lambda: rt.call("spin-when", b"[1]")
+
+
+def component_value_api(s: Setup) -> Callable[[], object]:
+    """No canonical face (a UTF-16 string): wasmtime's value API (``_invoke_raw``)."""
+    rt = _component(s, wat_component("gate-spin"))()
+    assert "spin-utf16" not in rt.module.flat
+    assert rt.call("spin-utf16", b'[""]') == b"0"
+    return lambda: rt.call("spin-utf16", b'["x"]')
+
+
+def component_byte_face(s: Setup) -> Callable[[], object]:
+    """An omnicore plugin component's handler: its byte face (``_invoke_flat``)."""
+    rt = _component(s, wat_plugin("gate-bytes", {"name": "spin", "handlers": ["spin"]}))()
     for _ in range(3):
         assert rt.call("spin", b"") == b""
     return lambda: rt.call("spin", b"x")
 
 
-def component_with_a_descriptor_watch(engine: SandboxEngine, made: list[Any],
-                                      tmp: Path) -> Callable[[], object]:
-    rt = _component(engine, "spin-when", made, registry=builtin_registry(),
-                    grants={"fs": {"dirs": [{"path": str(tmp), "guest": "/d"}]}})()
+def component_start(s: Setup) -> Callable[[], object]:
+    """An instance's start (``_new_instance``): a core start function."""
+    return _component(s, wat_component("gate-start"))
+
+
+def component_with_a_descriptor_watch(s: Setup) -> Callable[[], object]:
+    """The fs grant's directories watched: the store's epoch callback keeps the deadline."""
+    rt = _component(s, wat_component("gate-spin"),
+                    grants={"fs": {"dirs": [{"path": str(s.tmp), "guest": "/d"}]}})()
     inst = rt._pool.acquire("spin-when")
     watched = inst.watch is not None
     rt._pool.release(inst, True)
@@ -369,40 +531,74 @@ LANES: dict[str, Lane] = {
     "core call": core_call,
     "core call holding the GIL": core_call_holding_the_gil,
     "core instance start": core_start,
+    "core _initialize": core_initialize,
     "core metered call": core_metered_call,
     "Extism call": extism_call,
     "Extism instance start": extism_start,
     "WASI command": wasi_command,
-    "component call, C lane": component_call_c_lane,
-    "component call binding its face": component_call_first,
-    "component byte face": component_byte_face,
+    "test host program": a_test_host_run,
+    "component call, C lane": component_c_lane,
+    "component call, C lane, a string": component_c_lane_string,
+    "component call, C plan": component_c_plan,
+    "component call binding its face": component_first_call,
+    "component call, named arguments": component_named_arguments,
+    "component call lowered in Python": component_lowered_in_python,
+    "component call, metered": component_metered_call,
+    "component call, value API": component_value_api,
+    "component handler, byte face": component_byte_face,
     "component instance start": component_start,
     "component with a descriptor watch": component_with_a_descriptor_watch,
 }
+#: The lanes run on a metered engine (fuel).
+METERED = ("core metered call", "component call, metered")
 
 
 @pytest.mark.parametrize("lane", list(LANES))
 def test_a_deadline_armed_while_the_ticker_is_held_back_runs_in_full(
-        lane: str, tmp_path: Path) -> None:
+        lane: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A loaded machine deschedules the ticker's thread (or, for the Python ticker, keeps the
     # GIL from it); when it runs again it adds every period it missed at once. Here it owes
-    # 100 ms or more when the lane arms a 300 ms deadline: armed from the epoch alone, the
-    # call ends when the ticker catches up, 100 ms or more early; counted with the ticks owed
-    # (the door), it runs its full 300 ms.
-    made: list[Any] = []
-    with SandboxEngine(epoch_tick_ms=5, fuel=lane == "core metered call") as engine:
+    # more than the call's whole deadline when the lane arms it, and is let go when the guest
+    # starts: armed from the epoch alone, the deadline is behind the epoch the ticker then
+    # catches up to and the call ends at once; counted with the ticks owed (the door), it
+    # runs its full deadline.
+    with SandboxEngine(epoch_tick_ms=5, fuel=lane in METERED) as engine:
+        setup = Setup(engine, tmp_path, monkeypatch)
         try:
-            run = LANES[lane](engine, made, tmp_path)
-            with ticker_held_back(engine), pytest.raises(PluginError) as info:
+            run = LANES[lane](setup)
+            ticking = setup.ticking
+            behind = ticking.deadline_ticks(TIMEOUT_MS) + BEHIND
+            with Gate(ticking, behind) as gate, \
+                    pytest.raises((PluginError, _Ended)) as info:
                 start = time.monotonic()
                 try:
                     run()
                 finally:
                     ran = time.monotonic() - start
         finally:
-            for rt in reversed(made):
-                rt.close()
-    assert isinstance(info.value, (DeadlineExceeded, PluginLoadError)), info.value
-    assert "deadline" in str(info.value), info.value
+            setup.close()
+    assert gate.by_guest, "the guest never ran: the gate opened at the end"
+    if isinstance(info.value, _Ended):  # a test program reports the epoch's trap
+        assert "interrupt" in str(info.value), info.value
+    else:
+        assert isinstance(info.value, (DeadlineExceeded, PluginLoadError)), info.value
+        assert "deadline" in str(info.value), info.value
     assert ran > TIMEOUT_MS / 1000 - 0.005, f"ended {TIMEOUT_MS / 1000 - ran:.3f} s early"
     assert ran < TIMEOUT_MS / 1000 + 1.5, f"ended {ran - TIMEOUT_MS / 1000:.3f} s late"
+
+
+def test_a_held_ticker_ticks_again_when_released() -> None:
+    # The gate of the lanes above: no tick while held however far behind the ticker falls,
+    # every missed one at once when let go.
+    with SandboxEngine(epoch_tick_ms=5) as engine:
+        with Gate(engine, 10) as gate:
+            epoch, owed = engine.epoch_and_owed()
+            eventually(lambda: engine.epoch_and_owed()[1] >= owed + 5, "the ticker further "
+                       "behind", timeout=30, every=0.002)
+            assert engine.epoch_and_owed()[0] == epoch
+            gate.open()
+            eventually(lambda: engine.epoch >= epoch + owed + 5, "the missed ticks added",
+                       timeout=30, every=0.002)
+        assert gate.by_guest
+        eventually(lambda: engine.epoch_and_owed()[1] <= 1, "the ticker on time again",
+                   timeout=30, every=0.002)

@@ -139,6 +139,7 @@ typedef struct {
     pthread_cond_t cv;
     pthread_t thread;
     int started, stop;
+    int held;                   /* hold(): no tick until release() (for tests) */
 } Ticker;
 
 static EpochClock *
@@ -181,10 +182,14 @@ tick_loop(void *arg)
     struct timespec due = {first / 1000000000LL, first % 1000000000LL};
     pthread_mutex_lock(&t->mu);
     while (!t->stop) {
+        if (t->held) {  /* held back until release() (or close) signals */
+            pthread_cond_wait(&t->cv, &t->mu);
+            continue;
+        }
         int rc = pthread_cond_timedwait(&t->cv, &t->mu, &due);
         if (t->stop)
             break;
-        if (rc != ETIMEDOUT)
+        if (rc != ETIMEDOUT || t->held)
             continue;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -313,30 +318,36 @@ Ticker_epoch_and_owed(Ticker *self, PyObject *Py_UNUSED(ignored))
     return Py_BuildValue("(KK)", (unsigned long long)epoch, (unsigned long long)owed);
 }
 
-/* Hold the ticker back, as a machine too loaded to run its thread does: the thread cannot
- * tick while its lock is held here, and adds every period it missed once it gets it. */
+/* Hold the ticker back, as a machine too loaded to run its thread does: from hold() until
+ * release() the thread ticks no more; released, it adds every period it missed at once (the
+ * test of the deadline's door holds it while a call arms its deadline, and the call's guest
+ * releases it: no timed sleep decides what happens when). */
 static PyObject *
-Ticker_pause(Ticker *self, PyObject *arg)
+hold_ticker(Ticker *self, int held)
 {
-    double seconds = PyFloat_AsDouble(arg);
-    if (PyErr_Occurred())
-        return NULL;
-    if (seconds < 0 || seconds > 10) {
-        PyErr_SetString(PyExc_ValueError, "pause(seconds): between 0 and 10 seconds");
-        return NULL;
-    }
     if (self->clock == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "the Ticker is not initialised");
         return NULL;
     }
-    struct timespec span = {(time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9)};
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&self->mu);
-    while (nanosleep(&span, &span) != 0 && errno == EINTR)
-        ;
+    self->held = held;
+    pthread_cond_signal(&self->cv);
     pthread_mutex_unlock(&self->mu);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
+}
+
+static PyObject *
+Ticker_hold(Ticker *self, PyObject *Py_UNUSED(ignored))
+{
+    return hold_ticker(self, 1);
+}
+
+static PyObject *
+Ticker_release(Ticker *self, PyObject *Py_UNUSED(ignored))
+{
+    return hold_ticker(self, 0);
 }
 
 static PyObject *
@@ -394,8 +405,10 @@ static PyMethodDef Ticker_methods[] = {
     {"bump", (PyCFunction)Ticker_bump, METH_O, "bump(ticks): advance the epoch now"},
     {"epoch_and_owed", (PyCFunction)Ticker_epoch_and_owed, METH_NOARGS,
      "epoch_and_owed() -> (epoch, ticks the thread owes now: 0 unless it runs late)"},
-    {"pause", (PyCFunction)Ticker_pause, METH_O,
-     "pause(seconds): hold the thread back (what a loaded machine does; for tests)"},
+    {"hold", (PyCFunction)Ticker_hold, METH_NOARGS,
+     "hold(): no tick until release() (what a loaded machine does to the thread; for tests)"},
+    {"release", (PyCFunction)Ticker_release, METH_NOARGS,
+     "release(): let a held ticker tick again; it adds every period it missed at once"},
     {"close", (PyCFunction)Ticker_close, METH_NOARGS, "stop the thread (waits for it)"},
     {NULL, NULL, 0, NULL},
 };
