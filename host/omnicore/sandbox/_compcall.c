@@ -15,9 +15,10 @@
  *   runtime) are lowered here, the result lifted here into its JSON value (an f32/f64 NaN or
  *   infinity as "nan", "inf", "-inf"; an invalid char traps as canonabi.py's lift does);
  * - call_json(data, epoch): the call's JSON bytes in, the result's JSON bytes out, for
- *   scalars and strings here (the JSON lane below), for every other canonical signature by
- *   the export's plan (_compvalue.c); NotImplemented when the JSON is not plainly the
- *   arguments (nothing ran);
+ *   scalars and strings here (the JSON lane below: a string parameter is kept on the face,
+ *   handed to wasmtime as one C value and lowered by it within the call, canonplan.py), for
+ *   every other canonical signature by the export's plan (_compvalue.c); NotImplemented when
+ *   the JSON is not plainly the arguments (nothing ran);
  * - arm(epoch), call_core(values, None) then post_core(): for every other canonical face:
  *   Python lowers into core values (and guest memory, through alloc(), after arm(): the
  *   guest's realloc runs under the call's deadline) and lifts the core result; the face's
@@ -53,8 +54,9 @@
 comp_call_fn comp_call;
 comp_post_fn comp_post;
 static set_deadline_fn set_deadline;
-/* wasmtime_component_valkind_t of U32, U64, F32, F64 (the kinds a face's core values have). */
-static uint8_t kind_u32, kind_u64, kind_f32, kind_f64;
+/* wasmtime_component_valkind_t of U32, U64, F32, F64 (the kinds a face's core values have)
+ * and STRING (a string parameter the face keeps). */
+static uint8_t kind_u32, kind_u64, kind_f32, kind_f64, kind_string;
 PyObject *failed_type, *trap_type, *text_fn;
 static PyObject *str_nan, *str_inf, *str_minus_inf, *str_size;
 
@@ -68,6 +70,7 @@ kind_of(char c)
     case 'i': return kind_u32;
     case 'q': return kind_u64;
     case 'f': return kind_f32;
+    case 's': return kind_string;
     default: return kind_f64;
     }
 }
@@ -119,10 +122,12 @@ take_memory(Face *self, PyObject *memory)
 }
 
 /* Face(ctx, func, post, realloc, core_params, core_result, ticks, wit_params, wit_result,
- * memory): addresses as ints (0: none); core types as a str of 'i', 'q', 'f', 'd'; wit_params
- * a tuple of WIT scalar or "string" names (or None: only call_core), wit_result one (or None:
- * no result); memory the instance's LinearMemory (.memory), needed for strings; plan (instead
- * of wit_params and wit_result) the export's plan(), for any other canonical signature. */
+ * memory): addresses as ints (0: none); core types as a str of 'i', 'q', 'f', 'd' and 's' (a
+ * string parameter the face keeps, which wasmtime lowers: canonplan); wit_params a tuple of
+ * WIT scalar or "string" names (or None: only call_core), wit_result one (or None: no
+ * result); memory the instance's LinearMemory (.memory), needed for strings in memory; plan
+ * (instead of wit_params and wit_result) the export's plan(), for any other canonical
+ * signature. */
 static int
 Face_init(Face *self, PyObject *args, PyObject *kwds)
 {
@@ -156,9 +161,10 @@ Face_init(Face *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     size_t n = strlen(core);
-    if (n > MAX_CORE || strlen(result) > 1 || strspn(core, "iqfd") != n
+    if (n > MAX_CORE || strlen(result) > 1 || strspn(core, "iqfds") != n
         || strspn(result, "iqfd") != strlen(result)) {
-        PyErr_SetString(PyExc_ValueError, "core types: at most 16 of 'i', 'q', 'f', 'd'");
+        PyErr_SetString(PyExc_ValueError,
+                        "core types: at most 16 of 'i', 'q', 'f', 'd', 's' (a result not 's')");
         return -1;
     }
     self->ctx = c;
@@ -193,6 +199,10 @@ Face_init(Face *self, PyObject *args, PyObject *kwds)
     self->plan = NULL;
     if (plan != Py_None) {
         /* Every other canonical signature: call_json() through the plan (_compvalue.c). */
+        if (memchr(core, 's', n) != NULL) {
+            PyErr_SetString(PyExc_ValueError, "a plan's face keeps no string");
+            return -1;
+        }
         if ((self->plan = comp_plan_of(plan)) == NULL || !comp_plan_fits(self->plan, self))
             return -1;
         self->plan_obj = Py_NewRef(plan);
@@ -207,24 +217,21 @@ Face_init(Face *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_ValueError, "wit_params: a tuple of WIT scalars and strings");
         return -1;
     }
-    /* The WIT types must flatten to the face's core signature exactly. */
-    char flat[2 * MAX_CORE + 1];
+    /* The WIT types must flatten to the face's core signature exactly; a string parameter is
+     * kept on the face (canonplan: wasmtime lowers it in the call). */
+    char flat[MAX_CORE + 1];
     size_t k = 0;
-    int strings = 0;
+    int strings = 0, kept = 0;  /* a string result (through memory), a string parameter */
     self->nwit = (int)PyTuple_GET_SIZE(wit_params);
-    for (int i = 0; i < self->nwit; i++) {
+    for (int i = 0; i < self->nwit && k < MAX_CORE; i++) {
         if (!wit_code(PyTuple_GET_ITEM(wit_params, i), &self->wit[i]))
             return -1;
-        if (self->wit[i] == W_STRING) {
-            strings = 1;
-            flat[k++] = 'i';
-            flat[k++] = 'i';
-        } else {
-            flat[k++] = core_of(self->wit[i]);
-        }
+        kept |= self->wit[i] == W_STRING;
+        flat[k++] = self->wit[i] == W_STRING ? 's' : core_of(self->wit[i]);
     }
     if (k != n || memcmp(flat, core, n) != 0) {
-        PyErr_SetString(PyExc_ValueError, "the WIT parameters do not flatten to the core ones");
+        PyErr_SetString(PyExc_ValueError, "the WIT parameters do not flatten to the core ones "
+                        "(a string parameter kept: 's')");
         return -1;
     }
     if (wit_result != Py_None) {
@@ -242,16 +249,11 @@ Face_init(Face *self, PyObject *args, PyObject *kwds)
     }
     if (strings) {
         if (memory == Py_None)
-            return 0;  /* no lane: strings need the memory */
-        for (int i = 0; i < self->nwit; i++)
-            if (self->wit[i] == W_STRING && self->realloc == NULL) {
-                PyErr_SetString(PyExc_ValueError, "string parameters need realloc");
-                return -1;
-            }
+            return 0;  /* no lane: a string result needs the memory */
         if (!take_memory(self, memory))
             return -1;
     }
-    self->scalar = !strings;
+    self->scalar = !strings && !kept;
     self->plain = 1;
     return 0;
 }
@@ -340,6 +342,25 @@ call_post(Face *self)
 static int
 set_core(cval *v, char core, PyObject *o)
 {
+    if (core == 's') {  /* a string the face keeps: its bytes, valid UTF-8 (or wasmtime aborts) */
+        if (!PyBytes_CheckExact(o)) {
+            PyErr_SetString(PyExc_TypeError, "a kept string's value is its UTF-8 bytes");
+            return 0;
+        }
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(o);
+        const unsigned char *e = p + PyBytes_GET_SIZE(o);
+        while ((p = skip_ascii(p, e)) < e) {
+            int k = utf8_char(p, e);
+            if (k == 0) {
+                PyErr_SetString(PyExc_ValueError, "a kept string's bytes are not UTF-8");
+                return 0;
+            }
+            p += k;
+        }
+        v->of.string.size = (size_t)PyBytes_GET_SIZE(o);
+        v->of.string.data = PyBytes_AS_STRING(o);
+        return 1;
+    }
     if (core == 'f' || core == 'd') {
         double d = PyFloat_AsDouble(o);
         if (d == -1.0 && PyErr_Occurred())
@@ -1209,8 +1230,6 @@ face_call_json(Face *self, PyObject *data, PyObject *epoch)
         return comp_call_plan(self, args[0], args[1]);
     if (!self->plain || !PyBytes_CheckExact(args[0]))
         Py_RETURN_NOTIMPLEMENTED;
-    const char *sp[MAX_CORE];
-    Py_ssize_t sn[MAX_CORE];
     const char *p = PyBytes_AS_STRING(args[0]);
     const char *end = p + PyBytes_GET_SIZE(args[0]);
     p = skip_ws(p, end);
@@ -1219,17 +1238,23 @@ face_call_json(Face *self, PyObject *data, PyObject *epoch)
     if (p == end || *p != '[')
         Py_RETURN_NOTIMPLEMENTED;
     p = skip_ws(p + 1, end);
-    for (int i = 0, k = 0; i < self->nwit; i++) {
+    /* One core value per parameter (the face keeps its strings: canonplan). */
+    for (int i = 0; i < self->nwit; i++) {
         if (i > 0) {
             if (p == end || *p != ',')
                 Py_RETURN_NOTIMPLEMENTED;
             p = skip_ws(p + 1, end);
         }
         if (self->wit[i] == W_STRING) {
-            if (!parse_string(&p, end, &sp[i], &sn[i]))
+            /* Valid UTF-8 (parse_string), which wasmtime copies from the JSON bytes (they
+             * outlive the call) and lowers within the call through the guest's realloc. */
+            const char *s;
+            Py_ssize_t n;
+            if (!parse_string(&p, end, &s, &n))
                 Py_RETURN_NOTIMPLEMENTED;
-            k += 2;
-        } else if (!parse_scalar(&p, end, self->wit[i], &self->params[k++])) {
+            self->params[i].of.string.size = (size_t)n;
+            self->params[i].of.string.data = s;
+        } else if (!parse_scalar(&p, end, self->wit[i], &self->params[i])) {
             Py_RETURN_NOTIMPLEMENTED;
         }
         p = skip_ws(p, end);
@@ -1242,24 +1267,6 @@ face_call_json(Face *self, PyObject *data, PyObject *epoch)
 parsed:
     if (!arm(self, args[1]))
         return NULL;
-    /* Each string into memory the guest's realloc gives, in order (canonabi's lowering). */
-    for (int i = 0, k = 0; i < self->nwit; i++) {
-        if (self->wit[i] != W_STRING) {
-            k++;
-            continue;
-        }
-        uint32_t ptr;
-        if (!guest_realloc(self, 1, (uint32_t)sn[i], &ptr))
-            return NULL;
-        uint64_t size;
-        if (!memory_size_now(self, &size))
-            return NULL;
-        if ((uint64_t)ptr + (uint64_t)sn[i] > size)
-            return canon_trap("realloc return: beyond end of memory");
-        memcpy(self->base + ptr, sp[i], (size_t)sn[i]);
-        self->params[k++].of.u32 = ptr;
-        self->params[k++].of.u32 = (uint32_t)sn[i];
-    }
     void *error = call_face(self);
     if (error != NULL)
         return raise_failed(error);
@@ -1397,7 +1404,7 @@ face_check(PyObject *o)
 
 
 /* bind(func_call, post_return, set_epoch_deadline, kinds, failed, trap, text): the addresses
- * of wasmtime's C functions, the kinds (U32, U64, F32, F64, BOOL) of
+ * of wasmtime's C functions, the kinds (U32, U64, F32, F64, BOOL, STRING) of
  * wasmtime_component_val_t, the exception classes a failure and a canonical-ABI trap are
  * raised as, and the function that raises the trap for bytes that are not UTF-8 in
  * wasmtime's words (canonabi._text). */
@@ -1408,8 +1415,8 @@ bind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (!takes(nargs, 7, "bind(three addresses, kinds, failed, trap, text)")
         || !function_addresses(args, 3, p))
         return NULL;
-    unsigned char k[5];
-    if (!PyArg_ParseTuple(args[3], "bbbbb", &k[0], &k[1], &k[2], &k[3], &k[4]))
+    unsigned char k[6];
+    if (!PyArg_ParseTuple(args[3], "bbbbbb", &k[0], &k[1], &k[2], &k[3], &k[4], &k[5]))
         return NULL;
     if (!PyType_Check(args[4]) || !PyType_Check(args[5])
         || !PyType_IsSubtype((PyTypeObject *)args[4], (PyTypeObject *)PyExc_Exception)
@@ -1425,6 +1432,7 @@ bind(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     kind_f32 = k[2];
     kind_f64 = k[3];
     kind_bool = k[4];
+    kind_string = k[5];
     Py_XSETREF(failed_type, Py_NewRef(args[4]));
     Py_XSETREF(trap_type, Py_NewRef(args[5]));
     Py_XSETREF(text_fn, Py_NewRef(args[6]));

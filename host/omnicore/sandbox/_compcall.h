@@ -13,7 +13,9 @@
 /* Core parameters of a face: the canonical ABI passes at most 16 (more go through memory). */
 #define MAX_CORE 16
 
-/* wasmtime_component_val_t: a kind byte, then the payload union (24 bytes) at offset 8. */
+/* wasmtime_component_val_t: a kind byte, then the payload union (24 bytes) at offset 8. A
+ * string is a wasm_name_t (size, data): as a parameter, bytes wasmtime copies (they stay the
+ * caller's; they must be valid UTF-8, or wasmtime aborts the process). */
 typedef struct {
     uint8_t kind;
     union {
@@ -21,6 +23,10 @@ typedef struct {
         uint64_t u64;
         float f32;
         double f64;
+        struct {
+            size_t size;
+            const char *data;
+        } string;
         uint8_t bytes[24];
     } of;
 } cval;
@@ -46,7 +52,8 @@ typedef struct {
     PyObject *clock_obj;  /* the engine Ticker's clock capsule, which keeps `clock` alive */
     EpochClock *clock;    /* what the door (_deadline.h) arms from */
     int nparams;
-    char core[MAX_CORE];  /* each core parameter: 'i' i32, 'q' i64, 'f' f32, 'd' f64 */
+    char core[MAX_CORE];  /* each core parameter: 'i' i32, 'q' i64, 'f' f32, 'd' f64, 's' a
+                           * string the face keeps (canonplan: wasmtime lowers it) */
     char result;          /* the core result, 0 for none */
     int scalar;           /* call() may be used: every WIT type a scalar */
     int plain;            /* call_json() may be used: scalars and strings (with memory) */

@@ -11,6 +11,16 @@ C value per core value and the host does the lowering and lifting itself (.flatc
 Resources, streams and futures (and value imports the reader does not know) leave the
 function on wasmtime's value API.
 
+One case keeps a WIT type on the face: a ``string`` parameter of a function whose parameters
+are all scalars and strings (nothing spilled to memory) stays a ``string`` (its core type
+``"string"``, two core values in the function's signature). wasmtime lowers it within the
+face's own call, through the lift's ``realloc``: the host hands it the UTF-8 bytes as one C
+value. Lowered by the host, each string was a call of the realloc face of its own before the
+export's (a component call costs more than the copy it makes room for: a 1 KiB string round
+trip was two component calls, 0.14 of wasmtime-py's call where every other row was under
+0.10). Strings inside other values keep the host's lowering: the order of the guest's
+``realloc`` calls stays the canonical ABI's.
+
 As for the byte faces, wasmtime validates each face against the core function's type when
 the component compiles, and the loader checks the planned types against wasmtime's own
 reflection of the export (compiled.py), so a misread signature never runs.
@@ -25,12 +35,12 @@ from omnicore.sandbox.component.canonabi import MAX_FLAT_PARAMS, MAX_FLAT_RESULT
 from omnicore.sandbox.component.hostcalls import HANDLER_CALL, PACKAGE
 from omnicore.sandbox.component.rawlift import RAW_PREFIX, Planned, RawForm, Reader
 
-__all__ = ["FACES_VERSION", "plan", "signature"]
+__all__ = ["FACES_VERSION", "face_params", "plan", "signature"]
 
 #: Which faces :func:`plan` gives, in the name of a cached compile (compiled.py): a compile
 #: holds the faces of the planner that made it, and a planner that names or chooses them
 #: differently must not find them (the export would quietly keep the value API).
-FACES_VERSION = 2
+FACES_VERSION = 3
 
 _PRIMS = {0x7F: "bool", 0x7E: "s8", 0x7D: "u8", 0x7C: "s16", 0x7B: "u16", 0x7A: "s32",
           0x79: "u32", 0x78: "s64", 0x77: "u64", 0x76: "f32", 0x75: "f64", 0x74: "char",
@@ -93,6 +103,10 @@ def _has_string(t: Ty | None) -> bool:
     return t is not None and "'string'" in repr(t)
 
 
+#: WIT types a face's parameter may keep (.flatcall's plain signatures: scalars and strings).
+_PLAIN = frozenset((*_PRIMS.values(),))
+
+
 def signature(params: tuple[Ty, ...], result: Ty | None) -> tuple[tuple[str, ...],
                                                                   tuple[str, ...]]:
     """The core signature the canonical ABI gives ``func(params) -> result``."""
@@ -102,6 +116,19 @@ def signature(params: tuple[Ty, ...], result: Ty | None) -> tuple[tuple[str, ...
     if len(core_result) > MAX_FLAT_RESULTS:
         core_result = ("i32",)
     return core_params, core_result
+
+
+def face_params(params: tuple[Ty, ...], result: Ty | None,
+                core_params: tuple[str, ...]) -> tuple[str, ...]:
+    """The face's parameters: ``core_params``, but each ``string`` parameter of a plain
+    signature (every parameter and the result a scalar or a string, nothing spilled) kept a
+    ``"string"`` (wasmtime lowers it in the face's call: see the module's docstring)."""
+    flat = sum(len(flatten(p)) for p in params)
+    if flat > MAX_FLAT_PARAMS or not all(len(p) == 1 and p[0] in _PLAIN for p in params) \
+            or (result is not None and not (len(result) == 1 and result[0] in _PLAIN)) \
+            or ("string",) not in params:
+        return core_params
+    return tuple(c for p in params for c in (("string",) if p == ("string",) else flatten(p)))
 
 
 def _handler_call(name: str) -> bool:
@@ -141,5 +168,6 @@ def plan(wasm: bytes) -> Planned:
         face = f"{RAW_PREFIX}canon-{rawlift.label(n)}"
         post = f"{face}-post" if lift.post_return is not None else None
         planned[name] = (RawForm(face, f"{face}-realloc" if needs_realloc else None, post,
-                                 (), "canon", core_params, core_result, params, result), lift)
+                                 (), "canon", face_params(params, result, core_params),
+                                 core_result, params, result), lift)
     return planned

@@ -58,15 +58,17 @@ from omnicore.sandbox.component.rawlift import RawForm
 
 __all__ = ["COMPCALL", "Bound", "FlatCall", "uses_memory"]
 
-#: A core value as the face carries it: (the C value's kind, its union field).
+#: A core value as the face carries it: (the C value's kind, its union field); a string the
+#: face keeps (.canonplan) is a ``wasm_name_t`` (size, data), bytes wasmtime lowers itself.
 _SLOT = {"i32": ("U32", "u32"), "i64": ("U64", "u64"), "f32": ("F32", "f32"),
-         "f64": ("F64", "f64")}
+         "f64": ("F64", "f64"), "string": ("STRING", "string")}
 #: Its struct code, and the C value's layout: values are written and read as bytes, one
 #: ``pack_into`` per call (a ctypes field access per value costs more than the C call).
-_CODE = {"i32": "I", "i64": "Q", "f32": "f", "f64": "d"}
+_CODE = {"i32": "I", "i64": "Q", "f32": "f", "f64": "d", "string": "QQ"}
 _SIZE = ctypes.sizeof(CAPI.wasmtime_component_val_t)
 _OF = CAPI.wasmtime_component_val_t.of.offset
-_WIDTH = {"I": 4, "Q": 8, "f": 4, "d": 8}
+_WIDTH = {"I": 4, "Q": 8, "f": 4, "d": 8, "QQ": 16}
+_STRING_KIND = COMPONENT_KINDS["STRING"]
 
 
 def _vals_struct(core: tuple[str, ...]) -> struct.Struct:
@@ -92,8 +94,8 @@ _EXPONENT = re.compile(rb"[0-9][eE]|0\.0000")
 #: WIT types the C face lowers and lifts itself (its ``call``).
 _SCALARS = frozenset(("bool", "s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64", "f32",
                       "f64", "char"))
-#: A core value's code in the C face's signature.
-_CORE = {"i32": "i", "i64": "q", "f32": "f", "f64": "d"}
+#: A core value's code in the C face's signature (``s``: a string the face keeps).
+_CORE = {"i32": "i", "i64": "q", "f32": "f", "f64": "d", "string": "s"}
 
 
 def _native_compcall() -> Any:
@@ -113,7 +115,7 @@ def _native_compcall() -> Any:
     ext.bind(address("wasmtime_component_func_call"),
              address("wasmtime_component_func_post_return"),
              address("wasmtime_context_set_epoch_deadline"),
-             tuple(COMPONENT_KINDS[k] for k in ("U32", "U64", "F32", "F64", "BOOL")),
+             tuple(COMPONENT_KINDS[k] for k in ("U32", "U64", "F32", "F64", "BOOL", "STRING")),
              _CallFailed, _CanonTrap, _text)
     return ext
 
@@ -157,6 +159,17 @@ def _node(t: Ty) -> tuple[Any, ...]:
     return (*head, (), (), (), 0, 0)  # a scalar or a string
 
 
+def _own_string(v: Any, out: list[Any], _cx: Cx) -> None:
+    """A string parameter the face keeps: its UTF-8 bytes (the value was checked: no lone
+    surrogates), which wasmtime lowers in the face's call."""
+    out.append(v.encode())
+
+
+def _bytes_address(raw: bytes) -> int:
+    """Where ``raw``'s bytes are (valid while ``raw`` is)."""
+    return int(ctypes.cast(ctypes.c_char_p(raw), c_void_p).value or 0)
+
+
 def uses_memory(form: RawForm) -> bool:
     """Whether calling ``form`` touches guest memory (then its instance's one memory must be
     known)."""
@@ -176,7 +189,10 @@ class FlatCall:
             args = ("tuple", params)
             self._args_align, self._args_size = align(args), size(args)
             self._store_args = storer(args)
-        self._lowers = tuple(lowerer(p) for p in params)
+        # A string the face keeps is its UTF-8 bytes, which wasmtime lowers (.canonplan).
+        self.kept = "string" in form.core_params
+        self._lowers = tuple(_own_string if self.kept and p == ("string",) else lowerer(p)
+                             for p in params)
         result = form.result_type
         self.returned = result is not None and len(flatten(result)) > MAX_FLAT_RESULTS
         if result is not None:
@@ -271,9 +287,18 @@ class FlatCall:
         """The export's JSON result for the checked JSON ``args``; _CallFailed, _CanonTrap."""
         cx = bound.cx
         flat = self._lower(args, cx)
-        slots = bound.slots
-        slots[1::2] = flat
-        self._pack(bound.view, 0, *slots)
+        if self.kept:  # each kept string's bytes (alive in flat through the call) by address
+            values: list[Any] = []
+            for kind, value in zip(self._kinds, flat, strict=True):
+                if kind == _STRING_KIND:
+                    values += (kind, len(value), _bytes_address(value))
+                else:
+                    values += (kind, value)
+            self._pack(bound.view, 0, *values)
+        else:
+            slots = bound.slots
+            slots[1::2] = flat
+            self._pack(bound.view, 0, *slots)
         ctx = bound.ctx
         error = CAPI.wasmtime_component_func_call(bound.face, ctx, bound.params, len(flat),
                                                   bound.out_ref, bound.nout)

@@ -55,7 +55,9 @@ class RawForm:
     #: ``"bytes"``, ``"string"`` or ``"result"`` (``result<list<u8>, string>``); ``"canon"``
     #: for any other signature (.canonplan: the host does the whole canonical ABI).
     result: str
-    #: The core function's parameter and result types (``"i32"``...): the face's signature.
+    #: The core function's parameter and result types (``"i32"``...): the face's signature;
+    #: a parameter ``"string"`` is a WIT string the face keeps (.canonplan: wasmtime lowers
+    #: it; two core values in the core function's signature).
     core_params: tuple[str, ...] = ()
     core_result: tuple[str, ...] = ("i32",)
     #: A canonical face's WIT parameter and result types, as .canonabi reads them.
@@ -393,8 +395,9 @@ def rewrite(wasm: bytes, planned: Planned) -> bytes:
     return bytes(out)
 
 
-#: A core value type as the face's component type carries it (i32 as u32, i64 as u64).
-_CORE = {"i32": _U32, "i64": 0x77, "f32": 0x76, "f64": 0x75}
+#: A core value type as the face's component type carries it (i32 as u32, i64 as u64; a
+#: string parameter the face keeps as a string).
+_CORE = {"i32": _U32, "i64": 0x77, "f32": 0x76, "f64": 0x75, "string": _STRING}
 
 
 def _results(form: RawForm) -> bytes:
