@@ -6,66 +6,21 @@ each edited as its JSON entry), saved into the YAML file with its comments kept,
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 from click.testing import CliRunner
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
 from omnicore import OmniApp
 from omnicore.cli.main import main
 from omnicore.console import ConsoleModule
-from tests.browsers import off_thread, shot
+from tests.browsers import shot
+from tests.console.test_workflow_editor import editing, sign_in
 from tests.waiting import eventually
 
-PASSWORD = "lovelace-1815"
-NOTES = """\
-# Hand-written: the team's greeting. Keep these comments.
-format: omniflow/v1
-name: notes
-description: Say hello to the team   # shown in the list
-steps:
-  # The one step: greet whoever is on call.
-  - id: hello
-    uses: plugin:greeter-rust/greet
-    with: {name: "on call"}   # who is greeted
-"""
-
-
-@pytest.fixture
-def editing(tmp_path: Path, greeter_wasm: Path) -> Iterator[tuple[OmniApp, ConsoleModule]]:
-    for folder in ("plugins", "workflows"):
-        (tmp_path / folder).mkdir()
-    shutil.copy(greeter_wasm, tmp_path / "plugins" / "greeter-rust.wasm")
-    (tmp_path / "workflows" / "notes.yaml").write_text(NOTES)
-    app = OmniApp("wf-outputs", environ={}, entry_points=False, overrides={
-        "data_dir": str(tmp_path / "data"), "plugins_dir": str(tmp_path / "plugins"),
-        "console": {"port": 0}, "workflows": {"dir": str(tmp_path / "workflows"),
-                                              "poll_s": 0.1},
-        "plugins": {"greeter-rust": {"grants": {"config": {}}}}})
-    module = ConsoleModule()
-    app.add_module(module)
-    off_thread(app.start)
-    assert module.console is not None
-    module.console.auth.store.add("ada", PASSWORD, "admin")
-    module.console.auth.store.add("vic", PASSWORD, "viewer")
-    try:
-        yield app, module
-    finally:
-        off_thread(app.stop)
-
-
-def sign_in(browser: Browser, url: str, name: str) -> Page:
-    page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
-    page.goto(f"{url}/login")
-    page.fill("input[name=name]", name)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    expect(page.locator("h1")).to_have_text("Overview")
-    return page
+# The editor's host (greeter-rust, notes.yaml, ada the admin, vic the viewer) and sign-in.
+__all__ = ["editing"]  # a fixture, used by name
 
 
 def test_outputs_and_triggers_are_set_in_the_editor_and_saved(
