@@ -75,8 +75,9 @@ def workspace(tmp: Path, module_cache: Path) -> dict[str, str]:
     """A checkout-like folder at ``tmp``; returns the environment to run commands in."""
     (tmp / ".venv").symlink_to(ROOT / ".venv")
     (tmp / "sdk").symlink_to(ROOT / "sdk")
-    shutil.copytree(ROOT / "plugins", tmp / "plugins",
-                    ignore=shutil.ignore_patterns("target", "node_modules", "*.wasm"))
+    for folder in ("plugins", "examples"):  # the sources the pages build
+        shutil.copytree(ROOT / folder, tmp / folder,
+                        ignore=shutil.ignore_patterns("target", "node_modules", "*.wasm"))
     only = tmp / ".path"
     only.mkdir()
     (only / "omnicore").symlink_to(OMNICORE)
