@@ -42,7 +42,9 @@ def test_a_dependency_added_after_the_first_build_is_installed(
              "export const whisper = (s) => s.toLowerCase();\n")
     _project(tmp_path, {"shout": "file:./deps/shout"},
              'import { shout } from "shout";\nexport function loud(s) { return shout(s); }\n')
-    first = build(proj, tmp_path / "out")
+    # force: a build of these same sources by an earlier run is in the build cache, and a
+    # cached build installs nothing (the second full run failed so).
+    first = build(proj, tmp_path / "out", force=True)
     assert (proj / "package-lock.json").is_file()  # the first install wrote it
     with runtime(engine, first) as rt:
         assert rt.call("loud", b"hi") == b"HI"
