@@ -139,8 +139,9 @@ func (r *RouteResponse) Encode() []byte {
 }
 
 // HandleRoute runs fn as a route handler: the input is decoded as a request (one that is not
-// an envelope is answered 400), fn's response encoded; an error fn returns is a 500 with its
-// message as text (a response, not a failed call: the host logs non-2xx as it likes).
+// an envelope is answered 400), fn's response encoded; an error fn returns is a 500
+// "internal error" (a response, not a failed call), its message written to the plugin's log,
+// never sent: it may hold what the caller must not see (specs/http-routes.md §3.1).
 //
 //	//go:wasmexport hello
 //	func hello(ptr, size uint32) uint64 {
@@ -150,17 +151,23 @@ func (r *RouteResponse) Encode() []byte {
 //	}
 func HandleRoute(ptr, size uint32, fn func(*RouteRequest) (*RouteResponse, error)) uint64 {
 	return Handle(ptr, size, func(input []byte) ([]byte, error) {
-		req, err := DecodeRoute(input)
-		if err != nil {
-			return TextReply(400, err.Error()).Encode(), nil
-		}
-		resp, err := fn(req)
-		if err != nil {
-			return TextReply(500, err.Error()).Encode(), nil
-		}
-		if resp == nil {
-			resp = Reply(204)
-		}
-		return resp.Encode(), nil
+		return serveRoute(input, fn), nil
 	})
+}
+
+// serveRoute is HandleRoute on one input: the response block it answers.
+func serveRoute(input []byte, fn func(*RouteRequest) (*RouteResponse, error)) []byte {
+	req, err := DecodeRoute(input)
+	if err != nil {
+		return TextReply(400, err.Error()).Encode()
+	}
+	resp, err := fn(req)
+	if err != nil {
+		Log.Error(err.Error())
+		return TextReply(500, "internal error").Encode()
+	}
+	if resp == nil {
+		resp = Reply(204)
+	}
+	return resp.Encode()
 }

@@ -249,14 +249,19 @@ impl Response {
 }
 
 /// Runs `handler` on one envelope: one that does not decode is answered 400, an error the
-/// handler returns 500 with its message (a response, not a failed call).
+/// handler returns 500 "internal error" (a response, not a failed call). The error's text
+/// goes to the plugin's log, never to the caller: it may hold what the caller must not see
+/// (specs/http-routes.md §3.1; every SDK's helper does the same).
 #[doc(hidden)]
 pub fn serve(input: &[u8], handler: impl FnOnce(Request) -> Result<Response, Error>) -> Vec<u8> {
     let response = match Request::decode(input) {
         Err(e) => Response::text(400, &e.to_string()),
         Ok(req) => match handler(req) {
             Ok(r) => r,
-            Err(e) => Response::text(500, &e.to_string()),
+            Err(e) => {
+                crate::log::error(&e.to_string());
+                Response::text(500, "internal error")
+            }
         },
     };
     response.encode()

@@ -175,3 +175,17 @@ fn handlers_run_through_the_abi_glue() {
     testing::reset();
     assert!(testing::logs().is_empty());
 }
+
+#[test]
+fn a_route_handlers_error_is_logged_not_sent() {
+    // The envelope of `GET /` (specs/http-routes.md §2): head_len, head JSON, no body.
+    let head = br#"{"method":"GET","path":"/"}"#;
+    let mut input = (head.len() as u32).to_le_bytes().to_vec();
+    input.extend_from_slice(head);
+    let out = omnicore::route::serve(&input, |_| Err(omnicore::Error::new("db password is hunter2")));
+    let n = u32::from_le_bytes([out[0], out[1], out[2], out[3]]) as usize;
+    let (answer_head, body) = (std::str::from_utf8(&out[4..4 + n]).unwrap(), &out[4 + n..]);
+    assert!(answer_head.contains("\"status\":500"), "{}", answer_head);
+    assert_eq!(body, b"internal error");
+    assert_eq!(testing::logs(), vec![(Level::Error, "db password is hunter2".to_string())]);
+}
