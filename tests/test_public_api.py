@@ -43,7 +43,7 @@ EXPECTED = {
     "omnicore.adapters": ["KINDS", "Environment", "cpu_quota", "detect"],
     "omnicore.logging": ["BoundLogger", "JsonFormatter", "TextFormatter", "configure",
                          "get_logger"],
-    "omnicore.telemetry": ["ON", "Settings", "configure", "db_operation", "export_metrics",
+    "omnicore.telemetry": ["ON", "Settings", "configure", "count", "db_operation", "export_metrics",
                            "flush", "ids",
                            "log_ids", "outbound_http", "reset", "resolve", "span", "start",
                            "traced_call", "traceparent"],

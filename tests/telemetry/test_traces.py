@@ -116,6 +116,9 @@ def test_a_rest_invoke_is_a_server_span_with_its_plugin_call_beneath(
     assert len(attrs["omnicore.plugin.digest"]) == len("sha256:") + 64
     assert attrs["omnicore.plugin.memory_bytes"] > 0
     assert attrs["omnicore.plugin.input_bytes"] == len('{"name": "Ada"}')
+    assert attrs["omnicore.plugin.host_calls.config"] == 1  # its greeting: no span of its own
+    assert {s.name for s in spans} == {"POST /api/v1/plugins/{name}/invoke",
+                                       "call greeter-rust/greet"}
     # The resource: the app's name and instance, OTEL_RESOURCE_ATTRIBUTES merged in.
     assert request.resource["service.name"] == "traced"
     assert request.resource["deployment.environment"] == "test"

@@ -6,10 +6,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from omnicore import telemetry
 from omnicore.errors import ConfigError
 from omnicore.sandbox import capability as cap
 
 __all__ = ["CAPABILITY", "lookup"]
+
+#: The plugin call span's attribute counting its config reads (omnicore.telemetry.count): a
+#: read is a dictionary lookup, never a span of its own.
+COUNTED = "omnicore.plugin.host_calls.config"
 
 
 def lookup(config: Mapping[str, Any], key: str) -> bytes | None:
@@ -56,6 +61,8 @@ def _value(state: _State, text: str) -> bytes | None:
 
 
 def _get(state: _State, mem: cap.GuestMemory, kptr: int, klen: int, out: int, out_cap: int) -> int:
+    if telemetry.ON:
+        telemetry.count(COUNTED)
     if klen > state.max_key:
         mem.check(kptr, klen, "config key")
         mem.check(out, out_cap, "output buffer")
@@ -75,6 +82,8 @@ def _get(state: _State, mem: cap.GuestMemory, kptr: int, klen: int, out: int, ou
 
 def _wit_get(state: _State, key: str) -> str | None:
     """``omnicore:plugin/config.get`` for components."""
+    if telemetry.ON:
+        telemetry.count(COUNTED)
     if len(key) > state.max_key:
         return None
     value = _value(state, key)

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from omnicore import telemetry
 from omnicore.capabilities import standalone
 from omnicore.capabilities.options import GrantLimits
 from omnicore.capabilities.types import AppServices
@@ -22,13 +23,14 @@ from omnicore.sandbox import capability as cap
 from omnicore.storage import (
     KVQuota,
     KVStore,
+    KVUsage,
     NotAnInteger,
     QuotaExceeded,
     Storage,
     StorageError,
     shared_storage,
 )
-from omnicore.storage.base import MAX_KEY_BYTES, MAX_LIST_KEYS
+from omnicore.storage.base import DEFAULT_QUOTA, MAX_KEY_BYTES, MAX_LIST_KEYS
 
 __all__ = [
     "CAPABILITY",
@@ -43,11 +45,48 @@ __all__ = [
 LIMITS = GrantLimits("kv", KVQuota(), ("max_bytes", "max_keys", "max_value_bytes"))
 
 
+#: The plugin call span's attribute counting its kv operations (omnicore.telemetry.count).
+COUNTED = "omnicore.plugin.host_calls.kv"
+
+
+class _Counted(KVStore):
+    """A plugin's keys while tracing is on: each operation counted on its plugin call's span
+    (:data:`COUNTED`) instead of being a span of its own (a kv call is microseconds). Bound
+    only when tracing is on: off, the host functions reach the store itself."""
+
+    def __init__(self, inner: KVStore) -> None:
+        self.inner = inner
+        self.plugin = inner.plugin
+
+    def get(self, key: str) -> bytes | None:
+        telemetry.count(COUNTED)
+        return self.inner.get(key)
+
+    def set(self, key: str, value: bytes, quota: KVQuota = DEFAULT_QUOTA) -> None:
+        telemetry.count(COUNTED)
+        self.inner.set(key, value, quota)
+
+    def delete(self, key: str) -> bool:
+        telemetry.count(COUNTED)
+        return self.inner.delete(key)
+
+    def incr(self, key: str, delta: int, quota: KVQuota = DEFAULT_QUOTA) -> int:
+        telemetry.count(COUNTED)
+        return self.inner.incr(key, delta, quota)
+
+    def list(self, prefix: str = "", limit: int = MAX_LIST_KEYS) -> list[str]:
+        telemetry.count(COUNTED)
+        return self.inner.list(prefix, limit)
+
+    def usage(self) -> KVUsage:
+        return self.inner.usage()
+
+
 class _State:
     __slots__ = ("quota", "store")
 
     def __init__(self, store: KVStore, quota: KVQuota) -> None:
-        self.store = store
+        self.store = _Counted(store) if telemetry.ON else store
         self.quota = quota
 
 

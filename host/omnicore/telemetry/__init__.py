@@ -22,7 +22,7 @@ from omnicore.telemetry._settings import Settings, resolve
 if TYPE_CHECKING:
     from omnicore.config.schema import TelemetryConfig
 
-__all__ = ["ON", "Settings", "configure", "db_operation", "export_metrics", "flush", "ids",
+__all__ = ["ON", "Settings", "configure", "count", "db_operation", "export_metrics", "flush", "ids",
            "log_ids", "outbound_http", "reset", "resolve", "span", "start", "traced_call",
            "traceparent"]
 
@@ -92,6 +92,14 @@ def span(name: str, attributes: Mapping[str, Any] | None = None, *, kind: str = 
     if not ON:
         return _OFF
     return _impl.span(name, attributes, kind, parent)  # type: ignore[no-any-return]
+
+
+def count(attribute: str) -> None:
+    """Add one to the integer ``attribute`` of the current span, if it is recorded: a cheap
+    host call (``omnicore.plugin.host_calls.kv``, ``.config``) counted on its plugin call's
+    span rather than made a span of its own. Nothing while off."""
+    if ON:
+        _impl.count(attribute)
 
 
 def db_operation(system: str, connector: str, statement: Any) -> Any:

@@ -47,8 +47,8 @@ from omnicore.telemetry._spans import (
     parse_traceparent,
 )
 
-__all__ = ["db_operation", "dropped", "flush", "ids", "log_ids", "outbound_http", "plugin_call",
-           "reset", "setup", "span", "span_counts", "traceparent"]
+__all__ = ["count", "db_operation", "dropped", "flush", "ids", "log_ids", "outbound_http",
+           "plugin_call", "reset", "setup", "span", "span_counts", "traceparent"]
 
 log = logging.getLogger("omnicore.telemetry")
 
@@ -337,6 +337,13 @@ def _memory_of(runtime: Any, usage: Callable[[], Any]) -> int:
         seen = (now, int(usage().memory_bytes))
         _memory[runtime] = seen
     return seen[1]
+
+
+def count(attribute: str) -> None:
+    current = CURRENT.get()
+    if current is not None and current.flags & 0x01 and current.__class__ is Span:
+        attributes = current.attributes
+        attributes[attribute] = attributes.get(attribute, 0) + 1
 
 
 def operation_of(statement: Any) -> str:

@@ -1,0 +1,99 @@
+"""A plugin call's span (omnicore.telemetry, issue 62, items 2 and 4): the fuel a metered
+call burnt and the memory its instances hold, and its cheap host calls (kv, config) counted
+on it rather than each made a span. Real plugins in a plugin host in this process, on an
+in-memory exporter, turned off again after each test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from omnicore import telemetry
+from omnicore.capabilities import kv
+from omnicore.plugins.host import PluginHost
+from omnicore.storage import KVQuota, SQLiteStorage
+from omnicore.telemetry import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = ROOT / "build" / "plugins"
+KV, CONFIG = "omnicore.plugin.host_calls.kv", "omnicore.plugin.host_calls.config"
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    telemetry.start(Settings(service_name="test"), "instance-1", exporter)
+    try:
+        yield exporter
+    finally:
+        telemetry.reset()
+    assert telemetry.ON is False
+
+
+def calls(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    telemetry.flush()
+    return [s for s in exporter.get_finished_spans() if s.name == name]
+
+
+# counter-rust is a core module, counter-python a component: the two lanes host calls take.
+@pytest.mark.parametrize("plugin", ["counter-rust", "counter-python"])
+def test_kv_and_config_are_counted_on_the_calls_span_never_spans_of_their_own(
+        spans: InMemorySpanExporter, plugin: str, tmp_path: Path) -> None:
+    with PluginHost(data_dir=tmp_path) as host:
+        host.load(PLUGINS / f"{plugin}.wasm", name=plugin, grants=["kv", "config"],
+                  config={"start": 10})
+        assert host.call(plugin, "count", b'{"by": 2}') == b'{"count":12}'
+        assert host.call(plugin, "count", b'{"by": 3}') == b'{"count":15}'
+    made = calls(spans, f"call {plugin}/count")
+    assert len(made) == 2
+    for span in made:  # count reads config "start" once and increments its key once
+        assert span.attributes is not None
+        assert span.attributes[CONFIG] == 1 and span.attributes[KV] == 1
+    assert {s.name for s in spans.get_finished_spans()} == {f"call {plugin}/count"}
+
+
+def test_a_metered_call_carries_the_fuel_it_burnt_and_its_memory(
+        spans: InMemorySpanExporter) -> None:
+    with PluginHost() as host:
+        host.load(PLUGINS / "greeter-rust.wasm", name="greeter", grants=["config", "log"],
+                  limits={"fuel": 50_000_000})
+        host.call("greeter", "greet", b'{"name": "Ada"}')
+        host.call("greeter", "greet", b'{"name": "Grace, at some length"}')
+        burnt = dict(host.usage_items())["greeter"].fuel
+    made = calls(spans, "call greeter/greet")
+    assert len(made) == 2
+    fuel = [s.attributes["omnicore.plugin.fuel"] for s in made if s.attributes]
+    assert all(f > 0 for f in fuel) and sum(fuel) == burnt  # each call's own, not the total
+    for span in made:
+        assert span.attributes is not None
+        assert span.attributes["omnicore.plugin.memory_bytes"] > 0
+        assert span.attributes[CONFIG] == 1 and KV not in span.attributes
+
+
+def test_outside_a_recorded_span_nothing_is_counted(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    telemetry.start(Settings(service_name="test", sampler="always_off"), "i", exporter)
+    try:
+        with PluginHost(data_dir=tmp_path) as host:
+            host.load(PLUGINS / "counter-rust.wasm", name="c", grants=["kv", "config"])
+            assert host.call("c", "count", b"{}") == b'{"count":1}'
+        telemetry.flush()
+        assert exporter.get_finished_spans() == ()
+    finally:
+        telemetry.reset()
+    store = SQLiteStorage(tmp_path / "kv.db").kv("p")
+    assert kv._State(store, KVQuota()).store is store  # off: the host calls reach the store
+    telemetry.start(Settings(service_name="test"), "i", exporter)
+    try:
+        counted = kv._State(store, KVQuota()).store
+        assert counted is not store
+        counted.set("k", b"1")  # in no span: counted on nothing, and no span made
+        with telemetry.span("outer") as outer:
+            assert counted.incr("k", 1) == 2
+            assert outer.attributes[kv.COUNTED] == 1
+    finally:
+        telemetry.reset()
