@@ -20,6 +20,7 @@ from omnicore.storage import (
     Storage,
     ValueTooLarge,
 )
+from omnicore.storage.base import Appended, KeyedJob
 
 
 @pytest.fixture
@@ -378,3 +379,22 @@ def test_jobs_release_others_makes_every_other_owners_job_due_at_once(store: Sto
     assert again is not None and again.id == dead.id
     assert again.attempts == 2                    # the dead host's delivery still counts
     assert store.queue.claim("rt-me", time.time(), 3600) is None   # mine kept their lease
+
+
+def test_an_event_is_logged_with_its_jobs_and_a_replay_of_its_origin_writes_nothing(
+        store: Storage) -> None:
+    jobs = [KeyedJob(f"k:{{event}}:{h}", JobSpec("p", h, b"body", time.time()), f"d-{h}")
+            for h in ("a", "b")]
+    done = store.events.append_with_jobs("plugin.q.x", "q", b"data", 64, 2, jobs,
+                                         origin="o:1")
+    assert done.first and len(done.jobs) == 2
+    assert [store.queue.get(j).handler for j in done.jobs] == ["a", "b"]  # type: ignore[union-attr]
+    assert store.events.get(done.event_id).hops == 2  # type: ignore[union-attr]
+    again = store.events.append_with_jobs("plugin.q.x", "q", b"data", 64, 2, jobs,
+                                          origin="o:1", replay=True)
+    assert again == Appended(done.event_id, (), False)
+    assert len(store.queue.list(plugin="p")) == 2 and len(store.events.recent(9)) == 1
+    # Each delivery's key names the new event: another host's keyed enqueue finds the job.
+    found, _, made = store.queue.add_keyed(JobSpec("p", "a", b"body", time.time()),
+                                           f"k:{done.event_id}:a", "d-a", time.time(), 3600)
+    assert (found, made) == (done.jobs[0], False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -162,76 +163,167 @@ def test_a_publish_rate_that_is_not_positive_is_refused(make_app: Callable[..., 
             "capabilities": {"events": {"max_publish_per_s": 0}}}).start()
 
 
-def test_an_outage_of_the_queue_holds_durable_deliveries_and_queues_them_when_it_ends(
+def _two(ev_app: OmniApp) -> Any:
+    ev_app.plugins.load(events_wasm("src"), grants=GRANTS)
+    ev_app.plugins.load(events_wasm("sink", [{"topic": "plugin.src.*", "handler": "on_event",
+                                              "durable": True}]), grants=GRANTS)
+    (sub,) = [s for s in ev_app.subscriptions.all() if s.plugin == "sink"]
+    return sub
+
+
+def _spooled(ev_app: OmniApp) -> list[Any]:
+    """The records of the host's event spool file."""
+    from omnicore.core import spool
+
+    found = list((ev_app.data_dir / "spool").glob("events-*.spool"))
+    out = []
+    for path in found:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            out += list(spool._records(fd))
+        finally:
+            os.close(fd)
+    return out
+
+
+def test_a_publish_the_database_cannot_take_is_spooled_and_logged_with_its_deliveries_later(
         ev_app: OmniApp, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    # The publish was told the event was taken (the event log has it): its durable
-    # subscribers get it, though the queue went away between the two writes (seen in the
-    # cluster's outage test: three events lost).
+    # The event and its durable deliveries commit in one transaction; when the database is
+    # away the publish is written to the spool (fsynced) and the plugin told it was taken.
     from omnicore.storage import StorageError
 
     caplog.set_level(logging.INFO, logger="omnicore.subscriptions")
-    ev_app.plugins.load(events_wasm("src"), grants=GRANTS)
-    ev_app.plugins.load(events_wasm("sink", [{"topic": "plugin.src.*", "handler": "on_event",
-                                              "durable": True}]), grants=GRANTS)
-    (sub,) = [s for s in ev_app.subscriptions.all() if s.plugin == "sink"]
-    enqueue_once = ev_app.jobs.enqueue_once
+    sub = _two(ev_app)
+    events = ev_app.storage.events
+    append = events.append_with_jobs
     refused: list[str] = []
 
-    def away(*args: Any, **kwargs: Any) -> int:
-        refused.append(args[3])  # the delivery key
+    def away(*args: Any, **kwargs: Any) -> Any:
+        refused.append(args[0])
         raise StorageError("storage test.db: unreachable")
 
-    monkeypatch.setattr(ev_app.jobs, "enqueue_once", away)
+    monkeypatch.setattr(events, "append_with_jobs", away)
     assert pub(ev_app, "src", "a") == 0 and pub(ev_app, "src", "b") == 0
-    # Held, not dropped; the publisher was not failed; tried again in the background.
-    eventually(lambda: len(refused) >= 4, "the held deliveries tried again")
-    assert sub.dropped == 0 and seen(ev_app, "sink") == 0
-    # Other hosts' events cannot be read either: nothing raises into the listener's thread.
-    ids = [r.id for r in ev_app.storage.events.recent(2)]
-    monkeypatch.setattr(ev_app.storage.events, "get_many", away)
-    ev_app.subscriptions._from_another_host(ids)
-    monkeypatch.setattr(ev_app.jobs, "enqueue_once", enqueue_once)
+    assert [r["topic"] for r in _spooled(ev_app)] == ["plugin.src.a", "plugin.src.b"]
+    eventually(lambda: refused.count("plugin.src.a") >= 2, "the held publishes tried again")
+    assert sub.dropped == 0 and seen(ev_app, "sink") == 0 and ev_app.subscriptions.held == 2
+    # While the spool holds anything, a publish joins it (in order), the database up or not.
+    monkeypatch.setattr(events, "append_with_jobs", append)
     assert pub(ev_app, "src", "c") == 0
     eventually(lambda: seen(ev_app, "sink") == 3, "every durable delivery after the outage")
-    assert sub.dropped == 0
-    topics = sorted(json.loads(j.payload)["topic"] for j in ev_app.jobs.list(plugin="sink"))
-    assert topics == ["plugin.src.a", "plugin.src.b", "plugin.src.c"]  # each queued once
-    lines = [(r.levelno, r.getMessage(), r.exc_info) for r in caplog.records
+    assert sub.dropped == 0 and ev_app.subscriptions.held == 0
+    jobs = sorted(json.loads(j.payload)["topic"] for j in ev_app.jobs.list(plugin="sink"))
+    assert jobs == ["plugin.src.a", "plugin.src.b", "plugin.src.c"]  # each queued once
+    assert sorted(r.topic for r in events.recent(5)) == jobs  # each logged once
+    assert _spooled(ev_app) == []  # drained: emptied
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records
              if r.name == "omnicore.subscriptions"]
     assert lines[0] == (logging.ERROR, "event subscriptions paused: storage test.db: "
-                        "unreachable; retrying in the background", None)
+                        "unreachable; retrying in the background")
     assert lines[1][1].startswith("event subscriptions resumed") and len(lines) == 2, lines
 
 
-def test_what_an_outage_holds_is_bounded_and_a_stop_counts_what_is_left(
+def test_a_replayed_publish_whose_commit_was_lost_is_logged_and_queued_once(
+        ev_app: OmniApp) -> None:
+    # The commit's answer lost (the connection dropped as it committed): the publish was
+    # logged and also spooled. The replay finds its origin and writes nothing.
+    _two(ev_app)
+    subs = ev_app.subscriptions
+    first = subs._log("plugin.src.x", "src", b"1", 1, [("sink", "on_event")], "o-1")
+    again = subs._apply({"k": "event", "origin": "o-1", "topic": "plugin.src.x",
+                         "plugin": "src", "data": "MQ==", "hops": 1,
+                         "to": [["sink", "on_event"]]})
+    assert again and [r.id for r in ev_app.storage.events.recent(5)] == [first]
+    eventually(lambda: seen(ev_app, "sink") == 1, "the one delivery")
+    assert len(ev_app.jobs.list(plugin="sink")) == 1
+
+
+def test_a_plugin_filling_its_share_of_the_hold_is_refused_and_its_neighbours_are_not(
+        make_app: Callable[..., OmniApp], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from omnicore.storage import StorageError
+
+    app = make_app(builtin_extensions=None, overrides={
+        "sandbox": {"watch": False},
+        "capabilities": {"events": {"held_bytes_per_plugin": 2000, "held_bytes": 100_000},
+                         "tasks": {"poll_s": 0.2, "backoff_ms": 20}}})
+    app.start()
+    try:
+        app.plugins.load(events_wasm("noisy"), grants=GRANTS)
+        app.plugins.load(events_wasm("quiet"), grants=GRANTS)
+        app.plugins.load(events_wasm("sink", [{"topic": "plugin.*.*", "handler": "on_event",
+                                               "durable": True}]), grants=GRANTS)
+
+        def away(*args: Any, **kwargs: Any) -> Any:
+            raise StorageError("storage test.db: unreachable")
+
+        events = app.storage.events
+        append = events.append_with_jobs
+        monkeypatch.setattr(events, "append_with_jobs", away)
+        payload = b'"' + b"x" * 500 + b'"'
+        statuses = [pub(app, "noisy", f"n{i}", payload) for i in range(6)]
+        # 3 fit in 2000 bytes; the rest are refused with QUOTA, never UNAVAILABLE.
+        assert statuses == [0, 0, 0, Status.QUOTA, Status.QUOTA, Status.QUOTA], statuses
+        assert app.subscriptions.held_drops["noisy"] == 3
+        assert any("'noisy': 1 publish(es) refused" in r.getMessage() and
+                   "held_bytes_per_plugin" in r.getMessage() for r in caplog.records)
+        # Its neighbour's publishes are taken, though noisy's share is full.
+        assert [pub(app, "quiet", f"q{i}", payload) for i in range(3)] == [0, 0, 0]
+        monkeypatch.setattr(events, "append_with_jobs", append)
+        eventually(lambda: seen(app, "sink") == 6, "the held publishes delivered")
+        topics = sorted(json.loads(j.payload)["topic"] for j in app.jobs.list(plugin="sink"))
+        assert topics == [f"plugin.noisy.n{i}" for i in range(3)] + \
+            [f"plugin.quiet.q{i}" for i in range(3)]
+        # Drained, the share is free again.
+        assert pub(app, "noisy", "n9", payload) == 0
+    finally:
+        app.stop(grace=1)
+
+
+def test_a_host_event_delivery_the_queue_refuses_is_spooled_under_a_key(
+        ev_app: OmniApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    from omnicore.storage import StorageError
+
+    ev_app.plugins.load(events_wasm("sink", [{"topic": "job.dead", "handler": "on_event",
+                                              "durable": True}]), grants=GRANTS)
+    tried: list[str] = []
+
+    def away(*args: Any, **kwargs: Any) -> int:
+        tried.append(args[1])
+        raise StorageError("storage test.db: unreachable")
+
+    monkeypatch.setattr(ev_app.jobs, "enqueue", away)
+    monkeypatch.setattr(ev_app.jobs, "enqueue_once", away)
+    from omnicore.jobs.events import JobDead
+
+    ev_app.events.publish(JobDead(job_id=1, plugin="x", handler="y", attempt=1, error="e"))
+    (record,) = _spooled(ev_app)
+    assert record["k"] == "delivery" and record["key"].startswith("omnicore:event:host:")
+    monkeypatch.undo()
+    eventually(lambda: seen(ev_app, "sink") == 1, "the spooled host event delivered")
+    assert _spooled(ev_app) == []
+
+
+def test_a_stop_keeps_what_is_held_and_the_next_start_queues_it_once(
         ev_app: OmniApp, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     from omnicore.storage import StorageError
-    from omnicore.subscriptions import service
 
-    ev_app.plugins.load(events_wasm("src"), grants=GRANTS)
-    ev_app.plugins.load(events_wasm("sink", [{"topic": "plugin.src.*", "handler": "on_event",
-                                              "durable": True}]), grants=GRANTS)
-    (sub,) = [s for s in ev_app.subscriptions.all() if s.plugin == "sink"]
+    _two(ev_app)
+    events = ev_app.storage.events
+    append = events.append_with_jobs
 
-    def away(*args: Any, **kwargs: Any) -> int:
+    def away(*args: Any, **kwargs: Any) -> Any:
         raise StorageError("storage test.db: unreachable")
 
-    monkeypatch.setattr(ev_app.jobs, "enqueue_once", away)
-    body = 600  # an event's delivery body is its topic and data: two fit, not three
-    monkeypatch.setattr(service, "HELD_BYTES", 2 * body)
-    for topic in ("a", "b", "c"):
-        assert pub(ev_app, "src", topic, b'"' + b"x" * (body - 100) + b'"') == 0
-    assert sub.dropped == 1 and len(ev_app.subscriptions._held) == 2
-    assert any("a durable delivery was dropped" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(events, "append_with_jobs", away)
+    assert [pub(ev_app, "src", t) for t in "abc"] == [0, 0, 0]
     ev_app.subscriptions.stop()  # as the app's stop does
-    assert sub.dropped == 3
-    assert any("2 durable event deliveries held through the outage were not queued" in
-               r.getMessage() for r in caplog.records)
-    # Started again (an app's restart), the service holds and retries again.
-    ev_app.subscriptions.start()
-    assert pub(ev_app, "src", "d") == 0
-    assert len(ev_app.subscriptions._held) == 1
-    thread = ev_app.subscriptions._held_thread
-    assert thread is not None and thread.is_alive()
+    assert any("3 event publish(es) and durable deliveries held through the outage stay in"
+               in r.getMessage() for r in caplog.records)
+    assert len(_spooled(ev_app)) == 3  # kept on disk, not lost
+    monkeypatch.setattr(events, "append_with_jobs", append)
+    ev_app.subscriptions.start()  # the next start adopts and drains it
+    eventually(lambda: seen(ev_app, "sink") == 3, "the held publishes after the restart")
+    assert len(ev_app.jobs.list(plugin="sink")) == 3 and _spooled(ev_app) == []

@@ -74,6 +74,8 @@ def message_id(app: str, event: Event) -> str:
     broker id it came with, any other by a fresh uuid taken once."""
     if isinstance(event, PluginEvent) and event.event_id is not None:
         return f"{app}:event:{event.event_id}"
+    if isinstance(event, PluginEvent) and event.origin is not None:
+        return f"{app}:origin:{event.origin}"  # held in the spool: no event id yet
     if isinstance(event, BridgeEvent):
         return f"{app}:bridge:{event.bridge}:{event.message_id}"
     return f"{app}:{uuid.uuid4().hex}"

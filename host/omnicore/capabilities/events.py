@@ -33,7 +33,8 @@ TOPIC = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 MAX_TOPIC_BYTES = 200
 
 _REFUSED = {Refusal.TOO_LARGE: cap.Status.TOO_LARGE, Refusal.HOPS: cap.Status.QUOTA,
-            Refusal.RATE: cap.Status.QUOTA, Refusal.UNAVAILABLE: cap.Status.UNAVAILABLE}
+            Refusal.RATE: cap.Status.QUOTA, Refusal.HELD: cap.Status.QUOTA,
+            Refusal.UNAVAILABLE: cap.Status.UNAVAILABLE}
 
 
 #: The topics of a plugin's publishes to a broker: ``bridge.<bridge>.<subject>``.

@@ -35,6 +35,7 @@ from omnicore.jobs.worker import JobRunner
 from omnicore.logging import get_logger
 from omnicore.storage import Job, JobSpec, Storage, StorageError
 from omnicore.storage.base import JobState
+from omnicore.storage.catalog_rows import version_digest
 
 __all__ = ["IDEMPOTENCY_KEEP_S", "Jobs", "KeyReused", "check_digest"]
 
@@ -56,12 +57,7 @@ def check_digest(store: Storage, plugin: str, digest: str, also: Sequence[str] =
     the plugin, one a host sharing ``store`` reports serving it, or one of ``also`` (this
     host's own). PluginNotFound names a digest no host could ever claim the job for;
     ValueError a malformed one."""
-    text = digest.strip().lower()
-    full = text if text.startswith("sha256:") else f"sha256:{text}"
-    hexpart = full.removeprefix("sha256:")
-    if len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
-        raise ValueError(f"digest {digest[:80]!r} is not a plugin version: sha256:<64 hex "
-                         "digits>, as omnicore plugins versions lists them")
+    full = version_digest(digest)
     known = {v.digest for v in store.catalog.versions(plugin)} | set(also)
     known |= {str(report.get("digest")) for i in store.instances.all()
               if isinstance(report := i.plugins.get(plugin), dict)}
@@ -182,24 +178,44 @@ class Jobs:
         if version is not None:
             version = self.check_digest(plugin, version)
         self._check_handler(plugin, handler, version)
-        parts: tuple[bytes, ...] = (plugin.encode(), handler.encode(), bytes(payload))
-        if version is not None:
-            parts = (*parts, version.encode())
-        digest = hashlib.sha256(b"\0".join(parts)).hexdigest()
         now = time.time()
-        spec = JobSpec(plugin, handler, bytes(payload), now + delay_s,
-                       max_attempts or self.policy.max_attempts, self.policy.backoff_ms, source,
-                       hops, version, telemetry.traceparent())
+        spec, digest = self.keyed(plugin, handler, payload, source=source, hops=hops,
+                                  run_at=now + delay_s, version=version,
+                                  max_attempts=max_attempts)
         job_id, first, made = self._storage().queue.add_keyed(spec, key, digest, now,
                                                               IDEMPOTENCY_KEEP_S)
         if first != digest:
             raise KeyReused(f"idempotency key {key[:80]!r} was used for job {job_id} with "
                             "another plugin, handler or payload; use a new key")
         if made:
-            self._events.publish(JobQueued(job_id=job_id, plugin=plugin, handler=handler,
-                                           source=source, hops=hops + 1))
-            self.wake()
+            self.queued([(job_id, spec)])
         return job_id, made
+
+    def keyed(self, plugin: str, handler: str, payload: bytes, *, source: str, hops: int,
+              run_at: float | None = None, version: str | None = None,
+              max_attempts: int | None = None) -> tuple[JobSpec, str]:
+        """The job :meth:`enqueue_once` would queue, and the digest its key is held to (the
+        plugin, handler, payload and version): for a store queuing it in a transaction of
+        its own (an event's durable deliveries, :meth:`EventLog.append_with_jobs`); then
+        :meth:`queued`. Nothing is checked."""
+        parts: tuple[bytes, ...] = (plugin.encode(), handler.encode(), bytes(payload))
+        if version is not None:
+            parts = (*parts, version.encode())
+        digest = hashlib.sha256(b"\0".join(parts)).hexdigest()
+        spec = JobSpec(plugin, handler, bytes(payload),
+                       time.time() if run_at is None else run_at,
+                       max_attempts or self.policy.max_attempts, self.policy.backoff_ms, source,
+                       hops, version, telemetry.traceparent())
+        return spec, digest
+
+    def queued(self, jobs: Sequence[tuple[int, JobSpec]]) -> None:
+        """Say that ``jobs`` (id, spec) were queued (``job.queued``) and wake the workers."""
+        for job_id, spec in jobs:
+            self._events.publish(JobQueued(job_id=job_id, plugin=spec.plugin,
+                                           handler=spec.handler, source=spec.source,
+                                           hops=spec.hops + 1))
+        if jobs:
+            self.wake()
 
     def check_digest(self, plugin: str, digest: str) -> str:
         """``digest`` as a job asks for a version of ``plugin``, checked (:func:`check_digest`,

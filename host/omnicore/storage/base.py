@@ -51,6 +51,7 @@ __all__ = [
     "JOB_STATES",
     "MAX_KEY_BYTES",
     "MAX_LIST_KEYS",
+    "Appended",
     "DataDirLocked",
     "EventRecord",
     "Job",
@@ -60,6 +61,7 @@ __all__ = [
     "KVQuota",
     "KVStore",
     "KVUsage",
+    "KeyedJob",
     "NotAnInteger",
     "PluginJobs",
     "QuotaExceeded",
@@ -139,6 +141,28 @@ class JobSpec:
     #: The W3C ``traceparent`` of the span that queued it (omnicore.telemetry): its run
     #: continues that trace on whichever host claims it. None: tracing was off.
     trace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedJob:
+    """A job queued in the transaction that logs its event (:meth:`EventLog.append_with_jobs`):
+    ``spec`` under the idempotency ``key`` (``{event}`` in it stands for the new event's id),
+    ``digest`` as :meth:`JobQueue.add_keyed` takes it."""
+
+    key: str
+    spec: JobSpec
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What :meth:`EventLog.append_with_jobs` did: the event's id and the jobs it queued (in
+    the order asked), or, ``first`` False, the id the same ``origin`` was logged under before
+    (a replay: nothing was written now)."""
+
+    event_id: int
+    jobs: tuple[int, ...] = ()
+    first: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +397,16 @@ class EventLog(abc.ABC):
     @abc.abstractmethod
     def append(self, topic: str, plugin: str | None, payload: bytes, retain: int,
                hops: int = 1) -> int: ...
+
+    @abc.abstractmethod
+    def append_with_jobs(self, topic: str, plugin: str | None, payload: bytes, retain: int,
+                         hops: int, jobs: Sequence[KeyedJob], *, origin: str,
+                         replay: bool = False, keep_s: float = 86400.0) -> Appended:
+        """:meth:`append` and queue ``jobs`` (its durable deliveries) in one transaction: the
+        event is never logged without them. ``origin`` names this publish for ever (an
+        idempotency key kept ``keep_s``, beside the jobs' keys): with ``replay`` (the publish
+        was held through an outage and may have been logged already, its commit's answer
+        lost), an origin logged before writes nothing and answers its event id."""
 
     @abc.abstractmethod
     def recent(self, limit: int = 100, topic_prefix: str = "") -> list[EventRecord]:

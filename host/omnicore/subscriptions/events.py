@@ -25,6 +25,12 @@ class PluginEvent(Event):
     #: Its id in the storage's event log (None: not logged): what every host of a shared
     #: database names it by, so a durable delivery is queued once whichever host queues it.
     event_id: int | None = None
+    #: This host's durable deliveries of it were stored with it (the event log's
+    #: transaction, or the spool through an outage): routing it queues no more of them.
+    stored: bool = False
+    #: What names the publish for ever, logged or still held in the spool (the event log
+    #: has not given it an id yet): the outbound bridges' message id then.
+    origin: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,11 +6,20 @@ bus event to the subscribers whose pattern matches it.
 
 Delivery never runs on the publisher's call: each subscriber has a bounded in-memory inbox
 drained by a small thread pool (an overflow is dropped, counted and logged), or, with
-``durable: true``, a job in the durable queue (at least once, survives a restart). A durable
-delivery the queue refuses (the database went away between the event log's write and the
-queue's) is held in memory and queued again once the database answers, by one thread, so an
-event a publish was told was taken reaches its durable subscribers; what is held is bounded
-(:data:`HELD_BYTES`: beyond it a delivery is dropped, counted and logged).
+``durable: true``, a job in the durable queue (at least once, survives a restart).
+
+A plugin's publish is an outbox: the event and this host's durable deliveries of it commit in
+one transaction (:meth:`EventLog.append_with_jobs`), so a logged event always has its jobs.
+When the database cannot take it, the publish is written to this host's spool
+(:class:`~omnicore.core.spool.Spool`, ``<data_dir>/spool/events-<runtime id>.spool``, fsynced
+before the publish returns) and the plugin is told it was taken; one thread logs each held
+publish with its deliveries once the database answers, oldest first, under the publish's
+origin key, so a replay (a host killed while draining, restarted, adopting the file) logs and
+queues nothing twice. A durable delivery the queue refuses otherwise (a host event, another
+host's event read in the moment the database went away) is spooled the same way under its
+delivery key. What is held is bounded per publishing plugin (``held_bytes_per_plugin``: over
+it the publish is refused, ``Refusal.HELD``, its neighbours unaffected) and in all
+(``held_bytes``).
 
 Hosts sharing a database hear each other's plugin events (the event log's announcements), and
 each delivers them to the subscribers it has: live ones on this host, durable ones as a job
@@ -31,8 +40,11 @@ import enum
 import functools
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from prometheus_client.registry import Collector
@@ -40,11 +52,13 @@ from prometheus_client.registry import Collector
 from omnicore.core.events import Event, Subscription
 from omnicore.core.manifest_entries import granted_entries
 from omnicore.core.outage import Outage
+from omnicore.core.spool import Spool, decode_bytes, encode_bytes
 from omnicore.errors import ConfigError
 from omnicore.jobs import Jobs, at_hops, current_hops
+from omnicore.jobs.service import IDEMPOTENCY_KEEP_S
 from omnicore.logging import get_logger
 from omnicore.storage import Storage, StorageError
-from omnicore.storage.base import EventRecord
+from omnicore.storage.base import EventRecord, KeyedJob
 from omnicore.subscriptions.events import BridgeEvent, PluginEvent, event_body
 from omnicore.subscriptions.metrics import SubscriberMetrics
 from omnicore.subscriptions.subscriber import Subscriber, manifest_subscriptions
@@ -59,8 +73,22 @@ log = get_logger("omnicore.subscriptions")
 DELIVERY_KEYS = "omnicore:event:"
 
 
-#: The bytes of durable deliveries held through an outage of the queue, at most.
-HELD_BYTES = 16 * 1024 * 1024
+#: What the spool holds through an outage, at most: in all, and of each publishing plugin.
+HELD_BYTES = 64 * 1024 * 1024
+HELD_BYTES_PER_PLUGIN = 4 * 1024 * 1024
+#: A spool whose drained records take more than this (and four times what is pending) is
+#: compacted.
+COMPACT_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """One record of the spool still to be written to the database: its ``owner`` (the
+    publishing plugin, "" for the host) is charged its ``size``."""
+
+    record: dict[str, Any]
+    owner: str
+    size: int
 
 
 def delivery_key(event_id: int, sub: Subscriber) -> str:
@@ -75,6 +103,8 @@ class Refusal(enum.Enum):
     HOPS = "the event would be over capabilities.events.max_hops"
     RATE = "the plugin publishes over capabilities.events.max_publish_per_s"
     UNAVAILABLE = "the storage's event log cannot be written"
+    HELD = ("the plugin's share of the events held until the database answers "
+            "(capabilities.events.held_bytes_per_plugin) is full")
 
 
 class SubscriptionsApp(HostApp, Protocol):
@@ -94,7 +124,8 @@ class Subscriptions:
     Options (``capabilities.events``): ``queue_size`` (1000 per subscriber), ``workers`` (4),
     ``max_hops`` (8), ``retain`` (10000 events in the storage's event log),
     ``max_payload_bytes`` (64 KiB), ``max_publish_per_s`` (1000 per plugin, bursts up to as
-    many).
+    many), ``held_bytes`` (64 MiB) and ``held_bytes_per_plugin`` (4 MiB) held in the spool
+    through an outage.
     """
 
     def __init__(self, app: SubscriptionsApp) -> None:
@@ -109,6 +140,11 @@ class Subscriptions:
             self.max_publish_per_s = float(opts.pop("max_publish_per_s", 1000))
             if self.max_publish_per_s <= 0:
                 raise ValueError("max_publish_per_s must be positive")
+            self.held_bytes = int(opts.pop("held_bytes", HELD_BYTES))
+            self.held_bytes_per_plugin = int(opts.pop("held_bytes_per_plugin",
+                                                      HELD_BYTES_PER_PLUGIN))
+            if self.held_bytes < 0 or self.held_bytes_per_plugin < 0:
+                raise ValueError("held_bytes and held_bytes_per_plugin must be >= 0")
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"capabilities.events: {exc}", key="capabilities.events") from None
         if opts:
@@ -127,14 +163,18 @@ class Subscriptions:
         self.rate_drops: collections.Counter[str] = collections.Counter()
         #: The storage as deliveries see it (events of other hosts, durable deliveries).
         self._outage = Outage("event subscriptions", log, transient=(StorageError,))
-        #: Durable deliveries the queue refused, to queue again (oldest first), their bytes,
-        #: and the thread that does (started with the first).
-        self._held: collections.deque[tuple[Subscriber, bytes, str, int, int | None]] = \
-            collections.deque()
+        #: The spool (None: not started, or no data dir), what it holds for the database
+        #: (oldest first), the bytes held in all and by owner, and the thread that drains it.
+        self._spool: Spool | None = None
+        self._spool_lock = threading.Lock()
+        self._held: collections.deque[_Held] = collections.deque()
         self._held_bytes = 0
-        self._held_wake = threading.Condition(self._lock)
+        self._held_by: collections.Counter[str] = collections.Counter()
+        self._held_wake = threading.Condition(self._spool_lock)
         self._held_thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        #: Publishes refused over a plugin's share of the spool.
+        self.held_drops: collections.Counter[str] = collections.Counter()
 
     def admit_publish(self, plugin: str) -> bool:
         """Take one publish from ``plugin``'s token bucket; False (and counted) when empty."""
@@ -174,6 +214,7 @@ class Subscriptions:
         self._bus_subs.append(bus.subscribe("*", self._route))
         for info in list(host):
             self.sync(info.name)
+        self._open_spool()
         # What plugins publish on the other hosts of a shared database reaches the
         # subscribers here too (a durable delivery keyed by the event: queued once).
         self._app.storage.on_event(self._from_another_host)
@@ -196,20 +237,23 @@ class Subscriptions:
             self._app.events.unsubscribe(sub)
         self._bus_subs = []
         self._stopping.set()
-        with self._lock:
+        with self._spool_lock:
             self._held_wake.notify_all()
             thread, self._held_thread = self._held_thread, None  # a restart starts another
         if thread is not None:
             thread.join()
-        with self._lock:
-            lost = len(self._held)
-            for held in self._held:
-                held[0].dropped += 1
+        with self._spool_lock:
+            spool, self._spool = self._spool, None
+            left = len(self._held)
             self._held.clear()
             self._held_bytes = 0
-        if lost:
-            log.error("%d durable event deliveries held through the outage were not queued "
-                      "before the host stopped (the events stay in the event log)", lost)
+            self._held_by.clear()
+            if spool is not None:
+                spool.close()
+        if left and spool is not None:
+            log.warning("%d event publish(es) and durable deliveries held through the outage "
+                        "stay in %s: the next host of this data dir to start queues them",
+                        left, spool.path)
         if self._threads is not None:
             self._threads.shutdown(wait=True, cancel_futures=True)
             self._threads = None
@@ -233,7 +277,8 @@ class Subscriptions:
         if not self._subs or isinstance(event, BridgeEvent):
             return  # a bridge's event was delivered by deliver() before it reached the bus
         hops = int(getattr(event, "hops", 0))
-        targets = [s for s in self.all() if s.matches(event)]
+        stored = isinstance(event, PluginEvent) and event.stored
+        targets = [s for s in self.all() if s.matches(event) and not (s.durable and stored)]
         if not targets:
             return
         if hops > self.max_hops:
@@ -245,70 +290,162 @@ class Subscriptions:
         body = event_body(event)
         for sub in targets:
             if sub.durable:
-                self._enqueue(sub, body, event.topic, hops, getattr(event, "event_id", None))
+                self._enqueue(sub, body, event.topic, hops, getattr(event, "event_id", None),
+                              getattr(event, "plugin", None) or "")
             else:
                 self._offer(sub, body, hops)
 
     def _enqueue(self, sub: Subscriber, body: bytes, topic: str, hops: int,
-                 event_id: int | None) -> None:
-        # The event log took the event a moment ago; the queue failing now is an outage that
-        # began in between: the delivery is held and queued once the database answers.
-        if not self._outage.call(lambda: self._queue(sub, body, topic, hops, event_id), False):
-            self._hold(sub, body, topic, hops, event_id)
+                 event_id: int | None, owner: str) -> None:
+        # The queue failing is an outage: the delivery is spooled, under a key, and queued
+        # once the database answers.
+        key = delivery_key(event_id, sub) if event_id is not None else None
+        if not self._outage.call(lambda: self._queue(sub.plugin, sub.handler, body, topic,
+                                                     hops, key), False):
+            if key is None:  # a host's own event: its key is taken now, once
+                key = f"{DELIVERY_KEYS}host:{uuid.uuid4().hex}:{sub.plugin}:{sub.handler}"
+            record = {"k": "delivery", "key": key, "plugin": sub.plugin,
+                      "handler": sub.handler, "body": encode_bytes(body), "topic": topic,
+                      "hops": hops}
+            if self._hold(record, owner, len(body)) is not None:
+                sub.dropped += 1
+                if sub.dropped == 1 or sub.dropped % 100 == 0:
+                    log.warning("plugin '%s' handler '%s': a durable delivery of %s was "
+                                "dropped: the database is away and its hold is full or "
+                                "unwritable; %d dropped so far", sub.plugin, sub.handler,
+                                topic, sub.dropped)
 
-    def _queue(self, sub: Subscriber, body: bytes, topic: str, hops: int,
-               event_id: int | None) -> bool:
+    def _queue(self, plugin: str, handler: str, body: bytes, topic: str, hops: int,
+               key: str | None) -> bool:
         source = f"event:{topic}"
-        if event_id is None:  # a host's own event: only this host heard it
-            self._app.jobs.enqueue(sub.plugin, sub.handler, body, source=source, hops=hops)
+        if key is None:  # a host's own event: only this host heard it
+            self._app.jobs.enqueue(plugin, handler, body, source=source, hops=hops)
         else:  # keyed: a retry, or another host's delivery of the same event, queues one
-            self._app.jobs.enqueue_once(sub.plugin, sub.handler, body,
-                                        delivery_key(event_id, sub), source=source, hops=hops)
+            self._app.jobs.enqueue_once(plugin, handler, body, key, source=source, hops=hops)
         return True
 
-    def _hold(self, sub: Subscriber, body: bytes, topic: str, hops: int,
-              event_id: int | None) -> None:
-        with self._lock:
-            if self._stopping.is_set() or self._held_bytes + len(body) > HELD_BYTES:
-                sub.dropped += 1
-                full = not self._stopping.is_set()
-            else:
-                full = False
-                self._held.append((sub, body, topic, hops, event_id))
-                self._held_bytes += len(body)
-                if self._held_thread is None:
-                    self._held_thread = threading.Thread(
-                        target=self._requeue, name="omnicore-events-held", daemon=True)
-                    self._held_thread.start()
-                self._held_wake.notify()
-        if full and (sub.dropped == 1 or sub.dropped % 100 == 0):
-            log.warning("plugin '%s' handler '%s': a durable delivery was dropped: the %d "
-                        "bytes held for the queue until the database answers are full; %d "
-                        "dropped so far", sub.plugin, sub.handler, HELD_BYTES, sub.dropped)
+    # -- the spool ------------------------------------------------------------------------
 
-    def _requeue(self) -> None:
-        """Queue the held deliveries, oldest first, each tried through the outage until it
-        lands or the service stops."""
+    def _open_spool(self) -> None:
+        data_dir = getattr(self._app, "data_dir", None)
+        if not isinstance(data_dir, Path):
+            return  # no data dir: an outage refuses publishes (UNAVAILABLE)
+        owner = getattr(self._app, "runtime_id", None) or uuid.uuid4().hex
+        spool = Spool(data_dir / "spool", "events", str(owner))
+        try:
+            found = spool.open()
+        except OSError as exc:
+            log.error("event spool %s cannot be opened (%s): an outage of the database "
+                      "refuses publishes", spool.path, exc)
+            return
+        with self._spool_lock:
+            self._spool = spool
+            for record in found:
+                self._keep(record, str(record.get("owner", "")), _size(record))
+            if found:
+                log.info("%d event publish(es) and durable deliveries held through an "
+                         "outage by a host that stopped are queued from %s", len(found),
+                         spool.path)
+                self._start_drain()
+
+    def _keep(self, record: dict[str, Any], owner: str, size: int) -> None:
+        self._held.append(_Held(record, owner, size))
+        self._held_bytes += size
+        self._held_by[owner] += size
+
+    def _start_drain(self) -> None:
+        if self._held_thread is None:
+            self._held_thread = threading.Thread(target=self._drain_spool,
+                                                 name="omnicore-events-held", daemon=True)
+            self._held_thread.start()
+        self._held_wake.notify()
+
+    def _hold(self, record: dict[str, Any], owner: str, size: int) -> Refusal | None:
+        """Write ``record`` to the spool for the database, charged to ``owner``; None, or
+        why not (its share or the whole hold is full, or the spool cannot be written)."""
+        record["owner"] = owner
+        with self._spool_lock:
+            spool = self._spool
+            if spool is None or self._stopping.is_set():
+                return Refusal.UNAVAILABLE
+            if self._held_by[owner] + size > self.held_bytes_per_plugin or \
+                    self._held_bytes + size > self.held_bytes:
+                return Refusal.HELD
+            try:
+                spool.append(record)
+            except OSError as exc:
+                log.error("event spool %s cannot be written: %s", spool.path, exc)
+                return Refusal.UNAVAILABLE
+            self._keep(record, owner, size)
+            self._start_drain()
+        return None
+
+    @property
+    def held(self) -> int:
+        """Publishes and deliveries in the spool, waiting for the database."""
+        with self._spool_lock:
+            return len(self._held)
+
+    def _drain_spool(self) -> None:
+        """Write the spool's records to the database, oldest first, each tried through the
+        outage until it lands or the service stops."""
         while True:
-            with self._lock:
+            with self._spool_lock:
                 while not self._held and not self._stopping.is_set():
                     self._held_wake.wait()
                 if self._stopping.is_set():
                     return
                 item = self._held[0]
-            sub, body = item[0], item[1]
             try:
-                self._outage.persist(functools.partial(self._queue, *item), self._stopping)
+                self._outage.persist(functools.partial(self._apply, item.record),
+                                     self._stopping)
             except Exception:
                 if self._stopping.is_set():
-                    return  # stop() counts what is left
-                log.exception("plugin '%s' handler '%s': a held durable delivery could not "
-                              "be queued; dropped", sub.plugin, sub.handler)
-                with self._lock:
-                    sub.dropped += 1
-            with self._lock:
+                    return  # it stays in the spool for the next start
+                log.exception("a held %s of %s could not be written to the database; dropped",
+                              item.record.get("k"), item.record.get("topic"))
+            with self._spool_lock:
                 self._held.popleft()
-                self._held_bytes -= len(body)
+                self._held_bytes -= item.size
+                self._held_by[item.owner] -= item.size
+                if self._held_by[item.owner] <= 0:
+                    del self._held_by[item.owner]
+                spool = self._spool
+                if spool is None:
+                    continue
+                try:
+                    if not self._held:
+                        spool.clear()
+                    elif spool.size > max(COMPACT_BYTES, 4 * self._held_bytes):
+                        spool.rewrite([h.record for h in self._held])
+                except OSError as exc:  # what it holds is replayed, keyed: no harm
+                    log.warning("event spool %s not compacted: %s", spool.path, exc)
+
+    def _apply(self, record: dict[str, Any]) -> bool:
+        if record.get("k") == "event":
+            targets = [(str(p), str(h)) for p, h in record["to"]]
+            self._log(record["topic"], str(record["plugin"]), decode_bytes(record["data"]),
+                      int(record["hops"]), targets, str(record["origin"]), replay=True)
+        else:
+            self._queue(str(record["plugin"]), str(record["handler"]),
+                        decode_bytes(record["body"]), str(record["topic"]),
+                        int(record["hops"]), str(record["key"]))
+        return True
+
+    def _log(self, topic: str, plugin: str, data: bytes, hops: int,
+             targets: list[tuple[str, str]], origin: str, *, replay: bool = False) -> int:
+        """Log the event and queue its durable deliveries to ``targets`` in one transaction;
+        the event's id. Raises StorageError."""
+        jobs = self._app.jobs
+        body = event_body(PluginEvent(topic=topic, plugin=plugin, data=data, hops=hops))
+        keyed = [KeyedJob(f"{DELIVERY_KEYS}{{event}}:{p}:{h}",
+                          *jobs.keyed(p, h, body, source=f"event:{topic}", hops=hops))
+                 for p, h in targets]
+        appended = self._app.storage.events.append_with_jobs(
+            topic, plugin, data, self.retain, hops, keyed, origin=f"{DELIVERY_KEYS}origin:"
+            f"{origin}", replay=replay, keep_s=IDEMPOTENCY_KEEP_S)
+        jobs.queued(list(zip(appended.jobs, [k.spec for k in keyed], strict=False)))
+        return appended.event_id
 
     def _offer(self, sub: Subscriber, body: bytes, hops: int) -> None:
         threads = self._threads
@@ -346,8 +483,9 @@ class Subscriptions:
     def publish(self, plugin: str, topic: str, size: int,
                 payload: Callable[[], bytes]) -> Refusal | None:
         """Publish ``payload()`` (``size`` bytes, read only once admitted) as
-        ``plugin.<plugin>.<topic>``: written to the event log, then put on the bus at one hop
-        more than the work publishing it. None, or why not."""
+        ``plugin.<plugin>.<topic>``: written to the event log with this host's durable
+        deliveries of it (or, the database away, to the spool), then put on the bus at one
+        hop more than the work publishing it. None, or why not."""
         if size > self.max_payload_bytes:
             return Refusal.TOO_LARGE
         hops = current_hops.get() + 1
@@ -358,12 +496,32 @@ class Subscriptions:
             return Refusal.RATE
         data = payload()
         full = f"plugin.{plugin}.{topic}"
-        try:
-            event_id = self._app.storage.events.append(full, plugin, data, self.retain, hops)
-        except StorageError:
-            return Refusal.UNAVAILABLE
+        event = PluginEvent(topic=full, plugin=plugin, data=data, hops=hops)
+        targets = [(s.plugin, s.handler) for s in self.all() if s.durable and s.matches(event)]
+        origin = uuid.uuid4().hex
+        event_id = None
+        if not self._held:  # else the spool first: publishes reach the database in order
+            try:
+                event_id = self._log(full, plugin, data, hops, targets, origin)
+            except StorageError:
+                pass
+        if event_id is None:
+            record = {"k": "event", "origin": origin, "topic": full, "plugin": plugin,
+                      "data": encode_bytes(data), "hops": hops, "to": targets}
+            refused = self._hold(record, plugin, len(full) + len(data) + 64 * len(targets))
+            if refused is not None:
+                if refused is Refusal.HELD:
+                    self.held_drops[plugin] += 1
+                    if self.held_drops[plugin] in (1, 10, 100) or \
+                            self.held_drops[plugin] % 1000 == 0:
+                        log.warning("plugin '%s': %d publish(es) refused: the database is "
+                                    "away and its share of the events held for it (%d bytes, "
+                                    "capabilities.events.held_bytes_per_plugin) is full",
+                                    plugin, self.held_drops[plugin],
+                                    self.held_bytes_per_plugin)
+                return refused
         self._app.events.publish(PluginEvent(topic=full, plugin=plugin, data=data, hops=hops,
-                                             event_id=event_id))
+                                             event_id=event_id, stored=True, origin=origin))
         return None
 
     def deliver(self, event: BridgeEvent) -> int:
@@ -395,3 +553,11 @@ class Subscriptions:
     def collector(self) -> Collector:
         """Prometheus metrics of every subscriber's deliveries, read at scrape time."""
         return SubscriberMetrics(self)
+
+
+def _size(record: dict[str, Any]) -> int:
+    """What a record read back from the spool is charged (as when it was held)."""
+    if record.get("k") == "event":
+        return len(str(record.get("topic", ""))) + len(decode_bytes(record["data"])) + \
+            64 * len(record.get("to", ()))
+    return len(decode_bytes(record.get("body", "")))

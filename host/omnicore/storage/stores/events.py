@@ -2,7 +2,9 @@
 ``capabilities.events.retain`` events) and purged by age (``retention.events``).
 
 An append is announced to the other hosts sharing the database at commit, so their live
-subscribers see it too (:meth:`~omnicore.storage.backend.Tx.announce`).
+subscribers see it too (:meth:`~omnicore.storage.backend.Tx.announce`). A plugin's publish is
+logged with its durable deliveries (:meth:`Events.append_with_jobs`): the event and its jobs
+commit together, under keys in ``job_keys`` (the publish's origin, each delivery's key).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from omnicore.storage.backend import Backend, Tx, bounded_delete, marks
-from omnicore.storage.base import EventLog, EventRecord
+from omnicore.storage.base import Appended, EventLog, EventRecord, KeyedJob
+from omnicore.storage.stores.jobs import insert_job
 
 __all__ = ["Events"]
 
@@ -37,6 +40,34 @@ class Events(EventLog):
                 tx.execute("DELETE FROM events WHERE id<=?", (new - retain,))
             tx.announce("events", str(new))
             return new
+        return self._db.write(run)
+
+    def append_with_jobs(self, topic: str, plugin: str | None, payload: bytes, retain: int,
+                         hops: int, jobs: Sequence[KeyedJob], *, origin: str,
+                         replay: bool = False, keep_s: float = 86400.0) -> Appended:
+        def run(tx: Tx) -> Appended:
+            now = time.time()
+            if replay:
+                row = tx.execute("SELECT job_id FROM job_keys WHERE key=?", (origin,)).fetchone()
+                if row is not None:
+                    return Appended(int(row[0]), (), False)
+            new = int(tx.execute("INSERT INTO events(topic, plugin, payload, created_at, hops) "
+                                 "VALUES (?,?,?,?,?) RETURNING id",
+                                 (topic, plugin, payload, now, hops)).fetchone()[0])
+            # The origin's key holds the event's id: a replay of this publish finds it. A
+            # fresh event id makes fresh delivery keys: no conflict to look for.
+            keys = [(origin, new, "event")]
+            ids = []
+            for job in jobs:
+                ids.append(insert_job(tx, job.spec, now))
+                keys.append((job.key.replace("{event}", str(new)), ids[-1], job.digest))
+            tx.executemany("INSERT INTO job_keys(key, job_id, digest, created_at) "
+                           "VALUES (?,?,?,?)", [(*k, now) for k in keys])
+            if new % 64 == 0:  # trim now and then, not on every append
+                tx.execute("DELETE FROM events WHERE id<=?", (new - retain,))
+                tx.execute("DELETE FROM job_keys WHERE created_at < ?", (now - keep_s,))
+            tx.announce("events", str(new))
+            return Appended(new, tuple(ids))
         return self._db.write(run)
 
     def recent(self, limit: int = 100, topic_prefix: str = "") -> list[EventRecord]:

@@ -27,7 +27,7 @@ from omnicore.storage.base import (
 )
 from omnicore.storage.stores.leases import JOBS, Among
 
-__all__ = ["RESULT_KEEP", "JobSchedules", "Jobs", "PluginJobRows"]
+__all__ = ["RESULT_KEEP", "JobSchedules", "Jobs", "PluginJobRows", "insert_job"]
 
 #: The first bytes of a job's output that its row keeps (its ``result``).
 RESULT_KEEP = 64 * 1024
@@ -56,10 +56,15 @@ def _args(spec: JobSpec, now: float) -> tuple[Any, ...]:
             spec.run_at, now, spec.source, spec.hops, spec.digest, spec.trace)
 
 
-def _insert(tx: Tx, spec: JobSpec) -> int:
-    new = int(tx.execute(_INSERT, _args(spec, time.time())).fetchone()[0])
+def insert_job(tx: Tx, spec: JobSpec, now: float) -> int:
+    """Insert ``spec`` as a queued job in ``tx`` (waking the workers at commit); its id."""
+    new = int(tx.execute(_INSERT, _args(spec, now)).fetchone()[0])
     tx.wake(JOBS.queue)
     return new
+
+
+def _insert(tx: Tx, spec: JobSpec) -> int:
+    return insert_job(tx, spec, time.time())
 
 
 class PluginJobRows(PluginJobs):

@@ -1,0 +1,184 @@
+"""A local append-only journal that outlives the process: what a host holds through an outage.
+
+A :class:`Spool` is one file of ``<folder>/<kind>-<owner>.spool`` that its host holds an
+exclusive ``flock`` on while it runs. Each record is written whole (a length, a CRC-32, the
+JSON) and ``fsync``-ed before :meth:`Spool.append` returns, so a record a caller was told was
+taken survives a host killed with -9 or a power loss. The caller keeps what is pending; once
+nothing is, :meth:`Spool.clear` empties the file, and :meth:`Spool.rewrite` compacts it to the
+records still pending (written to a locked temporary file, then renamed over).
+
+Several hosts may share a data dir (PostgreSQL): each writes its own file. At
+:meth:`Spool.open`, a host adopts every other file of its kind that no live process holds the
+lock of (a host that died: the kernel dropped its lock): their records are copied into its own
+file (fsync-ed), the orphan removed, and the records handed back to be replayed. A torn last
+record (the host died while writing it, so it was never acknowledged) is ignored. Replays are
+the caller's to make idempotent (omnicore keys them).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Spool", "decode_bytes", "encode_bytes"]
+
+_HEAD = struct.Struct("<II")  # length, crc32 of the JSON
+#: A record is at most this (a torn or foreign file stops being read there).
+MAX_RECORD = 64 * 1024 * 1024
+
+
+def encode_bytes(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def decode_bytes(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def _frame(record: Mapping[str, Any]) -> bytes:
+    body = json.dumps(record, separators=(",", ":")).encode()
+    return _HEAD.pack(len(body), zlib.crc32(body)) + body
+
+
+def _records(fd: int) -> Iterator[dict[str, Any]]:
+    """The whole records of the file ``fd`` from its start; a torn or corrupt one ends it."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = b""
+    while chunk := os.read(fd, 1 << 20):
+        data += chunk
+    at = 0
+    while at + _HEAD.size <= len(data):
+        size, crc = _HEAD.unpack_from(data, at)
+        body = data[at + _HEAD.size:at + _HEAD.size + size]
+        if size > MAX_RECORD or len(body) < size or zlib.crc32(body) != crc:
+            return
+        yield json.loads(body)
+        at += _HEAD.size + size
+
+
+def _lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """This host's journal of one ``kind`` (``events``, ``bridge-<name>``) in ``folder``."""
+
+    def __init__(self, folder: Path, kind: str, owner: str) -> None:
+        self.folder = folder
+        self.kind = kind
+        self.path = folder / f"{kind}-{owner}.spool"
+        self._fd: int | None = None
+        #: The file's size: what was written since it was last emptied.
+        self.size = 0
+
+    def open(self) -> list[dict[str, Any]]:
+        """Create and lock this host's file; adopt the files of hosts that died. Returns the
+        adopted records (oldest file first), already in this host's file."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        if not _lock(fd):
+            os.close(fd)
+            raise OSError(f"{self.path} is locked by another process")
+        self._fd = fd
+        self.size = os.fstat(fd).st_size
+        adopted: list[dict[str, Any]] = []
+        mine = list(_records(fd))  # a file of this owner name: another run of it
+        orphans = sorted((p for p in self.folder.glob(f"{self.kind}-*.spool")
+                          if p != self.path), key=lambda p: p.stat().st_mtime)
+        for orphan in orphans:
+            try:
+                ofd = os.open(orphan, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # another host adopted it first
+            try:
+                if not _lock(ofd) or os.fstat(ofd).st_nlink == 0:
+                    continue  # alive, or adopted and removed meanwhile
+                found = list(_records(ofd))
+                self._write(found)
+                orphan.unlink()
+                adopted += found
+            finally:
+                os.close(ofd)
+        if adopted:
+            _sync_dir(self.folder)
+        return mine + adopted
+
+    def _write(self, records: Iterable[Mapping[str, Any]]) -> None:
+        data = b"".join(_frame(r) for r in records)
+        if data:
+            self._write_frame(data)
+
+    def append(self, record: Mapping[str, Any]) -> int:
+        """Write ``record`` and fsync it; its size in the file. Raises OSError (a full
+        disk...): then it is not taken."""
+        frame = _frame(record)
+        self._write_frame(frame)
+        return len(frame)
+
+    def _write_frame(self, frame: bytes) -> None:
+        assert self._fd is not None, "the spool is not open"
+        start = self.size
+        try:
+            view = memoryview(frame)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError:
+            os.ftruncate(self._fd, start)  # no torn record in front of the next one
+            raise
+        self.size += len(frame)
+
+    def clear(self) -> None:
+        """Nothing is pending: empty the file."""
+        if self._fd is not None and self.size:
+            os.ftruncate(self._fd, 0)
+            os.fsync(self._fd)
+            self.size = 0
+
+    def rewrite(self, pending: Iterable[Mapping[str, Any]]) -> None:
+        """Compact the file to ``pending``: written to a locked temporary file, fsync-ed, and
+        renamed over this host's file (never a moment without a locked, whole journal)."""
+        assert self._fd is not None, "the spool is not open"
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
+                     0o600)
+        if not _lock(fd):
+            os.close(fd)
+            raise OSError(f"{tmp} is locked by another process")
+        old, self._fd, self.size = self._fd, fd, 0
+        try:
+            self._write(pending)
+            os.replace(tmp, self.path)
+            _sync_dir(self.folder)
+        except OSError:
+            os.close(fd)
+            self._fd, self.size = old, os.fstat(old).st_size
+            raise
+        os.close(old)
+
+    def close(self) -> None:
+        """Release the file (it stays, with what is pending, for the next start)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            if self.size == 0:
+                self.path.unlink(missing_ok=True)
+            os.close(fd)
