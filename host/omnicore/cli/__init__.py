@@ -7,7 +7,8 @@ commands (``inspect``, ``call``), :mod:`~omnicore.cli.execute` a WASI command
 module run once (``exec``), :mod:`~omnicore.cli.build` the author's commands
 (``build``, ``new plugin``, ``test``, ``env``), :mod:`~omnicore.cli.dev` the author's
 build-serve-reload loop (``dev``), :mod:`~omnicore.cli.logs` a running host's
-plugin log, :mod:`~omnicore.cli.mcp` the MCP server over stdio,
+plugin log, :mod:`~omnicore.cli.bridges` its bridges to brokers, :mod:`~omnicore.cli.mcp`
+the MCP server over stdio,
 :mod:`~omnicore.cli.migrate` the schema's migrations, :mod:`~omnicore.cli.data`
 the durable state (``kv``, ``jobs``), :mod:`~omnicore.cli.backup` an embedded app's
 ``backup`` and ``restore``, :mod:`~omnicore.cli.settings` the operator's plugin
@@ -19,6 +20,7 @@ imports happen inside the commands, so ``omnicore --help`` stays fast.
 from omnicore.cli import (
     app,
     backup,
+    bridges,
     build,
     catalog,
     data,
@@ -42,7 +44,8 @@ from omnicore.cli.main import main, new
 
 __all__ = ["main"]
 
-for command in (plugins.inspect, plugins.call, logs.logs, mcp.mcp, migrate.migrate,
+for command in (plugins.inspect, plugins.call, logs.logs, bridges.bridges, mcp.mcp,
+                migrate.migrate,
                 build.build_command, build.precompile_command, dev.dev_command,
                 test.test_command, env.env_command, execute.exec_command):
     main.add_command(command)

@@ -7,9 +7,10 @@ API (reads: any signed-in user; publishing: admin)::
 
 (``GET /api/v1/events`` is the live feed's recent entries, events among them.)
 
-Page: ``/events``. A published event goes where a plugin's would: into the event log
-(``storage.events``) and onto the app's bus, so subscribers receive it and the live feed
-shows it; the audit log names who published what topic.
+Page: ``/events``, with the brokers bridged to the bus (console/bridges.py). A published
+event goes where a plugin's would: into the event log (``storage.events``) and onto the app's
+bus, so subscribers receive it and the live feed shows it; the audit log names who published
+what topic.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 
 from omnicore.accounts.audit import Actor, record
 from omnicore.capabilities.events import MAX_TOPIC_BYTES, TOPIC, PluginEvent
-from omnicore.console import base
+from omnicore.console import base, bridges
 from omnicore.console.bodies import json_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.render import done, page, read_form
@@ -88,7 +89,7 @@ def _summary(app: OmniApp) -> dict[str, Any]:
                "payload": e.payload[:200].decode("utf-8", "replace"),
                "bytes": len(e.payload)} for e in recent[:50]]
     return {"topics": topics, "subscribers": subs, "events": events,
-            "hop_drops": app.subscriptions.hop_drops,
+            "bridges": bridges.listing(app), "hop_drops": app.subscriptions.hop_drops,
             "dropped": sum(s["dropped"] for s in subs)}
 
 

@@ -342,6 +342,9 @@ OPERATIONS: list[tuple[str, str, str, str, list[Obj], Obj | None, int, Obj | Non
     ("get", "/connectors", "Connectors (HTTP and databases): kind, host, database, the "
      "secret's name, pool in use/idle, last error, plugins granted it; never a credential",
      "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
+    ("get", "/bridges", "Brokers bridged to the event bus: kind, broker host, state and the "
+     "reason it is down, flows, lag (inbound unsettled, outbound held) and counters; never a "
+     "credential", "viewer", _PAGING, None, 200, _page(ANY_OBJECT)),
     ("get", "/vectors", "Plugins' vector collections: counts, dimension, index state",
      "viewer", [{"name": "plugin", "in": "query", "schema": {"type": "string"}}, *_PAGING],
      None, 200, _page(_ref("VectorCollection"))),

@@ -17,6 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 from omnicore import telemetry
 from omnicore.console import (
     audit,
+    bridges,
     catalog,
     chart_api,
     connectors,
@@ -140,7 +141,12 @@ async def readyz(request: Request) -> Response:
         reasons.append("plugins folder not read yet")
     if app.cluster is not None and app.cluster.unavailable is not None:
         reasons.append(f"storage unavailable: {app.cluster.unavailable}")
-    body = {"ready": not reasons, "reasons": reasons}
+    body: dict[str, typing.Any] = {"ready": not reasons, "reasons": reasons}
+    # A bridge whose broker is away degrades the host without making it unready: the host
+    # serves on, the broker keeps (or the bridge holds) the messages until it is back.
+    degraded = bridges.down(app)
+    if degraded:
+        body["degraded"] = degraded
     return JSONResponse(body, status_code=200 if not reasons else 503)
 
 
@@ -207,6 +213,7 @@ def create_app(state: ConsoleState) -> Starlette:
         *workflows.routes(),
         *secrets.routes(),
         *connectors.routes(),
+        *bridges.routes(),
         *vectors.routes(),
         *instances.routes(),
         *catalog.routes(),
