@@ -268,7 +268,7 @@ Face_dealloc(Face *self)
 }
 
 /* Raise wasmtime's error (an owned wasmtime_error_t*) as the failed class. */
-PyObject *
+static PyObject *
 raise_failed(void *error)
 {
     PyObject *addr = PyLong_FromVoidPtr(error);
@@ -305,37 +305,45 @@ arm(Face *self, PyObject *epoch)
     return 1;
 }
 
-/* The face's call and its post-return, the GIL let go (the guest may run to its deadline, and
- * host functions take the GIL themselves); wasmtime's error, or NULL. */
-void *
-call_face(Face *self)
+/* One of the instance's functions called (the face, its post-return face, its realloc face)
+ * and then its own post-return, the GIL let go (the guest may run to its deadline, and host
+ * functions take the GIL themselves); 0 with wasmtime's error raised as the failed class. */
+static int
+call_released(Face *self, const void *func, const cval *args, size_t nargs, cval *results,
+              size_t nresults)
 {
     void *error;
     void *ctx = self->ctx;
-    const void *func = self->func;
-    size_t nout = self->result ? 1 : 0;
     Py_BEGIN_ALLOW_THREADS
-    error = comp_call(func, ctx, self->params, (size_t)self->nparams, &self->out, nout);
+    error = comp_call(func, ctx, args, nargs, results, nresults);
     if (error == NULL)
         error = comp_post(func, ctx);
     Py_END_ALLOW_THREADS
-    return error;
+    if (error == NULL)
+        return 1;
+    raise_failed(error);
+    return 0;
 }
 
-/* The post-return face with the call's result, then its own post-return. */
-void *
-call_post(Face *self)
+/* The face's call with its parameters, its result in `out`; 0 with the failed class raised. */
+int
+run_face(Face *self)
 {
-    void *error;
-    void *ctx = self->ctx;
-    const void *post = self->post;
-    size_t nout = self->result ? 1 : 0;
-    Py_BEGIN_ALLOW_THREADS
-    error = comp_call(post, ctx, &self->out, nout, NULL, 0);
-    if (error == NULL)
-        error = comp_post(post, ctx);
-    Py_END_ALLOW_THREADS
-    return error;
+    return call_released(self, self->func, self->params, (size_t)self->nparams, &self->out,
+                         self->result ? 1 : 0);
+}
+
+/* `out` (the call's answer, or NULL with an exception set) once the post-return face has run,
+ * where there is one; NULL with its error raised as the failed class (`out` dropped) if it
+ * failed. */
+PyObject *
+after_post(Face *self, PyObject *out)
+{
+    if (out == NULL || self->post == NULL
+        || call_released(self, self->post, &self->out, self->result ? 1 : 0, NULL, 0))
+        return out;
+    Py_DECREF(out);
+    return NULL;
 }
 
 /* A core value from Python: an int (its low bits) or a float. */
@@ -349,35 +357,21 @@ set_core(cval *v, char core, PyObject *o)
         }
         const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(o);
         const unsigned char *e = p + PyBytes_GET_SIZE(o);
-        while ((p = skip_ascii(p, e)) < e) {
-            int k = utf8_char(p, e);
-            if (k == 0) {
-                PyErr_SetString(PyExc_ValueError, "a kept string's bytes are not UTF-8");
-                return 0;
-            }
-            p += k;
+        if (utf8_end(p, e) < e) {
+            PyErr_SetString(PyExc_ValueError, "a kept string's bytes are not UTF-8");
+            return 0;
         }
         v->of.string.size = (size_t)PyBytes_GET_SIZE(o);
         v->of.string.data = PyBytes_AS_STRING(o);
         return 1;
     }
-    if (core == 'f' || core == 'd') {
-        double d = PyFloat_AsDouble(o);
-        if (d == -1.0 && PyErr_Occurred())
-            return 0;
-        if (core == 'f')
-            v->of.f32 = (float)d;
-        else
-            v->of.f64 = d;
-        return 1;
-    }
-    unsigned long long u = PyLong_AsUnsignedLongLongMask(o);
-    if (u == (unsigned long long)-1 && PyErr_Occurred())
+    /* An int's low bits, as ctypes passes it; a float as it is (f32: rounded). */
+    int real = core == 'f' || core == 'd';
+    double d = real ? PyFloat_AsDouble(o) : 0.0;
+    unsigned long long u = real ? 0 : PyLong_AsUnsignedLongLongMask(o);
+    if ((d == -1.0 || u == (unsigned long long)-1) && PyErr_Occurred())
         return 0;
-    if (core == 'i')
-        v->of.u32 = (uint32_t)u;
-    else
-        v->of.u64 = u;
+    set_payload(v, core, u, d);
     return 1;
 }
 
@@ -452,10 +446,7 @@ lower_scalar(cval *v, uint8_t w, PyObject *o)
         double d;
         if (!json_double(o, &d))
             return 0;
-        if (w == W_F32)
-            v->of.f32 = (float)d;
-        else
-            v->of.f64 = d;
+        set_payload(v, core_of(w), 0, d);
         return 1;
     }
     default: {
@@ -466,10 +457,7 @@ lower_scalar(cval *v, uint8_t w, PyObject *o)
         unsigned long long u = PyLong_AsUnsignedLongLongMask(o);
         if (u == (unsigned long long)-1 && PyErr_Occurred())
             return 0;
-        if (w == W_S64 || w == W_U64)
-            v->of.u64 = u;
-        else
-            v->of.u32 = (uint32_t)u;
+        set_payload(v, core_of(w), u, 0.0);
         return 1;
     }
     }
@@ -501,6 +489,26 @@ lift_scalar(const cval *v, uint8_t w)
     }
 }
 
+/* The face called with args[0], a list of one value per parameter (WIT scalars for call(),
+ * core values for call_core()), its deadline armed for args[1]; 0 with an exception (TypeError
+ * `what` for a list of another length) if a value is wrong or the call failed. */
+static int
+call_list(Face *self, PyObject *const *args, int wit, const char *what)
+{
+    PyObject *seq = args[0];
+    if (!PyList_CheckExact(seq) || PyList_GET_SIZE(seq) != self->nparams) {
+        PyErr_SetString(PyExc_TypeError, what);
+        return 0;
+    }
+    for (int i = 0; i < self->nparams; i++) {
+        PyObject *o = PyList_GET_ITEM(seq, i);
+        if (wit ? !lower_scalar(&self->params[i], self->wit[i], o)
+                : !set_core(&self->params[i], self->core[i], o))
+            return 0;
+    }
+    return arm(self, args[1]) && run_face(self);
+}
+
 /* call(args, epoch) -> the JSON value of the result (None for none). */
 static PyObject *
 Face_call(Face *self, PyObject *const *args, Py_ssize_t nargs)
@@ -511,31 +519,10 @@ Face_call(Face *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "call() is for scalar signatures: use call_core()");
         return NULL;
     }
-    PyObject *seq = args[0];
-    if (!PyList_CheckExact(seq) || PyList_GET_SIZE(seq) != self->nparams) {
-        PyErr_SetString(PyExc_TypeError, "args: a list, one value per parameter");
+    if (!call_list(self, args, 1, "args: a list, one value per parameter"))
         return NULL;
-    }
-    for (int i = 0; i < self->nparams; i++)
-        if (!lower_scalar(&self->params[i], self->wit[i], PyList_GET_ITEM(seq, i)))
-            return NULL;
-    if (!arm(self, args[1]))
-        return NULL;
-    void *error = call_face(self);
-    if (error != NULL)
-        return raise_failed(error);
-    PyObject *answer = self->wit_result == W_NONE ? Py_NewRef(Py_None)
-                                                  : lift_scalar(&self->out, self->wit_result);
-    if (answer == NULL)
-        return NULL;
-    if (self->post != NULL) {
-        error = call_post(self);
-        if (error != NULL) {
-            Py_DECREF(answer);
-            return raise_failed(error);
-        }
-    }
-    return answer;
+    return after_post(self, self->wit_result == W_NONE
+                                ? Py_NewRef(Py_None) : lift_scalar(&self->out, self->wit_result));
 }
 
 /* --- the JSON lane: call_json() ----------------------------------------------------------
@@ -781,10 +768,7 @@ parse_scalar(const char **pp, const char *end, uint8_t w, cval *v)
     have:
         if (!isfinite(d) || (w == W_F32 && fabs(d) > 3.4028234663852886e38))
             return 0;
-        if (w == W_F32)
-            v->of.f32 = (float)d;
-        else
-            v->of.f64 = d;
+        set_payload(v, core_of(w), 0, d);
         *pp = e;
         return 1;
     }
@@ -816,10 +800,7 @@ parse_scalar(const char **pp, const char *end, uint8_t w, cval *v)
     } else if (u > hi[w]) {
         return 0;
     }
-    if (w == W_S64 || w == W_U64)
-        v->of.u64 = u;
-    else
-        v->of.u32 = (uint32_t)u;
+    set_payload(v, core_of(w), u, 0.0);
     *pp = e;
     return 1;
 }
@@ -1086,18 +1067,8 @@ guest_realloc(Face *self, uint32_t align, uint32_t size, uint32_t *ptr)
     }
     self->grow[2].of.u32 = align;
     self->grow[3].of.u32 = size;
-    void *error;
-    void *ctx = self->ctx;
-    const void *realloc_ = self->realloc;
-    Py_BEGIN_ALLOW_THREADS
-    error = comp_call(realloc_, ctx, self->grow, 4, &self->at, 1);
-    if (error == NULL)
-        error = comp_post(realloc_, ctx);
-    Py_END_ALLOW_THREADS
-    if (error != NULL) {
-        raise_failed(error);
+    if (!call_released(self, self->realloc, self->grow, 4, &self->at, 1))
         return 0;
-    }
     *ptr = self->at.of.u32;
     return 1;
 }
@@ -1106,6 +1077,32 @@ PyObject *
 canon_trap(const char *text)
 {
     PyErr_SetString(trap_type, text);
+    return NULL;
+}
+
+/* Where the UTF-8 of [p, e) stops being valid: e where all of it is. */
+const unsigned char *
+utf8_end(const unsigned char *p, const unsigned char *e)
+{
+    int k;
+    while ((p = skip_ascii(p, e)) < e && (k = utf8_char(p, e)) != 0)
+        p += k;
+    return p;
+}
+
+/* A guest's string of n bytes at s that is not UTF-8: NULL with the trap raised in wasmtime's
+ * words (canonabi._text's). */
+PyObject *
+utf8_trap(const uint8_t *s, size_t n)
+{
+    PyObject *raw = PyBytes_FromStringAndSize((const char *)s, (Py_ssize_t)n);
+    if (raw != NULL) {
+        PyObject *r = PyObject_CallOneArg(text_fn, raw);
+        Py_DECREF(raw);
+        Py_XDECREF(r);
+        if (r != NULL && !PyErr_Occurred())
+            PyErr_SetString(trap_type, "invalid utf-8");
+    }
     return NULL;
 }
 
@@ -1192,21 +1189,8 @@ lift_string(Face *self, uint32_t area)
         o[pair[1] + 1] = '"';
         return out;
     }
-    for (const uint8_t *q = plain, *e = s + pair[1]; (q = skip_ascii(q, e)) < e;) {
-        int k = utf8_char(q, e);
-        if (k == 0) {  /* canonabi._text raises the trap in wasmtime's words */
-            PyObject *raw = PyBytes_FromStringAndSize((const char *)s, pair[1]);
-            if (raw != NULL) {
-                PyObject *r = PyObject_CallOneArg(text_fn, raw);
-                Py_DECREF(raw);
-                Py_XDECREF(r);
-                if (r != NULL && !PyErr_Occurred())
-                    PyErr_SetString(trap_type, "invalid utf-8");
-            }
-            return NULL;
-        }
-        q += k;
-    }
+    if (utf8_end(plain, s + pair[1]) < s + pair[1])
+        return utf8_trap(s, pair[1]);
     return json_string(s, pair[1]);
 }
 
@@ -1265,11 +1249,8 @@ face_call_json(Face *self, PyObject *data, PyObject *epoch)
     if (p != end)
         Py_RETURN_NOTIMPLEMENTED;
 parsed:
-    if (!arm(self, args[1]))
+    if (!arm(self, args[1]) || !run_face(self))
         return NULL;
-    void *error = call_face(self);
-    if (error != NULL)
-        return raise_failed(error);
     PyObject *out;
     if (self->wit_result == W_STRING) {
         out = lift_string(self, self->out.of.u32);
@@ -1278,16 +1259,7 @@ parsed:
         Py_ssize_t n = format_result(&self->out, self->wit_result, buf);
         out = n < 0 ? NULL : PyBytes_FromStringAndSize(buf, n);
     }
-    if (out == NULL)
-        return NULL;
-    if (self->post != NULL) {
-        error = call_post(self);
-        if (error != NULL) {
-            Py_DECREF(out);
-            return raise_failed(error);
-        }
-    }
-    return out;
+    return after_post(self, out);
 }
 
 /* call_core(values, epoch) -> the core result (int or float; None for none). The
@@ -1297,19 +1269,8 @@ Face_call_core(Face *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (!takes(nargs, 2, "call_core(values, epoch)") || !open_face(self))
         return NULL;
-    PyObject *seq = args[0];
-    if (!PyList_CheckExact(seq) || PyList_GET_SIZE(seq) != self->nparams) {
-        PyErr_SetString(PyExc_TypeError, "values: a list, one per core parameter");
+    if (!call_list(self, args, 0, "values: a list, one per core parameter"))
         return NULL;
-    }
-    for (int i = 0; i < self->nparams; i++)
-        if (!set_core(&self->params[i], self->core[i], PyList_GET_ITEM(seq, i)))
-            return NULL;
-    if (!arm(self, args[1]))
-        return NULL;
-    void *error = call_face(self);
-    if (error != NULL)
-        return raise_failed(error);
     self->pending = self->post != NULL;
     if (!self->result)
         Py_RETURN_NONE;
@@ -1326,10 +1287,7 @@ Face_post_core(Face *self, PyObject *Py_UNUSED(ignored))
     self->pending = 0;
     if (!open_face(self))
         return NULL;
-    void *error = call_post(self);
-    if (error != NULL)
-        return raise_failed(error);
-    Py_RETURN_NONE;
+    return after_post(self, Py_NewRef(Py_None));
 }
 
 /* alloc(align, size) -> int: realloc(0, 0, align, size) through the realloc face, unchecked

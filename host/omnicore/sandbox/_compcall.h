@@ -31,6 +31,19 @@ typedef struct {
     } of;
 } cval;
 
+/* A core value's payload as its core type ('i' i32, 'q' i64, 'f' f32, 'd' f64) holds it: an
+ * integer's low bits `u`, a float's value `d` (an f32's rounded). */
+static inline void
+set_payload(cval *v, char core, uint64_t u, double d)
+{
+    switch (core) {
+    case 'i': v->of.u32 = (uint32_t)u; break;
+    case 'q': v->of.u64 = u; break;
+    case 'f': v->of.f32 = (float)d; break;
+    default: v->of.f64 = d;
+    }
+}
+
 typedef void *(*comp_call_fn)(const void *func, void *ctx, const cval *args, size_t nargs,
                               cval *results, size_t nresults);
 typedef void *(*comp_post_fn)(const void *func, void *ctx);
@@ -77,10 +90,11 @@ extern comp_post_fn comp_post;
 extern PyObject *failed_type, *trap_type, *text_fn;
 int wit_code(PyObject *name, uint8_t *out);
 int arm(Face *self, PyObject *epoch);
-void *call_face(Face *self);
-void *call_post(Face *self);
-PyObject *raise_failed(void *error);
+int run_face(Face *self);
+PyObject *after_post(Face *self, PyObject *out);
 PyObject *canon_trap(const char *text);
+const unsigned char *utf8_end(const unsigned char *p, const unsigned char *e);
+PyObject *utf8_trap(const uint8_t *s, size_t n);
 int memory_size_now(Face *self, uint64_t *out);
 int guest_realloc(Face *self, uint32_t align, uint32_t size, uint32_t *ptr);
 const char *skip_ws(const char *p, const char *end);

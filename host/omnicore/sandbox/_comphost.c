@@ -66,36 +66,19 @@ HostCall_init(HostCall *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-static int
-HostCall_traverse(HostCall *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->impl);
-    Py_VISIT(self->state);
-    Py_VISIT(self->refuse);
-    Py_VISIT(self->lower);
-    return 0;
-}
+/* The Python objects a HostCall holds (GC_FUNCTIONS, _pyext.h); the enum case names it kept
+ * are interned strings, dropped on clearing too. */
+#define HOSTCALL_HELD(X) X(impl) X(state) X(refuse) X(lower)
 
-static int
-HostCall_clear(HostCall *self)
+static void
+drop_names(HostCall *self)
 {
-    Py_CLEAR(self->impl);
-    Py_CLEAR(self->state);
-    Py_CLEAR(self->refuse);
-    Py_CLEAR(self->lower);
     for (int i = 0; i < self->nnames; i++)
         Py_CLEAR(self->names[i]);
     self->nnames = 0;
-    return 0;
 }
 
-static void
-HostCall_dealloc(HostCall *self)
-{
-    PyObject_GC_UnTrack(self);
-    HostCall_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+GC_FUNCTIONS(HostCall, HOSTCALL_HELD, drop_names)
 
 /* An enum's case name (as a string argument reads it): the one kept, once met. */
 static PyObject *
@@ -207,19 +190,13 @@ failed:
     for (int i = 1; i < n; i++)
         Py_DECREF(argv[i]);
     {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL && value != NULL)
-            PyException_SetTraceback(value, tb);
+        PyObject *value = take_exception();
         PyObject *r = PyObject_CallOneArg(h->refuse, value ? value : Py_None);
         if (r != NULL) {
             error = PyLong_AsVoidPtr(r);
             Py_DECREF(r);
         }
-        Py_XDECREF(type);
         Py_XDECREF(value);
-        Py_XDECREF(tb);
         if (PyErr_Occurred())
             PyErr_WriteUnraisable((PyObject *)h);
         PyErr_Clear();
@@ -231,9 +208,7 @@ done:
 }
 
 PyTypeObject HostCallType = {
-    TYPE_HEAD("_compcall", HostCall, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-              "A component host function's C callback and what it calls."),
+    GC_TYPE_HEAD("_compcall", HostCall,
+                 "A component host function's C callback and what it calls."),
     .tp_init = (initproc)HostCall_init,
-    .tp_traverse = (traverseproc)HostCall_traverse,
-    .tp_clear = (inquiry)HostCall_clear,
 };

@@ -40,55 +40,11 @@ typedef struct {
 static PyObject *s_dict, *s_canon, *s_watch, *s_limiter, *s_refused, *s_written,
     *s_deadline, *s_refusal, *s_ends, *s_c, *s_catch_up, *s_release, *s_waiters, *s_notify;
 
-static int
-Lane_traverse(Lane *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->lanes);
-    Py_VISIT(self->pool);
-    Py_VISIT(self->idle);
-    Py_VISIT(self->state);
-    Py_VISIT(self->clock);
-    Py_VISIT(self->log);
-    Py_VISIT(self->output);
-    Py_VISIT(self->leave);
-    Py_VISIT(self->failed);
-    Py_VISIT(self->too_large);
-    Py_VISIT(self->last_inst);
-    Py_VISIT(self->last_name);
-    Py_VISIT(self->last_face);
-    Py_VISIT(self->last_limiter);
-    Py_VISIT(self->fallback);
-    return 0;
-}
+/* The Python objects a Lane holds (GC_FUNCTIONS, _pyext.h). */
+#define LANE_HELD(X) X(lanes) X(pool) X(idle) X(state) X(clock) X(log) X(output) X(leave) \
+    X(failed) X(too_large) X(last_inst) X(last_name) X(last_face) X(last_limiter) X(fallback)
 
-static int
-Lane_clear(Lane *self)
-{
-    Py_CLEAR(self->lanes);
-    Py_CLEAR(self->pool);
-    Py_CLEAR(self->idle);
-    Py_CLEAR(self->state);
-    Py_CLEAR(self->clock);
-    Py_CLEAR(self->log);
-    Py_CLEAR(self->output);
-    Py_CLEAR(self->leave);
-    Py_CLEAR(self->failed);
-    Py_CLEAR(self->too_large);
-    Py_CLEAR(self->last_inst);
-    Py_CLEAR(self->last_name);
-    Py_CLEAR(self->last_face);
-    Py_CLEAR(self->last_limiter);
-    Py_CLEAR(self->fallback);
-    return 0;
-}
-
-static void
-Lane_dealloc(Lane *self)
-{
-    PyObject_GC_UnTrack(self);
-    Lane_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+GC_FUNCTIONS(Lane, LANE_HELD, GC_NOTHING)
 
 /* Lane(lanes, pool, state, clock, log, output, leave, failed, too_large, max_in, max_out,
  * timeout_s, fallback=None: serve()'s way for what call() leaves); clock: the engine Ticker's
@@ -273,16 +229,10 @@ Lane_call(Lane *self, PyObject *const *args, Py_ssize_t nargs)
     }
     if (out == NULL) {
         if (PyErr_ExceptionMatches(failed_type) || PyErr_ExceptionMatches(trap_type)) {
-            PyObject *type, *exc, *tb;
-            PyErr_Fetch(&type, &exc, &tb);
-            PyErr_NormalizeException(&type, &exc, &tb);
-            if (tb != NULL)
-                PyException_SetTraceback(exc, tb);
+            PyObject *exc = take_exception();
             PyObject *r = PyObject_CallFunctionObjArgs(self->failed, inst, name, start, mark,
                                                        exc, NULL);
-            Py_XDECREF(type);
             Py_XDECREF(exc);
-            Py_XDECREF(tb);
             Py_XDECREF(r);  /* it raises */
             goto done;
         }
@@ -345,11 +295,9 @@ static PyMethodDef Lane_methods[] = {
 };
 
 PyTypeObject LaneType = {
-    TYPE_HEAD("_compcall", Lane, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-              "A component runtime's call face: ComponentRuntime.call's hot path."),
+    GC_TYPE_HEAD("_compcall", Lane,
+                 "A component runtime's call face: ComponentRuntime.call's hot path."),
     .tp_init = (initproc)Lane_init,
-    .tp_traverse = (traverseproc)Lane_traverse,
-    .tp_clear = (inquiry)Lane_clear,
     .tp_methods = Lane_methods,
 };
 

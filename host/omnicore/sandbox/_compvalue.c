@@ -316,6 +316,19 @@ expect(const char *p, const char *end, char ch)
     return p < end && *p == ch ? ws(p + 1, end) : NULL;
 }
 
+/* What follows a JSON array's item (its spaces skipped): 1 at a ',' (p past it and the spaces
+ * after), 0 at the closing ']' (p past it), -1 at anything else. */
+static inline int
+next_item(const char **pp, const char *end)
+{
+    const char *p = ws(*pp, end);
+    if (p < end && (*p == ',' || *p == ']')) {
+        *pp = *p == ',' ? ws(p + 1, end) : p + 1;
+        return *p == ',';
+    }
+    return -1;
+}
+
 /* A plain JSON string equal to one of t's names; its index, -1 if none. */
 static int
 name_index(const node *t, const char **pp, const char *end)
@@ -386,6 +399,7 @@ lower_list(cx *c, const node *t, const char **pp, const char *end, uint64_t *fla
                 return ERR;
         }
         uint32_t i = 0;
+        int more = 0;  /* what follows the last item (next_item): 0, the list's end */
         if (p < end && *p == ']') {
             p++;
         } else if (e->kind == N_SCALAR && e->w == W_U8) {
@@ -393,7 +407,7 @@ lower_list(cx *c, const node *t, const char **pp, const char *end, uint64_t *fla
              * (anything else is not plain here; parse_scalar's other spellings go to
              * Python). */
             uint8_t *dst = c->dry ? NULL : c->f->base + ptr;
-            for (;; i++) {
+            do {
                 unsigned v = 0;
                 const char *q = p;
                 while (q < end && (unsigned)(*q - '0') < 10 && q - p < 4)
@@ -402,39 +416,22 @@ lower_list(cx *c, const node *t, const char **pp, const char *end, uint64_t *fla
                     return BAD;
                 if (dst != NULL)
                     dst[i] = (uint8_t)v;
-                p = ws(q, end);
-                if (p < end && *p == ',') {
-                    p = ws(p + 1, end);
-                    continue;
-                }
-                if (p < end && *p == ']') {
-                    p++;
-                    i++;
-                    break;
-                }
-                return BAD;
-            }
+                p = q;
+                i++;
+            } while ((more = next_item(&p, end)) > 0);
         } else {
-            for (;; i++) {
+            do {
                 if (i >= UINT32_MAX / (e->size ? e->size : 1))
                     return BAD;
                 int r = lower(c, e, &p, end, NULL,
                               c->dry ? NULL : c->f->base + ptr + (uint64_t)i * e->size);
                 if (r != OK)
                     return r;
-                p = ws(p, end);
-                if (p < end && *p == ',') {
-                    p = ws(p + 1, end);
-                    continue;
-                }
-                if (p < end && *p == ']') {
-                    p++;
-                    i++;
-                    break;
-                }
-                return BAD;
-            }
+                i++;
+            } while ((more = next_item(&p, end)) > 0);
         }
+        if (more < 0)
+            return BAD;
         *pp = p;
         if (c->dry) {
             c->counts[slot] = i;
@@ -527,21 +524,14 @@ lower(cx *c, const node *t, const char **pp, const char *end, uint64_t *flat, ui
         if (p < end && *p == ']') {
             p++;
         } else {
-            for (;;) {
+            int more;
+            do {
                 if ((i = name_index(t, &p, end)) < 0 || (words[i / 32] >> (i % 32) & 1))
                     return BAD;  /* not a flag, or twice: Python's refusal */
                 words[i / 32] |= 1u << (i % 32);
-                p = ws(p, end);
-                if (p < end && *p == ',') {
-                    p = ws(p + 1, end);
-                    continue;
-                }
-                if (p < end && *p == ']') {
-                    p++;
-                    break;
-                }
+            } while ((more = next_item(&p, end)) > 0);
+            if (more < 0)
                 return BAD;
-            }
         }
         *pp = p;
         if (c->dry)
@@ -679,20 +669,9 @@ put_text(cx *c, const uint8_t *s, uint32_t n)
         c->len += (size_t)n + 2;
         return 1;
     }
-    for (const uint8_t *q = plain, *e = s + n; (q = skip_ascii(q, e)) < e;) {
-        int k = utf8_char(q, e);
-        if (k == 0) {
-            PyObject *raw = PyBytes_FromStringAndSize((const char *)s, n);
-            if (raw != NULL) {
-                PyObject *r = PyObject_CallOneArg(text_fn, raw);
-                Py_DECREF(raw);
-                Py_XDECREF(r);
-                if (r != NULL && !PyErr_Occurred())
-                    PyErr_SetString(trap_type, "invalid utf-8");
-            }
-            return 0;
-        }
-        q += k;
+    if (utf8_end(plain, s + n) < s + n) {
+        utf8_trap(s, n);
+        return 0;
     }
     if (!room(c, (size_t)n * 6 + 2))
         return 0;
@@ -1000,25 +979,13 @@ comp_call_plan(Face *f, PyObject *data, PyObject *epoch)
     } else {
         if (lower_args(&c, plan->params, p, end, flat, NULL) != OK)
             goto done;
-        for (int i = 0; i < f->nparams; i++) {
-            if (f->core[i] == 'q' || f->core[i] == 'd')
-                f->params[i].of.u64 = flat[i];
-            else
-                f->params[i].of.u32 = (uint32_t)flat[i];
-        }
+        for (int i = 0; i < f->nparams; i++)
+            set_payload(&f->params[i], f->core[i] == 'q' || f->core[i] == 'd' ? 'q' : 'i',
+                        flat[i], 0.0);
     }
-    void *error = call_face(f);
-    if (error != NULL) {
-        raise_failed(error);
+    if (!run_face(f) || answer(&c, plan) == NULL)
         goto done;
-    }
-    if (answer(&c, plan) == NULL)
-        goto done;
-    out = PyBytes_FromStringAndSize(c.out, (Py_ssize_t)c.len);
-    if (out != NULL && f->post != NULL && (error = call_post(f)) != NULL) {
-        Py_CLEAR(out);
-        raise_failed(error);
-    }
+    out = after_post(f, PyBytes_FromStringAndSize(c.out, (Py_ssize_t)c.len));
 done:
     PyMem_Free(c.counts);
     if (c.heap)

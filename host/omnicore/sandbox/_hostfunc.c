@@ -26,8 +26,7 @@ typedef struct {
     int pass_caller;
 } HostFunction;
 
-/* The Python objects a HostFunction holds: the collector visits and clearing drops the same
- * list, so an object added later cannot be missed by one of them. */
+/* The Python objects a HostFunction holds (GC_FUNCTIONS, _pyext.h). */
 #define HELD_OBJECTS(X) X(impl) X(state) X(live) X(fail) X(stray_msg)
 
 typedef void *(*caller_context_fn)(void *caller);
@@ -90,31 +89,7 @@ HostFunction_init(HostFunction *self, PyObject *args, PyObject *kwds)
 
 /* A host function holds arbitrary Python objects (a user's function and what it closes over)
  * that may refer back to the runtime holding it: the cyclic collector must see them. */
-static int
-HostFunction_traverse(HostFunction *self, visitproc visit, void *arg)
-{
-#define VISIT(name) Py_VISIT(self->name);
-    HELD_OBJECTS(VISIT)
-#undef VISIT
-    return 0;
-}
-
-static int
-HostFunction_clear(HostFunction *self)
-{
-#define CLEAR(name) Py_CLEAR(self->name);
-    HELD_OBJECTS(CLEAR)
-#undef CLEAR
-    return 0;
-}
-
-static void
-HostFunction_dealloc(HostFunction *self)
-{
-    PyObject_GC_UnTrack(self);
-    HostFunction_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+GC_FUNCTIONS(HostFunction, HELD_OBJECTS, GC_NOTHING)
 
 static void *
 trap_of(PyObject *message)  /* message: bytes, or NULL for the generic text */
@@ -244,18 +219,12 @@ failed:
     for (int i = 2; i < nargv; i++)  /* the caller and the argument objects */
         Py_DECREF(argv[i]);
     {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL && value != NULL)
-            PyException_SetTraceback(value, tb);
+        PyObject *value = take_exception();
         PyObject *msg = PyObject_CallFunctionObjArgs(hf->fail, inst ? inst : Py_None,
                                                      value ? value : Py_None, NULL);
         trap = trap_of(msg);
         Py_XDECREF(msg);
-        Py_XDECREF(type);
         Py_XDECREF(value);
-        Py_XDECREF(tb);
         PyErr_Clear();
     }
 done:
@@ -279,10 +248,7 @@ static PyGetSetDef HostFunction_getset[] = {
 };
 
 PyTypeObject HostFunctionType = {
-    TYPE_HEAD("_callpath", HostFunction, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-              "A host function's C callback and what it calls."),
+    GC_TYPE_HEAD("_callpath", HostFunction, "A host function's C callback and what it calls."),
     .tp_init = (initproc)HostFunction_init,
-    .tp_traverse = (traverseproc)HostFunction_traverse,
-    .tp_clear = (inquiry)HostFunction_clear,
     .tp_getset = HostFunction_getset,
 };

@@ -20,6 +20,56 @@
     .tp_new = PyType_GenericNew,                                      \
     .tp_dealloc = (destructor)NAME##_dealloc
 
+/* A garbage-collected type's traverse, clear and dealloc, written from one list of the Python
+ * objects it holds: HELD(X) names each as X(field). The collector visits and clearing drops
+ * the same list, so an object added later cannot be missed by one of them; MORE(self) drops
+ * what else it holds that the collector need not see (nothing: GC_NOTHING). Dealloc untracks,
+ * clears and frees, as every collected type does. GC_TYPE_HEAD is TYPE_HEAD with the
+ * collector's flag and the first two. */
+#define GC_VISIT_(field) Py_VISIT(self->field);
+#define GC_CLEAR_(field) Py_CLEAR(self->field);
+#define GC_NOTHING(self) ((void)(self))
+#define GC_FUNCTIONS(NAME, HELD, MORE)                                \
+    static int                                                        \
+    NAME##_traverse(NAME *self, visitproc visit, void *arg)           \
+    {                                                                 \
+        HELD(GC_VISIT_)                                               \
+        return 0;                                                     \
+    }                                                                 \
+    static int                                                        \
+    NAME##_clear(NAME *self)                                          \
+    {                                                                 \
+        HELD(GC_CLEAR_)                                               \
+        MORE(self);                                                   \
+        return 0;                                                     \
+    }                                                                 \
+    static void                                                       \
+    NAME##_dealloc(NAME *self)                                        \
+    {                                                                 \
+        PyObject_GC_UnTrack(self);                                    \
+        NAME##_clear(self);                                           \
+        Py_TYPE(self)->tp_free((PyObject *)self);                     \
+    }
+#define GC_TYPE_HEAD(module, NAME, doc)                               \
+    TYPE_HEAD(module, NAME, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, doc), \
+    .tp_traverse = (traverseproc)NAME##_traverse,                     \
+    .tp_clear = (inquiry)NAME##_clear
+
+/* The exception being raised, taken (the error indicator cleared) and normalized, with its
+ * traceback attached: what Python's `except BaseException as e` binds; NULL if none. */
+static inline PyObject *
+take_exception(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
 /* The module of `def` with each of the NULL-terminated `types` added under the last part of
  * its tp_name (PyModule_AddType readies it); NULL with an exception if any step fails. */
 static inline PyObject *
