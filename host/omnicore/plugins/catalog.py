@@ -55,6 +55,7 @@ from omnicore.storage.catalog_rows import (
     CatalogRows,
     Pinned,
     PluginVersion,
+    full_digest,
 )
 from omnicore.storage.instance_rows import Instance
 
@@ -248,7 +249,7 @@ class Catalog:
         if not size:
             raise BadPublish(f"cannot publish {label}: the module is empty", plugin=name)
         actual = digest_of(module)
-        if digest is not None and _full(digest) != actual:
+        if digest is not None and full_digest(digest) != actual:
             raise BadPublish(f"cannot publish {label}: the upload's digest is {short(actual)}"
                                  f" ({size} bytes), not the {digest[:80]!r} announced; it was "
                                  "cut short or altered on the way, so send it again",
@@ -385,13 +386,13 @@ class Catalog:
         versions = self.versions(name)
         text = digest.strip().lower()
         if not text.removeprefix("v").isdecimal():
-            hexpart = _full(text).removeprefix("sha256:")
+            hexpart = full_digest(text).removeprefix("sha256:")
             if not re.fullmatch(r"[0-9a-f]{6,64}", hexpart):
                 raise BadPublish(f"cannot pin '{name}' to {digest[:80]!r}: that is not a "
                                  "digest (sha256:<hex>, 6 to 64 hex digits) or a version "
                                  "number (vN)", plugin=name)
-            if not any(v.digest.startswith(_full(text)) for v in versions):
-                others = [n for n in self._rows().names_of(_full(text)) if n != name]
+            if not any(v.digest.startswith(full_digest(text)) for v in versions):
+                others = [n for n in self._rows().names_of(full_digest(text)) if n != name]
                 where = (f"; it is a version of {', '.join(repr(n) for n in others)}, not of "
                          f"'{name}'") if others else " (no plugin in the catalog has it)"
                 kept = ", ".join(f"v{v.number} {short(v.digest)}" for v in versions[:10])
@@ -495,12 +496,6 @@ def rollouts(entries: list[CatalogEntry], instances: list[Instance]) -> list[dic
     return out
 
 
-def _full(digest: str) -> str:
-    """A digest as announced (``sha256:HEX`` or bare HEX, any case) in the catalog's form."""
-    text = digest.strip().lower()
-    return text if text.startswith("sha256:") else f"sha256:{text}"
-
-
 def _check_name(name: str) -> None:
     if not NAME.match(name):
         raise BadPublish(f"cannot publish plugin {name[:120]!r}: a catalog name is 1-100 "
@@ -529,7 +524,7 @@ def _pick(name: str, versions: list[PluginVersion], to: str) -> PluginVersion:
     if number.isdecimal():
         found = [v for v in versions if v.number == int(number)]
     else:
-        prefix = _full(text)
+        prefix = full_digest(text)
         if len(prefix) < len("sha256:") + 6:
             raise PluginError(f"{to!r} is too short to name a version of '{name}': give 6 or "
                               "more hex digits of its digest, or its number", plugin=name)

@@ -32,6 +32,7 @@ from croniter import croniter
 
 from omnicore import yamlfile
 from omnicore.config.durations import parse_duration
+from omnicore.storage.catalog_rows import version_digest as plugin_digest
 from omnicore.workflows.errors import DefinitionError, ExpressionError, Problem
 from omnicore.workflows.expressions import Compiled, compile_condition, compile_value
 
@@ -446,18 +447,6 @@ def _step(out: Collect, raw: dict[str, Any], path: str, timeout: float, retry: R
                 _duration(out, raw.get("timeout"), f"{path}.timeout", timeout), wait,
                 bool(raw.get("continue_on_error", False)), on_failure, digest)
     return step
-
-
-def plugin_digest(text: str) -> str:
-    """A plugin version as a step's ``digest`` names it, in the catalog's form
-    (``sha256:<64 lowercase hex>``; any case, the prefix optional); ValueError otherwise."""
-    full = text.strip().lower()
-    full = full if full.startswith("sha256:") else f"sha256:{full}"
-    hexpart = full.removeprefix("sha256:")
-    if len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
-        raise ValueError(f"digest {text[:80]!r} is not a plugin version: sha256:<64 hex "
-                         "digits>, as omnicore plugins versions lists them")
-    return full
 
 
 def _wait(out: Collect, raw: Any, path: str) -> Wait:
