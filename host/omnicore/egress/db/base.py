@@ -13,8 +13,9 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from omnicore.egress.redact import Redactor
@@ -173,6 +174,16 @@ class Watchdog:
     @staticmethod
     def disarm(entry: list[Any]) -> None:
         entry[3] = False
+
+    @contextmanager
+    def cut_at(self, when: float, cut: Callable[[], None]) -> Iterator[None]:
+        """The block's round trips bounded as a statement is: ``cut`` (a connection's sever)
+        called at ``when`` unless the block has ended by then, however it ends."""
+        entry = self.arm(when, cut)
+        try:
+            yield
+        finally:
+            self.disarm(entry)
 
     @property
     def queued(self) -> int:

@@ -369,8 +369,7 @@ class MysqlDialect(Dialect):
             status & SERVER_STATUS.SERVER_STATUS_AUTOCOMMIT)
 
     def privileges(self, conn: _Conn, deadline: float) -> tuple[list[str], list[str]]:
-        entry = WATCHDOG.arm(deadline, conn.sever)
-        try:
+        with WATCHDOG.cut_at(deadline, conn.sever):
             with conn.raw.cursor(pymysql.cursors.Cursor) as cur:
                 cur.execute("SHOW GRANTS FOR CURRENT_USER()")
                 lines = [str(row[0]) for row in cur.fetchall()]
@@ -392,8 +391,6 @@ class MysqlDialect(Dialect):
                     finally:
                         cur.execute(f"SET ROLE {_quoted(current)}" if current
                                     else "SET ROLE NONE")
-        finally:
-            Watchdog.disarm(entry)
         return _mysql_privileges(lines)
 
     unchecked_hint = ("let the account read its grants and each of its roles' (SHOW GRANTS "
@@ -412,8 +409,7 @@ class MysqlDialect(Dialect):
         raw = conn.raw
         if raw._sock is None:
             raise pymysql.err.InterfaceError(0, "closed")
-        entry = WATCHDOG.arm(deadline, conn.sever)
-        try:
+        with WATCHDOG.cut_at(deadline, conn.sever):
             with raw.cursor(pymysql.cursors.Cursor) as cur:
                 if self.in_transaction(conn):
                     # An XA transaction a procedure prepared survives the session (MariaDB
@@ -426,16 +422,13 @@ class MysqlDialect(Dialect):
                         except pymysql.err.MySQLError:
                             pass  # not this session's
                 cur.execute("DO RELEASE_ALL_LOCKS()")  # GET_LOCK's (MariaDB 10.5+, MySQL 5.7+)
-        finally:
-            Watchdog.disarm(entry)
         # Temporary tables, a role a procedure set: MariaDB lists neither cheaply, so the
         # session serves only this plugin from now on (closed rather than reset for another).
         return True
 
     def reset(self, conn: _Conn, deadline: float) -> None:
         raw = conn.raw
-        entry = WATCHDOG.arm(deadline, conn.sever)  # a server that does not answer: cut
-        try:
+        with WATCHDOG.cut_at(deadline, conn.sever):  # a server that does not answer: cut
             # User variables, temporary tables, prepared statements, locks (GET_LOCK, LOCK
             # TABLES), an open transaction, every session variable (sql_mode, SET NAMES,
             # autocommit, ...) back to the server's defaults; the server's OK confirms it.
@@ -458,8 +451,6 @@ class MysqlDialect(Dialect):
                     cur.execute("SET ROLE NONE")
                     cur.execute(check)
                     got = cur.fetchone()
-        finally:
-            Watchdog.disarm(entry)
         want = ("utf8mb4", "utf8mb4", "utf8mb4", 1, int(conn.read_only),
                 conn.target.database or None) + ((None,) if conn.mariadb else ())
         if got is None or tuple(got) != want:

@@ -24,7 +24,8 @@ import re
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -315,11 +316,8 @@ class PostgresDialect(Dialect):
         return conn.raw.pgconn.transaction_status != _IDLE
 
     def privileges(self, conn: _Conn, deadline: float) -> tuple[list[str], list[str]]:
-        entry = WATCHDOG.arm(deadline, conn.sever)
-        try:
+        with WATCHDOG.cut_at(deadline, conn.sever):
             row = conn.raw.execute(_PRIVILEGES).fetchone()
-        finally:
-            Watchdog.disarm(entry)
         if row is None:
             return ["no pg_roles row (the role could not be read)"], []
         flags, members, owns = row[:5], row[5] or [], row[6:]
@@ -333,12 +331,18 @@ class PostgresDialect(Dialect):
     def leaves(self, sql: str) -> bool:
         return pg_leaves(sql)
 
-    def clean(self, conn: _Conn, deadline: float) -> bool:
+    @contextmanager
+    def _idle(self, conn: _Conn, deadline: float) -> Iterator[psycopg.Connection[Any]]:
+        """The session out of any transaction it was left in, for clean() and reset(): their
+        round trips bounded as a statement is (a server that does not answer is cut)."""
         raw = conn.raw
-        entry = WATCHDOG.arm(deadline, conn.sever)
-        try:
+        with WATCHDOG.cut_at(deadline, conn.sever):
             if raw.pgconn.transaction_status != _IDLE:
                 raw.execute("ROLLBACK")
+            yield raw
+
+    def clean(self, conn: _Conn, deadline: float) -> bool:
+        with self._idle(conn, deadline) as raw:
             # One round trip: the session's advisory locks released, whether it has had
             # temporary tables, and whether the server takes prepared transactions (off by
             # default: then the role can have none, and the view, 150 µs, is not read).
@@ -349,25 +353,16 @@ class PostgresDialect(Dialect):
                 # PREPARE TRANSACTION is a statement of its own: this runs after it.
                 for (gid,) in raw.execute(_PREPARED).fetchall():
                     raw.execute("ROLLBACK PREPARED '" + str(gid).replace("'", "''") + "'")
-        finally:
-            Watchdog.disarm(entry)
         return bool(row[1])
 
     def reset(self, conn: _Conn, deadline: float) -> None:
-        raw = conn.raw
-        # Bounded as a statement is: a server that does not answer is cut at the deadline.
-        entry = WATCHDOG.arm(deadline, conn.sever)
-        try:
-            if raw.pgconn.transaction_status != _IDLE:
-                raw.execute("ROLLBACK")
+        with self._idle(conn, deadline) as raw:
             # Settings (search_path, role, client_encoding, ...), prepared statements,
             # cursors, temporary tables, advisory locks, LISTEN: all of the session's, as
             # one command whose answer the server gives only when it did all of it.
             cur = raw.execute("DISCARD ALL")
             if cur.statusmessage != "DISCARD ALL" or raw.pgconn.transaction_status != _IDLE:
                 raise psycopg.OperationalError("the server did not confirm DISCARD ALL")
-        finally:
-            Watchdog.disarm(entry)
         conn.statements.clear()  # deallocated by the server
         conn.unprepare = []
         conn.shapes.clear()
