@@ -102,6 +102,64 @@ async def test_acall_runs_off_the_event_loop(host: PluginHost) -> None:
     assert ticks >= 3, (took, ticks)
 
 
+async def test_the_call_door_keeps_its_width_and_drops_calls_cancelled_in_the_queue() -> None:
+    from omnicore.plugins.calls import CallDoor
+
+    door = CallDoor("gated", 2)
+    gate = threading.Event()
+    entered = threading.Semaphore(0)
+    ran: list[str] = []
+
+    def held(tag: str) -> str:
+        entered.release()
+        assert gate.wait(30)
+        ran.append(tag)
+        return tag
+
+    first, second = door.submit(held, "a"), door.submit(held, "b")
+    for _ in range(2):  # both workers busy: the door is 2 wide
+        assert await asyncio.to_thread(entered.acquire, True, 30)
+    third = door.submit(held, "c")
+    dropped = door.submit(ran.append, "never")
+    dropped.cancel()  # still queued: it must never run
+    assert not third.done() and len(door._threads) == 2
+    gate.set()
+    assert await asyncio.gather(first, second, third) == ["a", "b", "c"]
+    assert await door.submit(lambda: "after") == "after"
+    assert sorted(ran) == ["a", "b", "c"]
+    # One call at a time runs on the worker freed last, not on each worker in turn.
+    threads = {await door.submit(threading.get_ident) for _ in range(20)}
+    assert len(threads) == 1
+    with pytest.raises(ZeroDivisionError):
+        await door.submit(lambda: 1 / 0)
+    gate.clear()
+    queued = [door.submit(held, "x"), door.submit(held, "y"), door.submit(held, "z")]
+    door.shutdown(wait=False)
+    with pytest.raises(RuntimeError, match="takes no more calls"):
+        door.submit(held, "late")
+    gate.set()  # what was queued before the shutdown still runs
+    assert await asyncio.gather(*queued) == ["x", "y", "z"]
+    await asyncio.to_thread(door.shutdown, True)
+    assert not any(t.is_alive() for t in door._threads)
+
+
+async def test_acall_answers_on_every_loop_it_is_called_from(host: PluginHost) -> None:
+    host.load(echo_wasm(), limits={"pool_size": 2})
+
+    def other_loop() -> list[bytes]:
+        async def calls() -> list[bytes]:
+            return list(await asyncio.gather(*(host.acall("echo", "echo", b"%d" % i)
+                                               for i in range(20))))
+        return asyncio.run(calls())
+
+    here = asyncio.gather(*(host.acall("echo", "echo", b"h%d" % i) for i in range(20)))
+    there = await asyncio.to_thread(other_loop)
+    assert await here == [b"h%d" % i for i in range(20)]
+    assert there == [b"%d" % i for i in range(20)]
+    door = host._entries.require("echo").door
+    assert door is not None and door.width == 2 and len(door._threads) <= 2
+
+
 def test_call_errors_are_typed_and_the_host_keeps_serving(host: PluginHost) -> None:
     host.load(echo_wasm(), limits={"timeout_ms": 100, "max_input_bytes": 1024})
     with pytest.raises(PluginNotFound, match=r"no plugin named 'nope' \(loaded: echo\)"):

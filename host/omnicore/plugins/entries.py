@@ -113,9 +113,9 @@ class Entries:
                 return None
             del self._by_name[name]
             entry.removed = True
-            if entry.executor is not None:
+            if entry.door is not None:
                 # Queued acalls fail with PluginNotFound when they run; none is left hanging.
-                entry.executor.shutdown(wait=False)
+                entry.door.shutdown(wait=False)
         if self._health is not None:
             self._health.unregister_check(f"plugin:{name}")
         return entry

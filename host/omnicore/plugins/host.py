@@ -19,7 +19,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -34,8 +33,8 @@ from omnicore.errors import (
     PluginLoadError,
     PluginNotFound,
 )
+from omnicore.plugins.calls import CallDoor, door_for
 from omnicore.plugins.calls import call as call_entry
-from omnicore.plugins.calls import executor_for
 from omnicore.plugins.commands import EXEC, run_exec
 from omnicore.plugins.entries import Entries
 from omnicore.plugins.events import PluginSettingsChanged, PluginUnloaded
@@ -60,6 +59,8 @@ from omnicore.sandbox.usage import Usage
 from omnicore.types import HealthChecks
 
 if TYPE_CHECKING:
+    from asyncio import Future
+
     # A host without an app has no operator settings: it must not load the storage layer
     # they are kept in (plugins/operator.py imports it).
     from omnicore.plugins.operator import OperatorSettings
@@ -415,15 +416,14 @@ class PluginHost:
 
     async def acall(self, name: str, handler: str, data: bytes = b"") -> bytes:
         """:meth:`call` on a worker thread, so the event loop never blocks on a guest."""
-        import asyncio  # here: a one-off call outside any loop need not load it
-        import contextvars
+        out: bytes = await self._door(name).submit(self.call, name, handler, data)
+        return out
 
-        loop = asyncio.get_running_loop()
-        # In the caller's context: what it set for the call's host functions (the MCP
-        # client of a tool call, omnicore.capabilities.mcp) reaches the worker thread.
-        return await loop.run_in_executor(self._call_threads(name),
-                                          contextvars.copy_context().run, self.call, name,
-                                          handler, data)
+    def submit(self, name: str, handler: str, data: bytes = b"") -> Future[bytes]:
+        """:meth:`acall` as the running loop's future, with no task of its own to await it:
+        for a server that waits with a deadline of its own (``omnicore.routes``). Cancelled
+        before a worker takes it, the call never runs."""
+        return self._door(name).submit(self.call, name, handler, data)
 
     def call_json(self, name: str, handler: str, obj: Any = None) -> Any:
         """Call with ``obj`` encoded as JSON and decode the output as JSON.
@@ -441,12 +441,20 @@ class PluginHost:
                               f"not JSON ({exc}); use call() for raw bytes",
                               plugin=name, handler=handler) from exc
 
-    def _call_threads(self, name: str) -> ThreadPoolExecutor:
+    def _door(self, name: str) -> CallDoor:
+        # A call through the door runs in the caller's context: what it set for the call's
+        # host functions (the MCP client of a tool call, omnicore.capabilities.mcp) reaches
+        # the worker thread.
         if self._linker.closed:
             raise PluginError("this plugin host is closed")
-        return executor_for(self._entries.require(name),
-                            default_size=self._linker.defaults.pool_size,
+        entry = self._entries.get(name)
+        if entry is None:
+            raise self._entries.not_found(name)
+        door = entry.door
+        if door is None:
+            door = door_for(entry, default_size=self._linker.defaults.pool_size,
                             max_workers=self._max_workers, lock=self._entries.lock)
+        return door
 
     # ---- the folder ------------------------------------------------------------------
 
@@ -527,8 +535,8 @@ class PluginHost:
                 if old is not None:
                     retired.append(old)
         for entry in retired_entries:
-            if entry.executor is not None:
-                entry.executor.shutdown(wait=True)
+            if entry.door is not None:
+                entry.door.shutdown(wait=True)
         # The engines' tickers enforce the deadlines of calls still running: keep them until
         # those calls have ended (each within its own timeout).
         longest = max((v.runtime.limits.timeout_ms for v in retired), default=0) / 1000

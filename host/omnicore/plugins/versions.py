@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omnicore.plugins.breaker import CircuitBreaker
 from omnicore.plugins.info import PluginInfo, PluginState
@@ -19,6 +19,9 @@ from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.stats import CallStats
 from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.sandbox.pluginlog import PluginLog
+
+if TYPE_CHECKING:
+    from omnicore.plugins.calls import CallDoor
 
 __all__ = ["Entry", "Version"]
 
@@ -76,7 +79,7 @@ class Entry:
         self.relink = threading.RLock()
         #: Worker threads for this plugin's ``acall``s (made on first use): one plugin's slow
         #: calls queue behind each other, never in front of another plugin's.
-        self.executor: ThreadPoolExecutor | None = None
+        self.door: CallDoor | None = None
 
     def info(self) -> PluginInfo:
         """A snapshot of this plugin for code, CLI and console."""

@@ -77,6 +77,29 @@ class RouteStats:
     suppressed: int = 0
 
 
+async def _within(call: asyncio.Future[bytes], deadline: float) -> bool:
+    """Whether ``call`` is done by ``deadline`` (``time.monotonic``); it is never cancelled
+    (a running call ends by its own deadline). One waiter and one timer: ``asyncio.wait`` on
+    a task of the call made three futures, a set and a task per request."""
+    if call.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), wake)
+    call.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        call.remove_done_callback(wake)
+    return call.done()
+
+
 class _Answer(Exception):
     """Answer this status now (the host's own JSON error)."""
 
@@ -286,10 +309,8 @@ class RoutesServer:
                 self._take_rate(route, st)
             head = self._head(scope, route, path, params, headers, auth)
             data = body if s.mode == "body" else encode_request(head, body)
-            call = asyncio.ensure_future(self.app.plugins.acall(route.plugin, route.handler,
-                                                                data))
-            done, _ = await asyncio.wait({call}, timeout=max(0.0, deadline - time.monotonic()))
-            if not done:
+            call = self.app.plugins.submit(route.plugin, route.handler, data)
+            if not await _within(call, deadline):
                 released = True
                 call.add_done_callback(lambda fut: self._release(fut, st))
                 self._warn(route, st, f"no answer within {s.timeout_ms} ms")
