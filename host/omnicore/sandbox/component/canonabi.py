@@ -38,6 +38,11 @@ _INTS = {"u8": ("<B", 1), "s8": ("<b", 1), "u16": ("<H", 2), "s16": ("<h", 2),
          "u32": ("<I", 4), "s32": ("<i", 4), "u64": ("<Q", 8), "s64": ("<q", 8)}
 _SCALAR_LAYOUT = {**{k: s for k, (_f, s) in _INTS.items()}, "bool": 1, "char": 4, "f32": 4,
                   "f64": 8}
+#: How a scalar is laid out in memory (storer and loader), and a variant's discriminant by size.
+_SCALAR_STRUCT = {k: struct.Struct(f) for k, f in {**{k: f for k, (f, _s) in _INTS.items()},
+                                                   "bool": "<B", "char": "<I", "f32": "<f",
+                                                   "f64": "<d"}.items()}
+_DISC_STRUCT = {1: struct.Struct("<B"), 2: struct.Struct("<H"), 4: struct.Struct("<I")}
 _NON_FINITE = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf")}
 _F32 = struct.Struct("<f")
 _U32 = struct.Struct("<I")
@@ -203,6 +208,11 @@ def _float(v: Any) -> float:
     return _NON_FINITE[v] if isinstance(v, str) else float(v)
 
 
+#: The core value of a scalar's JSON value, where it is not the value itself (an integer's is).
+_LOWER_SCALAR: dict[str, Callable[[Any], Any]] = {
+    "bool": lambda v: 1 if v else 0, "char": ord, "f32": _float, "f64": _float}
+
+
 def _to_joined(v: Any, have: str, want: str) -> Any:
     """A case's core value in the variant's joined slot (CanonicalABI.md ``lower_flat``)."""
     if have == want:
@@ -236,12 +246,9 @@ def lowerer(t: Ty) -> Lower:
                 out.append(v & mask)
             return lower_signed
         return _append
-    if k == "bool":
-        return lambda v, out, cx: out.append(1 if v else 0)
-    if k == "char":
-        return lambda v, out, cx: out.append(ord(v))
-    if k in ("f32", "f64"):
-        return lambda v, out, cx: out.append(_float(v))
+    if k in _LOWER_SCALAR:
+        to = _LOWER_SCALAR[k]
+        return lambda v, out, cx: out.append(to(v))
     if k in ("string", "list"):
         write = _list_writer(t)
 
@@ -356,16 +363,8 @@ def storer(t: Ty) -> Store:
     """``store``: write a JSON value of ``t`` at ``ptr`` (in bounds, aligned: the caller's
     allocation)."""
     k = t[0]
-    if k in _INTS or k in ("bool", "char", "f32", "f64"):
-        fmt = {"bool": "<B", "char": "<I", "f32": "<f", "f64": "<d"}.get(k) or _INTS[k][0]
-        pack = struct.Struct(fmt).pack_into
-        if k == "bool":
-            return lambda v, ptr, cx: pack(cx.view, ptr, 1 if v else 0)
-        if k == "char":
-            return lambda v, ptr, cx: pack(cx.view, ptr, ord(v))
-        if k in ("f32", "f64"):
-            return lambda v, ptr, cx: pack(cx.view, ptr, _float(v))
-        return lambda v, ptr, cx: pack(cx.view, ptr, v)
+    if k in _SCALAR_STRUCT:
+        return _scalar(k)[0]
     if k in ("string", "list"):
         write = _list_writer(t)
 
@@ -394,7 +393,7 @@ def storer(t: Ty) -> Store:
             cx.view[ptr:ptr + nbytes] = n.to_bytes(nbytes, "little")
         return store_flags
     case_of = _case_of(t)
-    disc = struct.Struct({1: "<B", 2: "<H", 4: "<I"}[_disc_size(len(_cases(t)))]).pack_into
+    disc = _DISC_STRUCT[_disc_size(len(_cases(t)))].pack_into
     off = _payload_offset(t)
     cases = tuple(None if c is None else storer(c) for c in _cases(t))
 
@@ -446,6 +445,25 @@ def _char(v: int) -> str:
     return chr(v)
 
 
+#: The JSON value of a scalar's core value, where it is not the value itself (an integer's
+#: is, once truncated to its width: _int_of).
+_LIFT_SCALAR: dict[str, Callable[[Any], Any]] = {
+    "bool": lambda n: n != 0, "char": _char, "f32": _json_float, "f64": _json_float}
+
+
+@cache
+def _scalar(k: str) -> tuple[Store, Load]:
+    """A scalar's ``store`` and ``load`` in memory: its layout (_SCALAR_STRUCT), its value
+    converted as its flat lowering and lifting convert it."""
+    layout = _SCALAR_STRUCT[k]
+    pack, unpack = layout.pack_into, layout.unpack_from
+    to, of = _LOWER_SCALAR.get(k), _LIFT_SCALAR.get(k)
+    if to is None or of is None:  # an integer: as it is (the layout has its sign and width)
+        return (lambda v, ptr, cx: pack(cx.view, ptr, v)), (lambda ptr, cx: unpack(cx.view, ptr)[0])
+    return ((lambda v, ptr, cx: pack(cx.view, ptr, to(v))),
+            (lambda ptr, cx: of(unpack(cx.view, ptr)[0])))
+
+
 def _text(raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
@@ -465,12 +483,9 @@ def lifter(t: Ty) -> Lift:
             return lambda it, cx: next(it)
         conv = _int_of(k)
         return lambda it, cx: conv(next(it))
-    if k == "bool":
-        return lambda it, cx: next(it) != 0
-    if k == "char":
-        return lambda it, cx: _char(next(it))
-    if k in ("f32", "f64"):
-        return lambda it, cx: _json_float(next(it))
+    if k in _LIFT_SCALAR:
+        of = _LIFT_SCALAR[k]
+        return lambda it, cx: of(next(it))
     if k in ("string", "list"):
         read = _list_reader(t)
         return lambda it, cx: read(next(it), next(it), cx)
@@ -548,16 +563,8 @@ def loader(t: Ty) -> Load:
     """``load``: the JSON value of ``t`` at ``ptr`` (checked in bounds and aligned by the
     caller)."""
     k = t[0]
-    if k in _INTS or k in ("bool", "char", "f32", "f64"):
-        fmt = {"bool": "<B", "char": "<I", "f32": "<f", "f64": "<d"}.get(k) or _INTS[k][0]
-        unpack = struct.Struct(fmt).unpack_from
-        if k == "bool":
-            return lambda ptr, cx: unpack(cx.view, ptr)[0] != 0
-        if k == "char":
-            return lambda ptr, cx: _char(unpack(cx.view, ptr)[0])
-        if k in ("f32", "f64"):
-            return lambda ptr, cx: _json_float(unpack(cx.view, ptr)[0])
-        return lambda ptr, cx: unpack(cx.view, ptr)[0]
+    if k in _SCALAR_STRUCT:
+        return _scalar(k)[1]
     if k in ("string", "list"):
         read = _list_reader(t)
 
@@ -582,7 +589,7 @@ def loader(t: Ty) -> Load:
             return [name for i, name in enumerate(names) if n >> i & 1]
         return load_flags
     cases = tuple(None if c is None else loader(c) for c in _cases(t))
-    disc = struct.Struct({1: "<B", 2: "<H", 4: "<I"}[_disc_size(len(cases))]).unpack_from
+    disc = _DISC_STRUCT[_disc_size(len(cases))].unpack_from
     off = _payload_offset(t)
     make = _maker(t)
 

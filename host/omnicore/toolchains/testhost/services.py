@@ -26,20 +26,18 @@ def sql_answer_problem(text: str) -> str | None:
         return "it is not JSON"
     if not isinstance(doc, dict):
         return "it is not an object"
-    if "columns" not in doc:
-        return "it has no columns"
-    if "rows" not in doc:
-        return "it has no rows"
+    for key in ("columns", "rows"):
+        if key not in doc:
+            return f"it has no {key}"
     columns, rows = doc["columns"], doc["rows"]
     if not isinstance(columns, list) or not isinstance(rows, list):
         return "columns and rows are arrays"
     for column in columns:
         if not isinstance(column, dict):
             return 'a column is an object {"name", "type"}, never a bare name'
-        if "name" not in column:
-            return "a column has a name"
-        if "type" not in column:
-            return "a column has a type"
+        for key in ("name", "type"):
+            if key not in column:
+                return f"a column has a {key}"
         if not isinstance(column["name"], str) or not isinstance(column["type"], str):
             return "a column's name and type are strings"
     for row in rows:
