@@ -241,7 +241,7 @@ class OmniApp:
         return Bridges(self.config.bridges, events=self.events,
                        deliver=lambda e: self.subscriptions.deliver(e),
                        secrets=lambda: self.secrets, consumer=self.runtime_id, app=self.name,
-                       jobs=lambda: self.jobs,
+                       jobs=lambda: self.jobs, journals=self.data_dir / "spool",
                        health=self.health if "health" in self._modules.names else None)
 
     def _make_sweeper(self) -> Sweeper:

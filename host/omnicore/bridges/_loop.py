@@ -8,6 +8,12 @@ acknowledged. Outbound: events the bus carries that an outbound route names are 
 order, in a buffer bounded in bytes, and published one at a time, each retried (same message
 id) until the broker confirms it.
 
+The outbound queue is a journal too (:meth:`Bridge.open_journal`): each message is written to
+``<data_dir>/spool/bridge-<name>-<runtime id>.spool`` (fsynced) before it is held, and a
+confirmation is written after the broker's, so a host killed with messages unconfirmed leaves
+them to the next host of the data dir to start, which adopts the file and publishes them again
+under the same message ids (the broker's idempotency key where it has one).
+
 Dead letters (``dead_letter``): a message refused on arrival goes to the dead-letter target
 before it is acknowledged (RabbitMQ: rejected, the broker's DLX takes it); a durable delivery
 that failed ``after`` times (a dead job, seen on the bus) is held for the target as an
@@ -26,11 +32,13 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omnicore.bridges._broker import Broker, Received, within
 from omnicore.config.bridges import BridgeConfig, BridgeInbound, BridgeOutbound
 from omnicore.core.events import Event
+from omnicore.core.spool import Spool, decode_bytes, encode_bytes
 from omnicore.logging import get_logger
 from omnicore.storage import StorageError
 from omnicore.subscriptions.events import BridgeEvent, PluginEvent, event_body
@@ -66,6 +74,23 @@ class Outgoing:
     event: str
     data: bytes = field(repr=False)
     headers: Mapping[str, str] | None = None
+
+
+#: A journal whose confirmed messages take more than this (and four times what is held) is
+#: compacted.
+COMPACT_BYTES = 1024 * 1024
+
+
+def _record(item: Outgoing) -> dict[str, Any]:
+    """An outbound message as the journal keeps it."""
+    return {"k": "out", "mid": item.message_id, "event": item.event,
+            "route": item.route.model_dump(exclude_none=True), "data": encode_bytes(item.data),
+            "headers": dict(item.headers) if item.headers else None}
+
+
+def _outgoing(record: Mapping[str, Any]) -> Outgoing:
+    return Outgoing(BridgeOutbound.model_validate(record["route"]), str(record["mid"]),
+                    str(record["event"]), decode_bytes(record["data"]), record.get("headers"))
 
 
 def message_id(app: str, event: Event) -> str:
@@ -137,6 +162,8 @@ class Bridge:
         #: The event types this bridge's inbound routes make (whose dead jobs are its own).
         self.makes = frozenset(r.event for r in config.inbound)
         self._granted: dict[str, BridgeOutbound] = {}
+        #: Where held messages are written before they are held (None: memory only).
+        self._journal: Spool | None = None
 
     # -- state ----------------------------------------------------------------------------
 
@@ -332,6 +359,24 @@ class Bridge:
         self._hold([Outgoing(self.dead_route, f"{self._app}:dead:job:{job.id}:{job.attempts}",
                              topic, message_of(job.payload), headers)])
 
+    def open_journal(self, folder: Path, owner: str) -> int:
+        """Keep the outbound queue in ``folder`` (this host's journal, ``owner`` naming it),
+        taking over what hosts that died left unconfirmed in theirs: held first, in their
+        order. How many were taken over."""
+        journal = Spool(folder, f"bridge-{self.name}", owner)
+        records = journal.open()
+        done = {r.get("mid") for r in records if r.get("k") == "done"}
+        pending = [_outgoing(r) for r in records if r.get("k") == "out" and r["mid"] not in done]
+        with self._lock:
+            self._journal = journal
+            self._held.extendleft(reversed(pending))
+            self._held_bytes += sum(len(i.data) for i in pending)
+            journal.rewrite([_record(i) for i in self._held])
+        if pending:
+            log.info("bridge %s: %d outbound message(s) a host that stopped left unconfirmed "
+                     "are published again (the same message ids)", self.name, len(pending))
+        return len(pending)
+
     def _hold(self, items: list[Outgoing]) -> None:
         with self._lock:
             for item in items:
@@ -343,19 +388,48 @@ class Bridge:
                                   "held for the broker are full", self.name,
                                   self.counters["dropped"], self.config.max_held_bytes)
                     continue
+                if self._journal is not None:
+                    try:
+                        self._journal.append(_record(item))
+                    except OSError as exc:
+                        self.counters["dropped"] += 1
+                        log.error("bridge %s: an outbound message dropped: its journal %s "
+                                  "cannot be written: %s", self.name, self._journal.path, exc)
+                        continue
                 self._held.append(item)
                 self._held_bytes += len(item.data)
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
 
-    def lost(self) -> int:
-        """Forget what is still held (the bridge stopped); how many."""
+    def lost(self) -> tuple[int, Path | None]:
+        """Forget what is still held (the bridge stopped): how many, and the journal that
+        keeps them for the next start (None: they are lost)."""
         with self._lock:
             n = len(self._held)
             self._held.clear()
             self._held_bytes = 0
-        return n
+            journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close()
+        return n, None if journal is None else journal.path
+
+    def _confirmed(self, item: Outgoing) -> None:
+        """The broker confirmed ``item``, the head of the queue (under the lock)."""
+        self._held.popleft()
+        self._held_bytes -= len(item.data)
+        journal = self._journal
+        if journal is None:
+            return
+        try:
+            if not self._held:
+                journal.clear()
+            elif journal.size > max(COMPACT_BYTES, 4 * self._held_bytes):
+                journal.rewrite([_record(i) for i in self._held])
+            else:  # lost at a kill: the message is published again, under its id
+                journal.append({"k": "done", "mid": item.message_id}, sync=False)
+        except OSError as exc:
+            log.warning("bridge %s: journal %s not updated: %s", self.name, journal.path, exc)
 
     async def _outbound(self) -> None:
         assert self._wake is not None
@@ -378,8 +452,7 @@ class Bridge:
                                    self.config.confirm_timeout_s)
             tries = 0
             with self._lock:
-                self._held.popleft()
-                self._held_bytes -= len(item.data)
+                self._confirmed(item)
             self.counters["published"] += 1
             return True
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 from omnicore.bridges._broker import Broker, Settings
@@ -69,8 +70,11 @@ class Bridges:
                  deliver: Callable[[BridgeEvent], int], secrets: Callable[[], _Secrets],
                  consumer: str, app: str = "omnicore",
                  health: HealthChecks | None = None,
-                 jobs: Callable[[], _Jobs] | None = None) -> None:
+                 jobs: Callable[[], _Jobs] | None = None,
+                 journals: Path | None = None) -> None:
         self._events = events
+        #: Where each bridge's outbound journal is kept (None: the queue is memory only).
+        self._journals = journals
         self._jobs = jobs
         self._health = health
         self._secrets = secrets
@@ -96,6 +100,16 @@ class Bridges:
     def start(self) -> None:
         if not self.bridges or self._thread is not None:
             return
+        if self._journals is not None:
+            for bridge in self.bridges.values():
+                if bridge.config.outbound or bridge.dead_route is not None or \
+                        bridge.config.plugin_publish:
+                    try:
+                        bridge.open_journal(self._journals, self._consumer)
+                    except OSError as exc:
+                        log.error("bridge %s: its outbound journal cannot be opened (%s): "
+                                  "what it holds for the broker is lost if the host dies",
+                                  bridge.name, exc)
         self._thread = LoopThread("omnicore-bridges")
         self._runs = self._thread.call(self._spawn())
         if self._health is not None:
@@ -160,8 +174,12 @@ class Bridges:
         thread.close()
         self._runs = []
         for bridge in self.bridges.values():
-            lost = bridge.lost()
-            if lost:
+            lost, journal = bridge.lost()
+            if lost and journal is not None:
+                log.warning("bridge %s stopped with %d outbound message(s) the broker had not "
+                            "confirmed: kept in %s, published when a host of this data dir "
+                            "next starts", bridge.name, lost, journal)
+            elif lost:
                 log.error("bridge %s stopped with %d outbound message(s) the broker had not "
                           "confirmed: they are not published", bridge.name, lost)
 

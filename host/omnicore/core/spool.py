@@ -127,21 +127,23 @@ class Spool:
         if data:
             self._write_frame(data)
 
-    def append(self, record: Mapping[str, Any]) -> int:
+    def append(self, record: Mapping[str, Any], *, sync: bool = True) -> int:
         """Write ``record`` and fsync it; its size in the file. Raises OSError (a full
-        disk...): then it is not taken."""
+        disk...): then it is not taken. ``sync=False`` leaves the fsync to the next synced
+        write (a record whose loss only means a replay, such as a confirmation)."""
         frame = _frame(record)
-        self._write_frame(frame)
+        self._write_frame(frame, sync)
         return len(frame)
 
-    def _write_frame(self, frame: bytes) -> None:
+    def _write_frame(self, frame: bytes, sync: bool = True) -> None:
         assert self._fd is not None, "the spool is not open"
         start = self.size
         try:
             view = memoryview(frame)
             while view:
                 view = view[os.write(self._fd, view):]
-            os.fsync(self._fd)
+            if sync:
+                os.fsync(self._fd)
         except OSError:
             os.ftruncate(self._fd, start)  # no torn record in front of the next one
             raise
