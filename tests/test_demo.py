@@ -12,6 +12,7 @@ from omnicore.app import OmniApp
 from omnicore.errors import GuestError
 from omnicore.toolchains import build_all
 from tests.dbservers import free_port
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,11 +30,15 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path,
 
     # No database runs for the demo here: Redis is pointed at a closed port, and the PostgreSQL
     # connector's password was never stored (docs/guides/databases.md: `omnicore secrets set`).
+    # No broker either: the bridges are pointed at closed ports, and the host starts all the
+    # same (tests/bridges/test_relay_demo.py runs the relay between real brokers).
     closed = f"redis://127.0.0.1:{free_port()}/0"
     # The run's module cache: the Ruby and Python examples compile in 5-25 s each, and the
     # conformance tests have compiled the same bytes already.
     app = OmniApp(config_path=app_dir / "omnicore.yaml", entry_points=False,
-                  environ={"OMNICORE_CONNECTORS__CACHE__URL": closed},
+                  environ={"OMNICORE_CONNECTORS__CACHE__URL": closed,
+                           "OMNICORE_BRIDGES__LEDGER__URL": closed,
+                           "OMNICORE_BRIDGES__ORDERS__URL": f"nats://127.0.0.1:{free_port()}"},
                   overrides={"sandbox": {"cache_dir": str(module_cache)}})
     app.start()
     try:
@@ -84,5 +89,9 @@ def test_every_example_loads_and_answers_in_the_demo_app(tmp_path: Path,
         # The connector needs its token first (tests/test_github_issues.py calls a real server).
         with pytest.raises(GuestError, match="secret 'github_token', which is not set"):
             app.plugins.call_json("github-issues-js", "issues")
+        # The relay's bridges are down (no broker) and say so; its handlers answer.
+        assert app.plugins.call_json("relay-js", "report") == {"relayed": 0, "cents": 0}
+        eventually(lambda: {s["name"]: s["state"] for s in app.bridges.status()}["ledger"]
+                   == "down", "the ledger bridge down")
     finally:
         app.stop()
