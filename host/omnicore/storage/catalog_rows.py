@@ -26,24 +26,6 @@ __all__ = ["CHUNK_BYTES", "CatalogEntry", "CatalogRows", "Pinned", "PluginVersio
 CHUNK_BYTES = 1 << 20
 
 
-def full_digest(text: str) -> str:
-    """A digest as announced (``sha256:HEX`` or bare HEX, any case, spaces around) in the
-    catalog's form, unchecked (a prefix stays one)."""
-    text = text.strip().lower()
-    return text if text.startswith("sha256:") else f"sha256:{text}"
-
-
-def version_digest(text: str) -> str:
-    """A plugin version as a job or a workflow step names it, in the catalog's form
-    (``sha256:<64 lowercase hex>``; any case, the prefix optional); ValueError otherwise."""
-    full = full_digest(text)
-    hexpart = full.removeprefix("sha256:")
-    if len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
-        raise ValueError(f"digest {text[:80]!r} is not a plugin version: sha256:<64 hex "
-                         "digits>, as omnicore plugins versions lists them")
-    return full
-
-
 @dataclass(frozen=True, slots=True)
 class PluginVersion:
     """One publish of a plugin name. Times are Unix seconds."""
@@ -188,3 +170,21 @@ class CatalogRows(abc.ABC):
             if data is None:
                 raise LookupError(f"module {digest}: chunk {index} of {found[1]} is missing")
             yield data
+
+
+def full_digest(text: str) -> str:
+    """A digest as announced (``sha256:HEX`` or bare HEX, any case, spaces around) in the
+    catalog's form, unchecked (a prefix stays one)."""
+    text = text.strip().lower()
+    return text if text.startswith("sha256:") else f"sha256:{text}"
+
+
+def version_digest(text: str) -> str:
+    """A plugin version as a job or a workflow step names it, in the catalog's form
+    (``sha256:<64 lowercase hex>``; any case, the prefix optional); ValueError otherwise."""
+    full = full_digest(text)
+    hexpart = full.removeprefix("sha256:")
+    if len(hexpart) != 64 or hexpart.strip("0123456789abcdef"):
+        raise ValueError(f"digest {text[:80]!r} is not a plugin version: sha256:<64 hex "
+                         "digits>, as omnicore plugins versions lists them")
+    return full
