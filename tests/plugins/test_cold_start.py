@@ -10,10 +10,12 @@ asserts a duration: the tests watch the states and the answers while the big one
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -240,6 +242,30 @@ def test_a_cold_start_serves_baseline_code_then_swaps_in_cranelift(
                                                                     fuel=fuel)) as host:
         host.watch_folder(folder, watch=False)
         assert not _baseline(host, "big") and not _baseline(host, "tiny")
+
+
+def test_the_baseline_code_is_freed_once_the_tier_up_is_done(folder: Path,
+                                                            tmp_path: Path) -> None:
+    # Issue 63: the baseline runtimes swapped out sit in reference cycles; with no full
+    # collection (an idle host may run none for hours) their code stayed mapped, a cold host
+    # holding it beside the optimized code. The tier-up collects once its queue is empty.
+    cache = tmp_path / "cache"
+    was = gc.isenabled()
+    gc.disable()  # only the tier-up's own collection may free it
+    try:
+        with PluginHost(engine_factory=lambda fuel=False: SandboxEngine(cache_dir=cache,
+                                                                        fuel=fuel)) as host:
+            host.watch_folder(folder, watch=False)
+            baseline = [weakref.ref(host._entries.require(n).module) for n in ("big", "tiny")]
+            assert all(_baseline(host, n) for n in ("big", "tiny"))
+            eventually(lambda: not (_baseline(host, "big") or _baseline(host, "tiny")),
+                       "the tier-up")
+            eventually(lambda: all(ref() is None for ref in baseline),
+                       "the baseline modules freed")
+            assert host.call("big", "run", b"") == b"" and host.call("tiny", "echo", b"x") == b"x"
+    finally:
+        if was:
+            gc.enable()
 
 
 def test_a_module_the_baseline_compiler_refuses_is_compiled_by_cranelift_at_once(

@@ -517,9 +517,13 @@ class SharedModule(wasmtime.Module):
         pass
 
     def finalized(self) -> SharedModule:
-        """This module, freed once unreachable (call once, on a module just made: compiled
-        by ``SharedModule(engine, wasm)`` or deserialized by sandbox/modcache.py)."""
-        # The C free on the pointer alone: the finalizer must not hold the module.
-        free = weakref.finalize(self, module_delete, address_of(self))
-        free.atexit = False  # at exit a daemon thread may still call into it: the OS frees it
+        """This module, freed once unreachable (on a module just made: compiled by
+        ``SharedModule(engine, wasm)`` or deserialized by sandbox/modcache.py). Once per
+        module: a second call returns it as it is (a module made and then dropped for the
+        cache entry it was stored as must be freed too, or its code stays mapped: issue 63)."""
+        if getattr(self, "_free", None) is None:
+            # The C free on the pointer alone: the finalizer must not hold the module.
+            free = weakref.finalize(self, module_delete, address_of(self))
+            free.atexit = False  # at exit a daemon thread may still call it: the OS frees it
+            self._free = free
         return self

@@ -387,7 +387,8 @@ class SandboxEngine:
 
     def _compile(self, wasm: bytes, sha256: str) -> SharedModule:
         module = modcache.compiled(self.cache_path(sha256), self.origin(sha256), self.wasmtime,
-                                   SharedModule, lambda: SharedModule(self.wasmtime, wasm),
+                                   SharedModule,
+                                   lambda: SharedModule(self.wasmtime, wasm).finalized(),
                                    self.module_key, self.baked(self.cache_path(sha256)))
         assert isinstance(module, SharedModule)  # wasmtime-py makes the class it is called on
         return module.finalized()
