@@ -174,6 +174,13 @@ class PluginHost:
         """The current state of plugin ``name``; :class:`PluginNotFound` if unknown."""
         return self._entries.require(name).info()
 
+    def limits_of(self, name: str) -> Limits | None:
+        """The limits plugin ``name``'s calls run under (None until it has settings: a
+        plugin that failed to load); :class:`PluginNotFound` if unknown. ``get(name).limits``
+        without the snapshot of everything else (its stats' percentiles among them)."""
+        settings = self._entries.require(name).settings
+        return settings.limits if settings is not None else None
+
     def logs(self, name: str) -> PluginLog:
         """The plugin's log ring buffer (kept across reloads)."""
         return self._entries.require(name).log

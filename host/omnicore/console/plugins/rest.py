@@ -222,7 +222,7 @@ async def invoke(request: Request) -> Response:
     st, name = state(request), request.path_params["name"]
     # One input limit: the body may carry what the plugin takes (base64 and JSON around it),
     # still capped as it streams in, before the whole body is read.
-    limits = st.app.plugins.get(name).limits if name in st.app.plugins else None
+    limits = st.app.plugins.limits_of(name) if name in st.app.plugins else None
     cap = max_input = None
     if limits is not None:
         max_input = limits.max_input_bytes
