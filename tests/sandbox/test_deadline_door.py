@@ -487,7 +487,8 @@ def component_lowered_in_python(s: Setup) -> Callable[[], object]:
 
 
 def component_metered_call(s: Setup) -> Callable[[], object]:
-    """A metered engine: no C lane, the runtime's ``_call_lane`` around ``call_json``."""
+    """A metered engine: no C lane, the arguments parsed in Python and the face's ``call``
+    (``_invoke_canon``)."""
     assert s.engine.fuel
     rt = _component(s, wat_component("gate-spin"))()
     assert rt.call("spin-when", b"[0]") == b"0"

@@ -1,5 +1,6 @@
 /* A component runtime's call face (issue 47): ComponentRuntime.call's hot path in one C call.
- * Lane.call(name, data) does what runtime.py's _call_lane does around the Face's call_json:
+ * Lane.call(name, data) does what runtime.py's _call_python and _invoke_canon do around a
+ * Face's call, with the Face's call_json:
  * takes an idle instance of the pool, clears its limiter's record, reads the engine's epoch
  * (the call's start, for its verdict) and the log's mark, sets the host functions' deadline
  * (hostcalls.enter), calls the Face (which arms the call's deadline), takes in the WASI

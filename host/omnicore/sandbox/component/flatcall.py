@@ -56,7 +56,7 @@ from omnicore.sandbox.component.canonabi import (
 )
 from omnicore.sandbox.component.rawlift import RawForm
 
-__all__ = ["COMPCALL", "Bound", "FlatCall", "uses_memory"]
+__all__ = ["COMPCALL", "Bound", "FlatCall", "answer_json", "uses_memory"]
 
 #: A core value as the face carries it: (the C value's kind, its union field); a string the
 #: face keeps (.canonplan) is a ``wasm_name_t`` (size, data), bytes wasmtime lowers itself.
@@ -90,6 +90,18 @@ class _CallFailed(Exception):
 #: Where orjson may have written a float otherwise than json (an exponent, or a fraction
 #: below 1e-4 in full): matches every such float, and some strings (json writes those).
 _EXPONENT = re.compile(rb"[0-9][eE]|0\.0000")
+
+
+def answer_json(value: Any, floats: bool = True) -> bytes:
+    """The JSON of a component call's answer, the one writer of the Python lanes (the C face
+    writes the same bytes: tests/sandbox/test_component_canon.py): ``json.dumps``'s compact
+    form without ASCII escapes, through orjson where it writes the same (core/jsoncodec). Where
+    orjson may write a float its own way (1e16 and 0.00001, json 1e+16 and 1e-05) it is json's
+    words; ``floats`` False: the answer's type holds no float, nothing to look for."""
+    out = jsoncodec.dumps(value)
+    if floats and _EXPONENT.search(out):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    return out
 
 #: WIT types the C face lowers and lifts itself (its ``call``).
 _SCALARS = frozenset(("bool", "s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64", "f32",
@@ -239,10 +251,7 @@ class FlatCall:
                 self.plan = None
 
     def dumps(self, value: Any) -> bytes:
-        out = jsoncodec.dumps(value)
-        if self.floats and _EXPONENT.search(out):
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-        return out
+        return answer_json(value, self.floats)
 
     def _lower(self, args: list[Any], cx: Cx) -> list[Any]:
         """The core values of the checked JSON ``args`` (spilled to memory past the flat

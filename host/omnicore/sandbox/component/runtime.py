@@ -11,7 +11,6 @@ verdict every runtime gives.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Mapping
 from ctypes import byref
@@ -20,7 +19,6 @@ from typing import Any
 
 import wasmtime
 
-from omnicore.core import jsoncodec
 from omnicore.errors import (
     GuestError,
     HandlerNotFound,
@@ -39,6 +37,7 @@ from omnicore.sandbox.component.flatcall import (
     COMPCALL,
     FlatCall,
     _CallFailed,
+    answer_json,
     uses_memory,
 )
 from omnicore.sandbox.component.hostcalls import (
@@ -144,9 +143,10 @@ class ComponentRuntime(PooledRuntime[Instance]):
         if engine.fuel:
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
         engine.reaper.watch(self._open_pool(self._new_instance, self._drained))
-        #: :meth:`call`'s hot path in one C call (sandbox/_complane.c: :meth:`_call_lane`'s
-        #: steps), where the C component call path is built and no fuel is metered; it
-        #: answers NotImplemented, having run nothing, for whatever it leaves to Python.
+        #: :meth:`call`'s hot path in one C call (sandbox/_complane.c: the pool's checkout,
+        #: the call's arming, the face's call_json, the verdict), where the C component call
+        #: path is built and no fuel is metered; it answers NotImplemented, having run
+        #: nothing, for whatever it leaves to Python (:meth:`_call_python`).
         self._c_lane = None
         if COMPCALL is not None and self._lanes and self._fuel is None \
                 and engine.c_clock is not None:
@@ -274,33 +274,26 @@ class ComponentRuntime(PooledRuntime[Instance]):
         return self._call_python(handler, data)
 
     def _call_python(self, handler: str, data: bytes) -> bytes:
-        """:meth:`call` for what the C lane leaves to Python (or without the lane)."""
-        out: bytes
-        answer: Any = NotImplemented
-        lane = self._lanes.get(handler)
-        if lane is not None and type(data) is bytes and len(data) <= self.limits.max_input_bytes:
-            # JSON in and out in C (.flatcall's call_json); NotImplemented: nothing ran, the
-            # input is not plainly the arguments, and parse_arguments answers it.
-            answer = self._call_lane(handler, lane, data)
-        if answer is not NotImplemented:
-            out = answer
-        else:
-            if self._call_fn is not None and handler in self.module.handlers:
-                return self._call_handler(self._call_fn, handler, bytes(data))
-            fn = self._functions.get(handler)
-            if fn is None:
-                raise HandlerNotFound(
-                    f"plugin {self.name!r} has no export {handler!r}; its exports: "
-                    f"{', '.join(self._functions) or '(none)'}", plugin=self.name,
-                    handler=handler)
-            args = parse_arguments(self.name, fn, bytes(data), self.limits)
-            inst = self._pool.acquire(handler)
-            keep = False
-            try:
-                out = self._invoke(inst, fn, args)
-                keep = True
-            finally:
-                self._release(inst, keep)
+        """:meth:`call` for what the C lane leaves to Python (or without the lane: metered
+        calls, the Python call path): the arguments parsed here, the call through the
+        export's face (.flatcall: the C face where it is built, which arms the deadline) or
+        wasmtime's value API."""
+        if self._call_fn is not None and handler in self.module.handlers:
+            return self._call_handler(self._call_fn, handler, bytes(data))
+        fn = self._functions.get(handler)
+        if fn is None:
+            raise HandlerNotFound(
+                f"plugin {self.name!r} has no export {handler!r}; its exports: "
+                f"{', '.join(self._functions) or '(none)'}", plugin=self.name,
+                handler=handler)
+        args = parse_arguments(self.name, fn, bytes(data), self.limits)
+        inst = self._pool.acquire(handler)
+        keep = False
+        try:
+            out = self._invoke(inst, fn, args)
+            keep = True
+        finally:
+            self._release(inst, keep)
         if len(out) > self.limits.max_output_bytes:
             raise self.limits.output_too_large(
                 len(out), f"plugin {self.name!r} export {handler!r}", self.name, handler)
@@ -352,10 +345,8 @@ class ComponentRuntime(PooledRuntime[Instance]):
                 out = {"ok": list(raw)} if ok else {"err": raw.decode()}
             elif isinstance(out, bytes):
                 out = list(out)
-            # Ints and text: orjson writes what json.dumps would (core/jsoncodec).
-            return jsoncodec.dumps(out)
-        value = self._invoke_raw(inst, fn, fn.name, args)
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+            return answer_json(out, floats=False)  # bytes, text and ints
+        return answer_json(self._invoke_raw(inst, fn, fn.name, args))
 
     def _arm(self, inst: Instance, deadline: bool = True) -> tuple[int, int]:
         """Arm the deadline (unless a C face arms it: ``deadline`` False), fuel and memory
@@ -445,7 +436,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
     def _lane_failed(self, inst: Instance, name: str, start: int, mark: int,
                      exc: Exception) -> None:
         """The C lane's call of ``name`` failed with ``exc``: raise the verdict, discard
-        ``inst`` (as :meth:`_call_lane` does)."""
+        ``inst`` (as after any failed call)."""
         try:
             raise self._canon_failed(inst, self._functions[name], start, mark, exc) from None
         finally:
@@ -454,42 +445,6 @@ class ComponentRuntime(PooledRuntime[Instance]):
     def _lane_too_large(self, out: bytes, handler: str) -> None:
         raise self.limits.output_too_large(
             len(out), f"plugin {self.name!r} export {handler!r}", self.name, handler)
-
-    def _call_lane(self, name: str, flat: FlatCall, data: bytes) -> Any:
-        """Export ``name`` with ``data`` through its C face's call_json, on an instance of the
-        pool: the answer's JSON, or NotImplemented (the input is not plainly its arguments;
-        nothing ran). The hot path of scalar and string exports, so in one frame: the pool's
-        checkout, :meth:`_arm` inline (the C face arms the deadline), the call, the verdict."""
-        pool = self._pool
-        inst = pool.acquire(name)
-        keep = False
-        try:
-            bound = inst.canon.get(name) or inst.bound(name, flat, self._ticks, self.engine.c_clock)
-            watch = inst.watch
-            if watch is not None:
-                watch.arm(inst.store)
-            if self._fuel is not None:
-                inst.store.set_fuel(self._fuel)
-            inst.limiter.refused = False
-            start = self.engine.epoch
-            mark = self.log.written
-            enter(time.monotonic() + self._timeout_s)
-            try:
-                try:
-                    answer = bound.c.call_json(data, self._face_epoch(inst))
-                finally:
-                    if self._stdio:
-                        self._wasi_output.catch_up()
-                    leave()
-            except (_CallFailed, _CanonTrap) as exc:
-                raise self._canon_failed(inst, self._functions[name], start, mark,
-                                         exc) from None
-            if watch is not None:
-                self._check_descriptors(inst, name, start)
-            keep = True
-        finally:
-            pool.release(inst, keep)
-        return answer
 
     def _invoke_canon(self, inst: Instance, fn: Function, flat: FlatCall,
                       args: list[Any]) -> Any:
