@@ -73,7 +73,7 @@ def test_a_host_killed_while_its_broker_is_down_loses_no_outbound_message(
                                 "secret": "broker-secret", "confirm_timeout_s": 1,
                                 "outbound": [{"events": ["plugin.src.*"],
                                               "subject": "out.events"}]}},
-              "plugins": {"src": {"grants": ["events", "kv"]}}}
+              "plugins": {"src": {"grants": ["events", "kv"], "limits": {"timeout_ms": 30000}}}}
     host = Host(tmp_path / "app", config, [wasm])
     subprocess.run([*OMNICORE, "secrets", "set", "broker-secret", "--app", str(host.dir)],
                    input=nats_server.token.encode(), check=True, capture_output=True)

@@ -88,7 +88,9 @@ def test_a_host_killed_during_a_database_outage_loses_no_durable_delivery(
     config = {"name": "outbox", "data_dir": "data", "plugins_dir": "plugins",
               "log": {"format": "json"}, "sandbox": {"watch": False},
               "capabilities": {"jobs": {"poll_s": 0.2}},
-              "plugins": {"pub": {"grants": ["events", "kv"]},
+              # The first publish of the outage waits for the pool's connect timeout (2 s)
+              # before it is spooled: more than the default deadline on a loaded machine.
+              "plugins": {"pub": {"grants": ["events", "kv"], "limits": {"timeout_ms": 30000}},
                           "worker": {"grants": ["log", "events"]}}}
     host = Host(tmp_path / "app", config, _plugins(tmp_path / "wasm"))
     env = {"OMNICORE_STORAGE__URL": url}

@@ -403,10 +403,11 @@ class EventLog(abc.ABC):
                          hops: int, jobs: Sequence[KeyedJob], *, origin: str,
                          replay: bool = False, keep_s: float = 86400.0) -> Appended:
         """:meth:`append` and queue ``jobs`` (its durable deliveries) in one transaction: the
-        event is never logged without them. ``origin`` names this publish for ever (an
-        idempotency key kept ``keep_s``, beside the jobs' keys): with ``replay`` (the publish
-        was held through an outage and may have been logged already, its commit's answer
-        lost), an origin logged before writes nothing and answers its event id."""
+        event is never logged without them. ``origin`` names this publish (an idempotency
+        key kept ``keep_s`` beside the jobs' keys, written when there are jobs or with
+        ``replay``): with ``replay`` (the publish was held through an outage and may have
+        been logged already), an origin logged before writes nothing and answers its event
+        id."""
 
     @abc.abstractmethod
     def recent(self, limit: int = 100, topic_prefix: str = "") -> list[EventRecord]:

@@ -437,14 +437,16 @@ class Subscriptions:
         """Log the event and queue its durable deliveries to ``targets`` in one transaction;
         the event's id. Raises StorageError."""
         jobs = self._app.jobs
-        body = event_body(PluginEvent(topic=topic, plugin=plugin, data=data, hops=hops))
+        body = event_body(PluginEvent(topic=topic, plugin=plugin, data=data, hops=hops)) \
+            if targets else b""
         keyed = [KeyedJob(f"{DELIVERY_KEYS}{{event}}:{p}:{h}",
                           *jobs.keyed(p, h, body, source=f"event:{topic}", hops=hops))
                  for p, h in targets]
         appended = self._app.storage.events.append_with_jobs(
             topic, plugin, data, self.retain, hops, keyed, origin=f"{DELIVERY_KEYS}origin:"
             f"{origin}", replay=replay, keep_s=IDEMPOTENCY_KEEP_S)
-        jobs.queued(list(zip(appended.jobs, [k.spec for k in keyed], strict=False)))
+        if appended.jobs:
+            jobs.queued(list(zip(appended.jobs, [k.spec for k in keyed], strict=False)))
         return appended.event_id
 
     def _offer(self, sub: Subscriber, body: bytes, hops: int) -> None:
@@ -498,7 +500,9 @@ class Subscriptions:
         full = f"plugin.{plugin}.{topic}"
         event = PluginEvent(topic=full, plugin=plugin, data=data, hops=hops)
         targets = [(s.plugin, s.handler) for s in self.all() if s.durable and s.matches(event)]
-        origin = uuid.uuid4().hex
+        # What names the publish until and after it is logged: its deliveries' replays look
+        # for it (a publish without any needs none unless it is spooled).
+        origin = uuid.uuid4().hex if targets or self._held else ""
         event_id = None
         if not self._held:  # else the spool first: publishes reach the database in order
             try:
@@ -506,6 +510,7 @@ class Subscriptions:
             except StorageError:
                 pass
         if event_id is None:
+            origin = origin or uuid.uuid4().hex
             record = {"k": "event", "origin": origin, "topic": full, "plugin": plugin,
                       "data": encode_bytes(data), "hops": hops, "to": targets}
             refused = self._hold(record, plugin, len(full) + len(data) + 64 * len(targets))
@@ -521,7 +526,8 @@ class Subscriptions:
                                     self.held_bytes_per_plugin)
                 return refused
         self._app.events.publish(PluginEvent(topic=full, plugin=plugin, data=data, hops=hops,
-                                             event_id=event_id, stored=True, origin=origin))
+                                             event_id=event_id, stored=True,
+                                             origin=origin or None))
         return None
 
     def deliver(self, event: BridgeEvent) -> int:

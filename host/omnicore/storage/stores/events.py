@@ -54,15 +54,18 @@ class Events(EventLog):
             new = int(tx.execute("INSERT INTO events(topic, plugin, payload, created_at, hops) "
                                  "VALUES (?,?,?,?,?) RETURNING id",
                                  (topic, plugin, payload, now, hops)).fetchone()[0])
-            # The origin's key holds the event's id: a replay of this publish finds it. A
+            # The origin's key holds the event's id: a replay of this publish finds it
+            # (written with deliveries, where it costs one more row, and for every replay: a
+            # publish with neither whose commit's answer was lost may be logged twice). A
             # fresh event id makes fresh delivery keys: no conflict to look for.
-            keys = [(origin, new, "event")]
+            keys = [(origin, new, "event")] if jobs or replay else []
             ids = []
             for job in jobs:
                 ids.append(insert_job(tx, job.spec, now))
                 keys.append((job.key.replace("{event}", str(new)), ids[-1], job.digest))
-            tx.executemany("INSERT INTO job_keys(key, job_id, digest, created_at) "
-                           "VALUES (?,?,?,?)", [(*k, now) for k in keys])
+            if keys:
+                tx.executemany("INSERT INTO job_keys(key, job_id, digest, created_at) "
+                               "VALUES (?,?,?,?)", [(*k, now) for k in keys])
             if new % 64 == 0:  # trim now and then, not on every append
                 tx.execute("DELETE FROM events WHERE id<=?", (new - retain,))
                 tx.execute("DELETE FROM job_keys WHERE created_at < ?", (now - keep_s,))
