@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wasmtime
@@ -108,3 +109,50 @@ def test_a_copy_gets_its_own_name_and_path(tmp_path: Path) -> None:
         assert (one.name, one.path, two.name, two.path) == (
             "one", tmp_path / "one.wasm", "two", tmp_path / "two.wasm")
         assert one.wasmtime_module is two.wasmtime_module
+
+
+def test_copies_share_what_is_immutable_and_validate_their_own_config(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 63: one more copy built its host function types and its config schema's
+    validator again (8-25x a bare instantiation): both are made once, and every copy's
+    config is still checked against the schema."""
+    import json
+
+    from omnicore.errors import ConfigError
+    from omnicore.sandbox import configschema, hostfunc, wasmbin
+
+    built: list[object] = []
+    real = configschema._validator
+
+    def counted(schema: Any) -> Any:
+        built.append(schema)
+        return real(schema)
+
+    monkeypatch.setattr(configschema, "_validator", counted)
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}},
+              "required": ["n"]}
+    wasm = wasmbin.set_custom_section(
+        compile_wat("config"), "omnicore.manifest",
+        json.dumps({"name": "cfg", "config": schema}).encode())
+    with SandboxEngine() as engine:
+        runtimes, first = [], 0
+        try:
+            for i in range(3):
+                module = PluginModule.load(engine, wasm, f"copy-{i}")
+                runtimes.append(PluginRuntime(engine, module, builtin_registry(),
+                                              grants=["config"], config={"n": i + 1}))
+                types = dict(hostfunc._FUNC_TYPES[engine.wasmtime])
+                first = first if i else len(built)  # the manifest's check builds one too
+            assert len(built) == first  # no validator for the later copies
+            assert hostfunc._FUNC_TYPES[engine.wasmtime] == types  # none new for later copies
+            assert [rt.call("get", b"n") for rt in runtimes] == [b"1", b"2", b"3"]
+            with pytest.raises(ConfigError, match="less than the minimum of 1"):
+                PluginRuntime(engine, PluginModule.load(engine, wasm, "bad"),
+                              builtin_registry(), grants=["config"], config={"n": 0})
+            with pytest.raises(ConfigError, match="'n' is a required property"):
+                PluginRuntime(engine, PluginModule.load(engine, wasm, "none"),
+                              builtin_registry(), grants=["config"], config={})
+            assert len(built) == first
+        finally:
+            for rt in runtimes:
+                rt.close()

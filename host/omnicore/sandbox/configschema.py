@@ -10,6 +10,8 @@ of exhausting the stack.
 from __future__ import annotations
 
 import gc
+import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -100,14 +102,40 @@ def check(schema: Mapping[str, Any], plugin: str | None) -> None:
                             f"{str(exc)[:300]}", plugin=plugin) from None
 
 
-def validate(config: Mapping[str, Any], schema: Mapping[str, Any], plugin: str) -> None:
-    """Raise ConfigError (naming the key) unless ``config`` satisfies ``schema``."""
+#: A validator per module that has a schema (its key: the compiled module every copy of it
+#: shares), with the schema it was built from: loading another copy validates its config
+#: without building one again (issue 63).
+_VALIDATORS: weakref.WeakKeyDictionary[object, tuple[Mapping[str, Any], Any]] = \
+    weakref.WeakKeyDictionary()
+_VALIDATORS_LOCK = threading.Lock()
+
+
+def _validator_of(schema: Mapping[str, Any], owner: object | None) -> Any:
+    if owner is None:
+        return _validator(schema)
+    with _VALIDATORS_LOCK:
+        found = _VALIDATORS.get(owner)
+    if found is not None and found[0] == schema:
+        return found[1]
+    made = _validator(schema)
+    with _VALIDATORS_LOCK:
+        _VALIDATORS[owner] = (schema, made)
+    return made
+
+
+def validate(config: Mapping[str, Any], schema: Mapping[str, Any], plugin: str, *,
+             owner: object | None = None) -> None:
+    """Raise ConfigError (naming the key) unless ``config`` satisfies ``schema``.
+
+    ``owner``: what the schema belongs to and lives as long as it (a plugin's compiled
+    module): the validator built for it is kept while it lives and used again for the same
+    schema."""
     import jsonschema
     from referencing.exceptions import Unresolvable
 
     try:
         with _no_collection():
-            _validator(schema).validate(dict(config))
+            _validator_of(schema, owner).validate(dict(config))
     except jsonschema.ValidationError as exc:
         where = ".".join(str(p) for p in exc.absolute_path) or "(root)"
         raise ConfigError(f"plugin {plugin!r}: config {where}: {exc.message[:500]}",

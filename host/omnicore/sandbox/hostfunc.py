@@ -17,6 +17,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import struct
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from ctypes import c_size_t, c_void_p
 from typing import Any, cast
@@ -166,6 +168,33 @@ def _python_trampoline(qualified: str, params: Sequence[str], result: str | None
     return trampoline
 
 
+#: Host function types by engine and signature, made once: every copy of every plugin on
+#: an engine shares them (built per definition they were a third of loading one more copy:
+#: issue 63). Per engine: wasmtime ties a type to the first engine it defines a function in
+#: and aborts the process when another engine is handed it.
+_FUNC_TYPES: weakref.WeakKeyDictionary[
+    wasmtime.Engine, dict[tuple[tuple[str, ...], tuple[str, ...]], wasmtime.FuncType]] = \
+    weakref.WeakKeyDictionary()
+_FUNC_TYPES_LOCK = threading.Lock()
+
+
+def _func_type(engine: wasmtime.Engine, params: tuple[str, ...],
+               results: tuple[str, ...]) -> wasmtime.FuncType:
+    with _FUNC_TYPES_LOCK:
+        types = _FUNC_TYPES.get(engine)
+        if types is None:
+            types = _FUNC_TYPES[engine] = {}
+        found = types.get((params, results))
+        if found is None:
+            kinds = [_VALKIND[p] for p in params], [_VALKIND[r] for r in results]
+            found = types[(params, results)] = wasmtime.FuncType(
+                [wasmtime.ValType.i32() if k == 0 else wasmtime.ValType.i64() if k == 1
+                 else wasmtime.ValType.f32() if k == 2 else wasmtime.ValType.f64()
+                 for k in kinds[0]],
+                [wasmtime.ValType.i32() if k == 0 else wasmtime.ValType.i64() for k in kinds[1]])
+        return found
+
+
 def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                          params: Sequence[str], results: Sequence[str], impl: HostImpl,
                          state: Any, live: dict[int, RawInstance],
@@ -210,13 +239,7 @@ def define_host_function(linker: wasmtime.Linker, module: str, name: str,
                                           pass_caller))
         keepalive.append(cb)
         callback, env = ctypes.cast(cb, c_void_p).value, None
-    ptypes = [_VALKIND[p] for p in params]
-    rtypes = [_VALKIND[r] for r in results]
-    ftype = wasmtime.FuncType(
-        [wasmtime.ValType.i32() if k == 0 else wasmtime.ValType.i64() if k == 1
-         else wasmtime.ValType.f32() if k == 2 else wasmtime.ValType.f64() for k in ptypes],
-        [wasmtime.ValType.i32() if k == 0 else wasmtime.ValType.i64() for k in rtypes])
-    keepalive.append(ftype)
+    ftype = _func_type(linker.engine, tuple(params), tuple(results))
     mod_b, name_b = module.encode(), name.encode()
     err = _define_unchecked(engine_api.address_of(linker), mod_b, len(mod_b), name_b,
                             len(name_b), engine_api.address_of(ftype), callback, env, None)

@@ -181,18 +181,22 @@ class PluginModule(CompiledPlugin):
 
             if is_component(wasm):
                 return load_component(engine, wasm, label, path)
-        manifest = parse_manifest(wasm, label)
         sha = hashlib.sha256(wasm).hexdigest()
-        needs_gc = wasmbin.uses_gc(wasm)
-        if needs_gc and engine.baseline:
-            engine = engine.gc  # Winch has no Wasm GC: Cranelift compiles and runs it
-        # Anonymous bytes (no name=, no manifest name, no file) get a stable content name.
-        plugin = name or manifest.get("name") or (path.stem if path else f"plugin-{sha[:12]}")
         # The same bytes loaded again (another copy, a reload) passed every check below and
         # compiled: only the name and the file differ. An Extism manifest beside the file
         # can change what the bytes are, so such a file is always analysed afresh.
         beside = path is not None and path.with_suffix(".json").is_file()
+        # Looked up before the bytes are read again (the manifest, and Wasm GC: a walk of
+        # every type): the same bytes hold the same manifest, and a module known to this
+        # engine was compiled on it, so it needs no GC engine (issue 63: one more copy).
         known = None if beside or not compile else _known(engine, sha)
+        manifest = dict(known.manifest) if known is not None else parse_manifest(wasm, label)
+        needs_gc = False if known is not None else wasmbin.uses_gc(wasm)
+        if needs_gc and engine.baseline:
+            engine = engine.gc  # Winch has no Wasm GC: Cranelift compiles and runs it
+            known = None if beside or not compile else _known(engine, sha)
+        # Anonymous bytes (no name=, no manifest name, no file) get a stable content name.
+        plugin = name or manifest.get("name") or (path.stem if path else f"plugin-{sha[:12]}")
         if known is None:
             check_manifest(manifest, plugin if isinstance(plugin, str) else label)
         if not isinstance(plugin, str) or not plugin:

@@ -126,7 +126,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
     def _validate_config(self) -> None:
         schema = self.module.manifest.get("config")
         if schema:
-            configschema.validate(self.config, schema, self.name)
+            configschema.validate(self.config, schema, self.name,
+                                  owner=self.module.wasmtime_module)
 
     def usage(self) -> Usage:
         """Memory its live instances hold and fuel its calls burnt (:mod:`sandbox.usage`)."""
