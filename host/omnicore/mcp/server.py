@@ -285,7 +285,7 @@ class ToolServer:
             else output_result(output)
         if result.is_error or tool is None or tool.output_schema is None:
             return result
-        sha = self.app.plugins.get(tool.plugin).sha256 if tool.plugin in self.app.plugins \
+        sha = self.app.plugins.sha256_of(tool.plugin) if tool.plugin in self.app.plugins \
             else None
         problem = output_problem(tool, sha, result.structured_content)
         return tool_error(problem) if problem else result
@@ -303,7 +303,7 @@ class ToolServer:
         asked_progress = meta is not None and meta.get("progress_token",
                                                         meta.get("progressToken")) is not None
         client = None
-        if "mcp" in self.app.plugins.get(tool.plugin).granted:
+        if "mcp" in self.app.plugins.granted_to(tool.plugin):
             answers = await self.rounds.answers(params, name_of(caller), "tool") \
                 if ctx.protocol_version >= MODERN else None
             client = CallClient(asyncio.get_running_loop(), ctx, asked_progress, answers)
@@ -455,7 +455,7 @@ class ToolServer:
             if plugin not in self.app.plugins:
                 tool = self.resolve(name)
                 plugin = tool.plugin if tool is not None else ""
-            if plugin and "mcp" in self.app.plugins.get(plugin).granted:
+            if plugin and "mcp" in self.app.plugins.granted_to(plugin):
                 return True  # it may ask the client, or report progress
         meta = params.get("_meta") if isinstance(params, dict) else None
         return isinstance(meta, dict) and meta.get("progressToken") is not None

@@ -174,6 +174,18 @@ class PluginHost:
         """The current state of plugin ``name``; :class:`PluginNotFound` if unknown."""
         return self._entries.require(name).info()
 
+    def granted_to(self, name: str) -> frozenset[str]:
+        """The capabilities plugin ``name`` is granted now; :class:`PluginNotFound` if
+        unknown. ``get(name).granted``'s names without the snapshot of everything else."""
+        settings = self._entries.require(name).settings
+        return frozenset(settings.grants) if settings is not None else frozenset()
+
+    def sha256_of(self, name: str) -> str | None:
+        """The SHA-256 of the module plugin ``name`` runs (None while it has none);
+        :class:`PluginNotFound` if unknown."""
+        module = self._entries.require(name).module
+        return module.sha256 if module is not None else None
+
     def limits_of(self, name: str) -> Limits | None:
         """The limits plugin ``name``'s calls run under (None until it has settings: a
         plugin that failed to load); :class:`PluginNotFound` if unknown. ``get(name).limits``

@@ -15,6 +15,7 @@ import math
 import threading
 from array import array
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -46,8 +47,10 @@ class StatsSnapshot:
     total_seconds: float
     max_seconds: float
     buckets: tuple[int, ...]
-    #: The exact durations of the latest calls (at most :data:`WINDOW`), in no order.
-    recent: tuple[float, ...] = field(default=(), repr=False)
+    #: The exact durations of the latest calls (at most :data:`WINDOW`), in no order: a
+    #: copy of the window's doubles, made into Python floats only when a quantile is asked
+    #: (a snapshot is taken on every ``app.plugins.get``; most never read a percentile).
+    recent: Sequence[float] = field(default=(), repr=False)
 
     @cached_property
     def _sorted(self) -> list[float]:
@@ -123,7 +126,7 @@ class CallStats:
         with self._lock:
             counts = list(self._counts)
             snap_calls, errors, total, top = self._calls, self._errors, self._total, self._max
-            recent = tuple(self._window[:min(snap_calls, WINDOW)])
+            recent = self._window[:min(snap_calls, WINDOW)]  # one copy, in C
             by_type = dict(self._errors_by_type)
         cumulative: list[int] = []
         running = 0
