@@ -283,7 +283,7 @@ def test_plans_take_plain_json_and_hand_back_the_rest(
     inst = lane._pool.acquire(export)
     try:
         bound = inst.canon.get(export) or inst.bound(export, lane._canon[export][0],
-                                                     lane._ticks)
+                                                     lane._ticks, lane.engine.c_clock)
         face = bound.c
         rec = b'{"id": 7, "name": "omnicore", "score": 0.5, "ok": true, "tag": 3}'
         assert face.call_json(b"[" + rec + pad, -1) == rec.replace(b" ", b"")

@@ -386,21 +386,16 @@ class ComponentRuntime(PooledRuntime[Instance]):
         if raw.c is not None:  # before realloc runs (a watch arms its own deadline)
             raw.c.arm(self._face_epoch(inst))
 
-        def failed(error: Any) -> PluginCallError:
-            return self._classify(inst.store, inst.limiter, label, start,
-                                  error_failure(error), mark=mark, watch=inst.watch)
-
-        def trap(text: str) -> PluginCallError:
-            return self._classify(inst.store, inst.limiter, label, start, GuestFailure(text),
-                                  mark=mark, watch=inst.watch)
+        def failed(cause: Any) -> PluginCallError:
+            return self._verdict(inst, label, start, cause, mark)
 
         def called() -> None:
             if self._stdio:  # no pipe reads after a component that cannot write to them
                 self._wasi_output.catch_up()
 
         lim = self.limits
-        tag, n, out = raw.invoke(memory, datas, form.result, lim.max_output_bytes, failed, trap,
-                                 called)
+        tag, n, out = raw.invoke(memory, datas, form.result, lim.max_output_bytes, failed,
+                                 failed, called)
         if tag == 0 and n > lim.max_output_bytes:
             what = "handler" if fn is self._call_fn else "export"
             raise lim.output_too_large(n, f"plugin {self.name!r} {what} {label!r}", self.name,
@@ -411,7 +406,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
             try:
                 text = out.decode("utf-8")
             except UnicodeDecodeError as exc:  # in wasmtime's words (Rust's Utf8Error)
-                raise trap(f"incomplete utf-8 byte sequence from index {exc.start}"
+                raise failed(f"incomplete utf-8 byte sequence from index {exc.start}"
                            if exc.reason == "unexpected end of data" else
                            f"invalid utf-8 sequence of {exc.end - exc.start} bytes from index "
                            f"{exc.start}") from None
@@ -422,15 +417,19 @@ class ComponentRuntime(PooledRuntime[Instance]):
     def _check_descriptors(self, inst: Instance, label: str, start: int) -> None:
         """The verdict of a call after which the instance holds too many descriptors."""
         if inst.watch is not None and inst.watch.exceeded():
-            raise self._classify(inst.store, inst.limiter, label, start,
-                                 GuestFailure("too many descriptors"), watch=inst.watch)
+            raise self._verdict(inst, label, start, "too many descriptors")
 
-    def _canon_failed(self, inst: Instance, fn: Function, start: int, mark: int,
-                      exc: Exception) -> PluginCallError:
-        """The verdict of a canonical call's _CallFailed or _CanonTrap (the value API's)."""
-        failure = error_failure(exc.error) if isinstance(exc, _CallFailed) \
-            else GuestFailure(str(exc))
-        return self._classify(inst.store, inst.limiter, fn.name, start, failure, mark=mark,
+    def _verdict(self, inst: Instance, label: str, start: int, cause: Any,
+                 mark: int | None = None) -> PluginCallError:
+        """The verdict of a call on ``inst`` that failed, every lane's (the C lane's through
+        :meth:`_lane_failed`): ``cause`` is wasmtime's error (its address, or the
+        _CallFailed holding it), a trap of the host's canonical ABI (_CanonTrap) or a trap's
+        words; ``mark``: the log's mark at the call's start (what the guest said before)."""
+        failure = error_failure(cause.error) if isinstance(cause, _CallFailed) \
+            else GuestFailure(cause) if isinstance(cause, str) \
+            else GuestFailure(str(cause)) if isinstance(cause, Exception) \
+            else error_failure(cause)
+        return self._classify(inst.store, inst.limiter, label, start, failure, mark=mark,
                               watch=inst.watch)
 
     def _lane_failed(self, inst: Instance, name: str, start: int, mark: int,
@@ -438,7 +437,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
         """The C lane's call of ``name`` failed with ``exc``: raise the verdict, discard
         ``inst`` (as after any failed call)."""
         try:
-            raise self._canon_failed(inst, self._functions[name], start, mark, exc) from None
+            raise self._verdict(inst, name, start, exc, mark) from None
         finally:
             self._pool.release(inst, False)
 
@@ -464,7 +463,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
                     self._wasi_output.catch_up()
                 leave()
         except (_CallFailed, _CanonTrap) as exc:
-            raise self._canon_failed(inst, fn, start, mark, exc) from None
+            raise self._verdict(inst, fn.name, start, exc, mark) from None
         self._check_descriptors(inst, fn.name, start)
         return answer
 
@@ -494,8 +493,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
                 delete(params[i])
             leave()  # what host functions left for the call's end (a transaction)
         if error:
-            raise self._classify(store, inst.limiter, label, start, error_failure(error),
-                                 mark=mark, watch=inst.watch) from None
+            raise self._verdict(inst, label, start, error, mark) from None
         answer: Any = None
         if fn.result is not None:
             try:
@@ -510,7 +508,6 @@ class ComponentRuntime(PooledRuntime[Instance]):
                 delete(result)
         error = CAPI.wasmtime_component_func_post_return(component_func(func), context_of(store))
         if error:
-            raise self._classify(store, inst.limiter, label, start,
-                                 error_failure(error)) from None
+            raise self._verdict(inst, label, start, error) from None
         self._check_descriptors(inst, label, start)
         return answer
