@@ -48,8 +48,8 @@ def test_the_bytes_decode_to_what_the_sdks_encoder_makes_of_the_same_spans() -> 
     scope = InstrumentationScope("omnicore", "1.2.3")
     encoded_resource, encoded_scope = _otlp.scope(resource.attributes, "omnicore", "1.2.3")
     ours = ExportTraceServiceRequest.FromString(
-        _otlp.request(encoded_resource, encoded_scope, spans))
-    theirs = encode_spans(_sdk.readable(spans, resource, scope))
+        _otlp.request(encoded_resource, encoded_scope, map(_spans.record, spans)))
+    theirs = encode_spans(_sdk.readable([_spans.record(s) for s in spans], resource, scope))
     # The SDK leaves the trace flags out of Span.flags (the specification puts them in its
     # low byte, as omnicore does): set apart, then the messages are equal field for field.
     got = [s.flags for s in ours.resource_spans[0].scope_spans[0].spans]
@@ -65,13 +65,50 @@ def test_the_bytes_decode_to_what_the_sdks_encoder_makes_of_the_same_spans() -> 
     assert ours.resource_spans[0].scope_spans[0].spans[0].trace_state == "vendor=abc,other=x"
 
 
+def test_shared_attributes_are_encoded_once_and_decode_as_the_sdks() -> None:
+    """A span's ``shared`` attributes (one mapping many spans hold: a plugin version's, a
+    route's) come before its own, as the SDK's encoder writes the merged attributes; a
+    mapping made later at a freed one's address is not taken for it."""
+    shared = {"omnicore.plugin.name": "greeter", "omnicore.plugin.digest": "sha256:ab",
+              "skipped": None}
+    spans = []
+    for n in (15, 16):
+        s = _made("call greeter/greet", _spans.INTERNAL, {"omnicore.plugin.input_bytes": n},
+                  None)
+        s.shared = shared
+        spans.append(s)
+    resource = Resource.create({"service.name": "shop"})
+    encoded_resource, encoded_scope = _otlp.scope(resource.attributes, "omnicore", "1")
+    ours = ExportTraceServiceRequest.FromString(
+        _otlp.request(encoded_resource, encoded_scope, map(_spans.record, spans)))
+    theirs = encode_spans(_sdk.readable([_spans.record(s) for s in spans], resource,
+                                        InstrumentationScope("omnicore", "1")))
+    for message in (ours, theirs):
+        for s in message.resource_spans[0].scope_spans[0].spans:
+            s.flags &= ~0xFF
+    assert ours == theirs
+    keys = [a.key for a in ours.resource_spans[0].scope_spans[0].spans[1].attributes]
+    assert keys == ["omnicore.plugin.name", "omnicore.plugin.digest",
+                    "omnicore.plugin.input_bytes"]
+    for _ in range(50):  # new mappings, some at addresses freed ones had: each its own bytes
+        other = {"omnicore.plugin.name": f"p{_}"}
+        s = _made("x", _spans.INTERNAL, {}, None)
+        s.shared = other
+        decoded = ExportTraceServiceRequest.FromString(
+            _otlp.request(b"", b"", [_spans.record(s)]))
+        value = decoded.resource_spans[0].scope_spans[0].spans[0].attributes[0].value
+        assert value.string_value == f"p{_}"
+        del other, s
+
+
 def test_encoded_attributes_are_told_apart_by_type_though_equal() -> None:
     """1 == True and hash alike: the cache of encoded attributes must not mix them."""
     spans = [_made("a", _spans.INTERNAL, {"k": 1}, None),
              _made("b", _spans.INTERNAL, {"k": True}, None),
              _made("c", _spans.INTERNAL, {"k": 1}, None)]
     res, scope = _otlp.scope({"service.name": "x"}, "omnicore", None)
-    decoded = ExportTraceServiceRequest.FromString(_otlp.request(res, scope, spans))
+    decoded = ExportTraceServiceRequest.FromString(
+        _otlp.request(res, scope, map(_spans.record, spans)))
     values = [s.attributes[0].value for s in decoded.resource_spans[0].scope_spans[0].spans]
     assert [v.WhichOneof("value") for v in values] == ["int_value", "bool_value", "int_value"]
 

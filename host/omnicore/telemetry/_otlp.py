@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from omnicore.telemetry._spans import ERROR, Span
+from omnicore.telemetry._spans import ERROR, Record
 
 __all__ = ["attributes", "request", "scope"]
 
@@ -34,6 +34,9 @@ _NAMES: dict[str, bytes] = {}
 #: (cleared when full): most recur, span after span.
 _CACHE: dict[tuple[bytes, str, Any], tuple[type, bytes]] = {}
 _CACHE_MAX = 4096
+#: A span's ``shared`` attributes, encoded, by the mapping's identity (the mapping kept, so
+#: its id is not reused while cached): many spans hold the one mapping.
+_SHARED: dict[int, tuple[Mapping[str, Any], bytes]] = {}
 
 
 def _varint(n: int) -> bytes:
@@ -104,35 +107,45 @@ def scope(resource: Mapping[str, Any], name: str, version: str | None) -> tuple[
     return _field(b"\x0a", attributes(b"\x0a", resource)), _field(b"\x0a", scope_fields)
 
 
-def _span(s: Span) -> bytes:
-    name = _NAMES.get(s.name)
+def _span(r: Record) -> bytes:
+    (trace_id, span_id, parent_id, span_name, kind, start_ns, end_ns, own, shared, status,
+     description, flags, remote, state) = r
+    name = _NAMES.get(span_name)
     if name is None:
         if len(_NAMES) >= _CACHE_MAX:
             _NAMES.clear()
-        name = _NAMES[s.name] = _field(b"\x2a", _text(s.name))
-    parts = [b"\x0a\x10", s.trace_id.to_bytes(16, "big"), b"\x12\x08",
-             s.span_id.to_bytes(8, "big")]
-    if s.state:
-        parts.append(_field(b"\x1a", _text(s.state)))
-    if s.parent_id:
-        parts += (b"\x22\x08", s.parent_id.to_bytes(8, "big"))
-    parts += (name, _KINDS[s.kind], _TIMES(0x39, s.start_ns, 0x41, s.end_ns))
+        name = _NAMES[span_name] = _field(b"\x2a", _text(span_name))
+    parts = [b"\x0a\x10", trace_id.to_bytes(16, "big"), b"\x12\x08",
+             span_id.to_bytes(8, "big")]
+    if state:
+        parts.append(_field(b"\x1a", _text(state)))
+    if parent_id:
+        parts += (b"\x22\x08", parent_id.to_bytes(8, "big"))
+    parts += (name, _KINDS[kind], _TIMES(0x39, start_ns, 0x41, end_ns))
+    if shared is not None:
+        found = _SHARED.get(id(shared))
+        if found is None or found[0] is not shared:
+            if len(_SHARED) >= _CACHE_MAX:
+                _SHARED.clear()
+            found = _SHARED[id(shared)] = (shared, attributes(b"\x4a", shared))
+        parts.append(found[1])
     attribute = _attribute
-    for key, value in s.attributes.items():
+    for key, value in own.items():
         if value is not None:
             parts.append(attribute(b"\x4a", key, value))
-    if s.status == ERROR:
-        status = _field(b"\x12", _text(s.description)) if s.description else b""
-        parts.append(_field(b"\x7a", status + b"\x18" + _SMALL[ERROR]))
+    if status == ERROR:
+        message = _field(b"\x12", _text(description)) if description else b""
+        parts.append(_field(b"\x7a", message + b"\x18" + _SMALL[ERROR]))
     else:
         parts.append(b"\x7a\x00")
-    parts.append(_FLAGS[s.flags & 0xFF | (_IS_REMOTE if s.remote else 0)])
+    parts.append(_FLAGS[flags & 0xFF | (_IS_REMOTE if remote else 0)])
     body = b"".join(parts)
     n = len(body)
     return b"\x12" + (_SMALL[n] if n < 0x80 else _varint(n)) + body
 
 
-def request(resource: bytes, scope_bytes: bytes, spans: Iterable[Span]) -> bytes:
-    """An ``ExportTraceServiceRequest`` of ``spans``, all of one resource and scope."""
+def request(resource: bytes, scope_bytes: bytes, spans: Iterable[Record]) -> bytes:
+    """An ``ExportTraceServiceRequest`` of ``spans`` (ended spans' records), all of one
+    resource and scope."""
     scoped = _field(b"\x12", scope_bytes + b"".join(_span(s) for s in spans))
     return _field(b"\x0a", resource + scoped)

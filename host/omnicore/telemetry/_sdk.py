@@ -23,13 +23,14 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+from opentelemetry import context as _context
 from opentelemetry import trace as _api
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from omnicore.errors import PluginError
-from omnicore.telemetry import _otlp
+from omnicore.telemetry import _http, _otlp
 from omnicore.telemetry._settings import Settings
 from omnicore.telemetry._spans import (
     CLIENT,
@@ -41,6 +42,7 @@ from omnicore.telemetry._spans import (
     SERVER,
     Batcher,
     Parent,
+    Record,
     Sampler,
     Span,
     new_span,
@@ -115,8 +117,7 @@ def setup(settings: Settings, instance: str, exporter: SpanExporter | None = Non
     resource = Resource.create(attributes)
     _sampler = sampler_of(settings, env)
     if exporter is None:
-        exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint,
-                                    headers=settings.headers or None)
+        exporter = _otlp_exporter(settings)
     from omnicore import __version__
 
     size = settings.max_queue_size or int(_env_number(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048, 1))
@@ -127,8 +128,28 @@ def setup(settings: Settings, instance: str, exporter: SpanExporter | None = Non
                        max_queue=size, batch=batch, delay_s=delay_s)
 
 
+def _otlp_exporter(settings: Settings) -> OTLPSpanExporter:
+    """The SDK's OTLP/HTTP span exporter, posting through :mod:`._http`'s kept connection
+    where nothing asks for the SDK's ``requests`` transport (a proxy, a credential
+    provider)."""
+    exporter = OTLPSpanExporter(endpoint=settings.traces_endpoint,
+                                headers=settings.headers or None)
+    endpoint = getattr(exporter, "_endpoint", None)
+    transport = _http.lean_transport(endpoint) if isinstance(endpoint, str) else None
+    if transport is not None:
+        try:
+            lean = OTLPSpanExporter(endpoint=endpoint, headers=settings.headers or None,
+                                    _transport=transport)
+        except TypeError:  # an SDK without the transport parameter: its own transport
+            return exporter
+        made: SpanExporter = exporter
+        made.shutdown()  # (closes the requests session it made)
+        return lean
+    return exporter
+
+
 def _export_of(exporter: SpanExporter, resource: Resource, name: str,
-               version: str) -> Callable[[list[Span]], object]:
+               version: str) -> Callable[[list[Record]], object]:
     """How a batch reaches ``exporter``: as OTLP's bytes where it is the SDK's OTLP/HTTP
     exporter with the client this was written against, else as ``ReadableSpan``s."""
     client = getattr(exporter, "_client", None)
@@ -136,7 +157,7 @@ def _export_of(exporter: SpanExporter, resource: Resource, name: str,
     if type(exporter) is OTLPSpanExporter and callable(send):
         encoded_resource, scope = _otlp.scope(resource.attributes, name, version)
 
-        def post(spans: list[Span]) -> object:
+        def post(spans: list[Record]) -> object:
             return send(_otlp.request(encoded_resource, scope, spans))
 
         return post
@@ -146,8 +167,8 @@ def _export_of(exporter: SpanExporter, resource: Resource, name: str,
     return lambda spans: exporter.export(readable(spans, resource, instrumentation))
 
 
-def readable(spans: Sequence[Span], resource: Resource, scope: Any) -> list[Any]:
-    """``spans`` as the SDK's ``ReadableSpan``s."""
+def readable(spans: Sequence[Record], resource: Resource, scope: Any) -> list[Any]:
+    """``spans`` (ended spans' records) as the SDK's ``ReadableSpan``s."""
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
     from opentelemetry.trace.span import TraceState
@@ -155,18 +176,20 @@ def readable(spans: Sequence[Span], resource: Resource, scope: Any) -> list[Any]
     kinds = {INTERNAL: SpanKind.INTERNAL, SERVER: SpanKind.SERVER, CLIENT: SpanKind.CLIENT,
              PRODUCER: SpanKind.PRODUCER, CONSUMER: SpanKind.CONSUMER}
     out = []
-    for s in spans:
-        state = TraceState.from_header([s.state]) if s.state else None
-        flags = TraceFlags(s.flags)
-        parent = SpanContext(s.trace_id, s.parent_id, s.remote, flags, state) \
-            if s.parent_id else None
-        status = Status(StatusCode.ERROR, s.description) if s.status == ERROR else Status()
+    for (trace_id, span_id, parent_id, name, kind, start_ns, end_ns, own, shared, status,
+         description, flags, remote, state) in spans:
+        trace_state = TraceState.from_header([state]) if state else None
+        trace_flags = TraceFlags(flags)
+        parent = SpanContext(trace_id, parent_id, remote, trace_flags, trace_state) \
+            if parent_id else None
+        merged = {**shared, **own} if shared else own
         out.append(ReadableSpan(
-            name=s.name, context=SpanContext(s.trace_id, s.span_id, False, flags, state),
-            parent=parent, resource=resource, kind=kinds[s.kind],
-            attributes={k: v for k, v in s.attributes.items() if v is not None},
-            instrumentation_scope=scope, status=status, start_time=s.start_ns,
-            end_time=s.end_ns))
+            name=name, context=SpanContext(trace_id, span_id, False, trace_flags, trace_state),
+            parent=parent, resource=resource, kind=kinds[kind],
+            attributes={k: v for k, v in merged.items() if v is not None},
+            instrumentation_scope=scope,
+            status=Status(StatusCode.ERROR, description) if status == ERROR else Status(),
+            start_time=start_ns, end_time=end_ns))
     return out
 
 
@@ -200,9 +223,17 @@ def flush(timeout_s: float) -> None:
 
 # -- spans --------------------------------------------------------------------------------
 
+#: The OpenTelemetry API's own context variable (its default runtime context's): while it
+#: holds an empty context, as it does unless the embedder made a span current, there is no
+#: outer span, known without the API's lookups. None: another runtime context, asked.
+_OTEL_CONTEXT = getattr(getattr(_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
+
+
 def _outer() -> Parent | None:
     """The embedding application's current OpenTelemetry span, if any: a root span of
     omnicore's is its child."""
+    if _OTEL_CONTEXT is not None and not _OTEL_CONTEXT.get():
+        return None
     context = _api.get_current_span().get_span_context()
     if not context.is_valid:
         return None
@@ -253,6 +284,30 @@ def end(s: Span) -> None:
         _batcher.add(s)
 
 
+#: A server span's name and shared attributes by (method, scheme, route, status).
+_served: dict[tuple[str, str, str | None, int], tuple[str, dict[str, Any]]] = {}
+
+
+def served(method: str, scheme: str, route: str | None, status: int
+           ) -> tuple[str, dict[str, Any]]:
+    """A request span's name (``POST /api/v1/plugins/{name}/invoke``) and the attributes
+    every request of that route and status carries, made once (bounded: a client picks the
+    method)."""
+    key = (method, scheme, route, status)
+    found = _served.get(key)
+    if found is None:
+        shared: dict[str, Any] = {"http.request.method": method, "url.scheme": scheme}
+        if route is not None:
+            shared["http.route"] = route
+        if status:
+            shared["http.response.status_code"] = status
+        found = (method if route is None else f"{method} {route}", shared)
+        if len(_served) >= _CALLS_MAX:
+            _served.clear()
+        _served[key] = found
+    return found
+
+
 def span(name: str, attributes: Mapping[str, Any] | None, kind: str,
          parent: str | None = None) -> Active:
     """A span made current for the block; ``parent``: a W3C ``traceparent`` to continue."""
@@ -261,12 +316,35 @@ def span(name: str, attributes: Mapping[str, Any] | None, kind: str,
 
 
 _memory: weakref.WeakKeyDictionary[Any, tuple[float, int]] = weakref.WeakKeyDictionary()
+#: A call span's shared attributes (its plugin, handler, digest and version) and its name,
+#: by (digest, plugin, handler): made once, shared by every span of those calls.
+_calls: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+_CALLS_MAX = 4096
+
+
+def _call_of(entry: Any, handler: str) -> tuple[str, dict[str, Any]]:
+    version = entry.version
+    name = entry.name
+    module = None if version is None else version.module
+    key = ("" if module is None else module.sha256, name, handler)
+    found = _calls.get(key)
+    if found is None:
+        shared = {"omnicore.plugin.name": name, "omnicore.plugin.handler": handler}
+        if module is not None:
+            shared["omnicore.plugin.digest"] = "sha256:" + module.sha256
+            shared["omnicore.plugin.version"] = str(module.manifest.get("version", "0.0.0"))
+        found = (f"call {name}/{handler}", shared)
+        if len(_calls) >= _CALLS_MAX:  # handler names come from callers: bounded
+            _calls.clear()
+        _calls[key] = found
+    return found
 
 
 def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: bytes,
                 run: Any) -> bytes:
-    """A plugin call's span: plugin, handler, version digest, outcome, breaker, fuel (a
-    metered plugin's) and memory (its instances', read at most once a second)."""
+    """A plugin call's span: plugin, handler, version digest (shared by its calls' spans),
+    outcome, breaker, fuel (a metered plugin's) and memory (its instances', read at most once
+    a second)."""
     s = new_span("", INTERNAL, None, CURRENT.get() or _outer(), _sampler)
     token = CURRENT.set(s)
     if not s.flags & 0x01:  # sampled out: its context alone, for what the call sends on
@@ -274,21 +352,12 @@ def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
             return body(entry, handler, data, run, traced=True)
         finally:
             CURRENT.reset(token)
-    name = entry.name
-    s.name = f"call {name}/{handler}"
+    s.name, s.shared = _call_of(entry, handler)
+    attributes = s.attributes
+    attributes["omnicore.plugin.input_bytes"] = len(data)
     version = entry.version
     runtime = usage = fuel = None
-    if version is None:
-        attributes = s.attributes = {"omnicore.plugin.name": name,
-                                     "omnicore.plugin.handler": handler,
-                                     "omnicore.plugin.input_bytes": len(data)}
-    else:
-        module = version.module
-        attributes = s.attributes = {
-            "omnicore.plugin.name": name, "omnicore.plugin.handler": handler,
-            "omnicore.plugin.input_bytes": len(data),
-            "omnicore.plugin.digest": "sha256:" + module.sha256,
-            "omnicore.plugin.version": str(module.manifest.get("version", "0.0.0"))}
+    if version is not None:
         runtime = version.runtime
         usage = getattr(runtime, "usage", None)
         if usage is not None and getattr(runtime, "fuel_enabled", False):

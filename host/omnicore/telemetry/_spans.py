@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["CURRENT", "Batcher", "Parent", "Sampler", "Span", "parse_traceparent"]
+__all__ = ["CURRENT", "Batcher", "Parent", "Record", "Sampler", "Span", "parse_traceparent",
+           "record"]
 
 log = logging.getLogger("omnicore.telemetry")
 
@@ -116,10 +117,15 @@ class Sampler:
 
 class Span:
     """One span. ``flags & 1``: sampled (kept and exported when it ends); an unsampled span is
-    still made, so its context (trace id, the not-sampled flag) propagates."""
+    still made, so its context (trace id, the not-sampled flag) propagates.
+
+    ``shared``: attributes many spans carry alike (a plugin version's name, handler and
+    digest; a route's method and status), one mapping the spans share and nobody changes,
+    encoded once for all of them (:mod:`._otlp`); ``attributes`` are the span's own, after
+    them."""
 
     __slots__ = ("attributes", "description", "end_ns", "flags", "kind", "name", "parent_id",
-                 "remote", "span_id", "start_ns", "state", "status", "trace_id")
+                 "remote", "shared", "span_id", "start_ns", "state", "status", "trace_id")
 
     def __init__(self, name: str, kind: int, attributes: dict[str, Any],
                  trace_id: int, parent_id: int, flags: int, state: str | None,
@@ -135,6 +141,7 @@ class Span:
         self.remote = remote
         self.status = UNSET
         self.description: str | None = None
+        self.shared: Mapping[str, Any] | None = None
         self.end_ns = 0
         self.start_ns = time.time_ns()
 
@@ -178,18 +185,35 @@ def new_span(name: str, kind: int, attributes: dict[str, Any] | None,
                 parent.remote if parent.__class__ is Parent else False)
 
 
+#: An ended span as the export queue holds it: ``(trace_id, span_id, parent_id, name, kind,
+#: start_ns, end_ns, attributes, shared, status, description, flags, remote, state)``. A
+#: plain tuple of strings, numbers and attribute dicts of strings and numbers, none of which
+#: the garbage collector tracks once it has looked at the tuple: spans waiting for their
+#: batch, had they been Span objects, were tracked, survived young collections into the old
+#: generation and brought on full collections of the host's whole heap (a REST invoke's CPU
+#: went up by a tenth, most of tracing's cost: bench/bench_telemetry.py).
+Record = tuple[int, int, int, str, int, int, int, dict[str, Any], "Mapping[str, Any] | None",
+               int, "str | None", int, bool, "str | None"]
+
+
+def record(s: Span) -> Record:
+    """``s`` (ended) as the export queue holds it."""
+    return (s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns,
+            s.attributes, s.shared, s.status, s.description, s.flags, s.remote, s.state)
+
+
 class Batcher:
     """A bounded queue of ended spans and the thread that exports them in batches: every
     ``delay_s``, or as soon as a batch is full. A full queue drops the span, counted (one
     warning a minute): a call never waits for the collector."""
 
-    def __init__(self, export: Callable[[list[Span]], object], *, max_queue: int,
+    def __init__(self, export: Callable[[list[Record]], object], *, max_queue: int,
                  batch: int, delay_s: float) -> None:
         self._export = export
         self.max_queue = max_queue
         self.batch = batch
         self.delay_s = delay_s
-        self.queue: deque[Span] = deque()
+        self.queue: deque[Record] = deque()
         self.dropped = 0
         self.exported = 0
         self._said = -math.inf
@@ -201,13 +225,15 @@ class Batcher:
                                         daemon=True)
         self._thread.start()
 
-    def add(self, span: Span) -> None:
-        """Queue an ended, sampled span (from any thread)."""
+    def add(self, s: Span) -> None:
+        """Queue an ended, sampled span (from any thread), as its :data:`Record`."""
         queue = self.queue
         if len(queue) >= self.max_queue:
             self._drop()
             return
-        queue.append(span)
+        queue.append((s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns,
+                      s.attributes, s.shared, s.status, s.description, s.flags, s.remote,
+                      s.state))
         if len(queue) == self.batch:
             self._wake.set()
 

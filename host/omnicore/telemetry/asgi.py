@@ -3,8 +3,6 @@ only while tracing is on. An incoming W3C ``traceparent`` (and ``tracestate``) i
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["TraceRequests"]
@@ -13,7 +11,8 @@ __all__ = ["TraceRequests"]
 class TraceRequests:
     """A server span per HTTP request: ``http.request.method``, ``url.path``, ``http.route``
     (the route's template once routed) and ``http.response.status_code``; never the query
-    string or a header but the trace context's."""
+    string or a header but the trace context's. All but the path are shared by the spans of
+    one route and status (``Span.shared``: made and encoded once)."""
 
     def __init__(self, app: ASGIApp) -> None:
         import omnicore.telemetry as door
@@ -29,32 +28,29 @@ class TraceRequests:
             await self.app(scope, receive, send)
             return
         _sdk, _spans = self._sdk, self._spans
-        parent = state = None
+        parent = None
         for key, value in scope["headers"]:
             if key == b"traceparent":
-                parent = value.decode("latin-1")
-            elif key == b"tracestate":
-                state = value.decode("latin-1")
+                state = next((v.decode("latin-1") for k, v in scope["headers"]
+                              if k == b"tracestate"), None)
+                parent = _spans.parse_traceparent(value.decode("latin-1"), state)
+                break
         method = scope["method"]
-        attributes: dict[str, Any] = {"http.request.method": method,
-                                      "url.path": scope["path"],
-                                      "url.scheme": scope.get("scheme", "http")}
-        made = _sdk.start(method, attributes, _spans.SERVER,
-                          _spans.parse_traceparent(parent, state) if parent else None)
-        token = _spans.CURRENT.set(made)
+        made = _sdk.start(method, {"url.path": scope["path"]}, _spans.SERVER, parent)
+        current = _spans.CURRENT
+        token = current.set(made)
         if not made.flags & 0x01:  # sampled out: its context alone, for what it calls
             try:
                 await self.app(scope, receive, send)
             finally:
-                _spans.CURRENT.reset(token)
+                current.reset(token)
             return
+        status = 0
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
+                nonlocal status
                 status = int(message["status"])
-                attributes["http.response.status_code"] = status
-                if status >= 500:
-                    made.status = _spans.ERROR
             await send(message)
 
         try:
@@ -63,9 +59,11 @@ class TraceRequests:
             made.set_error(type(exc).__name__, type(exc).__name__)
             raise
         finally:
-            _spans.CURRENT.reset(token)
+            current.reset(token)
             route = getattr(scope.get("route"), "path", None)
-            if isinstance(route, str):
-                attributes["http.route"] = route
-                made.name = f"{method} {route}"
+            made.name, made.shared = _sdk.served(method, scope.get("scheme", "http"),
+                                                 route if isinstance(route, str) else None,
+                                                 status)
+            if status >= 500:
+                made.status = _spans.ERROR
             _sdk.end(made)
