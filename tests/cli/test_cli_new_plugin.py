@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from omnicore.toolchains import scaffold_grants
+
 OMNICORE = Path(sys.executable).parent / "omnicore"
 LANGS = ["rust", "go", "js", "ts", "c", "zig", "assemblyscript", "kotlin"]
 # A free console port, never the scaffold's default 8470: the README's first command (the
@@ -55,7 +57,9 @@ def test_new_plugin_builds_loads_in_a_running_host_and_answers(
     created = omnicore("new", "plugin", name, "--lang", lang, cwd=work)
     assert created.returncode == 0, created.stderr.decode()
     # The operator's grant, next to where the file will land (a plugin cannot grant itself).
-    (app / "plugins" / f"{name}.toml").write_text('grants = ["config"]\n[config]\n'
+    # Kotlin's scaffold also checks a URL over http and counts in kv (scaffold_grants).
+    grants = json.dumps(list(scaffold_grants(lang)))
+    (app / "plugins" / f"{name}.toml").write_text(f'grants = {grants}\n[config]\n'
                                                    'greeting = "Howdy"\n')
     built = omnicore("build", name, "--app", "app", cwd=work)
     assert built.returncode == 0, built.stdout.decode() + built.stderr.decode()

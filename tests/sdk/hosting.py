@@ -145,17 +145,25 @@ class HostedProbe:
 
     def __init__(self, engine: SandboxEngine, path: Path, *, upstream: Upstream | None = None,
                  grants: Mapping[str, Any] | None = None,
-                 config: Mapping[str, Any] | None = None, limits: Limits | None = None) -> None:
+                 config: Mapping[str, Any] | None = None, limits: Limits | None = None,
+                 connectors: Mapping[str, Any] | None = None,
+                 secrets: Mapping[str, bytes] | None = None) -> None:
+        """``connectors``: more of the app's connectors (a database's, beside upstream's
+        ``local``); ``secrets``: more secrets in its store (their passwords)."""
         self._data_dir = tempfile.mkdtemp(prefix="sdk-probe-")
         overrides: dict[str, Any] = {"data_dir": self._data_dir}
         if upstream is not None:
             overrides["connectors"] = {"local": {"base_url": upstream.url, "auth": "bearer",
                                                  "secret": "api_token"}}
+        if connectors:
+            overrides["connectors"] = {**overrides.get("connectors", {}), **connectors}
         self.app = OmniApp("sdk-probe", builtin_extensions=[builtin.__name__],
                            entry_points=False, default_modules=False, environ=ENVIRON,
                            overrides=overrides)
         self.app.secrets.set("token", SECRET)
         self.app.secrets.set("api_token", CONNECTOR_TOKEN.encode())
+        for name, value in (secrets or {}).items():
+            self.app.secrets.set(name, value)
         self.calls: Counter[str] = Counter()
         caps = [_counted(c.load() if isinstance(c, DeferredCapability) else c, self.calls)
                 for c in self.app.extensions.capabilities()]

@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from omnicore.toolchains import UnitTests, go, locations, rust, unit_tests
+from omnicore.toolchains import UnitTests, go, kotlin, locations, rust, unit_tests
+from omnicore.toolchains.testhost.program import Captured, Program
 from omnicore.toolchains.testredis import MemoryRedis
 from tests.sdk.contract import (
     TABLE,
@@ -212,3 +213,31 @@ def test_zig(requests_file: Path, tmp_path: Path) -> None:
     shutil.copy(DRIVERS / "zig_driver.zig", project / "plugin.zig")
     shutil.copy(requests_file, project / "requests.jsonl")
     _check(_unit_tests(unit_tests, project))
+
+
+def _kotlin_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def test_kotlin(tmp_path: Path) -> None:
+    """Kotlin's test program (toolchains/kotlin.py's, on the test host): Redis through the
+    SDK's RedisConnector (a request it never builds through the driver's own import), SQL
+    answers handed over by omnicore.testing's Host.setSql and read back through Rows. Run
+    here as `omnicore test` runs it, output kept (the runner shows a passing test's none)."""
+    project = tmp_path / "kotlin"
+    shutil.copytree(DRIVERS / "kotlin", project)
+    lines = ",\n".join(f"    {_kotlin_string(json.dumps(line))}" for line in _requests())
+    (project / "tests" / "requests.kt").write_text(f"val REQUESTS = listOf(\n{lines},\n)\n")
+    assert [name for name, _ in kotlin.test_names(project)] == ["contract"]
+    built = kotlin.build_tests(project)
+    assert built is not None
+    program = Program(built)
+    out = Captured()
+    try:
+        outcome = program.run(["--run", "0"], out)
+    finally:
+        program.close()
+    printed = out.data.decode("utf-8", "replace")
+    assert outcome.code == 0 and outcome.trap is None, printed[-3000:] + str(outcome)
+    _check("\n".join(line.partition("CONTRACT ")[2] for line in printed.splitlines()
+                     if "CONTRACT " in line))

@@ -244,7 +244,7 @@ def precompile_command(appdir: Path, source: Path | None, from_key: Path | None)
                    "the operator maps (rust, go, js; its mapping in routes.yaml).")
 def new_plugin_command(name: str, lang: str, parent: Path, template: str) -> None:
     """Create a plugin project NAME that builds and runs as is."""
-    from omnicore.toolchains import scaffold
+    from omnicore.toolchains import scaffold, scaffold_grants
     from omnicore.toolchains.manifest import read_plugin_meta
 
     dest = parent / name
@@ -265,8 +265,18 @@ def new_plugin_command(name: str, lang: str, parent: Path, template: str) -> Non
     handlers = read_plugin_meta(dest).get("handlers") or ["<handler>"]
     if lang in ("python", "ruby"):  # handlers are declared in code, not listed in the toml
         handlers = ["greet"]
+    needs = scaffold_grants(lang)
+    grants = " ".join(f"--grant {cap}" for cap in needs)
+    if "kv" in needs:  # kv keeps its data in an app: a bare .wasm call cannot grant it
+        click.echo(f"created {lang} plugin {name} in {dest}\n"
+                   f"  an app:    omnicore new myapp\n"
+                   f"  build it:  omnicore build {dest} --app myapp\n"
+                   f"  call it:   omnicore call {name} {handlers[0]} --app myapp {grants} "
+                   f"--input '{{\"name\": \"Ada\"}}' -v"
+                   f"\n  test it:   omnicore test {dest}")
+        return
     click.echo(f"created {lang} plugin {name} in {dest}\n"
                f"  build it:  omnicore build {dest}\n"
                f"  call it:   omnicore call build/plugins/{name}.wasm {handlers[0]} "
-               f"--grant config --input '{{\"name\": \"Ada\"}}' -v"
+               f"{grants} --input '{{\"name\": \"Ada\"}}' -v"
                f"\n  test it:   omnicore test {dest}")

@@ -39,8 +39,9 @@ def test_command(source: Path, extra: tuple[str, ...], http_request: str | None,
 
     Rust: cargo test for wasm32-wasi, each test in a fresh instance on omnicore's test host
     (the host's capability code over in-memory stores); Go: go test ./... for wasip1, each
-    test on the same test host; Zig: zig test for wasm32-wasi, and AssemblyScript: the
-    *.test.ts, each test alone, on the same test host; C: tests/*.c on omnicore_test.h,
+    test on the same test host; Zig: zig test for wasm32-wasi, AssemblyScript: the
+    *.test.ts, and Kotlin: the @Test functions of tests/*.kt, each test alone, on the same
+    test host; C: tests/*.c on omnicore_test.h,
     built with the plugin for wasm32-wasi and run on the same test host; Python: pytest with
     omnicore_plugin.testing, on the same host's code in-process; JS/TS: node --test on
     *.test.js/*.test.ts with the JS SDK's in-memory test host; Ruby: its tests inside the

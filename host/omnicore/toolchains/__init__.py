@@ -40,7 +40,8 @@ from omnicore.toolchains import locations
 from omnicore.toolchains.manifest import embed_manifest, read_plugin_meta
 
 __all__ = ["LANGUAGES", "SKIP_DIRS", "BuildResult", "UnitTests", "build", "build_all",
-           "check_plugin_name", "discover", "language_for", "scaffold", "unit_tests"]
+           "check_plugin_name", "discover", "language_for", "scaffold", "scaffold_grants",
+           "unit_tests"]
 
 # AssemblyScript's sources are .ts too: it is asked before js (its asconfig.json decides).
 LANGUAGES: tuple[str, ...] = ("rust", "go", "assemblyscript", "js", "c", "python", "zig")
@@ -258,6 +259,17 @@ def scaffold(dest: Path, name: str, lang: str) -> None:
             return
     raise BuildError(f"unknown language {lang!r}; choose one of rust, go, js, ts, c, python, zig, "
                      f"assemblyscript, ruby, kotlin")
+
+
+def scaffold_grants(lang: str) -> tuple[str, ...]:
+    """The capabilities a new ``lang`` project imports, so its first call must grant them:
+    ``config`` for every template; a language's module may name more (``SCAFFOLD_GRANTS``:
+    Kotlin's also checks a URL over http and counts in kv)."""
+    for language in LANGUAGES:
+        module = _module(language)
+        if lang in module.EXTENSIONS:
+            return tuple(getattr(module, "SCAFFOLD_GRANTS", ("config",)))
+    return ("config",)
 
 
 @dataclass(frozen=True)

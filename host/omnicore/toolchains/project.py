@@ -58,25 +58,29 @@ def runs(cmd: list[str]) -> str | None:
     return None if proc.returncode == 0 else f"{' '.join(cmd)} failed: {proc.stderr.strip()}"
 
 
-def compile_tests(src: Path, toolchain: str, cmd: Callable[[Path, Path], list[str]], *,
+def compile_tests(src: Path, toolchain: str,
+                  cmd: Callable[[Path, Path], list[str] | list[list[str]]], *,
                   tool: str, timeout_s: float, cwd: Path | None = None) -> Path | None:
     """Compile the tests of the project at ``src`` into one wasm32-wasi program, kept in a
     folder of its own per project between runs: ``cmd(out, work)`` is the command of the
-    compiler ``tool`` writing ``out`` (its caches in ``work``), its own diagnostics going to
-    the terminal as ``cargo test``'s would. The program, or None when the compiler failed or
-    ran past ``timeout_s`` (said on stderr)."""
+    compiler ``tool`` writing ``out`` (its caches in ``work``), or the commands run in turn
+    (Kotlin's two steps), its own diagnostics going to the terminal as ``cargo test``'s would.
+    The program, or None when the compiler failed or ran past ``timeout_s`` (said on
+    stderr)."""
     work = locations.cache_dir() / f"{toolchain}-test" / (
         f"{src.name}-{hashlib.sha256(str(src).encode()).hexdigest()[:12]}")
     work.mkdir(parents=True, exist_ok=True)
     out = work / "tests.wasm"
-    args = cmd(out, work)
-    try:
-        code = subprocess.run(args, check=False, timeout=timeout_s, cwd=cwd).returncode
-    except subprocess.TimeoutExpired:
-        print(f"{tool} took over {timeout_s} s on {src}", file=sys.stderr)
-        return None
-    if code != 0:
-        print(f"{tool} failed for {src}'s tests (exit {code}): its message is above",
-              file=sys.stderr)
-        return None
+    made = cmd(out, work)
+    steps = [made] if made and isinstance(made[0], str) else made
+    for args in steps:
+        try:
+            code = subprocess.run(args, check=False, timeout=timeout_s, cwd=cwd).returncode
+        except subprocess.TimeoutExpired:
+            print(f"{tool} took over {timeout_s} s on {src}", file=sys.stderr)
+            return None
+        if code != 0:
+            print(f"{tool} failed for {src}'s tests (exit {code}): its message is above",
+                  file=sys.stderr)
+            return None
     return out

@@ -7,6 +7,9 @@ class Failure(val message: String)
 /** A failed call (return it from a handler). */
 fun fail(message: String): Failure = Failure(message)
 
+/** A failed call whose message is `error`'s (a [HostError]'s: "DENIED: ..."). */
+fun fail(error: Throwable): Failure = Failure(error.message ?: error.toString())
+
 /** A JSON object from pairs: `json("message" to "Hello")`. */
 fun json(vararg pairs: Pair<String, Any?>): Map<String, Any?> = linkedMapOf(*pairs)
 
@@ -17,14 +20,14 @@ private var lastOutput = 0
 
 private fun freeLastOutput() {
     if (lastOutput != 0) {
-        Memory.free(lastOutput)
+        GuestMemory.free(lastOutput)
         lastOutput = 0
     }
 }
 
 /** The packed result of an output block (§2.2). */
 private fun reply(bytes: ByteArray, error: Boolean): Long {
-    val p = Memory.put(bytes)
+    val p = GuestMemory.put(bytes)
     lastOutput = p
     if (p == 0 && bytes.isNotEmpty()) return ERROR_BIT  // out of memory: an empty error
     return (p.toLong() shl 32) or bytes.size.toLong() or (if (error) ERROR_BIT else 0L)
@@ -39,7 +42,7 @@ private fun reply(bytes: ByteArray, error: Boolean): Long {
  */
 fun handle(ptr: Int, len: Int, body: (Map<String, Any?>) -> Any?): Long {
     freeLastOutput()
-    val parsed = Json.parse(Memory.read(ptr, len).decodeToString())
+    val parsed = Json.parse(GuestMemory.read(ptr, len).decodeToString())
     if (parsed is JsonError) return reply("invalid JSON input: ${parsed.message}".encodeToByteArray(), true)
     @Suppress("UNCHECKED_CAST")
     val input = parsed as? Map<String, Any?>
@@ -53,7 +56,7 @@ fun handle(ptr: Int, len: Int, body: (Map<String, Any?>) -> Any?): Long {
 /** A bytes handler: the input as bytes, `body`'s bytes as the output. */
 fun handleBytes(ptr: Int, len: Int, body: (ByteArray) -> Any): Long {
     freeLastOutput()
-    return when (val out = body(Memory.read(ptr, len))) {
+    return when (val out = body(GuestMemory.read(ptr, len))) {
         is Failure -> reply(out.message.encodeToByteArray(), true)
         is ByteArray -> reply(out, false)
         else -> reply(out.toString().encodeToByteArray(), false)

@@ -18,41 +18,43 @@ class Response(val status: Int, val headers: Map<String, String>, val body: Byte
     fun json(): Any? = Json.parse(text())
 }
 
-/** A refused or failed request: the host's message ("DENIED: ...", "INVALID: ...", ...). */
-class HttpError(val message: String)
-
 object Http {
     /**
      * Sends a request: `request` holds "method", "url" (or "connector" and "path"), optional
-     * "headers" and "timeout_ms" (specs/abi.md §4.7). A [Response], or an [HttpError].
+     * "headers" and "timeout_ms" (specs/abi.md §4.7). A [Response], or a failed [Result]
+     * whose [HostError] is the host's message ("DENIED: host example.com is not in the
+     * grant", "UNAVAILABLE: ...").
      */
-    fun send(request: Map<String, Any?>, body: ByteArray = ByteArray(0)): Any {
-        val req = Json.stringify(request).encodeToByteArray()
-        val reqPtr = Memory.put(req)
-        val bodyPtr = Memory.put(body)
-        val packed = httpRequest(reqPtr, req.size, bodyPtr, body.size)
-        Memory.free(bodyPtr)
-        Memory.free(reqPtr)
-        val ptr = (packed ushr 32).toInt()
-        val len = (packed and 0x7FFF_FFFFL).toInt()
-        val bytes = Memory.read(ptr, len)
-        Memory.free(ptr)
-        if (packed and (1L shl 31) != 0L) return HttpError(bytes.decodeToString())
-        if (bytes.size < 4) return HttpError("INVALID: short response block")
+    fun send(request: Map<String, Any?>, body: ByteArray = ByteArray(0)): Result<Response> {
+        val req = Json.stringify(request)
+        TestHooks.http?.invoke(req)
+        val packed = withText(req) { rp, rl -> withBytes(body) { bp, bl -> httpRequest(rp, rl, bp, bl) } }
+        val bytes = takeBlock(packed).getOrElse { return Result.failure(it) }
+        if (bytes.size < 4) return refused(HostError.INVALID, "short response block")
         val headLen = (bytes[0].toInt() and 0xFF) or ((bytes[1].toInt() and 0xFF) shl 8) or
             ((bytes[2].toInt() and 0xFF) shl 16) or ((bytes[3].toInt() and 0xFF) shl 24)
-        if (headLen < 0 || 4 + headLen > bytes.size) return HttpError("INVALID: bad response head")
+        if (headLen < 0 || 4 + headLen > bytes.size) return refused(HostError.INVALID, "bad response head")
         val head = Json.parse(bytes.copyOfRange(4, 4 + headLen).decodeToString()) as? Map<*, *>
-            ?: return HttpError("INVALID: bad response head")
-        val status = (head["status"] as? Long)?.toInt() ?: 0
+            ?: return refused(HostError.INVALID, "bad response head")
         val headers = LinkedHashMap<String, String>()
         (head["headers"] as? Map<*, *>)?.forEach { (k, v) -> headers[k.toString()] = v.toString() }
-        return Response(status, headers, bytes.copyOfRange(4 + headLen, bytes.size))
+        return Result.success(Response(longOf(head["status"])?.toInt() ?: 0, headers,
+                                       bytes.copyOfRange(4 + headLen, bytes.size)))
     }
 
-    fun get(url: String, headers: Map<String, String> = emptyMap()): Any =
+    fun get(url: String, headers: Map<String, String> = emptyMap()): Result<Response> =
         send(mapOf("method" to "GET", "url" to url, "headers" to headers))
 
-    fun post(url: String, body: ByteArray, headers: Map<String, String> = emptyMap()): Any =
+    fun post(url: String, body: ByteArray, headers: Map<String, String> = emptyMap()): Result<Response> =
         send(mapOf("method" to "POST", "url" to url, "headers" to headers), body)
+
+    fun post(url: String, body: String, headers: Map<String, String> = emptyMap()): Result<Response> =
+        post(url, body.encodeToByteArray(), headers)
+
+    /** A request through connector `connector` (its base URL and credentials are the
+     *  host's): `path` joined to its base URL. */
+    fun connector(connector: String, method: String, path: String, body: ByteArray = ByteArray(0),
+                  headers: Map<String, String> = emptyMap()): Result<Response> =
+        send(mapOf("method" to method, "connector" to connector, "path" to path,
+                   "headers" to headers), body)
 }

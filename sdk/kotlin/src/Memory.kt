@@ -1,125 +1,125 @@
-// omnicore SDK for Kotlin/Wasm (WASI): the allocator pair of specs/abi.md §1.1 and guest memory.
-//
-// Kotlin/Wasm keeps its objects on the Wasm GC heap; linear memory is only what the host and
-// the guest hand each other. Its one public allocator, kotlin.wasm.unsafe's scoped one, frees
-// everything at the end of its scope and starts its top-level scope at address 0, which the
-// ABI reads as "out of memory". So the SDK keeps its own arena, and makes itself the root of
-// Kotlin's scoped allocators: a scope opened later (println, WASI calls of the standard
-// library) starts above every block the arena holds, and no arena block is ever handed out
-// twice. Both reach kotlin.wasm.unsafe's internal allocator (pinned with kotlinc 2.4.20).
-@file:OptIn(kotlin.wasm.unsafe.UnsafeWasmMemoryApi::class, kotlin.wasm.ExperimentalWasmInterop::class)
-@file:Suppress("INVISIBLE_MEMBER", "INVISIBLE_REFERENCE")
+// omnicore SDK for Kotlin/Wasm: tiered memory and vector collections (`omnicore:memory`,
+// `omnicore:vectors`, specs/abi.md §4.4, §4.5).
+@file:OptIn(kotlin.wasm.ExperimentalWasmInterop::class)
 
 package omnicore
 
-import kotlin.wasm.WasmExport
-import kotlin.wasm.unsafe.Pointer
+import kotlin.wasm.WasmImport
 
-private const val PAGE = 65536
-private const val CHUNK = 65536
+@WasmImport("omnicore:memory", "remember")
+private external fun memoryRemember(tier: Int, item: Int, itemLen: Int): Long
 
-/**
- * A stack-shaped arena over linear memory: blocks are handed out upwards; freeing the top
- * block (and every freed block under it) moves the top down. The host's input buffer lives
- * at the bottom for the instance's life; a call's blocks are freed when the call is over.
- *
- * Re-entry: `omni_alloc` runs to its end before anything else can (it calls no host
- * function), so the host may call it during any host call and the arena is whole then.
- * Growing the arena takes pages from Kotlin's root allocator, which refuses (traps) inside a
- * `withScopedMemoryAllocator` block of your own: do not call omnicore host functions there.
- */
-internal object Arena {
-    private var root: kotlin.wasm.unsafe.MemoryAllocator? = null
-    private var top = 0
-    private var end = 0
-    private val starts = ArrayList<Int>()
-    private val freed = ArrayList<Boolean>()
+@WasmImport("omnicore:memory", "recall")
+private external fun memoryRecall(query: Int, queryLen: Int, out: Int, outCap: Int): Int
 
-    private fun root(): kotlin.wasm.unsafe.MemoryAllocator {
-        val held = root
-        if (held != null) return held
-        // Address 8 on: no block is ever at 0.
-        val made = kotlin.wasm.unsafe.ScopedMemoryAllocator(8, null)
-        kotlin.wasm.unsafe.currentAllocator = made
-        root = made
-        top = 8
-        end = 8
-        return made
-    }
+@WasmImport("omnicore:memory", "forget")
+private external fun memoryForget(id: Long): Int
 
-    private fun grow(need: Long): Boolean {
-        val allocator = root()
-        val chunk = ((maxOf(need, CHUNK.toLong()) + CHUNK - 1) / CHUNK) * CHUNK
-        val newEnd = end.toLong() + chunk
-        if (newEnd > Int.MAX_VALUE.toLong()) return false
-        val pages = kotlin.wasm.internal.wasm_memory_size()
-        val wanted = ((newEnd + PAGE - 1) / PAGE).toInt()
-        if (wanted > pages && kotlin.wasm.internal.wasm_memory_grow(wanted - pages) == -1) {
-            return false
-        }
-        val got = allocator.allocate(chunk.toInt()).address.toInt()
-        if (got != end) return false
-        end = newEnd.toInt()
-        return true
-    }
+@WasmImport("omnicore:vectors", "upsert")
+private external fun vectorsUpsert(coll: Int, collLen: Int, id: Int, idLen: Int, vec: Int, dim: Int,
+                                   meta: Int, metaLen: Int): Int
 
-    fun alloc(len: Int): Int {
-        if (len < 0) return 0
-        root()
-        val size = (len.toLong() + 7) and 7L.inv()
-        val p = top
-        if (p.toLong() + size > end.toLong() && !grow(p.toLong() + size - end.toLong())) return 0
-        top = (p.toLong() + maxOf(size, 8L)).toInt()
-        starts.add(p)
-        freed.add(false)
-        return p
-    }
+@WasmImport("omnicore:vectors", "search")
+private external fun vectorsSearch(coll: Int, collLen: Int, vec: Int, dim: Int, k: Int): Long
 
-    fun free(ptr: Int) {
-        if (ptr == 0) return
-        var i = starts.size - 1
-        while (i >= 0) {
-            if (starts[i] == ptr && !freed[i]) {
-                freed[i] = true
-                break
-            }
-            i--
-        }
-        while (freed.isNotEmpty() && freed[freed.size - 1]) {
-            top = starts.removeAt(starts.size - 1)
-            freed.removeAt(freed.size - 1)
-        }
-    }
-}
+@WasmImport("omnicore:vectors", "query")
+private external fun vectorsQuery(coll: Int, collLen: Int, vec: Int, dim: Int, k: Int,
+                                  filter: Int, filterLen: Int): Long
 
-/** `omni_alloc(len) -> ptr`: 8-aligned, never 0 unless out of memory (specs/abi.md §1.1). */
-@WasmExport("omni_alloc")
-fun omniAlloc(len: Int): Int = Arena.alloc(len)
+@WasmImport("omnicore:vectors", "delete")
+private external fun vectorsDelete(coll: Int, collLen: Int, id: Int, idLen: Int): Int
 
-/** `omni_free(ptr, len)`: frees a block `omni_alloc` returned; `ptr == 0` does nothing. */
-@WasmExport("omni_free")
-fun omniFree(ptr: Int, len: Int) {
-    Arena.free(ptr)
-}
+/** A memory's tier: working (the instance's TTL), short-term (days), long-term (kept). */
+enum class Tier { WORKING, SHORT, LONG }
 
-/** Guest memory: bytes in and out of linear memory. */
+/** A recalled memory, best first. `createdAt` is Unix seconds. */
+class Recalled(val id: Long, val tier: Tier, val text: String, val metadata: Map<String, Any?>,
+               val score: Double, val createdAt: Double)
+
+/** Text memories for agents, ranked by relevance, recency and importance. */
 object Memory {
-    fun read(ptr: Int, len: Int): ByteArray =
-        ByteArray(len) { Pointer((ptr + it).toUInt()).loadByte() }
-
-    fun write(ptr: Int, bytes: ByteArray) {
-        for (i in bytes.indices) Pointer((ptr + i).toUInt()).storeByte(bytes[i])
+    /** Keeps `text`: its id. INVALID for an empty text or a bad field, TOO_LARGE over the
+     *  grant's limits. */
+    fun remember(text: String, tier: Tier = Tier.WORKING, metadata: Map<String, Any?>? = null,
+                 ttlS: Long? = null, importance: Double? = null): Result<Long> {
+        val item = linkedMapOf<String, Any?>("text" to text)
+        if (metadata != null) item["metadata"] = metadata
+        if (ttlS != null) item["ttl_s"] = ttlS
+        if (importance != null) item["importance"] = importance
+        val id = withText(Json.stringify(item)) { p, l -> memoryRemember(tier.ordinal, p, l) }
+        return if (id >= 1) Result.success(id) else refused(id.toInt(), "remember")
     }
 
-    fun readLong(ptr: Int): Long = Pointer(ptr.toUInt()).loadLong()
-
-    /** `bytes` copied into a new arena block: its pointer (0 for no bytes, or out of memory). */
-    fun put(bytes: ByteArray): Int {
-        if (bytes.isEmpty()) return 0
-        val p = Arena.alloc(bytes.size)
-        if (p != 0) write(p, bytes)
-        return p
+    /** The memories matching `query`, best first (`limit` 1-100; `tiers` all when null;
+     *  `filter`: metadata keys that must equal these values). */
+    fun recall(query: String, tiers: List<Tier>? = null, limit: Int = 10,
+               filter: Map<String, Any?>? = null): Result<List<Recalled>> {
+        val q = linkedMapOf<String, Any?>("query" to query, "limit" to limit)
+        if (tiers != null) q["tiers"] = tiers.map { it.ordinal }
+        if (filter != null) q["filter"] = filter
+        val (n, bytes) = withText(Json.stringify(q)) { p, l -> readInto { out, cap -> memoryRecall(p, l, out, cap) } }
+        if (n < 0 || bytes == null) return refused(n, "recall")
+        val rows = parsedOrRefused(bytes.decodeToString(), "recall").getOrElse { return Result.failure(it) }
+        return Result.success((rows as? List<*> ?: emptyList<Any?>()).map {
+            val m = objectOf(it)
+            Recalled(longOf(m["id"]) ?: 0, Tier.entries[(longOf(m["tier"]) ?: 0).toInt().coerceIn(0, 2)],
+                     m["text"] as? String ?: "", objectOf(m["metadata"]), doubleOf(m["score"]),
+                     doubleOf(m["created_at"]))
+        })
     }
 
-    fun free(ptr: Int) = Arena.free(ptr)
+    /** Forgets memory `id`: whether it existed. */
+    fun forget(id: Long): Boolean = memoryForget(id) == 1
+}
+
+/** A vector search's hit: cosine similarity, higher is better. */
+class Match(val id: String, val score: Double, val metadata: Map<String, Any?>)
+
+/** Named collections of fixed-dimension float vectors (HNSW, cosine). */
+object Vectors {
+    /** Stores `vector` under `id` (a collection is made on first use with that dimension);
+     *  INVALID for a dimension mismatch or NaN, QUOTA, TOO_LARGE. */
+    fun upsert(collection: String, id: String, vector: FloatArray,
+               metadata: Map<String, Any?>? = null): Result<Unit> {
+        val meta = if (metadata == null) ByteArray(0) else Json.stringify(metadata).encodeToByteArray()
+        val status = withText(collection) { c, cl ->
+            withText(id) { i, il ->
+                withFloats(vector) { v -> withBytes(meta) { m, ml -> vectorsUpsert(c, cl, i, il, v, vector.size, m, ml) } }
+            }
+        }
+        return if (status == 0) Result.success(Unit) else refused(status, "upsert $id into $collection")
+    }
+
+    /** The `k` (1-1,000) vectors nearest `vector`; NOT_FOUND for no such collection. */
+    fun search(collection: String, vector: FloatArray, k: Int = 10): Result<List<Match>> = matches(
+        withText(collection) { c, cl -> withFloats(vector) { v -> vectorsSearch(c, cl, v, vector.size, k) } })
+
+    /** [search] keeping only vectors whose metadata has every key of `filter` with that value. */
+    fun query(collection: String, vector: FloatArray, k: Int, filter: Map<String, Any?>): Result<List<Match>> =
+        matches(withText(collection) { c, cl ->
+            withFloats(vector) { v ->
+                withText(Json.stringify(filter)) { f, fl -> vectorsQuery(c, cl, v, vector.size, k, f, fl) }
+            }
+        })
+
+    /** Deletes `id`: whether it was there; NOT_FOUND for no such collection. */
+    fun delete(collection: String, id: String): Result<Boolean> =
+        when (val status = withText(collection) { c, cl -> withText(id) { i, il -> vectorsDelete(c, cl, i, il) } }) {
+            1 -> Result.success(true)
+            0 -> Result.success(false)
+            else -> refused(status, if (status == HostError.NOT_FOUND) "no collection $collection" else "delete $id")
+        }
+
+    private fun matches(packed: Long): Result<List<Match>> = takeJson(packed, "vectors").map { rows ->
+        (rows as? List<*> ?: emptyList<Any?>()).map {
+            val m = objectOf(it)
+            Match(m["id"]?.toString() ?: "", doubleOf(m["score"]), objectOf(m["metadata"]))
+        }
+    }
+
+    private inline fun <T> withFloats(vector: FloatArray, body: (Int) -> T): T =
+        withBlock(maxOf(vector.size, 1) * 4) { p ->
+            for (i in vector.indices) GuestMemory.writeInt(p + 4 * i, vector[i].toRawBits())
+            body(p)
+        }
 }

@@ -55,8 +55,14 @@ def _indent(text: str, prefix: str) -> str:
     return "".join(f"{prefix}{line}\n" for line in text.splitlines() or [""])
 
 
-def run_astest(program: Program, args: Sequence[str]) -> int:
-    """Run the tests whose names contain one of ``args`` (all without); 1 when one failed."""
+#: What the runner says to a program with no tests.
+NO_TESTS = "no tests: register them with test(name, () => {...}) in *.test.ts"
+
+
+def run_astest(program: Program, args: Sequence[str], *, none: str = NO_TESTS) -> int:
+    """Run the tests whose names contain one of ``args`` (all without); 1 when one failed.
+    Kotlin's test programs (toolchains/kotlin.py) answer ``--list`` and ``--run I`` the same
+    way and run here too (``none``: what to say when there are no tests)."""
     options = [a for a in args if a.startswith("-")]
     if options:
         print(f"unknown option {options[0]}: the arguments are parts of test names",
@@ -64,7 +70,7 @@ def run_astest(program: Program, args: Sequence[str]) -> int:
         return 2
     names = _listed(program)
     if not names:
-        print("no tests: register them with test(name, () => {...}) in *.test.ts")
+        print(none)
         return 1
     chosen = [(i, n) for i, n in enumerate(names) if not args or any(a in n for a in args)]
     started = time.monotonic()

@@ -44,7 +44,8 @@ class _Client:
         if answer is None:
             raise Refused("UNAVAILABLE", "the test gave no answer for this HTTP request "
                                          "(Rust: testing::on_http, Go: TestHost.HTTP, Zig: "
-                                         "Host.setHttp, AssemblyScript: setHttp)")
+                                         "Host.setHttp, AssemblyScript: setHttp, Kotlin: "
+                                         "Host.setHttp)")
         head, body, failed = answer
         if failed:
             raise _refused(head.decode("utf-8", "replace"))
@@ -96,7 +97,8 @@ class _Sql(SqlBackend):
         if answer is None:
             raise Refused("UNAVAILABLE", f"connector {self.name}: the test gave no answer "
                                          "(Rust: testing::on_sql, Go: TestHost.SQL, Zig: "
-                                         "Host.setSql, AssemblyScript: setSql)")
+                                         "Host.setSql, AssemblyScript: setSql, Kotlin: "
+                                         "Host.setSql)")
         text, failed = answer
         if failed:
             raise _refused(text)
