@@ -35,6 +35,7 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_telemetry.py", ["--quick"], "tracing flipped every"),
     ("bench_routes.py", ["--quick"], "bare Starlette endpoint"),
     ("bench_invoke.py", ["--quick"], "bare Starlette endpoint, same call"),
+    ("bench_bridges.py", ["--quick"], "client alone (floor)"),
 ])
 def test_benchmark_runs_and_prints_its_table(script: str, args: list[str], expect: str,
                                              module_cache: Path) -> None:
