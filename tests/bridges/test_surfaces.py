@@ -71,10 +71,10 @@ def bridge_row(api: httpx.Client) -> dict[str, object]:
 
 
 def test_a_bridge_is_seen_on_every_surface_and_its_outage_is_a_log_line_and_a_readyz_detail(
-        host: tuple[OmniApp, str, str], redis_server: Redis,
+        host: tuple[OmniApp, str, str], redis_server: Redis, tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="omnicore.bridges")
-    _app, url, token = host
+    app, url, token = host
     client = redis_server.client()
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
                       timeout=30) as api:
@@ -110,6 +110,14 @@ def test_a_bridge_is_seen_on_every_surface_and_its_outage_is_a_log_line_and_a_re
         code, out = cli(url, token, "--json")
         assert code == 0, out
         assert json.loads(out)[0]["acked"] == 3
+        # --app: the host serving that folder is found as other commands find it.
+        appdir = tmp_path / "appdir"
+        appdir.mkdir()
+        (appdir / "omnicore.yaml").write_text(
+            f"name: surfaces\ndata_dir: {app.data_dir}\nplugins_dir: {tmp_path / 'plugins'}\n")
+        result = CliRunner().invoke(main, ["bridges", "--app", str(appdir)])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[1].split()[:3] == ["orders", "redis", "up"]
         for text in (str(api.get("/api/v1/bridges").json()), page, out):
             assert redis_server.password not in text
 
@@ -158,6 +166,13 @@ def test_no_bridge_configured_is_an_empty_list_and_says_so(
             assert anon.get("/api/v1/bridges").status_code == 401
         code, out = cli(module.url, token)
         assert (code, out.strip()) == (0, "no bridges configured (bridges: in omnicore.yaml)")
+        # No host serving the folder: one clear error, not an empty list.
+        (tmp_path / "idle").mkdir()
+        (tmp_path / "idle" / "omnicore.yaml").write_text(
+            f"name: idle\ndata_dir: {tmp_path / 'idle' / 'data'}\n")
+        result = CliRunner().invoke(main, ["bridges", "--app", str(tmp_path / "idle")])
+        assert result.exit_code == 1
+        assert "no running host for the app in" in result.output
         assert "id=\"bridges\"" not in httpx.get(
             f"{module.url}/events", headers={"Authorization": f"Bearer {token}"}).text
     finally:
