@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from dataclasses import dataclass
 from typing import Any
+
+from omnicore.core import jsoncodec
 
 __all__ = ["Response", "decode_response", "encode_request", "head_block"]
 
@@ -47,7 +48,7 @@ class Response:
 
 def head_block(head: dict[str, Any], body: bytes) -> bytes:
     """``head`` and ``body`` as one block."""
-    raw = json.dumps(head, ensure_ascii=False, separators=(",", ":")).encode()
+    raw = jsoncodec.dumps(head)  # compact UTF-8, as json.dumps(ensure_ascii=False) writes
     return struct.pack("<I", len(raw)) + raw + body
 
 
@@ -102,7 +103,7 @@ def decode_response(out: bytes, *, mode: str) -> Response:
     if n > len(out) - 4:
         raise _BadResponse(f"the head is {n} bytes but only {len(out) - 4} follow")
     try:
-        head = json.loads(out[4:4 + n])
+        head = jsoncodec.loads(out[4:4 + n])
     except (ValueError, UnicodeDecodeError) as exc:
         raise _BadResponse(f"the head is not JSON ({exc})") from None
     if not isinstance(head, dict):
