@@ -1106,59 +1106,51 @@ utf8_trap(const uint8_t *s, size_t n)
     return NULL;
 }
 
-/* The JSON string of valid UTF-8 bytes, as json.dumps(ensure_ascii=False) and orjson write
- * it: '"' and '\\' escaped, control characters as \b \t \n \f \r or \u00XX, the rest as is. */
-static PyObject *
-json_string(const uint8_t *s, size_t n)
+/* The JSON string of the guest's n bytes at s, of which the first `plain` are ASCII with nothing
+ * to escape (skip_plain), written at o: room for n + 2 bytes where all are plain, 6 n + 2
+ * otherwise; its end, or NULL with canonabi._text's trap in wasmtime's words where the bytes
+ * are not UTF-8. Written as json.dumps(ensure_ascii=False) and orjson write it: '"' and '\\'
+ * escaped, control characters as \b \t \n \f \r or \u00XX, the rest as is. The one JSON
+ * string writer of the C faces (the scalar lane's string result, a plan's strings). */
+char *
+json_text(char *o, const uint8_t *s, size_t n, size_t plain)
 {
-    size_t extra = 2;
-    size_t i = 0;
-    for (; i + 8 <= n && !word_escapes(load_word(s + i)); i += 8)
-        ;
-    size_t clean = i;  /* s[:clean] needs no escape */
-    for (; i < n; i++)
-        if (s[i] < 0x20 || s[i] == '"' || s[i] == '\\')
-            extra += 5;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n + extra));
-    if (out == NULL)
+    if (plain < n && utf8_end(s + plain, s + n) < s + n) {
+        utf8_trap(s, n);
         return NULL;
-    char *o = PyBytes_AS_STRING(out), *start = o;
-    *o++ = '"';
-    if (extra == 2) {  /* nothing to escape: most text */
-        memcpy(o, s, n);
-        o[n] = '"';
-        return out;
     }
-    memcpy(o, s, clean);
-    o += clean;
     static const char short_escape[32] = {['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n',
                                           ['\f'] = 'f', ['\r'] = 'r'};
     static const char hex[] = "0123456789abcdef";
-    for (i = clean; i < n; i++) {
-        uint8_t c = s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *o++ = (char)c;
+    *o++ = '"';
+    memcpy(o, s, plain);  /* most text: all of it */
+    o += plain;
+    size_t i = plain;
+    while (i < n) {
+        if (n - i >= 8 && !word_escapes_at(s + i)) {
+            memcpy(o, s + i, 8);
+            o += 8;
+            i += 8;
             continue;
         }
-        if (c == '"' || c == '\\') {
+        uint8_t ch = s[i++];
+        if (ch >= 0x20 && ch != '"' && ch != '\\') {
+            *o++ = (char)ch;
+        } else if (ch == '"' || ch == '\\') {
             *o++ = '\\';
-            *o++ = (char)c;
-        } else if (c < 0x20) {
+            *o++ = (char)ch;
+        } else if (short_escape[ch]) {
             *o++ = '\\';
-            if (short_escape[c]) {
-                *o++ = short_escape[c];
-            } else {
-                memcpy(o, "u00", 3);
-                o[3] = hex[c >> 4];
-                o[4] = hex[c & 15];
-                o += 5;
-            }
+            *o++ = short_escape[ch];
+        } else {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[ch >> 4];
+            o[5] = hex[ch & 15];
+            o += 6;
         }
     }
     *o++ = '"';
-    if (_PyBytes_Resize(&out, o - start) < 0)
-        return NULL;
-    return out;
+    return o;
 }
 
 /* A string the guest returned through its return area at `area` (canonabi's checks and
@@ -1178,20 +1170,18 @@ lift_string(Face *self, uint32_t area)
     if ((uint64_t)pair[0] + pair[1] > size)
         return canon_trap("string pointer/length out of bounds of memory");
     const uint8_t *s = self->base + pair[0];
-    const uint8_t *plain = skip_plain(s, s + pair[1]);
-    if (plain == s + pair[1]) {  /* ASCII with nothing to escape (most text): one pass */
-        PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)pair[1] + 2);
-        if (out == NULL)
-            return NULL;
-        char *o = PyBytes_AS_STRING(out);
-        o[0] = '"';
-        memcpy(o + 1, s, pair[1]);
-        o[pair[1] + 1] = '"';
-        return out;
+    size_t n = pair[1], plain = (size_t)(skip_plain(s, s + n) - s);
+    Py_ssize_t room = (Py_ssize_t)(plain == n ? n + 2 : n * 6 + 2);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, room);
+    if (out == NULL)
+        return NULL;
+    char *end = json_text(PyBytes_AS_STRING(out), s, n, plain);
+    Py_ssize_t len = end == NULL ? 0 : end - PyBytes_AS_STRING(out);
+    if (end == NULL || (len < room && _PyBytes_Resize(&out, len) < 0)) {
+        Py_XDECREF(out);
+        return NULL;
     }
-    if (utf8_end(plain, s + pair[1]) < s + pair[1])
-        return utf8_trap(s, pair[1]);
-    return json_string(s, pair[1]);
+    return out;
 }
 
 /* call_json(data, epoch) -> the result's JSON (bytes), or NotImplemented: `data` is not

@@ -95,6 +95,7 @@ PyObject *after_post(Face *self, PyObject *out);
 PyObject *canon_trap(const char *text);
 const unsigned char *utf8_end(const unsigned char *p, const unsigned char *e);
 PyObject *utf8_trap(const uint8_t *s, size_t n);
+char *json_text(char *o, const uint8_t *s, size_t n, size_t plain);
 int memory_size_now(Face *self, uint64_t *out);
 int guest_realloc(Face *self, uint32_t align, uint32_t size, uint32_t *ptr);
 const char *skip_ws(const char *p, const char *end);

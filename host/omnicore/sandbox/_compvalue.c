@@ -653,59 +653,17 @@ put_scalar(cx *c, uint8_t w, uint64_t raw)
     return 1;
 }
 
-/* Bytes the guest holds as a JSON string: UTF-8 checked (canonabi._text's trap in wasmtime's
- * words), escaped as json_string (_compcall.c) escapes. */
+/* Bytes the guest holds as a JSON string (json_text, _compcall.c: UTF-8 checked, escaped). */
 static int
 put_text(cx *c, const uint8_t *s, uint32_t n)
 {
-    const uint8_t *plain = skip_plain(s, s + n);
-    if (plain == s + n) {  /* ASCII with nothing to escape (most text): one pass */
-        if (!room(c, (size_t)n + 2))
-            return 0;
-        char *o = c->out + c->len;
-        o[0] = '"';
-        memcpy(o + 1, s, n);
-        o[n + 1] = '"';
-        c->len += (size_t)n + 2;
-        return 1;
-    }
-    if (utf8_end(plain, s + n) < s + n) {
-        utf8_trap(s, n);
+    size_t plain = (size_t)(skip_plain(s, s + n) - s);
+    if (!room(c, plain == n ? (size_t)n + 2 : (size_t)n * 6 + 2))
         return 0;
-    }
-    if (!room(c, (size_t)n * 6 + 2))
+    char *end = json_text(c->out + c->len, s, n, plain);
+    if (end == NULL)
         return 0;
-    char *o = c->out + c->len;
-    *o++ = '"';
-    static const char short_escape[32] = {['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n',
-                                          ['\f'] = 'f', ['\r'] = 'r'};
-    static const char hex[] = "0123456789abcdef";
-    uint32_t i = 0;
-    while (i < n) {
-        if (n - i >= 8 && !word_escapes_at(s + i)) {
-            memcpy(o, s + i, 8);
-            o += 8;
-            i += 8;
-            continue;
-        }
-        uint8_t ch = s[i++];
-        if (ch >= 0x20 && ch != '"' && ch != '\\') {
-            *o++ = (char)ch;
-        } else if (ch == '"' || ch == '\\') {
-            *o++ = '\\';
-            *o++ = (char)ch;
-        } else if (short_escape[ch]) {
-            *o++ = '\\';
-            *o++ = short_escape[ch];
-        } else {
-            memcpy(o, "\\u00", 4);
-            o[4] = hex[ch >> 4];
-            o[5] = hex[ch & 15];
-            o += 6;
-        }
-    }
-    *o++ = '"';
-    c->len = (size_t)(o - c->out);
+    c->len = (size_t)(end - c->out);
     return 1;
 }
 
