@@ -269,8 +269,11 @@ def config_md() -> str:
 
 def cli_commands() -> list[tuple[str, Any]]:
     """Every ``omnicore`` command as (its full name, the click command), depth first."""
+    import click
+
     from omnicore.cli import main
 
+    main.list_commands(click.Context(main))  # imports every command's module (lazily loaded)
     found: list[tuple[str, Any]] = []
 
     def walk(cmd: Any, name: str) -> None:

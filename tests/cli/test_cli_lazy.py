@@ -143,6 +143,27 @@ def test_call_of_a_bare_file_loads_no_service(tmp_path: Path) -> None:
     # Nor the app config's schema, YAML (no sidecar) or importlib.metadata: 0.15 s together.
     assert _loaded(modules, ("pydantic", "omnicore.config.loader", "omnicore.config.schema",
                              "yaml", "importlib.metadata")) == []
+    # Nor the other commands' modules (issue 63: about a fifth of a bare file's call), nor
+    # jsonschema for a plugin with no config schema.
+    assert sorted(m for m in modules if m.startswith("omnicore.cli.")) == [
+        "omnicore.cli.main", "omnicore.cli.plugins"]
+    assert _loaded(modules, ("jsonschema", "referencing")) == []
+
+
+def test_every_command_is_there_when_listed_and_when_named() -> None:
+    # Each command's module is imported when the command is looked up (omnicore.cli): help
+    # lists them all, and each one named runs its own --help.
+    result, _ = _modules(["--help"])
+    assert result.returncode == 0, result.stderr
+    listed = {ln.split()[0] for ln in result.stdout.decode().split("Commands:")[1].splitlines()
+              if ln.strip()}
+    assert {"call", "inspect", "run", "new", "plugins", "workflows", "kv", "precompile",
+            "exec", "mcp"} <= listed and len(listed) == 26  # `tasks`, the old name, is hidden
+    for name in ("workflows", "plugins", "new", "tasks"):
+        got = CliRunner().invoke(main, [name, "--help"])
+        assert got.exit_code == 0, got.output
+    assert "plugin" in CliRunner().invoke(main, ["new", "--help"]).output
+    assert "publish" in CliRunner().invoke(main, ["plugins", "--help"]).output
 
 
 def test_a_plugin_granted_kv_loads_the_store_on_use_and_keeps_its_data(app: Path) -> None:

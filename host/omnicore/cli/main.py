@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import gc
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -38,7 +39,22 @@ def hint(command: str) -> str:
 
 
 class _Group(click.Group):
-    """Turns exceptions into one line and a non-zero exit unless ``--debug``."""
+    """Turns exceptions into one line and a non-zero exit unless ``--debug``. The root
+    group's commands are imported when looked up (:data:`lazy_loader`, set by
+    :mod:`omnicore.cli`)."""
+
+    #: ``(load(name), load_all())``: what imports a command's module, or every one.
+    lazy_loader: tuple[Callable[[str], None], Callable[[], None]] | None = None
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if self.lazy_loader is not None:
+            self.lazy_loader[0](cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        if self.lazy_loader is not None:
+            self.lazy_loader[1]()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
