@@ -195,6 +195,40 @@ def test_healthz_and_the_api_answer_while_plugins_compile(folder: Path, tmp_path
     assert code == 0, server.text
 
 
+def test_readyz_names_the_plugins_still_compiling(folder: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 63: a probe's answer says what a start still waits for.
+    import httpx
+
+    import omnicore.plugins.linking as linking
+    from omnicore.app import OmniApp
+    from omnicore.console import ConsoleModule
+
+    monkeypatch.setattr(linking, "PluginModule", _Held)
+    _Held.gate.clear()
+    app = OmniApp("cold", overrides={"data_dir": str(tmp_path / "data"),
+                                     "plugins_dir": str(folder), "console": {"port": 0}})
+    module = ConsoleModule()
+    app.add_module(module)
+    starting = threading.Thread(target=app.start)
+    starting.start()
+    try:
+        eventually(lambda: module.url is not None and "tiny" in app.plugins
+                   and app.plugins.get("tiny").state == "loaded", "tiny loaded")
+        r = httpx.get(f"{module.url}/readyz", timeout=30)
+        assert r.status_code == 503, r.text
+        assert r.json() == {"ready": False, "reasons": ["app is starting"],
+                            "compiling": ["big"]}
+    finally:
+        _Held.gate.set()
+        starting.join(120)
+    try:
+        r = httpx.get(f"{module.url}/readyz", timeout=30)
+        assert r.status_code == 200 and r.json() == {"ready": True, "reasons": []}
+    finally:
+        app.stop()
+
+
 def test_build_app_compiles_into_the_apps_cache(folder: Path, tmp_path: Path) -> None:
     from omnicore.app import OmniApp
     from omnicore.cli.build import _precompile

@@ -142,6 +142,11 @@ async def readyz(request: Request) -> Response:
     if app.cluster is not None and app.cluster.unavailable is not None:
         reasons.append(f"storage unavailable: {app.cluster.unavailable}")
     body: dict[str, typing.Any] = {"ready": not reasons, "reasons": reasons}
+    # Plugins still compiling (a start on an empty module cache, a file dropped in): named,
+    # so a probe's answer says what a start still waits for (issue 63).
+    compiling = sorted(i.name for i in app.plugins if i.state == "compiling")
+    if compiling:
+        body["compiling"] = compiling
     # A bridge whose broker is away degrades the host without making it unready: the host
     # serves on, the broker keeps (or the bridge holds) the messages until it is back.
     degraded = bridges.down(app)
