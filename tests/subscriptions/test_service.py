@@ -270,8 +270,14 @@ def test_a_plugin_filling_its_share_of_the_hold_is_refused_and_its_neighbours_ar
                    "held_bytes_per_plugin" in r.getMessage() for r in caplog.records)
         # Its neighbour's publishes are taken, though noisy's share is full.
         assert [pub(app, "quiet", f"q{i}", payload) for i in range(3)] == [0, 0, 0]
+        sample = app.metrics.registry.get_sample_value
+        assert sample("omnicore_events_held_refused_total", {"plugin": "noisy"}) == 3
+        assert sample("omnicore_events_held", {"plugin": "noisy"}) == 3
+        assert sample("omnicore_events_held", {"plugin": "quiet"}) == 3
+        assert 1500 < (sample("omnicore_events_held_bytes", {"plugin": "noisy"}) or 0) <= 2000
         monkeypatch.setattr(events, "append_with_jobs", append)
         eventually(lambda: seen(app, "sink") == 6, "the held publishes delivered")
+        assert sample("omnicore_events_held", {"plugin": "noisy"}) is None  # drained
         topics = sorted(json.loads(j.payload)["topic"] for j in app.jobs.list(plugin="sink"))
         assert topics == [f"plugin.noisy.n{i}" for i in range(3)] + \
             [f"plugin.quiet.q{i}" for i in range(3)]

@@ -24,6 +24,13 @@ class Deliveries(Protocol):
     def rate_drops(self) -> Mapping[str, int]:
         """Publishes refused over the rate limit, per plugin."""
 
+    @property
+    def held_drops(self) -> Mapping[str, int]:
+        """Publishes refused over the plugin's share of the spool, per plugin."""
+
+    def held_by(self) -> dict[str, tuple[int, int]]:
+        """What the spool holds for the database, per publishing plugin: records, bytes."""
+
     def all(self) -> list[Subscriber]:
         """Every subscriber, whatever its plugin's state."""
 
@@ -62,3 +69,19 @@ class SubscriberMetrics(Collector):
         for plugin, n in sorted(self.subs.rate_drops.items()):
             rate.add_metric([plugin], float(n))
         yield rate
+        held = GaugeMetricFamily("omnicore_events_held", "Publishes and durable deliveries "
+                                 "held in the spool until the database answers, by publishing "
+                                 "plugin (\"\" the host).", labels=["plugin"])
+        held_bytes = GaugeMetricFamily("omnicore_events_held_bytes", "Their bytes, charged to "
+                                       "capabilities.events.held_bytes_per_plugin.",
+                                       labels=["plugin"])
+        for plugin, (n, size) in sorted(self.subs.held_by().items()):
+            held.add_metric([plugin], float(n))
+            held_bytes.add_metric([plugin], float(size))
+        yield held
+        yield held_bytes
+        refused = CounterMetricFamily("omnicore_events_held_refused", "Publishes refused "
+                                      "over the plugin's share of the spool.", labels=["plugin"])
+        for plugin, n in sorted(self.subs.held_drops.items()):
+            refused.add_metric([plugin], float(n))
+        yield refused

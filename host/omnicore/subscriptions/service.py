@@ -386,6 +386,12 @@ class Subscriptions:
         with self._spool_lock:
             return len(self._held)
 
+    def held_by(self) -> dict[str, tuple[int, int]]:
+        """What the spool holds, per publishing plugin ("" the host): records, bytes."""
+        with self._spool_lock:
+            counts = collections.Counter(h.owner for h in self._held)
+            return {owner: (counts[owner], size) for owner, size in self._held_by.items()}
+
     def _drain_spool(self) -> None:
         """Write the spool's records to the database, oldest first, each tried through the
         outage until it lands or the service stops."""
