@@ -1,8 +1,10 @@
 """What a refused oversized result costs the host in memory: one cell of SIZE MiB (default 100)
 selected through a connector whose ``max_result_bytes`` is 8 MiB, beside the driver alone
-fetching the same row.
+fetching the same row. Then what one row that fits costs: a cell of FITS MiB (default 20)
+under a 32 MiB cap, answered, as a multiple of the row and of the cap (specs/abi.md §4.10,
+Memory: 1.25 x the cap is the bound sought).
 
-Run: ``.venv/bin/python bench/bench_connector_memory.py [--size MIB] [--markdown]``
+Run: ``.venv/bin/python bench/bench_connector_memory.py [--size MIB] [--fits MIB] [--markdown]``
 
 Each figure is the growth of the peak resident set (``ru_maxrss``) of a fresh child process
 over the statement: the child connects, runs a small query (its baseline), then the one
@@ -32,21 +34,21 @@ from tests.pgcluster import Cluster  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
-kind, url, password, size, how = sys.argv[1:6]
-size = int(size)
+kind, url, password, size, how, cap = sys.argv[1:7]
+size, cap = int(size), int(cap)
 def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if how == "host":
     from omnicore.egress.db import db_connector
     from omnicore.egress.db.service import _make
     c = db_connector("big", {"kind": kind, "url": url, "secret": "pw",
-                             "max_result_bytes": 8 << 20})
+                             "max_result_bytes": cap})
     be = _make(c, lambda name: password.encode())
     q = "SELECT repeat('y', 10)" if kind == "postgres" else "SELECT REPEAT('y', 10)"
     be.run("p", True, q, [], time.monotonic() + 30)
     base = peak()
     try:
-        be.run("p", True, q.replace("10", str(size << 20)), [], time.monotonic() + 60)
-        out = "answered"
+        out = "answered" if len(be.run("p", True, q.replace("10", str(size << 20)), [],
+                                        time.monotonic() + 60)) > size << 20 else "short"
     except Exception as exc:
         out = str(exc)[:60]
 else:
@@ -71,8 +73,10 @@ print(json.dumps({"growth_mib": peak() - base, "outcome": out}))
 """
 
 
-def child(kind: str, url: str, password: str, size: int, how: str) -> dict[str, object]:
-    done = subprocess.run([sys.executable, "-c", CHILD, kind, url, password, str(size), how],
+def child(kind: str, url: str, password: str, size: int, how: str,
+          cap: int = 8 << 20) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-c", CHILD, kind, url, password, str(size), how,
+                           str(cap)],
                           capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(ROOT / "host"), "PATH": "/usr/bin:/bin"})
     if done.returncode != 0:
@@ -83,6 +87,7 @@ def child(kind: str, url: str, password: str, size: int, how: str) -> dict[str, 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=100, help="the cell, MiB")
+    ap.add_argument("--fits", type=int, default=20, help="the cell that fits, MiB")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     pg, maria = Cluster.start(), MariaDB.start()
@@ -90,17 +95,26 @@ def main() -> None:
         pg_url = pg.database("mem").replace("omnicore:omnicore@", "omnicore@")
         my_url = maria.database("mem")
         maria.sql("SET GLOBAL max_allowed_packet = 1073741824")
-        rows = []
+        rows, fits = [], []
         for label, kind, url, password in (("PostgreSQL", "postgres", pg_url, "omnicore"),
                                            ("MariaDB", "mysql", my_url, MARIA_PASSWORD)):
             host = child(kind, url, password, args.size, "host")
             alone = child(kind, url, password, args.size, "driver")
             rows.append([label, f"{host['growth_mib']:.1f}", str(host["outcome"]),
                          f"{alone['growth_mib']:.1f}"])
+            host = child(kind, url, password, args.fits, "host", 32 << 20)
+            alone = child(kind, url, password, args.fits, "driver", 32 << 20)
+            grew = float(host["growth_mib"])  # type: ignore[arg-type]
+            fits.append([label, f"{grew:.1f}", str(host["outcome"]),
+                         f"{grew / args.fits:.2f}x", f"{grew / 32:.2f}x",
+                         f"{alone['growth_mib']:.1f}"])
         print(f"# bench_connector_memory: peak RSS growth (MiB) over one {args.size} MiB cell, "
               f"max_result_bytes 8 MiB\n# {machine()}")
         print(render(["server", "through the connector", "its answer", "driver alone"], rows,
                      args.markdown))
+        print(f"\n# one {args.fits} MiB cell that fits, max_result_bytes 32 MiB")
+        print(render(["server", "through the connector", "its answer", "x the row", "x the cap",
+                      "driver alone"], fits, args.markdown))
     finally:
         pg.stop()
         maria.stop()

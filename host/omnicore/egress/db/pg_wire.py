@@ -25,6 +25,7 @@ import ctypes
 import fcntl
 import logging
 import math
+import mmap
 import select
 import socket
 import struct
@@ -41,7 +42,7 @@ from psycopg.waiting import Wait
 from omnicore.egress.db.base import over_cap
 
 __all__ = ["Reading", "close", "fetch", "getlength", "input_fields", "memsize",
-           "open_bounded", "pending_message"]
+           "open_bounded", "pending_message", "release_input"]
 
 _WAIT_R = Wait.R
 _FIONREAD = termios.FIONREAD
@@ -90,6 +91,11 @@ memsize, getlength = _libpq()
 _usable_size = ctypes.CDLL(None).malloc_usable_size
 _usable_size.argtypes = (ctypes.c_void_p,)
 _usable_size.restype = ctypes.c_size_t
+_madvise = ctypes.CDLL(None).madvise
+_madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_madvise.restype = ctypes.c_int
+_MADV_DONTNEED = 4  # (Linux's; the same on every architecture it runs on)
+_PAGE = mmap.PAGESIZE
 # libpq's PGconn starts its input buffer's fields with these (libpq-int.h: inBuffer,
 # inBufSize, inStart, inCursor, inEnd, then the output buffer's outBuffer, outBufSize,
 # outCount); a fresh buffer is 16 KiB, grown by doubling or by 8 KiB.
@@ -143,6 +149,27 @@ def pending_message(conn: Reading) -> int:
     if end - start < 5:
         return 0
     return int.from_bytes(ctypes.string_at(buf + start + 1, 4), "big")
+
+
+def release_input(fields: int) -> None:
+    """Give the pages of libpq's input buffer that hold nothing unread back to the system
+    (``fields``: :func:`input_fields`'s address; 0 does nothing).
+
+    libpq enlarges its buffer to the length of the longest message it was sent and never
+    shrinks it: after a row of 20 MiB the buffer's 20 MiB stayed resident beside the row's
+    PGresult, its value and its JSON (3 copies of the row at the peak), and then for as long
+    as the pooled connection lived. What lies outside the bytes libpq has not parsed yet
+    (``inStart`` to ``inEnd``) is free space to libpq, overwritten before it is read: those
+    whole pages are dropped (they read as zeros when next touched); the buffer keeps its
+    size, so libpq's bookkeeping is untouched."""
+    if not fields:
+        return
+    buf, size, start, _, end = _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))
+    for lo, hi in ((buf, buf + start), (buf + end, buf + size)):
+        lo = -(-lo // _PAGE) * _PAGE  # whole pages inside the range only
+        hi = hi // _PAGE * _PAGE
+        if hi - lo >= _PAGE:
+            _madvise(lo, hi - lo, _MADV_DONTNEED)
 
 
 def _in_buffer(pgconn: Any) -> int:
@@ -307,6 +334,8 @@ def open_bounded(kwargs: dict[str, Any], deadline: float = math.inf) -> psycopg.
 #: What libpq reads of the socket in one go whatever its buffer holds (pqReadData makes room
 #: for 8 KiB before it reads).
 _LIBPQ_READ = 8192
+#: What libpq read for one result past which its buffer's free pages are dropped.
+_RELEASE_AFTER = 1 << 20
 
 
 def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
@@ -345,6 +374,12 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
                 pass
             if not pgconn.is_busy():
                 break
+        if got > _RELEASE_AFTER and conn.in_fields:
+            # The result is whole in its PGresult (libpq parsed it in is_busy): the copy in
+            # libpq's buffer is dropped before the host reads the result (release_input).
+            res = pgconn.get_result()
+            release_input(conn.in_fields)
+            return res
     return pgconn.get_result()
 
 
