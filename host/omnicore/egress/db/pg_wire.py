@@ -41,7 +41,7 @@ from psycopg.waiting import Wait
 
 from omnicore.egress.db.base import over_cap
 
-__all__ = ["Reading", "close", "fetch", "getlength", "input_fields", "memsize",
+__all__ = ["InFields", "Reading", "close", "fetch", "getlength", "input_fields", "memsize",
            "open_bounded", "pending_message", "release_input"]
 
 _WAIT_R = Wait.R
@@ -54,8 +54,8 @@ class Reading(Protocol):
     raw: psycopg.Connection[Any]
     connector: str
     broken: bool
-    #: The address of libpq's input-buffer fields in the PGconn (0: not known).
-    in_fields: int
+    #: libpq's input-buffer fields in the PGconn (None: where they are is not known).
+    in_fields: InFields | None
     #: The ioctl's buffer for the bytes waiting on the socket.
     pending: array.array[int]
     #: What libpq may read for one result before the result is refused.
@@ -101,6 +101,22 @@ _PAGE = mmap.PAGESIZE
 # outCount); a fresh buffer is 16 KiB, grown by doubling or by 8 KiB.
 _BUFFERS = struct.Struct("PiiiiPii")  # (native: C's layout)
 _INPUT = struct.Struct("Piiii")
+
+
+class InFields(ctypes.Structure):
+    """libpq's input-buffer fields in a PGconn, read in place (:data:`_INPUT`'s layout): a
+    field is one attribute read, where a copy of them unpacked cost a statement's every
+    wake-up 2 µs (bench/bench_connectors.py)."""
+
+    _fields_ = (("buf", ctypes.c_void_p), ("size", ctypes.c_int), ("start", ctypes.c_int),
+                ("cursor", ctypes.c_int), ("end", ctypes.c_int))
+    buf: int | None
+    size: int
+    start: int
+    cursor: int
+    end: int
+
+
 #: Where in libpq's PGconn its input buffer's fields are (None: not found, and a result is
 #: bounded by the bytes counted on the socket alone); found at the first connection.
 _in_offset: list[int | None] = []
@@ -130,14 +146,14 @@ def _find_input(pgconn: Any) -> int | None:
     return None
 
 
-def input_fields(pgconn: Any) -> int:
-    """The address of libpq's input-buffer fields in ``pgconn``'s PGconn (0: where they are
-    is not known), found on the first connection opened (a fresh one: its buffer ends with
-    the ReadyForQuery it read last)."""
+def input_fields(pgconn: Any) -> InFields | None:
+    """libpq's input-buffer fields in ``pgconn``'s PGconn, read in place for as long as the
+    PGconn lives (None: where they are is not known), found on the first connection opened
+    (a fresh one: its buffer ends with the ReadyForQuery it read last)."""
     if not _in_offset:
         _in_offset.append(_find_input(pgconn))
     offset = _in_offset[0]
-    return 0 if offset is None else int(pgconn.pgconn_ptr) + offset
+    return None if offset is None else InFields.from_address(int(pgconn.pgconn_ptr) + offset)
 
 
 def pending_message(conn: Reading) -> int:
@@ -145,15 +161,17 @@ def pending_message(conn: Reading) -> int:
     buffer: a message longer than a result may be is refused before libpq reads the rest
     of it (libpq enlarges its buffer to a message's length when it parses the message's
     header, then reads until the socket is empty: a 400 MB row whole, at once)."""
-    buf, _, start, _, end = _INPUT.unpack_from(ctypes.string_at(conn.in_fields, _INPUT.size))
-    if end - start < 5:
+    fields = conn.in_fields
+    assert fields is not None
+    start = fields.start
+    if fields.end - start < 5:
         return 0
-    return int.from_bytes(ctypes.string_at(buf + start + 1, 4), "big")
+    return int.from_bytes(ctypes.string_at((fields.buf or 0) + start + 1, 4), "big")
 
 
-def release_input(fields: int) -> None:
+def release_input(fields: InFields | None) -> None:
     """Give the pages of libpq's input buffer that hold nothing unread back to the system
-    (``fields``: :func:`input_fields`'s address; 0 does nothing).
+    (``fields``: :func:`input_fields`'s; None does nothing).
 
     libpq enlarges its buffer to the length of the longest message it was sent and never
     shrinks it: after a row of 20 MiB the buffer's 20 MiB stayed resident beside the row's
@@ -162,9 +180,10 @@ def release_input(fields: int) -> None:
     (``inStart`` to ``inEnd``) is free space to libpq, overwritten before it is read: those
     whole pages are dropped (they read as zeros when next touched); the buffer keeps its
     size, so libpq's bookkeeping is untouched."""
-    if not fields:
+    buf = fields.buf if fields is not None else None
+    if fields is None or not buf:
         return
-    buf, size, start, _, end = _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))
+    size, start, end = fields.size, fields.start, fields.end
     for lo, hi in ((buf, buf + start), (buf + end, buf + size)):
         lo = -(-lo // _PAGE) * _PAGE  # whole pages inside the range only
         hi = hi // _PAGE * _PAGE
@@ -354,19 +373,18 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
                 continue
             fcntl.ioctl(fd, _FIONREAD, pending, True)
             fields, ahead = conn.in_fields, got + pending[0]
-            if ahead > cap or (fields and pending_message(conn) > cap):
+            if ahead > cap or (fields is not None and pending_message(conn) > cap):
                 close(conn)
                 raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
-            if fields and pending[0] > _LIBPQ_READ:
+            if fields is not None and pending[0] > _LIBPQ_READ:
                 # What libpq reads, exactly: a read leaves bytes on the socket when its
                 # buffer is full, and they were counted again at the next wake-up (a 4 MB
                 # result was refused under a 32 MiB cap). It first moves its unread bytes
                 # to the buffer's start, then appends what it reads. (Up to _LIBPQ_READ
                 # waiting, it reads them all: a short answer pays no more.)
-                _, _, start, _, end = _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))
+                unread = fields.end - fields.start
                 pgconn.consume_input()
-                got += _INPUT.unpack_from(ctypes.string_at(fields, _INPUT.size))[4] - (
-                    end - start)
+                got += fields.end - unread
             else:  # (or libpq's buffer not found: every byte waiting counted as read)
                 got = ahead
                 pgconn.consume_input()
@@ -374,7 +392,7 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
                 pass
             if not pgconn.is_busy():
                 break
-        if got > _RELEASE_AFTER and conn.in_fields:
+        if got > _RELEASE_AFTER and conn.in_fields is not None:
             # The result is whole in its PGresult (libpq parsed it in is_busy): the copy in
             # libpq's buffer is dropped before the host reads the result (release_input).
             res = pgconn.get_result()
