@@ -13,6 +13,8 @@ round, so a change in the machine's load falls on every host alike. A host's CPU
 ``/proc/PID/stat`` (every thread's, the exporter's included) before and after a round: CPU µs
 per request, and requests/s, median [min-max] over the rounds, beside the floor's; the cost
 is each round's CPU per request against the floor's of the same round, median [min-max].
+A third table (``--only calls``) is bench_host.py's 100 B ``app.plugins.call`` with tracing
+off, on and sampled out: the caller's CPU per call, and the export thread's per span.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -339,6 +342,81 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
                       "CPU vs off, by round"], rows, markdown=markdown))
 
 
+def calls(markdown: bool = False, iters: int = 20000, repeats: int = 7) -> str:
+    """bench_host.py's 100 B round trip through ``app.plugins.call`` (a plugin host's
+    ``call``: lease, breaker, stats) with tracing off, on (each call a root span) and on but
+    sampled out: the calling thread's CPU per call (``time.thread_time``), median [min-max]
+    of runs taking turns; the spans of a traced run are exported over OTLP/HTTP to the
+    receiver between runs, and the export thread's CPU per span is shown apart."""
+    from bench_host import echo_wasm
+
+    import omnicore.telemetry as door
+    from omnicore.plugins.host import PluginHost
+    from omnicore.telemetry import Settings, _sdk
+    from omnicore.telemetry._spans import Sampler
+
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout is not None
+    endpoint = f"http://127.0.0.1:{receiver.stdout.readline().strip()}/v1/traces"
+    data = b"x" * 100
+    door.start(Settings(service_name="bench", traces_endpoint=endpoint,
+                        max_queue_size=iters), "bench")
+    keep, drop = Sampler(1.0, True), Sampler(0.0, True)
+    variants = [("tracing off", False, keep), ("tracing on, every span exported", True, keep),
+                ("tracing on, sampled out", True, drop)]
+    if SMOKE:
+        iters, repeats = 10, 1
+    per: list[list[float]] = [[] for _ in variants]
+    export_cpu = 0.0
+    try:
+        with PluginHost() as host:
+            host.load(echo_wasm())
+            call = host.call
+            exporter = next(t for t in threading.enumerate() if t.name == "omnicore-span-export")
+
+            def thread_cpu() -> float:
+                stat = Path(f"/proc/self/task/{exporter.native_id}/stat").read_text()
+                fields = stat.rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / TICKS
+
+            for _, on, sampler in variants:  # warm
+                door.ON, _sdk._sampler = on, sampler
+                for _ in range(iters // 10):
+                    call("echo", "echo", data)
+            door.ON = False
+            _sdk.flush(60)
+            exported_before, _ = _sdk.span_counts()
+            cpu_before = thread_cpu()
+            for _ in range(repeats):
+                for i, (_, on, sampler) in enumerate(variants):
+                    door.ON, _sdk._sampler = on, sampler
+                    t0 = time.thread_time()
+                    for _ in range(iters):
+                        call("echo", "echo", data)
+                    per[i].append((time.thread_time() - t0) / iters * 1e6)
+                    door.ON = False
+                    _sdk._batcher._wake.set()  # type: ignore[union-attr]  # export now
+                    while _sdk._batcher.queue:  # type: ignore[union-attr]  # by its thread
+                        time.sleep(0.01)
+            time.sleep(0.2)  # the last batch's post
+            spans = _sdk.span_counts()[0] - exported_before
+            export_cpu = (thread_cpu() - cpu_before) / max(spans, 1) * 1e6
+            door.ON = True
+    finally:
+        door.reset()
+        receiver.terminate()
+    floor = statistics.median(per[0])
+    rows = [(label, _sample(v, "{:.2f}") + " µs",
+             "-" if i == 0 else f"{statistics.median(v) - floor:+.2f} µs")
+            for i, ((label, _, _), v) in enumerate(zip(variants, per, strict=True))]
+    return (f"100 B round trip, app.plugins.call (bench_host.py's row): the caller's CPU per "
+            f"call, median [min-max] of {repeats} runs of {iters:,} calls taking turns; the "
+            f"export thread: {export_cpu:.1f} µs of CPU a span (encoded and posted in batches)"
+            "\n\n" + render(["100 B app.plugins.call", "caller CPU per call", "vs off"], rows,
+                             markdown=markdown))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short rounds (smoke run)")
@@ -346,15 +424,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=5.0, help="one round at one host")
     ap.add_argument("--clients", type=int, default=4, help="keep-alive connections")
-    ap.add_argument("--only", choices=["hosts", "in-process"],
-                    help="one of the two tables")
+    ap.add_argument("--only", choices=["hosts", "in-process", "calls"],
+                    help="one of the three tables")
     args = ap.parse_args()
     rounds, seconds = (1, 1.0) if args.quick or SMOKE else (args.rounds, args.seconds)
-    if args.only != "in-process":
+    if args.only in (None, "hosts"):
         print(table(rounds, seconds, args.clients, args.markdown))
-    if args.only != "hosts":
+    if args.only in (None, "in-process"):
         print()
         print(interleaved(rounds, max(seconds, 2.0), args.clients, markdown=args.markdown))
+    if args.only in (None, "calls"):
+        print()
+        print(calls(args.markdown))
 
 
 if __name__ == "__main__":
