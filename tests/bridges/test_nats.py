@@ -16,6 +16,7 @@ import pytest
 from omnicore.subscriptions import BridgeEvent, PluginEvent
 from tests.bridges.conftest import BridgeApp, bridge
 from tests.brokers import Nats
+from tests.dbservers import free_port
 from tests.event_fixtures import GRANTS, Calls, events_wasm, pub, seen
 from tests.waiting import eventually
 
@@ -159,4 +160,17 @@ def test_a_broker_outage_holds_outbound_events_and_delivers_them_in_order_after(
     assert [m.data for m in stream_messages(nats_server, "OUT")] == [
         b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
     assert bridge(app).status()["state"] == "up"
+    app.stop(grace=1)
+
+
+def test_a_broker_down_when_the_host_starts_is_reported_down_at_once(
+        bridge_app: BridgeApp) -> None:
+    # nats-py retries a first connect 60 times (about two minutes) unless told otherwise: the
+    # bridge showed "starting" and logged nothing for that long. Nothing listens on the port.
+    app = bridge_app({"kind": "nats", "url": f"nats://127.0.0.1:{free_port()}",
+                      "secret": "broker-secret", "confirm_timeout_s": 1,
+                      "outbound": [{"events": ["orders.*"], "subject": "orders.out"}]}, "t")
+    status = eventually(lambda: (s := bridge(app).status())["state"] == "down" and s,
+                        "the bridge reported down", timeout=30)
+    assert status["reason"], status
     app.stop(grace=1)

@@ -51,8 +51,11 @@ class NatsBroker:
         if s.user is not None:  # the user goes as an option, not inside the URL
             head, _, rest = url.partition("://")
             url = f"{head}://{rest.rpartition('@')[2]}"
+        # max_reconnect_attempts: nats-py retries a first connect that many times (60 by
+        # default, about two minutes) even without allow_reconnect; the bridge's own lane
+        # retries with backoff and reports the broker down at once.
         self._nc = await nats.connect(
-            servers=[url], allow_reconnect=False, connect_timeout=int(
+            servers=[url], allow_reconnect=False, max_reconnect_attempts=1, connect_timeout=int(
                 max(1, s.config.confirm_timeout_s)), tls=s.tls(), error_cb=_quiet,
             disconnected_cb=_quiet, closed_cb=_quiet, name=f"omnicore-{s.name}", **auth)
         self._js = self._nc.jetstream(timeout=s.config.confirm_timeout_s)
