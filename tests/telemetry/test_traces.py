@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+#: The operator's trace viewer (telemetry.trace_url): a run's page links its trace there.
+VIEWER = "https://jaeger.example/trace/{trace_id}?uiFind=x&a=<b>"
 FLOW = """\
 format: omniflow/v1
 name: hello
@@ -43,6 +45,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host, Rec
     root = tmp_path_factory.mktemp("traced")
     with receiving() as receiver:
         config = {"name": "traced", "data_dir": "data", "mcp": {"expose": ["greeter-rust/*"]},
+                  "telemetry": {"trace_url": VIEWER},
                   "plugins": {"greeter-rust": {"grants": ["config", "log"]}}}
         host = Host(root / "app", config, [GREETER], data=root / "app" / "data")
         (root / "app" / "workflows").mkdir()
@@ -88,6 +91,11 @@ def test_the_section_is_in_the_apps_config() -> None:
     assert OmniConfig().telemetry == TelemetryConfig()
     with pytest.raises(ValidationError):
         OmniConfig(telemetry={"exporter": "grpc"})
+    # A trace viewer's link: http(s), and naming where the trace id goes.
+    for bad in ("javascript:alert(1)//{trace_id}", "https://jaeger.example/trace/",
+                "file:///{trace_id}"):
+        with pytest.raises(ValidationError, match="trace_url"):
+            OmniConfig(telemetry={"trace_url": bad})
 
 
 def test_a_rest_invoke_is_a_server_span_with_its_plugin_call_beneath(
@@ -236,7 +244,11 @@ def test_a_workflow_run_started_by_a_request_runs_its_steps_in_that_requests_tra
     page = urllib.request.Request(f"{doc['url']}/workflows/runs/{run['id']}",
                                   headers={"Authorization": f"Bearer {doc['token']}"})
     with urllib.request.urlopen(page, timeout=30) as resp:
-        assert f'trace <code class="trace-id">{trace_id}</code>' in resp.read().decode()
+        html = resp.read().decode()
+    link = VIEWER.replace("{trace_id}", trace_id).replace("&", "&amp;").replace("<", "&lt;") \
+        .replace(">", "&gt;")
+    assert f'trace <a href="{link}" rel="noopener noreferrer" target="_blank"><code ' \
+        f'class="trace-id">{trace_id}</code></a>' in html
 
 
 def _scrape(host: Host) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

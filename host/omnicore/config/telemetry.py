@@ -62,9 +62,24 @@ class TelemetryConfig(Strict):
         description="seconds between two exports of the metrics; unset: "
                     "OTEL_METRIC_EXPORT_INTERVAL (milliseconds) or 60")
 
+    trace_url: str | None = Field(
+        default=None,
+        description="a trace viewer's http(s) URL holding {trace_id} (Jaeger: "
+                    "http://jaeger:16686/trace/{trace_id}): a workflow run's page links its "
+                    "trace there; unset: the trace id is shown, unlinked")
+
     @field_validator("endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in ("http", "https"):
             raise ValueError(f"telemetry.endpoint {value!r} must be an http(s):// URL")
+        return value
+
+    @field_validator("trace_url")
+    @classmethod
+    def _viewer_url(cls, value: str | None) -> str | None:
+        if value is not None and (urlsplit(value).scheme not in ("http", "https")
+                                  or "{trace_id}" not in value):
+            raise ValueError(f"telemetry.trace_url {value!r} must be an http(s):// URL "
+                             "holding {trace_id}")
         return value

@@ -291,7 +291,12 @@ async def run_page(request: Request) -> Response:
         steps.append({**node, "row": row, "item_rows": items,
                       "state": row["state"] if row else "not started"})
     steps.sort(key=lambda s: order.get(s["id"], 0))
+    trace_id = doc["trace"].split("-")[1] if doc.get("trace") else None
+    viewer = base.omni(request).config.telemetry.trace_url
     return page(request, "workflow_run.html", run=doc, steps=steps, graph=step_graph(steps),
+                trace_id=trace_id,
+                trace_link=viewer.replace("{trace_id}", trace_id) if viewer and trace_id
+                else None,
                 pretty=lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str))
 
 
