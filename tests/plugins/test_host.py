@@ -103,7 +103,7 @@ async def test_acall_runs_off_the_event_loop(host: PluginHost) -> None:
 
 
 async def test_the_call_door_keeps_its_width_and_drops_calls_cancelled_in_the_queue() -> None:
-    from omnicore.plugins.calls import CallDoor
+    from omnicore.plugins.door import CallDoor
 
     door = CallDoor("gated", 2)
     gate = threading.Event()

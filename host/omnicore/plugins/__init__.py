@@ -4,7 +4,8 @@ One concept per module. The host and its table: :mod:`~omnicore.plugins.host` (t
 face: load, call, reload, unload, grant), :mod:`~omnicore.plugins.entries` (the plugins by
 name), :mod:`~omnicore.plugins.versions` (leases for zero-downtime reload),
 :mod:`~omnicore.plugins.locks` (one plugin's lifecycle at a time), :mod:`~omnicore.plugins.calls`
-(one call: lease, breaker, run, count), :mod:`~omnicore.plugins.commands` (a WASI command's
+(one call: lease, breaker, run, count), :mod:`~omnicore.plugins.door` (the way in from async
+code: a plugin's worker threads), :mod:`~omnicore.plugins.commands` (a WASI command's
 ``@exec`` handler).
 
 Making a version: :mod:`~omnicore.plugins.linking` (file and settings into what serves),

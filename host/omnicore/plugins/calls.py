@@ -1,19 +1,16 @@
 """One call of a plugin: lease its version, ask its breaker, run, count.
 
 :func:`call` is the whole path from ``app.plugins.call`` into the guest and back, for an entry
-the host has already looked up; :class:`CallDoor` (made by :func:`door_for`) is the one way in
-from async code: each plugin's own worker threads, handing answers back to the event loop.
+the host has already looked up; :func:`door_for` gives the entry's
+:class:`~omnicore.plugins.door.CallDoor`, the one way in from async code.
 """
 
 from __future__ import annotations
 
-import contextvars
 import threading
 import time
-import weakref
-from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from omnicore import telemetry
 from omnicore.errors import (
@@ -24,12 +21,13 @@ from omnicore.errors import (
     PluginLoadError,
     PluginNotFound,
 )
+from omnicore.plugins.door import CallDoor
 from omnicore.plugins.versions import Entry, Version
 
 if TYPE_CHECKING:
-    import asyncio
+    pass
 
-__all__ = ["CallDoor", "call", "door_for", "not_callable"]
+__all__ = ["call", "door_for", "not_callable"]
 
 
 def call(entry: Entry, handler: str, data: bytes,
@@ -88,175 +86,6 @@ def not_callable(entry: Entry) -> OmniError:
                                "moments ago); call it again in a moment", plugin=entry.name)
     return PluginLoadError(f"plugin '{entry.name}' failed to load: {entry.last_error}",
                            plugin=entry.name)
-
-
-class _Answers:
-    """Answers on their way back to one event loop: the workers queue them and wake the loop
-    once for all that queued meanwhile (asyncio's own hand-back wakes it once per answer,
-    through a ``concurrent.futures.Future`` chained to the loop's)."""
-
-    __slots__ = ("__weakref__", "_done", "_loop", "_woken")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
-        self._woken = False
-
-    def put(self, fut: asyncio.Future[Any], out: Any, exc: BaseException | None) -> None:
-        self._done.append((fut, out, exc))
-        # A wake-up is due unless one is on its way that has not yet begun to take answers:
-        # it sets _woken back before it takes, so what is appended before that is taken.
-        if not self._woken:
-            self._woken = True
-            try:
-                self._loop.call_soon_threadsafe(self._hand_over)
-            except RuntimeError:  # the loop is closed: nobody waits for these any more
-                pass
-
-    def _hand_over(self) -> None:
-        self._woken = False
-        done = self._done
-        while done:
-            fut, out, exc = done.popleft()
-            if fut.done():  # cancelled while it ran: its answer goes nowhere
-                continue
-            if exc is None:
-                fut.set_result(out)
-            else:
-                fut.set_exception(exc)
-
-
-#: One hand-back per event loop, shared by every plugin's door.
-_answers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Answers] = \
-    weakref.WeakKeyDictionary()
-_answers_lock = threading.Lock()
-_doors: weakref.WeakSet[CallDoor] = weakref.WeakSet()
-
-
-def _answers_for(loop: asyncio.AbstractEventLoop) -> _Answers:
-    answers = _answers.get(loop)
-    if answers is None:
-        with _answers_lock:
-            answers = _answers.get(loop)
-            if answers is None:
-                answers = _answers[loop] = _Answers(loop)
-    return answers
-
-
-class _Worker:
-    """One worker thread of a door: parked on its own lock until handed a call."""
-
-    __slots__ = ("item", "wake")
-
-    def __init__(self) -> None:
-        self.wake = threading.Lock()
-        self.wake.acquire()
-        self.item: tuple[Any, ...] | None = None
-
-
-class CallDoor:
-    """One plugin's worker threads for its ``acall``s: at most ``width`` of them, made as
-    calls need them. :meth:`submit` hands a call to the worker parked last (the one whose
-    caches are warm; a shared queue wakes them in turn), or queues it while all are busy, and
-    returns the loop's future for it. A call cancelled before a worker takes it never runs;
-    one running finishes (its deadline ends it) and its answer is dropped. Every call runs in
-    the submitter's context (what it set reaches the call's host functions, as with
-    ``run_in_executor``)."""
-
-    def __init__(self, name: str, width: int) -> None:
-        self.name = name
-        self.width = max(1, width)
-        self._threads: list[threading.Thread] = []
-        self._parked: list[_Worker] = []
-        self._waiting: deque[tuple[Any, ...]] = deque()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._last: tuple[asyncio.AbstractEventLoop, _Answers] | None = None
-        import asyncio  # here: a process that never calls from async code need not load it
-
-        self._running_loop = asyncio.get_running_loop
-        _doors.add(self)
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        """Run ``fn(*args)`` on a worker; the running loop's future of its result."""
-        loop = self._running_loop()
-        last = self._last
-        if last is not None and last[0] is loop:
-            answers = last[1]
-        else:
-            answers = _answers_for(loop)
-            self._last = (loop, answers)
-        fut = loop.create_future()
-        item = (answers, fut, contextvars.copy_context(), fn, args)
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"plugin '{self.name}' takes no more calls (unloaded)")
-            if self._parked:
-                worker = self._parked.pop()
-                worker.item = item
-                worker.wake.release()
-            elif len(self._threads) < self.width:
-                thread = threading.Thread(target=self._work, args=(item,), daemon=True,
-                                          name=f"omnicore-plugin-{self.name}_"
-                                               f"{len(self._threads)}")
-                self._threads.append(thread)
-                thread.start()
-            else:
-                self._waiting.append(item)
-        return fut
-
-    def _work(self, item: tuple[Any, ...] | None) -> None:
-        me = _Worker()
-        lock, waiting, parked = self._lock, self._waiting, self._parked
-        while item is not None:
-            answers, fut, context, fn, args = item
-            out: Any = None
-            failure: BaseException | None = None
-            if not fut.done():  # else cancelled before it began: it never runs
-                try:
-                    out = context.run(fn, *args)
-                except BaseException as exc:
-                    failure = exc
-            # The next call first (a queued one), or parked before the answer goes: the call
-            # its answer lets the loop make next finds this worker, not a new thread.
-            park = False
-            with lock:
-                if waiting:
-                    item = waiting.popleft()
-                elif self._closed:
-                    item = None
-                else:
-                    park = True
-                    parked.append(me)
-            if not fut.done():
-                answers.put(fut, out, failure)
-            del answers, fut, context, fn, args, out, failure
-            if park:
-                me.wake.acquire()
-                item, me.item = me.item, None
-
-    def shutdown(self, wait: bool = True) -> None:
-        """Take no more calls; the queued ones still run (a removed plugin's fail with
-        PluginNotFound). ``wait``: until every worker has ended."""
-        with self._lock:
-            self._closed = True
-            for worker in self._parked:
-                worker.item = None
-                worker.wake.release()
-            self._parked.clear()
-            threads = list(self._threads)
-        if wait:
-            for thread in threads:
-                if thread is not threading.current_thread():
-                    thread.join()
-
-
-def _at_exit() -> None:  # as concurrent.futures does: running calls end before Python does
-    for door in list(_doors):
-        door.shutdown(wait=True)
-
-
-threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
 
 
 def door_for(entry: Entry, *, default_size: int, max_workers: int,

@@ -33,9 +33,10 @@ from omnicore.errors import (
     PluginLoadError,
     PluginNotFound,
 )
-from omnicore.plugins.calls import CallDoor, door_for
 from omnicore.plugins.calls import call as call_entry
+from omnicore.plugins.calls import door_for
 from omnicore.plugins.commands import EXEC, run_exec
+from omnicore.plugins.door import CallDoor
 from omnicore.plugins.entries import Entries
 from omnicore.plugins.events import PluginSettingsChanged, PluginUnloaded
 from omnicore.plugins.files import PluginFiles

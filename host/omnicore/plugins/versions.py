@@ -21,7 +21,7 @@ from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.sandbox.pluginlog import PluginLog
 
 if TYPE_CHECKING:
-    from omnicore.plugins.calls import CallDoor
+    from omnicore.plugins.door import CallDoor
 
 __all__ = ["Entry", "Version"]
 
