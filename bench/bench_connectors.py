@@ -15,7 +15,8 @@ the connector's backend called from Python, without a plugin: the difference to 
 column is the plugin call and its JSON (the ABI), the difference to the driver is the
 connector's own work (pool, deadline, caps, streaming). Then 8 threads call the querying
 plugin at once, sharing the connector's pool (4 connections): calls per second and failed
-calls.
+calls. Last, the statement gate's cost per statement: the statement parsed by the server's
+grammar the first time it is seen, and its verdict looked up after.
 
 The whole run (this process and the servers it starts, which inherit it) is pinned to one CPU
 unless ``--spread``: on a small VM the scheduler puts the bench's thread and each server
@@ -73,6 +74,26 @@ def threaded(call: Any, threads: int, per_thread: int) -> tuple[float, int]:
     for t in pool:
         t.join()
     return threads * per_thread / (time.perf_counter() - began), failed[0]
+
+
+def gate_costs(iters: int) -> list[list[str]]:
+    """The statement gate's cost per statement (specs/abi.md §4.10, Statements): the server's
+    grammar applied to a statement seen for the first time (PostgreSQL: pglast's parse, which
+    embeds PostgreSQL's parser; MariaDB: the tokenizer), and the verdict on one seen before
+    (the gate keeps its last 1024 verdicts: a plugin's statements are literals in its code)."""
+    from omnicore.egress.db import mystatements, pgstatements, statements
+
+    none: frozenset[str] = frozenset()
+    out = []
+    for label, kind, sql, first in (
+            ("PostgreSQL (pglast)", "postgres", PG_SQL, pgstatements.judge),
+            ("MariaDB (tokenizer)", "mysql", PG_SQL.replace("$1", "?"), mystatements.judge)):
+        assert first(sql, False, False, none).reason is None
+        parse, seen = measure_alternating(
+            [lambda f=first, s=sql: f(s, False, False, none),
+             lambda k=kind, s=sql: statements.judge(s, k, False, False, none)], iters)
+        out.append([label, str(parse), str(seen)])
+    return out
 
 
 def main() -> None:
@@ -210,6 +231,9 @@ def main() -> None:
                      [["1", f"{one:.0f}", "0"],
                       [f"8 (pool of {app.databases.connectors['pg'].pool_size})",
                        f"{rate:.0f}", str(failed)]], args.markdown))
+        print()
+        print(render(["statement gate, µs per statement", "first seen (parsed)",
+                      "seen before (its verdict kept)"], gate_costs(iters), args.markdown))
         pgc.close()
         myc.close()
     finally:
