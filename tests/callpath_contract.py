@@ -3,8 +3,8 @@
 ``OMNICORE_CALLPATH`` chooses, for a whole process, the C call path (``sandbox/_callpath.c``
 with ``_hostfunc.c``, ``_epoch.c``, ``_instantiate.c``; components' ``_compcall.c``; the C log
 ring ``_logring.c``) or its pure-Python twin (``sandbox/fastcall.py``, ``hostfunc.py``'s
-ctypes trampoline, the engine's Python ticker thread, ``component/flatcall.py`` and
-``rawcall.py`` through ctypes, ``logring.py``). `scripts/dev test` runs the whole suite on the
+ctypes trampoline, the engine's Python ticker thread, ``component/flatcall.py``
+through ctypes, ``logring.py``). `scripts/dev test` runs the whole suite on the
 C path, then, in a second process with ``OMNICORE_CALLPATH=python``, the tests listed here
 (``tests/conftest.py`` marks them ``callpath``: ``-m callpath``).
 
@@ -64,8 +64,8 @@ CALLPATH_CONTRACT: dict[str, str] = {
         "Extism calls and starts; WASI commands; the test host; every component lane) runs "
         "its full deadline armed while the ticker is held back by a gate its guest opens; no "
         "module but the door arms one",
-    # --- Components (sandbox/_compcall.c's Face vs component/flatcall.py, rawcall.py through
-    # ctypes): the canonical face, the byte face, the JSON lane of scalar exports.
+    # --- Components (sandbox/_compcall.c's Face vs component/flatcall.py through ctypes): the
+    # canonical face (a handler's bytes too), the JSON lane of scalar exports.
     "tests/sandbox/test_component.py":
         "component calls: every value kind, traps, deadlines, interrupt, memory and table "
         "limits, WASI output to the log ring",
@@ -75,7 +75,8 @@ CALLPATH_CONTRACT: dict[str, str] = {
     "tests/sandbox/test_component_ccall.py":
         "the JSON lane of scalar exports answers as Python does; each call its own deadline",
     "tests/sandbox/test_component_rawlift.py":
-        "byte lists and strings through the byte face, answers and failures",
+        "byte lists, strings and a plugin's handler bytes through their faces, answers and "
+        "failures",
     "tests/sandbox/test_component_hostflat.py":
         "host callbacks reached from component calls: arguments, answers, traps, refusals",
     "tests/sandbox/test_component_schema.py":

@@ -1,6 +1,8 @@
-"""Byte lists and strings through a component's flat face (sandbox/component/rawlift.py): one
-memory copy each way, the same answers and failures as wasmtime's value API (real
-components: WAT assembled by wasm-tools, a Python plugin built by componentize-py)."""
+"""Byte lists and strings through a component's flat face (sandbox/component/rawlift.py writes
+it, canonplan.py plans it: a ``list<u8>`` a case of a list, a plugin's handler ``call`` a
+function like any other, called with bytes): one memory copy each way, the same answers and
+failures as wasmtime's value API (real components: WAT assembled by wasm-tools, a Python
+plugin built by componentize-py)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from omnicore.capabilities.builtin import builtin_registry
 from omnicore.errors import GuestError, InputTooLarge, OutputTooLarge, Trap
 from omnicore.sandbox import PluginModule
 from omnicore.sandbox.component import ComponentModule, ComponentRuntime
-from omnicore.sandbox.component.rawlift import RAW_PREFIX, plan
+from omnicore.sandbox.component.canonplan import plan
+from omnicore.sandbox.component.rawlift import RAW_PREFIX
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from tests.compiler import BASELINE
@@ -56,6 +59,7 @@ def _both(engine: SandboxEngine, module: ComponentModule,
 def test_a_plugin_component_handler_gets_a_flat_face_hidden_from_its_world(
         plugin: ComponentModule) -> None:
     assert set(plugin.flat) == {HANDLER_CALL}
+    assert plugin.call_path(HANDLER_CALL) == "flat"  # a face like any export's (issue 67)
     assert plugin.handlers == ("echo", "fail")
     report = plugin.describe()
     assert not any(RAW_PREFIX in line for line in report["world"])
@@ -73,6 +77,18 @@ def test_bytes_round_trip_byte_exact_as_through_the_value_api(
             assert slow.call("echo", data) == data
         # The instance is kept and reused: a second call sees a fresh bump allocator.
         assert fast.call("echo", data[::-1]) == data[::-1]
+
+
+def test_the_handler_call_by_name_answers_the_value_api_s_json(
+        engine: SandboxEngine, plugin: ComponentModule) -> None:
+    # The same face called with JSON (the C lane's plan, or Python's), not bytes.
+    fast, slow = _both(engine, plugin)
+    with fast, slow:
+        for handler, data, want in (("echo", b"hi \x00\xff", b'{"ok":[104,105,32,0,255]}'),
+                                    ("echo", b"", b'{"ok":[]}'),
+                                    ("fail", "żółw".encode(), '{"err":"żółw"}'.encode())):
+            payload = json.dumps([handler, list(data)]).encode()
+            assert fast.call(HANDLER_CALL, payload) == slow.call(HANDLER_CALL, payload) == want
 
 
 def test_a_guest_error_string_and_invalid_utf8_fail_as_through_the_value_api(
@@ -95,7 +111,7 @@ def test_over_limit_input_is_refused_before_anything_is_copied(
     with ComponentRuntime(engine, plugin, Limits(max_input_bytes=1000)) as rt:
         def copied(*_args: Any) -> Any:
             raise AssertionError("the input reached the guest")
-        monkeypatch.setattr(rt, "_invoke_flat", copied)
+        monkeypatch.setattr(rt, "_invoke_handler", copied)
         monkeypatch.setattr(rt._pool, "acquire", copied)
         with pytest.raises(InputTooLarge):
             rt.call("echo", bytes(1001))
@@ -113,8 +129,8 @@ def test_over_limit_output_is_refused_and_the_plugin_keeps_serving(
 
 def test_json_exports_take_the_flat_face_with_the_same_answers(engine: SandboxEngine) -> None:
     module = _module(engine, wat_component("bench"))
-    # Plain exports take the host's canonical ABI (.canonplan: test_component_canon); the
-    # byte face is the handler's.
+    # Plain exports take the host's canonical ABI (.canonplan: test_component_canon), as the
+    # handler's call does.
     assert {"echo-bytes", "echo-string"} <= set(module.flat)
     fast, slow = _both(engine, module)
     with fast, slow:
@@ -147,9 +163,15 @@ def test_a_string_round_trips_byte_exact_through_a_javascript_component(
         assert json.loads(out) == f"Hello, {text}!"
 
 
-def test_the_planner_leaves_functions_it_cannot_flatten() -> None:
+def test_one_planner_gives_byte_lists_and_the_handler_call_a_list_s_face() -> None:
     planned = plan(wat_component("bench").read_bytes())
-    assert {name: form.params for name, (form, _lift) in planned.items()} == {
-        "echo-bytes": ("bytes",), "echo-string": ("string",)}  # not echo32, callback
+    assert planned["echo-bytes"][0].types == (("list", ("u8",)),)
+    assert planned["echo-bytes"][0].core_params == ("i32", "i32")
+    assert planned["echo-string"][0].types == (("string",),)
+    handler = plan(wat_plugin("bytes-plugin", {"name": "bytes", "handlers": ["echo"]})
+                   .read_bytes())[HANDLER_CALL][0]
+    assert handler.types == (("string",), ("list", ("u8",)))
+    assert handler.result_type == ("result", ("list", ("u8",)), ("string",))
+    assert handler.realloc is not None and handler.core_result == ("i32",)
     # A section it does not read (start): the component is left as it is.
     assert plan(b"\x00asm\x0d\x00\x01\x00\x09\x01\x00") == {}

@@ -8,8 +8,8 @@ owed, as ``test_wasmtime.py`` pins wasmtime's private names to their door. The l
 way a call or a start arms its deadline (core calls, with and without the GIL held, metered,
 starts and ``_initialize``; Extism calls and starts; WASI commands; the test host's programs;
 every component lane: the C lane's scalars, strings and plans, a first call, named arguments,
-Python's lowering, a metered call, the value API, the byte face, starts, a descriptor watch)
-is run with its ticker held back by a gate until the guest runs, owing more than the whole
+Python's lowering, a metered call, the value API, a handler's bytes, starts, a descriptor
+watch) is run with its ticker held back by a gate until the guest runs, owing more than the whole
 deadline: the call must run its full deadline, where armed from the epoch alone ("epoch + N")
 it ends as soon as the ticker is let go. A contract entry (tests/callpath_contract.py): both
 call paths. A new lane gets its case in :data:`LANES`.
@@ -503,8 +503,9 @@ def component_value_api(s: Setup) -> Callable[[], object]:
     return lambda: rt.call("spin-utf16", b'["x"]')
 
 
-def component_byte_face(s: Setup) -> Callable[[], object]:
-    """An omnicore plugin component's handler: its byte face (``_invoke_flat``)."""
+def component_handler(s: Setup) -> Callable[[], object]:
+    """An omnicore plugin component's handler: its ``call``'s face with bytes
+    (``_invoke_handler``: the C face's ``arm``, or ``_arm`` on the Python path)."""
     rt = _component(s, wat_plugin("gate-bytes", {"name": "spin", "handlers": ["spin"]}))()
     for _ in range(3):
         assert rt.call("spin", b"") == b""
@@ -546,7 +547,7 @@ LANES: dict[str, Lane] = {
     "component call lowered in Python": component_lowered_in_python,
     "component call, metered": component_metered_call,
     "component call, value API": component_value_api,
-    "component handler, byte face": component_byte_face,
+    "component handler, bytes through its face": component_handler,
     "component instance start": component_start,
     "component with a descriptor watch": component_with_a_descriptor_watch,
 }

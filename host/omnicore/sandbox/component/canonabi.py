@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
-__all__ = ["MAX_FLAT_PARAMS", "MAX_FLAT_RESULTS", "Cx", "Ty", "align", "flatten",
-           "lifter", "loader", "lowerer", "size", "storer"]
+__all__ = ["BYTES", "MAX_FLAT_PARAMS", "MAX_FLAT_RESULTS", "Cx", "Ty", "align", "bytes_lists",
+           "flatten", "lifter", "loader", "lowerer", "size", "storer"]
 
 #: Beyond these counts, parameters travel in memory and results through a return area.
 MAX_FLAT_PARAMS = 16
@@ -535,6 +535,30 @@ def _maker(t: Ty) -> Callable[[int, Any], Any]:
     return lambda i, p: {names[i]: p}
 
 
+#: A ``list<u8>`` marked ``("list", ("u8",), BYTES)`` is lowered from and lifted to Python
+#: bytes instead of JSON arrays (an omnicore plugin's handler: bytes in and out). Its layout,
+#: flattening and face are a list's: the mark is the host's representation only.
+BYTES = "bytes"
+
+
+def bytes_lists(t: Ty | None) -> Ty | None:
+    """``t`` with every ``list<u8>`` in it marked :data:`BYTES`."""
+    if t is None:
+        return None
+    k = t[0]
+    if k == "list":
+        return (k, t[1], BYTES) if t[1] == ("u8",) else (k, bytes_lists(t[1]))
+    if k == "option":
+        return (k, bytes_lists(t[1]))
+    if k in ("record", "variant"):
+        return (k, t[1], tuple(bytes_lists(f) for f in t[2]))
+    if k == "tuple":
+        return (k, tuple(bytes_lists(f) for f in t[1]))
+    if k == "result":
+        return (k, bytes_lists(t[1]), bytes_lists(t[2]))
+    return t
+
+
 def _list_reader(t: Ty) -> Callable[[int, int, Cx], Any]:
     if t[0] == "string":
         def read_string(ptr: int, n: int, cx: Cx) -> str:
@@ -544,6 +568,12 @@ def _list_reader(t: Ty) -> Callable[[int, int, Cx], Any]:
     element = t[1]
     esize, ealign = size(element), align(element)
     if element[0] == "u8":
+        if t[2:] == (BYTES,):  # bytes_lists: the host's bytes, not JSON
+            def read_raw(ptr: int, n: int, cx: Cx) -> bytes:
+                cx.span(ptr, n, "list pointer/length")
+                return bytes(cx.view[ptr:ptr + n])
+            return read_raw
+
         def read_bytes(ptr: int, n: int, cx: Cx) -> list[int]:
             cx.span(ptr, n, "list pointer/length")
             return list(cx.view[ptr:ptr + n])

@@ -1,15 +1,18 @@
-"""Flat faces for every export the canonical ABI flattens, not only byte-carrying ones.
+"""Flat faces for every export the canonical ABI flattens: the one face generator.
 
-:mod:`.rawlift` gives a component's ``list<u8>``/``string`` functions a second lift of the
-same core function typed with the canonical ABI's flat form. This module does the same for
-any other exported function whose WIT signature holds only what :mod:`.canonabi` lowers and
-lifts (integers, floats, bools, chars, strings, lists, records, tuples, variants, enums,
-flags, options, results): the face's component type is the core function's own signature
+:mod:`.rawlift` writes a second lift of an exported core function typed with the canonical
+ABI's flat form; this module chooses which functions get one, and its types: every exported
+function whose WIT signature holds only what :mod:`.canonabi` lowers and lifts (integers,
+floats, bools, chars, strings, lists, records, tuples, variants, enums, flags, options,
+results): the face's component type is the core function's own signature
 with ``i32`` as ``u32`` and ``i64`` as ``u64`` (parameters past 16 core values are one
 pointer, a result past one a return-area pointer, as the ABI says), so calling it costs one
 C value per core value and the host does the lowering and lifting itself (.flatcall).
 Resources, streams and futures (and value imports the reader does not know) leave the
-function on wasmtime's value API.
+function on wasmtime's value API. A ``list<u8>`` is a case of a list (one memory copy each
+way), an omnicore plugin component's handler ``call`` a function like any other: the runtime
+calls its face with bytes in and out, not JSON (.flatcall's ``bytes_out``); it had a byte
+face of its own, planned apart, until issue 67.
 
 One case keeps a WIT type on the face: a ``string`` parameter of a function whose parameters
 are all scalars and strings (nothing spilled to memory) stays a ``string`` (its core type
@@ -21,7 +24,7 @@ trip was two component calls, 0.14 of wasmtime-py's call where every other row w
 0.10). Strings inside other values keep the host's lowering: the order of the guest's
 ``realloc`` calls stays the canonical ABI's.
 
-As for the byte faces, wasmtime validates each face against the core function's type when
+wasmtime validates each face against the core function's type when
 the component compiles, and the loader checks the planned types against wasmtime's own
 reflection of the export (compiled.py), so a misread signature never runs.
 """
@@ -32,7 +35,6 @@ from typing import Any
 
 from omnicore.sandbox.component import rawlift
 from omnicore.sandbox.component.canonabi import MAX_FLAT_PARAMS, MAX_FLAT_RESULTS, Ty, flatten
-from omnicore.sandbox.component.hostcalls import HANDLER_CALL, PACKAGE
 from omnicore.sandbox.component.rawlift import RAW_PREFIX, Planned, RawForm, Reader
 
 __all__ = ["FACES_VERSION", "face_params", "plan", "signature"]
@@ -40,7 +42,7 @@ __all__ = ["FACES_VERSION", "face_params", "plan", "signature"]
 #: Which faces :func:`plan` gives, in the name of a cached compile (compiled.py): a compile
 #: holds the faces of the planner that made it, and a planner that names or chooses them
 #: differently must not find them (the export would quietly keep the value API).
-FACES_VERSION = 3
+FACES_VERSION = 4
 
 _PRIMS = {0x7F: "bool", 0x7E: "s8", 0x7D: "u8", 0x7C: "s16", 0x7B: "u16", 0x7A: "s32",
           0x79: "u32", 0x78: "s64", 0x77: "u64", 0x76: "f32", 0x75: "f64", 0x74: "char",
@@ -131,23 +133,16 @@ def face_params(params: tuple[Ty, ...], result: Ty | None,
     return tuple(c for p in params for c in (("string",) if p == ("string",) else flatten(p)))
 
 
-def _handler_call(name: str) -> bool:
-    """Whether ``name`` is an omnicore plugin's ``call`` (called with bytes, not JSON)."""
-    interface, _, fn = name.partition("#")
-    return fn == HANDLER_CALL and interface.split("@")[0] == f"{PACKAGE}/handler"
-
-
 def plan(wasm: bytes) -> Planned:
-    """A canonical face for every function the host's canonical ABI carries (their forms'
-    ``result`` is ``"canon"``), but an omnicore plugin's handler ``call``, which keeps
-    :func:`.rawlift.plan`'s byte face: its bytes never become JSON."""
-    planned = {name: form for name, form in rawlift.plan(wasm).items() if _handler_call(name)}
+    """A canonical face for every function the host's canonical ABI carries, by function name
+    (``greet``, ``ns:pkg/iface#f``); empty when none can."""
+    planned: Planned = {}
     reader = rawlift.read(wasm)
     if reader is None:
         return planned
     for n, (name, lift) in enumerate(rawlift.named_lifts(reader)):
         fty = reader.kinds.get(lift.type)
-        if name in planned or fty is None or fty[0] != "func":
+        if fty is None or fty[0] != "func":
             continue
         try:
             params = tuple(_resolve(reader, p) for p in fty[1])
@@ -168,6 +163,6 @@ def plan(wasm: bytes) -> Planned:
         face = f"{RAW_PREFIX}canon-{rawlift.label(n)}"
         post = f"{face}-post" if lift.post_return is not None else None
         planned[name] = (RawForm(face, f"{face}-realloc" if needs_realloc else None, post,
-                                 (), "canon", face_params(params, result, core_params),
+                                 face_params(params, result, core_params),
                                  core_result, params, result), lift)
     return planned

@@ -47,9 +47,8 @@ class ComponentModule(CompiledPlugin):
     #: when the component is an omnicore plugin: its handlers are the manifest's, called
     #: with bytes like ABI v1's; None for any other component (exports called with JSON).
     handler_interface: str | None = None
-    #: Functions with a flat face, by name: their byte lists and strings are copied straight
-    #: into and out of linear memory (.rawlift), or the host does their whole canonical ABI
-    #: (``result == "canon"``: .canonplan); any other takes wasmtime's value API.
+    #: Functions with a flat face, by name: the host does their whole canonical ABI
+    #: (.canonplan); any other takes wasmtime's value API.
     flat: dict[str, rawlift.RawForm] = field(default_factory=dict, repr=False)
 
     @property
@@ -70,13 +69,9 @@ class ComponentModule(CompiledPlugin):
 
     def call_path(self, name: str) -> str:
         """How export ``name`` is called: ``"flat"`` (the host's canonical ABI on its core
-        function), ``"flat-bytes"`` (byte lists and strings copied whole), or
-        ``"value-api"`` (wasmtime's value API: resources, streams, futures, a layout the
-        planner does not read)."""
-        form = self.flat.get(name)
-        if form is None:
-            return "value-api"
-        return "flat" if form.result == "canon" else "flat-bytes"
+        function) or ``"value-api"`` (wasmtime's value API: resources, streams, futures, a
+        layout the planner does not read)."""
+        return "value-api" if self.flat.get(name) is None else "flat"
 
     def describe(self) -> dict[str, Any]:
         """The :meth:`CompiledPlugin.describe` report plus the WIT world, readable."""
@@ -111,7 +106,7 @@ def _supplier(name: str) -> str:
 
 
 def _with_flat_faces(engine: SandboxEngine, wasm: bytes) -> cm.Component:
-    """``wasm`` compiled with the flat faces of its byte-carrying exports (.rawlift), or as
+    """``wasm`` compiled with the flat faces of its exports (.canonplan, .rawlift), or as
     it is when it has none, or when the faces do not compile (a layout the planner misread:
     the one case compiled twice)."""
     planned = canonplan.plan(wasm)
@@ -146,10 +141,6 @@ def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
                              engine.module_key, engine.baked(path))
 
 
-#: A WIT type as :mod:`.world` writes it, as the flat face calls it.
-_FLAT_KINDS = {"list<u8>": "bytes", "string": "string", "result<list<u8>, string>": "result"}
-
-
 def _flat_forms(wasm: bytes, world: World, component: cm.Component) -> dict[str, rawlift.RawForm]:
     """The flat faces ``component`` (compiled by :func:`_compile`) has, by function name:
     each one's function has the signature the planner read."""
@@ -158,14 +149,10 @@ def _flat_forms(wasm: bytes, world: World, component: cm.Component) -> dict[str,
         fn = world.functions.get(name)
         if fn is None or fn.unsupported is not None:
             continue
-        if form.result == "canon":
-            # The planner's reading of the binary against wasmtime's reflection of the
-            # export: the same types, names included, or the export keeps the value API.
-            if tuple(c.canon() for _, c in fn.params) != form.types or (
-                    fn.result.canon() if fn.result is not None else None) != form.result_type:
-                continue
-        elif fn.result is None or tuple(_FLAT_KINDS.get(c.wit) for _, c in fn.params) \
-                != form.params or _FLAT_KINDS.get(fn.result.wit) != form.result:
+        # The planner's reading of the binary against wasmtime's reflection of the export:
+        # the same types, names included, or the export keeps the value API.
+        if tuple(c.canon() for _, c in fn.params) != form.types or (
+                fn.result.canon() if fn.result is not None else None) != form.result_type:
             continue
         faces = (form.export, form.realloc, form.post_return)
         if all(component.get_export_index(f) is not None for f in faces if f is not None):

@@ -47,6 +47,7 @@ from omnicore.sandbox.component.canonabi import (
     _payload_offset,
     _text,
     align,
+    bytes_lists,
     flatten,
     lifter,
     loader,
@@ -193,9 +194,16 @@ def uses_memory(form: RawForm) -> bool:
 class FlatCall:
     """One export's canonical lowering and lifting, compiled from its face's form."""
 
-    def __init__(self, form: RawForm) -> None:
+    def __init__(self, form: RawForm, bytes_out: bool = False) -> None:
         self.form = form
         params = form.types
+        result = form.result_type
+        #: ``bytes_out``: every ``list<u8>`` taken and answered as Python bytes, not JSON
+        #: (an omnicore plugin's handler ``call``: .canonabi's ``bytes_lists``); no C plan.
+        self.bytes_out = bytes_out
+        if bytes_out:
+            params = tuple(bytes_lists(p) for p in params)
+            result = bytes_lists(result)
         self.spilled = sum(len(flatten(p)) for p in params) > MAX_FLAT_PARAMS
         if self.spilled:
             args = ("tuple", params)
@@ -205,7 +213,6 @@ class FlatCall:
         self.kept = "string" in form.core_params
         self._lowers = tuple(_own_string if self.kept and p == ("string",) else lowerer(p)
                              for p in params)
-        result = form.result_type
         self.returned = result is not None and len(flatten(result)) > MAX_FLAT_RESULTS
         if result is not None:
             if self.returned:
@@ -242,7 +249,7 @@ class FlatCall:
         #: call's JSON and answers JSON itself (call_json), every WIT type lowered and lifted
         #: in C; built once per export, shared by its instances' faces.
         self.plan: Any = None
-        if COMPCALL is not None and self.plain is None:
+        if COMPCALL is not None and self.plain is None and not bytes_out:
             try:
                 self.plan = COMPCALL.plan((_node(("tuple", params)),
                                            None if result is None else _node(result),

@@ -1,6 +1,6 @@
 """One instance of a component in its own store, and the faces of its exports bound so far:
-the functions the runtime calls (.flatcall's canonical faces, .rawcall's byte faces, the
-value API's functions), each looked up once per instance."""
+the functions the runtime calls (.flatcall's canonical faces, the value API's functions),
+each looked up once per instance."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from omnicore.sandbox._wasmtime import component_func, context_of
 from omnicore.sandbox.component.descriptors import DescriptorWatch
 from omnicore.sandbox.component.flatcall import Bound, FlatCall, memory_view
 from omnicore.sandbox.component.memory import Limiter, LinearMemory
-from omnicore.sandbox.component.rawcall import RawBound
-from omnicore.sandbox.component.rawlift import RawForm
 
 __all__ = ["Instance"]
 
@@ -23,8 +21,8 @@ class Instance:
     """One instance in its own store, with its memory limiter and the functions looked up
     so far."""
 
-    __slots__ = ("canon", "compiled", "funcs", "instance", "limiter", "memory", "raw",
-                 "store", "watch")
+    __slots__ = ("canon", "compiled", "funcs", "instance", "limiter", "memory", "store",
+                 "watch")
 
     def __init__(self, store: wasmtime.Store, instance: cm.Instance, compiled: cm.Component,
                  limiter: Limiter, watch: DescriptorWatch | None,
@@ -34,13 +32,12 @@ class Instance:
         self.compiled = compiled
         self.limiter = limiter
         self.watch = watch
-        #: The instance's one linear memory, for the flat faces (.rawlift); None: several.
+        #: The instance's one linear memory, for the flat faces (.canonplan); None: several.
         self.memory = memory
         self.funcs: dict[str, Any] = {}
-        #: The canonical faces bound so far (.flatcall), by export name.
+        #: The canonical faces bound so far (.flatcall), by export name (a plugin
+        #: component's handler bytes: by its ``call``'s name and `` (bytes)``).
         self.canon: dict[str, Bound] = {}
-        #: The byte faces bound so far (.rawcall), by face.
-        self.raw: dict[str, RawBound] = {}
 
     def export(self, name: str, path: tuple[str, ...]) -> Any:
         """The function of export ``name`` (at ``path`` in the component's exports)."""
@@ -69,20 +66,10 @@ class Instance:
             memory_view(memory) if memory is not None else None, ticks, clock)
         return bound
 
-    def raw_face(self, form: RawForm, ticks: int, clock: Any) -> RawBound:
-        """A byte face (.rawcall), bound on its first call (its C face as :meth:`bound`'s)."""
-        raw = self.raw[form.export] = RawBound(
-            context_of(self.store), self.face(form.realloc), self.face(form.export),
-            self.face(form.post_return), len(form.params), ticks, clock)
-        return raw
-
     def close(self) -> None:
         self.funcs.clear()
-        faces: list[Any] = [b.c for b in self.canon.values()]
-        faces += [b.c for b in self.raw.values()]
-        for face in faces:
-            if face is not None:
-                face.close()  # refuses a stray later call instead of touching the store
+        for bound in self.canon.values():
+            if bound.c is not None:
+                bound.c.close()  # refuses a stray later call instead of touching the store
         self.canon.clear()
-        self.raw.clear()
         self.store.close()

@@ -1,22 +1,22 @@
-"""Byte lists at memory speed: a second, flat face of a component's byte-carrying exports.
+"""Faces of a component's exports: the same core function lifted again, typed flat.
 
-wasmtime's component C API carries a ``list<u8>`` as one 32-byte value per byte and converts
-each one in Rust, both ways: a 4 KiB round trip costs ~440 µs, a 16 KiB one ~3 ms, and a
-call copying over ~2 MB traps. Strings travel as one buffer, but the same call cannot carry
-a list as one. So at load, beside each exported function whose parameters are all
-``list<u8>``/``string`` and whose result is one of ``list<u8>``, ``string`` or
-``result<list<u8>, string>`` (the omnicore handler's ``call``), the component gets one more
-export: the *same core function* lifted again with the canonical ABI's flat form of that
-signature, each list a ``(ptr: u32, len: u32)`` pair and the result the address of its
-return area (a ``u32``). Its ``realloc`` and its post-return are lifted too: wasmtime runs a
-lift's post-return inside the call, before the host could read the bytes it frees. The
-runtime then does the canonical ABI's work itself (``component/runtime.py``): ``realloc``
-for the bytes, one copy into linear memory, the flat call, one copy out, the post-return;
-the host made that memory (``component/memory.py``) so it knows its address.
+wasmtime's component C API carries every value as one 32-byte C value per WIT value (a
+``list<u8>`` as one per byte, converted each in Rust both ways: a 4 KiB round trip cost
+~440 µs, and a call copying over ~2 MB traps). So at load, beside each exported function the
+host can call itself (:mod:`.canonplan` chooses them and their types), the component gets one
+more export: the *same core function* lifted again with the canonical ABI's flat form of its
+signature, one C value per core value and the result the core result (a return area's
+address for anything in memory). Its ``realloc`` and its post-return are lifted too:
+wasmtime runs a lift's post-return inside the call, before the host could read the bytes it
+frees. The host then does the canonical ABI's work itself (.canonabi, .flatcall, the C
+face): one memory copy per list or string each way, the host having made that memory
+(``component/memory.py``) so it knows its address.
 
-The extra exports use the lift's own canonical options (memory, realloc, string encoding),
-so wasmtime validates the new lift against the core function's type when it compiles: a
-component this planner misreads does not compile, and the caller keeps the original.
+This module reads a component's top level (which lift belongs to which export, their
+canonical options) and writes the faces into it (:func:`rewrite`). The extra exports use the
+lift's own canonical options (memory, realloc, string encoding), so wasmtime validates each
+new lift against the core function's type when it compiles: a component the planner misreads
+does not compile, and the caller keeps the original.
 
 Which lift belongs to which export is read from the core export the lift aliases: toolchains
 (wit-bindgen, componentize-py, jco) name it after the component export (``greet``, or
@@ -33,28 +33,24 @@ from typing import Any
 from omnicore.sandbox.component.typesec import Kind, _Unknown, deftype, name_at
 from omnicore.sandbox.wasmbin import WasmFormatError, read_uleb, sections, write_uleb
 
-__all__ = ["RAW_PREFIX", "Lift", "Planned", "RawForm", "Reader", "label", "named_lifts", "plan",
-           "read", "rewrite"]
+__all__ = ["RAW_PREFIX", "Lift", "Planned", "RawForm", "Reader", "label", "named_lifts", "read",
+           "rewrite"]
 
 #: Export names of the flat faces (a kebab-case label no WIT export of a plugin uses).
 RAW_PREFIX = "omnicore-raw-"
 
-_U8, _U32, _STRING = 0x7D, 0x79, 0x73
+_U32, _STRING = 0x79, 0x73
 
 
 @dataclass(frozen=True, slots=True)
 class RawForm:
-    """How to call one function through its flat face."""
+    """How to call one function through its flat face (.canonplan: the host does its whole
+    canonical ABI)."""
 
     #: The flat face's export name, its realloc's and its post-return's (None: it has none).
     export: str
     realloc: str | None
     post_return: str | None
-    #: ``"bytes"`` or ``"string"`` per parameter.
-    params: tuple[str, ...]
-    #: ``"bytes"``, ``"string"`` or ``"result"`` (``result<list<u8>, string>``); ``"canon"``
-    #: for any other signature (.canonplan: the host does the whole canonical ABI).
-    result: str
     #: The core function's parameter and result types (``"i32"``...): the face's signature;
     #: a parameter ``"string"`` is a WIT string the face keeps (.canonplan: wasmtime lowers
     #: it; two core values in the core function's signature).
@@ -266,24 +262,6 @@ class Reader:
         return pos
 
 
-def _flat_kind(reader: Reader, vt: Any) -> str | None:
-    """``"bytes"`` for ``list<u8>``, ``"string"``, ``"result"`` for ``result<list<u8>,
-    string>``, else None."""
-    if vt == _STRING:
-        return "string"
-    if not isinstance(vt, tuple):
-        return None
-    kind = reader.kinds.get(vt[1])
-    if kind is None:
-        return None
-    if kind[0] == "list" and kind[1] == _U8:
-        return "bytes"
-    if kind[0] == "result" and kind[1] is not None and kind[2] is not None \
-            and _flat_kind(reader, kind[1]) == "bytes" and _flat_kind(reader, kind[2]) == "string":
-        return "result"
-    return None
-
-
 Planned = dict[str, tuple[RawForm, Lift]]
 
 
@@ -306,31 +284,6 @@ def named_lifts(reader: Reader) -> list[tuple[str, Lift]]:
         if name is not None:
             named.setdefault(name, []).append(lift)
     return [(name, lifts[0]) for name, lifts in sorted(named.items()) if len(lifts) == 1]
-
-
-def plan(wasm: bytes) -> Planned:
-    """The exports that get a flat face, by function name (``greet``, ``ns:pkg/iface#f``);
-    empty when none can."""
-    reader = read(wasm)
-    if reader is None:
-        return {}
-    planned: Planned = {}
-    for n, (name, lift) in enumerate(named_lifts(reader)):
-        fty = reader.kinds.get(lift.type)
-        if fty is None or fty[0] != "func" or not fty[1]:
-            continue
-        params = tuple(_flat_kind(reader, p) for p in fty[1])
-        result = _flat_kind(reader, fty[2]) if fty[2] is not None else None
-        if None in params or "result" in params or result is None:
-            continue
-        if lift.memory is None or lift.realloc is None or (
-                not lift.utf8 and "string" in (*params, result)):
-            continue
-        face = f"{RAW_PREFIX}{label(n)}"
-        post = f"{face}-post" if lift.post_return is not None else None
-        planned[name] = (RawForm(face, f"{face}-realloc", post, params,  # type: ignore[arg-type]
-                                 result, ("i32",) * (2 * len(params))), lift)
-    return planned
 
 
 def label(n: int) -> str:

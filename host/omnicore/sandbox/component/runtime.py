@@ -51,7 +51,6 @@ from omnicore.sandbox.component.instance import Instance
 from omnicore.sandbox.component.linking import link
 from omnicore.sandbox.component.memory import Limiter, limiting, sole_memory
 from omnicore.sandbox.component.output import ComponentOutput
-from omnicore.sandbox.component.rawlift import RawForm
 from omnicore.sandbox.component.values import delete, lift_bytes
 from omnicore.sandbox.component.world import Function
 from omnicore.sandbox.deadline import arm
@@ -111,7 +110,12 @@ class ComponentRuntime(PooledRuntime[Instance]):
         #: Exports the host calls with its own canonical ABI (.canonplan), and whether each
         #: needs the instance's memory.
         self._canon = {name: (FlatCall(form), uses_memory(form))
-                       for name, form in module.flat.items() if form.result == "canon"}
+                       for name, form in module.flat.items()}
+        #: A plugin component's ``call`` through the same face, bytes in and out (its
+        #: ``list<u8>``s the host's bytes, not JSON: .flatcall's ``bytes_out``).
+        self._call_flat: FlatCall | None = None
+        if self._call_fn is not None and self._call_fn.name in module.flat:
+            self._call_flat = FlatCall(module.flat[self._call_fn.name], bytes_out=True)
         #: Those called with JSON in and out in C (every canonical export: .flatcall's
         #: call_json; one without its instance's memory answers NotImplemented).
         #: (Never a handler's name: a plugin component's handlers are called through its
@@ -309,8 +313,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
         inst = self._pool.acquire(handler)
         keep = False
         try:
-            answer: tuple[bool, bytes] = self._invoke_raw(inst, fn, handler, [handler, data])
-            ok, out = answer
+            ok, out = self._invoke_handler(inst, fn, handler, data)
             # A guest that met the limit as an error of its own (CPython's MemoryError)
             # failed because of the limit too; its memory stays at the limit, so the
             # instance is replaced as after a trap.
@@ -337,16 +340,21 @@ class ComponentRuntime(PooledRuntime[Instance]):
         canon = self._canon.get(fn.name)
         if canon is not None and (inst.memory is not None or not canon[1]):
             return canon[0].dumps(self._invoke_canon(inst, fn, canon[0], args))
-        form = self.module.flat.get(fn.name)
-        if form is not None and inst.memory is not None and form.result != "canon":
-            out = self._invoke_flat(inst, fn, form, fn.name, args)
-            if form.result == "result":
-                ok, raw = out
-                out = {"ok": list(raw)} if ok else {"err": raw.decode()}
-            elif isinstance(out, bytes):
-                out = list(out)
-            return answer_json(out, floats=False)  # bytes, text and ints
         return answer_json(self._invoke_raw(inst, fn, fn.name, args))
+
+    def _invoke_handler(self, inst: Instance, fn: Function, handler: str,
+                        data: bytes) -> tuple[bool, bytes]:
+        """``call(handler, data)`` of a plugin component: (ok, the answer's bytes). Through
+        the export's face as every canonical export (its bytes never JSON), or wasmtime's
+        value API where it has none (no face, several memories)."""
+        flat = self._call_flat
+        if flat is None or inst.memory is None:
+            answer: tuple[bool, bytes] = self._invoke_raw(inst, fn, handler, [handler, data],
+                                                          handler_bytes=True)
+            return answer
+        out = self._invoke_canon(inst, fn, flat, [handler, data], handler)
+        ok = "ok" in out
+        return ok, (out["ok"] if ok else out["err"].encode())
 
     def _arm(self, inst: Instance, deadline: bool = True) -> tuple[int, int]:
         """Arm the deadline (unless a C face arms it: ``deadline`` False), fuel and memory
@@ -369,50 +377,6 @@ class ComponentRuntime(PooledRuntime[Instance]):
         clock when it moved (sandbox/_deadline.h), or None when a descriptor watch arms the
         store (it did, in :meth:`_arm`)."""
         return None if inst.watch is not None else 0
-
-    def _invoke_flat(self, inst: Instance, fn: Function, form: RawForm, label: str,
-                     args: list[Any]) -> Any:
-        """``fn`` through its flat face (.rawlift): the canonical ABI's lowering and lifting
-        of its byte lists and strings done here, each one memory copy. Answers bytes or str
-        (``result``: (ok, bytes)); fails as wasmtime's lifting would (a trap). Its output over
-        ``max_output_bytes`` is refused before it is copied (after the guest's post-return)."""
-        memory = inst.memory
-        assert memory is not None
-        assert form.realloc is not None  # a byte face always has one (.rawlift)
-        raw = inst.raw.get(form.export) or inst.raw_face(form, self._ticks, self.engine.c_clock)
-        datas = [a if isinstance(a, bytes) else a.encode() if isinstance(a, str) else bytes(a)
-                 for a in args]
-        start, mark = self._arm(inst, raw.c is None)
-        if raw.c is not None:  # before realloc runs (a watch arms its own deadline)
-            raw.c.arm(self._face_epoch(inst))
-
-        def failed(cause: Any) -> PluginCallError:
-            return self._verdict(inst, label, start, cause, mark)
-
-        def called() -> None:
-            if self._stdio:  # no pipe reads after a component that cannot write to them
-                self._wasi_output.catch_up()
-
-        lim = self.limits
-        tag, n, out = raw.invoke(memory, datas, form.result, lim.max_output_bytes, failed,
-                                 failed, called)
-        if tag == 0 and n > lim.max_output_bytes:
-            what = "handler" if fn is self._call_fn else "export"
-            raise lim.output_too_large(n, f"plugin {self.name!r} {what} {label!r}", self.name,
-                                       label)
-        self._check_descriptors(inst, label, start)
-        string = form.result == "string" or (form.result == "result" and tag == 1)
-        if string:
-            try:
-                text = out.decode("utf-8")
-            except UnicodeDecodeError as exc:  # in wasmtime's words (Rust's Utf8Error)
-                raise failed(f"incomplete utf-8 byte sequence from index {exc.start}"
-                           if exc.reason == "unexpected end of data" else
-                           f"invalid utf-8 sequence of {exc.end - exc.start} bytes from index "
-                           f"{exc.start}") from None
-        if form.result == "result":
-            return (tag == 0, out)
-        return text if string else out
 
     def _check_descriptors(self, inst: Instance, label: str, start: int) -> None:
         """The verdict of a call after which the instance holds too many descriptors."""
@@ -446,11 +410,14 @@ class ComponentRuntime(PooledRuntime[Instance]):
             len(out), f"plugin {self.name!r} export {handler!r}", self.name, handler)
 
     def _invoke_canon(self, inst: Instance, fn: Function, flat: FlatCall,
-                      args: list[Any]) -> Any:
-        """``fn`` through its canonical face (.flatcall): the JSON value of its result; a
-        failure gets the verdict wasmtime's value API would."""
-        bound = inst.canon.get(fn.name) or \
-            inst.bound(fn.name, flat, self._ticks, self.engine.c_clock)
+                      args: list[Any], label: str | None = None) -> Any:
+        """``fn`` through its canonical face (.flatcall): the JSON value of its result (a
+        handler's, ``label`` its name: bytes for its ``list<u8>``); a failure gets the
+        verdict wasmtime's value API would."""
+        # A handler's bytes are bound apart from the export's JSON (one face, two FlatCalls).
+        key = fn.name if label is None else f"{fn.name} (bytes)"
+        label = fn.name if label is None else label
+        bound = inst.canon.get(key) or inst.bound(key, flat, self._ticks, self.engine.c_clock)
         c = bound.c is not None
         start, mark = self._arm(inst, not c)
         try:
@@ -463,14 +430,15 @@ class ComponentRuntime(PooledRuntime[Instance]):
                     self._wasi_output.catch_up()
                 leave()
         except (_CallFailed, _CanonTrap) as exc:
-            raise self._verdict(inst, fn.name, start, exc, mark) from None
-        self._check_descriptors(inst, fn.name, start)
+            raise self._verdict(inst, label, start, exc, mark) from None
+        self._check_descriptors(inst, label, start)
         return answer
 
-    def _invoke_raw(self, inst: Instance, fn: Function, label: str, args: list[Any]) -> Any:
-        form = self.module.flat.get(fn.name)
-        if form is not None and inst.memory is not None and form.result != "canon":
-            return self._invoke_flat(inst, fn, form, label, args)
+    def _invoke_raw(self, inst: Instance, fn: Function, label: str, args: list[Any],
+                    handler_bytes: bool = False) -> Any:
+        """``fn`` through wasmtime's value API (what no face carries: resources, streams, a
+        component with several memories): the JSON value of its result; a handler's
+        ``call`` (``handler_bytes``): (ok, bytes)."""
         func = inst.export(fn.name, fn.path)
         store = inst.store
         n = len(args)
@@ -497,7 +465,7 @@ class ComponentRuntime(PooledRuntime[Instance]):
         answer: Any = None
         if fn.result is not None:
             try:
-                if fn is self._call_fn:  # result<list<u8>, string>: (ok, bytes)
+                if handler_bytes:  # result<list<u8>, string>: (ok, bytes)
                     ok = bool(result.of.result.is_ok)
                     payload = result.of.result.val.contents
                     answer = (ok, lift_bytes(payload) if ok else
