@@ -35,8 +35,8 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 def test_a_route_request_is_a_server_span_with_its_plugin_call_beneath(
         spans: InMemorySpanExporter, route_host: Callable[..., RouteHost]) -> None:
-    host = route_host(routes={"echo": route("echo", "/echo")})
-    r = host.client.post("/http/echo?token=s3cret", content=b"ok",
+    host = route_host(routes={"echo": route("echo", "/echo/{who}")})
+    r = host.client.post("/http/echo/ada?token=s3cret", content=b"ok",
                          headers={"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01"})
     assert r.status_code == 200 and r.content == b"ok"
 
@@ -52,7 +52,10 @@ def test_a_route_request_is_a_server_span_with_its_plugin_call_beneath(
     assert request.parent is not None and request.parent.span_id == 0xb7ad6b7169203331
     assert request.parent.is_remote
     assert request.attributes is not None
-    assert request.attributes["url.path"] == "/http/echo"  # never the query string
+    assert request.attributes["url.path"] == "/http/echo/ada"  # never the query string
+    # The route's own template, not the mount's /http: a route's requests are one series.
+    assert request.attributes["http.route"] == "/http/echo/{who}"
+    assert request.name == "POST /http/echo/{who}"
     assert request.attributes["http.response.status_code"] == 200
     assert call.name == "call web/echo"
     assert call.parent is not None and call.parent.span_id == request.context.span_id

@@ -253,6 +253,9 @@ class RoutesServer:
                                   [(b"allow", ", ".join(found.allowed).encode())])
                 raise _Answer(404, f"no route at {clean}")
             route = found.route
+            # The route's template, for whoever reads the matched route after the answer
+            # (the request's span: http.route), in place of the mount's own /http.
+            scope["route"] = route.served_as(root)
             st = self.stats.setdefault(route.name, RouteStats())
             response = await self._serve_route(scope, receive, route, st, found.params,
                                                clean, started)

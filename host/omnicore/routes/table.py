@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -16,12 +16,18 @@ from omnicore.config.routes import NAME_RE, RATE_RE, RouteConfig
 from omnicore.errors import ConfigError
 from omnicore.routes.patterns import Pattern, _PatternError, parse, split_path
 
-__all__ = ["Match", "Route", "RouteTable", "SourceRoutes", "build", "route_of"]
+__all__ = ["Match", "Route", "RouteTable", "ServedRoute", "SourceRoutes", "build", "route_of"]
 
 _PERIOD = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
            "h": 3600, "hour": 3600}
 #: The proposal keys a manifest may set (never limits, secrets or the prefix).
 PROPOSED = ("path", "methods", "handler", "auth", "mode")
+
+
+class ServedRoute(NamedTuple):
+    """A matched route's template, where ``scope["route"]`` is read (``http.route``)."""
+
+    path: str
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,11 @@ class Route:
         theirs = other.methods | ({"HEAD"} if "GET" in other.methods else set())
         both = sorted(mine & theirs)
         return both[0] if both else None
+
+    def served_as(self, root: str) -> ServedRoute:
+        """The route as Starlette's matched route is read (``.path``: its template under
+        ``root``, the prefix it is served under)."""
+        return ServedRoute(root.rstrip("/") + self.pattern.text)
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
