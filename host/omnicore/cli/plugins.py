@@ -316,7 +316,7 @@ def _print_report(r: dict[str, Any]) -> None:
     echo("exports")
     for export in r.get("exports", []):
         kind = export["kind"] + (f" {export['type']}" if "type" in export else "")
-        # A component's export: how it is called (flat, flat-bytes, value-api), as --json.
+        # A component's export: how it is called (flat or value-api), as --json.
         path = f"  [{export['path']}]" if "path" in export else ""
         echo(f"  {export['name']} ({kind}){path}")
     if r.get("world"):  # a component: its WIT world, as wasm-tools would print it
