@@ -22,6 +22,7 @@ from pathlib import Path
 import wasmtime
 
 from omnicore.errors import ConfigError, InvalidModule
+from omnicore.sandbox import wasmbin
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.module import EXTISM_ENV, EXTISM_USER, WASI_MODULE, PluginModule
 
@@ -91,6 +92,12 @@ class Links:
                 raise ConfigError(f"{who}: cannot read the module linked as {name!r} ({path}): "
                                   f"{exc.strerror or exc}; fix the Extism manifest's wasm list "
                                   "or --link", key="wasm", source=str(path)) from None
+            if wasmbin.uses_gc(wasm):
+                # As the main module (sandbox/module.py): an Extism plugin using Wasm GC is
+                # not supported, whichever of its modules uses it.
+                raise InvalidModule(f"{who}: the module linked as {name!r} ({path}) uses Wasm "
+                                    "GC; an Extism plugin using Wasm GC is not supported "
+                                    "(omnicore ABI v1 plugins may use it)", plugin=main.name)
             try:
                 module = engine.compile(wasm)
             except wasmtime.WasmtimeError as exc:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from omnicore.sandbox.capability import CapabilityRegistry
 
-__all__ = ["CompiledPlugin", "Export", "Import", "Signature", "engine_cause", "signature_text"]
+__all__ = ["CompiledPlugin", "Export", "Import", "Signature", "engine_cause", "signature_text",
+           "winch_lacks"]
 
 #: A function's (parameter types, result types), as wasmtime names them.
 Signature = tuple[tuple[str, ...], tuple[str, ...]]
@@ -41,6 +42,20 @@ def engine_cause(text: str) -> str:
         causes = [re.sub(r"^\d+: ", "", ln) for ln in lines[lines.index("Caused by:") + 1:]]
         return f"{lines[0]}: {': '.join(causes)}"
     return lines[0]
+
+
+#: What a Winch engine (wasmtime's baseline compiler; GC off) says refusing a module for Wasm
+#: GC or typed function references, which its Cranelift sibling has on (wasmtime's texts:
+#: the validator's, then Winch's own).
+_WINCH_LACKS = ("gc types are disallowed", "gc support is not enabled",
+                "gc proposal not enabled", "function references support is not enabled",
+                "function references required")
+
+
+def winch_lacks(text: str) -> bool:
+    """Whether a Winch engine's compile or validation error refuses Wasm GC or typed function
+    references, which its Cranelift sibling compiles (:attr:`SandboxEngine.gc`)."""
+    return any(lack in text for lack in _WINCH_LACKS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -152,7 +152,10 @@ def classify(plugin: str, handler: str, limits: Limits, facts: Facts, *,
         return FuelExhausted(
             f"{who} used all of its fuel ({lim.fuel}, limits.fuel){tail}",
             plugin=plugin, handler=handler, limit="fuel", value=lim.fuel)
-    if facts.instantiating:
+    # A start function (or a global's initialiser) that fills the GC heap fails while
+    # instantiating with no trap code: the memory verdict below, not "could not be
+    # instantiated" (tests/sandbox/test_gc_attack.py).
+    if facts.instantiating and not cause.startswith(_GC_HEAP_OOM):
         declared = "memory" if facts.memory_refused else _declared(facts.message)
         if declared == "memory":
             return MemoryLimitExceeded(

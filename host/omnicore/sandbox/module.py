@@ -23,6 +23,7 @@ from omnicore.sandbox.compiled import (
     Signature,
     engine_cause,
     signature_text,
+    winch_lacks,
 )
 from omnicore.sandbox.manifest import check_manifest, parse_manifest
 
@@ -228,7 +229,16 @@ class PluginModule(CompiledPlugin):
             return cls._described(engine, wasm, plugin, manifest, sha, path, needs_gc,
                                   validate)
         try:
-            compiled = engine.compile(wasm, sha)
+            try:
+                compiled = engine.compile(wasm, sha)
+            except wasmtime.WasmtimeError as exc:
+                if not (engine.baseline and winch_lacks(str(exc))):
+                    raise
+                # GC or typed function references used outside the type section (a body's
+                # ref.i31 or call_ref, an anyref global), which uses_gc does not read: what
+                # Winch refuses for a proposal it lacks, its Cranelift sibling compiles.
+                engine, needs_gc = engine.gc, True
+                compiled = engine.compile(wasm, sha)
         except wasmtime.WasmtimeError as exc:
             first = engine_cause(str(exc))
             raise InvalidModule(f"plugin {plugin!r} is not a valid WebAssembly module: {first}",
@@ -253,7 +263,13 @@ class PluginModule(CompiledPlugin):
         try:
             refuse_indescribable(wasm)
             if validate:
-                wasmtime.Module.validate(engine.wasmtime, wasm)
+                try:
+                    wasmtime.Module.validate(engine.wasmtime, wasm)
+                except wasmtime.WasmtimeError as exc:
+                    if not (engine.baseline and winch_lacks(str(exc))):
+                        raise
+                    engine, needs_gc = engine.gc, True  # as load() does
+                    wasmtime.Module.validate(engine.wasmtime, wasm)
             described = shape.read(wasm)
         except (wasmtime.WasmtimeError, wasmbin.WasmFormatError) as exc:
             first = engine_cause(str(exc))
