@@ -39,6 +39,7 @@ from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import Limits, PluginModule, PluginRuntime, SandboxEngine, wasmbin
 from tests.extism.extism_fixtures import wat_plugin
 from tests.sandbox.test_gc import ALLOCATOR, GC_WAT
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 MEMORY = 8 * 2**20
@@ -133,6 +134,17 @@ ALLOCATIONS: dict[str, tuple[str, type[Exception], str]] = {
           (array.copy $a $a (local.get $x) (i32.const 0) (local.get $x) (i32.const 8)
                       (i32.const 0x7fffffff))
           (i64.const 0))""", Trap, "out of bounds array access"),
+    # Cyclic garbage: wasmtime's collector (deferred reference counting, the only one its C
+    # API offers) never frees a cycle, so a loop dropping two-struct cycles ends at the
+    # memory limit, not the deadline: bounded, the instance discarded with its heap.
+    "cyclic garbage": ("""
+        (type $n (struct (field (mut (ref null $n)))))
+        (func (export "go") (param i32 i32) (result i64) (local $c (ref null $n))
+          (loop $l
+            (local.set $c (struct.new $n (ref.null $n)))
+            (struct.set $n 0 (local.get $c) (struct.new $n (local.get $c)))
+            (br $l))
+          (i64.const 0))""", MemoryLimitExceeded, "GC heap out of memory"),
     # A cast to an unrelated struct type, and a field of a null reference.
     "ref.cast failure": ("""
         (type $s (struct (field i32)))
@@ -469,6 +481,41 @@ def test_a_gc_module_without_gc_types_runs_on_a_winch_engines_cranelift_sibling(
         assert rt.module.needs_gc and rt.engine is eng.gc
         still_answers(rt)
         rt.close()
+
+
+def test_a_tiered_cold_start_serves_gc_without_gc_types_then_tiers_it_up(
+        tmp_path: Path) -> None:
+    # A Cranelift host compiles a cold file with Winch first (plugins/tiers.py): Winch
+    # refuses these for GC, its sibling compiles them, and the tier-up swaps in the main
+    # engine's code.
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "i31.wasm").write_bytes(plugin(GC_OUTSIDE_TYPES["ref.i31 in a function body"]))
+    (folder / "tail.wasm").write_bytes(plugin(TAIL_LOOP))
+    with PluginHost(engine_factory=lambda fuel=False: SandboxEngine(
+            cache_dir=tmp_path / "cache", fuel=fuel)) as host:
+        host.watch_folder(folder, watch=False)
+        assert {i.name: i.state for i in host} == {"i31": "loaded", "tail": "loaded"}
+        for name in ("i31", "tail"):
+            assert host.call(name, "ok", b"served") == b"served"
+        tiers = host._linker._tiers
+        eventually(lambda: not any(tiers.is_baseline(host._entries.require(n).module)
+                                   for n in ("i31", "tail")), "the tier-up")
+        with pytest.raises(DeadlineExceeded):
+            host.call("tail", "go", b"")
+        assert host.call("tail", "ok", b"after") == b"after"
+
+
+def test_a_winch_engines_gc_sibling_counts_fuel() -> None:
+    with SandboxEngine(baseline=True, epoch_tick_ms=5, fuel=True) as eng:
+        rt = runtime(eng, TAIL_LOOP, fuel=1_000_000, timeout_ms=60_000)
+        assert rt.engine is eng.gc and eng.gc.fuel
+        with pytest.raises(FuelExhausted, match="'go' used all of its fuel"):
+            rt.call("go", b"")
+        still_answers(rt)
+        again = runtime(eng, TAIL_LOOP)  # the same bytes again: the sibling's module
+        assert again.module.needs_gc
+        still_answers(again)
 
 
 def test_a_winch_engines_gc_sibling_keeps_the_memory_verdict_for_huge_arrays() -> None:
