@@ -677,3 +677,15 @@ def test_concurrent_attacks_on_one_runtime_each_get_their_verdict(
     assert sorted(r.__name__ for r in results) == [
         "DeadlineExceeded", "DeadlineExceeded", "MemoryLimitExceeded", "MemoryLimitExceeded"]
     still_answers(rt)
+
+
+def test_a_gc_module_importing_a_host_function_with_a_funcref_is_refused_at_link(
+        engine: SandboxEngine) -> None:
+    # funcref is describable, so the module loads; the host function's type is i32, and the
+    # link refuses the import in one line, naming both types.
+    body = ('(type $s (struct))'
+            '(import "omnicore:log" "enabled" (func (param funcref) (result i32)))')
+    with pytest.raises(InvalidModule, match=r"import omnicore:log\.enabled has type "
+                       r"\(funcref\) -> i32, expected \(i32\) -> i32"):
+        runtime(engine, body)
+    runtime(engine, "").close()
