@@ -33,6 +33,17 @@ _TOPIC = re.compile(r"[A-Za-z0-9_.+#-]{1,128}(/[A-Za-z0-9_.+#-]{1,128}){0,31}")
 #: An AMQP queue or exchange name, and a routing key (a binding's may hold '*' and '#').
 _AMQP_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,255}")
 _ROUTING_KEY = re.compile(r"[A-Za-z0-9_.:*#-]{0,255}")
+_AMQP_WRONG = "{value!r} must be 1-255 letters, digits, '_', '.', ':', '-'"
+
+
+def _checked(value: str | None, pattern: re.Pattern[str], wrong: str, *,
+             no: str = "") -> str | None:
+    """``value`` when it is unset, or when ``pattern`` matches it whole and it holds none of
+    the characters ``no`` (an outbound target takes no wildcards); else a ValueError saying
+    ``wrong`` (a format string of ``value``): every name check of a route, one rule."""
+    if value is not None and (not pattern.fullmatch(value) or any(c in value for c in no)):
+        raise ValueError(wrong.format(value=value))
+    return value
 
 
 class BridgeInbound(Strict):
@@ -75,32 +86,26 @@ class BridgeInbound(Strict):
     @field_validator("subject", "stream", "group")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        if value is not None and not _NAME.fullmatch(value):
-            raise ValueError(f"{value!r} must be 1-256 letters, digits, '_', '.', '-', '*', '>'")
-        return value
+        return _checked(value, _NAME, "{value!r} must be 1-256 letters, digits, '_', '.', '-', "
+                                      "'*', '>'")
 
     @field_validator("topic")
     @classmethod
     def _topic(cls, value: str | None) -> str | None:
-        if value is not None and not _TOPIC.fullmatch(value):
-            raise ValueError(f"topic {value!r} must be levels like sensors/+/temp (letters, "
-                             "digits, '_', '.', '-', '+', '#')")
-        return value
+        return _checked(value, _TOPIC, "topic {value!r} must be levels like sensors/+/temp "
+                                       "(letters, digits, '_', '.', '-', '+', '#')")
 
     @field_validator("queue", "exchange")
     @classmethod
     def _amqp_name(cls, value: str | None) -> str | None:
-        if value is not None and not _AMQP_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} must be 1-255 letters, digits, '_', '.', ':', '-'")
-        return value
+        return _checked(value, _AMQP_NAME, _AMQP_WRONG)
 
     @field_validator("routing_key")
     @classmethod
     def _binding_key(cls, value: str | None) -> str | None:
-        if value is not None and not _ROUTING_KEY.fullmatch(value):
-            raise ValueError(f"routing_key {value!r} must be words like orders.*.created "
-                             "(letters, digits, '_', '.', ':', '-', '*', '#')")
-        return value
+        return _checked(value, _ROUTING_KEY, "routing_key {value!r} must be words like "
+                                             "orders.*.created (letters, digits, '_', '.', "
+                                             "':', '-', '*', '#')")
 
 
 class BridgeOutbound(Strict):
@@ -131,33 +136,26 @@ class BridgeOutbound(Strict):
     @field_validator("subject", "stream")
     @classmethod
     def _name(cls, value: str | None) -> str | None:
-        if value is not None and (not _NAME.fullmatch(value) or any(c in value for c in "*>")):
-            raise ValueError(f"{value!r} must be 1-256 letters, digits, '_', '.', '-'")
-        return value
+        return _checked(value, _NAME, "{value!r} must be 1-256 letters, digits, '_', '.', '-'",
+                        no="*>")
 
     @field_validator("topic")
     @classmethod
     def _topic(cls, value: str | None) -> str | None:
-        if value is not None and (not _TOPIC.fullmatch(value) or any(c in value for c in "+#")):
-            raise ValueError(f"topic {value!r} must be levels like events/orders (letters, "
-                             "digits, '_', '.', '-'; no wildcard)")
-        return value
+        return _checked(value, _TOPIC, "topic {value!r} must be levels like events/orders "
+                                       "(letters, digits, '_', '.', '-'; no wildcard)", no="+#")
 
     @field_validator("exchange")
     @classmethod
     def _amqp_name(cls, value: str | None) -> str | None:
-        if value is not None and not _AMQP_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} must be 1-255 letters, digits, '_', '.', ':', '-'")
-        return value
+        return _checked(value, _AMQP_NAME, _AMQP_WRONG)
 
     @field_validator("routing_key")
     @classmethod
     def _routing_key(cls, value: str | None) -> str | None:
-        if value is not None and (not _ROUTING_KEY.fullmatch(value)
-                                  or any(c in value for c in "*#")):
-            raise ValueError(f"routing_key {value!r} must be words like orders.created "
-                             "(letters, digits, '_', '.', ':', '-'; no wildcard)")
-        return value
+        return _checked(value, _ROUTING_KEY, "routing_key {value!r} must be words like "
+                                             "orders.created (letters, digits, '_', '.', "
+                                             "':', '-'; no wildcard)", no="*#")
 
 
 class BridgeDeadLetter(Strict):
@@ -257,10 +255,8 @@ class BridgeConfig(Strict):
     @field_validator("secret")
     @classmethod
     def _secret(cls, value: str | None) -> str | None:
-        if value is not None and not _SECRET.fullmatch(value):
-            raise ValueError(f"bad secret name {value!r}: use 1-128 letters, digits, '_', "
-                             "'.', '-'")
-        return value
+        return _checked(value, _SECRET, "bad secret name {value!r}: use 1-128 letters, digits, "
+                                        "'_', '.', '-'")
 
     @model_validator(mode="after")
     def _consistent(self) -> BridgeConfig:
