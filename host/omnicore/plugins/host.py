@@ -307,12 +307,7 @@ class PluginHost:
             self._files.register_failure(
                 placeholder.source, PluginLoadError(placeholder.last_error or "failed to load"),
                 placeholder.source.name)
-        try:
-            self._linker.activate(entry, plan)
-        except BaseException:
-            entries.pop(entry.name, entry)
-            raise
-        return entry.info()
+        return self._linker.activate_new(entries, entry, plan)
 
     def unload(self, name: str, *, reason: str = "unloaded") -> None:
         """Remove plugin ``name``; calls already running finish first, on its runtime."""

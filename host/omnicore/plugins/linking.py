@@ -29,8 +29,9 @@ from omnicore.errors import (
 )
 from omnicore.plugins import settings as plugin_settings
 from omnicore.plugins.ahead import CompileAhead
+from omnicore.plugins.entries import Entries
 from omnicore.plugins.events import PluginLoaded, PluginStateChanged
-from omnicore.plugins.info import PluginState
+from omnicore.plugins.info import PluginInfo, PluginState
 from omnicore.plugins.runtimes import Link, kind_of
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.sidecar import Sidecar
@@ -308,6 +309,16 @@ class Linker:
             self._activate_locked(entry, plan, keep_serving=keep_serving)
         if self._tiers.is_baseline(plan.module) and not self.one_off:
             self._tiers.submit(entry, plan.module)
+
+    def activate_new(self, entries: Entries, entry: Entry, plan: Plan) -> PluginInfo:
+        """:meth:`activate` for an ``entry`` just reserved in ``entries`` (state compiling):
+        when it raises, the entry leaves them, so the name is free again."""
+        try:
+            self.activate(entry, plan)
+        except BaseException:
+            entries.pop(entry.name, entry)
+            raise
+        return entry.info()
 
     def _activate_locked(self, entry: Entry, plan: Plan, *, tier_up: bool = False,
                          keep_serving: bool = False) -> None:

@@ -178,12 +178,7 @@ class PublishedPlugins:
             entry.state = "compiling"
             entry.published = p.digest
             entries.put(entry)
-        try:
-            self._linker.activate(entry, plan)
-        except BaseException:
-            entries.pop(entry.name, entry)
-            raise
-        return entry.info()
+        return self._linker.activate_new(entries, entry, plan)
 
     def _replace(self, entry: Entry, p: Published, plan: Plan) -> PluginInfo:
         before = entry.source, entry.published, entry.beneath
