@@ -46,32 +46,40 @@ class JobQueued(_JobEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobStarted(_JobEvent):
-    topic: ClassVar[str] = "job.started"
+class _JobAttempt(_JobEvent):
+    """What every event of one attempt of a job names: which attempt (1 the first)."""
+
     attempt: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobSucceeded(_JobEvent):
+class _AttemptFailed(_JobAttempt):
+    """What every event of a failed attempt names: its error."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStarted(_JobAttempt):
+    topic: ClassVar[str] = "job.started"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSucceeded(_JobAttempt):
     topic: ClassVar[str] = "job.succeeded"
-    attempt: int
     duration_s: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobFailed(_JobEvent):
+class JobFailed(_AttemptFailed):
     """One attempt failed; it runs again at ``retry_at``."""
 
     topic: ClassVar[str] = "job.failed"
-    attempt: int
-    error: str
     retry_at: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobDead(_JobEvent):
+class JobDead(_AttemptFailed):
     """The last attempt failed; the job stays ``dead`` until an operator retries it."""
 
     topic: ClassVar[str] = "job.dead"
-    attempt: int
-    error: str

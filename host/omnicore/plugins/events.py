@@ -45,12 +45,18 @@ class PluginFailed(_PluginHostEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginStateChanged(_PluginHostEvent):
+class _PluginMoved(_PluginHostEvent):
+    """What every event of a plugin's move names: where from (``old``) and to (``new``)."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginStateChanged(_PluginMoved):
     """A wasm plugin's state changed (e.g. ready → needs_grant)."""
 
     topic: ClassVar[str] = "plugin.state_changed"
-    old: str
-    new: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,12 +70,10 @@ class PluginReloaded(_PluginHostEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginCircuitChanged(_PluginHostEvent):
+class PluginCircuitChanged(_PluginMoved):
     """A plugin's circuit breaker moved from ``old`` to ``new`` (closed/open/half-open)."""
 
     topic: ClassVar[str] = "plugin.circuit_changed"
-    old: str
-    new: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -64,11 +64,8 @@ class SubscriberMetrics(Collector):
                                    "capabilities.events.max_hops (plugins in a cycle).")
         hops.add_metric([], float(self.subs.hop_drops))
         yield hops
-        rate = CounterMetricFamily("omnicore_events_rate_drops", "Publishes refused over "
-                                   "capabilities.events.max_publish_per_s.", labels=["plugin"])
-        for plugin, n in sorted(self.subs.rate_drops.items()):
-            rate.add_metric([plugin], float(n))
-        yield rate
+        yield _per_plugin("omnicore_events_rate_drops", "Publishes refused over "
+                          "capabilities.events.max_publish_per_s.", self.subs.rate_drops)
         held = GaugeMetricFamily("omnicore_events_held", "Publishes and durable deliveries "
                                  "held in the spool until the database answers, by publishing "
                                  "plugin (\"\" the host).", labels=["plugin"])
@@ -80,8 +77,13 @@ class SubscriberMetrics(Collector):
             held_bytes.add_metric([plugin], float(size))
         yield held
         yield held_bytes
-        refused = CounterMetricFamily("omnicore_events_held_refused", "Publishes refused "
-                                      "over the plugin's share of the spool.", labels=["plugin"])
-        for plugin, n in sorted(self.subs.held_drops.items()):
-            refused.add_metric([plugin], float(n))
-        yield refused
+        yield _per_plugin("omnicore_events_held_refused", "Publishes refused over the "
+                          "plugin's share of the spool.", self.subs.held_drops)
+
+
+def _per_plugin(name: str, doc: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+    """A counter labelled by plugin, one sample per plugin of ``counts``."""
+    family = CounterMetricFamily(name, doc, labels=["plugin"])
+    for plugin, n in sorted(counts.items()):
+        family.add_metric([plugin], float(n))
+    return family
