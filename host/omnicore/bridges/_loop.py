@@ -76,11 +76,6 @@ class Outgoing:
     headers: Mapping[str, str] | None = None
 
 
-#: A journal whose confirmed messages take more than this (and four times what is held) is
-#: compacted.
-COMPACT_BYTES = 1024 * 1024
-
-
 def _record(item: Outgoing) -> dict[str, Any]:
     """An outbound message as the journal keeps it."""
     return {"k": "out", "mid": item.message_id, "event": item.event,
@@ -422,11 +417,9 @@ class Bridge:
         if journal is None:
             return
         try:
-            if not self._held:
-                journal.clear()
-            elif journal.size > max(COMPACT_BYTES, 4 * self._held_bytes):
-                journal.rewrite([_record(i) for i in self._held])
-            else:  # lost at a kill: the message is published again, under its id
+            if not journal.settle(self._held, self._held_bytes,
+                                  lambda: [_record(i) for i in self._held]):
+                # lost at a kill: the message is published again, under its id
                 journal.append({"k": "done", "mid": item.message_id}, sync=False)
         except OSError as exc:
             log.warning("bridge %s: journal %s not updated: %s", self.name, journal.path, exc)

@@ -23,7 +23,7 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ __all__ = ["Spool", "decode_bytes", "encode_bytes"]
 _HEAD = struct.Struct("<II")  # length, crc32 of the JSON
 #: A record is at most this (a torn or foreign file stops being read there).
 MAX_RECORD = 64 * 1024 * 1024
+#: A spool whose drained records take more than this (and four times what is pending) is
+#: compacted by :meth:`Spool.settle`.
+COMPACT_BYTES = 1024 * 1024
 
 
 def encode_bytes(data: bytes) -> str:
@@ -176,6 +179,20 @@ class Spool:
             self._fd, self.size = old, os.fstat(old).st_size
             raise
         os.close(old)
+
+    def settle(self, pending: Sequence[Any], pending_bytes: int,
+               records: Callable[[], Iterable[Mapping[str, Any]]]) -> bool:
+        """A record left the caller's ``pending`` (``pending_bytes`` of data still in it):
+        :meth:`clear` when nothing is pending, :meth:`rewrite` to ``records()`` when the file
+        outgrew ``COMPACT_BYTES`` and four times ``pending_bytes``; False when it did neither
+        (the caller may note the record done). OSError as theirs."""
+        if not pending:
+            self.clear()
+        elif self.size > max(COMPACT_BYTES, 4 * pending_bytes):
+            self.rewrite(records())
+        else:
+            return False
+        return True
 
     def close(self) -> None:
         """Release the file (it stays, with what is pending, for the next start)."""

@@ -76,9 +76,6 @@ DELIVERY_KEYS = "omnicore:event:"
 #: What the spool holds through an outage, at most: in all, and of each publishing plugin.
 HELD_BYTES = 64 * 1024 * 1024
 HELD_BYTES_PER_PLUGIN = 4 * 1024 * 1024
-#: A spool whose drained records take more than this (and four times what is pending) is
-#: compacted.
-COMPACT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,10 +417,8 @@ class Subscriptions:
                 if spool is None:
                     continue
                 try:
-                    if not self._held:
-                        spool.clear()
-                    elif spool.size > max(COMPACT_BYTES, 4 * self._held_bytes):
-                        spool.rewrite([h.record for h in self._held])
+                    spool.settle(self._held, self._held_bytes,
+                                 lambda: [h.record for h in self._held])
                 except OSError as exc:  # what it holds is replayed, keyed: no harm
                     log.warning("event spool %s not compacted: %s", spool.path, exc)
 
