@@ -9,8 +9,6 @@ from typing import Any
 
 import click
 
-from omnicore.errors import OmniError
-
 __all__ = ["bridges"]
 
 #: Columns of the table: heading, and how a row's value is read.
@@ -58,23 +56,9 @@ def bridges(appdir: Path | None, remote: str | None, as_json: bool) -> None:
     that is down shows its reason under its line; it keeps retrying (`omnicore run` logs one
     line when it goes down and one when it is back).
     """
-    from omnicore.cli.remote import Remote, explicit, find_running, running_host
+    from omnicore.cli.remote import host_for
 
-    if remote is not None:
-        host: Remote | None = explicit(remote)
-    else:
-        looked_in, host = running_host(appdir)  # no host code on the way to a running host
-        if host is None:
-            from omnicore.cli.plugins import _load_app_config
-
-            cfg = _load_app_config(appdir if appdir is not None else Path("."))
-            data_dir = Path(cfg.data_dir)
-            host = find_running(data_dir) if data_dir != looked_in else None
-    if host is None:
-        where = appdir or Path(".")
-        raise OmniError(f"no running host for the app in {where} (start it with "
-                        f"`omnicore run {where}`): a bridge's state lives in the host that "
-                        "runs it")
+    host = host_for(appdir, remote, "a bridge's state lives in the host that runs it")
     rows = list(host.request("GET", "/api/v1/bridges")["items"])
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -71,24 +71,10 @@ def logs(name: str, appdir: Path | None, remote: str | None, limit: int, level: 
     The log lives in the host's memory (its last 1,000 lines): with no host running there is
     nothing to show; ``omnicore call -v`` prints a one-off call's lines instead.
     """
-    from omnicore.cli.remote import Remote, explicit, find_running, running_host
+    from omnicore.cli.remote import host_for
 
-    if remote is not None:
-        host: Remote | None = explicit(remote)
-    else:
-        looked_in, host = running_host(appdir)  # no host code on the way to a running host
-        if host is None:
-            # The app's config names a bad key, or a data dir the quick read could not see.
-            from omnicore.cli.plugins import _load_app_config
-
-            cfg = _load_app_config(appdir if appdir is not None else Path("."))
-            data_dir = Path(cfg.data_dir)
-            host = find_running(data_dir) if data_dir != looked_in else None
-    if host is None:
-        where = appdir or Path(".")
-        raise OmniError(f"no running host for the app in {where} (start it with "
-                        f"`omnicore run {where}`; `omnicore call -v` shows a single call's "
-                        "log lines)")
+    host = host_for(appdir, remote, "a plugin's log lives in the host's memory (`omnicore "
+                                    "call -v` shows a single call's log lines)")
     query = f"?limit={limit}" + (f"&level={level}" if level else "")
     doc = host.request("GET", f"/api/v1/plugins/{urllib.parse.quote(name, safe='')}/logs"
                               f"{query}")
