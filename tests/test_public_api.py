@@ -42,7 +42,7 @@ EXPECTED = {
                          "MetricsModule", "HealthStatus"],
     "omnicore.adapters": ["KINDS", "Environment", "cpu_quota", "detect"],
     "omnicore.logging": ["BoundLogger", "JsonFormatter", "TextFormatter", "configure",
-                         "get_logger"],
+                         "get_logger", "set_level"],
     "omnicore.telemetry": ["ON", "Settings", "configure", "count", "db_operation", "export_metrics",
                            "flush", "ids",
                            "log_ids", "outbound_http", "reset", "resolve", "span", "start",

@@ -134,7 +134,9 @@ def _workflows(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) 
 
 
 def _log(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
-    logging.getLogger("omnicore").setLevel(new.log.level.upper())
+    from omnicore.logging import set_level
+
+    set_level(new.log.level)
     return f"log level {new.log.level}"
 
 

@@ -16,7 +16,8 @@ import time
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal, TextIO
 
-__all__ = ["BoundLogger", "JsonFormatter", "TextFormatter", "configure", "get_logger"]
+__all__ = ["BoundLogger", "JsonFormatter", "TextFormatter", "configure", "get_logger",
+           "set_level"]
 
 LogFormat = Literal["text", "json"]
 _ROOT = "omnicore"
@@ -112,5 +113,20 @@ def configure(level: str = "info", fmt: LogFormat = "text", stream: TextIO | Non
     setattr(handler, _HANDLER_MARK, True)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logger.addHandler(handler)
-    logger.setLevel(level.upper())
+    set_level(level)
     logger.propagate = False
+
+
+def set_level(level: str) -> None:
+    """``omnicore.*`` records at ``level`` or above, on the stream :func:`configure` set up.
+
+    The handler holds the level too, not only the logger: a part of the host that lowers a
+    logger below it for a handler of its own (the console's live log lets plugins' info lines
+    through to its view) does not make the stream print them (issue 63: a host set to
+    ``warning`` wrote every plugin's info line to stderr while the console was on).
+    """
+    logger = logging.getLogger(_ROOT)
+    logger.setLevel(level.upper())
+    for handler in logger.handlers:
+        if getattr(handler, _HANDLER_MARK, False):
+            handler.setLevel(level.upper())

@@ -66,3 +66,37 @@ def test_exceptions_are_rendered(stream: io.StringIO) -> None:
         get_logger("t").exception("failed")
     rec = json.loads(stream.getvalue())
     assert rec["msg"] == "failed" and "ValueError: bad" in rec["exc"]
+
+
+def test_the_level_holds_for_the_stream_when_the_live_feed_lowers_plugins(
+        stream: io.StringIO) -> None:
+    """The console's live log lets plugins' info lines through to its view; the host's
+    stream set to warning still prints none of them (issue 63), until set to info."""
+    import asyncio
+
+    from omnicore.console.live import LiveFeed
+    from omnicore.logging import set_level
+
+    plugins = logging.getLogger("omnicore.plugin")
+    saved = plugins.level
+    configure("warning", "text", stream)
+    loop = asyncio.new_event_loop()
+    feed = LiveFeed()
+    feed.attach(loop)
+    try:
+        log = logging.getLogger("omnicore.plugin.greeter")
+        for i in range(3):
+            log.info("greeting %d", i)
+        log.warning("slow")
+        loop.run_until_complete(asyncio.sleep(0))  # the feed's one delivery of the batch
+        assert [e.message for e in feed.recent()] == ["greeting 0", "greeting 1",
+                                                      "greeting 2", "slow"]
+        assert "greeting" not in stream.getvalue()
+        assert "slow" in stream.getvalue()
+        set_level("info")  # what a reload of log.level does
+        log.info("now shown")
+        assert "now shown" in stream.getvalue()
+    finally:
+        feed.detach()
+        loop.close()
+        plugins.setLevel(saved)

@@ -31,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -77,18 +78,35 @@ def _chunked(headers: list[tuple[bytes, bytes]]) -> bool:
 @dataclass(eq=False)
 class BodyLimits(HttpMiddleware):
     """ASGI middleware: request bodies capped at ``max_bytes`` (or a route's lower cap) and
-    read within ``timeout_s`` plus ``1 s`` per MiB of their size or cap."""
+    read within ``timeout_s`` plus ``1 s`` per MiB of their size or cap.
+
+    The console runs it as its one middleware, doing in the same pass what would otherwise
+    take a layer each (issue 63: every layer is a call and a wrapped ``send`` per message):
+    ``headers`` are appended to every answer's headers, refusals included, and ``check``
+    (the request guard: :func:`omnicore.console.guard.refusal`) is asked first; a request it
+    refuses is answered with its error, after the body's own checks (as a guard inside this
+    middleware would be).
+    """
 
     _: KW_ONLY
     max_bytes: int
     timeout_s: float
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    check: Callable[[Scope], ApiError | None] | None = None
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _declared(scope["headers"])
+        extra = self.headers
         if declared is not None and not 0 <= declared <= self.max_bytes:
             error = ApiError(413, f"the request body is {declared} bytes; the console takes "
                                   f"at most {self.max_bytes}", headers={"Connection": "close"})
-            await error_response(error)(scope, receive, send)
+
+            async def plain(message: Message) -> None:
+                if message["type"] == "http.response.start" and extra:
+                    message["headers"] = [*message.get("headers", ()), *extra]
+                await send(message)
+
+            await error_response(error)(scope, receive, plain)
             return
         scope[_CAP] = self.max_bytes
         loop = asyncio.get_running_loop()
@@ -122,8 +140,9 @@ class BodyLimits(HttpMiddleware):
             return message
 
         async def answer(message: Message) -> None:
-            if message["type"] == "http.response.start" and not done:
-                message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra] if done \
+                    else [*message.get("headers", ()), *extra, (b"connection", b"close")]
             # The server ends the request inside this last send, by queueing a disconnect on
             # the queue that unread body chunks filled: empty it first, or that send hangs.
             if message["type"] == "http.response.body" and not message.get("more_body") \
@@ -133,6 +152,10 @@ class BodyLimits(HttpMiddleware):
                 task.add_done_callback(_discarding.discard)
             await send(message)
 
+        refused = self.check(scope) if self.check is not None else None
+        if refused is not None:
+            await error_response(refused)(scope, bounded, answer)
+            return
         await self.app(scope, bounded, answer)
 
 

@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from omnicore.console.errors import ApiError, error_response
 from omnicore.console.middleware import HttpMiddleware
 
-__all__ = ["LOCAL_NAMES", "HostPolicy", "RequestGuard", "host_name"]
+__all__ = ["LOCAL_NAMES", "HostPolicy", "RequestGuard", "host_name", "refusal"]
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})
@@ -129,32 +129,39 @@ class RequestGuard(HttpMiddleware):
         await self.app(scope, receive, send)
 
     def check(self, scope: Scope) -> ApiError | None:
-        # Only the three headers read below are decoded (the last of each, as before).
-        headers: dict[bytes, str] = {}
-        for key, value in scope["headers"]:
-            key = key.lower()
-            if key in _READ:
-                headers[key] = value.decode("latin-1")
-        host = headers.get(b"host")
-        if host is None:
-            return ApiError(400, "the request names no Host; the console answers only to its "
-                                 "own names", type="HostNotAllowed")
-        name = _host_name(host)[0]
-        if not self.policy.allows(name):
-            return ApiError(400, f"the console does not answer to the host name "
-                                 f"{name[:100]!r} (a page using DNS rebinding?); add it to "
-                                 f"console.allowed_hosts if it is really this console",
-                            type="HostNotAllowed")
-        if scope["method"] in SAFE_METHODS or scope["path"].startswith("/hooks/") \
-                or scope["path"] in CROSS_ORIGIN_PATHS:
-            return None
-        site = headers.get(b"sec-fetch-site")
-        if site is not None and site.strip().lower() not in SAME_ORIGIN_SITES:
-            return _cross(f"Sec-Fetch-Site: {site[:40]}")
-        origin = headers.get(b"origin")
-        if origin is not None and not self.policy.same_origin(origin.strip(), host):
-            return _cross(f"Origin: {origin[:100]}")
+        return refusal(self.policy, scope)
+
+
+def refusal(policy: HostPolicy, scope: Scope) -> ApiError | None:
+    """Why the request of ``scope`` is refused under ``policy`` (None: it is not): what
+    :class:`RequestGuard` checks, and the console's one middleware
+    (:class:`~omnicore.console.bodies.BodyLimits`, ``check``) in the same pass."""
+    # Only the three headers read below are decoded (the last of each, as before).
+    headers: dict[bytes, str] = {}
+    for key, value in scope["headers"]:
+        key = key.lower()
+        if key in _READ:
+            headers[key] = value.decode("latin-1")
+    host = headers.get(b"host")
+    if host is None:
+        return ApiError(400, "the request names no Host; the console answers only to its "
+                             "own names", type="HostNotAllowed")
+    name = _host_name(host)[0]
+    if not policy.allows(name):
+        return ApiError(400, f"the console does not answer to the host name "
+                             f"{name[:100]!r} (a page using DNS rebinding?); add it to "
+                             f"console.allowed_hosts if it is really this console",
+                        type="HostNotAllowed")
+    if scope["method"] in SAFE_METHODS or scope["path"].startswith("/hooks/") \
+            or scope["path"] in CROSS_ORIGIN_PATHS:
         return None
+    site = headers.get(b"sec-fetch-site")
+    if site is not None and site.strip().lower() not in SAME_ORIGIN_SITES:
+        return _cross(f"Sec-Fetch-Site: {site[:40]}")
+    origin = headers.get(b"origin")
+    if origin is not None and not policy.same_origin(origin.strip(), host):
+        return _cross(f"Origin: {origin[:100]}")
+    return None
 
 
 _READ = frozenset({b"host", b"sec-fetch-site", b"origin"})

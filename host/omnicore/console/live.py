@@ -83,6 +83,11 @@ class LiveFeed(logging.Handler):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._plugin_level = logging.NOTSET
+        #: Entries pushed from any thread, delivered on the loop in one turn per batch: a
+        #: wake-up of the loop (a write to its self-pipe, a read, a callback) for each plugin
+        #: log line was a tenth of a REST invoke's server CPU (issue 63).
+        self._inbox: deque[Entry] = deque()
+        self._waking = False
 
     # -- sources ------------------------------------------------------------------------
 
@@ -131,15 +136,26 @@ class LiveFeed(logging.Handler):
             return
         entry = Entry(next(self._ids), time.time(), kind, level, message[:MAX_MESSAGE], plugin,
                       topic, data or {})
+        self._inbox.append(entry)
+        if self._waking:  # a delivery is scheduled and has not started taking yet
+            return
+        self._waking = True
         try:
-            loop.call_soon_threadsafe(self._deliver, entry)
+            loop.call_soon_threadsafe(self._deliver)
         except RuntimeError:
-            pass  # the loop is closing; nobody is left to read it
+            self._waking = False  # the loop is closing; nobody is left to read it
+            self._inbox.clear()
 
-    def _deliver(self, entry: Entry) -> None:
-        self._backlog.append(entry)
-        for sub in self._subs:
-            _offer(sub, entry)
+    def _deliver(self) -> None:
+        # Cleared before taking: an entry pushed from now on either is taken below or
+        # schedules a delivery of its own.
+        self._waking = False
+        inbox = self._inbox
+        while inbox:
+            entry = inbox.popleft()
+            self._backlog.append(entry)
+            for sub in self._subs:
+                _offer(sub, entry)
 
     # -- readers ------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import typing
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -12,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import Message, Receive, Scope, Send
 
 from omnicore import telemetry
 from omnicore.console import (
@@ -37,8 +37,7 @@ from omnicore.console import (
 )
 from omnicore.console.bodies import MAX_JSON_BYTES, BodyLimits
 from omnicore.console.errors import ApiError, disk_full, error_response, from_omni, full_disk_error
-from omnicore.console.guard import RequestGuard
-from omnicore.console.middleware import HttpMiddleware
+from omnicore.console.guard import refusal
 from omnicore.console.openapi import document
 from omnicore.console.plugins.page import UPLOAD_SLACK
 from omnicore.console.render import WEB, render_error
@@ -54,24 +53,14 @@ log = logging.getLogger("omnicore.console")
 
 #: No inline scripts or styles anywhere: whatever a plugin manages to put into a page cannot
 #: run. Frames are refused (clickjacking).
-SECURITY_HEADERS = [
+SECURITY_HEADERS = (
     (b"content-security-policy",
      b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
      b"connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
-]
-
-
-class SecurityHeaders(HttpMiddleware):
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
+)
 
 
 def _is_api(request: Request) -> bool:
@@ -200,16 +189,19 @@ def create_app(state: ConsoleState) -> Starlette:
             else state.auth.bearer_user(secret)
 
     mcp = McpEndpoint(state.app, verify)
+    plugin_api = plugins.routes()
     routes: list[BaseRoute] = [
         # First: agents call tools in a loop, and the router tries routes in order.
+        # The plugins' invoke route before all: scripts call it in a loop, and the router
+        # tries routes in order (nothing before it matches /api/v1/plugins/X/invoke).
+        *plugin_api[:1],
         Route("/mcp", mcp),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         Route("/api/v1/openapi.json", openapi),
         Route("/api/v1/routes", routes_api),
-        # Plugins next: their invoke route is the one scripts call in a loop.
-        *plugins.routes(),
+        *plugin_api[1:],
         *overview.routes(),
         *feed.routes(),
         *users.routes(),
@@ -232,15 +224,16 @@ def create_app(state: ConsoleState) -> Starlette:
     ]
     # Plugins' own HTTP routes (serve.routes, specs/http-routes.md), under their prefix.
     plugin_routes = _plugin_routes(state, routes)
-    routes.insert(0, Mount(plugin_routes.prefix, plugin_routes))
+    # Second: the prefix's first segment is none of the console's, so it shadows nothing.
+    routes.insert(1, Mount(plugin_routes.prefix, plugin_routes))
     middleware = [
-        Middleware(SecurityHeaders),
-        # Outside the guard: its refusals leave a body unread too, and must close the
-        # connection and discard what is left of it like any other.
+        # One middleware, one pass (issue 63): the security headers on every answer, the
+        # body limits, and the request guard (its refusals leave a body unread too, and
+        # close the connection and discard what is left of it like any other).
         Middleware(BodyLimits, max_bytes=max(state.max_upload_bytes + UPLOAD_SLACK,
                                              MAX_JSON_BYTES),
-                   timeout_s=state.body_timeout_s),
-        Middleware(RequestGuard, policy=state.hosts),
+                   timeout_s=state.body_timeout_s, headers=SECURITY_HEADERS,
+                   check=partial(refusal, state.hosts)),
     ]
     if telemetry.ON:  # outermost: a refused request is a span too
         from omnicore.telemetry.asgi import TraceRequests
