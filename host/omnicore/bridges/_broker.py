@@ -67,6 +67,17 @@ class Settings:
         ca = self.config.ca_file
         return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
 
+    async def open(self, port: int, tls_port: int, timeout: float,
+                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A stream to the broker of the url (its port, else ``port``, ``tls_port`` over
+        TLS), the server's certificate verified by :meth:`tls`; TimeoutError after
+        ``timeout``."""
+        parts = urlsplit(self.config.url)
+        tls = self.tls()
+        return await within(asyncio.open_connection(
+            parts.hostname, parts.port or (tls_port if tls else port), ssl=tls,
+            server_hostname=parts.hostname if tls else None), timeout)
+
     def group(self, route: BridgeInbound) -> str:
         """The durable consumer / consumer group every host shares for ``route``."""
         if route.group is not None:

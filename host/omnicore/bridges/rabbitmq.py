@@ -106,10 +106,7 @@ class RabbitBroker:
     async def connect(self, lane: str) -> None:
         s = self._s
         parts = urlsplit(s.config.url)
-        tls = s.tls()
-        reader, writer = await within(asyncio.open_connection(
-            parts.hostname, parts.port or (5671 if tls else 5672), ssl=tls,
-            server_hostname=parts.hostname if tls else None), self._timeout)
+        reader, writer = await s.open(5672, 5671, self._timeout)
         self._reader, self._writer = reader, writer
         writer.write(_PROTOCOL)
         start = await self._handshake(commands.Connection.Start)

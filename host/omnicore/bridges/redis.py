@@ -121,10 +121,7 @@ class RedisBroker:
     async def connect(self, lane: str) -> None:
         s = self._settings
         parts = urlsplit(s.config.url)
-        tls = s.tls()
-        reader, writer = await within(asyncio.open_connection(
-            parts.hostname, parts.port or 6379, ssl=tls,
-            server_hostname=parts.hostname if tls else None), self._timeout)
+        reader, writer = await s.open(6379, 6379, self._timeout)
         # Over the message cap a bulk string is skipped; the slack covers an entry's fields.
         self._conn = _Conn(reader, writer, s.config.max_message_bytes + 1024)
         if s.secret is not None:
