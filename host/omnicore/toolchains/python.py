@@ -70,8 +70,7 @@ def detect(src: Path) -> bool:
 
 
 def _tool() -> str | None:
-    beside = Path(sys.executable).parent / "componentize-py"
-    return str(beside) if beside.exists() else shutil.which("componentize-py")
+    return locations.program("componentize-py")
 
 
 def programs() -> list[str | None]:

@@ -21,7 +21,6 @@ import functools
 import hashlib
 import shutil
 import subprocess
-import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -54,8 +53,7 @@ def package_dir() -> Path:
 
 
 def _wasm_tools() -> str | None:
-    beside = Path(sys.executable).parent / "wasm-tools"
-    return str(beside) if beside.exists() else shutil.which("wasm-tools")
+    return locations.program("wasm-tools")
 
 
 def check() -> str | None:
