@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from omnicore.core.background import Background
 from omnicore.storage.errors import Refused, StorageError, ValueTooLarge
 from omnicore.storage.memory_rows import (
     TIERS,
@@ -97,8 +98,7 @@ class MemoryStore:
         self._vectors = vectors
         self._embedder = embedder or (lambda: None)
         self._last_consolidation = time.time()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._consolidating = Background("omnicore-memory")
         #: plugin -> memory id -> recalls not yet written, since _touched_at (monotonic).
         self._touched: dict[str, dict[int, int]] = {}
         self._touched_at = 0.0
@@ -164,24 +164,19 @@ class MemoryStore:
 
     def start(self, every_s: float) -> None:
         """Consolidate every ``every_s`` seconds on a host thread, until :meth:`stop`."""
-        if self._thread is not None:
-            return
+        stopping = self._consolidating.stopping
 
         def loop() -> None:
-            while not self._stop.wait(every_s):
+            while not stopping.wait(every_s):
                 try:
                     self.consolidate()
                 except Exception:  # a failed run must not end the schedule; the next retries
                     continue
 
-        self._thread = threading.Thread(target=loop, name="omnicore-memory", daemon=True)
-        self._thread.start()
+        self._consolidating.start(loop)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._consolidating.stop(5)
         try:
             self.write_touches()
         except StorageError as exc:  # a failing database must not break the stop

@@ -31,7 +31,6 @@ long transaction or lock, and the job workers' writes go on between batches.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import KW_ONLY, dataclass, field
@@ -40,6 +39,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from omnicore.config.retention import RetentionConfig
+from omnicore.core.background import Background
 from omnicore.core.outage import Outage
 from omnicore.errors import ConfigError
 from omnicore.logging import get_logger
@@ -79,8 +79,8 @@ class Sweeper:
     between: Callable[[str, int], None] = lambda key, deleted: None
     #: Rows deleted by this host's sweeps, by key (``omnicore_retention_deleted_total``).
     deleted: dict[str, int] = field(default_factory=dict, init=False)
-    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
-    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _sweeping: Background = field(default_factory=lambda: Background("omnicore-retention"),
+                                  init=False, repr=False)
     _outage: Outage = field(init=False, repr=False, default_factory=lambda: Outage(
         "retention sweep", log, transient=(StorageError,)))
 
@@ -89,24 +89,19 @@ class Sweeper:
         if not any(v is not None for v in self.settings.keep().values()):
             log.info("retention: every table is kept for ever (retention.*): no sweep")
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="omnicore-retention",
-                                        daemon=True)
-        self._thread.start()
+        self._sweeping.start(self._run)
 
     def stop(self) -> None:
         """Stop sweeping (a sweep under way stops after its batch)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        self._sweeping.stop(10)
 
     def _run(self) -> None:
         # Check often enough that a period a dead host claimed is swept soon after it ends.
         check_s = min(self.settings.sweep_every, 60.0)
-        while not self._stop.is_set():
+        stopping = self._sweeping.stopping
+        while not stopping.is_set():
             self._outage.call(self.tick, None)
-            if self._stop.wait(self._outage.pause(check_s)):
+            if stopping.wait(self._outage.pause(check_s)):
                 return
 
     def tick(self) -> dict[str, int] | None:
@@ -137,7 +132,7 @@ class Sweeper:
                 continue
             purge = PURGES[key]
             total = 0
-            while not self._stop.is_set() and self.clock() < until:
+            while not self._sweeping.stopping.is_set() and self.clock() < until:
                 try:
                     n = purge(storage, now - keep, batch)
                 except ConfigError:
