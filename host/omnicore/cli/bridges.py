@@ -56,7 +56,7 @@ def bridges(appdir: Path | None, remote: str | None, as_json: bool) -> None:
     that is down shows its reason under its line; it keeps retrying (`omnicore run` logs one
     line when it goes down and one when it is back).
     """
-    from omnicore.cli.remote import host_for
+    from omnicore.cli.plugins import host_for
 
     host = host_for(appdir, remote, "a bridge's state lives in the host that runs it")
     rows = list(host.request("GET", "/api/v1/bridges")["items"])

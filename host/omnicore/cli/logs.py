@@ -71,7 +71,7 @@ def logs(name: str, appdir: Path | None, remote: str | None, limit: int, level: 
     The log lives in the host's memory (its last 1,000 lines): with no host running there is
     nothing to show; ``omnicore call -v`` prints a one-off call's lines instead.
     """
-    from omnicore.cli.remote import host_for
+    from omnicore.cli.plugins import host_for
 
     host = host_for(appdir, remote, "a plugin's log lives in the host's memory (`omnicore "
                                     "call -v` shows a single call's log lines)")

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from omnicore.cli.main import hint
-from omnicore.errors import ConfigError, NeedsGrant, PluginLoadError
+from omnicore.errors import ConfigError, NeedsGrant, OmniError, PluginLoadError
 
 if TYPE_CHECKING:
+    from omnicore.cli.remote import Remote
     from omnicore.sandbox import SandboxEngine
 
 # The sandbox (and wasmtime) are imported inside the commands: `omnicore --help` and the
@@ -108,6 +109,28 @@ def _load_app_config(appdir: Path | None) -> Any:
         raise ConfigError(f"no {CONFIG_FILE} in {appdir}; create an app with "
                           f"`omnicore new {appdir}`", source=str(path))
     return None
+
+
+def host_for(appdir: Path | None, remote: str | None, why: str) -> Remote:
+    """The host a command that needs a running one talks to: ``remote`` when given, else the
+    one serving the app in ``appdir`` (found without loading the app's config; then through
+    it, when it names a data dir the quick read could not see). When none runs, an OmniError
+    that says how to start one and ``why`` the command needs it."""
+    from omnicore.cli.remote import explicit, find_running, running_host
+
+    if remote is not None:
+        return explicit(remote)
+    looked_in, host = running_host(appdir)  # no host code on the way to a running host
+    if host is None:
+        # The app's config names a bad key, or a data dir the quick read could not see.
+        cfg = _load_app_config(appdir if appdir is not None else Path("."))
+        data_dir = Path(cfg.data_dir)
+        host = find_running(data_dir) if data_dir != looked_in else None
+    if host is None:
+        where = appdir or Path(".")
+        raise OmniError(f"no running host for the app in {where} (start it with "
+                        f"`omnicore run {where}`): {why}")
+    return host
 
 
 @contextmanager

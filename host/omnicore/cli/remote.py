@@ -250,28 +250,6 @@ def explicit(url: str) -> Remote:
     return Remote(url, os.environ.get(TOKEN_ENV) or None)
 
 
-def host_for(appdir: Path | None, remote: str | None, why: str) -> Remote:
-    """The host a command that needs a running one talks to: ``remote`` when given, else the
-    one serving the app in ``appdir`` (found without loading the app's config; then through
-    it, when it names a data dir the quick read could not see). When none runs, an OmniError
-    that says how to start one and ``why`` the command needs it."""
-    if remote is not None:
-        return explicit(remote)
-    looked_in, host = running_host(appdir)  # no host code on the way to a running host
-    if host is None:
-        # The app's config names a bad key, or a data dir the quick read could not see.
-        from omnicore.cli.plugins import _load_app_config
-
-        cfg = _load_app_config(appdir if appdir is not None else Path("."))
-        data_dir = Path(cfg.data_dir)
-        host = find_running(data_dir) if data_dir != looked_in else None
-    if host is None:
-        where = appdir or Path(".")
-        raise OmniError(f"no running host for the app in {where} (start it with "
-                        f"`omnicore run {where}`): {why}")
-    return host
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
