@@ -207,6 +207,8 @@ def unknown_fields(doc: Any, schema: dict[str, Any] | None, where: str = "the bo
     """Refuse (422) a key of ``doc`` that its object ``schema`` (OpenAPI, ``$ref`` and
     ``oneOf`` followed) does not name; nested objects and arrays of them are checked too.
     ``None``: the operation documents no body, so it takes no field at all."""
+    if not isinstance(doc, dict | list):  # a value has no field to stray: nothing to resolve
+        return
     schema = openapi.resolve(schema or {"type": "object", "properties": {}})
     if "oneOf" in schema:
         # The branch the body meant: the one it strays least from (first on a tie).
