@@ -114,6 +114,12 @@ class BodyLimits(HttpMiddleware):
         deadline: float | None = None
         # HTTP/1.1: a request with neither header has no body at all.
         done = not (declared or _chunked(scope["headers"]))
+        # Hypercorn's receive is its request's queue's get: a chunk already queued is taken
+        # at once, with no deadline to set up (a timer made and cancelled was a tenth of an
+        # invoke's cost in the console, issue 63); only a wait for one is timed.
+        queue = getattr(receive, "__self__", None)
+        queued: asyncio.Queue[Message] | None = \
+            queue if isinstance(queue, asyncio.Queue) else None
 
         async def bounded() -> Message:
             nonlocal received, deadline, done
@@ -124,10 +130,13 @@ class BodyLimits(HttpMiddleware):
                 size = cap if declared is None else min(declared, cap)
                 deadline = loop.time() + self.timeout_s + size / MIN_BODY_RATE
             try:
-                # A timeout scope, not wait_for: wait_for runs receive() as a task of its own,
-                # a turn of the event loop more for every request with a body.
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
+                if queued is not None and not queued.empty():
+                    message = queued.get_nowait()  # what awaiting get() would return now
+                else:
+                    # A timeout scope, not wait_for: wait_for runs receive() as a task of its
+                    # own, a turn of the event loop more for every request with a body.
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
             except TimeoutError:
                 raise ApiError(408, f"the request body did not arrive in time (it has "
                                     f"{self.timeout_s:g} s plus 1 s per MiB; "
