@@ -30,8 +30,9 @@ from omnicore.storage import metadata
 from omnicore.storage.errors import QuotaExceeded, Refused
 from omnicore.storage.metadata import Filter
 
-__all__ = ["METRICS", "BadVector", "CollectionRow", "Filter", "UnknownCollection",
-           "VectorQuota", "VectorRows", "check_filter", "check_id", "check_name"]
+__all__ = ["METRICS", "BadVector", "CollectionFacts", "CollectionRow", "Filter",
+           "UnknownCollection", "VectorQuota", "VectorRows", "check_filter", "check_id",
+           "check_name"]
 
 METRICS = ("cosine", "l2", "ip")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -75,8 +76,10 @@ class VectorQuota:
 
 
 @dataclass(frozen=True, slots=True)
-class CollectionRow:
-    id: int
+class CollectionFacts:
+    """What a vector collection is: its row holds it (:class:`CollectionRow`), plugins and the
+    console see it (:class:`omnicore.storage.vectors.Collection`)."""
+
     plugin: str
     name: str
     dim: int
@@ -84,6 +87,13 @@ class CollectionRow:
     count: int
     bytes: int
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionRow(CollectionFacts):
+    """A collection's row: its facts, its id and the generation its changes have reached."""
+
+    id: int
     generation: int
 
 

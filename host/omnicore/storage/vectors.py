@@ -42,6 +42,7 @@ from omnicore.storage.vector_index import (
 from omnicore.storage.vector_rows import (
     METRICS,
     BadVector,
+    CollectionFacts,
     UnknownCollection,
     VectorQuota,
     VectorRows,
@@ -102,14 +103,9 @@ class Hit:
 
 
 @dataclass(frozen=True, slots=True)
-class Collection:
-    plugin: str
-    name: str
-    dim: int
-    metric: str
-    count: int
-    bytes: int
-    created_at: float
+class Collection(CollectionFacts):
+    """A collection as plugins and the console see it: its facts and its index in memory."""
+
     index: str          # "exact" | "hnsw" | "not loaded"
 
     def as_dict(self) -> dict[str, Any]:

@@ -25,8 +25,9 @@ _COLL_COLS = "id, plugin, name, dim, metric, count, bytes, created_at, generatio
 
 
 def _coll(row: Sequence[Any]) -> CollectionRow:
-    return CollectionRow(int(row[0]), str(row[1]), str(row[2]), int(row[3]), str(row[4]),
-                         int(row[5]), int(row[6]), float(row[7]), int(row[8]))
+    return CollectionRow(id=int(row[0]), plugin=str(row[1]), name=str(row[2]), dim=int(row[3]),
+                         metric=str(row[4]), count=int(row[5]), bytes=int(row[6]),
+                         created_at=float(row[7]), generation=int(row[8]))
 
 
 class Vectors(VectorRows):
