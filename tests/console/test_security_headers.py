@@ -78,3 +78,24 @@ def test_refusals_before_the_body_close_the_connection_with_the_headers(host: Ho
     assert " 400 " in status, status
     _has_all(fields, "guard 400 with an unread body")
     assert fields.get("connection") == "close"
+
+
+async def test_a_crash_is_answered_500_with_the_headers(host: Host) -> None:
+    # Starlette's outermost layer answers an unhandled error with the console's handler, outside
+    # every middleware the app adds: the handler itself must carry the headers.
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from omnicore.console import create_app
+
+    def boom(request: Request) -> None:
+        raise RuntimeError("a bug")
+
+    assert host.module.console is not None
+    app = create_app(host.module.console)
+    app.router.routes.insert(0, Route("/boom", boom))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=host.url) as client:
+        r = await client.get("/boom")
+    assert r.status_code == 500 and "internal error in the console" in r.text, r.text
+    _has_all(r.headers, "500")

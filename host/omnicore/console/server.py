@@ -99,7 +99,10 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     log.exception("console: %s %s failed", request.method, request.url.path, exc_info=exc)
     error = ApiError(500, "internal error in the console; the host log has the traceback",
                      type="InternalError")
-    return error_response(error)
+    response = error_response(error)
+    # Starlette sends this answer from its outermost layer, past the console's middleware.
+    response.raw_headers.extend(SECURITY_HEADERS)
+    return response
 
 
 async def healthz(request: Request) -> Response:
