@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +97,23 @@ def measure_alternating(fns: Sequence[Callable[[], object]], iters: int, repeats
             out.append((time.perf_counter() - start) / iters * 1e6)
     return [Sample(statistics.median(t), min(t), max(t)) for t in times]
 
+
+
+def process_cpu_s(pid: int) -> float:
+    """Seconds of CPU process ``pid`` has used (all its threads, live or ended): a server's
+    cost measured from outside it, whatever load generator drives it."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """End a server the bench started: asked first, killed after a minute."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 def machine() -> str:
     """What the numbers were measured on."""

@@ -40,13 +40,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _measure import SMOKE, machine, render
+from _measure import SMOKE, machine, process_cpu_s, render, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
 PATH = "/api/v1/plugins/greeter-rust/invoke"
 BODY = {"handler": "greet", "input": '{"name": "Ada"}'}
-TICKS = os.sysconf("SC_CLK_TCK")
 GOAL = 1.15
 
 #: The floor: the app without its console, and one bare endpoint making the same call on
@@ -106,16 +105,10 @@ class Server:
     def cpu(self) -> float:
         """Seconds of CPU this server's process has used (all its threads)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        return process_cpu_s(self.proc.pid)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 def app_folder(base: Path) -> Path:

@@ -46,13 +46,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _measure import SMOKE, machine, render
+from _measure import SMOKE, machine, process_cpu_s, render, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "http-routes" / "rust"
 PATH = "/hello/Ada?greeting=Hej"
 ANSWER = {"message": "Hej, Ada!"}
-TICKS = os.sysconf("SC_CLK_TCK")
 GOAL = 0.8
 
 #: The floor: one Starlette endpoint on Hypercorn with the console's settings; it prints
@@ -101,16 +100,10 @@ class Server:
     def cpu(self) -> float:
         """Seconds of CPU this server's process has used (all its threads)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        return process_cpu_s(self.proc.pid)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 def build_handler(out: Path) -> Path:

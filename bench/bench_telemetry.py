@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _measure import SMOKE, machine, render
+from _measure import SMOKE, machine, process_cpu_s, render, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
@@ -160,16 +160,10 @@ class Host:
     def cpu(self) -> float:
         """Seconds of CPU this host's process has used (all its threads, live or ended)."""
         assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+        return process_cpu_s(self.proc.pid)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 def _command(host: Host, seconds: float, clients: int, lua: Path) -> list[str]:

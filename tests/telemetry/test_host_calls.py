@@ -28,17 +28,6 @@ from omnicore.subscriptions import Refusal
 from omnicore.telemetry import Settings, _sdk
 
 
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    telemetry.start(Settings(service_name="test"), "instance-1", exporter)
-    try:
-        yield exporter
-    finally:
-        telemetry.reset()
-    assert telemetry.ON is False
-
-
 def finished(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
     telemetry.flush()
     return list(exporter.get_finished_spans())

@@ -5,7 +5,6 @@ in-memory exporter, turned off again after each test."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,6 @@ from omnicore.telemetry import Settings
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ROOT / "build" / "plugins"
 KV, CONFIG = "omnicore.plugin.host_calls.kv", "omnicore.plugin.host_calls.config"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    telemetry.start(Settings(service_name="test"), "instance-1", exporter)
-    try:
-        yield exporter
-    finally:
-        telemetry.reset()
-    assert telemetry.ON is False
 
 
 def calls(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

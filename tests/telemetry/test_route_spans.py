@@ -5,15 +5,13 @@ process, turned off again after the test."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from omnicore import telemetry
-from omnicore.telemetry import Settings
 from tests.routes import conftest as routes
 from tests.routes.conftest import RouteHost
 from tests.routes.test_hostile import route
@@ -21,16 +19,6 @@ from tests.waiting import eventually
 
 route_host = routes.route_host  # the routes tests' host, as a fixture here
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    telemetry.start(Settings(service_name="routes"), "instance-1", exporter)
-    try:
-        yield exporter
-    finally:
-        telemetry.reset()
 
 
 def test_a_route_request_is_a_server_span_with_its_plugin_call_beneath(
