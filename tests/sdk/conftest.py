@@ -41,3 +41,15 @@ def probe(engine: SandboxEngine, wasm: dict[str, Path],
                      grants=probe_grants(upstream, publish=("order.*",)),
                      config={"db": {"host": "h", "port": 5432}}) as rt:
         yield rt
+
+
+@pytest.fixture(scope="module")
+def fs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """in/ (granted read-only as /in, holding a.txt), out/ (read-write as /out) and a file
+    beside them that no grant covers."""
+    root = tmp_path_factory.mktemp("fs")
+    (root / "in").mkdir()
+    (root / "out").mkdir()
+    (root / "in" / "a.txt").write_text("granted")
+    (root / "secret.txt").write_text("not granted")
+    return root

@@ -36,18 +36,6 @@ def wasm(out_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
 
 
 @pytest.fixture(scope="module")
-def fs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """in/ (granted read-only as /in, holding a.txt), out/ (read-write as /out) and a file
-    beside them that no grant covers."""
-    root = tmp_path_factory.mktemp("fs")
-    (root / "in").mkdir()
-    (root / "out").mkdir()
-    (root / "in" / "a.txt").write_text("granted")
-    (root / "secret.txt").write_text("not granted")
-    return root
-
-
-@pytest.fixture(scope="module")
 def probe(engine: SandboxEngine, wasm: dict[str, Path], upstream: Upstream,
           fs_root: Path) -> Iterator[HostedProbe]:
     """conftest's probe, also granted ``fs_root``'s two directories."""

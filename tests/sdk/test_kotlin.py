@@ -158,18 +158,6 @@ def test_kv_http_and_the_arena_through_the_real_host(engine: SandboxEngine,
         assert any("shouting 300000 bytes" in line.message for line in probe.log.lines())
 
 
-@pytest.fixture(scope="module")
-def fs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """in/ (granted read-only as /in, holding a.txt), out/ (read-write as /out) and a file
-    beside them that no grant covers."""
-    root = tmp_path_factory.mktemp("fs")
-    (root / "in").mkdir()
-    (root / "out").mkdir()
-    (root / "in" / "a.txt").write_text("granted")
-    (root / "secret.txt").write_text("not granted")
-    return root
-
-
 def _grants(upstream: Upstream, fs_root: Path | None = None) -> dict[str, Any]:
     """Every capability, as an operator grants it: events publishing only ``order.*``, the
     sql and redis connectors ``orders`` and ``cache`` (not ``other``), /in and /out."""
