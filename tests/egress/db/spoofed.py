@@ -350,7 +350,11 @@ try:
 except Refused as exc:
     growth = status("VmHWM") - base
     out = f"{exc.status}: {exc}"
-print(json.dumps({"status": out, "growth": growth}))
+try:  # the connector afterwards (its connection kept, or replaced)
+    after = backend.run("p", True, "SELECT 7", [], time.monotonic() + 30).decode()
+except Refused as exc:
+    after = f"{exc.status}: {exc}"
+print(json.dumps({"status": out, "growth": growth, "after": after}))
 """
 
 

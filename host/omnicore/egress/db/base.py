@@ -21,9 +21,10 @@ from typing import Any, Protocol
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
 
-__all__ = ["CLIENT_GRACE_S", "HARD_GRACE_S", "MIN_STATEMENT_MS", "TIMEOUT_STEP_MS", "WATCHDOG",
-           "Connection", "Pool", "Watchdog", "first_line", "on_side", "over_cap",
-           "server_timeout_ms", "statement_ms", "timed_out"]
+__all__ = ["CLIENT_GRACE_S", "HARD_GRACE_S", "HOST_TIMES", "MIN_STATEMENT_MS", "SMALL_MESSAGE",
+           "TIMEOUT_STEP_MS", "WATCHDOG", "Connection", "Pool", "Watchdog", "first_line",
+           "on_side", "over_cap", "row_over_cap", "server_timeout_ms", "statement_ms",
+           "timed_out"]
 
 #: A statement is not started with less of the call left than this: it could not finish.
 MIN_STATEMENT_MS = 5
@@ -80,6 +81,29 @@ def over_cap(connector: str, rows: int, size: int, max_rows: int, max_bytes: int
                                     f"(connector {connector}, max_rows)")
     return Refused("TOO_LARGE", f"the result is larger than {max_bytes} bytes "
                                 f"(connector {connector}, max_result_bytes)")
+
+
+#: What a result may cost the host in memory, as a multiple of its max_result_bytes: its
+#: JSON, and what the driver holds while it reads the next row (specs/abi.md §4.10, Memory).
+HOST_TIMES = 1.25
+#: A message (PostgreSQL) or packet (MariaDB) up to this long is bounded by the JSON's count
+#: alone: its copies are within the buffers a connection keeps anyway (libpq's is 16 KiB).
+SMALL_MESSAGE = 16 << 10
+
+
+def row_over_cap(connector: str, length: int, copies: int, max_bytes: int,
+                 at_least: bool = False) -> Refused:
+    """The TOO_LARGE refusal of a result whose next row, ``length`` bytes on the wire (or
+    more, ``at_least``) and not read yet, would take what the result costs the host past
+    :data:`HOST_TIMES` its ``max_bytes``: the driver holds ``copies`` of a row at once while
+    it reads it."""
+    twice = {2: "twice", 3: "three times"}.get(copies, f"{copies} times")
+    return Refused("TOO_LARGE", f"the result is larger than {max_bytes} bytes (connector "
+                                f"{connector}, max_result_bytes): its next row is "
+                                f"{'at least ' if at_least else ''}{length} "
+                                f"bytes, and a row costs the host about {twice} its size "
+                                "while it is read; a result may cost at most "
+                                f"{HOST_TIMES} x max_result_bytes")
 
 
 def first_line(text: str, redactor: Redactor, limit: int = 300) -> str:

@@ -30,6 +30,7 @@ from pymysql.constants import CR, SERVER_STATUS  # (no CLIENT.MULTI_STATEMENTS)
 from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
     HARD_GRACE_S,
+    HOST_TIMES,
     SIDE_TIMEOUT_S,
     WATCHDOG,
     Watchdog,
@@ -204,6 +205,7 @@ def _open(target: Target, connector: DbConnector | None, deadline: float
     if connector is not None:
         raw.connector = connector.name
         raw.packet_cap = connector.max_result_bytes + ROW_SLACK
+        raw.budget = int(connector.max_result_bytes * HOST_TIMES)
     else:
         # A side connection (the deadline's KILL) reads a greeting and an OK: a spoofed
         # server answering it with 16 MiB frames for ever cost the host 740 MB before the
@@ -333,7 +335,7 @@ class MysqlDialect(Dialect):
             raw.query(text % tuple(map(raw.escape, map(_arg, args))), unbuffered=True)
             result = raw._result
             if result.unbuffered_active:
-                out: dict[str, Any] = {"rows_affected": sum(1 for _ in _rows(conn, result,
+                out: dict[str, Any] = {"rows_affected": _count(conn, _rows(conn, result,
                                                                              entry))}
             else:
                 out = {"rows_affected": result.affected_rows}
@@ -499,6 +501,16 @@ class MysqlDialect(Dialect):
         return Refused("INVALID", f"connector {connector}: {error_line(exc, redactor)}"
                        if not message else f"connector {connector}: "
                                            f"{first_line(message, redactor)}")
+
+
+def _count(conn: _Conn, rows: Generator[Sequence[Any], None, None]) -> int:
+    """The number of ``rows`` (an execute's: counted, never held, so each row's packet is
+    bounded alone, not beside the ones before it)."""
+    raw, count = conn.raw, 0
+    for _ in rows:
+        raw.held = 0
+        count += 1
+    return count
 
 
 def _rows(conn: _Conn, result: Any, entry: list[Any]) -> Generator[Sequence[Any], None, None]:

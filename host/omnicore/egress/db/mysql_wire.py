@@ -27,7 +27,7 @@ from pymysql.connections import MAX_PACKET_LEN, TEXT_TYPES, MySQLResult
 from pymysql.constants import CR, FIELD_TYPE
 from pymysql.protocol import EOFPacketWrapper, FieldDescriptorPacket, MysqlPacket
 
-from omnicore.egress.db.base import over_cap
+from omnicore.egress.db.base import SMALL_MESSAGE, over_cap, row_over_cap
 from omnicore.egress.db.sql import RowEncoder, row_encoder
 from omnicore.egress.db.values import cell
 from omnicore.egress.refused import Refused
@@ -236,6 +236,13 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
     #: connector's name for its refusal: a longer one is refused from its header, unread.
     packet_cap = 1 << 62
     connector = ""
+    #: What a result may cost the host (HOST_TIMES its max_result_bytes), and the bytes of
+    #: the packets read for the current statement's result (its rows' JSON, about): a packet
+    #: that would take the one past the other, read, is refused from its header (PyMySQL
+    #: holds a row three times while it is read: the packet, a cell's slice of it and its
+    #: value, then the packet, the value and its JSON).
+    budget = 1 << 62
+    held = 0
     #: Whether the connection's TLS checked the server's certificate and host name
     #: (sslmode=verify-full), or the operator allowed the password to a server it did not
     #: (password_to_unverified_server: allow): only then does an authentication that shows
@@ -299,8 +306,11 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
         seq: int = self._next_seq_id  # type: ignore[has-type]
         if header[3] != seq or length == MAX_PACKET_LEN:
             return self._read_frames(header)
-        if length > self.packet_cap:
-            self._too_large()
+        held = self.held + length
+        if length > SMALL_MESSAGE and (length > self.packet_cap or
+                                       held + 2 * length > self.budget):
+            self._too_large(length)
+        self.held = held
         self._next_seq_id = (seq + 1) % 256
         try:
             data = read(length)
@@ -350,22 +360,27 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
                 self._out_of_sequence(header[3])
             self._next_seq_id = (self._next_seq_id + 1) % 256
             length = header[0] | header[1] << 8 | header[2] << 16
-            if length + len(frames) * MAX_PACKET_LEN > self.packet_cap:
-                self._too_large()
+            total = length + len(frames) * MAX_PACKET_LEN  # (what is known of it so far)
+            if total > self.packet_cap or self.held + 3 * total > self.budget:
+                self._too_large(total, length == MAX_PACKET_LEN)
             frames.append(self._read(length))
             if length < MAX_PACKET_LEN:
                 break
             header = self._read(4)
         data = b"".join(frames)
+        self.held += len(data)
         if data[0] == 0xFF:
             self._failed(data)
         return data
 
-    def _too_large(self) -> NoReturn:
-        """A packet over :attr:`packet_cap`, refused before its bytes are read (the rest of
-        the result is still on the wire: the connection is closed, the server's statement
-        ends when it cannot write)."""
+    def _too_large(self, length: int, more: bool = False) -> NoReturn:
+        """A packet of ``length`` bytes (``more``: or more, its next frames unread) over
+        :attr:`packet_cap`, or that would take what the result costs past :attr:`budget`,
+        refused before its bytes are read (the rest of the result is still on the wire: the
+        connection is closed, the server's statement ends when it cannot write)."""
         self._force_close()
+        if length <= self.packet_cap:
+            raise row_over_cap(self.connector, length, 3, self.packet_cap - ROW_SLACK, more)
         raise over_cap(self.connector, 0, self.packet_cap, 1 << 62,
                        self.packet_cap - ROW_SLACK)
 
@@ -389,6 +404,7 @@ class Raw(pymysql.connections.Connection):  # type: ignore[misc]
     def _read_query_result(self, unbuffered: bool = False) -> int:
         # PyMySQL's own, with its result class swapped.
         self._result = None
+        self.held = 0
         result = _Result(self)
         if unbuffered:
             result.init_unbuffered_query()

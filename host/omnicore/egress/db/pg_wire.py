@@ -12,7 +12,9 @@ when not found a result is bounded by the socket's count alone), so that
   its deadline or failure;
 * the answer to each of the host's own statements is refused past 1 MiB;
 * a plugin's result (:func:`fetch`) is refused past ``max_result_bytes`` and a little framing,
-  the connection closed with the rest unread.
+  and when its next message would cost the host more than the result may (libpq holds a
+  message twice while it reads it: its buffer and the result it builds), the connection
+  closed with the rest unread.
 
 It also gives :func:`memsize` and :func:`getlength`, libpq's PQresultMemorySize and
 PQgetlength, which psycopg's PGresult does not offer.
@@ -39,7 +41,7 @@ import psycopg
 from psycopg import pq
 from psycopg.waiting import Wait
 
-from omnicore.egress.db.base import over_cap
+from omnicore.egress.db.base import SMALL_MESSAGE, over_cap, row_over_cap
 
 __all__ = ["InFields", "Reading", "close", "fetch", "getlength", "input_fields", "memsize",
            "open_bounded", "pending_message", "release_input"]
@@ -62,6 +64,10 @@ class Reading(Protocol):
     wire_cap: int
     #: The connector's max_result_bytes (the refusal's message).
     max_bytes: int
+    #: What the statement's result may cost the host (HOST_TIMES its max_result_bytes), and
+    #: what libpq read for it in the results fetched before (its earlier chunks' rows).
+    budget: int
+    held: int
 
 
 # -- libpq's input buffer ------------------------------------------------------------------
@@ -373,9 +379,24 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
                 continue
             fcntl.ioctl(fd, _FIONREAD, pending, True)
             fields, ahead = conn.in_fields, got + pending[0]
-            if ahead > cap or (fields is not None and pending_message(conn) > cap):
+            if ahead > cap:
                 close(conn)
                 raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
+            if fields is not None and (length := pending_message(conn)) > SMALL_MESSAGE:
+                # The message libpq is assembling (its buffer enlarged to it, its bytes not
+                # read yet) costs the host twice its length once read: libpq's buffer and
+                # the result it builds from it are whole at the same moment (then that
+                # result and the row's value, the value and its JSON). Beside it, what the
+                # result holds, counted as bytes on the wire: the rows of the chunks before
+                # (their JSON), and twice the rows of this chunk read so far (libpq's result
+                # holds them until the chunk's last row is written, beside their JSON).
+                before = conn.held + 2 * (got - (fields.end - fields.start))
+                if length > cap:
+                    close(conn)
+                    raise over_cap(conn.connector, 0, length, 1 << 62, conn.max_bytes)
+                if before + 2 * length > conn.budget:
+                    close(conn)
+                    raise row_over_cap(conn.connector, length, 2, conn.max_bytes)
             if fields is not None and pending[0] > _LIBPQ_READ:
                 # What libpq reads, exactly: a read leaves bytes on the socket when its
                 # buffer is full, and they were counted again at the next wake-up (a 4 MB
@@ -392,6 +413,7 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
                 pass
             if not pgconn.is_busy():
                 break
+        conn.held += got
         if got > _RELEASE_AFTER and conn.in_fields is not None:
             # The result is whole in its PGresult (libpq parsed it in is_busy): the copy in
             # libpq's buffer is dropped before the host reads the result (release_input).

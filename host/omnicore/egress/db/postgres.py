@@ -37,6 +37,7 @@ from psycopg.adapt import PyFormat, Transformer
 from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
     HARD_GRACE_S,
+    HOST_TIMES,
     SIDE_TIMEOUT_S,
     WATCHDOG,
     Watchdog,
@@ -67,8 +68,9 @@ __all__ = ["PostgresDialect"]
 # decoded and their JSON written, so a result of large rows costs a chunk beside its JSON:
 # 240 rows of 100 KiB under a 32 MiB cap cost 2.0 x the JSON in 256-row chunks, 1.21 x in 32-row
 # ones (tests/egress/db/test_result_memory.py). Ten thousand small rows pay a few percent
-# more get_result calls; a one-row query nothing. (Rows each near the cap still come as one
-# chunk: the bound left, issue 60.)
+# more get_result calls; a one-row query nothing. (Rows of a few hundred KiB still cost their
+# chunk twice: pg_wire.fetch counts the chunk being read twice, and refuses a result that
+# would cost past 1.25 x its cap that way.)
 _STREAM_CHUNK = 32
 #: The size of a chunk's PGresult past which it is freed as soon as its last row is read.
 _LARGE_CHUNK = 1 << 20
@@ -121,9 +123,9 @@ class _Statement:
 
 
 class _Conn(DriverConn["psycopg.Connection[Any]"]):
-    __slots__ = ("cancel", "connector", "encoding", "in_fields", "max_bytes", "pending",
-                 "row_cap", "sever", "shapes", "statements", "timeout_ms", "tx", "unprepare",
-                 "wire_cap")
+    __slots__ = ("budget", "cancel", "connector", "encoding", "held", "in_fields", "max_bytes",
+                 "pending", "row_cap", "sever", "shapes", "statements", "timeout_ms", "tx",
+                 "unprepare", "wire_cap")
 
     def __init__(self, raw: psycopg.Connection[Any], connector: DbConnector,
                  side: dict[str, Any]) -> None:
@@ -136,6 +138,11 @@ class _Conn(DriverConn["psycopg.Connection[Any]"]):
         # and the ioctl's buffer for the bytes waiting on the socket.
         self.max_bytes = connector.max_result_bytes
         self.wire_cap = connector.max_result_bytes + _WIRE_SLACK
+        # What a result may cost the host, and what libpq read for the statement's result
+        # so far (pg_wire.fetch: a message that would take the one past the other is
+        # refused before libpq reads it).
+        self.budget = int(connector.max_result_bytes * HOST_TIMES)
+        self.held = 0
         self.pending = array.array("i", [0])
         # The address of libpq's input-buffer fields in this connection's PGconn (0: unknown).
         self.in_fields = input_fields(raw.pgconn)
@@ -522,9 +529,11 @@ def _command(conn: _Conn, sql: str, args: list[Any]) -> int:
         pgconn.send_query_params(sql.encode(conn.encoding), values, param_types=types,
                                  param_formats=formats)
         pgconn.set_chunked_rows_mode(_STREAM_CHUNK)
+        conn.held = 0
         res = _send_fetch(conn)
     count = 0
     while res is not None:
+        conn.held = 0  # (counted, never held: each chunk is bounded alone)
         status = res.status
         if status == _CHUNK:
             count += res.ntuples
@@ -619,6 +628,7 @@ def _start(conn: _Conn, sql: str, args: list[Any]) -> tuple[Any, _Statement]:
                 raise _failed(conn, res)
             _drain(conn)
             st.name = name
+        conn.held = 0  # (pg_wire.fetch counts what the result holds from here)
         if st.name is not None:
             pgconn.send_query_prepared(st.name, values, param_formats=formats)
         else:

@@ -39,6 +39,19 @@ _MAX_SQL = 1 << 20
 _SPILL = 1 << 20
 
 
+def _spill(out: io.BytesIO | None, columns: bytes, pieces: list[bytes]) -> io.BytesIO:
+    """``pieces`` (rows' JSON) written into ``out`` (made, its start written, when None)
+    and cleared: a result past _SPILL bytes is written into one buffer as its rows come."""
+    if out is None:
+        out = io.BytesIO()
+        out.write(b'{"columns":' + columns + b',"rows":[')
+    else:
+        out.write(b",")
+    out.write(b",".join(pieces))  # (one piece: written as it is, not copied)
+    pieces.clear()
+    return out
+
+
 def dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
@@ -446,16 +459,16 @@ class SqlBackend:
                 count += 1
                 if size > max_bytes or count > max_rows:
                     raise over_cap(self.name, count, size, max_rows, max_bytes)
+                if len(piece) > _SPILL and pieces:
+                    # A large row is written alone: joined with the rows before it, its
+                    # JSON was copied once more (specs/abi.md §4.10, Memory, counts a row's
+                    # JSON and the buffer it is written into, no third copy).
+                    out = _spill(out, columns, pieces)
+                    held = 0
                 pieces.append(piece)
                 held += len(piece)
                 if held > _SPILL:
-                    if out is None:
-                        out = io.BytesIO()
-                        out.write(b'{"columns":' + columns + b',"rows":[')
-                    else:
-                        out.write(b",")
-                    out.write(b",".join(pieces))
-                    pieces.clear()
+                    out = _spill(out, columns, pieces)
                     piece, held = b"", 0
         finally:
             rows.close()  # a generator: leaving early ends the query
