@@ -42,7 +42,7 @@ test("connectors and MCP: SQL answers, an in-memory Redis, no MCP client", () =>
   const out = call(connectors, "");
   expectEqual(out, 'sql.query=ok({"columns":[{"name":"id","type":"int"}],"rows":[[7]]})\n'
     + "sql.commit=true\n"
-    + "sql.unanswered=err(-5) UNAVAILABLE: connector db: the test gave no answer (Rust: testing::on_sql, Go: TestHost.SQL, Zig: Host.setSql, AssemblyScript: setSql)\n"
+    + "sql.unanswered=err(-5) UNAVAILABLE: connector db: the test gave no answer (Rust: testing::on_sql, Go: TestHost.SQL, Zig: Host.setSql, AssemblyScript: setSql, Kotlin: Host.setSql)\n"
     + 'redis.set=ok("OK")\nredis.incr=ok(4)\nredis.denied=err(-2)\n'
     + "mcp.progress=err(-1)\n"
     + "mcp.ask=err(-2) DENIED: plugin 'plugin' may not ask the client for roots: the operator grants it with mcp: {ask: [roots]}\n");
