@@ -23,15 +23,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
-from omnicore.console.errors import ApiError, error_response
-from omnicore.console.middleware import HttpMiddleware
+from omnicore.console.errors import ApiError
 
-__all__ = ["LOCAL_NAMES", "HostPolicy", "RequestGuard", "host_name", "refusal"]
+__all__ = ["LOCAL_NAMES", "HostPolicy", "host_name", "refusal"]
 
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})
@@ -113,29 +112,11 @@ def _canonical(name: str) -> str:
         return name
 
 
-@dataclass(eq=False)
-class RequestGuard(HttpMiddleware):
-    """ASGI middleware: refuse a ``Host`` the console does not answer to (400) and a change
-    from another origin (403), before any route sees the request."""
-
-    _: KW_ONLY
-    policy: HostPolicy
-
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        error = self.check(scope)
-        if error is not None:
-            await error_response(error)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-    def check(self, scope: Scope) -> ApiError | None:
-        return refusal(self.policy, scope)
-
-
 def refusal(policy: HostPolicy, scope: Scope) -> ApiError | None:
-    """Why the request of ``scope`` is refused under ``policy`` (None: it is not): what
-    :class:`RequestGuard` checks, and the console's one middleware
-    (:class:`~omnicore.console.bodies.BodyLimits`, ``check``) in the same pass."""
+    """Why the request of ``scope`` is refused under ``policy`` (None: it is not): a ``Host``
+    the console does not answer to (400), a change from another origin (403). The console's
+    one middleware (:class:`~omnicore.console.bodies.BodyLimits`, ``check``) asks it before
+    any route sees the request."""
     # Only the three headers read below are decoded (the last of each, as before).
     headers: dict[bytes, str] = {}
     for key, value in scope["headers"]:
