@@ -301,7 +301,7 @@ def test_hnsw_recall_and_index_files_rebuilt_when_lost_truncated_or_stale(
     # A crash: no flush at close, so the file is stale, and its flusher thread is gone.
     crashed = app.data._vectors.take()
     assert crashed is not None
-    crashed._stop.set()
+    crashed._flusher.stopping.set()
     crashed._wake.set()
     app.data.close()
     hits = app.vectors.for_plugin("big").search("emb", queries[0], 3)

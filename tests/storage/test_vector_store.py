@@ -30,7 +30,7 @@ def store(app: OmniApp) -> VectorStore:
 
 def crash(s: VectorStore) -> None:
     """Stop the store's flusher thread without writing anything, as a kill -9 would."""
-    s._stop.set()
+    s._flusher.stopping.set()
     s._wake.set()
 
 

@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from omnicore.core.background import Background
 from omnicore.sandbox.pool import InstancePool
 
 __all__ = ["IdleReaper"]
@@ -33,8 +34,9 @@ class IdleReaper:
         self.period_s = period_s
         self._pools: weakref.WeakSet[InstancePool[Any]] = weakref.WeakSet()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: Started by the first pool that needs it: an engine of per-call or keep-forever
+        #: plugins never runs the thread.
+        self._sweeping = Background("omnicore-idle", once=True)
 
     def watch(self, pool: InstancePool[Any]) -> None:
         """Sweep ``pool`` from now on (until it is closed or collected)."""
@@ -42,12 +44,7 @@ class IdleReaper:
             return
         with self._lock:
             self._pools.add(pool)
-            if self._thread is None and not self._stop.is_set():
-                # Started by the first pool that needs it: an engine of per-call or
-                # keep-forever plugins never runs the thread.
-                self._thread = threading.Thread(target=self._run, name="omnicore-idle",
-                                                daemon=True)
-                self._thread.start()
+        self._sweeping.start(self._run)
 
     def sweep(self, now: float | None = None) -> int:
         """Sweep every watched pool at ``now`` (default :attr:`clock`); return how many
@@ -65,7 +62,7 @@ class IdleReaper:
         return freed
 
     def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
+        while not self._sweeping.stopping.wait(self.period_s):
             try:
                 self.sweep()
             except Exception:  # one bad instance must not end sweeping for every plugin
@@ -73,7 +70,4 @@ class IdleReaper:
 
     def close(self) -> None:
         """Stop the thread (pools are not touched)."""
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
-            thread.join(timeout=1)
+        self._sweeping.stop(1)

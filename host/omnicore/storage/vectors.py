@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from omnicore.core.background import Background
 from omnicore.storage.errors import ValueTooLarge
 from omnicore.storage.metadata import metadata_json
 from omnicore.storage.vector_index import (
@@ -129,8 +130,7 @@ class VectorStore:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._flusher: threading.Thread | None = None
+        self._flusher = Background("omnicore-vectors", once=True)
 
     def for_plugin(self, plugin: str) -> PluginVectors:
         """``plugin``'s collections (and only its)."""
@@ -168,20 +168,17 @@ class VectorStore:
     def changed(self, idx: Index) -> None:
         """Count a change of ``idx``; the flusher thread writes it in time."""
         idx.changes += 1
-        if self._flusher is None:
-            with self._lock:
-                if self._flusher is None and not self._stop.is_set():
-                    self._flusher = threading.Thread(target=self._flush_loop,
-                                                     name="omnicore-vectors", daemon=True)
-                    self._flusher.start()
+        if not self._flusher.running:  # an attribute read: no lock for every change
+            self._flusher.start(self._flush_loop)
         if idx.changes >= FLUSH_AFTER:
             self._wake.set()
 
     def _flush_loop(self) -> None:
-        while not self._stop.is_set():
+        stopping = self._flusher.stopping
+        while not stopping.is_set():
             self._wake.wait(FLUSH_EVERY_S)
             self._wake.clear()
-            if self._stop.is_set():
+            if stopping.is_set():
                 return
             try:
                 self.flush()
@@ -209,10 +206,9 @@ class VectorStore:
             p.unlink(missing_ok=True)
 
     def close(self) -> None:
-        self._stop.set()
+        self._flusher.stopping.set()  # before the wake: the loop sees it when it wakes
         self._wake.set()
-        if self._flusher is not None:
-            self._flusher.join(60)
+        self._flusher.stop(60)
         try:
             self.flush()
         except Exception as exc:  # a full disk must not break the stop: indexes are a cache

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from omnicore.core.background import Background
 from omnicore.storage.backend import Presence
 from omnicore.storage.postgres.schema import LIVENESS_KEY
 
@@ -58,8 +59,8 @@ class Liveness:
         self._lock = threading.Lock()
         self._conn: Any = None
         self._held: int | None = None  # the slot whose lock this connection holds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        #: Started by the first caller that needs it, never again once closed.
+        self._listening = Background("omnicore-pg-liveness", once=True)
 
     def on_wakeup(self, callback: Callable[[], None], queue: str | None = None) -> None:
         """Call ``callback`` (from this object's thread) on a NOTIFY of the channel whose
@@ -101,7 +102,8 @@ class Liveness:
                 pass  # the thread reconnects and takes it again
         self._ensure_thread()
         deadline = time.monotonic() + self._timeout * 3
-        while not self._holding() and time.monotonic() < deadline and not self._stop.is_set():
+        while not self._holding() and time.monotonic() < deadline and \
+                not self._listening.stopping.is_set():
             time.sleep(0.01)
 
     def _holding(self) -> bool:
@@ -120,11 +122,7 @@ class Liveness:
             self._held = None
 
     def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._thread is None and not self._stop.is_set():
-                self._thread = threading.Thread(target=self._run, name="omnicore-pg-liveness",
-                                                daemon=True)
-                self._thread.start()
+        self._listening.start(self._run)
 
     def _connect(self) -> Any:
         import psycopg
@@ -143,7 +141,8 @@ class Liveness:
 
     def _run(self) -> None:
         backoff = 0.1
-        while not self._stop.is_set():
+        stopping = self._listening.stopping
+        while not stopping.is_set():
             conn = self._conn
             if conn is None or conn.closed or conn.broken:
                 try:
@@ -157,7 +156,7 @@ class Liveness:
                     if backoff == 0.1:
                         _log.warning("storage: cannot reach PostgreSQL (%s); retrying",
                                      " ".join(str(exc).split()))
-                    self._stop.wait(backoff)
+                    stopping.wait(backoff)
                     backoff = min(backoff * 2, 2.0)
                     continue
             try:
@@ -218,10 +217,7 @@ class Liveness:
                 _log.exception("storage: a settings or catalog callback failed")
 
     def close(self) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(5)
+        self._listening.stop(5)
         conn = self._conn
         if conn is not None:
             try:

@@ -27,6 +27,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from omnicore.core.background import Background
+
 __all__ = ["Wakeup"]
 
 _log = logging.getLogger("omnicore.storage")
@@ -49,8 +51,8 @@ class Wakeup:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._sender: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        #: Started by the first listener, never again once closed.
+        self._listening = Background("omnicore-sqlite-wakeup", once=True)
 
     def listen(self, callback: Callable[[], None], queue: str | None) -> None:
         """Call ``callback`` when another process enqueues on ``queue`` (None: any)."""
@@ -58,7 +60,7 @@ class Wakeup:
             return
         with self._lock:
             self._callbacks.append((queue, callback))
-            if self._sock is not None or self._stop.is_set():
+            if self._sock is not None or self._listening.stopping.is_set():
                 return
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             try:
@@ -69,9 +71,7 @@ class Wakeup:
                 return
             sock.setblocking(False)
             self._sock = sock
-            self._thread = threading.Thread(target=self._run, name="omnicore-sqlite-wakeup",
-                                            daemon=True)
-            self._thread.start()
+            self._listening.start(self._run)
 
     def send(self, queue: str) -> None:
         """Tell the listener, if any, that ``queue`` has new work (never blocks, never raises)."""
@@ -88,12 +88,13 @@ class Wakeup:
     def _run(self) -> None:
         sock = self._sock
         assert sock is not None
-        while not self._stop.is_set():
+        stopping = self._listening.stopping
+        while not stopping.is_set():
             try:
                 ready, _, _ = select.select([sock], [], [], 0.5)
             except (OSError, ValueError):
                 return  # closed
-            if not ready or self._stop.is_set():
+            if not ready or stopping.is_set():
                 continue
             woke = set()
             while True:  # drain: a burst of enqueues is one wake-up
@@ -108,19 +109,18 @@ class Wakeup:
                         callback()
                     except Exception:
                         _log.exception("storage: a wake-up callback failed")
-            self._stop.wait(MIN_INTERVAL_S)
+            stopping.wait(MIN_INTERVAL_S)
 
     def close(self) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None:
+        self._listening.stopping.set()
+        if self._listening.running:
             # End its wait now, not at the next half-second poll: every host stop paid it.
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as waker:
                 try:
                     waker.sendto(b"", socket.MSG_DONTWAIT, self.address)
                 except OSError:
                     pass  # its buffer is full: it is awake anyway
-            thread.join(2)
+        self._listening.stop(2)
         for sock in (self._sock, self._sender):
             if sock is not None:
                 sock.close()
