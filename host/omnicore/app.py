@@ -146,6 +146,7 @@ class OmniApp:
         self._lifecycle = Lifecycle(f"app {self.name!r}", self._on_transition)
         self._started_mono: float | None = None
         self._stopped_mono: float | None = None
+        self._serving = False
         self.started_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._driver = BlockingDriver(self, self._lifecycle)
@@ -241,7 +242,9 @@ class OmniApp:
         return Bridges(self.config.bridges, events=self.events,
                        deliver=lambda e: self.subscriptions.deliver(e),
                        secrets=lambda: self.secrets, consumer=self.runtime_id, app=self.name,
-                       jobs=lambda: self.jobs, journals=self.data_dir / "spool",
+                       jobs=lambda: self.jobs, storage=lambda: self.storage,
+                       subscriptions=lambda: self.subscriptions,
+                       lease_s=self.config.capabilities.jobs.lease_s,
                        health=self.health if "health" in self._modules.names else None)
 
     def _make_sweeper(self) -> Sweeper:
@@ -349,6 +352,13 @@ class OmniApp:
             return 0.0
         end = self._stopped_mono if self._stopped_mono is not None else time.monotonic()
         return end - self._started_mono
+
+    @property
+    def serving(self) -> bool:
+        """Whether the host serves: its services started (its plugins may still be
+        loading: a call to one waits for it), and not stopping. ``/readyz`` is 200 from here."""
+        state = self.state
+        return state is State.RUNNING or (self._serving and state is State.STARTING)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -461,12 +471,20 @@ class OmniApp:
             order = self._modules.order()
             await self.tasks.start()
             await self._modules.start(order)
-            # Off the loop: loading every plugin takes seconds, and the modules already
-            # started (the console's /healthz) must answer meanwhile.
+            # Off the loop: the plugin host reads its folder there and shows every file
+            # (compiling), then loads them in the background (plugins.arrivals: a call to
+            # one still loading waits for it).
             await self._loop.run_in_executor(None, self.extensions.startup)
             started_up = True
             await self._services.start()
+            # The host serves from here (/readyz 200, the compiling plugins listed): the
+            # start returns once the plugins have loaded, as an embedding app expects.
+            self._serving = True
+            host = self.__dict__.get("_plugins")
+            if host is not None:
+                await self._loop.run_in_executor(None, host.wait_loaded)
         except BaseException:
+            self._serving = False
             await self._abort_start(started_up)
             raise
         self._became_running()
@@ -501,6 +519,7 @@ class OmniApp:
             self._lifecycle.transition(State.STOPPED)
             return
         self._lifecycle.transition(State.STOPPING)
+        self._serving = False
         stopping_since = time.perf_counter()
         grace = self.config.shutdown_grace_s if grace is None else grace
         # Services and modules drain side by side (the grace counts once); every plugin call

@@ -155,6 +155,11 @@ def _connectors(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key])
     return f"connectors {', '.join(sorted(new.connectors)) or 'none'}"
 
 
+def _load_wait(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
+    app.plugins.load_wait_s = new.sandbox.load_wait_ms / 1000
+    return f"calls wait {new.sandbox.load_wait_ms} ms for a plugin still loading"
+
+
 def _nothing(app: OmniApp, old: OmniConfig, new: OmniConfig, keys: list[Key]) -> str:
     return "read when needed"
 
@@ -167,6 +172,7 @@ def _defaults(cfg: OmniConfig) -> Limits:
 SECTIONS: dict[str, Section] = {
     "plugins": Section((("plugins",),), _plugins),
     "limits": Section((("sandbox", "limits"),), _limits),
+    "load wait": Section((("sandbox", "load_wait_ms"),), _load_wait),
     "capabilities": Section((("capabilities",),), _capabilities),
     "mcp": Section((("mcp",),), _mcp, _check_mcp),
     # The service reads these from its settings on every step (the triggers keep their own

@@ -188,8 +188,9 @@ def bare_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple
 def test_call_waits_while_the_running_host_compiles_the_plugin(
         bare_host: tuple[Host, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A plugin dropped a moment ago is first unknown to the host, then compiling: `omnicore
-    call` waits through both (it said "still compiling" and failed before), and the console
-    answers a call to a compiling plugin 503, a moment's matter, not a broken plugin's 422."""
+    call` waits through both (it said "still compiling" and failed before); once the host
+    shows it compiling, the host itself holds the call until it loads (issue 63: a call to a
+    plugin still loading waits for it, plugins.arrivals)."""
     from omnicore.cli.remote import Remote, RemoteError
 
     host, held = bare_host
@@ -202,17 +203,21 @@ def test_call_waits_while_the_running_host_compiles_the_plugin(
             return call(self, *args, **kw)
         except RemoteError as exc:
             seen.append((exc.type, exc.status))
-            if exc.type == "PluginCompiling":
-                held.gate.set()  # the host answered "compiling": now let it finish
             raise
 
+    def open_once_held() -> None:
+        eventually(lambda: host.app.plugins.waiting >= 1, "the host holding the call")
+        held.gate.set()  # the host holds the call: now let the compile finish
+
     monkeypatch.setattr(Remote, "call", answered)
+    opener = threading.Thread(target=open_once_held)
+    opener.start()
     write(host.plugins_dir, "late.wasm", echo_wasm("late"))
     code, out, err = run("call", "late", "echo", "--app", str(app), "--input", "hi")
+    opener.join(60)
     assert code == 0, err
     assert out == "hi\n"
-    assert ("PluginCompiling", 503) in seen
-    assert "'late' is still compiling on that host; waiting for it" in err
+    assert ("PluginCompiling", 503) not in seen  # the host waited, it did not answer 503
 
 
 def test_call_stops_waiting_for_a_compile_after_its_bound(
@@ -222,6 +227,7 @@ def test_call_stops_waiting_for_a_compile_after_its_bound(
     host, _held = bare_host  # the gate stays shut: the compile never ends
     app = appdir_for(host, host.plugins_dir.parent)  # its plugins folder: DIR/plugins
     monkeypatch.setattr(cli_plugins, "COMPILE_WAIT", 0.5)
+    host.app.plugins.load_wait_s = 0.1  # the host's own wait (sandbox.load_wait_ms) ends first
     write(host.plugins_dir, "late.wasm", echo_wasm("late"))
     eventually(lambda: any(i.name == "late" and i.state == "compiling"
                            for i in host.app.plugins))

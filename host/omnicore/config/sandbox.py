@@ -65,6 +65,12 @@ class SandboxConfig(Strict):
     )
     epoch_tick_ms: int = Field(default=10, gt=0, description="deadline ticker period")
     watch: bool = Field(default=True, description="watch plugins_dir and reload on change")
+    load_wait_ms: int = Field(
+        default=30_000, gt=0,
+        description="how long a call to a plugin still loading (a start, a file dropped in) "
+                    "waits for it before it fails with PluginCompiling; a route's deadline "
+                    "ends the wait sooner",
+    )
     pooling: bool = Field(
         default=False,
         description="wasmtime's pooling allocator: fresh instances ~40% faster, but at most "

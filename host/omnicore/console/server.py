@@ -43,7 +43,6 @@ from omnicore.console.plugins.page import UPLOAD_SLACK
 from omnicore.console.render import WEB, render_error
 from omnicore.console.responses import JSONResponse
 from omnicore.console.state import ConsoleState
-from omnicore.core.lifecycle import State
 from omnicore.errors import OmniError
 from omnicore.routes import RoutesServer
 
@@ -127,16 +126,23 @@ async def readyz(request: Request) -> Response:
     st: ConsoleState = request.app.state.console
     app = st.app
     reasons = []
-    if app.state is not State.RUNNING:
+    # Ready means serving: the services started, though plugins may still be loading.
+    if not app.serving:
         reasons.append(f"app is {app.state.value}")
     if app.plugins.folder is None:
         reasons.append("plugins folder not read yet")
     if app.cluster is not None and app.cluster.unavailable is not None:
         reasons.append(f"storage unavailable: {app.cluster.unavailable}")
-    body: dict[str, typing.Any] = {"ready": not reasons, "reasons": reasons}
     # Plugins still compiling (a start on an empty module cache, a file dropped in): named,
-    # so a probe's answer says what a start still waits for (issue 63).
+    # so a probe's answer says what a start still waits for. They do not make the host
+    # unready: it serves what is loaded, and a call to one of them waits for it (issue 63,
+    # plugins.arrivals). ?plugins=loaded asks for every plugin loaded (a rolling upgrade
+    # that wants the next host warm before it goes on).
     compiling = sorted(i.name for i in app.plugins if i.state == "compiling")
+    if request.query_params.get("plugins") == "loaded" and (compiling or app.plugins.loading):
+        reasons.append("plugins still loading" + (f": {', '.join(compiling)}"
+                                                  if compiling else ""))
+    body: dict[str, typing.Any] = {"ready": not reasons, "reasons": reasons}
     if compiling:
         body["compiling"] = compiling
     # A bridge whose broker is away degrades the host without making it unready: the host

@@ -28,6 +28,10 @@ __all__ = ["Entries"]
 log = logging.getLogger("omnicore.plugins.host")
 
 
+def _nothing() -> None:
+    pass
+
+
 class Entries:
     """Name -> :class:`Entry`; ``lock`` also guards compound changes made by the host."""
 
@@ -42,6 +46,9 @@ class Entries:
         self._emit = emit
         self._failure_threshold = failure_threshold
         self._cooldown_s = cooldown_s
+        #: Called after every change of the table, and when a reserved entry settles
+        #: (plugins.arrivals wakes the calls waiting for a plugin to load).
+        self.on_change: Callable[[], None] = _nothing
 
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
@@ -100,6 +107,7 @@ class Entries:
             self._by_name[entry.name] = entry
             if old is not None and old is not entry:
                 old.removed = True
+        self.on_change()
         if self._health is not None:
             self._health.register_check(f"plugin:{entry.name}",
                                         partial(self._health_of, entry.name))
@@ -116,6 +124,7 @@ class Entries:
             if entry.door is not None:
                 # Queued acalls fail with PluginNotFound when they run; none is left hanging.
                 entry.door.shutdown(wait=False)
+        self.on_change()
         if self._health is not None:
             self._health.unregister_check(f"plugin:{name}")
         return entry

@@ -9,12 +9,14 @@ watching and closes every runtime.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from omnicore.plugins.convergence import CatalogFollower
+from omnicore.plugins.folder import PluginFolder
 from omnicore.plugins.host import PluginHost
 from omnicore.plugins.operator import OperatorSettings
 from omnicore.sandbox.engine import SandboxEngine
@@ -73,7 +75,7 @@ def register(app: PluginsApp) -> None:
         capabilities=app.extensions.capabilities, defaults=defaults,
         plugin_settings=cfg.plugins, failure_threshold=sandbox.circuit.failure_threshold,
         cooldown_s=sandbox.circuit.cooldown_s, events=app.events.publish, health=health,
-        data_dir=cfg.data_dir, operator=operator)
+        data_dir=cfg.data_dir, operator=operator, load_wait_s=sandbox.load_wait_ms / 1000)
     app.plugins = host
     metrics = _module_or_none(app, "metrics")
     if metrics is not None:
@@ -95,11 +97,21 @@ def startup(app: PluginsApp) -> None:
         host.published.follower = follower
         follower.follow(app.storage.on_catalog)
         publish_sources_of(app, app.config.catalog.sources)
+    # In the background: the host serves while the folder's files load, one by one in
+    # order (their compiles run ahead in parallel), each as soon as it is ready; a call to
+    # one still loading waits for it (plugins.arrivals), and /readyz lists them.
+    started = time.monotonic()
+
+    def loaded(folder: PluginFolder) -> None:
+        count = sum(1 for p in host if p.state == "loaded")
+        app.log.info("plugins: %d loaded, %d total from %s in %.2fs%s", count, len(host),
+                     folder.path, time.monotonic() - started,
+                     " (watching)" if folder.watching else "")
+
     folder = host.watch_folder(app.config.plugins_dir, watch=app.config.sandbox.watch,
-                               required=app.config.source_of("plugins_dir") != "default")
-    loaded = sum(1 for p in host if p.state == "loaded")
-    app.log.info("plugins: %d loaded, %d total from %s%s", loaded, len(host), folder.path,
-                 " (watching)" if folder.watching else "")
+                               required=app.config.source_of("plugins_dir") != "default",
+                               background=True, loaded=loaded)
+    app.log.info("plugins: loading %d from %s", len(host), folder.path)
 
 
 def shutdown(app: PluginsApp) -> None:

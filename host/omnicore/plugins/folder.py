@@ -155,6 +155,7 @@ class PluginFolder:
         self.sidecar_observers: list[Callable[[str, Path], object]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loader: threading.Thread | None = None
         #: How the folder is followed: "idle" (not watched), "events" or "polling".
         self.mode: Literal["idle", "events", "polling"] = "idle"
 
@@ -163,8 +164,9 @@ class PluginFolder:
         """Plugin file -> the name it is registered under."""
         return dict(self._names)
 
-    def sync(self) -> Changes:
-        """Rescan the folder and load, reload or unload what changed."""
+    def sync(self, shown: Callable[[], object] | None = None) -> Changes:
+        """Rescan the folder and load, reload or unload what changed. ``shown`` is called
+        once the new files show in the host (``compiling``), before they load."""
         with self._sync_lock:
             current = scan(self.path)
             changes = diff(self._seen, current)
@@ -189,10 +191,36 @@ class PluginFolder:
             if added:
                 added = self._guard(partial(self._target.prepare_files, added), added[0]) \
                     or added
+            if shown is not None:
+                shown()
             for path in added:
+                if self._stop.is_set():
+                    break  # stopped (the host closes): load nothing more
                 self._add(path)
             self._seen = current
             return changes
+
+    def sync_in_background(self, done: Callable[[], object]) -> None:
+        """The first :meth:`sync` on a thread of its own (a host starting): return once the
+        folder's files show in the host, ``compiling``, and call ``done`` when all loaded."""
+        shown = threading.Event()
+
+        def load() -> None:
+            try:
+                self._guard(partial(self.sync, shown.set), self.path)
+            finally:
+                shown.set()
+                done()
+
+        self._loader = threading.Thread(target=load, name=f"omnicore-load:{self.path}",
+                                        daemon=True)
+        self._loader.start()
+        shown.wait()
+
+    @property
+    def loading(self) -> bool:
+        """Whether :meth:`sync_in_background`'s load is still under way."""
+        return self._loader is not None and self._loader.is_alive()
 
     def refresh(self, path: Path) -> bool:
         """Reload the plugin of ``path`` now, though its files did not change (its settings
@@ -236,6 +264,9 @@ class PluginFolder:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=5)
+        loader = self._loader
+        if loader is not None and loader is not threading.current_thread():
+            loader.join(timeout=60)  # the file it loads now (one compile), nothing after
 
     @property
     def watching(self) -> bool:

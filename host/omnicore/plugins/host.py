@@ -33,6 +33,7 @@ from omnicore.errors import (
     PluginLoadError,
     PluginNotFound,
 )
+from omnicore.plugins.arrivals import Arrivals
 from omnicore.plugins.calls import call as call_entry
 from omnicore.plugins.calls import door_for
 from omnicore.plugins.commands import EXEC, run_exec
@@ -97,7 +98,7 @@ class PluginHost:
                  failure_threshold: int = 5, cooldown_s: float = 30.0,
                  events: EventSink | None = None, health: HealthChecks | None = None,
                  data_dir: Path | None = None, max_workers: int = 8,
-                 operator: OperatorSettings | None = None) -> None:
+                 operator: OperatorSettings | None = None, load_wait_s: float = 30.0) -> None:
         self._events = events
         #: The operator's settings in the database, when the host has one.
         self.operator = operator
@@ -119,6 +120,8 @@ class PluginHost:
         self.manifest_checks: list[ManifestCheck] = []
         self._entries = Entries(health=health, emit=self._emit,
                                 failure_threshold=failure_threshold, cooldown_s=cooldown_s)
+        #: Where a call to a plugin still loading waits for it (plugins.arrivals).
+        self._arrivals = Arrivals(self._entries, load_wait_s)
         self._linker = Linker(
             engine=engine, engine_factory=engine_factory or SandboxEngine,
             capabilities=capabilities or _builtin_capabilities, defaults=defaults or Limits(),
@@ -214,6 +217,31 @@ class PluginHost:
     @one_off.setter
     def one_off(self, value: bool) -> None:
         self._linker.one_off = value
+
+    @property
+    def load_wait_s(self) -> float:
+        """How long a call to a plugin still loading waits for it by default
+        (``sandbox.load_wait_ms``); a caller's own ``wait_s`` takes its place."""
+        return self._arrivals.wait_s
+
+    @load_wait_s.setter
+    def load_wait_s(self, value: float) -> None:
+        self._arrivals.wait_s = value
+
+    @property
+    def loading(self) -> bool:
+        """Whether the folder's files are being loaded now (a start's, a drop's)."""
+        return self._arrivals.loading
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until no load of the folder's files is under way (a start's background
+        load: ``watch_folder(background=True)``); False if ``timeout`` ran out first."""
+        return self._arrivals.wait_idle(timeout)
+
+    @property
+    def waiting(self) -> int:
+        """How many calls wait now for their plugin to load."""
+        return self._arrivals.waiting
 
     @property
     def folder(self) -> PluginFolder | None:
@@ -416,28 +444,46 @@ class PluginHost:
 
     # ---- calling ---------------------------------------------------------------------
 
-    def call(self, name: str, handler: str, data: bytes = b"") -> bytes:
+    def call(self, name: str, handler: str, data: bytes = b"", *,
+             wait_s: float | None = None) -> bytes:
         """Call ``handler`` of plugin ``name`` with ``data``; return its output bytes.
 
-        Raises the typed errors of :mod:`omnicore.errors`: PluginNotFound, NeedsGrant,
-        HandlerNotFound, CircuitOpen, GuestError, Trap, the LimitExceeded family.
+        A plugin still loading is waited for, up to ``wait_s`` (default
+        :attr:`load_wait_s`), then called (plugins.arrivals). Raises the typed errors of
+        :mod:`omnicore.errors`: PluginNotFound, PluginCompiling (still loading after the
+        wait), PluginLoadError (its load failed), NeedsGrant, HandlerNotFound, CircuitOpen,
+        GuestError, Trap, the LimitExceeded family.
         """
         entry = self._entries.get(name)
-        if entry is None:
-            raise self._entries.not_found(name)
+        if entry is None or entry.version is None:  # the one wait: every call path's
+            entry = self._arrivals.wait(name, wait_s)
         if handler == EXEC:  # a command plugin run as a command (plugins.commands)
             return call_entry(entry, handler, data, run_exec)
         return call_entry(entry, handler, data)
 
-    async def acall(self, name: str, handler: str, data: bytes = b"") -> bytes:
-        """:meth:`call` on a worker thread, so the event loop never blocks on a guest."""
+    async def acall(self, name: str, handler: str, data: bytes = b"", *,
+                    wait_s: float | None = None) -> bytes:
+        """:meth:`call` on a worker thread, so the event loop never blocks on a guest; a
+        plugin still loading is waited for on the loop, holding no thread."""
+        entry = self._entries.get(name)
+        if entry is None or entry.version is None:
+            if self._linker.closed:
+                raise PluginError("this plugin host is closed")
+            await self._arrivals.arrive(name, wait_s)
         out: bytes = await self._door(name).submit(self.call, name, handler, data)
         return out
 
-    def submit(self, name: str, handler: str, data: bytes = b"") -> Future[bytes]:
+    def submit(self, name: str, handler: str, data: bytes = b"", *,
+               wait_s: float | None = None) -> Future[bytes]:
         """:meth:`acall` as the running loop's future, with no task of its own to await it:
         for a server that waits with a deadline of its own (``omnicore.routes``). Cancelled
-        before a worker takes it, the call never runs."""
+        before a worker takes it, the call never runs. A plugin still loading: a task that
+        waits for it (:meth:`acall`), cancelled with the future."""
+        entry = self._entries.get(name)
+        if entry is None or entry.version is None:
+            import asyncio
+
+            return asyncio.ensure_future(self.acall(name, handler, data, wait_s=wait_s))
         return self._door(name).submit(self.call, name, handler, data)
 
     def call_json(self, name: str, handler: str, obj: Any = None) -> Any:
@@ -473,13 +519,18 @@ class PluginHost:
 
     # ---- the folder ------------------------------------------------------------------
 
-    def watch_folder(self, path: Path, *, watch: bool = True,
-                     required: bool = True) -> PluginFolder:
+    def watch_folder(self, path: Path, *, watch: bool = True, required: bool = True,
+                     background: bool = False,
+                     loaded: Callable[[PluginFolder], object] | None = None) -> PluginFolder:
         """Load every ``*.wasm`` in ``path`` now and, with ``watch``, keep following it.
 
         One folder per host: watching another one stops following the previous folder (its
         plugins stay loaded). A missing folder degrades health only if it was ``required``
         (configured on purpose rather than the default ``./plugins`` of an embedding app).
+        With ``background`` (an app's start): return once every file shows (``compiling``)
+        and load them on a thread of the folder's, in order, while the host serves; a call
+        to one of them waits for it (plugins.arrivals). ``loaded(folder)`` is called once
+        they are all loaded (at once without ``background``).
         """
         _check_folder(path)
         if self._folder is not None:
@@ -487,7 +538,20 @@ class PluginHost:
         folder = PluginFolder(path, self)
         folder.sidecar_observers = self.sidecar_observers
         self._folder = folder
-        folder.sync()
+        if background:
+            self._arrivals.begin()
+
+            def done() -> None:
+                self._arrivals.end()
+                if loaded is not None:
+                    loaded(folder)
+
+            folder.sync_in_background(done)
+        else:
+            with self._arrivals.load():
+                folder.sync()
+            if loaded is not None:
+                loaded(folder)
         if watch and path.is_dir():
             folder.start()
         elif watch:
@@ -505,7 +569,7 @@ class PluginHost:
 
     def load_file(self, path: Path) -> str:
         """Folder hook: load ``path``; a broken file is registered as ``failed``."""
-        with self._locks.hold(plugin_key(path, "")):
+        with self._arrivals.load(), self._locks.hold(plugin_key(path, "")):
             return self._files.load_file(path)
 
     def reload_file(self, name: str, path: Path) -> str:

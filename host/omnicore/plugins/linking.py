@@ -318,6 +318,7 @@ class Linker:
         except BaseException:
             entries.pop(entry.name, entry)
             raise
+        entries.on_change()  # it settled: a call waiting for it goes on (plugins.arrivals)
         return entry.info()
 
     def _activate_locked(self, entry: Entry, plan: Plan, *, tier_up: bool = False,
