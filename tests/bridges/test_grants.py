@@ -52,7 +52,7 @@ def test_a_granted_subject_is_published_and_every_other_is_refused(
     [(method, props, body)] = peer.take(f"{names}.seen", 1)
     assert body == b'{"n": 1}' and method.routing_key == "orders.new"
     assert props.type == "plugin.src.bridge.b.orders.new"
-    assert props.message_id.startswith(f"{app.name}:event:")
+    assert props.message_id.startswith(f"{app.name}:origin:")
     eventually(lambda: bridge(app).status()["published"] == 1, "the confirm")
 
     denied = int(cap.Status.DENIED)

@@ -156,7 +156,7 @@ def test_an_event_is_published_confirmed_with_a_stable_message_id(
     [msg] = peer.wait(1)
     assert msg.payload == b'{"n": 1}' and msg.topic == "out/events"
     props = dict(msg.properties.UserProperty)
-    assert props[MSG_ID] == f"{app.name}:event:{bus.events[0].event_id}"
+    assert props[MSG_ID] == f"{app.name}:origin:{bus.events[0].origin}"
     assert props["omnicore-event"] == "plugin.src.order"
     eventually(lambda: bridge(app).status()["published"] == 1, "the PUBACK")
     peer.close()

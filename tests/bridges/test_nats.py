@@ -136,7 +136,7 @@ def test_an_event_is_published_confirmed_with_a_stable_message_id(
     eventually(lambda: bridge(app).status()["published"] == 1, "the PubAck")
     [msg] = stream_messages(nats_server, "OUT")
     assert msg.data == b'{"n": 1}'
-    assert msg.headers["Nats-Msg-Id"] == f"{app.name}:event:{event.event_id}"
+    assert msg.headers["Nats-Msg-Id"] == f"{app.name}:origin:{event.origin}"
     assert msg.headers["Omnicore-Event"] == "plugin.src.order"
     # A retry of the same message (its PubAck lost) is stored once.
     again = js(nats_server, lambda j: j.publish("out.events", b'{"n": 1}', headers={

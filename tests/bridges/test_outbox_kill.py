@@ -1,28 +1,33 @@
-"""A host killed while its broker is down loses no outbound message (issue 66's outbox).
+"""A host killed between an event's commit and its publish loses no outbound message (issue
+66's outbox).
 
 A real ``omnicore run`` with a NATS JetStream bridge publishing ``plugin.src.*`` to
-``out.events``: the broker is stopped, events are published (each written to the bridge's
-journal before the publish returns), the host is killed with SIGKILL, the broker started
-again, the host started again: it adopts the dead host's journal and every message is
-confirmed, each stored once (the message id, ``<app>:event:<event id>``, is JetStream's
-``Nats-Msg-Id``), and the journal ends empty.
+``out.events``. An outbound message is a job of ``@bridge:b`` committed in the transaction
+that logs its event, so the gate that holds the window between the commit and the broker's
+confirmation open is the broker itself: either stopped (the bridge cannot connect: every
+message waits queued) or frozen with SIGSTOP while connected (the first message is claimed
+and its publish is in flight, unconfirmed; the rest wait queued). Events are published, each
+taken (committed) before the plugin's call returns; the jobs are read from the database; the
+host is killed with SIGKILL; the gate opens (the broker started or continued); the host starts
+again: every message is confirmed, each stored once (the message id,
+``<app>:origin:<uuid>``, is JetStream's ``Nats-Msg-Id``: a message the frozen broker took
+before the kill is a duplicate the second time), and no outbound job is left.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-import os
 import signal
+import sqlite3
 import struct
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from omnicore.core import spool
 from tests.bridges.test_nats import js, stream_messages
 from tests.brokers import Nats
 from tests.event_fixtures import events_wasm
@@ -45,32 +50,38 @@ def _publish(host: Host, n: int) -> int:
     return int(struct.unpack("<i", out)[0])
 
 
-def _journal(data: Path) -> list[dict[str, Any]]:
-    """The outbound messages the bridge's journals hold unconfirmed."""
-    records: list[dict[str, Any]] = []
-    for path in sorted((data / "spool").glob("bridge-b-*.spool")):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            records += list(spool._records(fd))
-        finally:
-            os.close(fd)
-    done = {r["mid"] for r in records if r["k"] == "done"}
-    return [r for r in records if r["k"] == "out" and r["mid"] not in done]
+def _outbound(data: Path) -> dict[str, list[int]]:
+    """The bridge's outbound jobs by state, each as the ``n`` of its message, oldest first
+    (read from the host's database, read-only)."""
+    db = sqlite3.connect(f"file:{data / 'omnicore.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = db.execute("SELECT state, payload FROM jobs WHERE plugin='@bridge:b' "
+                          "ORDER BY id").fetchall()
+    finally:
+        db.close()
+    found: dict[str, list[int]] = {}
+    for state, payload in rows:
+        found.setdefault(state, []).append(
+            json.loads(base64.b64decode(json.loads(payload)["data"]))["n"])
+    return found
 
 
 def _stored(server: Nats) -> Counter[int]:
     return Counter(json.loads(m.data)["n"] for m in stream_messages(server, "OUT"))
 
 
-def test_a_host_killed_while_its_broker_is_down_loses_no_outbound_message(
-        tmp_path: Path, nats_server: Nats) -> None:
+@pytest.mark.parametrize("gate", ["stopped", "frozen"])
+def test_a_host_killed_between_the_commit_and_the_publish_loses_no_outbound_message(
+        tmp_path: Path, nats_server: Nats, gate: str) -> None:
     js(nats_server, lambda j: j.add_stream(name="OUT", subjects=["out.>"]))
     wasm = tmp_path / "src.wasm"
     wasm.write_bytes(events_wasm("src"))
     config = {"name": "outbox", "data_dir": "data", "plugins_dir": "plugins",
               "log": {"format": "json"}, "sandbox": {"watch": False},
+              # frozen: the publish in flight waits for its PubAck until the kill
               "bridges": {"b": {"kind": "nats", "url": nats_server.url,
-                                "secret": "broker-secret", "confirm_timeout_s": 1,
+                                "secret": "broker-secret",
+                                "confirm_timeout_s": 1 if gate == "stopped" else 300,
                                 "outbound": [{"events": ["plugin.src.*"],
                                               "subject": "out.events"}]}},
               "plugins": {"src": {"grants": ["events", "kv"], "limits": {"timeout_ms": 30000}}}}
@@ -78,29 +89,42 @@ def test_a_host_killed_while_its_broker_is_down_loses_no_outbound_message(
     subprocess.run([*OMNICORE, "secrets", "set", "broker-secret", "--app", str(host.dir)],
                    input=nats_server.token.encode(), check=True, capture_output=True)
     host.start()
+    assert nats_server.proc is not None
     try:
         host.logged("plugins: 1 loaded", timeout=180)
         assert [_publish(host, n) for n in range(BEFORE)] == [0] * BEFORE
         host.until(lambda: _stored(nats_server) == Counter(range(BEFORE)),
-                   "the messages before the outage")
+                   "the messages before the gate")
+        host.until(lambda: set(_outbound(host.data)) == {"succeeded"}, "their jobs done")
 
-        nats_server.halt()
+        if gate == "stopped":
+            nats_server.halt()
+        else:
+            nats_server.proc.send_signal(signal.SIGSTOP)
         assert [_publish(host, n) for n in range(BEFORE, BEFORE + DURING)] == [0] * DURING
-        held = _journal(host.data)  # written before each publish returned
-        assert [json.loads(spool.decode_bytes(r["data"]))["n"] for r in held] == \
-            list(range(BEFORE, BEFORE + DURING))
+        during = list(range(BEFORE, BEFORE + DURING))
+        if gate == "stopped":  # committed with their events, none claimed
+            assert _outbound(host.data).get("queued") == during
+        else:  # the first claimed, its publish unconfirmed; the rest committed behind it
+            host.until(lambda: _outbound(host.data).get("running") == [BEFORE],
+                       "the first message's publish in flight")
+            assert _outbound(host.data).get("queued") == during[1:]
         assert host.stop(signal.SIGKILL) == -signal.SIGKILL
 
-        nats_server.resume()
+        if gate == "stopped":
+            nats_server.resume()
+        else:
+            nats_server.proc.send_signal(signal.SIGCONT)
         host.start()
         want = Counter(range(BEFORE + DURING))
         host.until(lambda: _stored(nats_server) == want, "every message confirmed, once",
                    timeout=120)
-        host.until(lambda: _journal(host.data) == [], "the adopted journal drained")
-        assert "left unconfirmed are published again" in host.text
+        host.until(lambda: set(_outbound(host.data)) == {"succeeded"},
+                   "every outbound job done")
         ids = [m.headers["Nats-Msg-Id"] for m in stream_messages(nats_server, "OUT")]
         assert len(set(ids)) == len(ids) == BEFORE + DURING
-        assert all(i.startswith("outbox:event:") for i in ids)
+        assert all(i.startswith("outbox:origin:") for i in ids)
+        assert not list((host.data / "spool").glob("bridge-*"))  # no journal any more
     finally:
         code = host.stop()
     assert code == 0

@@ -180,7 +180,7 @@ def test_an_event_is_published_confirmed_with_a_stable_message_id(
     eventually(lambda: bridge(app).status()["published"] == 1, "the publisher confirm")
     [(method, props, body)] = peer.take(f"{names}.sink", 1)
     assert body == b'{"n": 1}' and method.routing_key == "events.src"
-    assert props.message_id == f"{app.name}:event:{event.event_id}"
+    assert props.message_id == f"{app.name}:origin:{event.origin}"
     assert props.type == "plugin.src.order" and props.delivery_mode == 2
     assert props.headers == {"omnicore-event": "plugin.src.order"}
     app.stop(grace=1)
@@ -198,7 +198,7 @@ def test_an_unroutable_publish_is_retried_with_its_reason_until_a_queue_takes_it
     peer.queue(f"{names}.sink", f"{names}.out", "events.#")
     eventually(lambda: bridge(app).status()["published"] == 1, "published once routable")
     [(_, props, body)] = peer.take(f"{names}.sink", 1)
-    assert body == b'{"n": 1}' and props.message_id.startswith(f"{app.name}:event:")
+    assert body == b'{"n": 1}' and props.message_id.startswith(f"{app.name}:origin:")
     assert bridge(app).status()["state"] == "up"
     app.stop(grace=1)
 

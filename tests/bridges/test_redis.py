@@ -115,7 +115,7 @@ def test_an_event_is_appended_with_its_stable_message_id(
     eventually(lambda: bridge(app).status()["published"] == 1, "XADD's reply")
     [(_, fields)] = redis_server.client().xrange("out")
     assert fields == {b"data": b'{"n": 1}', b"event": b"plugin.src.order",
-                      b"id": f"{app.name}:event:{bus.events[0].event_id}".encode()}
+                      b"id": f"{app.name}:origin:{bus.events[0].origin}".encode()}
     app.stop(grace=1)
 
 

@@ -4,19 +4,20 @@ Inbound, per route: fetch a batch; for each message, deliver it (durable deliver
 jobs keyed by the message's broker id) and only then acknowledge it. A storage outage holds
 the message unacknowledged and retries it until it is stored; a broker failure closes the
 connection, waits (backing off) and reconnects, and the broker redelivers what was not
-acknowledged. Outbound: events the bus carries that an outbound route names are held, in
-order, in a buffer bounded in bytes, and published one at a time, each retried (same message
-id) until the broker confirms it.
+acknowledged.
 
-The outbound queue is a journal too (:meth:`Bridge.open_journal`): each message is written to
-``<data_dir>/spool/bridge-<name>-<runtime id>.spool`` (fsynced) before it is held, and a
-confirmation is written after the broker's, so a host killed with messages unconfirmed leaves
-them to the next host of the data dir to start, which adopts the file and publishes them again
-under the same message ids (the broker's idempotency key where it has one).
+Outbound: an event an outbound route names is a durable delivery, a job of the reserved
+plugin ``@bridge:<name>`` (:meth:`Bridge.outbound` makes it, the events service queues it in
+the event's own transaction: :class:`~omnicore.subscriptions.service.Outbound`). The
+outbound lane claims those jobs, oldest first, publishes each and finishes it once the broker
+confirmed; a publish that failed is queued again where it stood (its message id the same) and
+the lane reconnects. A host killed mid-publish leaves the job leased: it is claimed again when
+the lease ends (at once by the next host of a SQLite data dir), by any host running the
+bridge, and published under the same message id.
 
 Dead letters (``dead_letter``): a message refused on arrival goes to the dead-letter target
 before it is acknowledged (RabbitMQ: rejected, the broker's DLX takes it); a durable delivery
-that failed ``after`` times (a dead job, seen on the bus) is held for the target as an
+that failed ``after`` times (a dead job, seen on the bus) is queued for the target as an
 outbound message, with its reason. The dead job itself stays in the queue for an operator.
 """
 
@@ -27,21 +28,19 @@ import base64
 import collections
 import fnmatch
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from omnicore.bridges._broker import Broker, Received, within
 from omnicore.config.bridges import BridgeConfig, BridgeInbound, BridgeOutbound
 from omnicore.core.events import Event
-from omnicore.core.spool import Spool, decode_bytes, encode_bytes
 from omnicore.logging import get_logger
-from omnicore.storage import StorageError
+from omnicore.storage import Job, JobQueue, StorageError
 from omnicore.subscriptions.events import BridgeEvent, PluginEvent, event_body
+from omnicore.subscriptions.service import DELIVERY_KEYS, Outbound
 
 __all__ = ["Bridge", "Outgoing"]
 
@@ -51,6 +50,11 @@ log = get_logger("omnicore.bridges")
 WAIT_S = 1.0
 #: Backoff between attempts while the broker or the storage is out.
 FIRST_S, MAX_S = 0.1, 2.0
+#: The attempts of an outbound delivery when the bridge has no ``dead_letter.after``: it is
+#: retried until the broker confirms it.
+UNTIL_CONFIRMED = 2**31 - 1
+#: How long a held count (status) is reused before the queue is asked again.
+HELD_TTL_S = 0.2
 
 
 @dataclass
@@ -67,7 +71,8 @@ class _Backoff:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """An event held for the broker: its route, stable message id, type and bytes."""
+    """A message for the broker, as its job carries it: its route, stable message id, event
+    type and bytes, and headers (a dead letter's reason...)."""
 
     route: BridgeOutbound
     message_id: str
@@ -75,27 +80,32 @@ class Outgoing:
     data: bytes = field(repr=False)
     headers: Mapping[str, str] | None = None
 
+    def payload(self) -> bytes:
+        """The job's payload: the same bytes for the same message (a redelivered inbound
+        message relayed out queues nothing twice: its key's digest is of these)."""
+        doc: dict[str, Any] = {"id": self.message_id, "event": self.event,
+                               "route": self.route.model_dump(exclude_none=True),
+                               "data": base64.b64encode(self.data).decode()}
+        if self.headers:
+            doc["headers"] = dict(self.headers)
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
-def _record(item: Outgoing) -> dict[str, Any]:
-    """An outbound message as the journal keeps it."""
-    return {"k": "out", "mid": item.message_id, "event": item.event,
-            "route": item.route.model_dump(exclude_none=True), "data": encode_bytes(item.data),
-            "headers": dict(item.headers) if item.headers else None}
-
-
-def _outgoing(record: Mapping[str, Any]) -> Outgoing:
-    return Outgoing(BridgeOutbound.model_validate(record["route"]), str(record["mid"]),
-                    str(record["event"]), decode_bytes(record["data"]), record.get("headers"))
+    @classmethod
+    def of(cls, payload: bytes) -> Outgoing:
+        doc = json.loads(payload)
+        return cls(BridgeOutbound.model_validate(doc["route"]), str(doc["id"]),
+                   str(doc["event"]), base64.b64decode(doc["data"]), doc.get("headers"))
 
 
 def message_id(app: str, event: Event) -> str:
-    """The id an event is published under, the same on every retry: a logged plugin event by
-    its event log id (every host of a database names it alike), a bridge's event by the
-    broker id it came with, any other by a fresh uuid taken once."""
+    """The id an event is published under, the same on every retry and host: a plugin's
+    event by its origin (taken when it was published, before its transaction), a bridge's
+    event by the broker id it came with, any other by a fresh uuid taken once (its job keeps
+    it)."""
+    if isinstance(event, PluginEvent) and event.origin:
+        return f"{app}:origin:{event.origin}"
     if isinstance(event, PluginEvent) and event.event_id is not None:
         return f"{app}:event:{event.event_id}"
-    if isinstance(event, PluginEvent) and event.origin is not None:
-        return f"{app}:origin:{event.origin}"  # held in the spool: no event id yet
     if isinstance(event, BridgeEvent):
         return f"{app}:bridge:{event.bridge}:{event.message_id}"
     return f"{app}:{uuid.uuid4().hex}"
@@ -133,20 +143,27 @@ class Bridge:
 
     ``make()`` opens a new (unconnected) :class:`Broker`; ``deliver(event)`` stores the
     event's durable deliveries (``Subscriptions.deliver``: blocking, raises StorageError in an
-    outage).
+    outage); ``queue()`` is the storage's job queue the outbound deliveries are claimed from
+    (None: an app without one publishes nothing); ``owner`` names this host on the leases.
     """
 
     def __init__(self, name: str, config: BridgeConfig, make: Callable[[], Broker],
-                 deliver: Callable[[BridgeEvent], int], app: str = "omnicore") -> None:
+                 deliver: Callable[[BridgeEvent], int], app: str = "omnicore",
+                 queue: Callable[[], JobQueue] | None = None, owner: str = "",
+                 lease_s: float = 30.0) -> None:
         self.name, self.config, self._make, self._deliver = name, config, make, deliver
         self._app = app
+        self._queue, self._owner = queue, owner or uuid.uuid4().hex
+        #: The lease of a claimed outbound delivery: a publish's confirmation comes long
+        #: before it (``confirm_timeout_s``), so it is never renewed.
+        self._lease_s = max(lease_s, 3 * config.confirm_timeout_s)
+        #: The reserved plugin name of this bridge's outbound deliveries (jobs).
+        self.plugin = f"@bridge:{name}"
         self.state = "stopped"
         #: Why the bridge is down (the last failure), or None.
         self.reason: str | None = None
         self.counters: collections.Counter[str] = collections.Counter()
-        self._held: collections.deque[Outgoing] = collections.deque()
-        self._held_bytes = 0
-        self._lock = threading.Lock()
+        self._held_seen: tuple[float, int] = (0.0, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._down_since: dict[str, float] = {}
@@ -154,11 +171,11 @@ class Bridge:
         #: Where dead letters are published (None: they stay in the host's job queue).
         self.dead_route = dead_route(config)
         self._attempts = dead.after if dead is not None else None
+        #: Of each outbound delivery: dead (listed, retried by an operator) after them.
+        self._out_attempts = dead.after if dead is not None else UNTIL_CONFIRMED
         #: The event types this bridge's inbound routes make (whose dead jobs are its own).
         self.makes = frozenset(r.event for r in config.inbound)
         self._granted: dict[str, BridgeOutbound] = {}
-        #: Where held messages are written before they are held (None: memory only).
-        self._journal: Spool | None = None
 
     # -- state ----------------------------------------------------------------------------
 
@@ -180,16 +197,23 @@ class Bridge:
 
     @property
     def held(self) -> int:
-        """Outbound messages waiting for the broker's confirmation."""
-        with self._lock:
-            return len(self._held)
+        """Outbound deliveries not yet confirmed by the broker (queued or being published,
+        by any host of the database); the last count while the storage does not answer."""
+        at, count = self._held_seen
+        if self._queue is None or time.monotonic() - at < HELD_TTL_S:
+            return count
+        try:
+            counts = self._queue().counts()
+        except StorageError:
+            return count
+        count = counts.get((self.plugin, "queued"), 0) + counts.get((self.plugin, "running"), 0)
+        self._held_seen = (time.monotonic(), count)
+        return count
 
     def status(self) -> dict[str, Any]:
         """State, reason and counters (the console, the CLI, /readyz)."""
-        with self._lock:
-            held, held_bytes = len(self._held), self._held_bytes
         return {"name": self.name, "kind": self.config.kind, "state": self.state,
-                "reason": self.reason, "held": held, "held_bytes": held_bytes,
+                "reason": self.reason, "held": self.held,
                 **{k: self.counters[k] for k in ("received", "delivered", "acked", "refused",
                                                  "dead", "published", "dropped", "retried")}}
 
@@ -201,7 +225,8 @@ class Bridge:
         self._wake = asyncio.Event()
         self.state = "starting"
         lanes = [self._inbound(i, r) for i, r in enumerate(self.config.inbound)]
-        if self.config.outbound or self.dead_route is not None or self.config.plugin_publish:
+        if self._queue is not None and (self.config.outbound or self.dead_route is not None
+                                        or self.config.plugin_publish):
             lanes.append(self._outbound())
         try:
             await asyncio.gather(*lanes)
@@ -314,10 +339,11 @@ class Bridge:
                 self._granted[subject] = route
         return route
 
-    def offer(self, event: Event) -> None:
-        """Hold ``event`` for every outbound route naming its type, and a plugin's publish
-        to ``bridge.<this bridge>.<subject>`` for that subject (any thread). The grant was
-        checked where the plugin published (omnicore:events, its ``bridges`` patterns)."""
+    def outbound(self, event: Event) -> list[Outbound]:
+        """The durable deliveries ``event`` has on this bridge: one per outbound route naming
+        its type, and a plugin's publish to ``bridge.<this bridge>.<subject>`` for that
+        subject (any thread; the events service queues them). The grant was checked where the
+        plugin published (omnicore:events, its ``bridges`` patterns)."""
         topic = event.topic
         routes = [r for r in self.config.outbound
                   if any(p == topic or fnmatch.fnmatchcase(topic, p) for p in r.events)]
@@ -331,121 +357,125 @@ class Bridge:
                     log.error("bridge %s: %s's publish to %s dropped: %s", self.name,
                               event.plugin, topic, exc)
         if not routes:
-            return
+            return []
         data = event.data if isinstance(event, PluginEvent | BridgeEvent) else event_body(event)
         mid = message_id(self._app, event)
-        self._hold([Outgoing(route, mid if i == 0 else f"{mid}:{i}", topic, data)
-                    for i, route in enumerate(routes)])
+        return [Outbound(self.plugin, "out" if i == 0 else f"out:{i}",
+                         Outgoing(route, mid if i == 0 else f"{mid}:{i}", topic, data).payload(),
+                         self._out_attempts)
+                for i, route in enumerate(routes)]
 
-    def dead(self, job: Any) -> None:
+    def dead(self, job: Any) -> list[Outbound]:
         """A durable delivery of one of this bridge's messages failed its last attempt (the
-        dead ``job``): counted, logged, and held for the dead-letter target if there is one
-        (any thread)."""
+        dead ``job``): counted, logged, and queued for the dead-letter target if there is one
+        (any thread), keyed by the job and its attempts (a repeat queues it once)."""
         self.counters["dead"] += 1
         topic = job.source.removeprefix("event:")
         log.error("bridge %s: a delivery of %s to %s.%s failed %d time(s) (job %d is dead: "
                   "omnicore jobs retry %d): %s", self.name, topic, job.plugin, job.handler,
                   job.attempts, job.id, job.id, job.last_error)
         if self.dead_route is None:
-            return
+            return []
         headers = {"omnicore-dead-reason": (job.last_error or "failed")[:1000],
                    "omnicore-plugin": job.plugin, "omnicore-handler": job.handler,
                    "omnicore-job": str(job.id), "omnicore-attempts": str(job.attempts)}
-        self._hold([Outgoing(self.dead_route, f"{self._app}:dead:job:{job.id}:{job.attempts}",
-                             topic, message_of(job.payload), headers)])
+        mid = f"{self._app}:dead:job:{job.id}:{job.attempts}"
+        return [Outbound(self.plugin, "dead", Outgoing(self.dead_route, mid, topic,
+                                                       message_of(job.payload),
+                                                       headers).payload(),
+                         self._out_attempts, key=f"{DELIVERY_KEYS}dead:job:{job.id}:"
+                         f"{job.attempts}:{self.plugin}:dead")]
 
-    def open_journal(self, folder: Path, owner: str) -> int:
-        """Keep the outbound queue in ``folder`` (this host's journal, ``owner`` naming it),
-        taking over what hosts that died left unconfirmed in theirs: held first, in their
-        order. How many were taken over."""
-        journal = Spool(folder, f"bridge-{self.name}", owner)
-        records = journal.open()
-        done = {r.get("mid") for r in records if r.get("k") == "done"}
-        pending = [_outgoing(r) for r in records if r.get("k") == "out" and r["mid"] not in done]
-        with self._lock:
-            self._journal = journal
-            self._held.extendleft(reversed(pending))
-            self._held_bytes += sum(len(i.data) for i in pending)
-            journal.rewrite([_record(i) for i in self._held])
-        if pending:
-            log.info("bridge %s: %d outbound message(s) a host that stopped left unconfirmed "
-                     "are published again (the same message ids)", self.name, len(pending))
-        return len(pending)
-
-    def _hold(self, items: list[Outgoing]) -> None:
-        with self._lock:
-            for item in items:
-                if self._held_bytes + len(item.data) > self.config.max_held_bytes:
-                    self.counters["dropped"] += 1
-                    if self.counters["dropped"] in (1, 10, 100) or \
-                            self.counters["dropped"] % 1000 == 0:
-                        log.error("bridge %s: %d outbound message(s) dropped: the %d bytes "
-                                  "held for the broker are full", self.name,
-                                  self.counters["dropped"], self.config.max_held_bytes)
-                    continue
-                if self._journal is not None:
-                    try:
-                        self._journal.append(_record(item))
-                    except OSError as exc:
-                        self.counters["dropped"] += 1
-                        log.error("bridge %s: an outbound message dropped: its journal %s "
-                                  "cannot be written: %s", self.name, self._journal.path, exc)
-                        continue
-                self._held.append(item)
-                self._held_bytes += len(item.data)
+    def wake(self) -> None:
+        """An outbound delivery of this bridge was queued: the lane claims it now (any
+        thread)."""
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
 
-    def lost(self) -> tuple[int, Path | None]:
-        """Forget what is still held (the bridge stopped): how many, and the journal that
-        keeps them for the next start (None: they are lost)."""
-        with self._lock:
-            n = len(self._held)
-            self._held.clear()
-            self._held_bytes = 0
-            journal, self._journal = self._journal, None
-        if journal is not None:
-            journal.close()
-        return n, None if journal is None else journal.path
+    # -- the outbound lane: claim, publish, finish --------------------------------------------
 
-    def _confirmed(self, item: Outgoing) -> None:
-        """The broker confirmed ``item``, the head of the queue (under the lock)."""
-        self._held.popleft()
-        self._held_bytes -= len(item.data)
-        journal = self._journal
-        if journal is None:
-            return
+    def _claim(self) -> Job | None:
+        assert self._queue is not None
+        return self._queue().claim(self._owner, time.time(), self._lease_s, [self.plugin])
+
+    def _finish(self, job: Job) -> None:
+        assert self._queue is not None
+        self._queue().finish(job.id, self._owner, time.time())
+
+    def _release(self, job: Job) -> None:
+        """Give ``job`` back uncounted (the lane stops): the next claim takes it first."""
+        assert self._queue is not None
         try:
-            if not journal.settle(self._held, self._held_bytes,
-                                  lambda: [_record(i) for i in self._held]):
-                # lost at a kill: the message is published again, under its id
-                journal.append({"k": "done", "mid": item.message_id}, sync=False)
-        except OSError as exc:
-            log.warning("bridge %s: journal %s not updated: %s", self.name, journal.path, exc)
+            self._queue().release(self._owner, [job.id])
+        except Exception as exc:  # its lease ends: it is claimed again then
+            log.warning("bridge %s: outbound delivery %d not given back: %s", self.name,
+                        job.id, exc)
+
+    def _failed(self, job: Job, error: str, last: bool = False) -> None:
+        """The publish of ``job`` failed: queued again where it stood (the next claim takes
+        it first, under the same message id), or dead after its last attempt (or ``last``)."""
+        assert self._queue is not None
+        last = last or job.attempts >= job.max_attempts
+        try:
+            self._queue().fail(job.id, self._owner, time.time(), error,
+                               None if last else job.run_at)
+        except StorageError as exc:  # its lease ends: it is claimed again then
+            log.warning("bridge %s: outbound delivery %d's failure not written: %s",
+                        self.name, job.id, exc)
+            return
+        if last:
+            self.counters["dead"] += 1
+            log.error("bridge %s: outbound delivery %d (%s) failed %d time(s) and is dead "
+                      "(omnicore jobs retry %d): %s", self.name, job.id, job.source,
+                      job.attempts, job.id, error)
 
     async def _outbound(self) -> None:
         assert self._wake is not None
         wake = self._wake
-        tries = 0
+        storage = _Backoff()
 
         async def step(broker: Broker) -> bool:
-            nonlocal tries
-            with self._lock:
-                item = self._held[0] if self._held else None
-            if item is None:
-                wake.clear()
-                await wake.wait()
+            wake.clear()  # before the claim: a job queued after it wakes the wait below
+            try:
+                job = await asyncio.to_thread(self._claim)
+            except StorageError as exc:
+                self._down("storage", exc)
+                await asyncio.sleep(storage.next())
                 return False
-            if tries:
+            self._up("storage")
+            storage.reset()
+            if job is None:  # polled too: another host's deliveries, a lease that ended
+                try:
+                    await within(wake.wait(), WAIT_S)
+                except TimeoutError:
+                    pass
+                return False
+            if job.attempts > 1:
                 self.counters["retried"] += 1
-            tries += 1
-            await within(broker.publish(item.route, item.message_id, item.event,
-                                                  item.data, item.headers),
-                                   self.config.confirm_timeout_s)
-            tries = 0
-            with self._lock:
-                self._confirmed(item)
+            try:
+                item = Outgoing.of(job.payload)
+            except (ValueError, KeyError, TypeError) as exc:
+                await asyncio.to_thread(self._failed, job, f"not an outbound message: {exc}",
+                                        True)
+                return True
+            try:
+                await within(broker.publish(item.route, item.message_id, item.event,
+                                            item.data, item.headers),
+                             self.config.confirm_timeout_s)
+            except asyncio.CancelledError:
+                self._release(job)
+                raise
+            except Exception as exc:
+                await asyncio.to_thread(self._failed, job, f"{type(exc).__name__}: {exc}")
+                raise
+            while True:  # confirmed: written done, through a storage outage
+                try:
+                    await asyncio.to_thread(self._finish, job)
+                    break
+                except StorageError as exc:
+                    self._down("storage", exc)
+                    await asyncio.sleep(storage.next())
             self.counters["published"] += 1
             return True
 

@@ -21,7 +21,8 @@ COUNTERS = {
             "failed dead_letter.after times (the job is dead), with a dead_letter set",
     "published": "Outbound messages the broker confirmed",
     "retried": "Outbound publishes sent again after a failure or an unconfirmed attempt",
-    "dropped": "Outbound messages dropped: the bytes held for the broker were full",
+    "dropped": "Outbound messages dropped: a plugin's publish to a subject the bridge's kind "
+               "cannot name",
 }
 
 
@@ -42,20 +43,16 @@ class BridgeMetrics(Collector):
         up = GaugeMetricFamily("omnicore_bridge_up", "1 while every lane of the bridge "
                                "reaches its broker and the storage, else 0", labels=labels)
         held = GaugeMetricFamily("omnicore_bridge_held_messages", "Outbound messages waiting "
-                                 "for the broker's confirmation", labels=labels)
-        held_bytes = GaugeMetricFamily("omnicore_bridge_held_bytes", "Bytes of the outbound "
-                                       "messages held (bridges.<name>.max_held_bytes)",
-                                       labels=labels)
+                                 "for the broker's confirmation (the bridge's jobs queued or "
+                                 "being published)", labels=labels)
         counters = {k: CounterMetricFamily(f"omnicore_bridge_{k}", text, labels=labels)
                     for k, text in COUNTERS.items()}
         for s in statuses:
             at = [s["name"], s["kind"]]
             up.add_metric(at, 1.0 if s["state"] == "up" else 0.0)
             held.add_metric(at, s["held"])
-            held_bytes.add_metric(at, s["held_bytes"])
             for k, family in counters.items():
                 family.add_metric(at, s[k])
         yield up
         yield held
-        yield held_bytes
         yield from counters.values()

@@ -1,10 +1,12 @@
 """``app.bridges``: every configured bridge run on one event loop thread of its own.
 
 The service starts after the subscriptions and the job queue (inbound messages become durable
-deliveries) and listens to the whole bus for the outbound routes. What is still held for a
-broker when the host stops is counted and logged: outbound delivery is at least once while the
-host runs (specs/host.md, Bridges). A dead job (``job.dead``) that delivered one of a bridge's
-event types is that bridge's dead letter (:meth:`Bridge.dead`).
+deliveries) and is an outbox of the events service (:attr:`Subscriptions.outboxes`): an event
+an outbound route names is queued as a durable delivery of the bridge (a job of
+``@bridge:<name>``) where the event is stored, in its transaction; each bridge's outbound lane
+claims and publishes them (specs/host.md, Bridges). What is still queued when the host stops
+waits in the queue for any host running the bridge. A dead job (``job.dead``) that delivered
+one of a bridge's event types is that bridge's dead letter (:meth:`Bridge.dead`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from functools import partial
-from pathlib import Path
 from typing import Any, Protocol
 
 from omnicore.bridges._broker import Broker, Settings
@@ -20,9 +21,11 @@ from omnicore.bridges._loop import Bridge, log
 from omnicore.config.bridges import BridgeConfig
 from omnicore.core._loop import LoopThread
 from omnicore.core.events import Event, EventBus, Subscription
-from omnicore.jobs.events import JobDead
+from omnicore.jobs.events import JobDead, JobQueued
 from omnicore.modules.health import HealthStatus
+from omnicore.storage import Storage, StorageError
 from omnicore.subscriptions.events import BridgeEvent
+from omnicore.subscriptions.service import Outbound, Outbox
 from omnicore.types import HealthChecks
 
 __all__ = ["Bridges", "broker_for"]
@@ -34,6 +37,13 @@ class _Secrets(Protocol):
 
 class _Jobs(Protocol):
     def get(self, job_id: int) -> Any: ...
+
+
+class _Outboxes(Protocol):
+    """The events service as the bridges use it (``Subscriptions``)."""
+
+    @property
+    def outboxes(self) -> list[Outbox]: ...
 
 
 def broker_for(settings: Settings) -> Broker:
@@ -71,19 +81,25 @@ class Bridges:
                  consumer: str, app: str = "omnicore",
                  health: HealthChecks | None = None,
                  jobs: Callable[[], _Jobs] | None = None,
-                 journals: Path | None = None) -> None:
+                 storage: Callable[[], Storage] | None = None,
+                 subscriptions: Callable[[], _Outboxes] | None = None,
+                 lease_s: float = 30.0) -> None:
         self._events = events
-        #: Where each bridge's outbound journal is kept (None: the queue is memory only).
-        self._journals = journals
         self._jobs = jobs
         self._health = health
         self._secrets = secrets
         self._consumer = consumer
-        self.bridges = {name: Bridge(name, config, self._maker(name, config), deliver, app)
+        #: Where outbound deliveries are queued (None: no outbound lane runs).
+        self._subscriptions = subscriptions
+        queue = None if storage is None or subscriptions is None else \
+            (lambda: storage().queue)
+        self.bridges = {name: Bridge(name, config, self._maker(name, config), deliver, app,
+                                     queue, consumer, lease_s)
                         for name, config in configs.items()}
         self._thread: LoopThread | None = None
         self._runs: list[asyncio.Task[None]] = []
         self._bus: Subscription | None = None
+        self._outbox: Outbox | None = None
 
     def _maker(self, name: str, config: BridgeConfig) -> Callable[[], Broker]:
         def make() -> Broker:
@@ -100,24 +116,17 @@ class Bridges:
     def start(self) -> None:
         if not self.bridges or self._thread is not None:
             return
-        if self._journals is not None:
-            for bridge in self.bridges.values():
-                if bridge.config.outbound or bridge.dead_route is not None or \
-                        bridge.config.plugin_publish:
-                    try:
-                        bridge.open_journal(self._journals, self._consumer)
-                    except OSError as exc:
-                        log.error("bridge %s: its outbound journal cannot be opened (%s): "
-                                  "what it holds for the broker is lost if the host dies",
-                                  bridge.name, exc)
         self._thread = LoopThread("omnicore-bridges")
         self._runs = self._thread.call(self._spawn())
         if self._health is not None:
             for name, bridge in self.bridges.items():
                 self._health.register_check(f"bridge:{name}", partial(_verdict, bridge))
-        if any(b.config.outbound or b.config.dead_letter is not None
-               or b.config.plugin_publish for b in self.bridges.values()):
-            self._bus = self._events.subscribe("*", self._on_event)
+        if self._subscriptions is not None and any(
+                b.config.outbound or b.config.dead_letter is not None
+                or b.config.plugin_publish for b in self.bridges.values()):
+            self._outbox = self._outboxed
+            self._subscriptions().outboxes.append(self._outbox)
+            self._bus = self._events.subscribe(JobQueued.topic, self._queued)
         log.info("bridges started: %s", ", ".join(
             f"{n} ({b.config.kind})" for n, b in self.bridges.items()))
 
@@ -132,38 +141,52 @@ class Bridges:
             run.cancel()
         await asyncio.gather(*runs, return_exceptions=True)
 
-    def _on_event(self, event: Event) -> None:
-        if isinstance(event, JobDead):
-            self._dead(event)
-        for bridge in self.bridges.values():
-            bridge.offer(event)
+    def _queued(self, event: Event) -> None:
+        plugin = str(getattr(event, "plugin", ""))
+        if plugin.startswith("@bridge:"):
+            bridge = self.bridges.get(plugin.removeprefix("@bridge:"))
+            if bridge is not None:
+                bridge.wake()
 
-    def _dead(self, event: JobDead) -> None:
+    def _outboxed(self, event: Event) -> list[Outbound]:
+        """``event``'s outbound deliveries on every bridge (the events service's outbox)."""
+        if str(getattr(event, "plugin", "")).startswith("@bridge:"):
+            return []  # the job events of the bridges' own deliveries: never sent out
+        outs = self._dead(event) if isinstance(event, JobDead) else []
+        for bridge in self.bridges.values():
+            outs += bridge.outbound(event)
+        return outs
+
+    def _dead(self, event: JobDead) -> list[Outbound]:
         """A job died: if it delivered an event type a bridge with a dead_letter makes, that
         bridge's dead letter."""
         if self._jobs is None:
-            return
+            return []
         owners = [b for b in self.bridges.values() if b.config.dead_letter is not None]
         if not owners:
-            return
+            return []
         try:
             job = self._jobs().get(event.job_id)
         except Exception as exc:  # the storage is out: the dead job stays listed
             log.warning("bridges: dead job %d not read for its dead letter: %s",
                         event.job_id, exc)
-            return
+            return []
         source = getattr(job, "source", "")
         if job is None or not source.startswith("event:"):
-            return
+            return []
         topic = source.removeprefix("event:")
-        for bridge in owners:
-            if topic in bridge.makes:
-                bridge.dead(job)
+        return [o for bridge in owners if topic in bridge.makes for o in bridge.dead(job)]
 
     def stop(self) -> None:
         if self._bus is not None:
             self._events.unsubscribe(self._bus)
             self._bus = None
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None and self._subscriptions is not None:
+            try:
+                self._subscriptions().outboxes.remove(outbox)
+            except ValueError:
+                pass
         thread, self._thread = self._thread, None
         if thread is None:
             return
@@ -174,14 +197,14 @@ class Bridges:
         thread.close()
         self._runs = []
         for bridge in self.bridges.values():
-            lost, journal = bridge.lost()
-            if lost and journal is not None:
+            try:
+                held = bridge.held
+            except StorageError:
+                continue
+            if held:
                 log.warning("bridge %s stopped with %d outbound message(s) the broker had not "
-                            "confirmed: kept in %s, published when a host of this data dir "
-                            "next starts", bridge.name, lost, journal)
-            elif lost:
-                log.error("bridge %s stopped with %d outbound message(s) the broker had not "
-                          "confirmed: they are not published", bridge.name, lost)
+                            "confirmed: they wait in the job queue (%s) for the next host "
+                            "running the bridge", bridge.name, held, bridge.plugin)
 
     def status(self) -> list[dict[str, Any]]:
         """Each bridge's state, reason and counters."""

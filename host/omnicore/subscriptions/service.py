@@ -31,17 +31,25 @@ does not receive its own events unless its subscription says ``self: true``. Eve
 carries a hop count — one more than the work that published it — and a delivery beyond
 ``capabilities.events.max_hops`` is dropped, so plugins publishing to each other in a cycle
 stop there.
+
+Outboxes (:attr:`Subscriptions.outboxes`, the bridges' outbound routes): a callable naming,
+for an event, durable deliveries to something other than a plugin's handler (an
+:class:`Outbound`: a job of a reserved name such as ``@bridge:<name>``, which its service
+claims and runs itself). A plugin's event queues them in the transaction that logs it (or
+holds them in the spool with it), a bridge's message before it is acknowledged, a host event
+as a keyed delivery: no window in which an event is stored and its outbound delivery is not.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import functools
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +72,8 @@ from omnicore.subscriptions.metrics import SubscriberMetrics
 from omnicore.subscriptions.subscriber import Subscriber, manifest_subscriptions
 from omnicore.types import HostApp
 
-__all__ = ["DELIVERY_KEYS", "Refusal", "Subscriptions", "SubscriptionsApp"]
+__all__ = ["DELIVERY_KEYS", "Outbound", "Outbox", "Refusal", "Subscriptions",
+           "SubscriptionsApp"]
 
 log = get_logger("omnicore.subscriptions")
 
@@ -86,6 +95,26 @@ class _Held:
     record: dict[str, Any]
     owner: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A durable delivery that is not a plugin's handler (a bridge's publish): a job of the
+    reserved ``plugin`` (``@bridge:<name>``, never a plugin's name) whose ``handler`` tells it
+    from its siblings of the same event (the key's last part) and whose ``payload`` is all
+    its runner needs; ``max_attempts`` its own (None: the queue's). ``key``: a host event's
+    delivery key of its own (a dead letter's, so a repeat queues it once), else one is made."""
+
+    plugin: str
+    handler: str
+    payload: bytes = dataclasses.field(repr=False)
+    max_attempts: int | None = None
+    key: str | None = None
+
+
+#: ``outbox(event)``: the :class:`Outbound` deliveries ``event`` has (any thread; a plugin's
+#: event comes with its ``origin`` set, what names it for ever).
+Outbox = Callable[[Event], list[Outbound]]
 
 
 def delivery_key(event_id: int, sub: Subscriber) -> str:
@@ -172,6 +201,21 @@ class Subscriptions:
         self._stopping = threading.Event()
         #: Publishes refused over a plugin's share of the spool.
         self.held_drops: collections.Counter[str] = collections.Counter()
+        #: Who adds durable deliveries of their own to events (the bridges' outbound routes).
+        self.outboxes: list[Outbox] = []
+        #: Outbound deliveries of host events dropped (the database away, the hold full).
+        self.outbound_dropped = 0
+
+    def _outs(self, event: Event) -> list[Outbound]:
+        """The outboxes' deliveries of ``event``; an outbox that raises is logged, skipped."""
+        outs: list[Outbound] = []
+        for outbox in list(self.outboxes):
+            try:
+                outs += outbox(event)
+            except Exception:
+                log.exception("an outbox failed on %s; its deliveries are not queued",
+                              event.topic)
+        return outs
 
     def admit_publish(self, plugin: str) -> bool:
         """Take one publish from ``plugin``'s token bucket; False (and counted) when empty."""
@@ -227,7 +271,7 @@ class Subscriptions:
             if record.plugin is not None:
                 self._route(PluginEvent(topic=record.topic, plugin=record.plugin,
                                         data=record.payload, hops=record.hops,
-                                        event_id=record.id))
+                                        event_id=record.id), remote=True)
 
     def stop(self) -> None:
         for sub in self._bus_subs:
@@ -270,11 +314,16 @@ class Subscriptions:
             else:
                 self._subs.pop(plugin, None)
 
-    def _route(self, event: Event) -> None:
+    def _route(self, event: Event, *, remote: bool = False) -> None:
+        stored = isinstance(event, PluginEvent) and event.stored
+        if self.outboxes and not (stored or remote or isinstance(event, BridgeEvent)):
+            # A host's event (or one put on the bus as it is, not published here): its
+            # outbound deliveries are queued now. A plugin's were queued with it, a bridge's
+            # before its ack, another host's by that host.
+            self._send_out(event)
         if not self._subs or isinstance(event, BridgeEvent):
             return  # a bridge's event was delivered by deliver() before it reached the bus
         hops = int(getattr(event, "hops", 0))
-        stored = isinstance(event, PluginEvent) and event.stored
         targets = [s for s in self.all() if s.matches(event) and not (s.durable and stored)]
         if not targets:
             return
@@ -312,13 +361,34 @@ class Subscriptions:
                                 "unwritable; %d dropped so far", sub.plugin, sub.handler,
                                 topic, sub.dropped)
 
+    def _send_out(self, event: Event) -> None:
+        """Queue a host event's outbound deliveries, each under a key (its own or one taken
+        now); the database away, held in the spool like a subscriber's delivery."""
+        hops = int(getattr(event, "hops", 0))
+        for out in self._outs(event):
+            key = out.key or f"{DELIVERY_KEYS}host:{uuid.uuid4().hex}:{out.plugin}:{out.handler}"
+            if self._outage.call(functools.partial(
+                    self._queue, out.plugin, out.handler, out.payload, event.topic, hops, key,
+                    out.max_attempts), False):
+                continue
+            record = {"k": "delivery", "key": key, "plugin": out.plugin,
+                      "handler": out.handler, "body": encode_bytes(out.payload),
+                      "topic": event.topic, "hops": hops, "attempts": out.max_attempts}
+            if self._hold(record, "", len(out.payload)) is not None:
+                self.outbound_dropped += 1
+                if self.outbound_dropped in (1, 10, 100) or self.outbound_dropped % 1000 == 0:
+                    log.error("%d outbound delivery(ies) of host events dropped: the "
+                              "database is away and the events held for it are full or "
+                              "unwritable", self.outbound_dropped)
+
     def _queue(self, plugin: str, handler: str, body: bytes, topic: str, hops: int,
-               key: str | None) -> bool:
+               key: str | None, max_attempts: int | None = None) -> bool:
         source = f"event:{topic}"
         if key is None:  # a host's own event: only this host heard it
             self._app.jobs.enqueue(plugin, handler, body, source=source, hops=hops)
         else:  # keyed: a retry, or another host's delivery of the same event, queues one
-            self._app.jobs.enqueue_once(plugin, handler, body, key, source=source, hops=hops)
+            self._app.jobs.enqueue_once(plugin, handler, body, key, source=source, hops=hops,
+                                        max_attempts=max_attempts)
         return True
 
     # -- the spool ------------------------------------------------------------------------
@@ -426,23 +496,31 @@ class Subscriptions:
         if record.get("k") == "event":
             targets = [(str(p), str(h)) for p, h in record["to"]]
             self._log(record["topic"], str(record["plugin"]), decode_bytes(record["data"]),
-                      int(record["hops"]), targets, str(record["origin"]), replay=True)
+                      int(record["hops"]), targets, str(record["origin"]),
+                      _outbound(record), replay=True)
         else:
+            attempts = record.get("attempts")
             self._queue(str(record["plugin"]), str(record["handler"]),
                         decode_bytes(record["body"]), str(record["topic"]),
-                        int(record["hops"]), str(record["key"]))
+                        int(record["hops"]), str(record["key"]),
+                        None if attempts is None else int(attempts))
         return True
 
     def _log(self, topic: str, plugin: str, data: bytes, hops: int,
-             targets: list[tuple[str, str]], origin: str, *, replay: bool = False) -> int:
-        """Log the event and queue its durable deliveries to ``targets`` in one transaction;
-        the event's id. Raises StorageError."""
+             targets: list[tuple[str, str]], origin: str, outs: Sequence[Outbound] = (), *,
+             replay: bool = False) -> int:
+        """Log the event and queue its durable deliveries to ``targets`` and ``outs`` in one
+        transaction; the event's id. Raises StorageError."""
         jobs = self._app.jobs
         body = event_body(PluginEvent(topic=topic, plugin=plugin, data=data, hops=hops)) \
             if targets else b""
         keyed = [KeyedJob(f"{DELIVERY_KEYS}{{event}}:{p}:{h}",
                           *jobs.keyed(p, h, body, source=f"event:{topic}", hops=hops))
                  for p, h in targets]
+        keyed += [KeyedJob(f"{DELIVERY_KEYS}{{event}}:{o.plugin}:{o.handler}",
+                           *jobs.keyed(o.plugin, o.handler, o.payload, source=f"event:{topic}",
+                                       hops=hops, max_attempts=o.max_attempts))
+                  for o in outs]
         appended = self._app.storage.events.append_with_jobs(
             topic, plugin, data, self.retain, hops, keyed, origin=f"{DELIVERY_KEYS}origin:"
             f"{origin}", replay=replay, keep_s=IDEMPOTENCY_KEEP_S)
@@ -502,19 +580,26 @@ class Subscriptions:
         event = PluginEvent(topic=full, plugin=plugin, data=data, hops=hops)
         targets = [(s.plugin, s.handler) for s in self.all() if s.durable and s.matches(event)]
         # What names the publish until and after it is logged: its deliveries' replays look
-        # for it (a publish without any needs none unless it is spooled).
-        origin = uuid.uuid4().hex if targets or self._held else ""
+        # for it (a publish without any needs none unless it is spooled), and an outbound
+        # delivery's message id is made of it.
+        origin = uuid.uuid4().hex if targets or self._held or self.outboxes else ""
+        outs = self._outs(PluginEvent(topic=full, plugin=plugin, data=data, hops=hops,
+                                      origin=origin)) if self.outboxes else []
         event_id = None
         if not self._held:  # else the spool first: publishes reach the database in order
             try:
-                event_id = self._log(full, plugin, data, hops, targets, origin)
+                event_id = self._log(full, plugin, data, hops, targets, origin, outs)
             except StorageError:
                 pass
         if event_id is None:
             origin = origin or uuid.uuid4().hex
             record = {"k": "event", "origin": origin, "topic": full, "plugin": plugin,
                       "data": encode_bytes(data), "hops": hops, "to": targets}
-            refused = self._hold(record, plugin, len(full) + len(data) + 64 * len(targets))
+            if outs:
+                record["out"] = [[o.plugin, o.handler, encode_bytes(o.payload),
+                                  o.max_attempts] for o in outs]
+            refused = self._hold(record, plugin, len(full) + len(data) + 64 * len(targets) +
+                                 sum(len(o.payload) for o in outs))
             if refused is not None:
                 if refused is Refusal.HELD:
                     self.held_drops[plugin] += 1
@@ -551,6 +636,13 @@ class Subscriptions:
                                                 source=f"event:{event.topic}", hops=event.hops,
                                                 max_attempts=event.max_attempts)
                     stored += 1
+            for out in self._outs(event):  # an outbound route relaying it: before the ack
+                key = (f"{DELIVERY_KEYS}bridge:{event.bridge}:{event.message_id}:"
+                       f"{out.plugin}:{out.handler}")
+                self._app.jobs.enqueue_once(out.plugin, out.handler, out.payload, key,
+                                            source=f"event:{event.topic}", hops=event.hops,
+                                            max_attempts=out.max_attempts)
+                stored += 1
             for sub in targets:
                 if not sub.durable:
                     self._offer(sub, body, event.hops)
@@ -562,9 +654,16 @@ class Subscriptions:
         return SubscriberMetrics(self)
 
 
+def _outbound(record: dict[str, Any]) -> list[Outbound]:
+    """The outbound deliveries a spooled publish holds (``out``: plugin, handler, payload,
+    attempts)."""
+    return [Outbound(str(p), str(h), decode_bytes(b), None if m is None else int(m))
+            for p, h, b, m in record.get("out", ())]
+
+
 def _size(record: dict[str, Any]) -> int:
     """What a record read back from the spool is charged (as when it was held)."""
     if record.get("k") == "event":
         return len(str(record.get("topic", ""))) + len(decode_bytes(record["data"])) + \
-            64 * len(record.get("to", ()))
+            64 * len(record.get("to", ())) + sum(len(o.payload) for o in _outbound(record))
     return len(decode_bytes(record.get("body", "")))
