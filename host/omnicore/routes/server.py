@@ -39,8 +39,10 @@ from omnicore.routes.envelope import (
     decode_response,
     encode_request,
 )
+from omnicore.routes.proxy import ProxyComponent, ProxyFailed, exports_handler
 from omnicore.routes.signatures import check_github, check_stripe
 from omnicore.routes.table import Route, RouteTable, SourceRoutes, build, clean_path
+from omnicore.routes.wasihttp import Exchange
 
 __all__ = ["RouteStats", "RoutesServer", "TokenUser"]
 
@@ -77,7 +79,7 @@ class RouteStats:
     suppressed: int = 0
 
 
-async def _within(call: asyncio.Future[bytes], deadline: float) -> bool:
+async def _within(call: asyncio.Future[Any], deadline: float) -> bool:
     """Whether ``call`` is done by ``deadline`` (``time.monotonic``); it is never cancelled
     (a running call ends by its own deadline). One waiter and one timer: ``asyncio.wait`` on
     a task of the call made three futures, a set and a task per request."""
@@ -136,6 +138,9 @@ class RoutesServer:
         self._problems: list[str] = []
         self._table = RouteTable(())
         self._good = SourceRoutes("omnicore.yaml serve.routes", None, {})
+        #: Proxy components by plugin (.proxy): (the module's sha256, its instances).
+        self._proxies: dict[str, tuple[str, ProxyComponent | None]] = {}
+        self._proxy_pool: Any = None
         self.table(strict=True)  # the app config's routes must check at start
 
     # -- the table --------------------------------------------------------------------
@@ -311,6 +316,9 @@ class RoutesServer:
                 auth = self._authenticate(route, headers, body)
                 self._take_rate(route, st)
             head = self._head(scope, route, path, params, headers, auth)
+            proxy = self._proxy(route.plugin)
+            if proxy is not None:
+                return await self._serve_proxy(proxy, route, st, head, body, deadline)
             data = body if s.mode == "body" else encode_request(head, body)
             call = self.app.plugins.submit(route.plugin, route.handler, data)
             if not await _within(call, deadline):
@@ -333,6 +341,94 @@ class RoutesServer:
             self._warn(route, st, f"a malformed response: {exc}")
             raise _Answer(502, "the handler's response is malformed") from None
 
+    # -- proxy components (.proxy) ----------------------------------------------------
+
+    def _proxy(self, plugin: str) -> ProxyComponent | None:
+        """The plugin's proxy instances when it is a component exporting
+        ``wasi:http/incoming-handler`` (made on first use, again when its module changes);
+        None for any other plugin."""
+        # (A plugin that is not serving now -- unloaded, failed, needing a grant -- is left
+        # to the ordinary call, which answers 503 for it.)
+        entry = self.app.plugins._entries.get(plugin)
+        if entry is None or entry.version is None:
+            return None
+        module = getattr(entry, "module", None)
+        world = getattr(module, "world", None)
+        if module is None or world is None:
+            return None
+        known = self._proxies.get(plugin)
+        if known is not None and known[0] == module.sha256:
+            return known[1]
+        proxy = None
+        eng = self.app.plugins.engine
+        if exports_handler(list(module.compiled.type.exports(eng.components))) is not None:
+            limits = self.app.plugins.limits_of(plugin)
+            proxy = ProxyComponent(plugin, eng, module.compiled, limits,
+                                   self.app.plugins.logs(plugin))
+        with self._lock:
+            self._proxies[plugin] = (module.sha256, proxy)
+        return proxy
+
+    async def _serve_proxy(self, proxy: ProxyComponent, route: Route, st: RouteStats,
+                           head: dict[str, Any], body: bytes, deadline: float) -> Response:
+        s = route.settings
+        query = head["query"]
+        scheme = head["url"].partition("://")[0]
+        exchange = Exchange(
+            method=head["method"], path_with_query=head["path"] + (f"?{query}" if query else ""),
+            scheme=scheme or "http", authority=head["headers"].get("host", ""),
+            headers=[(k, v.encode()) for k, v in head["headers"].items()], body=body,
+            cap=s.max_response_bytes)
+        if self._proxy_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._proxy_pool = ThreadPoolExecutor(16, thread_name_prefix="omnicore-proxy")
+        loop = asyncio.get_running_loop()
+        call = asyncio.ensure_future(loop.run_in_executor(self._proxy_pool, proxy.serve,
+                                                          exchange))
+        if not await _within(call, deadline):
+            st.in_flight += 1  # the finally below gives it back; the call keeps its slot
+            call.add_done_callback(lambda fut: self._release(fut, st))
+            self._warn(route, st, f"no answer within {s.timeout_ms} ms")
+            raise _Answer(504, f"the handler did not answer within {s.timeout_ms} ms",
+                          "deadline")
+        failed = None
+        try:
+            call.result()
+        except ProxyFailed as exc:
+            failed = exc
+        # A guest whose body was refused past the cap (its stream closed) often fails
+        # then: the cap is the answer.
+        if failed is not None and not exchange.over:
+            self._warn(route, st, str(failed))
+            raise _Answer(failed.status, "the handler did not answer within the plugin's "
+                          "deadline" if failed.status == 504 else "the handler failed")
+        if exchange.over:
+            self._warn(route, st, f"a response over max_response_bytes "
+                                  f"({s.max_response_bytes})")
+            raise _Answer(502, f"the handler's response is over {s.max_response_bytes} bytes")
+        if exchange.error is not None:
+            self._warn(route, st, f"the handler answered the error {exchange.error}")
+            raise _Answer(502, "the handler answered an error")
+        if exchange.status is None:
+            self._warn(route, st, "the handler returned without setting its response")
+            raise _Answer(502, "the handler did not set its response")
+        if not exchange.finished:
+            self._warn(route, st, "the handler did not finish its response body")
+            raise _Answer(502, "the handler's response is incomplete")
+        headers: dict[str, list[str]] = {}
+        assert exchange.response_headers is not None
+        for name, value in exchange.response_headers.entries:
+            headers.setdefault(name, []).append(value.decode("utf-8", "replace"))
+        block = encode_request({"status": exchange.status, "headers": headers},
+                               b"".join(exchange.chunks))
+        try:
+            response = decode_response(block, mode="envelope")
+        except _BadResponse as exc:
+            self._warn(route, st, f"a malformed response: {exc}")
+            raise _Answer(502, "the handler's response is malformed") from None
+        return response
+
     def _outcome(self, call: asyncio.Future[bytes], route: Route, st: RouteStats) -> bytes:
         try:
             return call.result()
@@ -352,7 +448,7 @@ class RoutesServer:
             raise _Answer(500, "the handler failed") from None
 
     @staticmethod
-    def _release(fut: asyncio.Future[bytes], st: RouteStats) -> None:
+    def _release(fut: asyncio.Future[Any], st: RouteStats) -> None:
         st.in_flight -= 1
         if not fut.cancelled():
             fut.exception()  # retrieved: a late failure is no "never retrieved" warning

@@ -1,0 +1,772 @@
+"""The host's own ``wasi:http/types`` and the WASI a serving component needs beside it
+(issue 65, deliverable 1; specs/http-routes.md "Proxy components").
+
+wasmtime-py's C API cannot make a ``wasi:http`` incoming request or a response outparam, so
+the host defines ``wasi:http/types`` itself, as host resources, and with it every interface
+whose resources those types meet: ``wasi:io/{error,poll,streams}``, and the parts of
+``wasi:cli``, ``wasi:clocks``, ``wasi:random``, ``wasi:filesystem`` and ``wasi:sockets`` a
+toolchain imports. wasmtime's own WASI resources are other types, so a serving instance is
+linked to these definitions only (all or nothing):
+
+* no file system (``get-directories`` is empty) and no sockets (every function traps: no
+  socket can be made, since ``instance-network`` traps);
+* stdin is empty; stdout and stderr go to the plugin's log; no environment, no arguments;
+* ``wasi:http/outgoing-handler#handle`` answers ``HTTP-request-denied``.
+
+State lives per instance (:class:`Table`): wasmtime runs no host destructor when a store is
+dropped, so nothing of an instance's handles outlives it. A host function reaches its
+instance's table through the thread that runs the call (:func:`current`): an instance runs
+on one thread at a time.
+
+Traps kept: every borrowed handle a host function is given is dropped before it returns
+(:meth:`Table.borrow`), else the guest's later drop of the resource traps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wasmtime import _ffi as ffi
+from wasmtime import component as cm
+from wasmtime.component import ResourceAny, ResourceHost, ResourceType, Variant
+from wasmtime.component._types import ListType
+
+__all__ = ["Exchange", "Fields", "Table", "current", "link_proxy"]
+
+#: A resource type id per resource the host defines (ResourceType.host's integer).
+_KINDS = (
+    "io-error", "pollable", "input-stream", "output-stream",
+    "fields", "incoming-request", "outgoing-request", "request-options", "response-outparam",
+    "incoming-response", "incoming-body", "future-trailers", "outgoing-response",
+    "outgoing-body", "future-incoming-response",
+    "terminal-input", "terminal-output", "descriptor", "directory-entry-stream",
+    "network", "tcp-socket", "udp-socket", "incoming-datagram-stream",
+    "outgoing-datagram-stream", "resolve-address-stream",
+)
+_TYPE_ID = {name: 0x6F6D6E00 + i for i, name in enumerate(_KINDS)}
+
+#: The most one read gives and one write takes (``check-write``'s answer).
+CHUNK = 64 * 1024
+
+_local = threading.local()
+
+
+def current() -> Table:
+    """The table of the instance running on this thread."""
+    table: Table | None = getattr(_local, "table", None)
+    if table is None:
+        raise RuntimeError("a wasi:http host function was called outside a serving call")
+    return table
+
+
+class Trap(Exception):
+    """A host function's refusal: the guest traps with this message."""
+
+
+# -- the objects behind the handles ----------------------------------------------------
+
+
+@dataclass
+class Fields:
+    """Headers or trailers: (name, value) in order, names compared case-insensitively."""
+
+    entries: list[tuple[str, bytes]] = field(default_factory=list)
+    immutable: bool = False
+
+    def get(self, name: str) -> list[bytes]:
+        low = name.lower()
+        return [v for k, v in self.entries if k.lower() == low]
+
+    def delete(self, name: str) -> None:
+        low = name.lower()
+        self.entries = [(k, v) for k, v in self.entries if k.lower() != low]
+
+
+@dataclass
+class Exchange:
+    """One request and what the guest answered: the response (set once through the
+    outparam), its body's bytes (within ``cap``), whether the body was finished."""
+
+    method: str
+    path_with_query: str
+    scheme: str
+    authority: str
+    headers: list[tuple[str, bytes]]
+    body: bytes
+    cap: int
+    status: int | None = None
+    response_headers: Fields | None = None
+    #: The guest set the outparam to an error (its error-code's case).
+    error: str | None = None
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    finished: bool = False
+    over: bool = False
+    trailers: Fields | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.status is not None or self.error is not None
+
+    def write(self, data: bytes) -> bool:
+        """Take ``data`` of the response body; False past the cap (the stream is closed)."""
+        if self.over:
+            return False
+        self.size += len(data)
+        if self.size > self.cap:
+            self.over = True
+            self.chunks.clear()
+            return False
+        self.chunks.append(bytes(data))
+        return True
+
+
+@dataclass
+class _Request:
+    exchange: Exchange
+    consumed: bool = False
+
+
+@dataclass
+class _Outparam:
+    exchange: Exchange
+    used: bool = False
+
+
+@dataclass
+class _IncomingBody:
+    data: bytes
+    streamed: bool = False
+
+
+@dataclass
+class _InputStream:
+    data: bytes
+    pos: int = 0
+
+
+@dataclass
+class _OutputStream:
+    """A sink: ``write`` takes bytes, False when the stream is closed."""
+
+    write: Callable[[bytes], bool]
+
+
+@dataclass
+class _OutgoingResponse:
+    headers: Fields
+    status: int = 200
+    body_taken: bool = False
+    exchange: Exchange | None = None
+    #: The response's body (made on ``body()``), whose bytes go to ``exchange``.
+    body: _OutgoingBody | None = None
+
+
+@dataclass
+class _OutgoingBody:
+    response: _OutgoingResponse
+    written: list[bytes] = field(default_factory=list)
+    size: int = 0
+    cap: int = 0
+    over: bool = False
+    stream_taken: bool = False
+
+    def write(self, data: bytes) -> bool:
+        ex = self.response.exchange
+        if ex is not None:  # the response is set: its bytes go straight to the exchange
+            return ex.write(data)
+        self.size += len(data)
+        if self.size > self.cap:
+            self.over = True
+            self.written.clear()
+            return False
+        self.written.append(bytes(data))
+        return True
+
+
+@dataclass
+class _Pollable:
+    #: time.monotonic_ns() when ready (None: ready now).
+    at: int | None = None
+
+
+@dataclass
+class _Error:
+    message: str
+
+
+class Table:
+    """One instance's handles: rep -> object, and what a call of it may reach."""
+
+    def __init__(self, cap: int, log: Callable[[str, str], object]) -> None:
+        self.objects: dict[int, Any] = {}
+        self.next = 1
+        #: The response body's cap for a response made before it is set (the route's).
+        self.cap = cap
+        self.log = log
+        #: The deadline of the running call (time.monotonic()): a pollable's block ends there.
+        self.deadline = float("inf")
+
+    def own(self, kind: str, obj: Any) -> ResourceHost:
+        rep = self.next
+        self.next += 1
+        self.objects[rep] = obj
+        return ResourceHost.own(rep, _TYPE_ID[kind])
+
+    def _rep(self, store: Any, res: ResourceAny) -> int:
+        try:
+            host = res.to_host(store)
+        finally:
+            res.close()
+        try:
+            return int(host.rep)
+        finally:
+            host.close()
+
+    def borrow(self, store: Any, res: ResourceAny) -> Any:
+        """The object of a borrowed (or ``self``) handle. Taking its rep ends the borrow
+        (wasmtime's conversion to a host resource releases it; a host function must not
+        return holding one)."""
+        rep = self._rep(store, res)
+        try:
+            return self.objects[rep]
+        except KeyError:
+            raise Trap("a handle the host does not know") from None
+
+    def take(self, store: Any, res: ResourceAny) -> Any:
+        """The object of an owned handle the guest gave up (its entry removed: the
+        conversion takes it out of the store's table, and no destructor runs for it)."""
+        obj = self.objects.pop(self._rep(store, res), None)
+        if obj is None:
+            raise Trap("a handle the host does not know")
+        return obj
+
+    def drop(self, rep: int) -> None:
+        self.objects.pop(rep, None)
+
+
+# -- bytes through wasmtime-py's value API ----------------------------------------------
+#
+# wasmtime-py converts a ``list<u8>`` one element at a time in Python (a 4 KiB write cost
+# ~5 ms of CPU); these do it with one copy each way, with the same result. Installed on
+# wasmtime-py's ListType for byte lists only, the first time a proxy is linked.
+
+_VAL = ffi.wasmtime_component_val_t
+_STRIDE = ctypes.sizeof(_VAL)
+_OF = _VAL.of.offset
+_U8 = ffi.WASMTIME_COMPONENT_U8.value
+
+
+def _address(pointer: Any) -> int:
+    return int(ctypes.cast(pointer, ctypes.c_void_p).value or 0)
+
+
+def _bytes_from_c(self: Any, c: Any) -> Any:
+    if not self._is_bytes():
+        return _PLAIN_FROM_C(self, c)
+    assert c.kind == ffi.WASMTIME_COMPONENT_LIST.value
+    try:
+        n = c.of.list.size
+        if n == 0:
+            return b""
+        raw = ctypes.string_at(_address(c.of.list.data), n * _STRIDE)
+        return raw[_OF::_STRIDE]  # u8 elements own nothing: the list's delete frees all
+    finally:
+        ffi.wasmtime_component_vallist_delete(ctypes.byref(c.of.list))
+
+
+def _bytes_to_c(self: Any, store: Any, val: Any, ptr: Any) -> None:
+    if not self._is_bytes() or not isinstance(val, (bytes, bytearray)):
+        _PLAIN_TO_C(self, store, val, ptr)
+        return
+    n = len(val)
+    raw = ffi.wasmtime_component_vallist_t()
+    ffi.wasmtime_component_vallist_new_uninit(raw, n)
+    if n:
+        image = bytearray(n * _STRIDE)
+        image[0::_STRIDE] = bytes([_U8]) * n
+        image[_OF::_STRIDE] = val
+        ctypes.memmove(_address(raw.data), bytes(image), len(image))
+    ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
+    ptr.contents.of.list = raw
+
+
+_PLAIN_FROM_C = ListType.convert_from_c
+_PLAIN_TO_C = ListType.convert_to_c
+
+
+def _fast_bytes() -> None:
+    if ListType.convert_from_c is not _bytes_from_c:
+        ListType.convert_from_c = _bytes_from_c  # type: ignore[method-assign]
+        ListType.convert_to_c = _bytes_to_c  # type: ignore[method-assign]
+
+
+# -- the definitions -------------------------------------------------------------------
+
+_OK = Variant("ok")
+_CLOSED = None  # stream-error.closed (the value API maps a payload-less case to None)
+
+
+def _ok(payload: Any = None) -> Variant:
+    return Variant("ok", payload)
+
+
+def _err(payload: Any = None) -> Variant:
+    return Variant("err", payload)
+
+
+_METHODS = {"GET": "get", "HEAD": "head", "POST": "post", "PUT": "put", "DELETE": "delete",
+            "CONNECT": "connect", "OPTIONS": "options", "TRACE": "trace", "PATCH": "patch"}
+
+
+def _method(name: str) -> Variant:
+    case = _METHODS.get(name)
+    return Variant(case) if case else Variant("other", name)
+
+
+def _scheme(name: str) -> Variant:
+    return Variant({"http": "HTTP", "https": "HTTPS"}.get(name, "other"),
+                   None if name in ("http", "https") else name)
+
+
+def _dtor(kind: str) -> Callable[[Any, int], None]:
+    def dtor(_store: Any, rep: int) -> None:
+        table = getattr(_local, "table", None)
+        if table is not None:
+            table.drop(rep)
+    return dtor
+
+
+def _header_name_ok(name: str) -> bool:
+    return bool(name) and all(33 <= ord(c) < 127 and c not in '"(),/:;<=>?@[\\]{}'
+                              for c in name)
+
+
+def _header_value_ok(value: bytes) -> bool:
+    return all((b >= 32 and b != 127) or b == 9 for b in value)
+
+
+class _Definer:
+    """Adds functions and resources to the linker under the names the component imports."""
+
+    def __init__(self, linker: cm.Linker, imports: dict[str, str]) -> None:
+        self.linker = linker
+        #: interface without version -> the name the component imports it under
+        self.imports = imports
+
+    def interface(self, name: str, resources: tuple[str, ...],
+                  funcs: dict[str, Callable[..., Any]]) -> None:
+        full = self.imports.get(name)
+        if full is None:
+            return
+        with self.linker.root() as root, root.add_instance(full) as inst:
+            for res in resources:
+                inst.add_resource(res, ResourceType.host(_TYPE_ID[res]), _dtor(res))
+            for fname, fn in funcs.items():
+                inst.add_func(fname, _guarded(fn))
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(store: Any, *args: Any) -> Any:
+        return fn(current(), store, *args)
+    return call
+
+
+def _io(d: _Definer) -> None:
+    full = d.imports.get("wasi:io/error")
+    if full is not None:
+        with d.linker.root() as root, root.add_instance(full) as inst:
+            inst.add_resource("error", ResourceType.host(_TYPE_ID["io-error"]),
+                              _dtor("io-error"))
+            inst.add_func("[method]error.to-debug-string",
+                          _guarded(lambda t, s, e: t.borrow(s, e).message))
+
+    def ready(t: Table, s: Any, p: ResourceAny) -> bool:
+        obj: _Pollable = t.borrow(s, p)
+        return obj.at is None or time.monotonic_ns() >= obj.at
+
+    def block(t: Table, s: Any, p: ResourceAny) -> None:
+        obj: _Pollable = t.borrow(s, p)
+        _wait(t, obj.at)
+
+    def poll(t: Table, s: Any, ps: list[ResourceAny]) -> list[int]:
+        objs = [t.borrow(s, p) for p in ps]
+        if not objs:
+            raise Trap("poll of no pollables")
+        soonest = min((o.at or 0) for o in objs)
+        _wait(t, soonest)
+        now = time.monotonic_ns()
+        return [i for i, o in enumerate(objs) if o.at is None or now >= o.at]
+
+    full = d.imports.get("wasi:io/poll")
+    if full is not None:
+        with d.linker.root() as root, root.add_instance(full) as inst:
+            inst.add_resource("pollable", ResourceType.host(_TYPE_ID["pollable"]),
+                              _dtor("pollable"))
+            inst.add_func("[method]pollable.ready", _guarded(ready))
+            inst.add_func("[method]pollable.block", _guarded(block))
+            inst.add_func("poll", _guarded(poll))
+
+    def read(t: Table, s: Any, st: ResourceAny, n: int) -> Any:
+        obj: _InputStream = t.borrow(s, st)
+        if obj.pos >= len(obj.data):
+            return _CLOSED
+        take = min(n, CHUNK)
+        out = obj.data[obj.pos:obj.pos + take]
+        obj.pos += len(out)
+        return out
+
+    def skip(t: Table, s: Any, st: ResourceAny, n: int) -> Any:
+        obj: _InputStream = t.borrow(s, st)
+        if obj.pos >= len(obj.data):
+            return _CLOSED
+        took = min(n, len(obj.data) - obj.pos)
+        obj.pos += took
+        return took
+
+    def subscribe(t: Table, s: Any, st: ResourceAny) -> ResourceHost:
+        t.borrow(s, st)
+        return t.own("pollable", _Pollable())
+
+    def check_write(t: Table, s: Any, st: ResourceAny) -> Any:
+        t.borrow(s, st)
+        return CHUNK
+
+    def write(t: Table, s: Any, st: ResourceAny, data: bytes) -> Any:
+        obj: _OutputStream = t.borrow(s, st)
+        return _OK if obj.write(data) else _err(_CLOSED)
+
+    def flush(t: Table, s: Any, st: ResourceAny) -> Any:
+        t.borrow(s, st)
+        return _OK
+
+    def zeroes(t: Table, s: Any, st: ResourceAny, n: int) -> Any:
+        obj: _OutputStream = t.borrow(s, st)
+        return _OK if obj.write(bytes(min(n, CHUNK))) else _err(_CLOSED)
+
+    def splice(t: Table, s: Any, st: ResourceAny, src: ResourceAny, n: int) -> Any:
+        out: _OutputStream = t.borrow(s, st)
+        inp: _InputStream = t.borrow(s, src)
+        if inp.pos >= len(inp.data):
+            return _CLOSED
+        chunk = inp.data[inp.pos:inp.pos + min(n, CHUNK)]
+        inp.pos += len(chunk)
+        return len(chunk) if out.write(chunk) else _CLOSED
+
+    d.interface("wasi:io/streams", ("input-stream", "output-stream"), {
+        "[method]input-stream.read": read,
+        "[method]input-stream.blocking-read": read,
+        "[method]input-stream.skip": skip,
+        "[method]input-stream.blocking-skip": skip,
+        "[method]input-stream.subscribe": subscribe,
+        "[method]output-stream.check-write": check_write,
+        "[method]output-stream.write": write,
+        "[method]output-stream.blocking-write-and-flush": write,
+        "[method]output-stream.flush": flush,
+        "[method]output-stream.blocking-flush": flush,
+        "[method]output-stream.subscribe": subscribe,
+        "[method]output-stream.write-zeroes": zeroes,
+        "[method]output-stream.blocking-write-zeroes-and-flush": zeroes,
+        "[method]output-stream.splice": splice,
+        "[method]output-stream.blocking-splice": splice,
+    })
+
+
+def _wait(t: Table, at: int | None) -> None:
+    """Block until ``at`` (monotonic ns), never past the call's deadline (then trap: the
+    guest is out of time)."""
+    if at is None:
+        return
+    left = (at - time.monotonic_ns()) / 1e9
+    if left <= 0:
+        return
+    room = t.deadline - time.monotonic()
+    if left > room:
+        time.sleep(max(0.0, room))
+        raise Trap("the call's deadline passed while it waited on a pollable")
+    time.sleep(left)
+
+
+def _wasi(d: _Definer, stdout: Callable[[bytes], bool], stderr: Callable[[bytes], bool]) -> None:
+    d.interface("wasi:clocks/monotonic-clock", (), {
+        "now": lambda t, s: time.monotonic_ns(),
+        "resolution": lambda t, s: 1,
+        "subscribe-instant": lambda t, s, when: t.own("pollable", _Pollable(when)),
+        "subscribe-duration": lambda t, s, ns: t.own(
+            "pollable", _Pollable(time.monotonic_ns() + ns)),
+    })
+
+    class _DateTime:
+        def __init__(self, ns: int) -> None:
+            self.seconds, self.nanoseconds = divmod(ns, 1_000_000_000)
+
+    d.interface("wasi:clocks/wall-clock", (), {
+        "now": lambda t, s: _DateTime(time.time_ns()),
+        "resolution": lambda t, s: _DateTime(1),
+    })
+    d.interface("wasi:random/random", (), {
+        "get-random-bytes": lambda t, s, n: os.urandom(min(n, 1 << 20)),
+        "get-random-u64": lambda t, s: int.from_bytes(os.urandom(8), "little"),
+    })
+    d.interface("wasi:random/insecure", (), {
+        "get-insecure-random-bytes": lambda t, s, n: os.urandom(min(n, 1 << 20)),
+        "get-insecure-random-u64": lambda t, s: int.from_bytes(os.urandom(8), "little"),
+    })
+    d.interface("wasi:random/insecure-seed", (), {
+        "insecure-seed": lambda t, s: (int.from_bytes(os.urandom(8), "little"),
+                                       int.from_bytes(os.urandom(8), "little")),
+    })
+    d.interface("wasi:cli/environment", (), {
+        "get-environment": lambda t, s: [],
+        "get-arguments": lambda t, s: [],
+        "initial-cwd": lambda t, s: None,
+    })
+
+    def exit_(t: Table, s: Any, status: Any) -> None:
+        raise Trap(f"the component exited ({status})")
+
+    d.interface("wasi:cli/exit", (), {"exit": exit_})
+    d.interface("wasi:cli/stdin", (), {
+        "get-stdin": lambda t, s: t.own("input-stream", _InputStream(b"")),
+    })
+    d.interface("wasi:cli/stdout", (), {
+        "get-stdout": lambda t, s: t.own("output-stream", _OutputStream(stdout)),
+    })
+    d.interface("wasi:cli/stderr", (), {
+        "get-stderr": lambda t, s: t.own("output-stream", _OutputStream(stderr)),
+    })
+    d.interface("wasi:cli/terminal-input", ("terminal-input",), {})
+    d.interface("wasi:cli/terminal-output", ("terminal-output",), {})
+    for which in ("stdin", "stdout", "stderr"):
+        d.interface(f"wasi:cli/terminal-{which}", (), {
+            f"get-terminal-{which}": lambda t, s: None,
+        })
+    # No file system: no preopens, so no descriptor is ever made (its methods trap).
+    d.interface("wasi:filesystem/types", ("descriptor", "directory-entry-stream"), {
+        "filesystem-error-code": lambda t, s, e: (t.borrow(s, e), None)[1],
+    })
+    d.interface("wasi:filesystem/preopens", (), {"get-directories": lambda t, s: []})
+    # No sockets: no network is handed out (instance-network traps), so none can be made.
+    d.interface("wasi:sockets/network", ("network",), {})
+    d.interface("wasi:sockets/tcp", ("tcp-socket",), {})
+    d.interface("wasi:sockets/udp", ("udp-socket", "incoming-datagram-stream",
+                                     "outgoing-datagram-stream"), {})
+    d.interface("wasi:sockets/ip-name-lookup", ("resolve-address-stream",), {})
+
+
+def _http(d: _Definer) -> None:
+    def fields_new(t: Table, s: Any) -> ResourceHost:
+        return t.own("fields", Fields())
+
+    def from_list(t: Table, s: Any, entries: list[tuple[str, bytes]]) -> Any:
+        for name, value in entries:
+            if not _header_name_ok(name) or not _header_value_ok(value):
+                return Variant("invalid-syntax")
+        return t.own("fields", Fields(list(entries)))
+
+    def get(t: Table, s: Any, f: ResourceAny, name: str) -> list[bytes]:
+        return t.borrow(s, f).get(name)  # type: ignore[no-any-return]
+
+    def has(t: Table, s: Any, f: ResourceAny, name: str) -> bool:
+        return bool(t.borrow(s, f).get(name))
+
+    def mutate(fields: Fields, name: str, values: list[bytes] | None) -> Any:
+        if fields.immutable:
+            return Variant("immutable")
+        if not _header_name_ok(name) or not all(_header_value_ok(v) for v in values or ()):
+            return Variant("invalid-syntax")
+        fields.delete(name)
+        fields.entries.extend((name, v) for v in values or ())
+        return None
+
+    def set_(t: Table, s: Any, f: ResourceAny, name: str, values: list[bytes]) -> Any:
+        return mutate(t.borrow(s, f), name, values)
+
+    def delete(t: Table, s: Any, f: ResourceAny, name: str) -> Any:
+        return mutate(t.borrow(s, f), name, None)
+
+    def append(t: Table, s: Any, f: ResourceAny, name: str, value: bytes) -> Any:
+        fields: Fields = t.borrow(s, f)
+        if fields.immutable:
+            return Variant("immutable")
+        if not _header_name_ok(name) or not _header_value_ok(value):
+            return Variant("invalid-syntax")
+        fields.entries.append((name, value))
+        return None
+
+    def entries(t: Table, s: Any, f: ResourceAny) -> list[tuple[str, bytes]]:
+        return list(t.borrow(s, f).entries)
+
+    def clone(t: Table, s: Any, f: ResourceAny) -> ResourceHost:
+        return t.own("fields", Fields(list(t.borrow(s, f).entries)))
+
+    def req(t: Table, s: Any, r: ResourceAny) -> Exchange:
+        obj: _Request = t.borrow(s, r)
+        return obj.exchange
+
+    def consume(t: Table, s: Any, r: ResourceAny) -> Any:
+        obj: _Request = t.borrow(s, r)
+        if obj.consumed:
+            return None
+        obj.consumed = True
+        return t.own("incoming-body", _IncomingBody(obj.exchange.body))
+
+    def body_stream(t: Table, s: Any, b: ResourceAny) -> Any:
+        obj: _IncomingBody = t.borrow(s, b)
+        if obj.streamed:
+            return None
+        obj.streamed = True
+        return t.own("input-stream", _InputStream(obj.data))
+
+    def body_finish(t: Table, s: Any, b: ResourceAny) -> ResourceHost:
+        t.take(s, b)
+        return t.own("future-trailers", None)
+
+    def trailers_get(t: Table, s: Any, f: ResourceAny) -> Any:
+        t.borrow(s, f)
+        return _ok(None)  # some(ok(ok(none))): the request had no trailers
+
+    def out_set(t: Table, s: Any, p: ResourceAny, response: Any) -> None:
+        param: _Outparam = t.take(s, p)
+        ex = param.exchange
+        # result<outgoing-response, error-code> as the value API lifts it: the response's
+        # handle, or the error-code's Variant.
+        if isinstance(response, ResourceAny):
+            resp: _OutgoingResponse = t.take(s, response)
+            ex.status = resp.status
+            ex.response_headers = resp.headers
+            resp.exchange = ex
+            body = resp.body
+            if body is not None:  # written before the response was set
+                for chunk in body.written:
+                    ex.write(chunk)
+                if body.over:
+                    ex.over = True
+                body.written.clear()
+        else:
+            ex.error = getattr(response, "tag", None) or str(response)
+
+    def resp_new(t: Table, s: Any, h: ResourceAny) -> ResourceHost:
+        headers: Fields = t.take(s, h)
+        return t.own("outgoing-response", _OutgoingResponse(headers))
+
+    def resp_status(t: Table, s: Any, r: ResourceAny) -> int:
+        return int(t.borrow(s, r).status)
+
+    def resp_set_status(t: Table, s: Any, r: ResourceAny, code: int) -> Any:
+        obj: _OutgoingResponse = t.borrow(s, r)
+        if not 100 <= code <= 999:
+            return _err(None)
+        obj.status = code
+        return _OK
+
+    def resp_headers(t: Table, s: Any, r: ResourceAny) -> ResourceHost:
+        obj: _OutgoingResponse = t.borrow(s, r)
+        return t.own("fields", obj.headers)
+
+    def resp_body(t: Table, s: Any, r: ResourceAny) -> Any:
+        obj: _OutgoingResponse = t.borrow(s, r)
+        if obj.body_taken:
+            return None
+        obj.body_taken = True
+        obj.body = _OutgoingBody(obj, cap=t.cap)
+        return t.own("outgoing-body", obj.body)
+
+    def out_write(t: Table, s: Any, b: ResourceAny) -> Any:
+        obj: _OutgoingBody = t.borrow(s, b)
+        if obj.stream_taken:
+            return None
+        obj.stream_taken = True
+        return t.own("output-stream", _OutputStream(obj.write))
+
+    def out_finish(t: Table, s: Any, b: ResourceAny, trailers: Any) -> Any:
+        obj: _OutgoingBody = t.take(s, b)
+        tr = t.take(s, trailers) if trailers is not None else None
+        ex = obj.response.exchange
+        if ex is None:
+            raise Trap("outgoing-body.finish before its response was set")
+        ex.finished = True
+        ex.trailers = tr
+        return None
+
+    def http_error_code(t: Table, s: Any, e: ResourceAny) -> None:
+        t.borrow(s, e)
+        return None
+
+    def denied(t: Table, s: Any, *args: Any) -> Any:
+        for a in args:  # the request (and its options) are dropped: nothing is sent
+            if isinstance(a, ResourceAny):
+                t.take(s, a)
+        return Variant("HTTP-request-denied")
+
+    d.interface("wasi:http/types", (
+        "fields", "incoming-request", "outgoing-request", "request-options",
+        "response-outparam", "incoming-response", "incoming-body", "future-trailers",
+        "outgoing-response", "outgoing-body", "future-incoming-response"), {
+        "[constructor]fields": fields_new,
+        "[static]fields.from-list": from_list,
+        "[method]fields.get": get,
+        "[method]fields.has": has,
+        "[method]fields.set": set_,
+        "[method]fields.delete": delete,
+        "[method]fields.append": append,
+        "[method]fields.entries": entries,
+        "[method]fields.clone": clone,
+        "[method]incoming-request.method": lambda t, s, r: _method(req(t, s, r).method),
+        "[method]incoming-request.path-with-query":
+            lambda t, s, r: req(t, s, r).path_with_query,
+        "[method]incoming-request.scheme": lambda t, s, r: _scheme(req(t, s, r).scheme),
+        "[method]incoming-request.authority": lambda t, s, r: req(t, s, r).authority,
+        "[method]incoming-request.headers": lambda t, s, r: t.own(
+            "fields", Fields(list(req(t, s, r).headers), immutable=True)),
+        "[method]incoming-request.consume": consume,
+        "[method]incoming-body.stream": body_stream,
+        "[static]incoming-body.finish": body_finish,
+        "[method]future-trailers.subscribe":
+            lambda t, s, f: (t.borrow(s, f), t.own("pollable", _Pollable()))[1],
+        "[method]future-trailers.get": trailers_get,
+        "[static]response-outparam.set": out_set,
+        "[constructor]outgoing-response": resp_new,
+        "[method]outgoing-response.status-code": resp_status,
+        "[method]outgoing-response.set-status-code": resp_set_status,
+        "[method]outgoing-response.headers": resp_headers,
+        "[method]outgoing-response.body": resp_body,
+        "[method]outgoing-body.write": out_write,
+        "[static]outgoing-body.finish": out_finish,
+        "http-error-code": http_error_code,
+    })
+    d.interface("wasi:http/outgoing-handler", (), {"handle": denied})
+
+
+def interface_names(imports: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """interface without version -> its name as imported."""
+    return {name.split("@", 1)[0]: name for name in imports}
+
+
+def link_proxy(linker: cm.Linker, imports: tuple[str, ...] | list[str],
+               stdout: Callable[[bytes], bool], stderr: Callable[[bytes], bool]) -> None:
+    """Define in ``linker`` everything of ``imports`` (the component's imported interface
+    names) the host serves a proxy component with."""
+    _fast_bytes()
+    d = _Definer(linker, interface_names(imports))
+    _io(d)
+    _wasi(d, stdout, stderr)
+    _http(d)
+
+
+def new_request(table: Table, exchange: Exchange) -> tuple[ResourceHost, ResourceHost]:
+    """The handles ``handle`` is called with: the request and its response outparam."""
+    return (table.own("incoming-request", _Request(exchange)),
+            table.own("response-outparam", _Outparam(exchange)))
+
+
+def enter(table: Table | None) -> None:
+    """Make ``table`` the one this thread's host functions reach (None: none)."""
+    _local.table = table
+

@@ -1,0 +1,69 @@
+"""A wasi:http/proxy component written as componentize-py's bindings have it, nothing of
+omnicore in it: the host serves it as any proxy host would. Its path picks what it does."""
+
+from componentize_py_types import Ok
+from wit_world import exports
+from wit_world.imports.types import (
+    Fields,
+    IncomingRequest,
+    Method_Other,
+    OutgoingBody,
+    OutgoingResponse,
+    ResponseOutparam,
+)
+
+CHUNK = 4096
+
+
+def _read_all(request: IncomingRequest) -> bytes:
+    body = request.consume()
+    stream = body.stream()
+    out = b""
+    try:
+        while True:
+            out += stream.blocking_read(CHUNK)
+    except Exception:  # the stream's end: stream-error.closed
+        pass
+    stream.__exit__(None, None, None)
+    body.__exit__(None, None, None)
+    return out
+
+
+def _answer(out: ResponseOutparam, status: int, headers: list[tuple[str, bytes]],
+            chunks: list[bytes]) -> None:
+    response = OutgoingResponse(Fields.from_list(headers))
+    response.set_status_code(status)
+    body = response.body()
+    ResponseOutparam.set(out, Ok(response))
+    stream = body.write()
+    for chunk in chunks:
+        stream.blocking_write_and_flush(chunk)
+    stream.__exit__(None, None, None)
+    OutgoingBody.finish(body, None)
+
+
+class IncomingHandler(exports.IncomingHandler):
+    def handle(self, request: IncomingRequest, response_out: ResponseOutparam) -> None:
+        method = request.method()
+        name = method.value if isinstance(method, Method_Other) else \
+            type(method).__name__.removeprefix("Method_").upper()
+        path = request.path_with_query() or "/"
+        seen = {k: v.decode() for k, v in request.headers().entries()}
+        leaf = path.split("?", 1)[0].rsplit("/", 1)[-1]
+        if leaf == "never":
+            return  # the response is never set
+        if leaf == "trap":
+            raise RuntimeError("the app failed on purpose")
+        if leaf == "spin":
+            while True:
+                pass
+        if leaf.startswith("big="):
+            n = int(leaf[4:])
+            _answer(response_out, 200, [], [b"x" * CHUNK] * (n // CHUNK))
+            return
+        body = _read_all(request)
+        text = (f"hello {name} {path} {len(body)} bytes; "
+                f"x-test={seen.get('x-test', '-')}; body={body.decode(errors='replace')}")
+        _answer(response_out, 201 if body else 200,
+                [("content-type", b"text/plain"), ("x-app", b"proxy-hello")],
+                [text.encode()])
