@@ -6,6 +6,7 @@ and a server outage holds them until it returns."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,9 @@ from typing import Any
 
 import pytest
 
+from omnicore.bridges._broker import Settings
+from omnicore.bridges.redis import DEDUPE_WINDOW, RedisBroker
+from omnicore.config.bridges import BridgeConfig
 from omnicore.modules.health import HealthStatus
 from omnicore.subscriptions import BridgeEvent
 from tests.bridges.conftest import BridgeApp, bridge
@@ -117,6 +121,33 @@ def test_an_event_is_appended_with_its_stable_message_id(
     assert fields == {b"data": b'{"n": 1}', b"event": b"plugin.src.order",
                       b"id": f"{app.name}:origin:{bus.events[0].origin}".encode()}
     app.stop(grace=1)
+
+
+def test_a_retried_publish_is_appended_once_within_the_window(redis_server: Redis) -> None:
+    # A publish whose reply was lost (a host killed after the XADD, its job not finished) is
+    # sent again under the same message id: the entry it made is the answer, nothing added.
+    config = BridgeConfig.model_validate(outbound(redis_server))
+    route = config.outbound[0]
+
+    async def go() -> list[str]:
+        broker = RedisBroker(Settings("b", config, "host", redis_server.password))
+        await broker.connect("outbound")
+        try:
+            first = await broker.publish(route, "app:origin:a", "e", b"1")
+            between = [await broker.publish(route, f"app:origin:n{i}", "e", b"2")
+                       for i in range(DEDUPE_WINDOW - 1)]
+            again = await broker.publish(route, "app:origin:a", "e", b"1")
+            late = await broker.publish(route, "app:origin:n0", "e", b"2")  # still in it
+            await broker.publish(route, "app:origin:z", "e", b"3")
+            gone = await broker.publish(route, "app:origin:a", "e", b"1")  # out of it
+        finally:
+            await broker.close()
+        return [first, again, between[0], late, gone]
+
+    first, again, n0, late, gone = asyncio.run(go())
+    assert again == first and late == n0 and gone != first
+    ids = [f[b"id"] for _, f in redis_server.client().xrange("out")]
+    assert len(ids) == DEDUPE_WINDOW + 2 and ids.count(b"app:origin:a") == 2
 
 
 def test_a_server_outage_holds_outbound_events_and_appends_them_in_order_after(

@@ -10,8 +10,11 @@ given and did not acknowledge, and it claims entries another consumer left unack
 without one arrives as the JSON of its fields); its id is ``STREAM:ENTRY-ID``.
 
 Outbound entries are ``data`` (the event's bytes), ``event`` (its type) and ``id`` (the stable
-message id): Redis keeps no duplicate window, so a publish whose reply was lost and was sent
-again appears twice, with the same ``id`` for consumers to drop it.
+message id). Redis keeps no duplicate window, so the bridge makes one: the XADD runs in a
+script (:data:`_ADD_ONCE`, atomic on the server) that first looks for the message id among the
+stream's last :data:`DEDUPE_WINDOW` entries and, found, answers that entry's id and appends
+nothing. A retry whose first copy is older than that (or was trimmed by ``max_len``) appears
+twice, with the same ``id`` for consumers to drop it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,20 @@ from omnicore.bridges._broker import Received, Settings, within
 from omnicore.config.bridges import BridgeInbound, BridgeOutbound
 
 __all__ = ["RedisBroker"]
+
+#: How many of a stream's last entries a publish looks through for its message id.
+DEDUPE_WINDOW = 64
+#: XADD unless an entry among the last ARGV[1] carries the id field ARGV[2]: that entry's id.
+_ADD_ONCE = """
+local seen = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[1])
+for _, entry in ipairs(seen) do
+  local f = entry[2]
+  for i = 1, #f - 1, 2 do
+    if f[i] == 'id' and f[i + 1] == ARGV[2] then return entry[1] end
+  end
+end
+return redis.call('XADD', KEYS[1], unpack(ARGV, 3))
+"""
 
 _MAX_LINE = 1 << 16
 _MAX_ITEMS = 1 << 20
@@ -217,7 +234,7 @@ class RedisBroker:
         if route.max_len is not None:
             trim = ("MAXLEN", "~", route.max_len)
         extra = [part for k, v in (headers or {}).items() for part in (k, v)]
-        reply = await self._c().call("XADD", str(route.stream), *trim, "*", "data", data,
-                                     "event", event, "id", message_id, *extra,
-                                     timeout=self._timeout)
+        reply = await self._c().call("EVAL", _ADD_ONCE, 1, str(route.stream), DEDUPE_WINDOW,
+                                     message_id, *trim, "*", "data", data, "event", event,
+                                     "id", message_id, *extra, timeout=self._timeout)
         return reply.decode() if isinstance(reply, bytes) else str(reply)
