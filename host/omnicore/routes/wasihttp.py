@@ -32,10 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wasmtime import WasmtimeError
 from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 from wasmtime.component import ResourceAny, ResourceHost, ResourceType, Variant
-from wasmtime.component._types import ListType
+from wasmtime.component._enter import catch_exceptions
+from wasmtime.component._types import FuncType, ListType, VariantLikeType
 
 __all__ = ["Exchange", "Fields", "Table", "current", "link_proxy"]
 
@@ -369,7 +371,7 @@ class _Definer:
             for res in resources:
                 inst.add_resource(res, ResourceType.host(_TYPE_ID[res]), _dtor(res))
             for fname, fn in funcs.items():
-                inst.add_func(fname, _guarded(fn))
+                _add_func(inst, fname, _guarded(fn))
 
 
 def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -378,13 +380,70 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+# -- host functions whose types are read once -------------------------------------------
+#
+# wasmtime-py's add_func reads the function's type again on every call, and each variant's
+# cases with it (error-code's 39 at every result<_, error-code>): ~85 % of a request's CPU.
+# A function defined here reads its type on its first call and keeps it (one linker per
+# component: each function has one type), its variants' cases and tagging with it.
+
+_FUNCS: dict[int, list[Any]] = {}
+_next_func = [1]
+
+
+def _memo(ty: Any) -> Any:
+    """``ty`` with its variants' cases and tagging read once (nested types too)."""
+    if isinstance(ty, VariantLikeType):
+        cases = [(n, None if t is None else _memo(t)) for n, t in ty._cases()]
+        ty._cases = lambda: cases  # type: ignore[method-assign]
+        tagged = ty._tagged()
+        ty._tagged = lambda: tagged  # type: ignore[method-assign]
+    return ty
+
+
+@ffi.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
+def _typed_impl(idx: int, context: Any, ty_raw: Any, args: Any, nargs: int, results: Any,
+                nresults: int) -> Any:
+    def run(store: Any) -> None:
+        entry = _FUNCS[idx or 0]
+        if entry[1] is None:
+            with FuncType._from_ptr(ty_raw, owner=store) as fty:
+                entry[1] = ([_memo(t) for _, t in fty.params],
+                            None if fty.result is None else _memo(fty.result))
+        params, result_ty = entry[1]
+        pyargs = [ty.convert_from_c(args[i]) for i, ty in enumerate(params)]
+        result = entry[0](store, *pyargs)
+        if result_ty is not None:
+            result_ty.convert_to_c(store, result, results)
+    return catch_exceptions(context, run)
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
+def _typed_finalize(idx: int | None) -> None:
+    funcs = _FUNCS
+    if funcs is not None:  # (None while the interpreter ends)
+        funcs.pop(idx or 0, None)
+
+
+def _add_func(inst: cm.LinkerInstance, name: str, fn: Callable[..., Any]) -> None:
+    idx = _next_func[0]
+    _next_func[0] += 1
+    _FUNCS[idx] = [fn, None]
+    raw = name.encode()
+    error = ffi.wasmtime_component_linker_instance_add_func(
+        inst.ptr(), ctypes.create_string_buffer(raw), len(raw), _typed_impl, idx,
+        _typed_finalize)
+    if error:
+        raise WasmtimeError._from_ptr(error)
+
+
 def _io(d: _Definer) -> None:
     full = d.imports.get("wasi:io/error")
     if full is not None:
         with d.linker.root() as root, root.add_instance(full) as inst:
             inst.add_resource("error", ResourceType.host(_TYPE_ID["io-error"]),
                               _dtor("io-error"))
-            inst.add_func("[method]error.to-debug-string",
+            _add_func(inst, "[method]error.to-debug-string",
                           _guarded(lambda t, s, e: t.borrow(s, e).message))
 
     def ready(t: Table, s: Any, p: ResourceAny) -> bool:
@@ -409,9 +468,9 @@ def _io(d: _Definer) -> None:
         with d.linker.root() as root, root.add_instance(full) as inst:
             inst.add_resource("pollable", ResourceType.host(_TYPE_ID["pollable"]),
                               _dtor("pollable"))
-            inst.add_func("[method]pollable.ready", _guarded(ready))
-            inst.add_func("[method]pollable.block", _guarded(block))
-            inst.add_func("poll", _guarded(poll))
+            _add_func(inst, "[method]pollable.ready", _guarded(ready))
+            _add_func(inst, "[method]pollable.block", _guarded(block))
+            _add_func(inst, "poll", _guarded(poll))
 
     def read(t: Table, s: Any, st: ResourceAny, n: int) -> Any:
         obj: _InputStream = t.borrow(s, st)
