@@ -13,14 +13,25 @@ lock of (a host that died: the kernel dropped its lock): their records are copie
 file (fsync-ed), the orphan removed, and the records handed back to be replayed. A torn last
 record (the host died while writing it, so it was never acknowledged) is ignored. Replays are
 the caller's to make idempotent (omnicore keys them).
+
+What else is in the folder is input, not trusted to be a spool: only regular files are opened
+(never through a symlink, never a FIFO or device, which could be read forever), an entry that
+cannot be opened or read is left where it is for the operator, and records are read one at a
+time within the file's size, the first that is not a whole JSON object (a zeroed tail after a
+power loss, a forged frame) ending the file's records. A host checks, once it holds its own
+file's lock, that the file is still the one at its path: a host starting beside it may have
+found it unlocked an instant before and adopted it.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import fcntl
+import io
 import json
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -51,19 +62,61 @@ def _frame(record: Mapping[str, Any]) -> bytes:
 
 
 def _records(fd: int) -> Iterator[dict[str, Any]]:
-    """The whole records of the file ``fd`` from its start; a torn or corrupt one ends it."""
+    """The whole records of the file ``fd`` from its start, read one at a time (nothing beyond
+    a record is held, and no length is believed past the file's end); a torn or corrupt one,
+    or one that is not a JSON object, ends it."""
+    left = os.fstat(fd).st_size
     os.lseek(fd, 0, os.SEEK_SET)
-    data = b""
-    while chunk := os.read(fd, 1 << 20):
-        data += chunk
-    at = 0
-    while at + _HEAD.size <= len(data):
-        size, crc = _HEAD.unpack_from(data, at)
-        body = data[at + _HEAD.size:at + _HEAD.size + size]
-        if size > MAX_RECORD or len(body) < size or zlib.crc32(body) != crc:
+    reader = io.BufferedReader(io.FileIO(fd, "rb", closefd=False), 1 << 20)
+    while left >= _HEAD.size:
+        head = reader.read(_HEAD.size)
+        if len(head) < _HEAD.size:
             return
-        yield json.loads(body)
-        at += _HEAD.size + size
+        size, crc = _HEAD.unpack(head)
+        left -= _HEAD.size
+        if size > MAX_RECORD or size > left:
+            return
+        body = reader.read(size)
+        if len(body) < size or zlib.crc32(body) != crc:
+            return
+        try:
+            record = json.loads(body)
+        except ValueError:  # (UnicodeDecodeError too) well framed, but no record
+            return
+        if not isinstance(record, dict):
+            return
+        yield record
+        left -= size
+
+
+def _open_regular(path: Path, flags: int) -> int:
+    """``path`` opened with ``flags``, only if it is a regular file, not through a symlink
+    (OSError else). O_NONBLOCK for the open: a FIFO's would wait for a writer."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:  # adopted and removed meanwhile: skipped when opened
+        return 0.0
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        there = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    here = os.fstat(fd)
+    return (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino)
 
 
 def _lock(fd: int) -> bool:
@@ -95,40 +148,78 @@ class Spool:
 
     def open(self) -> list[dict[str, Any]]:
         """Create and lock this host's file; adopt the files of hosts that died. Returns the
-        adopted records (oldest file first), already in this host's file."""
+        adopted records (oldest file first), already in this host's file. OSError when this
+        host's own file cannot be had (a symlink or another kind of file at its path...); an
+        orphan that cannot be opened, read or copied is left as it is."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        if not _lock(fd):
-            os.close(fd)
-            raise OSError(f"{self.path} is locked by another process")
+        for _ in range(100):
+            fd = _open_regular(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+            if not _lock(fd):
+                os.close(fd)
+                raise OSError(f"{self.path} is locked by another process")
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # adopted by a host that found it before it was locked: anew
+        else:
+            raise OSError(f"{self.path} is taken away each time it is created")
         self._fd = fd
-        self.size = os.fstat(fd).st_size
+        try:
+            return self._adopt()
+        except BaseException:
+            self._fd = None
+            os.close(fd)
+            raise
+
+    def _adopt(self) -> list[dict[str, Any]]:
+        assert self._fd is not None
+        self.size = os.fstat(self._fd).st_size
         adopted: list[dict[str, Any]] = []
-        mine = list(_records(fd))  # a file of this owner name: another run of it
+        mine = list(_records(self._fd))  # a file of this owner name: another run of it
         orphans = sorted((p for p in self.folder.glob(f"{self.kind}-*.spool")
-                          if p != self.path), key=lambda p: p.stat().st_mtime)
+                          if p != self.path), key=_mtime)
         for orphan in orphans:
             try:
-                ofd = os.open(orphan, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # another host adopted it first
+                ofd = _open_regular(orphan, os.O_RDWR)
+            except OSError:
+                continue  # adopted by another host first, or no spool: left as it is
             try:
                 if not _lock(ofd) or os.fstat(ofd).st_nlink == 0:
                     continue  # alive, or adopted and removed meanwhile
                 found = list(_records(ofd))
                 self._write(found)
-                orphan.unlink()
-                adopted += found
+            except OSError:
+                continue  # unreadable, or no room to copy it: it stays for a later start
             finally:
                 os.close(ofd)
+            adopted += found  # in this host's file now
+            try:
+                orphan.unlink()
+            except OSError:  # adopted again later: its replays are keyed
+                pass
         if adopted:
             _sync_dir(self.folder)
         return mine + adopted
 
     def _write(self, records: Iterable[Mapping[str, Any]]) -> None:
-        data = b"".join(_frame(r) for r in records)
-        if data:
-            self._write_frame(data)
+        """Write ``records`` (in pieces of about 1 MiB: never a second copy of them all) and
+        fsync once; on OSError none of them stays."""
+        start, held = self.size, 0
+        batch: list[bytes] = []
+        try:
+            for record in records:
+                batch.append(_frame(record))
+                held += len(batch[-1])
+                if held >= 1 << 20:
+                    self._write_frame(b"".join(batch), sync=False)
+                    batch, held = [], 0
+            if batch:
+                self._write_frame(b"".join(batch), sync=False)
+            if self.size != start:
+                assert self._fd is not None
+                os.fsync(self._fd)
+        except OSError:
+            self._truncate(start)
+            raise
 
     def append(self, record: Mapping[str, Any], *, sync: bool = True) -> int:
         """Write ``record`` and fsync it; its size in the file. Raises OSError (a full
@@ -148,9 +239,14 @@ class Spool:
             if sync:
                 os.fsync(self._fd)
         except OSError:
-            os.ftruncate(self._fd, start)  # no torn record in front of the next one
+            self._truncate(start)
             raise
         self.size += len(frame)
+
+    def _truncate(self, size: int) -> None:
+        assert self._fd is not None
+        os.ftruncate(self._fd, size)  # no torn record in front of the next one
+        self.size = size
 
     def clear(self) -> None:
         """Nothing is pending: empty the file."""
@@ -164,8 +260,8 @@ class Spool:
         renamed over this host's file (never a moment without a locked, whole journal)."""
         assert self._fd is not None, "the spool is not open"
         tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
-                     0o600)
+        tmp.unlink(missing_ok=True)  # a rewrite that died, or anything planted there
+        fd = _open_regular(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND)
         if not _lock(fd):
             os.close(fd)
             raise OSError(f"{tmp} is locked by another process")
