@@ -22,12 +22,14 @@ __all__ = ["CallDoor"]
 class _Answers:
     """Answers on their way back to one event loop: the workers queue them and wake the loop
     once for all that queued meanwhile (asyncio's own hand-back wakes it once per answer,
-    through a ``concurrent.futures.Future`` chained to the loop's)."""
+    through a ``concurrent.futures.Future`` chained to the loop's). The loop is held weakly:
+    ``_answers`` is keyed by it, and a value holding its key would keep every loop a process
+    ever made (``asyncio.run`` per request)."""
 
     __slots__ = ("__weakref__", "_done", "_loop", "_woken")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop = weakref.ref(loop)
         self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
         self._woken = False
 
@@ -37,10 +39,14 @@ class _Answers:
         # it sets _woken back before it takes, so what is appended before that is taken.
         if not self._woken:
             self._woken = True
+            loop = self._loop()
             try:
-                self._loop.call_soon_threadsafe(self._hand_over)
+                if loop is None:
+                    raise RuntimeError("the loop is gone")
+                loop.call_soon_threadsafe(self._hand_over)
             except RuntimeError:  # the loop is closed: nobody waits for these any more
-                pass
+                self._woken = False  # (and they would keep it: futures hold their loop)
+                self._done.clear()
 
     def _hand_over(self) -> None:
         self._woken = False
@@ -51,6 +57,11 @@ class _Answers:
                 continue
             if exc is None:
                 fut.set_result(out)
+            elif isinstance(exc, StopIteration):
+                # A future refuses it (TypeError), which would strand the rest of the batch.
+                failure = RuntimeError(f"the call raised {type(exc).__name__}")
+                failure.__cause__ = exc
+                fut.set_exception(failure)
             else:
                 fut.set_exception(exc)
 
@@ -100,7 +111,8 @@ class CallDoor:
         self._waiting: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
         self._closed = False
-        self._last: tuple[asyncio.AbstractEventLoop, _Answers] | None = None
+        #: The loop submitted from last (weakly: a door outlives the loops it served).
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _Answers] | None = None
         import asyncio  # here: a process that never calls from async code need not load it
 
         self._running_loop = asyncio.get_running_loop
@@ -110,11 +122,11 @@ class CallDoor:
         """Run ``fn(*args)`` on a worker; the running loop's future of its result."""
         loop = self._running_loop()
         last = self._last
-        if last is not None and last[0] is loop:
+        if last is not None and last[0]() is loop:
             answers = last[1]
         else:
             answers = _answers_for(loop)
-            self._last = (loop, answers)
+            self._last = (weakref.ref(loop), answers)
         fut = loop.create_future()
         item = (answers, fut, contextvars.copy_context(), fn, args)
         with self._lock:
@@ -125,7 +137,7 @@ class CallDoor:
                 worker.item = item
                 worker.wake.release()
             elif len(self._threads) < self.width:
-                thread = threading.Thread(target=self._work, args=(item,), daemon=True,
+                thread = threading.Thread(target=self._work, args=([item],), daemon=True,
                                           name=f"omnicore-plugin-{self.name}_"
                                                f"{len(self._threads)}")
                 self._threads.append(thread)
@@ -134,7 +146,10 @@ class CallDoor:
                 self._waiting.append(item)
         return fut
 
-    def _work(self, item: tuple[Any, ...] | None) -> None:
+    def _work(self, first: list[tuple[Any, ...]]) -> None:
+        # (Boxed: a thread keeps its args while it runs, and this one runs for the door's
+        # life; its first call, future and loop with it, would stay.)
+        item: tuple[Any, ...] | None = first.pop()
         me = _Worker()
         lock, waiting, parked = self._lock, self._waiting, self._parked
         while item is not None:
@@ -160,7 +175,8 @@ class CallDoor:
             if not fut.done():
                 answers.put(fut, out, failure)
             del answers, fut, context, fn, args, out, failure
-            if park:
+            if park:  # holding nothing of the call (its loop, its data) while parked
+                item = None
                 me.wake.acquire()
                 item, me.item = me.item, None
 
