@@ -60,6 +60,11 @@ class _Held(PluginModule):
         return PluginModule.load(engine, source, name, **kw)
 
 
+def _route(path: str, **more: Any) -> dict[str, Any]:
+    return {"plugin": "big", "handler": "echo", "path": path, "methods": ["POST"],
+            "auth": "public", "mode": "body", **more}
+
+
 @dataclass
 class Started:
     app: OmniApp
@@ -92,7 +97,11 @@ def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Started
           + b"\x00" * big.stat().st_size)
     app = OmniApp("loading", overrides={
         "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
-        "console": {"port": 0, "password_hash": CHEAP_PASSWORD_HASH}})
+        "console": {"port": 0, "password_hash": CHEAP_PASSWORD_HASH},
+        "serve": {"routes": {
+            "big": _route("/big"),
+            # A deadline shorter than the load: the route's 504.
+            "hurried": _route("/hurried", timeout_ms=200)}}})
     module = ConsoleModule()
     app.add_module(module)
     starting = threading.Thread(target=app.start)
@@ -149,18 +158,22 @@ def test_a_call_to_a_plugin_still_loading_waits_and_answers_once_it_loads(
     def failed() -> None:  # broken loads after big, and its load fails
         answers["broken"] = started.invoke("broken")
 
+    def route() -> None:
+        with httpx.Client(base_url=started.url, timeout=60) as c:
+            answers["route"] = c.post("/http/big", content=b"by a route")
+
     def unknown() -> None:  # no file holds it: known once the folder's load is over
         try:
             app.plugins.call("nope", "echo", b"")
         except PluginNotFound as exc:
             answers["nope"] = exc
 
-    callers = [threading.Thread(target=f) for f in (rest, embedded, failed, unknown)]
+    callers = [threading.Thread(target=f) for f in (rest, embedded, failed, route, unknown)]
     for caller in callers:
         caller.start()
     job = app.jobs.enqueue("big", "echo", b"by a job")
-    # All four wait for big, none has an answer: then the gate opens.
-    eventually(lambda: app.plugins.waiting == 4, "four calls waiting")
+    # All five wait for big, none has an answer: then the gate opens.
+    eventually(lambda: app.plugins.waiting == 5, "five calls waiting")
     assert not answers
     assert app.plugins.get("tiny").state == "loaded"
     assert started.invoke("tiny", "meanwhile").json()["output"] == "meanwhile"
@@ -170,6 +183,8 @@ def test_a_call_to_a_plugin_still_loading_waits_and_answers_once_it_loads(
     assert answers["rest"].status_code == 200, answers["rest"].text
     assert answers["rest"].json()["output"] == "by rest"
     assert answers["embedded"] == b"embedded"
+    assert answers["route"].status_code == 200, answers["route"].text
+    assert answers["route"].content == b"by a route"
     r = answers["broken"]
     assert r.status_code == 422, r.text
     assert r.json()["error"]["type"] == "PluginLoadError"
@@ -194,6 +209,10 @@ def test_a_call_with_a_short_deadline_gets_a_clear_timeout(started: Started) -> 
             await app.plugins.submit("big", "echo", b"", wait_s=0.05)
 
     asyncio.run(from_the_loop())
+    # A route waits within its own deadline.
+    r = httpx.post(f"{started.url}/http/hurried", content=b"x", timeout=30)
+    assert r.status_code == 504, r.text
+    assert "plugin 'big' is still loading (waited 200 ms)" in r.text
     # sandbox.load_wait_ms bounds the REST call: 503, a moment's matter.
     app.plugins.load_wait_s = 0.05
     r = started.invoke("big")
@@ -214,15 +233,18 @@ def test_no_call_path_goes_around_the_wait() -> None:
     answer "unknown plugin" (or "still compiling") where it should wait.
 
     Outside plugins/, nothing imports the modules that reach a runtime (calls, door,
-    entries, versions, linking, runtimes); inside, calls.call (the guest call) is made only
+    entries, versions, linking, runtimes) or reads the host's private parts (a server that
+    runs a plugin's module itself, a route's proxy component, waits through
+    PluginHost.arrival and reads PluginHost.serving_module); inside, calls.call (the guest call) is made only
     by PluginHost.call, a door is submitted to only by acall and submit, and those three
     each go through the arrivals."""
     inner = re.compile(r"omnicore\.plugins\.(calls|door|entries|versions|linking|runtimes|"
                        r"arrivals)\b|from omnicore\.plugins import [^\n]*\b(calls|door|"
                        r"entries|versions|linking|runtimes)\b")
+    private = re.compile(r"\bplugins\._[a-z]\w*")  # app.plugins._entries and the like
     outside = [f"{p.relative_to(HOST)}:{m.group(0)}"
                for p in sorted(HOST.rglob("*.py")) if p.parent != HOST / "plugins"
-               for m in inner.finditer(p.read_text())]
+               for pattern in (inner, private) for m in pattern.finditer(p.read_text())]
     assert outside == []
     tree = ast.parse((HOST / "plugins" / "host.py").read_text())
     host = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "PluginHost")

@@ -29,6 +29,7 @@ from omnicore.core.events import Event
 from omnicore.errors import (
     ConfigError,
     DuplicatePlugin,
+    PluginCompiling,
     PluginError,
     PluginLoadError,
     PluginNotFound,
@@ -232,6 +233,29 @@ class PluginHost:
     def loading(self) -> bool:
         """Whether the folder's files are being loaded now (a start's, a drop's)."""
         return self._arrivals.loading
+
+    async def arrival(self, name: str, wait_s: float | None = None) -> bool:
+        """Wait on the loop until plugin ``name`` has settled (loaded, failed, needs a grant;
+        or, the folder's load over, it is not there): True, and a call to it answers as that
+        state does; False when ``wait_s`` (default :attr:`load_wait_s`) ran out first. For a
+        server that reaches a plugin's module itself (a route's proxy component) and must
+        wait where a call would (plugins.arrivals)."""
+        try:
+            await self._arrivals.arrive(name, max(0.0, wait_s) if wait_s is not None else None)
+        except PluginCompiling:
+            return False
+        except PluginNotFound:
+            return True
+        return True
+
+    def serving_module(self, name: str) -> CompiledPlugin | None:
+        """The module of the version of plugin ``name`` serving now; None while none serves
+        (unknown, still loading, failed, needing a grant, disabled)."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return None
+        version = entry.version
+        return version.module if version is not None else None
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         """Block until no load of the folder's files is under way (a start's background

@@ -316,6 +316,13 @@ class RoutesServer:
                 auth = self._authenticate(route, headers, body)
                 self._take_rate(route, st)
             head = self._head(scope, route, path, params, headers, auth)
+            # A plugin still loading (a host starting) is waited for within the deadline,
+            # where every call waits (plugins.arrivals); then served as it is.
+            if self.app.plugins.serving_module(route.plugin) is None and not \
+                    await self.app.plugins.arrival(route.plugin, deadline - time.monotonic()):
+                self._warn(route, st, f"plugin still loading after {s.timeout_ms} ms")
+                raise _Answer(504, f"plugin '{route.plugin}' is still loading (waited "
+                                   f"{s.timeout_ms} ms)", "deadline")
             proxy = self._proxy(route.plugin)
             if proxy is not None:
                 return await self._serve_proxy(proxy, route, st, head, body, deadline)
@@ -349,10 +356,7 @@ class RoutesServer:
         None for any other plugin."""
         # (A plugin that is not serving now -- unloaded, failed, needing a grant -- is left
         # to the ordinary call, which answers 503 for it.)
-        entry = self.app.plugins._entries.get(plugin)
-        if entry is None or entry.version is None:
-            return None
-        module = getattr(entry, "module", None)
+        module = self.app.plugins.serving_module(plugin)
         world = getattr(module, "world", None)
         if module is None or world is None:
             return None
