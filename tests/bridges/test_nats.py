@@ -145,6 +145,38 @@ def test_an_event_is_published_confirmed_with_a_stable_message_id(
     app.stop(grace=1)
 
 
+def test_a_publish_the_database_cannot_take_holds_its_outbound_message_in_the_spool(
+        nats_server: Nats, bridge_app: BridgeApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The events spool holds the publish with its outbound delivery (no journal of the
+    # bridge's own): published once the database answers, in order, under the origin's id.
+    from omnicore.storage import StorageError
+
+    js(nats_server, lambda j: j.add_stream(name="OUT", subjects=["out.>"]))
+    app = bridge_app(outbound(nats_server), nats_server.token)
+    app.plugins.load(events_wasm("src"), grants=GRANTS)
+    bus = Calls(app, "plugin.src.*")
+    events = app.storage.events
+    append = events.append_with_jobs
+
+    def away(*_args: Any, **_kwargs: Any) -> Any:
+        raise StorageError("storage test.db: unreachable")
+
+    monkeypatch.setattr(events, "append_with_jobs", away)
+    for n in range(3):
+        assert pub(app, "src", "order", b'{"n": %d}' % n) == 0
+    assert app.subscriptions.held == 3
+    assert bridge(app).status()["published"] == 0 and app.jobs.list(plugin="@bridge:b") == []
+    monkeypatch.setattr(events, "append_with_jobs", append)
+    eventually(lambda: bridge(app).status()["published"] == 3, "the held publishes confirmed")
+    msgs = stream_messages(nats_server, "OUT")
+    assert [m.data for m in msgs] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+    bus.wait(lambda evs: len(evs) == 3)
+    assert [m.headers["Nats-Msg-Id"] for m in msgs] == [
+        f"{app.name}:origin:{e.origin}" for e in bus.events]
+    assert [j.state for j in app.jobs.list(plugin="@bridge:b")] == ["succeeded"] * 3
+    app.stop(grace=1)
+
+
 def test_a_broker_outage_holds_outbound_events_and_delivers_them_in_order_after(
         nats_server: Nats, bridge_app: BridgeApp) -> None:
     js(nats_server, lambda j: j.add_stream(name="OUT", subjects=["out.>"]))
