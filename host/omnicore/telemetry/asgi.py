@@ -38,7 +38,13 @@ class TraceRequests:
         method = scope["method"]
         made = _sdk.start(method, {"url.path": scope["path"]}, _spans.SERVER, parent)
         current = _spans.CURRENT
-        token = current.set(made)
+        # What the request's work sees as its parent: the span's context alone, not the span.
+        # Contexts copied during a request outlive it (a cancelled timeout's timer keeps its
+        # context until the loop drops it, seconds later), and with them what they hold:
+        # every request's span and attributes, thousands at a time, each walked by the young
+        # collections they brought on (in process, 10 per 1000 requests; 4 with this).
+        token = current.set(_spans.Parent(made.trace_id, made.span_id, made.flags,
+                                          made.state, False))
         if not made.flags & 0x01:  # sampled out: its context alone, for what it calls
             try:
                 await self.app(scope, receive, send)
