@@ -198,9 +198,14 @@ class Bridge:
     @property
     def held(self) -> int:
         """Outbound deliveries not yet confirmed by the broker (queued or being published,
-        by any host of the database); the last count while the storage does not answer."""
+        by any host of the database), counted at most every ``HELD_TTL_S``; the last count
+        while the storage does not answer."""
+        return self.count_held()
+
+    def count_held(self, fresh: bool = False) -> int:
+        """:attr:`held`; ``fresh``: asked of the queue now."""
         at, count = self._held_seen
-        if self._queue is None or time.monotonic() - at < HELD_TTL_S:
+        if self._queue is None or (not fresh and time.monotonic() - at < HELD_TTL_S):
             return count
         try:
             counts = self._queue().counts()

@@ -23,7 +23,7 @@ from omnicore.core._loop import LoopThread
 from omnicore.core.events import Event, EventBus, Subscription
 from omnicore.jobs.events import JobDead, JobQueued
 from omnicore.modules.health import HealthStatus
-from omnicore.storage import Storage, StorageError
+from omnicore.storage import Storage
 from omnicore.subscriptions.events import BridgeEvent
 from omnicore.subscriptions.service import Outbound, Outbox
 from omnicore.types import HealthChecks
@@ -197,10 +197,7 @@ class Bridges:
         thread.close()
         self._runs = []
         for bridge in self.bridges.values():
-            try:
-                held = bridge.held
-            except StorageError:
-                continue
+            held = bridge.count_held(fresh=True)  # the storage away: the last count
             if held:
                 log.warning("bridge %s stopped with %d outbound message(s) the broker had not "
                             "confirmed: they wait in the job queue (%s) for the next host "
