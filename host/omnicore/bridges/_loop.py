@@ -442,8 +442,17 @@ class Bridge:
 
         async def step(broker: Broker) -> bool:
             wake.clear()  # before the claim: a job queued after it wakes the wait below
+            claim = asyncio.ensure_future(asyncio.to_thread(self._claim))
             try:
-                job = await asyncio.to_thread(self._claim)
+                job = await asyncio.shield(claim)
+            except asyncio.CancelledError:  # the thread claims on: what it took goes back
+                try:
+                    late = await claim
+                except Exception:
+                    late = None
+                if late is not None:
+                    self._release(late)
+                raise
             except StorageError as exc:
                 self._down("storage", exc)
                 await asyncio.sleep(storage.next())
