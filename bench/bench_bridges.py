@@ -16,10 +16,12 @@ a change in the machine's load falls on both):
   pull consumer, ``fetch`` by 64, ``ack_sync`` each; redis-py: ``XREADGROUP`` by 64, ``XACK``
   each; pika: ``basic_consume`` with prefetch 64, ``basic_ack`` each; paho-mqtt: a QoS 1
   subscription of a persistent session, PUBACK each).
-- **out**: N events put on a running host's bus for the outbound route, the clock running until
-  the broker confirmed all N (the bridge publishes one at a time, each confirmed). Floor: the
-  client publishing N, each awaited for its confirmation (JetStream PubAck, the XADD's entry
-  id, the publisher confirm, the PUBACK).
+- **out**: N events published as a plugin publishes them (``app.subscriptions.publish``: each
+  logged with its outbound delivery in one transaction) for the outbound route, the clock
+  running from the first publish until the broker confirmed all N (the bridge publishes one at
+  a time, each confirmed, then its job finished). Floor: the client publishing N, each awaited
+  for its confirmation (JetStream PubAck, the XADD's entry id, the publisher confirm, the
+  PUBACK).
 - **latency**: one message at a time published to the inbound route; plugins/relay/js (the
   demo's relay, built by the real toolchain) gets it as a durable job and publishes a ledger
   entry, which the outbound route sends back to the broker, where the client receives it.
@@ -651,7 +653,7 @@ MAKERS: dict[str, Callable[[], Kind]] = {"nats": NatsKind, "redis": RedisKind,
 # -- the host ---------------------------------------------------------------------------------
 
 def host(kind: Kind, tmp: Path, event: str, outbound_events: list[str],
-         plugins: dict[str, bytes]) -> Any:
+         plugins: dict[str, bytes], events: dict[str, Any] | None = None) -> Any:
     """A started host with the kind's bridge ``b`` and ``plugins`` loaded (file -> bytes)."""
     from omnicore.app import OmniApp
 
@@ -663,7 +665,8 @@ def host(kind: Kind, tmp: Path, event: str, outbound_events: list[str],
     app = OmniApp("bench-bridges", environ={}, entry_points=False, overrides={
         "data_dir": str(folder / "data"), "plugins_dir": str(folder / "plugins"),
         "log": {"level": "warning"}, "sandbox": {"watch": False},
-        "plugins": grants, "bridges": {"b": kind.bridge(event, outbound_events)}})
+        "plugins": grants, "bridges": {"b": kind.bridge(event, outbound_events)},
+        **({"capabilities": {"events": events}} if events else {})})
     app.secrets.set("broker", kind.secret())
     app.start()
     return app
@@ -692,16 +695,16 @@ def round_in(kind: Kind, tmp: Path, n: int, sink: bytes) -> tuple[float, float]:
 
 def round_out(kind: Kind, tmp: Path, n: int) -> tuple[float, float]:
     """(host, floor) messages/s of one round of the outbound direction."""
-    from omnicore.subscriptions import PluginEvent
-
     kind.fresh()
     watcher = kind.watch_out() if isinstance(kind, MqttKind) else None
-    app = host(kind, tmp, EVENT_IN, ["bench.out"], {})
+    app = host(kind, tmp, EVENT_IN, ["plugin.bench.out"], {},
+               {"max_publish_per_s": 10 * n + 1000})  # the rate budget is not measured
     _wait(lambda: status(app)["state"] == "up", f"{kind.name}: the bridge up", 60)
     start = time.perf_counter()
     for i in range(n):
-        app.events.publish(PluginEvent(topic="bench.out", plugin="", data=b'{"n": %d}' % i,
-                                       hops=1))
+        data = b'{"n": %d}' % i
+        refused = app.subscriptions.publish("bench", "out", len(data), lambda d=data: d)
+        assert refused is None, refused
     _wait(lambda: status(app)["published"] >= n, f"{kind.name}: the bridge published {n}")
     took = time.perf_counter() - start
     app.stop(grace=1)
