@@ -7,7 +7,7 @@ would cost more while it is read, 2 copies of it on PostgreSQL and 3 on MariaDB,
 before it is read).
 
 Run: ``.venv/bin/python bench/bench_connector_memory.py [--size MIB] [--fits MIB,MIB]
-[--markdown]``
+[--rows COUNTxKIB[+MIB],...] [--markdown]``
 
 Each figure is the growth of the peak resident set (``ru_maxrss``) of a fresh child process
 over the statement: the child connects, runs a small query (its baseline), then the one
@@ -15,6 +15,11 @@ statement, and reports how much its peak grew. A private PostgreSQL and MariaDB 
 here (as the tests start them); MariaDB's ``max_allowed_packet`` is raised so the server can
 send the row at all. The bound stated in specs/abi.md §4.10 (*Memory*): 1.25 x the cap; a
 refused row costs the socket's buffers (refused from its announced length, unread).
+
+Then results of many rows (``--rows``: COUNTxKIB, and +MIB for a last row that large) under
+the same 32 MiB cap: rows of a few hundred KiB, whose JSON fits, are answered within the
+bound on both servers (PostgreSQL's rows come a chunk at a time, one row a chunk once they
+are large).
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ from tests.pgcluster import Cluster  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
-kind, url, password, size, how, cap = sys.argv[1:7]
+kind, url, password, size, how, cap, sql = sys.argv[1:8]
 size, cap = int(size), int(cap)
+q = "SELECT repeat('y', 10)" if kind == "postgres" else "SELECT REPEAT('y', 10)"
+sql = sql or q.replace("10", str(size << 20))
 def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if how == "host":
     from omnicore.egress.db import db_connector
@@ -45,11 +52,10 @@ if how == "host":
     c = db_connector("big", {"kind": kind, "url": url, "secret": "pw",
                              "max_result_bytes": cap})
     be = _make(c, lambda name: password.encode())
-    q = "SELECT repeat('y', 10)" if kind == "postgres" else "SELECT REPEAT('y', 10)"
     be.run("p", True, q, [], time.monotonic() + 30)
     base = peak()
     try:
-        out = "answered" if len(be.run("p", True, q.replace("10", str(size << 20)), [],
+        out = "answered" if len(be.run("p", True, sql, [],
                                         time.monotonic() + 60)) > size << 20 else "short"
     except Exception as exc:
         out = ("TOO_LARGE (its next row)" if "its next row" in str(exc) else
@@ -60,7 +66,7 @@ else:
         conn = psycopg.connect(url.replace("@", f":{password}@"), autocommit=True)
         conn.execute("SELECT repeat('y', 10)").fetchall()
         base = peak()
-        conn.execute(f"SELECT repeat('y', {size << 20})").fetchall()
+        conn.execute(sql).fetchall()
     else:
         import pymysql
         from urllib.parse import urlparse
@@ -70,16 +76,18 @@ else:
         with conn.cursor() as cur:
             cur.execute("SELECT REPEAT('y', 10)"); cur.fetchall()
             base = peak()
-            cur.execute(f"SELECT REPEAT('y', {size << 20})"); cur.fetchall()
+            cur.execute(sql); cur.fetchall()
     out = "fetched"
 print(json.dumps({"growth_mib": peak() - base, "outcome": out}))
 """
 
 
 def child(kind: str, url: str, password: str, size: int, how: str,
-          cap: int = 8 << 20) -> dict[str, object]:
+          cap: int = 8 << 20, sql: str = "") -> dict[str, object]:
+    """One child's peak growth and outcome: a cell of ``size`` MiB, or ``sql`` (whose JSON
+    is over ``size`` MiB when answered whole)."""
     done = subprocess.run([sys.executable, "-c", CHILD, kind, url, password, str(size), how,
-                           str(cap)],
+                           str(cap), sql],
                           capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(ROOT / "host"), "PATH": "/usr/bin:/bin"})
     if done.returncode != 0:
@@ -87,11 +95,29 @@ def child(kind: str, url: str, password: str, size: int, how: str,
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def rows_sql(kind: str, spec: str) -> tuple[str, float]:
+    """The statement of ``spec`` (COUNTxKIB, +MIB: then a last row of MIB) and its rows' size
+    in MiB."""
+    head, _, tail = spec.partition("+")
+    count, kib = (int(n) for n in head.split("x"))
+    last = int(tail or 0)
+    n = count + (1 if last else 0)
+    cell = f"CASE WHEN {{v}} <= {count} THEN {kib << 10} ELSE {last << 20} END" if last \
+        else str(kib << 10)
+    if kind == "postgres":
+        sql = f"SELECT repeat('y', {cell.format(v='s')}) FROM generate_series(1, {n}) AS s"
+    else:
+        sql = f"SELECT REPEAT('y', {cell.format(v='seq')}) FROM seq_1_to_{n}"
+    return sql, (count * kib / 1024) + last
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=100, help="the cell, MiB")
     ap.add_argument("--fits", default="20,30",
                     help="the cells whose JSON fits a 32 MiB cap, MiB (comma-separated)")
+    ap.add_argument("--rows", default="60x500,28x1024,14x2048,130x100+12",
+                    help="results of many rows under a 32 MiB cap: COUNTxKIB, +MIB a last row")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     sizes = [int(mib) for mib in args.fits.split(",")]
@@ -100,7 +126,7 @@ def main() -> None:
         pg_url = pg.database("mem").replace("omnicore:omnicore@", "omnicore@")
         my_url = maria.database("mem")
         maria.sql("SET GLOBAL max_allowed_packet = 1073741824")
-        rows, fits = [], []
+        rows, fits, many = [], [], []
         for label, kind, url, password in (("PostgreSQL", "postgres", pg_url, "omnicore"),
                                            ("MariaDB", "mysql", my_url, MARIA_PASSWORD)):
             host = child(kind, url, password, args.size, "host")
@@ -114,6 +140,14 @@ def main() -> None:
                 fits.append([label, str(mib), f"{grew:.1f}", str(host["outcome"]),
                              f"{grew / mib:.2f}x", f"{grew / 32:.2f}x",
                              f"{alone['growth_mib']:.1f}"])
+            for spec in filter(None, args.rows.split(",")):
+                sql, json_mib = rows_sql(kind, spec)
+                host = child(kind, url, password, int(json_mib), "host", 32 << 20, sql)
+                alone = child(kind, url, password, int(json_mib), "driver", 32 << 20, sql)
+                grew = float(host["growth_mib"])  # type: ignore[arg-type]
+                many.append([label, spec, f"{json_mib:.1f}", f"{grew:.1f}",
+                             str(host["outcome"]), f"{grew / 32:.2f}x",
+                             f"{alone['growth_mib']:.1f}"])
         print(f"# bench_connector_memory: peak RSS growth (MiB) over one {args.size} MiB cell, "
               f"max_result_bytes 8 MiB\n# {machine()}")
         print(render(["server", "through the connector", "its answer", "driver alone"], rows,
@@ -121,6 +155,9 @@ def main() -> None:
         print("\n# one cell whose JSON fits, max_result_bytes 32 MiB (the bound: 1.25 x the cap)")
         print(render(["server", "row MiB", "through the connector", "its answer", "x the row",
                       "x the cap", "driver alone"], fits, args.markdown))
+        print("\n# results of many rows, max_result_bytes 32 MiB (COUNTxKIB, +MIB a last row)")
+        print(render(["server", "rows", "JSON MiB", "through the connector", "its answer",
+                      "x the cap", "driver alone"], many, args.markdown))
     finally:
         pg.stop()
         maria.stop()

@@ -43,8 +43,8 @@ from psycopg.waiting import Wait
 
 from omnicore.egress.db.base import SMALL_MESSAGE, over_cap, row_over_cap
 
-__all__ = ["InFields", "Reading", "close", "fetch", "getlength", "input_fields", "memsize",
-           "open_bounded", "pending_message", "release_input"]
+__all__ = ["CHUNK_BYTES", "InFields", "Reading", "chunk_field", "close", "fetch", "getlength",
+           "input_fields", "memsize", "open_bounded", "pending_message", "release_input"]
 
 _WAIT_R = Wait.R
 _FIONREAD = termios.FIONREAD
@@ -68,6 +68,9 @@ class Reading(Protocol):
     #: what libpq read for it in the results fetched before (its earlier chunks' rows).
     budget: int
     held: int
+    #: libpq's maxChunkSize in the PGconn (None: not found), cut to one row once a result's
+    #: rows are large (:func:`fetch`).
+    chunk: ctypes.c_int | None
 
 
 # -- libpq's input buffer ------------------------------------------------------------------
@@ -197,6 +200,60 @@ def release_input(fields: InFields | None) -> None:
             _madvise(lo, hi - lo, _MADV_DONTNEED)
 
 
+# -- libpq's chunk of rows -----------------------------------------------------------------
+#: Where in libpq's PGconn its maxChunkSize is (None: not found): the rows a chunk holds
+#: before libpq hands it over, which PQsetChunkedRowsMode sets before a result begins and
+#: libpq reads after each row it adds (libpq-int.h, 17 on: partialResMode, singleRowMode,
+#: maxChunkSize). Found once (:func:`_learn_input`).
+_chunk_offset: list[int | None] = []
+_PROBES = (0x2D5A3C1, 0x1C3B5A7, 2)
+
+
+def _find_chunk(pgconn: Any) -> int | None:
+    """The offset of maxChunkSize in ``pgconn``'s PGconn, whose query is sent and no result
+    begun (when libpq lets its chunk size be set): the one int that takes each value
+    PQsetChunkedRowsMode is given, and 1 from PQsetSingleRowMode, with the two flags before
+    it saying which mode (a libpq that moved it is found not to match: rows then come in
+    chunks of a fixed count, bounded by the refusal alone)."""
+    ptr = pgconn.pgconn_ptr
+    size = _usable_size(ptr) // 4 * 4
+
+    def ints() -> memoryview:
+        return memoryview(ctypes.string_at(ptr, size)).cast("i")
+
+    found: set[int] | None = None
+    try:
+        for probe in _PROBES:
+            pgconn.set_chunked_rows_mode(probe)
+            now = ints()
+            found = {i for i in (range(2, len(now)) if found is None else found)
+                     if now[i] == probe}
+        pgconn.set_single_row_mode()
+        now = ints()
+        flags = ctypes.string_at(ptr, size)
+        found = {i for i in found or () if now[i] == 1
+                 and flags[4 * i - 4:4 * i - 2] == b"\1\1"}
+    except psycopg.Error:
+        found = None
+    if found is not None and len(found) == 1:
+        return 4 * found.pop()
+    logging.getLogger("omnicore.egress").warning(
+        "the PostgreSQL connector did not find libpq's chunk size (libpq %s): a result of "
+        "large rows comes in chunks of a fixed count, and may be refused sooner",
+        pq.version())
+    return None
+
+
+def chunk_field(pgconn: Any) -> ctypes.c_int | None:
+    """libpq's maxChunkSize in ``pgconn``'s PGconn, written in place for as long as the
+    PGconn lives (None: where it is is not known)."""
+    if not _chunk_offset:
+        _learn_input()
+    offset = _chunk_offset[0] if _chunk_offset else None
+    return None if offset is None else ctypes.c_int.from_address(
+        int(pgconn.pgconn_ptr) + offset)
+
+
 def _in_buffer(pgconn: Any) -> int:
     """The size of libpq's input buffer in ``pgconn`` (0: where it is is not known)."""
     if not _in_offset:
@@ -241,11 +298,17 @@ def _learn_input() -> None:
                     select.select([], [pgconn.socket], [], 0.5)
                 status = pgconn.connect_poll()
             found = _find_input(pgconn) if status == _POLL_OK else None
+            chunk = None
+            if status == _POLL_OK:
+                pgconn.send_query(b"SELECT 1")  # (its answer never read)
+                chunk = _find_chunk(pgconn)
         finally:
             pgconn.finish()
             thread.join(5)
     if not _in_offset:
         _in_offset.append(found)
+    if not _chunk_offset:
+        _chunk_offset.append(chunk)
 
 
 # -- a connection's opening and the host's own statements ----------------------------------
@@ -361,6 +424,10 @@ def open_bounded(kwargs: dict[str, Any], deadline: float = math.inf) -> psycopg.
 _LIBPQ_READ = 8192
 #: What libpq read for one result past which its buffer's free pages are dropped.
 _RELEASE_AFTER = 1 << 20
+#: What libpq may read for one chunk of rows before the chunk ends with the row being read
+#: (and each later row of the result is its own chunk): a chunk of rows is held twice at
+#: its end (its PGresult, their JSON), so its size is what a result costs past its JSON.
+CHUNK_BYTES = 1 << 20
 
 
 def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
@@ -382,6 +449,12 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
             if ahead > cap:
                 close(conn)
                 raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
+            if ahead > CHUNK_BYTES and (chunk := conn.chunk) is not None:
+                # Large rows: the chunk ends with the row libpq is reading, and each row
+                # after it is a chunk of its own (a chunk's rows are held twice while its
+                # JSON is written: its PGresult and their JSON; 32 rows of 500 KiB were 16
+                # MiB held twice). Set before libpq reads on: it looks after each row.
+                chunk.value = 1
             if fields is not None and (length := pending_message(conn)) > SMALL_MESSAGE:
                 # The message libpq is assembling (its buffer enlarged to it, its bytes not
                 # read yet) costs the host twice its length once read: libpq's buffer and
@@ -390,6 +463,8 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
                 # result holds, counted as bytes on the wire: the rows of the chunks before
                 # (their JSON), and twice the rows of this chunk read so far (libpq's result
                 # holds them until the chunk's last row is written, beside their JSON).
+                if (chunk := conn.chunk) is not None:
+                    chunk.value = 1
                 before = conn.held + 2 * (got - (fields.end - fields.start))
                 if length > cap:
                     close(conn)

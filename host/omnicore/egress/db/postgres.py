@@ -50,6 +50,7 @@ from omnicore.egress.db.base import (
 from omnicore.egress.db.config import DbConnector, Target
 from omnicore.egress.db.lifetime import pg_leaves
 from omnicore.egress.db.pg_wire import (
+    chunk_field,
     close,
     fetch,
     getlength,
@@ -68,9 +69,11 @@ __all__ = ["PostgresDialect"]
 # decoded and their JSON written, so a result of large rows costs a chunk beside its JSON:
 # 240 rows of 100 KiB under a 32 MiB cap cost 2.0 x the JSON in 256-row chunks, 1.21 x in 32-row
 # ones (tests/egress/db/test_result_memory.py). Ten thousand small rows pay a few percent
-# more get_result calls; a one-row query nothing. (Rows of a few hundred KiB still cost their
-# chunk twice: pg_wire.fetch counts the chunk being read twice, and refuses a result that
-# would cost past 1.25 x its cap that way.)
+# more get_result calls; a one-row query nothing. Large rows come one a chunk: once libpq has
+# read pg_wire.CHUNK_BYTES for a chunk, pg_wire.fetch sets its chunk size to 1 in place
+# (conn.chunk; the statement's set_chunked_rows_mode sets it back), so a chunk costs at most
+# about 1 MiB and a row beside the JSON: 60 rows of 500 KiB under a 32 MiB cap were refused
+# (32 of them held twice), now cost 1.05 x the cap.
 _STREAM_CHUNK = 32
 #: The size of a chunk's PGresult past which it is freed as soon as its last row is read.
 _LARGE_CHUNK = 1 << 20
@@ -123,7 +126,8 @@ class _Statement:
 
 
 class _Conn(DriverConn["psycopg.Connection[Any]"]):
-    __slots__ = ("budget", "cancel", "connector", "encoding", "held", "in_fields", "max_bytes",
+    __slots__ = ("budget", "cancel", "chunk", "connector", "encoding", "held", "in_fields",
+                 "max_bytes",
                  "pending", "row_cap", "sever", "shapes", "statements", "timeout_ms", "tx",
                  "unprepare", "wire_cap")
 
@@ -146,6 +150,9 @@ class _Conn(DriverConn["psycopg.Connection[Any]"]):
         self.pending = array.array("i", [0])
         # The address of libpq's input-buffer fields in this connection's PGconn (0: unknown).
         self.in_fields = input_fields(raw.pgconn)
+        # libpq's maxChunkSize in it (pg_wire.fetch cuts a result of large rows to one row
+        # a chunk; each statement sets it again).
+        self.chunk = chunk_field(raw.pgconn)
         self.connector = connector.name
         self.timeout_ms = -1        # the server's statement_timeout as last set
         # What the watchdog calls at a deadline (made once, not per statement): the cancel

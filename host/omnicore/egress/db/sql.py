@@ -20,6 +20,7 @@ from omnicore.egress.db.base import (
     MIN_STATEMENT_MS,
     Pool,
     first_line,
+    map_large_allocations,
     over_cap,
     timed_out,
 )
@@ -210,6 +211,7 @@ class SqlBackend:
 
     def __init__(self, connector: DbConnector, dialect: Dialect,
                  read_secret: Callable[[str], bytes | None]) -> None:
+        map_large_allocations()  # (what a result frees given back, not kept: base.py)
         self.connector = connector
         self.name = connector.name
         self.dialect = dialect
