@@ -190,3 +190,27 @@ def test_a_large_row_after_many_is_answered_or_refused_within_the_bound(
         assert "a row costs the host about three times its size" in status, status
     assert measured["growth"] <= 1.25 * CAP, measured["growth"] / CAP
     assert json.loads(measured["after"])["rows"] == [[7]], measured["after"]
+
+
+def test_libpq_chunk_size_is_found_and_is_the_one_libpq_reads(pg_cluster: Any) -> None:
+    """The field pg_wire.fetch cuts a chunk with (libpq's maxChunkSize, private to libpq) is
+    found on the libpq psycopg runs on, and is the one PQsetChunkedRowsMode sets; a cut to
+    one row is what libpq then does: a result of 3 rows comes as 3 chunks. (Not found, a
+    result of large rows would be refused as before, silently: this says so first.)"""
+    import psycopg
+
+    from omnicore.egress.db import pg_wire
+
+    url = str(pg_cluster.database(f"chunk_{time.time_ns() % 10**9}"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        pgconn = conn.pgconn
+        field = pg_wire.chunk_field(pgconn)
+        assert field is not None
+        pgconn.send_query(b"SELECT s FROM generate_series(1, 3) AS s")
+        pgconn.set_chunked_rows_mode(7)
+        assert field.value == 7
+        field.value = 1
+        sizes = []
+        while (res := pgconn.get_result()) is not None:
+            sizes.append(res.ntuples)
+        assert sizes == [1, 1, 1, 0], sizes
