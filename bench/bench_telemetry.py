@@ -13,8 +13,11 @@ round, so a change in the machine's load falls on every host alike. A host's CPU
 ``/proc/PID/stat`` (every thread's, the exporter's included) before and after a round: CPU µs
 per request, and requests/s, median [min-max] over the rounds, beside the floor's; the cost
 is each round's CPU per request against the floor's of the same round, median [min-max].
-A third table (``--only calls``) is bench_host.py's 100 B ``app.plugins.call`` with tracing
-off, on and sampled out: the caller's CPU per call, and the export thread's per span.
+A second table (``--only in-process``) takes the cost apart in one host, flipped every 100 ms
+among off, the call's span alone, both spans made but not queued, and both exported as they
+come (the export thread's CPU read from its own clock). A third table (``--only calls``) is
+bench_host.py's 100 B ``app.plugins.call`` with tracing off, on and sampled out: the caller's
+CPU per call, and the export thread's per span.
 """
 
 from __future__ import annotations
@@ -250,15 +253,24 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
                       "requests/s", "CPU vs floor, by round"], rows, markdown=markdown))
 
 
+#: The in-process table's sides, flipped in turn: what each turns on.
+SIDES = (("off", "off"),
+         ("calls", "on, the plugin call's span only (no request span)"),
+         ("unexported", "on, both spans made but never queued for export"),
+         ("on", "on, both spans exported over OTLP/HTTP"))
+
+
 def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
                 markdown: bool = False) -> str:
-    """One host in this process, tracing set up once and flipped on and off every
-    ``slice_s`` while wrk drives it for ``seconds``: the CPU of each slice (this process's,
-    every thread's) goes to the side it ran on, each request to the side it began on, so the
-    machine's load falls on both sides alike, however it moves. The spans wait until the
-    round's end (a queue large enough to hold them all), then their export, timed, counts on
-    the tracing side. A round's figure: the tracing side's CPU per request against the off
-    side's."""
+    """One host in this process, tracing set up once, and what it does switched every
+    ``slice_s`` among :data:`SIDES` while wrk drives it for ``seconds``: the process's CPU of
+    each slice, less the export thread's, goes to the side it ran on, each request to the side
+    it began on, so the machine's load falls on every side alike, however it moves. The export
+    thread's CPU (its own clock, ``pthread_getcpuclockid``) and the round's last flush are
+    shared among the sides that queued spans, by the spans each queued. Spans are exported as
+    they come, as in production. A round's figure: a side's CPU per request against the off
+    side's of the same round; the rows take the cost apart (the call's span, the request's,
+    the export)."""
     from omnicore import OmniApp, telemetry
     from omnicore.console import ConsoleModule
     from omnicore.telemetry import Settings, _sdk
@@ -272,68 +284,100 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     lua = base / "post.lua"
     lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(BODY))}\n'
                    'wrk.headers["Content-Type"] = "application/json"\n')
-    hold = str(10**9)  # no export until the round's end: its CPU is counted then
-    os.environ.update({"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": hold, "OTEL_BSP_SCHEDULE_DELAY": hold})
-    telemetry.start(Settings(service_name="bench", traces_endpoint=endpoint,
-                             max_queue_size=10**9), "bench")
-    begun = [0, 0]
+    telemetry.start(Settings(service_name="bench", traces_endpoint=endpoint), "bench")
+    keys = [k for k, _ in SIDES]
+    side = ["off"]
+    begun = dict.fromkeys(keys, 0)
+    queued = dict.fromkeys(keys, 0)
     passing = TraceRequests.__call__
 
     async def counted(self: TraceRequests, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            begun[telemetry.ON] += 1
+            begun[side[0]] += 1
+            if side[0] == "calls":  # no request span: the call's span is a root
+                await self.app(scope, receive, send)
+                return
         await passing(self, scope, receive, send)
 
     TraceRequests.__call__ = counted  # type: ignore[method-assign]
+    batcher = _sdk._batcher
+    assert batcher is not None
+    add = batcher.add
+
+    def adding(s: Any) -> None:
+        queued[side[0]] += 1
+        if side[0] != "unexported":
+            add(s)
+
+    batcher.add = adding  # type: ignore[method-assign]
+    exporter = next(t for t in threading.enumerate() if t.name == "omnicore-span-export")
+    clock = time.pthread_getcpuclockid(exporter.ident)  # type: ignore[arg-type]
     app = OmniApp("bench", overrides={"data_dir": str(base / "data"),
                                       "plugins_dir": str(base / "plugins"),
                                       "console": {"port": 0}, "log": {"level": "warning"}})
     module = ConsoleModule()
     app.add_module(module)
     app.start()
-    costs, per_request = [], {False: [], True: []}
+    per_request: dict[str, list[float]] = {k: [] for k in keys}
+    export_us: dict[str, list[float]] = {k: [] for k in keys}
+    costs: dict[str, list[float]] = {k: [] for k in keys}
     try:
         assert module.url is not None and module.console is not None
         host = Host("in-process", {})
         host.url, host.token = module.url, module.console.auth.local_token
         app.plugins.load(GREETER.read_bytes(), grants=["config"])
-        _drive(host, min(seconds, 2.0), clients, lua)  # warm
+        for name in keys:  # warm, every side
+            side[0] = name
+            telemetry.ON = name != "off"
+            _drive(host, min(seconds, 1.0), clients, lua)
         _sdk.flush(30)
         for _ in range(rounds):
-            cpu = [0.0, 0.0]
-            begun[:] = [0, 0]
+            cpu = dict.fromkeys(keys, 0.0)
+            begun.update(dict.fromkeys(keys, 0))
+            queued.update(dict.fromkeys(keys, 0))
             driver = subprocess.Popen(_command(host, seconds, clients, lua),
                                       stdout=subprocess.DEVNULL)
-            on, last = False, time.process_time()
+            turn, last, exported = 0, time.process_time(), time.clock_gettime(clock)
+            export_cpu = -exported
             while driver.poll() is None:
-                telemetry.ON = on
+                name = side[0] = keys[turn % len(keys)]
+                telemetry.ON = name != "off"
                 time.sleep(slice_s)
-                now = time.process_time()
-                cpu[on] += now - last
-                last, on = now, not on
+                now, exported_now = time.process_time(), time.clock_gettime(clock)
+                cpu[name] += (now - last) - (exported_now - exported)
+                last, exported, turn = now, exported_now, turn + 1
+            side[0] = "off"
             telemetry.ON = False
-            before = time.process_time()
-            _sdk.flush(60)
-            cpu[True] += time.process_time() - before
-            off, traced = (cpu[k] / max(begun[k], 1) * 1e6 for k in (0, 1))
-            per_request[False].append(off)
-            per_request[True].append(traced)
-            costs.append((traced / off - 1) * 100)
+            before = time.thread_time()
+            _sdk.flush(60)  # what is left, on this thread
+            export_cpu += time.clock_gettime(clock) + time.thread_time() - before
+            spans = sum(queued[k] for k in keys if k != "unexported") or 1
+            for name in keys:
+                share = 0.0 if name == "unexported" else export_cpu * queued[name] / spans
+                n = max(begun[name], 1)
+                per_request[name].append((cpu[name] + share) / n * 1e6)
+                export_us[name].append(share / n * 1e6)
+            for name in keys:
+                costs[name].append((per_request[name][-1] / per_request["off"][-1] - 1) * 100)
     finally:
         TraceRequests.__call__ = passing  # type: ignore[method-assign]
+        batcher.add = add  # type: ignore[method-assign]
         telemetry.ON = True
         app.stop()
         telemetry.reset()
         receiver.terminate()
         shutil.rmtree(base, ignore_errors=True)
-    rows = [("off", _sample(per_request[False]), "-"),
-            ("on, every span exported over OTLP/HTTP", _sample(per_request[True]),
-             _sample(costs, "{:+.1f} %"))]
+    rows = [(label, _sample(per_request[name]),
+             "-" if name in ("off", "unexported") else _sample(export_us[name], "{:.1f}"),
+             "-" if name == "off" else _sample(costs[name], "{:+.1f} %"))
+            for name, label in SIDES]
     driver = "wrk" if shutil.which("wrk") else "httpx (no wrk)"
-    return (f"one host in this process, tracing flipped every {slice_s * 1000:g} ms under "
-            f"{driver} ({clients} connections), {rounds} rounds of {seconds:g} s\n\n"
+    return (f"{machine()}\none host in this process, tracing flipped every "
+            f"{slice_s * 1000:g} ms among {len(SIDES)} sides under {driver} ({clients} "
+            f"connections), {rounds} rounds of {seconds:g} s; spans exported as they come\n\n"
             + render(["POST /api/v1/plugins/NAME/invoke", "process CPU µs/request",
-                      "CPU vs off, by round"], rows, markdown=markdown))
+                      "of which export µs", "CPU vs off, by round"], rows,
+                     markdown=markdown))
 
 
 def calls(markdown: bool = False, iters: int = 20000, repeats: int = 7) -> str:
