@@ -269,3 +269,25 @@ def test_no_call_path_goes_around_the_wait() -> None:
               if p.name not in ("host.py", "calls.py")
               and re.search(r"\bcall_entry\b|from omnicore\.plugins\.calls import", p.read_text())]
     assert others == []
+
+
+def test_a_call_made_before_the_folder_is_read_waits_for_it() -> None:
+    """The console serves before the plugin host reads its folder (app.astart holds
+    ``app.plugins.starting()`` from the modules' start to the folder shown): a call then
+    waits rather than answering "no plugin named"."""
+    from omnicore.plugins.host import PluginHost
+
+    with PluginHost() as host:
+        answers: list[Any] = []
+        with host.starting():
+            caller = threading.Thread(
+                target=lambda: answers.append(host.call("echo", "echo", b"early")))
+            caller.start()
+            eventually(lambda: host.waiting == 1, "the call waiting")
+            host.load(echo_wasm())
+        caller.join(60)
+        assert answers == [b"early"]
+        with host.starting():
+            pass
+        with pytest.raises(PluginNotFound):  # nothing loading: at once
+            host.call("nope", "echo", b"")

@@ -23,6 +23,7 @@ until SIGINT/SIGTERM (:class:`~omnicore.core.driver.BlockingDriver`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from operator import attrgetter
@@ -470,17 +471,20 @@ class OmniApp:
                 self.extensions.load_entry_points()
             order = self._modules.order()
             await self.tasks.start()
-            await self._modules.start(order)
-            # Off the loop: the plugin host reads its folder there and shows every file
-            # (compiling), then loads them in the background (plugins.arrivals: a call to
-            # one still loading waits for it).
-            await self._loop.run_in_executor(None, self.extensions.startup)
+            host = self.__dict__.get("_plugins")
+            # From the console's start (it serves before the folder is read) a call to a
+            # plugin not known yet waits for the folder's load, not 404 (plugins.arrivals).
+            with host.starting() if host is not None else contextlib.nullcontext():
+                await self._modules.start(order)
+                # Off the loop: the plugin host reads its folder there and shows every
+                # file (compiling), then loads them in the background (a call to one
+                # still loading waits for it).
+                await self._loop.run_in_executor(None, self.extensions.startup)
             started_up = True
             await self._services.start()
             # The host serves from here (/readyz 200, the compiling plugins listed): the
             # start returns once the plugins have loaded, as an embedding app expects.
             self._serving = True
-            host = self.__dict__.get("_plugins")
             if host is not None:
                 await self._loop.run_in_executor(None, host.wait_loaded)
         except BaseException:

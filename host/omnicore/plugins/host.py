@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -233,6 +234,11 @@ class PluginHost:
     def loading(self) -> bool:
         """Whether the folder's files are being loaded now (a start's, a drop's)."""
         return self._arrivals.loading
+
+    def starting(self) -> AbstractContextManager[None]:
+        """For its duration (an app's start, before its folder is read), a call to a name
+        not known yet waits, as while the folder loads: the console serves before then."""
+        return self._arrivals.load()
 
     async def arrival(self, name: str, wait_s: float | None = None) -> bool:
         """Wait on the loop until plugin ``name`` has settled (loaded, failed, needs a grant;
