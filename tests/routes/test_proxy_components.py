@@ -7,6 +7,7 @@ and the route still answering after it."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import subprocess
@@ -14,6 +15,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from tests.routes.conftest import RouteHost
 
@@ -119,4 +122,28 @@ def test_route_caps_apply_before_the_component(route_host: Callable[..., RouteHo
     assert r.status_code == 413
     r = host.client.get("/http/small/x", headers={f"x-h{i}": "v" for i in range(30)})
     assert r.status_code == 431
+    still_serving(host)
+
+
+def test_an_outgoing_request_is_refused_and_logged(
+        route_host: Callable[..., RouteHost]) -> None:
+    host = start(route_host)
+    r = host.client.get("/http/hello/fetch")
+    assert r.status_code == 200 and r.text == "refused: ErrorCode_HttpRequestDenied", r.text
+    said = [ln.message for ln in host.app.plugins.logs("hello").lines()]
+    assert any("outgoing HTTP request (example.com/steal) was refused" in m for m in said), said
+    still_serving(host)
+
+
+def test_max_concurrent_applies(route_host: Callable[..., RouteHost]) -> None:
+    host = start(route_host, spin=route("/spin", timeout_ms=1500, max_concurrent=2))
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=host.url, timeout=30) as c:
+            rs = await asyncio.gather(*(c.get("/http/spin") for _ in range(20)))
+        return [r.status_code for r in rs]
+
+    codes = asyncio.run(burst())
+    assert codes.count(503) >= 18, codes
+    assert set(codes) <= {503, 504}, codes
     still_serving(host)

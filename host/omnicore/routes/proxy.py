@@ -8,7 +8,8 @@ status, headers and body (within the route's ``max_response_bytes``).
 
 Instances are the proxy's own (linked to the host's ``wasi:http``, never to wasmtime's WASI):
 one per call in flight, kept for the next request when the call ended well (a
-componentize-py component serves many), discarded after any failure. Each call's epoch
+componentize-py component serves many; at most the plugin's ``limits.pool_size`` kept
+idle), discarded after any failure. Each call's epoch
 deadline is the plugin's ``limits.timeout_ms``, armed through the deadline's door
 (sandbox/deadline.py); the route's own deadline answers 504 at once (server.py).
 """
@@ -151,8 +152,9 @@ class ProxyComponent:
                 # nothing of one request reaches the next.
                 for rep in [r for r in table.objects if r >= mark]:
                     del table.objects[rep]
-                with self._lock:
-                    self._idle.append(inst)
+                with self._lock:  # at most limits.pool_size kept idle; the rest go
+                    if len(self._idle) < self.limits.pool_size:
+                        self._idle.append(inst)
             else:
                 inst.table.objects.clear()  # the store goes; its handles with it
         return exchange

@@ -193,6 +193,17 @@ class _OutgoingBody:
 
 
 @dataclass
+class _OutgoingRequest:
+    """A request the guest builds (and may pass to outgoing-handler, which refuses it)."""
+
+    headers: Fields
+    method: Any = None
+    path_with_query: str | None = None
+    scheme: Any = None
+    authority: str | None = None
+
+
+@dataclass
 class _Pollable:
     #: time.monotonic_ns() when ready (None: ready now).
     at: int | None = None
@@ -759,10 +770,26 @@ def _http(d: _Definer) -> None:
         return None
 
     def denied(t: Table, s: Any, *args: Any) -> Any:
+        target = "?"
         for a in args:  # the request (and its options) are dropped: nothing is sent
             if isinstance(a, ResourceAny):
-                t.take(s, a)
+                obj = t.take(s, a)
+                if isinstance(obj, _OutgoingRequest):
+                    target = f"{obj.authority or '?'}{obj.path_with_query or ''}"
+        t.log("warn", f"an outgoing HTTP request ({target}) was refused: a proxy component "
+                      "served on a route sends none (wasi:http/outgoing-handler is not "
+                      "granted to it)")
         return Variant("HTTP-request-denied")
+
+    def oreq(t: Table, s: Any, r: ResourceAny) -> _OutgoingRequest:
+        obj: _OutgoingRequest = t.borrow(s, r)
+        return obj
+
+    def oreq_set(attr: str) -> Callable[..., Any]:
+        def set_attr(t: Table, s: Any, r: ResourceAny, value: Any) -> Variant:
+            setattr(oreq(t, s, r), attr, value)
+            return _OK
+        return set_attr
 
     d.interface("wasi:http/types", (
         "fields", "incoming-request", "outgoing-request", "request-options",
@@ -792,6 +819,15 @@ def _http(d: _Definer) -> None:
         "[method]future-trailers.get": trailers_get,
         "[static]response-outparam.set": out_set,
         "[constructor]outgoing-response": resp_new,
+        "[constructor]outgoing-request": lambda t, s, h: t.own(
+            "outgoing-request", _OutgoingRequest(t.take(s, h))),
+        "[method]outgoing-request.set-method": oreq_set("method"),
+        "[method]outgoing-request.set-path-with-query": oreq_set("path_with_query"),
+        "[method]outgoing-request.set-scheme": oreq_set("scheme"),
+        "[method]outgoing-request.set-authority": oreq_set("authority"),
+        "[method]outgoing-request.headers": lambda t, s, r: t.own(
+            "fields", oreq(t, s, r).headers),
+        "[constructor]request-options": lambda t, s: t.own("request-options", object()),
         "[method]outgoing-response.status-code": resp_status,
         "[method]outgoing-response.set-status-code": resp_set_status,
         "[method]outgoing-response.headers": resp_headers,

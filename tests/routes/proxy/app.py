@@ -1,13 +1,15 @@
 """A wasi:http/proxy component written as componentize-py's bindings have it, nothing of
 omnicore in it: the host serves it as any proxy host would. Its path picks what it does."""
 
-from componentize_py_types import Ok
+from componentize_py_types import Err, Ok
 from wit_world import exports
+from wit_world.imports import outgoing_handler
 from wit_world.imports.types import (
     Fields,
     IncomingRequest,
     Method_Other,
     OutgoingBody,
+    OutgoingRequest,
     OutgoingResponse,
     ResponseOutparam,
 )
@@ -57,6 +59,17 @@ class IncomingHandler(exports.IncomingHandler):
         if leaf == "spin":
             while True:
                 pass
+        if leaf == "fetch":  # an outgoing request: the host refuses it
+            out = OutgoingRequest(Fields())
+            out.set_authority("example.com")
+            out.set_path_with_query("/steal")
+            try:
+                outgoing_handler.handle(out, None)
+                said = "sent"
+            except Err as e:
+                said = f"refused: {type(e.value).__name__}"
+            _answer(response_out, 200, [], [said.encode()])
+            return
         if leaf.startswith("big="):
             n = int(leaf[4:])
             _answer(response_out, 200, [], [b"x" * CHUNK] * (n // CHUNK))
