@@ -11,13 +11,16 @@ taken (committed) before the plugin's call returns; the jobs are read from the d
 host is killed with SIGKILL; the gate opens (the broker started or continued); the host starts
 again: every message is confirmed, each stored once (the message id,
 ``<app>:origin:<uuid>``, is JetStream's ``Nats-Msg-Id``: a message the frozen broker took
-before the kill is a duplicate the second time), and no outbound job is left.
+before the kill is a duplicate the second time), and no outbound job is left. On PostgreSQL,
+a host killed with its broker down leaves its committed messages to another host of the
+database, which publishes each once without the dead host ever coming back.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import sqlite3
 import struct
@@ -32,6 +35,7 @@ from tests.bridges.test_nats import js, stream_messages
 from tests.brokers import Nats
 from tests.event_fixtures import events_wasm
 from tests.hosts import OMNICORE, Host
+from tests.pgcluster import Cluster
 
 BEFORE, DURING = 3, 20
 
@@ -127,4 +131,62 @@ def test_a_host_killed_between_the_commit_and_the_publish_loses_no_outbound_mess
         assert not list((host.data / "spool").glob("bridge-*"))  # no journal any more
     finally:
         code = host.stop()
+    assert code == 0
+
+
+@pytest.fixture
+def pg() -> Iterator[Cluster]:
+    cluster = Cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def test_a_host_killed_with_its_broker_down_leaves_its_messages_to_another_host_of_the_database(
+        tmp_path: Path, nats_server: Nats, pg: Cluster) -> None:
+    # Two hosts of one PostgreSQL database, never on the same data dir: the outbound jobs
+    # the first host committed are the second's to publish once the first is dead.
+    js(nats_server, lambda j: j.add_stream(name="OUT", subjects=["out.>"]))
+    env = {"OMNICORE_STORAGE__URL": pg.database("outbox")}
+    wasm = tmp_path / "src.wasm"
+    wasm.write_bytes(events_wasm("src"))
+    config = {"name": "outbox", "data_dir": "data", "plugins_dir": "plugins",
+              "log": {"format": "json"}, "sandbox": {"watch": False},
+              "capabilities": {"jobs": {"poll_s": 0.2}},
+              "bridges": {"b": {"kind": "nats", "url": nats_server.url,
+                                "secret": "broker-secret", "confirm_timeout_s": 1,
+                                "outbound": [{"events": ["plugin.src.*"],
+                                              "subject": "out.events"}]}},
+              "plugins": {"src": {"grants": ["events", "kv"], "limits": {"timeout_ms": 30000}}}}
+
+    def made(name: str) -> Host:
+        host = Host(tmp_path / name, config, [wasm])
+        subprocess.run([*OMNICORE, "secrets", "set", "broker-secret", "--app", str(host.dir)],
+                       input=nats_server.token.encode(), check=True, capture_output=True,
+                       env={**os.environ, **env})
+        host.start(env)
+        host.logged("plugins: 1 loaded", timeout=180)
+        return host
+
+    def jobs() -> dict[str, int]:
+        rows = pg.psql("SELECT state, count(*) FROM jobs WHERE plugin='@bridge:b' "
+                       "GROUP BY state", db="outbox").split()
+        return {state: int(n) for state, _, n in (r.partition("|") for r in rows)}
+
+    first = made("a")
+    second: Host | None = None
+    try:
+        nats_server.halt()
+        assert [_publish(first, n) for n in range(DURING)] == [0] * DURING
+        assert jobs() == {"queued": DURING}  # committed with their events
+        assert first.stop(signal.SIGKILL) == -signal.SIGKILL
+        nats_server.resume()
+        second = made("b")
+        second.until(lambda: _stored(nats_server) == Counter(range(DURING)),
+                     "every message published by the other host, once", timeout=120)
+        second.until(lambda: jobs() == {"succeeded": DURING}, "every outbound job done")
+        assert {m.headers["Nats-Msg-Id"].split(":")[1] for m in
+                stream_messages(nats_server, "OUT")} == {"origin"}
+    finally:
+        first.stop()
+        code = second.stop() if second is not None else 0
     assert code == 0
