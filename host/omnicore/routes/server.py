@@ -12,10 +12,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from omnicore.config.routes import ServeConfig
@@ -52,6 +52,66 @@ log = logging.getLogger("omnicore.routes")
 #: config's own change is seen on the next request).
 REFRESH_S = 0.25
 _BODY_CAP = "omnicore.body_cap"  # the console's BodyLimits reads it (console/bodies.py)
+
+
+class _Streamed(Response):
+    """A proxy component's answer whose body is still being written."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                 stream: _ProxyStream) -> None:
+        super().__init__(status, headers, body)
+        object.__setattr__(self, "chunks", stream.chunks)  # (Response is frozen)
+
+    if TYPE_CHECKING:
+        def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+class _StreamBroken(Exception):
+    """The body cannot be finished: the connection is ended without its end."""
+
+
+@dataclass
+class _ProxyStream:
+    exchange: Exchange
+    call: asyncio.Future[Any]
+    moved: asyncio.Event
+    deadline: float
+    route: Route
+    server: RoutesServer
+    st: RouteStats
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        ex, sent = self.exchange, 0
+        while True:
+            self.moved.clear()
+            if ex.over:
+                raise self._broken(f"a response over max_response_bytes "
+                                   f"({ex.cap}), after its head was sent")
+            while sent < len(ex.chunks):
+                yield ex.chunks[sent]
+                sent += 1
+            if self.call.done():
+                break
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise self._broken("its body not finished within the route's deadline")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.moved.wait(), left)
+        if ex.over:
+            raise self._broken(f"a response over max_response_bytes ({ex.cap}), after its "
+                               "head was sent")
+        while sent < len(ex.chunks):
+            yield ex.chunks[sent]
+            sent += 1
+        exc = self.call.exception()
+        if exc is not None:
+            raise self._broken(f"{exc}, after its head was sent")
+        if not ex.finished:
+            raise self._broken("its body not finished")
+
+    def _broken(self, why: str) -> _StreamBroken:
+        self.server._warn(self.route, self.st, why)
+        return _StreamBroken(why)
 
 
 class TokenUser(Protocol):
@@ -282,6 +342,9 @@ class RoutesServer:
         await self._send(send, response, head_only=scope["method"] == "HEAD")
 
     async def _send(self, send: Any, response: Response, *, head_only: bool) -> None:
+        if isinstance(response, _Streamed):
+            await self._send_streamed(send, response, head_only=head_only)
+            return
         headers = [*response.headers, SANDBOX,
                    (b"content-length", str(len(response.body)).encode())]
         with contextlib.suppress(OSError):
@@ -289,6 +352,22 @@ class RoutesServer:
                         "headers": headers})
             await send({"type": "http.response.body",
                         "body": b"" if head_only else response.body})
+
+    async def _send_streamed(self, send: Any, response: _Streamed, *, head_only: bool) -> None:
+        """A proxy component's body as it writes it (no content-length: chunked). A failure
+        after the head (a trap, the cap, the deadline) ends the connection without the
+        body's end, so the client sees an incomplete answer, never a complete wrong one."""
+        await send({"type": "http.response.start", "status": response.status,
+                    "headers": [*response.headers, SANDBOX]})
+        if head_only:
+            await send({"type": "http.response.body", "body": b""})
+            return
+        try:
+            async for chunk in response.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except _StreamBroken:
+            return  # the server ends the connection: the body's end never comes
+        await send({"type": "http.response.body", "body": b""})
 
     async def _serve_route(self, scope: MutableMapping[str, Any], receive: Any, route: Route,
                            st: RouteStats, params: dict[str, str], path: str,
@@ -388,8 +467,31 @@ class RoutesServer:
 
             self._proxy_pool = ThreadPoolExecutor(16, thread_name_prefix="omnicore-proxy")
         loop = asyncio.get_running_loop()
+        moved = asyncio.Event()
+
+        def notify() -> None:  # on the guest's thread
+            loop.call_soon_threadsafe(moved.set)
+
+        exchange.notify = notify
         call = asyncio.ensure_future(loop.run_in_executor(self._proxy_pool, proxy.serve,
                                                           exchange))
+        call.add_done_callback(lambda _: moved.set())
+        while not call.done() and exchange.status is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            moved.clear()
+            if call.done() or exchange.status is not None:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(moved.wait(), left)
+        if not call.done() and exchange.status is not None and not exchange.over:
+            # The response is set and the guest still writes: its body is streamed.
+            set_head = self._proxy_head(exchange, route, st)
+            st.in_flight += 1  # held until the call ends (the finally gives one back)
+            call.add_done_callback(lambda fut: self._release(fut, st))
+            return _Streamed(set_head.status, set_head.headers, b"",
+                             _ProxyStream(exchange, call, moved, deadline, route, self, st))
         if not await _within(call, deadline):
             st.in_flight += 1  # the finally below gives it back; the call keeps its slot
             call.add_done_callback(lambda fut: self._release(fut, st))
@@ -420,18 +522,21 @@ class RoutesServer:
         if not exchange.finished:
             self._warn(route, st, "the handler did not finish its response body")
             raise _Answer(502, "the handler's response is incomplete")
+        set_head = self._proxy_head(exchange, route, st)
+        return Response(set_head.status, set_head.headers, b"".join(exchange.chunks))
+
+    def _proxy_head(self, exchange: Exchange, route: Route, st: RouteStats) -> Response:
+        """The status and headers the guest set, through §3's rules."""
         headers: dict[str, list[str]] = {}
         assert exchange.response_headers is not None
         for name, value in exchange.response_headers.entries:
             headers.setdefault(name, []).append(value.decode("utf-8", "replace"))
-        block = encode_request({"status": exchange.status, "headers": headers},
-                               b"".join(exchange.chunks))
         try:
-            response = decode_response(block, mode="envelope")
+            return decode_response(encode_request(
+                {"status": exchange.status, "headers": headers}, b""), mode="envelope")
         except _BadResponse as exc:
             self._warn(route, st, f"a malformed response: {exc}")
             raise _Answer(502, "the handler's response is malformed") from None
-        return response
 
     def _outcome(self, call: asyncio.Future[bytes], route: Route, st: RouteStats) -> bytes:
         try:

@@ -111,6 +111,9 @@ class Exchange:
     finished: bool = False
     over: bool = False
     trailers: Fields | None = None
+    #: Called on the guest's thread when the response is set and after each body chunk (the
+    #: server streams the body to the client as it comes).
+    notify: Callable[[], object] | None = None
 
     @property
     def answered(self) -> bool:
@@ -126,6 +129,8 @@ class Exchange:
             self.chunks.clear()
             return False
         self.chunks.append(bytes(data))
+        if self.notify is not None:
+            self.notify()
         return True
 
 
@@ -719,6 +724,8 @@ def _http(d: _Definer) -> None:
                 if body.over:
                     ex.over = True
                 body.written.clear()
+            if ex.notify is not None:
+                ex.notify()
         else:
             ex.error = getattr(response, "tag", None) or str(response)
 

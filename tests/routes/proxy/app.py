@@ -32,15 +32,21 @@ def _read_all(request: IncomingRequest) -> bytes:
 
 
 def _answer(out: ResponseOutparam, status: int, headers: list[tuple[str, bytes]],
-            chunks: list[bytes]) -> None:
+            chunks: list[bytes], set_first: bool = True) -> None:
     response = OutgoingResponse(Fields.from_list(headers))
     response.set_status_code(status)
     body = response.body()
-    ResponseOutparam.set(out, Ok(response))
+    if set_first:  # (else the body is written first, then the response set: allowed too)
+        ResponseOutparam.set(out, Ok(response))
     stream = body.write()
-    for chunk in chunks:
-        stream.blocking_write_and_flush(chunk)
+    try:
+        for chunk in chunks:
+            stream.blocking_write_and_flush(chunk)
+    except Err:  # closed: over the host's cap
+        pass
     stream.__exit__(None, None, None)
+    if not set_first:
+        ResponseOutparam.set(out, Ok(response))
     OutgoingBody.finish(body, None)
 
 
@@ -70,9 +76,33 @@ class IncomingHandler(exports.IncomingHandler):
                 said = f"refused: {type(e.value).__name__}"
             _answer(response_out, 200, [], [said.encode()])
             return
+        if leaf == "stream":  # the head and a first chunk, then no end
+            response = OutgoingResponse(Fields.from_list([("x-streamed", b"yes")]))
+            body = response.body()
+            ResponseOutparam.set(response_out, Ok(response))
+            stream = body.write()
+            stream.blocking_write_and_flush(b"first\n")
+            while True:
+                pass
+        if leaf.startswith("slow="):  # chunks with work between them, then the end
+            n = int(leaf[5:])
+            chunks = []
+            for i in range(n):
+                for _ in range(200_000):
+                    pass
+                chunks.append(f"chunk {i}\n".encode())
+                if i == 0:
+                    response = OutgoingResponse(Fields())
+                    body = response.body()
+                    ResponseOutparam.set(response_out, Ok(response))
+                    stream = body.write()
+                stream.blocking_write_and_flush(chunks[-1])
+            stream.__exit__(None, None, None)
+            OutgoingBody.finish(body, None)
+            return
         if leaf.startswith("big="):
             n = int(leaf[4:])
-            _answer(response_out, 200, [], [b"x" * CHUNK] * (n // CHUNK))
+            _answer(response_out, 200, [], [b"x" * CHUNK] * (n // CHUNK), set_first=False)
             return
         body = _read_all(request)
         text = (f"hello {name} {path} {len(body)} bytes; "
