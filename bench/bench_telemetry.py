@@ -261,7 +261,7 @@ SIDES = (("off", "off"),
 
 
 def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
-                markdown: bool = False) -> str:
+                markdown: bool = False, sides: tuple[str, ...] | None = None) -> str:
     """One host in this process, tracing set up once, and what it does switched every
     ``slice_s`` among :data:`SIDES` while wrk drives it for ``seconds``: the process's CPU of
     each slice, less the export thread's, goes to the side it ran on, each request to the side
@@ -285,7 +285,8 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(BODY))}\n'
                    'wrk.headers["Content-Type"] = "application/json"\n')
     telemetry.start(Settings(service_name="bench", traces_endpoint=endpoint), "bench")
-    keys = [k for k, _ in SIDES]
+    chosen = [(k, label) for k, label in SIDES if sides is None or k in sides or k == "off"]
+    keys = [k for k, _ in chosen]
     side = ["off"]
     begun = dict.fromkeys(keys, 0)
     queued = dict.fromkeys(keys, 0)
@@ -370,10 +371,10 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     rows = [(label, _sample(per_request[name]),
              "-" if name in ("off", "unexported") else _sample(export_us[name], "{:.1f}"),
              "-" if name == "off" else _sample(costs[name], "{:+.1f} %"))
-            for name, label in SIDES]
+            for name, label in chosen]
     driver = "wrk" if shutil.which("wrk") else "httpx (no wrk)"
     return (f"{machine()}\none host in this process, tracing flipped every "
-            f"{slice_s * 1000:g} ms among {len(SIDES)} sides under {driver} ({clients} "
+            f"{slice_s * 1000:g} ms among {len(chosen)} sides under {driver} ({clients} "
             f"connections), {rounds} rounds of {seconds:g} s; spans exported as they come\n\n"
             + render(["POST /api/v1/plugins/NAME/invoke", "process CPU µs/request",
                       "of which export µs", "CPU vs off, by round"], rows,
@@ -464,13 +465,17 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4, help="keep-alive connections")
     ap.add_argument("--only", choices=["hosts", "in-process", "calls"],
                     help="one of the three tables")
+    ap.add_argument("--sides", help="the in-process table's sides beside off, comma-separated "
+                    f"(of {', '.join(k for k, _ in SIDES[1:])}; default all)")
     args = ap.parse_args()
     rounds, seconds = (1, 1.0) if args.quick or SMOKE else (args.rounds, args.seconds)
     if args.only in (None, "hosts"):
         print(table(rounds, seconds, args.clients, args.markdown))
     if args.only in (None, "in-process"):
         print()
-        print(interleaved(rounds, max(seconds, 2.0), args.clients, markdown=args.markdown))
+        sides = tuple(args.sides.split(",")) if args.sides else None
+        print(interleaved(rounds, max(seconds, 2.0), args.clients, markdown=args.markdown,
+                          sides=sides))
     if args.only in (None, "calls"):
         print()
         print(calls(args.markdown))
