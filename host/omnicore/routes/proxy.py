@@ -8,8 +8,8 @@ status, headers and body (within the route's ``max_response_bytes``).
 
 Instances are the proxy's own (linked to the host's ``wasi:http``, never to wasmtime's WASI):
 one per call in flight, kept for the next request when the call ended well (a
-componentize-py component serves many; at most the plugin's ``limits.pool_size`` kept
-idle), discarded after any failure. Each call's epoch
+componentize-py component serves many; at most :data:`THREADS` kept idle: a new instance
+per request costs 1-4 ms of CPU), discarded after any failure. Each call's epoch
 deadline is the plugin's ``limits.timeout_ms``, armed through the deadline's door
 (sandbox/deadline.py); the route's own deadline answers 504 at once (server.py).
 """
@@ -31,8 +31,10 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 
-__all__ = ["HANDLER", "ProxyComponent", "ProxyFailed", "exports_handler"]
+__all__ = ["HANDLER", "THREADS", "ProxyComponent", "ProxyFailed", "exports_handler"]
 
+#: Threads that run proxy calls (every proxy plugin's together), so calls in flight at once.
+THREADS = 16
 #: The interface a proxy component exports (any 0.2.x version).
 HANDLER = "wasi:http/incoming-handler@0.2"
 
@@ -152,8 +154,8 @@ class ProxyComponent:
                 # nothing of one request reaches the next.
                 for rep in [r for r in table.objects if r >= mark]:
                     del table.objects[rep]
-                with self._lock:  # at most limits.pool_size kept idle; the rest go
-                    if len(self._idle) < self.limits.pool_size:
+                with self._lock:  # at most THREADS kept idle (one per call in flight)
+                    if len(self._idle) < THREADS:
                         self._idle.append(inst)
             else:
                 inst.table.objects.clear()  # the store goes; its handles with it

@@ -39,7 +39,7 @@ from omnicore.routes.envelope import (
     decode_response,
     encode_request,
 )
-from omnicore.routes.proxy import ProxyComponent, ProxyFailed, exports_handler
+from omnicore.routes.proxy import THREADS, ProxyComponent, ProxyFailed, exports_handler
 from omnicore.routes.signatures import check_github, check_stripe
 from omnicore.routes.table import Route, RouteTable, SourceRoutes, build, clean_path
 from omnicore.routes.wasihttp import Exchange
@@ -51,6 +51,9 @@ log = logging.getLogger("omnicore.routes")
 #: How often the table looks for edited sidecars and plugins loaded or gone (the app
 #: config's own change is seen on the next request).
 REFRESH_S = 0.25
+#: A proxy component's call still running this long after it began, its response set, has
+#: its body streamed (.proxy); one that ends sooner is answered whole.
+STREAM_AFTER_S = 0.02
 _BODY_CAP = "omnicore.body_cap"  # the console's BodyLimits reads it (console/bodies.py)
 
 
@@ -465,31 +468,27 @@ class RoutesServer:
         if self._proxy_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._proxy_pool = ThreadPoolExecutor(16, thread_name_prefix="omnicore-proxy")
+            self._proxy_pool = ThreadPoolExecutor(THREADS, thread_name_prefix="omnicore-proxy")
         loop = asyncio.get_running_loop()
         moved = asyncio.Event()
-
-        def notify() -> None:  # on the guest's thread
-            loop.call_soon_threadsafe(moved.set)
-
-        exchange.notify = notify
         call = asyncio.ensure_future(loop.run_in_executor(self._proxy_pool, proxy.serve,
                                                           exchange))
-        call.add_done_callback(lambda _: moved.set())
-        while not call.done() and exchange.status is None:
-            left = deadline - time.monotonic()
-            if left <= 0:
+        # A call that ends within STREAM_AFTER_S is answered whole (no wake-up of this loop
+        # but its end); one still running then, its response set, is streamed.
+        while not await _within(call, min(deadline, time.monotonic() + STREAM_AFTER_S)):
+            if time.monotonic() >= deadline:
                 break
-            moved.clear()
-            if call.done() or exchange.status is not None:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(moved.wait(), left)
-        if not call.done() and exchange.status is not None and not exchange.over:
-            # The response is set and the guest still writes: its body is streamed.
-            set_head = self._proxy_head(exchange, route, st)
+            if exchange.status is None or exchange.over:
+                continue
+
+            def notify() -> None:  # on the guest's thread
+                loop.call_soon_threadsafe(moved.set)
+
+            exchange.notify = notify
+            call.add_done_callback(lambda _: moved.set())
             st.in_flight += 1  # held until the call ends (the finally gives one back)
             call.add_done_callback(lambda fut: self._release(fut, st))
+            set_head = self._proxy_head(exchange, route, st)
             return _Streamed(set_head.status, set_head.headers, b"",
                              _ProxyStream(exchange, call, moved, deadline, route, self, st))
         if not await _within(call, deadline):
