@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.server
+import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -125,13 +128,14 @@ def test_route_caps_apply_before_the_component(route_host: Callable[..., RouteHo
     still_serving(host)
 
 
-def test_an_outgoing_request_is_refused_and_logged(
+def test_an_outgoing_request_without_a_grant_is_refused_and_logged(
         route_host: Callable[..., RouteHost]) -> None:
     host = start(route_host)
     r = host.client.get("/http/hello/fetch")
     assert r.status_code == 200 and r.text == "refused: ErrorCode_HttpRequestDenied", r.text
     said = [ln.message for ln in host.app.plugins.logs("hello").lines()]
-    assert any("outgoing HTTP request (example.com/steal) was refused" in m for m in said), said
+    assert any("outgoing HTTP request (GET https://example.com/steal) was refused: the plugin "
+               "has no http grant" in m for m in said), said
     still_serving(host)
 
 
@@ -172,3 +176,40 @@ def test_the_body_is_streamed_as_written(route_host: Callable[..., RouteHost]) -
     assert r.status_code == 200
     assert r.text == "".join(f"chunk {i}\n" for i in range(5))
     still_serving(host)
+
+
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = f"hi from {self.path}, x-from={self.headers.get('x-from')}".encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_outgoing_requests_go_through_the_http_grant(
+        route_host: Callable[..., RouteHost]) -> None:
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = upstream.server_address[1]
+    try:
+        host = route_host(plugins={"hello.wasm": proxy_wasm()},
+                          sidecars={"hello.yaml": json.dumps(
+                              {"grants": {"http": {
+                                  "allow_hosts": [f"http://127.0.0.1:{port}"]}}})},
+                          routes={"hello": route("/hello/{rest...}")})
+        r = host.client.get(f"/http/hello/get?url=http://127.0.0.1:{port}/up?q=1")
+        assert r.status_code == 200
+        assert r.text == "upstream 200: hi from /up?q=1, x-from=proxy", r.text
+        # the grant's allow-list decides: another port of the same address is refused
+        r = host.client.get(f"/http/hello/get?url=http://127.0.0.1:{port + 1}/up")
+        assert r.text == "failed: ErrorCode_HttpRequestDenied", r.text
+        said = [ln.message for ln in host.app.plugins.logs("hello").lines()]
+        assert any(f"127.0.0.1:{port + 1}/up) was refused: DENIED" in m for m in said), said
+        still_serving(host)
+    finally:
+        upstream.shutdown()
+        upstream.server_close()

@@ -66,8 +66,10 @@ class ProxyComponent:
     """A proxy component's instances, and :meth:`serve` to answer one request. Thread-safe."""
 
     def __init__(self, name: str, engine: SandboxEngine, component: cm.Component,
-                 limits: Limits, log: PluginLog) -> None:
+                 limits: Limits, log: PluginLog, send: wasihttp.Send | None = None) -> None:
         self.name = name
+        #: Outgoing requests (the plugin's ``http`` grant); None: each one refused.
+        self.send = send
         self.engine = engine
         self.component = component
         self.limits = limits
@@ -103,6 +105,7 @@ class ProxyComponent:
         store.set_limits(memory_size=self.limits.max_memory_bytes,
                          table_elements=self.limits.max_table_elements)
         table = Table(cap, self.log.write)
+        table.send = self.send
         table.deadline = time.monotonic() + self.limits.timeout_ms / 1000
         arm(self.engine, store, self._ticks)
         wasihttp.enter(table)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
 from omnicore.config.routes import ServeConfig
+from omnicore.egress import Refused as EgressRefused
+from omnicore.egress import Request as EgressRequest
 from omnicore.errors import (
     CircuitOpen,
     ConfigError,
@@ -42,7 +44,7 @@ from omnicore.routes.envelope import (
 from omnicore.routes.proxy import THREADS, ProxyComponent, ProxyFailed, exports_handler
 from omnicore.routes.signatures import check_github, check_stripe
 from omnicore.routes.table import Route, RouteTable, SourceRoutes, build, clean_path
-from omnicore.routes.wasihttp import Exchange
+from omnicore.routes.wasihttp import Exchange, OutgoingRefused, Send
 
 __all__ = ["RouteStats", "RoutesServer", "TokenUser"]
 
@@ -51,6 +53,10 @@ log = logging.getLogger("omnicore.routes")
 #: How often the table looks for edited sidecars and plugins loaded or gone (the app
 #: config's own change is seen on the next request).
 REFRESH_S = 0.25
+#: egress's refusals as the wasi:http error-code a proxy component gets.
+_ERROR_CASES = {"DENIED": "HTTP-request-denied", "INVALID": "HTTP-request-URI-invalid",
+                "QUOTA": "connection-limit-reached", "TOO_LARGE": "HTTP-request-body-size",
+                "UNAVAILABLE": "destination-unavailable"}
 #: A proxy component's call still running this long after it began, its response set, has
 #: its body streamed (.proxy); one that ends sooner is answered whole.
 STREAM_AFTER_S = 0.02
@@ -201,8 +207,9 @@ class RoutesServer:
         self._problems: list[str] = []
         self._table = RouteTable(())
         self._good = SourceRoutes("omnicore.yaml serve.routes", None, {})
-        #: Proxy components by plugin (.proxy): (the module's sha256, its instances).
-        self._proxies: dict[str, tuple[str, ProxyComponent | None]] = {}
+        #: Proxy components by plugin (.proxy): (the module's sha256, its instances, the
+        #: plugin's limits and granted capabilities they were made under).
+        self._proxies: dict[str, tuple[str, ProxyComponent | None, Any]] = {}
         self._proxy_pool: Any = None
         self.table(strict=True)  # the app config's routes must check at start
 
@@ -442,18 +449,48 @@ class RoutesServer:
         world = getattr(module, "world", None)
         if module is None or world is None:
             return None
+        # Made again when the module, the plugin's limits or its grants change (an http
+        # grant's options edited alone are seen with the next of those).
+        settings = (self.app.plugins.limits_of(plugin), self.app.plugins.granted_to(plugin))
         known = self._proxies.get(plugin)
-        if known is not None and known[0] == module.sha256:
+        if known is not None and known[0] == module.sha256 and known[2][0] is settings[0] \
+                and known[2][1] == settings[1]:
             return known[1]
         proxy = None
         eng = self.app.plugins.engine
         if exports_handler(list(module.compiled.type.exports(eng.components))) is not None:
             limits = self.app.plugins.limits_of(plugin)
             proxy = ProxyComponent(plugin, eng, module.compiled, limits,
-                                   self.app.plugins.logs(plugin))
+                                   self.app.plugins.logs(plugin), self._outgoing(plugin))
         with self._lock:
-            self._proxies[plugin] = (module.sha256, proxy)
+            self._proxies[plugin] = (module.sha256, proxy, settings)
         return proxy
+
+    def _outgoing(self, plugin: str) -> Send | None:
+        """A proxy component's ``wasi:http/outgoing-handler``, through the plugin's ``http``
+        grant (its allow-list, address rules, connectors and limits: omnicore.egress); None
+        without one (every request refused)."""
+        grant = self.app.plugins.get(plugin).granted.get("http")
+        if grant is None:
+            return None
+        client = self.app.egress.client(plugin, grant)
+
+        def send(method: str, url: str, headers: list[tuple[str, bytes]], body: bytes,
+                 deadline: float) -> tuple[int, list[tuple[str, bytes]], bytes]:
+            joined: dict[str, str] = {}
+            for k, v in headers:
+                value = v.decode("latin-1")
+                joined[k] = f"{joined[k]}, {value}" if k in joined else value
+            try:
+                resp = client.send(EgressRequest(method=method, url=url, headers=joined,
+                                                 body=body), deadline)
+            except EgressRefused as exc:
+                raise OutgoingRefused(_ERROR_CASES.get(exc.status, "internal-error"),
+                                      f"{exc.status}: {exc}") from None
+            return resp.status, [(k, v.encode("latin-1", "replace"))
+                                 for k, v in resp.headers.items()], resp.body
+
+        return send
 
     async def _serve_proxy(self, proxy: ProxyComponent, route: Route, st: RouteStats,
                            head: dict[str, Any], body: bytes, deadline: float) -> Response:

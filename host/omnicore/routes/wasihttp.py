@@ -206,6 +206,7 @@ class _OutgoingRequest:
     path_with_query: str | None = None
     scheme: Any = None
     authority: str | None = None
+    body: _RequestBody | None = None
 
 
 @dataclass
@@ -219,6 +220,54 @@ class _Error:
     message: str
 
 
+class OutgoingRefused(Exception):
+    """An outgoing request :data:`Send` did not send or that failed: ``case`` is the
+    ``error-code`` case the guest gets (``HTTP-request-denied``, ...)."""
+
+    def __init__(self, case: str, message: str) -> None:
+        super().__init__(message)
+        self.case = case
+
+
+#: ``send(method, url, headers, body, deadline) -> (status, headers, body)``; raises
+#: OutgoingRefused.
+Send = Callable[[str, str, list[tuple[str, bytes]], bytes, float],
+                tuple[int, list[tuple[str, bytes]], bytes]]
+
+#: The most an outgoing request's body may hold here (the grant's max_request_bytes then).
+MAX_OUTGOING_BODY = 16 << 20
+
+
+@dataclass
+class _RequestBody:
+    data: list[bytes] = field(default_factory=list)
+    size: int = 0
+    stream_taken: bool = False
+    finished: bool = False
+
+    def write(self, chunk: bytes) -> bool:
+        self.size += len(chunk)
+        if self.size > MAX_OUTGOING_BODY:
+            return False
+        self.data.append(bytes(chunk))
+        return True
+
+
+@dataclass
+class _IncomingResponse:
+    status: int
+    headers: list[tuple[str, bytes]]
+    body: bytes
+    consumed: bool = False
+
+
+@dataclass
+class _FutureResponse:
+    #: The response, or the error-code's Variant; None once taken.
+    result: Any
+    taken: bool = False
+
+
 class Table:
     """One instance's handles: rep -> object, and what a call of it may reach."""
 
@@ -230,6 +279,8 @@ class Table:
         self.log = log
         #: The deadline of the running call (time.monotonic()): a pollable's block ends there.
         self.deadline = float("inf")
+        #: Sends an outgoing request (the plugin's ``http`` grant), None: every one refused.
+        self.send: Send | None = None
 
     def own(self, kind: str, obj: Any) -> ResourceHost:
         rep = self.next
@@ -756,15 +807,18 @@ def _http(d: _Definer) -> None:
         return t.own("outgoing-body", obj.body)
 
     def out_write(t: Table, s: Any, b: ResourceAny) -> Any:
-        obj: _OutgoingBody = t.borrow(s, b)
+        obj: _OutgoingBody | _RequestBody = t.borrow(s, b)
         if obj.stream_taken:
             return None
         obj.stream_taken = True
         return t.own("output-stream", _OutputStream(obj.write))
 
     def out_finish(t: Table, s: Any, b: ResourceAny, trailers: Any) -> Any:
-        obj: _OutgoingBody = t.take(s, b)
+        obj: _OutgoingBody | _RequestBody = t.take(s, b)
         tr = t.take(s, trailers) if trailers is not None else None
+        if isinstance(obj, _RequestBody):
+            obj.finished = True
+            return None
         ex = obj.response.exchange
         if ex is None:
             raise Trap("outgoing-body.finish before its response was set")
@@ -777,16 +831,63 @@ def _http(d: _Definer) -> None:
         return None
 
     def denied(t: Table, s: Any, *args: Any) -> Any:
-        target = "?"
-        for a in args:  # the request (and its options) are dropped: nothing is sent
+        request = None
+        for a in args:  # the request (and its options) are the host's now
             if isinstance(a, ResourceAny):
                 obj = t.take(s, a)
                 if isinstance(obj, _OutgoingRequest):
-                    target = f"{obj.authority or '?'}{obj.path_with_query or ''}"
-        t.log("warn", f"an outgoing HTTP request ({target}) was refused: a proxy component "
-                      "served on a route sends none (wasi:http/outgoing-handler is not "
-                      "granted to it)")
-        return Variant("HTTP-request-denied")
+                    request = obj
+        if request is None:
+            raise Trap("outgoing-handler.handle without a request")
+        scheme = request.scheme
+        scheme_name = "https" if scheme is None else {
+            "HTTP": "http", "HTTPS": "https"}.get(getattr(scheme, "tag", ""), str(
+                getattr(scheme, "payload", "")))
+        url = f"{scheme_name}://{request.authority or ''}{request.path_with_query or '/'}"
+        method = request.method
+        method_name = "GET" if method is None else (
+            str(method.payload) if method.tag == "other" else method.tag.upper())
+        if t.send is None:
+            t.log("warn", f"an outgoing HTTP request ({method_name} {url}) was refused: the "
+                          "plugin has no http grant")
+            return Variant("HTTP-request-denied")
+        body = b"".join(request.body.data) if request.body is not None else b""
+        try:
+            status, headers, data = t.send(method_name, url, list(request.headers.entries),
+                                           body, t.deadline)
+            result: Any = _IncomingResponse(status, headers, data)
+        except OutgoingRefused as exc:
+            t.log("warn", f"an outgoing HTTP request ({method_name} {url}) was refused: {exc}")
+            result = Variant(exc.case) if exc.case != "internal-error" else \
+                Variant("internal-error", str(exc)[:200])
+        return t.own("future-incoming-response", _FutureResponse(result))
+
+    def future_get(t: Table, s: Any, f: ResourceAny) -> Any:
+        fut: _FutureResponse = t.borrow(s, f)
+        if fut.taken:
+            return Variant("some", None)  # some(err): taken already
+        fut.taken = True
+        if isinstance(fut.result, _IncomingResponse):
+            return Variant("some", t.own("incoming-response", fut.result))
+        return Variant("some", fut.result)  # some(ok(err(error-code)))
+
+    def iresp(t: Table, s: Any, r: ResourceAny) -> _IncomingResponse:
+        obj: _IncomingResponse = t.borrow(s, r)
+        return obj
+
+    def iresp_consume(t: Table, s: Any, r: ResourceAny) -> Any:
+        obj = iresp(t, s, r)
+        if obj.consumed:
+            return None
+        obj.consumed = True
+        return t.own("incoming-body", _IncomingBody(obj.body))
+
+    def oreq_body(t: Table, s: Any, r: ResourceAny) -> Any:
+        obj = oreq(t, s, r)
+        if obj.body is not None:
+            return None
+        obj.body = _RequestBody()
+        return t.own("outgoing-body", obj.body)
 
     def oreq(t: Table, s: Any, r: ResourceAny) -> _OutgoingRequest:
         obj: _OutgoingRequest = t.borrow(s, r)
@@ -835,6 +936,14 @@ def _http(d: _Definer) -> None:
         "[method]outgoing-request.headers": lambda t, s, r: t.own(
             "fields", oreq(t, s, r).headers),
         "[constructor]request-options": lambda t, s: t.own("request-options", object()),
+        "[method]outgoing-request.body": oreq_body,
+        "[method]future-incoming-response.subscribe":
+            lambda t, s, f: (t.borrow(s, f), t.own("pollable", _Pollable()))[1],
+        "[method]future-incoming-response.get": future_get,
+        "[method]incoming-response.status": lambda t, s, r: iresp(t, s, r).status,
+        "[method]incoming-response.headers": lambda t, s, r: t.own(
+            "fields", Fields(list(iresp(t, s, r).headers), immutable=True)),
+        "[method]incoming-response.consume": iresp_consume,
         "[method]outgoing-response.status-code": resp_status,
         "[method]outgoing-response.set-status-code": resp_set_status,
         "[method]outgoing-response.headers": resp_headers,

@@ -12,6 +12,7 @@ from wit_world.imports.types import (
     OutgoingRequest,
     OutgoingResponse,
     ResponseOutparam,
+    Scheme_Http,
 )
 
 CHUNK = 4096
@@ -48,6 +49,18 @@ def _answer(out: ResponseOutparam, status: int, headers: list[tuple[str, bytes]]
     if not set_first:
         ResponseOutparam.set(out, Ok(response))
     OutgoingBody.finish(body, None)
+
+
+def _read_all_body(response: object) -> str:
+    body = response.consume()  # type: ignore[attr-defined]
+    stream = body.stream()
+    out = b""
+    try:
+        while True:
+            out += stream.blocking_read(CHUNK)
+    except Exception:
+        pass
+    return out.decode(errors="replace")
 
 
 class IncomingHandler(exports.IncomingHandler):
@@ -99,6 +112,24 @@ class IncomingHandler(exports.IncomingHandler):
                 stream.blocking_write_and_flush(chunks[-1])
             stream.__exit__(None, None, None)
             OutgoingBody.finish(body, None)
+            return
+        if leaf == "get":  # GET the URL in the query, answer what came back
+            target = path.split("?url=", 1)[1]
+            authority, _, rest = target.removeprefix("http://").partition("/")
+            out = OutgoingRequest(Fields.from_list([("x-from", b"proxy")]))
+            out.set_scheme(Scheme_Http())
+            out.set_authority(authority)
+            out.set_path_with_query("/" + rest)
+            try:
+                future = outgoing_handler.handle(out, None)
+                inner = future.get().value  # some(ok(...)): ok(response) or err(code)
+                if isinstance(inner, Err):
+                    said = f"failed: {type(inner.value).__name__}"
+                else:
+                    said = f"upstream {inner.value.status()}: {_read_all_body(inner.value)}"
+            except Err as e:
+                said = f"refused: {type(e.value).__name__}"
+            _answer(response_out, 200, [], [said.encode()])
             return
         if leaf.startswith("big="):
             n = int(leaf[4:])
