@@ -439,8 +439,21 @@ class Bridge:
         assert self._wake is not None
         wake = self._wake
         storage = _Backoff()
+        #: The last confirmed job's finish, written while the next one is claimed and
+        #: published (its lease keeps it from being claimed again meanwhile).
+        finishing: asyncio.Task[None] | None = None
+
+        async def finish(job: Job) -> None:
+            while True:  # confirmed: written done, through a storage outage
+                try:
+                    await asyncio.to_thread(self._finish, job)
+                    return
+                except StorageError as exc:
+                    self._down("storage", exc)
+                    await asyncio.sleep(storage.next())
 
         async def step(broker: Broker) -> bool:
+            nonlocal finishing
             wake.clear()  # before the claim: a job queued after it wakes the wait below
             claim = asyncio.ensure_future(asyncio.to_thread(self._claim))
             try:
@@ -460,6 +473,9 @@ class Bridge:
             self._up("storage")
             storage.reset()
             if job is None:  # polled too: another host's deliveries, a lease that ended
+                if finishing is not None:
+                    done, finishing = finishing, None
+                    await done
                 try:
                     await within(wake.wait(), WAIT_S)
                 except TimeoutError:
@@ -483,14 +499,17 @@ class Bridge:
             except Exception as exc:
                 await asyncio.to_thread(self._failed, job, f"{type(exc).__name__}: {exc}")
                 raise
-            while True:  # confirmed: written done, through a storage outage
-                try:
-                    await asyncio.to_thread(self._finish, job)
-                    break
-                except StorageError as exc:
-                    self._down("storage", exc)
-                    await asyncio.sleep(storage.next())
+            if finishing is not None:  # one finish at a time, in order
+                done, finishing = finishing, None
+                await done
+            finishing = asyncio.ensure_future(finish(job))
             self.counters["published"] += 1
             return True
 
-        await self._lane("outbound", step)
+        try:
+            await self._lane("outbound", step)
+        finally:
+            if finishing is not None:  # a confirmed job is written done before the lane ends
+                # (the storage away: left leased, published again under its id when the
+                # lease ends)
+                await asyncio.wait({finishing}, timeout=self.config.confirm_timeout_s)
