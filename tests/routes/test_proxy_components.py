@@ -119,6 +119,18 @@ def test_a_handler_past_the_deadline_is_504_in_time(
     still_serving(host)
 
 
+def test_a_guest_blocked_in_a_host_call_ends_at_its_deadline(
+        route_host: Callable[..., RouteHost]) -> None:
+    # time.sleep(3600) in the guest: a pollable's block, a host call no epoch interrupts;
+    # the host ends it at the plugin's deadline (limits.timeout_ms, 1 s), never an hour later
+    host = start(route_host, sleep=route("/sleep", timeout_ms=20_000))
+    r = host.client.get("/http/sleep")
+    assert r.status_code == 504, r.text
+    assert "plugin's deadline" in r.json()["error"]
+    assert r.elapsed.total_seconds() < 15
+    still_serving(host)
+
+
 def test_route_caps_apply_before_the_component(route_host: Callable[..., RouteHost]) -> None:
     host = start(route_host, small=route("/small/{x}", max_body_bytes=10, max_headers=20))
     r = host.client.post("/http/small/x", content=b"x" * 11)

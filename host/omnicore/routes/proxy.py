@@ -16,6 +16,7 @@ deadline is the plugin's ``limits.timeout_ms``, armed through the deadline's doo
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 
 __all__ = ["HANDLER", "THREADS", "ProxyComponent", "ProxyFailed", "exports_handler"]
+
+log = logging.getLogger("omnicore.routes")
 
 #: Threads that run proxy calls (every proxy plugin's together), so calls in flight at once.
 THREADS = 16
@@ -111,7 +114,7 @@ class ProxyComponent:
         wasihttp.enter(table)
         try:
             instance = self.linker.instantiate(store, self.component)
-        except wasmtime.WasmtimeError as exc:
+        except Exception as exc:  # a trap, or a host function's refusal as itself
             raise ProxyFailed(500, f"the component did not start: {_first_line(exc)}") \
                 from None
         finally:
@@ -144,12 +147,18 @@ class ProxyComponent:
             inst.handle(inst.store, request, outparam)
             inst.handle.post_return(inst.store)
             keep = True
-        except wasmtime.WasmtimeError as exc:
-            late = self.engine.epoch - start >= self._ticks - 1
+        except (wasmtime.WasmtimeError, wasihttp.Trap) as exc:
+            # (A host function's refusal comes back as itself: wasmtime-py re-raises the
+            # Python exception a host function raised, not the trap it made of it.)
+            late = self.engine.epoch - start >= self._ticks - 1 or \
+                time.monotonic() >= table.deadline
             if late:
                 raise ProxyFailed(504, f"the handler ran past the plugin's deadline "
                                        f"({self.limits.timeout_ms} ms)") from None
             raise ProxyFailed(500, f"the handler trapped: {_first_line(exc)}") from None
+        except Exception as exc:  # a host function of ours failed: the guest trapped on it
+            log.exception("plugin %r: a wasi:http host function failed", self.name)
+            raise ProxyFailed(500, f"a host function failed: {type(exc).__name__}") from None
         finally:
             wasihttp.enter(None)
             if keep:

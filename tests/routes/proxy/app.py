@@ -1,6 +1,8 @@
 """A wasi:http/proxy component written as componentize-py's bindings have it, nothing of
 omnicore in it: the host serves it as any proxy host would. Its path picks what it does."""
 
+import time
+
 from componentize_py_types import Err, Ok
 from wit_world import exports
 from wit_world.imports import outgoing_handler
@@ -75,6 +77,8 @@ class IncomingHandler(exports.IncomingHandler):
             return  # the response is never set
         if leaf == "trap":
             raise RuntimeError("the app failed on purpose")
+        if leaf == "sleep":  # blocks on a clock's pollable (a host call) for an hour
+            time.sleep(3600)
         if leaf == "spin":
             while True:
                 pass
