@@ -246,7 +246,7 @@ def test_a_plugin_filling_its_share_of_the_hold_is_refused_and_its_neighbours_ar
 
     app = make_app(builtin_extensions=None, overrides={
         "sandbox": {"watch": False},
-        "capabilities": {"events": {"held_bytes_per_plugin": 2000, "held_bytes": 100_000},
+        "capabilities": {"events": {"held_bytes_per_plugin": 4500, "held_bytes": 100_000},
                          "tasks": {"poll_s": 0.2, "backoff_ms": 20}}})
     app.start()
     try:
@@ -263,7 +263,8 @@ def test_a_plugin_filling_its_share_of_the_hold_is_refused_and_its_neighbours_ar
         monkeypatch.setattr(events, "append_with_jobs", away)
         payload = b'"' + b"x" * 500 + b'"'
         statuses = [pub(app, "noisy", f"n{i}", payload) for i in range(6)]
-        # 3 fit in 2000 bytes; the rest are refused with QUOTA, never UNAVAILABLE.
+        # Each costs its JSON (about 840 bytes: the 502 in base64, the names) and 512: 3 fit
+        # in 4500 bytes; the rest are refused with QUOTA, never UNAVAILABLE.
         assert statuses == [0, 0, 0, Status.QUOTA, Status.QUOTA, Status.QUOTA], statuses
         assert app.subscriptions.held_drops["noisy"] == 3
         assert any("'noisy': 1 publish(es) refused" in r.getMessage() and
@@ -274,7 +275,8 @@ def test_a_plugin_filling_its_share_of_the_hold_is_refused_and_its_neighbours_ar
         assert sample("omnicore_events_held_refused_total", {"plugin": "noisy"}) == 3
         assert sample("omnicore_events_held", {"plugin": "noisy"}) == 3
         assert sample("omnicore_events_held", {"plugin": "quiet"}) == 3
-        assert 1500 < (sample("omnicore_events_held_bytes", {"plugin": "noisy"}) or 0) <= 2000
+        assert 3 * 1300 < (sample("omnicore_events_held_bytes", {"plugin": "noisy"}) or 0) \
+            <= 4500
         monkeypatch.setattr(events, "append_with_jobs", append)
         eventually(lambda: seen(app, "sink") == 6, "the held publishes delivered")
         assert sample("omnicore_events_held", {"plugin": "noisy"}) is None  # drained
@@ -283,6 +285,44 @@ def test_a_plugin_filling_its_share_of_the_hold_is_refused_and_its_neighbours_ar
             [f"plugin.quiet.q{i}" for i in range(3)]
         # Drained, the share is free again.
         assert pub(app, "noisy", "n9", payload) == 0
+    finally:
+        app.stop(grace=1)
+
+
+def test_empty_publishes_are_charged_what_they_cost_not_their_length(
+        make_app: Callable[..., OmniApp], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty event costs the spool's file about 140 bytes and memory about 470: a share is
+    counted in that, not in the payload's length (a 4 MiB share held 420,000 of them, about
+    200 MB of memory, when a publish was charged its topic and data: 10 bytes)."""
+    from omnicore.storage import StorageError
+    from omnicore.subscriptions.service import RECORD_COST
+
+    share = 64 * 1024
+    app = make_app(builtin_extensions=None, overrides={
+        "sandbox": {"watch": False},
+        "capabilities": {"events": {"held_bytes_per_plugin": share, "held_bytes": 1 << 26,
+                                    "max_publish_per_s": 100_000}}})
+    app.start()
+    try:
+        app.plugins.load(events_wasm("noisy"), grants=GRANTS)
+
+        def away(*args: Any, **kwargs: Any) -> Any:
+            raise StorageError("storage test.db: unreachable")
+
+        monkeypatch.setattr(app.storage.events, "append_with_jobs", away)
+        taken = 0
+        for i in range(share // 10):  # what the old charge of about 10 bytes each let in
+            status = pub(app, "noisy", "e", b"")
+            if status == Status.QUOTA:
+                break
+            assert status == 0, status
+            taken += 1
+        # At most the share over what each costs in memory beyond its JSON, at least a few.
+        assert 10 <= taken <= share // RECORD_COST, taken
+        assert app.subscriptions.held_drops["noisy"] == 1
+        held = app.metrics.registry.get_sample_value("omnicore_events_held_bytes",
+                                                     {"plugin": "noisy"})
+        assert held is not None and share - 1024 < held <= share
     finally:
         app.stop(grace=1)
 

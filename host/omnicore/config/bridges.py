@@ -229,9 +229,6 @@ class BridgeConfig(Strict):
                                                  "another consumer after this (nats ack wait; "
                                                  "redis XAUTOCLAIM idle; rabbitmq: when the "
                                                  "consumer's connection closes)")
-    max_held_bytes: int = Field(default=16 * 1024 * 1024, gt=0,
-                                description="outbound messages held while the broker is down; "
-                                            "beyond it new ones are dropped and counted")
     client_id: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="mqtt: this host's client id, stable across its restarts so its session "

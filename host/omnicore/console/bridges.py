@@ -63,9 +63,8 @@ def listing(app: OmniApp) -> list[dict[str, Any]]:
             "user": parts.username, "tls": parts.scheme in ("tls", "rediss", "mqtts", "amqps"),
             "secret": config.secret, "state": s.get("state", "stopped"),
             "reason": s.get("reason"), "inbound": inbound, "outbound": outbound,
-            "lag": {"inbound_unsettled": unsettled, "outbound_held": held,
-                    "outbound_held_bytes": int(s.get("held_bytes", 0))},
-            "held": held, "held_bytes": int(s.get("held_bytes", 0)), **counters})
+            "lag": {"inbound_unsettled": unsettled, "outbound_held": held},
+            "held": held, **counters})
     return rows
 
 
