@@ -25,6 +25,7 @@ Traps kept: every borrowed handle a host function is given is dropped before it 
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import threading
 import time
@@ -57,6 +58,7 @@ _TYPE_ID = {name: 0x6F6D6E00 + i for i, name in enumerate(_KINDS)}
 CHUNK = 64 * 1024
 
 _local = threading.local()
+_log = logging.getLogger("omnicore.routes")
 
 
 def current() -> Table:
@@ -478,10 +480,20 @@ def _typed_impl(idx: int, context: Any, ty_raw: Any, args: Any, nargs: int, resu
                 entry[1] = ([_memo(t) for _, t in fty.params],
                             None if fty.result is None else _memo(fty.result))
         params, result_ty = entry[1]
-        pyargs = [ty.convert_from_c(args[i]) for i, ty in enumerate(params)]
-        result = entry[0](store, *pyargs)
-        if result_ty is not None:
-            result_ty.convert_to_c(store, result, results)
+        try:
+            pyargs = [ty.convert_from_c(args[i]) for i, ty in enumerate(params)]
+            result = entry[0](store, *pyargs)
+            if result_ty is not None:
+                result_ty.convert_to_c(store, result, results)
+        except WasmtimeError:
+            raise
+        except Trap as exc:
+            raise WasmtimeError(str(exc)) from None
+        except Exception as exc:  # a bug of ours: the guest traps on it, the log says
+            _log.exception("a wasi:http host function failed")
+            raise WasmtimeError(f"a host function failed: {type(exc).__name__}") from None
+    # Every failure is a WasmtimeError by here: wasmtime-py keeps any other exception in one
+    # global for whichever thread returns from wasm next (calls run on several threads).
     return catch_exceptions(context, run)
 
 
