@@ -32,7 +32,7 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 
-__all__ = ["HANDLER", "THREADS", "ProxyComponent", "ProxyFailed", "exports_handler"]
+__all__ = ["HANDLER", "THREADS", "ProxyComponent", "exports_handler"]
 
 log = logging.getLogger("omnicore.routes")
 
@@ -50,7 +50,7 @@ def exports_handler(exports: list[str] | tuple[str, ...]) -> str | None:
     return None
 
 
-class ProxyFailed(Exception):
+class _ProxyFailed(Exception):
     """The call failed: ``status`` 500 (a trap, an error) or 504 (the plugin's deadline)."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -115,7 +115,7 @@ class ProxyComponent:
         try:
             instance = self.linker.instantiate(store, self.component)
         except Exception as exc:  # a trap, or a host function's refusal as itself
-            raise ProxyFailed(500, f"the component did not start: {_first_line(exc)}") \
+            raise _ProxyFailed(500, f"the component did not start: {_first_line(exc)}") \
                 from None
         finally:
             wasihttp.enter(None)
@@ -123,13 +123,13 @@ class ProxyComponent:
         fidx = instance.get_export_index(store, "handle", idx) if idx is not None else None
         func = instance.get_func(store, fidx) if fidx is not None else None
         if func is None:
-            raise ProxyFailed(500, f"{self.interface} has no function 'handle'")
+            raise _ProxyFailed(500, f"{self.interface} has no function 'handle'")
         self.instances_made += 1
         return _Instance(store, func, table)
 
     def serve(self, exchange: Exchange) -> Exchange:
         """Call ``handle`` with ``exchange``'s request; the exchange, answered or not.
-        Raises ProxyFailed when the call failed."""
+        Raises _ProxyFailed when the call failed."""
         with self._lock:
             inst = self._idle.pop() if self._idle else None
         if inst is None:
@@ -147,18 +147,18 @@ class ProxyComponent:
             inst.handle(inst.store, request, outparam)
             inst.handle.post_return(inst.store)
             keep = True
-        except (wasmtime.WasmtimeError, wasihttp.Trap) as exc:
+        except (wasmtime.WasmtimeError, wasihttp._Trap) as exc:
             # (A host function's refusal comes back as itself: wasmtime-py re-raises the
             # Python exception a host function raised, not the trap it made of it.)
             late = self.engine.epoch - start >= self._ticks - 1 or \
                 time.monotonic() >= table.deadline
             if late:
-                raise ProxyFailed(504, f"the handler ran past the plugin's deadline "
+                raise _ProxyFailed(504, f"the handler ran past the plugin's deadline "
                                        f"({self.limits.timeout_ms} ms)") from None
-            raise ProxyFailed(500, f"the handler trapped: {_first_line(exc)}") from None
+            raise _ProxyFailed(500, f"the handler trapped: {_first_line(exc)}") from None
         except Exception as exc:  # a host function of ours failed: the guest trapped on it
             log.exception("plugin %r: a wasi:http host function failed", self.name)
-            raise ProxyFailed(500, f"a host function failed: {type(exc).__name__}") from None
+            raise _ProxyFailed(500, f"a host function failed: {type(exc).__name__}") from None
         finally:
             wasihttp.enter(None)
             if keep:

@@ -41,10 +41,10 @@ from omnicore.routes.envelope import (
     decode_response,
     encode_request,
 )
-from omnicore.routes.proxy import THREADS, ProxyComponent, ProxyFailed, exports_handler
+from omnicore.routes.proxy import THREADS, ProxyComponent, _ProxyFailed, exports_handler
 from omnicore.routes.signatures import check_github, check_stripe
 from omnicore.routes.table import Route, RouteTable, SourceRoutes, build, clean_path
-from omnicore.routes.wasihttp import Exchange, OutgoingRefused, Send
+from omnicore.routes.wasihttp import Exchange, Send, _OutgoingDenied
 
 __all__ = ["RouteStats", "RoutesServer", "TokenUser"]
 
@@ -485,7 +485,7 @@ class RoutesServer:
                 resp = client.send(EgressRequest(method=method, url=url, headers=joined,
                                                  body=body), deadline)
             except EgressRefused as exc:
-                raise OutgoingRefused(_ERROR_CASES.get(exc.status, "internal-error"),
+                raise _OutgoingDenied(_ERROR_CASES.get(exc.status, "internal-error"),
                                       f"{exc.status}: {exc}") from None
             return resp.status, [(k, v.encode("latin-1", "replace"))
                                  for k, v in resp.headers.items()], resp.body
@@ -538,7 +538,7 @@ class RoutesServer:
         failed = None
         try:
             call.result()
-        except ProxyFailed as exc:
+        except _ProxyFailed as exc:
             failed = exc
         # A guest whose body was refused past the cap (its stream closed) often fails
         # then: the cap is the answer.

@@ -69,7 +69,7 @@ def current() -> Table:
     return table
 
 
-class Trap(Exception):
+class _Trap(Exception):
     """A host function's refusal: the guest traps with this message."""
 
 
@@ -222,7 +222,7 @@ class _Error:
     message: str
 
 
-class OutgoingRefused(Exception):
+class _OutgoingDenied(Exception):
     """An outgoing request :data:`Send` did not send or that failed: ``case`` is the
     ``error-code`` case the guest gets (``HTTP-request-denied``, ...)."""
 
@@ -232,7 +232,7 @@ class OutgoingRefused(Exception):
 
 
 #: ``send(method, url, headers, body, deadline) -> (status, headers, body)``; raises
-#: OutgoingRefused.
+#: _OutgoingDenied.
 Send = Callable[[str, str, list[tuple[str, bytes]], bytes, float],
                 tuple[int, list[tuple[str, bytes]], bytes]]
 
@@ -308,14 +308,14 @@ class Table:
         try:
             return self.objects[rep]
         except KeyError:
-            raise Trap("a handle the host does not know") from None
+            raise _Trap("a handle the host does not know") from None
 
     def take(self, store: Any, res: ResourceAny) -> Any:
         """The object of an owned handle the guest gave up (its entry removed: the
         conversion takes it out of the store's table, and no destructor runs for it)."""
         obj = self.objects.pop(self._rep(store, res), None)
         if obj is None:
-            raise Trap("a handle the host does not know")
+            raise _Trap("a handle the host does not know")
         return obj
 
     def drop(self, rep: int) -> None:
@@ -487,7 +487,7 @@ def _typed_impl(idx: int, context: Any, ty_raw: Any, args: Any, nargs: int, resu
                 result_ty.convert_to_c(store, result, results)
         except WasmtimeError:
             raise
-        except Trap as exc:
+        except _Trap as exc:
             raise WasmtimeError(str(exc)) from None
         except Exception as exc:  # a bug of ours: the guest traps on it, the log says
             _log.exception("a wasi:http host function failed")
@@ -536,7 +536,7 @@ def _io(d: _Definer) -> None:
     def poll(t: Table, s: Any, ps: list[ResourceAny]) -> list[int]:
         objs = [t.borrow(s, p) for p in ps]
         if not objs:
-            raise Trap("poll of no pollables")
+            raise _Trap("poll of no pollables")
         soonest = min((o.at or 0) for o in objs)
         _wait(t, soonest)
         now = time.monotonic_ns()
@@ -627,7 +627,7 @@ def _wait(t: Table, at: int | None) -> None:
     room = t.deadline - time.monotonic()
     if left > room:
         time.sleep(max(0.0, room))
-        raise Trap("the call's deadline passed while it waited on a pollable")
+        raise _Trap("the call's deadline passed while it waited on a pollable")
     time.sleep(left)
 
 
@@ -667,7 +667,7 @@ def _wasi(d: _Definer, stdout: Callable[[bytes], bool], stderr: Callable[[bytes]
     })
 
     def exit_(t: Table, s: Any, status: Any) -> None:
-        raise Trap(f"the component exited ({status})")
+        raise _Trap(f"the component exited ({status})")
 
     d.interface("wasi:cli/exit", (), {"exit": exit_})
     d.interface("wasi:cli/stdin", (), {
@@ -833,7 +833,7 @@ def _http(d: _Definer) -> None:
             return None
         ex = obj.response.exchange
         if ex is None:
-            raise Trap("outgoing-body.finish before its response was set")
+            raise _Trap("outgoing-body.finish before its response was set")
         ex.finished = True
         ex.trailers = tr
         return None
@@ -850,7 +850,7 @@ def _http(d: _Definer) -> None:
                 if isinstance(obj, _OutgoingRequest):
                     request = obj
         if request is None:
-            raise Trap("outgoing-handler.handle without a request")
+            raise _Trap("outgoing-handler.handle without a request")
         scheme = request.scheme
         scheme_name = "https" if scheme is None else {
             "HTTP": "http", "HTTPS": "https"}.get(getattr(scheme, "tag", ""), str(
@@ -868,7 +868,7 @@ def _http(d: _Definer) -> None:
             status, headers, data = t.send(method_name, url, list(request.headers.entries),
                                            body, t.deadline)
             result: Any = _IncomingResponse(status, headers, data)
-        except OutgoingRefused as exc:
+        except _OutgoingDenied as exc:
             t.log("warn", f"an outgoing HTTP request ({method_name} {url}) was refused: {exc}")
             result = Variant(exc.case) if exc.case != "internal-error" else \
                 Variant("internal-error", str(exc)[:200])
