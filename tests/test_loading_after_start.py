@@ -291,3 +291,55 @@ def test_a_call_made_before_the_folder_is_read_waits_for_it() -> None:
             pass
         with pytest.raises(PluginNotFound):  # nothing loading: at once
             host.call("nope", "echo", b"")
+
+
+def test_a_bridge_message_waits_for_subscribers_still_loading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host's bridges consume while its folder loads: a broker's message delivered then
+    would miss every durable subscriber still compiling and be acknowledged (lost for it).
+    ``Subscriptions.deliver`` holds it, unacknowledged, until the plugins have loaded."""
+    import omnicore.plugins.linking as linking
+    from omnicore.subscriptions import BridgeEvent
+    from tests.event_fixtures import GRANTS, events_wasm
+
+    monkeypatch.setattr(linking, "PluginModule", _Held)
+    _Held.gate.clear()
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    write(plugins, "big.wasm", events_wasm("big", [
+        {"topic": "orders.*", "handler": "on_event", "durable": True}]))
+    app = OmniApp("bridged", overrides={
+        "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
+        "plugins": {"big": {"grants": GRANTS}}})
+    starting = threading.Thread(target=app.start)
+    starting.start()
+    try:
+        eventually(lambda: app.serving, "the host serving while big compiles", timeout=60)
+        waited = []
+        wait_loaded = app.plugins.wait_loaded
+
+        def counted(timeout: float | None = None) -> bool:
+            done = wait_loaded(timeout)
+            waited.append(done)
+            return done
+
+        monkeypatch.setattr(app.plugins, "wait_loaded", counted)
+        stored: list[int] = []
+        event = BridgeEvent(topic="orders.created", bridge="shop", data=b'{"id": 1}',
+                            message_id="orders:1")
+        deliver = threading.Thread(target=lambda: stored.append(
+            app.subscriptions.deliver(event)))
+        deliver.start()
+        # It waited a round with big still compiling, and stored nothing yet.
+        eventually(lambda: False in waited, "the delivery waiting for the folder", timeout=60)
+        assert app.plugins.get("big").state == "compiling" and stored == []
+        assert app.jobs.list(plugin="big") == []
+        _Held.gate.set()
+        deliver.join(60)
+        assert stored == [1]  # big's durable delivery, once it loaded
+        assert [j.handler for j in app.jobs.list(plugin="big")] == ["on_event"]
+    finally:
+        _Held.gate.set()
+        starting.join(120)
+        if app.state.value == "running":
+            app.stop()

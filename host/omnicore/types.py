@@ -47,6 +47,11 @@ class PluginCaller(Protocol):
 
     def call(self, name: str, handler: str, data: bytes = b"") -> bytes: ...
 
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Block until no load of plugin files is under way (a host serves while its folder
+        loads); False if ``timeout`` ran out first."""
+        ...
+
 
 class Extensions(Protocol):
     """What the app's parts read of ``app.extensions`` (``ExtensionManager``)."""

@@ -623,7 +623,15 @@ class Subscriptions:
         ones as jobs keyed by the broker's message id (a redelivered message queues nothing
         twice, on any host of the database), live ones offered as any event. Returns the
         durable deliveries stored; raises StorageError when the queue cannot take them, so
-        the bridge does not acknowledge the message (omnicore.bridges)."""
+        the bridge does not acknowledge the message (omnicore.bridges).
+
+        A host serves, and its bridges consume, while its folder still loads: the message
+        waits here, unacknowledged, until the plugins have loaded. Delivered before, it would
+        miss every durable subscriber still compiling, and be acknowledged."""
+        while not self._app.plugins.wait_loaded(1.0):
+            if self._stopping.is_set():
+                raise StorageError("the host stopped before its plugins loaded: the message "
+                                   "is not acknowledged, the broker delivers it again")
         stored = 0
         if event.hops > self.max_hops:
             self.hop_drops += 1
