@@ -167,6 +167,9 @@ class Bridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._down_since: dict[str, float] = {}
+        #: Lanes whose last publish the broker took and never confirmed: reaching the broker
+        #: again does not make them up, only a confirmed publish (or nothing to publish) does.
+        self._unconfirmed: set[str] = set()
         dead = config.dead_letter
         #: Where dead letters are published (None: they stay in the host's job queue).
         self.dead_route = dead_route(config)
@@ -248,7 +251,8 @@ class Bridge:
                     if broker is None:
                         broker = self._make()
                         await broker.connect(lane)
-                        self._up(lane)  # reached; a fetch or publish may still fail
+                        if lane not in self._unconfirmed:
+                            self._up(lane)  # reached; a fetch or publish may still fail
                     if await step(broker):
                         self._up(lane)
                     backoff.reset()
@@ -473,6 +477,8 @@ class Bridge:
             self._up("storage")
             storage.reset()
             if job is None:  # polled too: another host's deliveries, a lease that ended
+                self._unconfirmed.discard("outbound")  # nothing left waiting on it
+                self._up("outbound")
                 if finishing is not None:
                     done, finishing = finishing, None
                     await done
@@ -496,9 +502,18 @@ class Bridge:
             except asyncio.CancelledError:
                 self._release(job)
                 raise
+            except TimeoutError:
+                # Taken (perhaps) and never confirmed: down until a publish is, whatever a
+                # reconnect says.
+                self._unconfirmed.add("outbound")
+                error = (f"the broker did not confirm a publish within confirm_timeout_s "
+                         f"({self.config.confirm_timeout_s:g} s)")
+                await asyncio.to_thread(self._failed, job, f"TimeoutError: {error}")
+                raise TimeoutError(error) from None
             except Exception as exc:
                 await asyncio.to_thread(self._failed, job, f"{type(exc).__name__}: {exc}")
                 raise
+            self._unconfirmed.discard("outbound")
             if finishing is not None:  # one finish at a time, in order
                 done, finishing = finishing, None
                 await done
