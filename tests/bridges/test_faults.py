@@ -1,5 +1,6 @@
 """A bridge's faults that are not an outage (issue 66, Deliver 2-3), against real servers: a
-broker that takes a publish and never confirms it, two hosts of one PostgreSQL database
+broker that takes a publish and never confirms it (a spoofed Redis; a JetStream subject no
+stream captures), two hosts of one PostgreSQL database
 sharing a Redis consumer group, and a slow consumer while many messages arrive.
 
 The broker that never confirms is a loopback server of this test speaking just enough RESP:
@@ -21,6 +22,8 @@ import pytest
 from omnicore.app import OmniApp
 from omnicore.subscriptions import BridgeEvent
 from tests.bridges.conftest import BridgeApp, bridge
+from tests.bridges.test_nats import js, outbound, stream_messages
+from tests.brokers import Nats
 from tests.dbservers import Redis
 from tests.event_fixtures import GRANTS, events_wasm, pub
 from tests.pgcluster import Cluster
@@ -32,6 +35,13 @@ SINK = [{"topic": "orders.created", "handler": "on_event", "durable": True}]
 @pytest.fixture
 def redis_server() -> Iterator[Redis]:
     server = Redis.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_server() -> Iterator[Nats]:
+    server = Nats.start()
     yield server
     server.stop()
 
@@ -255,4 +265,26 @@ def test_a_slow_consumer_holds_at_most_a_batch_and_loses_nothing(
                "every entry delivered and acknowledged")
     jobs = app.jobs.list(plugin="sink", limit=1000)
     assert len(jobs) == n and len({j.payload for j in jobs}) == n  # nothing lost, once each
+    app.stop(grace=1)
+
+
+def test_a_jetstream_subject_without_a_stream_holds_the_message_until_one_takes_it(
+        nats_server: Nats, bridge_app: BridgeApp) -> None:
+    # No stream captures the subject: no PubAck ever comes (the server answers the request
+    # with no responders); the message stays queued, the bridge says why, and once a stream
+    # exists it is stored once.
+    app = bridge_app(outbound(nats_server), nats_server.token, plugins=(events_wasm("src"),))
+    b = bridge(app)
+    assert pub(app, "src", "order", b'{"n": 1}') == 0
+    eventually(lambda: b.status()["retried"] >= 2, "the unconfirmed publish retried")
+    before = threading.active_count()
+    status = b.status()
+    assert status["published"] == 0 and status["held"] == 1 and status["state"] == "down"
+    assert status["reason"] == "outbound: NoStreamResponseError: nats: no response from stream"
+    eventually(lambda: b.status()["retried"] >= 5, "more unconfirmed attempts")
+    assert threading.active_count() <= before + 1
+    js(nats_server, lambda j: j.add_stream(name="OUT", subjects=["out.>"]))
+    eventually(lambda: b.status()["held"] == 0, "confirmed once a stream takes the subject")
+    assert [m.data for m in stream_messages(nats_server, "OUT")] == [b'{"n": 1}']
+    assert b.status()["published"] == 1 and b.status()["state"] == "up"
     app.stop(grace=1)
