@@ -16,6 +16,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from omnicore.app import OmniApp
 from omnicore.subscriptions import BridgeEvent
 from tests.bridges.conftest import BridgeApp, bridge
 from tests.bridges.test_nats import js, outbound, stream_messages
-from tests.brokers import Nats
+from tests.brokers import Mosquitto, Nats
 from tests.dbservers import Redis
 from tests.event_fixtures import GRANTS, events_wasm, pub
 from tests.pgcluster import Cluster
@@ -288,3 +289,62 @@ def test_a_jetstream_subject_without_a_stream_holds_the_message_until_one_takes_
     assert [m.data for m in stream_messages(nats_server, "OUT")] == [b'{"n": 1}']
     assert b.status()["published"] == 1 and b.status()["state"] == "up"
     app.stop(grace=1)
+
+
+def test_a_slow_mqtt_consumer_is_pushed_no_more_than_its_batch_before_it_acknowledges(
+        bridge_app: BridgeApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    # MQTT has no fetch: the broker pushes QoS 1 messages until the client's Receive Maximum
+    # is unacknowledged, so the bridge asks for its batch (unset, MQTT's default is 65535 and
+    # only the broker's own limit applied: mosquitto pushed 20 while the first was held).
+    # Mosquitto 2.0.11 then sends a whole quota more on each PUBACK (a broker over-send this
+    # test does not bound: with MQTT the bridge can only disconnect, 0x93).
+    from omnicore.bridges import mqtt
+    from tests.bridges.test_mqtt import Peer
+    from tests.bridges.test_mqtt import inbound as mqtt_inbound
+
+    batch, n = 4, 60
+    pushed = [0]
+    init = mqtt.MqttBroker.__init__
+
+    def record(self: mqtt.MqttBroker, settings: Any) -> None:
+        init(self, settings)
+        put = self._queue.put_nowait
+
+        def counted(item: Any) -> None:
+            pushed[0] += 1
+            put(item)
+
+        self._queue.put_nowait = counted  # type: ignore[method-assign]
+
+    monkeypatch.setattr(mqtt.MqttBroker, "__init__", record)
+    server = Mosquitto.start()
+    peer: Peer | None = None
+    try:
+        app = bridge_app({**mqtt_inbound(server), "batch": batch}, server.password,
+                         plugins=(events_wasm("sink", SINK),))
+        b = bridge(app)
+        eventually(lambda: b.state == "up", "the bridge subscribed")
+        gate, reached = threading.Event(), threading.Event()
+        deliver = app.subscriptions.deliver
+
+        def slow(event: BridgeEvent) -> int:
+            reached.set()
+            assert gate.wait(60)
+            return deliver(event)
+
+        monkeypatch.setattr(app.subscriptions, "deliver", slow)
+        peer = Peer(server)
+        for i in range(n):  # each one's PUBACK comes after the broker routed it
+            peer.publish(f"orders/{i}", b'{"id": %d}' % i, msg_id=f"m{i}")
+        assert reached.wait(60)
+        eventually(lambda: pushed[0] >= batch, "the first pushes read")
+        assert pushed[0] == batch and b.counters["acked"] == 0
+        gate.set()  # the consumer catches up
+        eventually(lambda: b.counters["acked"] == n, "every message delivered and acknowledged")
+        jobs = app.jobs.list(plugin="sink", limit=1000)
+        assert len(jobs) == n and len({j.payload for j in jobs}) == n  # nothing lost, once
+        app.stop(grace=1)
+    finally:
+        if peer is not None:
+            peer.close()
+        server.stop()

@@ -119,6 +119,11 @@ class MqttBroker:
         client.on_message, client.on_publish = on_message, on_publish
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_S
+        if lane != "out":
+            # The broker pushes QoS 1 messages until this many are unacknowledged: what an
+            # inbound lane holds (a slow consumer included) is its batch, not MQTT's default
+            # (65535, so only the broker's own limit: mosquitto's 20).
+            props.ReceiveMaximum = s.config.batch
         parts = urlsplit(s.config.url)
         port = parts.port or (8883 if tls is not None else 1883)
         timeout = s.config.confirm_timeout_s
