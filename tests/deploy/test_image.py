@@ -159,16 +159,17 @@ class Host:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def wait_ready(self) -> float:
-        """Seconds from `podman run` to /readyz 200 (the container must stay up meanwhile)."""
+        """Seconds from `podman run` to /readyz?plugins=loaded 200, every plugin loaded (the
+        container must stay up meanwhile; plain /readyz is 200 while plugins still load)."""
         def ready() -> bool:
-            if http_ok(self.url("/readyz")):
+            if http_ok(self.url("/readyz?plugins=loaded")):
                 return True
             state = _podman("inspect", "--format", "{{.State.Status}}", self.name).stdout
             assert state.strip() == "running", self.logs()
             return False
 
         try:
-            eventually(ready, "/readyz 200", timeout=180, every=0.2)
+            eventually(ready, "/readyz?plugins=loaded 200", timeout=180, every=0.2)
         except AssertionError as exc:
             raise AssertionError(f"{exc}:\n{self.logs()}") from None
         return time.monotonic() - self.started

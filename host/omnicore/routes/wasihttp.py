@@ -24,7 +24,6 @@ Traps kept: every borrowed handle a host function is given is dropped before it 
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import threading
@@ -33,12 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wasmtime import WasmtimeError
-from wasmtime import _ffi as ffi
 from wasmtime import component as cm
 from wasmtime.component import ResourceAny, ResourceHost, ResourceType, Variant
-from wasmtime.component._enter import catch_exceptions
-from wasmtime.component._types import FuncType, ListType, VariantLikeType
+
+from omnicore.sandbox._wasmtime import add_typed_func, fast_byte_lists
 
 __all__ = ["Exchange", "Fields", "Table", "current", "link_proxy"]
 
@@ -322,62 +319,6 @@ class Table:
         self.objects.pop(rep, None)
 
 
-# -- bytes through wasmtime-py's value API ----------------------------------------------
-#
-# wasmtime-py converts a ``list<u8>`` one element at a time in Python (a 4 KiB write cost
-# ~5 ms of CPU); these do it with one copy each way, with the same result. Installed on
-# wasmtime-py's ListType for byte lists only, the first time a proxy is linked.
-
-_VAL = ffi.wasmtime_component_val_t
-_STRIDE = ctypes.sizeof(_VAL)
-_OF = _VAL.of.offset
-_U8 = ffi.WASMTIME_COMPONENT_U8.value
-
-
-def _address(pointer: Any) -> int:
-    return int(ctypes.cast(pointer, ctypes.c_void_p).value or 0)
-
-
-def _bytes_from_c(self: Any, c: Any) -> Any:
-    if not self._is_bytes():
-        return _PLAIN_FROM_C(self, c)
-    assert c.kind == ffi.WASMTIME_COMPONENT_LIST.value
-    try:
-        n = c.of.list.size
-        if n == 0:
-            return b""
-        raw = ctypes.string_at(_address(c.of.list.data), n * _STRIDE)
-        return raw[_OF::_STRIDE]  # u8 elements own nothing: the list's delete frees all
-    finally:
-        ffi.wasmtime_component_vallist_delete(ctypes.byref(c.of.list))
-
-
-def _bytes_to_c(self: Any, store: Any, val: Any, ptr: Any) -> None:
-    if not self._is_bytes() or not isinstance(val, (bytes, bytearray)):
-        _PLAIN_TO_C(self, store, val, ptr)
-        return
-    n = len(val)
-    raw = ffi.wasmtime_component_vallist_t()
-    ffi.wasmtime_component_vallist_new_uninit(raw, n)
-    if n:
-        image = bytearray(n * _STRIDE)
-        image[0::_STRIDE] = bytes([_U8]) * n
-        image[_OF::_STRIDE] = val
-        ctypes.memmove(_address(raw.data), bytes(image), len(image))
-    ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
-    ptr.contents.of.list = raw
-
-
-_PLAIN_FROM_C = ListType.convert_from_c
-_PLAIN_TO_C = ListType.convert_to_c
-
-
-def _fast_bytes() -> None:
-    if ListType.convert_from_c is not _bytes_from_c:
-        ListType.convert_from_c = _bytes_from_c  # type: ignore[method-assign]
-        ListType.convert_to_c = _bytes_to_c  # type: ignore[method-assign]
-
-
 # -- the definitions -------------------------------------------------------------------
 
 _OK = Variant("ok")
@@ -449,71 +390,10 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-# -- host functions whose types are read once -------------------------------------------
-#
-# wasmtime-py's add_func reads the function's type again on every call, and each variant's
-# cases with it (error-code's 39 at every result<_, error-code>): ~85 % of a request's CPU.
-# A function defined here reads its type on its first call and keeps it (one linker per
-# component: each function has one type), its variants' cases and tagging with it.
-
-_FUNCS: dict[int, list[Any]] = {}
-_next_func = [1]
-
-
-def _memo(ty: Any) -> Any:
-    """``ty`` with its variants' cases and tagging read once (nested types too)."""
-    if isinstance(ty, VariantLikeType):
-        cases = [(n, None if t is None else _memo(t)) for n, t in ty._cases()]
-        ty._cases = lambda: cases  # type: ignore[method-assign]
-        tagged = ty._tagged()
-        ty._tagged = lambda: tagged  # type: ignore[method-assign]
-    return ty
-
-
-@ffi.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
-def _typed_impl(idx: int, context: Any, ty_raw: Any, args: Any, nargs: int, results: Any,
-                nresults: int) -> Any:
-    def run(store: Any) -> None:
-        entry = _FUNCS[idx or 0]
-        if entry[1] is None:
-            with FuncType._from_ptr(ty_raw, owner=store) as fty:
-                entry[1] = ([_memo(t) for _, t in fty.params],
-                            None if fty.result is None else _memo(fty.result))
-        params, result_ty = entry[1]
-        try:
-            pyargs = [ty.convert_from_c(args[i]) for i, ty in enumerate(params)]
-            result = entry[0](store, *pyargs)
-            if result_ty is not None:
-                result_ty.convert_to_c(store, result, results)
-        except WasmtimeError:
-            raise
-        except _Trap as exc:
-            raise WasmtimeError(str(exc)) from None
-        except Exception as exc:  # a bug of ours: the guest traps on it, the log says
-            _log.exception("a wasi:http host function failed")
-            raise WasmtimeError(f"a host function failed: {type(exc).__name__}") from None
-    # Every failure is a WasmtimeError by here: wasmtime-py keeps any other exception in one
-    # global for whichever thread returns from wasm next (calls run on several threads).
-    return catch_exceptions(context, run)
-
-
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
-def _typed_finalize(idx: int | None) -> None:
-    funcs = _FUNCS
-    if funcs is not None:  # (None while the interpreter ends)
-        funcs.pop(idx or 0, None)
-
-
 def _add_func(inst: cm.LinkerInstance, name: str, fn: Callable[..., Any]) -> None:
-    idx = _next_func[0]
-    _next_func[0] += 1
-    _FUNCS[idx] = [fn, None]
-    raw = name.encode()
-    error = ffi.wasmtime_component_linker_instance_add_func(
-        inst.ptr(), ctypes.create_string_buffer(raw), len(raw), _typed_impl, idx,
-        _typed_finalize)
-    if error:
-        raise WasmtimeError._from_ptr(error)
+    # Its type read once (the door's add_typed_func): wasmtime-py's add_func read it and
+    # every variant's cases again on each call, ~85 % of a request's CPU.
+    add_typed_func(inst, name, fn, traps=(_Trap,))
 
 
 def _io(d: _Definer) -> None:
@@ -976,7 +856,7 @@ def link_proxy(linker: cm.Linker, imports: tuple[str, ...] | list[str],
                stdout: Callable[[bytes], bool], stderr: Callable[[bytes], bool]) -> None:
     """Define in ``linker`` everything of ``imports`` (the component's imported interface
     names) the host serves a proxy component with."""
-    _fast_bytes()
+    fast_byte_lists()
     d = _Definer(linker, interface_names(imports))
     _io(d)
     _wasi(d, stdout, stderr)

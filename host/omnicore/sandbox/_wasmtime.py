@@ -44,6 +44,8 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi as ffi
 from wasmtime import component as cm
+from wasmtime.component._enter import catch_exceptions
+from wasmtime.component._types import FuncType, ListType, VariantLikeType
 
 from omnicore.errors import ConfigError, PluginLoadError
 
@@ -60,6 +62,7 @@ __all__ = [
     "PROBLEM",
     "ExternT",
     "SharedModule",
+    "add_typed_func",
     "address_of",
     "c_function",
     "call_unchecked",
@@ -71,6 +74,7 @@ __all__ = [
     "error_from",
     "error_raw",
     "exit_status",
+    "fast_byte_lists",
     "func_address",
     "get_fuel",
     "hand_over",
@@ -193,6 +197,16 @@ NAMES: dict[str, tuple[str, ...]] = {
     "components": (*_COMPONENTS, *(f"ffi.WASMTIME_COMPONENT_{k}" for k in _KIND_NAMES)),
     "pooling": _POOLING,
     "winch": ("wasmtime_config_strategy_set", "Config.ptr"),
+    # routes/wasihttp.py's value-API host functions and byte lists (add_typed_func,
+    # fast_byte_lists), beside the component names.
+    "proxy": ("wasmtime_component_vallist_delete", "wasmtime_component_vallist_new_uninit",
+              "wasmtime_component_linker_instance_add_func",
+              "ffi.wasmtime_component_func_callback_t", "ffi.wasmtime_component_val_t",
+              "ffi.wasmtime_component_vallist_t", "ffi.WASMTIME_COMPONENT_U8",
+              "ffi.WASMTIME_COMPONENT_LIST", "component.FuncType._from_ptr",
+              "component.ListType.convert_from_c", "component.ListType.convert_to_c",
+              "component.ListType._is_bytes", "component.VariantType._cases",
+              "component.VariantType._tagged", "component.LinkerInstance.ptr"),
 }
 #: Paths whose names are used together with the core ones: missing core names refuse them too.
 _NEEDS_CORE = ("host-functions", "c-extensions", "extism")
@@ -489,6 +503,140 @@ def linker_instance_add_func(inst: cm.LinkerInstance, name: str, callback: Any, 
     raw = name.encode()
     error = ffi.wasmtime_component_linker_instance_add_func(
         inst.ptr(), ctypes.create_string_buffer(raw), len(raw), callback, env, finalizer)
+    if error:
+        raise error_from(error)
+
+
+# -- bytes through wasmtime-py's component value API (routes/wasihttp.py) -------------------------
+#
+# wasmtime-py converts a ``list<u8>`` one element at a time in Python (a 4 KiB write cost
+# ~5 ms of CPU); these do it with one copy each way, with the same result. Installed on
+# wasmtime-py's ListType for byte lists only, by fast_byte_lists() (the first time a proxy
+# component is linked).
+
+_VAL = ffi.wasmtime_component_val_t
+_STRIDE = ctypes.sizeof(_VAL)
+_OF = _VAL.of.offset
+_U8 = ffi.WASMTIME_COMPONENT_U8.value
+
+
+def _address(pointer: Any) -> int:
+    return int(ctypes.cast(pointer, ctypes.c_void_p).value or 0)
+
+
+def _bytes_from_c(self: Any, c: Any) -> Any:
+    if not self._is_bytes():
+        return _PLAIN_FROM_C(self, c)
+    assert c.kind == ffi.WASMTIME_COMPONENT_LIST.value
+    try:
+        n = c.of.list.size
+        if n == 0:
+            return b""
+        raw = ctypes.string_at(_address(c.of.list.data), n * _STRIDE)
+        return raw[_OF::_STRIDE]  # u8 elements own nothing: the list's delete frees all
+    finally:
+        ffi.wasmtime_component_vallist_delete(ctypes.byref(c.of.list))
+
+
+def _bytes_to_c(self: Any, store: Any, val: Any, ptr: Any) -> None:
+    if not self._is_bytes() or not isinstance(val, (bytes, bytearray)):
+        _PLAIN_TO_C(self, store, val, ptr)
+        return
+    n = len(val)
+    raw = ffi.wasmtime_component_vallist_t()
+    ffi.wasmtime_component_vallist_new_uninit(raw, n)
+    if n:
+        image = bytearray(n * _STRIDE)
+        image[0::_STRIDE] = bytes([_U8]) * n
+        image[_OF::_STRIDE] = val
+        ctypes.memmove(_address(raw.data), bytes(image), len(image))
+    ptr.contents.kind = ffi.WASMTIME_COMPONENT_LIST
+    ptr.contents.of.list = raw
+
+
+_PLAIN_FROM_C = ListType.convert_from_c
+_PLAIN_TO_C = ListType.convert_to_c
+
+
+def fast_byte_lists() -> None:
+    """Convert ``list<u8>`` values with one copy each way in wasmtime-py's value API
+    (process-wide, for byte lists only; the same values as its own conversion). Raises
+    PluginLoadError when this wasmtime lacks the names the proxy path uses."""
+    require("proxy")
+    if ListType.convert_from_c is not _bytes_from_c:
+        ListType.convert_from_c = _bytes_from_c  # type: ignore[method-assign]
+        ListType.convert_to_c = _bytes_to_c  # type: ignore[method-assign]
+
+
+# -- component host functions whose types are read once (routes/wasihttp.py) ----------------------
+#
+# wasmtime-py's add_func reads the function's type again on every call, and each variant's
+# cases with it (error-code's 39 at every result<_, error-code>): ~85 % of a request's CPU.
+# A function defined here reads its type on its first call and keeps it (one linker per
+# component: each function has one type), its variants' cases and tagging with it.
+
+_FUNCS: dict[int, list[Any]] = {}
+_next_func = [1]
+
+
+def _memo(ty: Any) -> Any:
+    """``ty`` with its variants' cases and tagging read once (nested types too)."""
+    if isinstance(ty, VariantLikeType):
+        cases = [(n, None if t is None else _memo(t)) for n, t in ty._cases()]
+        ty._cases = lambda: cases  # type: ignore[method-assign]
+        tagged = ty._tagged()
+        ty._tagged = lambda: tagged  # type: ignore[method-assign]
+    return ty
+
+
+@ffi.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
+def _typed_impl(idx: int, context: Any, ty_raw: Any, args: Any, nargs: int, results: Any,
+                nresults: int) -> Any:
+    def run(store: Any) -> None:
+        entry = _FUNCS[idx or 0]
+        if entry[1] is None:
+            with FuncType._from_ptr(ty_raw, owner=store) as fty:
+                entry[1] = ([_memo(t) for _, t in fty.params],
+                            None if fty.result is None else _memo(fty.result))
+        params, result_ty = entry[1]
+        try:
+            pyargs = [ty.convert_from_c(args[i]) for i, ty in enumerate(params)]
+            result = entry[0](store, *pyargs)
+            if result_ty is not None:
+                result_ty.convert_to_c(store, result, results)
+        except wasmtime.WasmtimeError:
+            raise
+        except entry[2] as exc:  # the definer's own traps: the guest traps with its words
+            raise wasmtime.WasmtimeError(str(exc)) from None
+        except Exception as exc:  # a bug of ours: the guest traps on it, the log says
+            _log.exception("a component host function failed")
+            raise wasmtime.WasmtimeError(
+                f"a host function failed: {type(exc).__name__}") from None
+    # Every failure is a WasmtimeError by here: wasmtime-py keeps any other exception in one
+    # global for whichever thread returns from wasm next (calls run on several threads).
+    return catch_exceptions(context, run)
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
+def _typed_finalize(idx: int | None) -> None:
+    funcs = _FUNCS
+    if funcs is not None:  # (None while the interpreter ends)
+        funcs.pop(idx or 0, None)
+
+
+def add_typed_func(inst: cm.LinkerInstance, name: str, fn: Callable[..., Any], *,
+                   traps: tuple[type[BaseException], ...] = ()) -> None:
+    """Define ``name`` in a component linker instance as ``fn(store, *args)`` through the
+    value API, its type read on its first call and kept (wasmtime-py's ``add_func`` reads it,
+    and each variant's cases, on every call). An exception of ``traps`` traps the guest with
+    its message; any other but a WasmtimeError is logged and traps it with its class's name."""
+    idx = _next_func[0]
+    _next_func[0] += 1
+    _FUNCS[idx] = [fn, None, traps]
+    raw = name.encode()
+    error = ffi.wasmtime_component_linker_instance_add_func(
+        inst.ptr(), ctypes.create_string_buffer(raw), len(raw), _typed_impl, idx,
+        _typed_finalize)
     if error:
         raise error_from(error)
 
