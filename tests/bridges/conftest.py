@@ -14,7 +14,8 @@ import pytest
 
 from omnicore.app import OmniApp
 from omnicore.bridges import Bridge
-from tests.brokers import RabbitMQ
+from tests.brokers import Mosquitto, Nats, RabbitMQ
+from tests.dbservers import Redis
 from tests.event_fixtures import GRANTS
 
 BridgeApp = Callable[..., OmniApp]
@@ -65,3 +66,25 @@ def rabbitmq(rabbitmq_node: RabbitMQ) -> RabbitMQ:
 def names() -> str:
     """A prefix of this test's own for the queues and exchanges of a shared broker."""
     return f"t{uuid.uuid4().hex[:8]}"
+
+
+# A broker a test module's tests share, started fresh for each test (its state is the test's).
+@pytest.fixture
+def redis_server() -> Iterator[Redis]:
+    server = Redis.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_server() -> Iterator[Nats]:
+    server = Nats.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mqtt_server() -> Iterator[Mosquitto]:
+    server = Mosquitto.start()
+    yield server
+    server.stop()

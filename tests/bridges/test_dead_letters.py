@@ -89,13 +89,6 @@ def test_rabbitmq_a_message_a_plugin_always_fails_on_is_dead_lettered_and_replay
     assert peer.counts(f"{names}.orders") == (0, 0)
 
 
-@pytest.fixture
-def redis_server() -> Iterator[Redis]:
-    server = Redis.start()
-    yield server
-    server.stop()
-
-
 def test_redis_dead_letters_go_to_a_stream_with_their_reason(
         redis_server: Redis, bridge_app: BridgeApp) -> None:
     client = redis_server.client()

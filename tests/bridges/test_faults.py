@@ -33,20 +33,6 @@ from tests.waiting import eventually
 SINK = [{"topic": "orders.created", "handler": "on_event", "durable": True}]
 
 
-@pytest.fixture
-def redis_server() -> Iterator[Redis]:
-    server = Redis.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def nats_server() -> Iterator[Nats]:
-    server = Nats.start()
-    yield server
-    server.stop()
-
-
 class Silent:
     """A Redis on a loopback port that answers AUTH/SELECT/PING with ``+OK`` and never
     answers a publish (EVAL, EVALSHA, XADD): it only counts it. ``relay(port)`` opens the

@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +73,6 @@ def run_page(page: str, tmp_path: Path, relay: Path, url: str, secret: str,
         assert status["acked"] == 3 and status["published"] == 3, status
     finally:
         app.stop(grace=1)
-
-
-@pytest.fixture
-def nats_server() -> Iterator[Nats]:
-    server = Nats.start()
-    yield server
-    server.stop()
 
 
 def test_the_nats_page_runs(nats_server: Nats, relay_wasm: Path, tmp_path: Path) -> None:

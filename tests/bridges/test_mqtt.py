@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,13 +20,6 @@ from tests.event_fixtures import GRANTS, Calls, events_wasm, pub, seen
 from tests.waiting import eventually
 
 SINK = [{"topic": "orders.created", "handler": "on_event", "durable": True}]
-
-
-@pytest.fixture
-def mqtt_server() -> Iterator[Mosquitto]:
-    server = Mosquitto.start()
-    yield server
-    server.stop()
 
 
 class Peer:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -21,13 +21,6 @@ from tests.event_fixtures import GRANTS, Calls, events_wasm, pub, seen
 from tests.waiting import eventually
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def nats_server() -> Iterator[Nats]:
-    server = Nats.start()
-    yield server
-    server.stop()
 
 
 def js(server: Nats, step: Callable[[Any], Awaitable[T]]) -> T:

@@ -40,13 +40,6 @@ from tests.pgcluster import Cluster
 BEFORE, DURING = 3, 20
 
 
-@pytest.fixture
-def nats_server() -> Iterator[Nats]:
-    server = Nats.start()
-    yield server
-    server.stop()
-
-
 def _publish(host: Host, n: int) -> int:
     topic = b"order"
     out = host.remote().call("src", "pub", struct.pack("<I", len(topic)) + topic +

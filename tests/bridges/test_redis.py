@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,13 +24,6 @@ from tests.event_fixtures import GRANTS, Calls, events_wasm, pub, seen
 from tests.waiting import eventually
 
 SINK = [{"topic": "orders.created", "handler": "on_event", "durable": True}]
-
-
-@pytest.fixture
-def redis_server() -> Iterator[Redis]:
-    server = Redis.start()
-    yield server
-    server.stop()
 
 
 def url(server: Redis) -> str:

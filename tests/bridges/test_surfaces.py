@@ -25,13 +25,6 @@ from tests.waiting import eventually
 
 
 @pytest.fixture
-def redis_server() -> Iterator[Redis]:
-    server = Redis.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def host(redis_server: Redis, tmp_path: Path) -> Iterator[tuple[OmniApp, str, str]]:
     """A started host with its console and ``bridges.orders`` on the private Redis; its URL
     and an admin token."""
