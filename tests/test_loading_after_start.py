@@ -235,9 +235,9 @@ def test_no_call_path_goes_around_the_wait() -> None:
     Outside plugins/, nothing imports the modules that reach a runtime (calls, door,
     entries, versions, linking, runtimes) or reads the host's private parts (a server that
     runs a plugin's module itself, a route's proxy component, waits through
-    PluginHost.arrival and reads PluginHost.serving_module); inside, calls.call (the guest call) is made only
-    by PluginHost.call, a door is submitted to only by acall and submit, and those three
-    each go through the arrivals."""
+    PluginHost.arrival and reads PluginHost.serving_module); inside, calls.call (the guest
+    call) is made only by PluginHost.call, a door is submitted to only by acall and submit,
+    and those three each go through the arrivals."""
     inner = re.compile(r"omnicore\.plugins\.(calls|door|entries|versions|linking|runtimes|"
                        r"arrivals)\b|from omnicore\.plugins import [^\n]*\b(calls|door|"
                        r"entries|versions|linking|runtimes)\b")

@@ -311,7 +311,7 @@ def test_empty_publishes_are_charged_what_they_cost_not_their_length(
 
         monkeypatch.setattr(app.storage.events, "append_with_jobs", away)
         taken = 0
-        for i in range(share // 10):  # what the old charge of about 10 bytes each let in
+        for _ in range(share // 10):  # what the old charge of about 10 bytes each let in
             status = pub(app, "noisy", "e", b"")
             if status == Status.QUOTA:
                 break
