@@ -4,6 +4,7 @@ client; and the guest every hostile-input test uses."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -71,6 +72,15 @@ class RouteHost:
         module = self.app.get_module("console", ConsoleModule)
         assert module.url is not None
         return module.url
+
+    def burst(self, path: str, n: int = 20) -> list[int]:
+        """The statuses of ``n`` concurrent GETs of ``path`` (a route's concurrency cap)."""
+        async def gets() -> list[int]:
+            async with httpx.AsyncClient(base_url=self.url, timeout=30) as c:
+                return [r.status_code for r in await asyncio.gather(
+                    *(c.get(path) for _ in range(n)))]
+
+        return asyncio.run(gets())
 
     def edit(self, **changes: Any) -> None:
         """Rewrite ``omnicore.yaml`` with ``changes`` and wait until the host applied it."""

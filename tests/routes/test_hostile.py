@@ -3,7 +3,6 @@ a real HTTP client, a real wasm guest (tests/routes/conftest.py GUEST)."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 import time
@@ -136,12 +135,7 @@ def test_a_handler_past_the_deadline_gets_504(route_host: Callable[..., RouteHos
 def test_concurrency_over_the_cap_gets_503(route_host: Callable[..., RouteHost]) -> None:
     host = start(route_host, spin=route("spin", "/spin", timeout_ms=1500, max_concurrent=2))
 
-    async def burst() -> list[int]:
-        async with httpx.AsyncClient(base_url=host.url, timeout=30) as c:
-            rs = await asyncio.gather(*(c.get("/http/spin") for _ in range(20)))
-        return [r.status_code for r in rs]
-
-    codes = asyncio.run(burst())
+    codes = host.burst("/http/spin")
     assert codes.count(503) >= 18, codes
     assert set(codes) <= {500, 503, 504}, codes
     still_serving(host)
