@@ -7,7 +7,6 @@ and the route still answering after it."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import http.server
 import json
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.routes.conftest import RouteHost
 
@@ -83,6 +83,19 @@ def test_a_proxy_component_answers(route_host: Callable[..., RouteHost]) -> None
     assert r.status_code == 201 and r.text.endswith(big.decode())
     r = host.client.get("/http/hello/big=409600")
     assert r.status_code == 200 and r.content == b"x" * 409600
+
+
+@pytest.mark.parametrize("leaf", ["hoard", "headers"])
+def test_host_objects_a_guest_makes_in_a_loop_are_bounded(
+        route_host: Callable[..., RouteHost], leaf: str) -> None:
+    """A guest that makes handles (fields) or header bytes until its deadline would grow the
+    host's memory for its whole timeout: past wasihttp.MAX_HANDLES or MAX_FIELD_BYTES it
+    traps (500) long before the deadline, and the host serves on."""
+    host = start(route_host, grow=route(f"/{leaf}", timeout_ms=60_000))
+    r = host.client.get(f"/http/{leaf}")
+    # A trap (500), not the deadline's 504: the guest was stopped at the bound.
+    assert r.status_code == 500 and r.json()["error"] == "the handler failed", r.text
+    still_serving(host)
 
 
 def test_a_trap_is_500_and_the_route_still_answers(
@@ -154,12 +167,7 @@ def test_an_outgoing_request_without_a_grant_is_refused_and_logged(
 def test_max_concurrent_applies(route_host: Callable[..., RouteHost]) -> None:
     host = start(route_host, spin=route("/spin", timeout_ms=1500, max_concurrent=2))
 
-    async def burst() -> list[int]:
-        async with httpx.AsyncClient(base_url=host.url, timeout=30) as c:
-            rs = await asyncio.gather(*(c.get("/http/spin") for _ in range(20)))
-        return [r.status_code for r in rs]
-
-    codes = asyncio.run(burst())
+    codes = host.burst("/http/spin")
     assert codes.count(503) >= 18, codes
     assert set(codes) <= {503, 504}, codes
     still_serving(host)

@@ -136,6 +136,7 @@ class ProxyComponent:
             inst = self._new(exchange.cap)
         table = inst.table
         table.cap = exchange.cap
+        table.field_bytes = 0  # a budget per request (wasihttp.MAX_FIELD_BYTES)
         mark = table.next
         request, outparam = wasihttp.new_request(table, exchange)
         start = self.engine.epoch

@@ -267,12 +267,21 @@ class _FutureResponse:
     taken: bool = False
 
 
+#: Handles one instance may hold at once, and header bytes (names, values, 64 a field) its
+#: guest may make in one request: each is host memory a guest could otherwise ask for in a
+#: loop until its deadline (a trap past either).
+MAX_HANDLES = 4096
+MAX_FIELD_BYTES = 1 << 20
+
+
 class Table:
     """One instance's handles: rep -> object, and what a call of it may reach."""
 
     def __init__(self, cap: int, log: Callable[[str, str], object]) -> None:
         self.objects: dict[int, Any] = {}
         self.next = 1
+        #: Header bytes the guest made in this request (:func:`charge_fields`).
+        self.field_bytes = 0
         #: The response body's cap for a response made before it is set (the route's).
         self.cap = cap
         self.log = log
@@ -282,10 +291,20 @@ class Table:
         self.send: Send | None = None
 
     def own(self, kind: str, obj: Any) -> ResourceHost:
+        if len(self.objects) >= MAX_HANDLES:
+            raise _Trap(f"over {MAX_HANDLES} wasi:http handles held at once")
+        if isinstance(obj, Fields):
+            self.charge(obj.entries)
         rep = self.next
         self.next += 1
         self.objects[rep] = obj
         return ResourceHost.own(rep, _TYPE_ID[kind])
+
+    def charge(self, entries: Any) -> None:
+        """Count header ``entries`` the guest made against :data:`MAX_FIELD_BYTES`."""
+        self.field_bytes += sum(len(k) + len(v) + 64 for k, v in entries)
+        if self.field_bytes > MAX_FIELD_BYTES:
+            raise _Trap(f"over {MAX_FIELD_BYTES} bytes of headers made in one request")
 
     def _rep(self, store: Any, res: ResourceAny) -> int:
         try:
@@ -594,20 +613,21 @@ def _http(d: _Definer) -> None:
     def has(t: Table, s: Any, f: ResourceAny, name: str) -> bool:
         return bool(t.borrow(s, f).get(name))
 
-    def mutate(fields: Fields, name: str, values: list[bytes] | None) -> Any:
+    def mutate(t: Table, fields: Fields, name: str, values: list[bytes] | None) -> Any:
         if fields.immutable:
             return Variant("immutable")
         if not _header_name_ok(name) or not all(_header_value_ok(v) for v in values or ()):
             return Variant("invalid-syntax")
+        t.charge((name, v) for v in values or ())
         fields.delete(name)
         fields.entries.extend((name, v) for v in values or ())
         return None
 
     def set_(t: Table, s: Any, f: ResourceAny, name: str, values: list[bytes]) -> Any:
-        return mutate(t.borrow(s, f), name, values)
+        return mutate(t, t.borrow(s, f), name, values)
 
     def delete(t: Table, s: Any, f: ResourceAny, name: str) -> Any:
-        return mutate(t.borrow(s, f), name, None)
+        return mutate(t, t.borrow(s, f), name, None)
 
     def append(t: Table, s: Any, f: ResourceAny, name: str, value: bytes) -> Any:
         fields: Fields = t.borrow(s, f)
@@ -615,6 +635,7 @@ def _http(d: _Definer) -> None:
             return Variant("immutable")
         if not _header_name_ok(name) or not _header_value_ok(value):
             return Variant("invalid-syntax")
+        t.charge(((name, value),))
         fields.entries.append((name, value))
         return None
 

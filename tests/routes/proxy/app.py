@@ -82,6 +82,14 @@ class IncomingHandler(exports.IncomingHandler):
         if leaf == "spin":
             while True:
                 pass
+        if leaf == "hoard":  # host objects held until the deadline: handles
+            held = []
+            while True:
+                held.append(Fields())
+        if leaf == "headers":  # one host object grown until the deadline: header bytes
+            grown = Fields()
+            while True:
+                grown.append("x-grow", b"v" * 1024)
         if leaf == "fetch":  # an outgoing request: the host refuses it
             out = OutgoingRequest(Fields())
             out.set_authority("example.com")
