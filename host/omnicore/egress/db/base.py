@@ -1,5 +1,5 @@
-"""What every database kind shares: the bounded connection pool, the client-side deadline
-(the watchdog), the caps on a result, and the one-line failures.
+"""What every database kind shares: where a new connection goes, the bounded connection pool,
+the client-side deadline (the watchdog), the caps on a result, and the one-line failures.
 
 A failure is an :class:`~omnicore.egress.refused.Refused` whose message starts with the
 connector's name and never holds a password or a URL's credentials: the driver's text goes
@@ -18,13 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from omnicore.egress.db.config import DbConnector, Target
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
+from omnicore.errors import ConfigError
 
 __all__ = ["CLIENT_GRACE_S", "HARD_GRACE_S", "HOST_TIMES", "MAPPED_FROM", "MIN_STATEMENT_MS",
            "SMALL_MESSAGE", "TIMEOUT_STEP_MS", "WATCHDOG", "Connection", "Pool", "Watchdog",
-           "first_line", "map_large_allocations", "on_side", "over_cap", "row_over_cap",
-           "server_timeout_ms", "statement_ms", "timed_out"]
+           "connection_target", "first_line", "map_large_allocations", "on_side", "over_cap",
+           "row_over_cap", "server_timeout_ms", "statement_ms", "timed_out"]
 
 #: A statement is not started with less of the call left than this: it could not finish.
 MIN_STATEMENT_MS = 5
@@ -174,6 +176,22 @@ def server_timeout_ms(limit_ms: int, deadline: float) -> int:
 
 def timed_out(connector: str) -> Refused:
     return Refused("UNAVAILABLE", f"connector {connector}: statement timed out")
+
+
+def connection_target(connector: DbConnector, read_secret: Any,
+                      plugin: str | None = None) -> Target:
+    """Where a new connection of ``connector`` goes (for ``plugin``: its own role, if it has
+    one), its secrets read; a secret not set, or not holding a valid URL, is UNAVAILABLE
+    naming the secret."""
+    try:
+        return connector.target_for(read_secret, plugin)
+    except LookupError as exc:
+        raise Refused("UNAVAILABLE", f"connector {connector.name}: {exc}") from None
+    except ConfigError:
+        # (Its message is the URL's fault, never the URL: the secret holds a password.)
+        raise Refused("UNAVAILABLE", f"connector {connector.name}: secret "
+                                     f"{connector.url_secret} does not hold a valid "
+                                     f"{connector.kind} URL") from None
 
 
 #: The heap's size at which :meth:`Watchdog.arm` first drops the disarmed entries.

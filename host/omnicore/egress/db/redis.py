@@ -27,12 +27,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from omnicore.egress.db.base import WATCHDOG, Pool, Watchdog, first_line
+from omnicore.egress.db.base import WATCHDOG, Pool, Watchdog, connection_target, first_line
 from omnicore.egress.db.config import DbConnector, Target
 from omnicore.egress.db.sql import dump
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
-from omnicore.errors import ConfigError
 
 __all__ = ["COMMANDS", "RedisBackend"]
 
@@ -257,15 +256,7 @@ class RedisBackend:
         return self.connector.key_prefix.replace("{plugin}", plugin).encode()
 
     def _connect(self, deadline: float) -> _Conn:
-        try:
-            target = self.connector.target(self._read_secret)
-        except LookupError as exc:
-            raise Refused("UNAVAILABLE", f"connector {self.name}: {exc}") from None
-        except ConfigError:
-            # (Its message is the URL's fault, never the URL: the secret holds a password.)
-            raise Refused("UNAVAILABLE", f"connector {self.name}: secret "
-                                         f"{self.connector.url_secret} does not hold a valid "
-                                         "redis URL") from None
+        target = connection_target(self.connector, self._read_secret)
         if target.password:
             self.redactor.add(target.password)
         opened: list[socket.socket] = []

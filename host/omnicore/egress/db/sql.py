@@ -19,6 +19,7 @@ from omnicore.egress.db.base import (
     CLIENT_GRACE_S,
     MIN_STATEMENT_MS,
     Pool,
+    connection_target,
     first_line,
     map_large_allocations,
     over_cap,
@@ -29,7 +30,6 @@ from omnicore.egress.db.statements import judge
 from omnicore.egress.db.values import params
 from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused
-from omnicore.errors import ConfigError
 
 __all__ = ["Dialect", "DriverConn", "RowEncoder", "SqlBackend", "dump", "row_encoder"]
 
@@ -241,15 +241,7 @@ class SqlBackend:
         self.pool.reserve(plugin)
 
     def _connect(self, deadline: float, plugin: str | None = None) -> Any:
-        try:
-            target = self.connector.target_for(self._read_secret, plugin)
-        except LookupError as exc:
-            raise Refused("UNAVAILABLE", f"connector {self.name}: {exc}") from None
-        except ConfigError:
-            # (Its message is the URL's fault, never the URL: the secret holds a password.)
-            raise Refused("UNAVAILABLE", f"connector {self.name}: secret "
-                                         f"{self.connector.url_secret} does not hold a valid "
-                                         f"{self.connector.kind} URL") from None
+        target = connection_target(self.connector, self._read_secret, plugin)
         for secret in (target.password, target.user and target.password and
                        f"{target.user}:{target.password}"):
             if secret:
