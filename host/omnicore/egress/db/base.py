@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from omnicore.errors import ConfigError
 __all__ = ["CLIENT_GRACE_S", "HARD_GRACE_S", "HOST_TIMES", "MAPPED_FROM", "MIN_STATEMENT_MS",
            "SMALL_MESSAGE", "TIMEOUT_STEP_MS", "WATCHDOG", "Connection", "Pool", "Watchdog",
            "connection_target", "first_line", "map_large_allocations", "on_side", "over_cap",
-           "row_over_cap", "server_timeout_ms", "statement_ms", "timed_out"]
+           "row_over_cap", "server_timeout_ms", "shut", "statement_ms", "timed_out"]
 
 #: A statement is not started with less of the call left than this: it could not finish.
 MIN_STATEMENT_MS = 5
@@ -72,6 +73,16 @@ def on_side(fn: Callable[[], object]) -> Callable[[], None]:
         _SIDE.submit(_quietly, fn)
 
     return submit
+
+
+def shut(sock: socket.socket | None) -> None:
+    """Shut ``sock`` down (a cut at the deadline): a read or write blocked on it returns at
+    once, with an error; its owner still closes it. Never raises."""
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def over_cap(connector: str, rows: int, size: int, max_rows: int, max_bytes: int) -> Refused:

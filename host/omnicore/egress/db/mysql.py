@@ -37,6 +37,7 @@ from omnicore.egress.db.base import (
     first_line,
     on_side,
     server_timeout_ms,
+    shut,
     timed_out,
 )
 from omnicore.egress.db.config import DbConnector, Target
@@ -170,16 +171,8 @@ def _sever(conn: _Conn, thread: int) -> None:
     shut down here, so the call ends now, and its server thread killed from a side
     connection, so nothing of the statement keeps running on the server."""
     conn.killed = True
-    _shut(conn.raw._sock)
+    shut(conn.raw._sock)
     on_side(functools.partial(_kill, conn.target, thread, "CONNECTION"))()
-
-
-def _shut(sock: socket.socket | None) -> None:
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # a read blocked on it returns at once
-        except OSError:
-            pass
 
 
 def _open(target: Target, connector: DbConnector | None, deadline: float
@@ -216,7 +209,7 @@ def _open(target: Target, connector: DbConnector | None, deadline: float
 
     def expire() -> None:
         cut.append(True)
-        _shut(sock)
+        shut(sock)
 
     entry = WATCHDOG.arm(deadline, expire)
     try:

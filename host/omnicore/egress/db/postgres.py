@@ -45,6 +45,7 @@ from omnicore.egress.db.base import (
     on_side,
     over_cap,
     server_timeout_ms,
+    shut,
     timed_out,
 )
 from omnicore.egress.db.config import DbConnector, Target
@@ -481,13 +482,7 @@ def _sever(conn: _Conn, pid: int, side: dict[str, Any]) -> None:
     except psycopg.OperationalError:
         fd = -1  # closed already
     if fd >= 0:
-        # A duplicate of libpq's descriptor: shutting it down ends libpq's wait with an
-        # error, and libpq still closes its own.
-        with socket.socket(fileno=os.dup(fd)) as sock:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shut_down(fd)
     on_side(functools.partial(_terminate, pid, side))()
 
 
@@ -505,13 +500,10 @@ def _terminate(pid: int, side: dict[str, Any]) -> None:
 
 
 def _shut_down(fd: int) -> None:
-    """Shut down the socket ``fd`` (libpq's): a wait on it ends with an error; libpq still
-    closes its own descriptor."""
+    """Shut down the socket ``fd`` (libpq's) through a duplicate of the descriptor: a wait
+    on it ends with an error; libpq still closes its own."""
     with socket.socket(fileno=os.dup(fd)) as sock:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        shut(sock)
 
 
 def _bind(conn: _Conn, args: list[Any]) -> tuple[Sequence[Any] | None, tuple[int, ...], Any]:

@@ -27,7 +27,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from omnicore.egress.db.base import WATCHDOG, Pool, Watchdog, connection_target, first_line
+from omnicore.egress.db.base import (
+    WATCHDOG,
+    Pool,
+    Watchdog,
+    connection_target,
+    first_line,
+    shut,
+)
 from omnicore.egress.db.config import DbConnector, Target
 from omnicore.egress.db.sql import dump
 from omnicore.egress.redact import Redactor
@@ -118,7 +125,7 @@ class _Conn:
         """End the exchange now (the watchdog at the call's deadline): the socket's timeout
         bounds each read, not a server that drips a byte at a time."""
         self.killed = True
-        _shut(self.sock)
+        shut(self.sock)
 
     def close(self) -> None:
         for part in (self.file, self.sock):
@@ -265,7 +272,7 @@ class RedisBackend:
         def expire() -> None:  # the whole opening bounded by the deadline, not each read
             cut.append(True)
             for sock in opened:
-                _shut(sock)
+                shut(sock)
 
         entry = WATCHDOG.arm(deadline, expire)
         try:
@@ -465,13 +472,6 @@ def _check_set(options: list[bytes]) -> None:
             i += 1
         else:
             raise Refused("INVALID", "SET takes EX n, PX n, NX, XX or KEEPTTL")
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)  # a read blocked on it returns at once
-    except OSError:
-        pass
 
 
 def _socket(target: Target, deadline: float, opened: list[socket.socket]) -> socket.socket:
