@@ -228,8 +228,55 @@ class ToolServer:
                     return tool
         return None
 
-    def callable(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult:
-        """The tool ``name`` if ``caller`` may call it, else the tool error that says why."""
+    def may_arrive(self, name: str) -> bool:
+        """Whether tool ``name``, not served now, may yet be: its plugin is still loading, or
+        plugin files are (the folder at a start, a file dropped in)."""
+        plugins = self.app.plugins
+        if plugins.loading:
+            return True
+        plugin = name.partition(".")[0]
+        return plugin in plugins and plugins.serving_module(plugin) is None \
+            and plugins.get(plugin).state == "compiling"  # the snapshot only when none serves
+
+    async def arrive(self, name: str) -> bool:
+        """Wait on the loop, through the door every call waits at (plugins.arrivals), until
+        tool ``name`` is served or cannot be any more (its plugin settled without it, the
+        folder's load ended without it), at most ``sandbox.load_wait_ms``: False when that
+        ran out first."""
+        plugins = self.app.plugins
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + plugins.load_wait_s
+        while self.resolve(name) is None and self.may_arrive(name):
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            plugin = name.partition(".")[0]
+            if plugin in plugins and plugins.get(plugin).state != "compiling":
+                # Its plugin settled without it, other files still load (a prefixed tool's
+                # may be among them): wait for that load to end. No plugin is named ".".
+                plugin = "."
+            await plugins.arrival(plugin, left)
+        return True
+
+    async def reach(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult:
+        """:meth:`callable`, once tool ``name`` arrived if its plugin is still loading
+        (:meth:`arrive`); a tool error saying it still loads when the wait ran out."""
+        refused = self._refused(name, caller)
+        if refused is not None:
+            return refused
+        if self.may_arrive(name) and self.resolve(name) is None \
+                and not await self.arrive(name):
+            return self.still_loading(name)
+        return self.callable(name, caller)
+
+    def still_loading(self, name: str) -> types.CallToolResult:
+        """The tool error of a call of ``name`` that waited for it as long as it may."""
+        wait_ms = self.app.plugins.load_wait_s * 1000
+        return tool_error(f"tool '{name}' is not served yet: plugins are still loading "
+                          f"(waited {wait_ms:.0f} ms, sandbox.load_wait_ms); call it again "
+                          "in a moment")
+
+    def _refused(self, name: str, caller: Caller | None) -> types.CallToolResult | None:
         if caller is not None and not caller.is_admin:
             return tool_error(f"user '{caller.name}' is a viewer, and calling a plugin needs an "
                           f"admin; use an admin's token (omnicore users token NAME)")
@@ -239,6 +286,13 @@ class ToolServer:
             return tool_error(f"tool '{name}' is not among those {caller.name} approved for this "
                           "agent; approve it again (a new sign-in) to add the tools exposed "
                           "since")
+        return None
+
+    def callable(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult:
+        """The tool ``name`` if ``caller`` may call it, else the tool error that says why."""
+        refused = self._refused(name, caller)
+        if refused is not None:
+            return refused
         tool = self.resolve(name)
         if tool is None:
             return tool_error(f"no tool '{name}': it is not an exposed handler of a loaded "
@@ -293,7 +347,7 @@ class ToolServer:
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any],
                          params: types.CallToolRequestParams) -> types.CallToolResult:
         caller = caller_of(ctx)
-        tool = self.callable(params.name, caller)
+        tool = await self.reach(params.name, caller)
         if isinstance(tool, types.CallToolResult):
             return tool
         level = self._levels.get(id(ctx.session._connection))
@@ -367,6 +421,10 @@ class ToolServer:
             return None
         assert isinstance(message, dict)
         raw = message.get("params")
+        name = raw.get("name") if isinstance(raw, dict) else None
+        if method == "tools/call" and isinstance(name, str) and self.may_arrive(name) \
+                and self.resolve(name) is None:
+            return None  # what it needs is known once it arrived: _call_tool waits for it
         if method == "tools/call" and self.tasks is not None \
                 and self.tasks.wants_task(raw, version):
             return None  # a task's answer is the SDK's loop's (Tasks._intercept)

@@ -121,6 +121,12 @@ class ToolCalls(Protocol):
 
     def callable(self, name: str, caller: Caller | None) -> Tool | types.CallToolResult: ...
 
+    def may_arrive(self, name: str) -> bool: ...
+
+    async def arrive(self, name: str) -> bool: ...
+
+    def still_loading(self, name: str) -> types.CallToolResult: ...
+
     def answer(self, tool: Tool | None, name: str, output: bytes | None,
                error: str | None) -> types.CallToolResult: ...
 
@@ -215,6 +221,13 @@ class Tasks:
         # A task's answer is no CallToolResult, which the SDK checks a tools/call against
         # on the handshake revisions: answered here, before the handler.
         version = ctx.protocol_version
+        if ctx.method == "tools/call" and isinstance(ctx.params, Mapping):
+            name = ctx.params.get("name")
+            if isinstance(name, str) and self.tools.may_arrive(name) \
+                    and self.tools.resolve(name) is None:
+                # Whether it is a task depends on the tool: wait for it first.
+                if not await self.tools.arrive(name):
+                    return self.tools.still_loading(name)
         if ctx.method != "tools/call" or not isinstance(ctx.params, Mapping) or not (
                 self.wants_task(ctx.params, version)
                 or self._tool(ctx.params, lambda t: t.task_required)):
