@@ -26,8 +26,8 @@ from omnicore.errors import ConfigError
 
 __all__ = ["CLIENT_GRACE_S", "HARD_GRACE_S", "HOST_TIMES", "MAPPED_FROM", "MIN_STATEMENT_MS",
            "SMALL_MESSAGE", "TIMEOUT_STEP_MS", "WATCHDOG", "Connection", "Pool", "Watchdog",
-           "connection_target", "first_line", "map_large_allocations", "on_side", "over_cap",
-           "row_over_cap", "server_timeout_ms", "shut", "statement_ms", "timed_out"]
+           "connection_target", "first_line", "map_large_allocations", "on_side", "open_socket",
+           "over_cap", "row_over_cap", "server_timeout_ms", "shut", "statement_ms", "timed_out"]
 
 #: A statement is not started with less of the call left than this: it could not finish.
 MIN_STATEMENT_MS = 5
@@ -73,6 +73,30 @@ def on_side(fn: Callable[[], object]) -> Callable[[], None]:
         _SIDE.submit(_quietly, fn)
 
     return submit
+
+
+def open_socket(target: Target, deadline: float,
+                opened: list[socket.socket] | None = None) -> socket.socket:
+    """A socket connected to ``target`` (its local socket, else TCP without Nagle's delay)
+    within what is left of ``deadline``, put in ``opened`` as soon as it exists (what a cut
+    at the deadline shuts down); OSError when it cannot connect."""
+    timeout = max(0.001, deadline - time.monotonic())
+    if target.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if opened is not None:
+            opened.append(sock)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(target.socket)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    sock = socket.create_connection((target.host, target.port), timeout)
+    if opened is not None:
+        opened.append(sock)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def shut(sock: socket.socket | None) -> None:

@@ -36,6 +36,7 @@ from omnicore.egress.db.base import (
     Watchdog,
     first_line,
     on_side,
+    open_socket,
     server_timeout_ms,
     shut,
     timed_out,
@@ -244,24 +245,14 @@ def _tls(target: Target) -> ssl.SSLContext | None:
 
 def _socket(target: Target, deadline: float) -> socket.socket:
     """The connection's socket (PyMySQL's own opening of it, bounded by ``deadline``)."""
-    left = max(0.001, deadline - time.monotonic())
     try:
-        if target.socket:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.settimeout(left)
-                sock.connect(target.socket)
-            except BaseException:
-                sock.close()
-                raise
-            return sock
-        sock = socket.create_connection((target.host, target.port), left)
+        sock = open_socket(target, deadline)
     except OSError as exc:
         # As PyMySQL raises it (its "refused" is what failure() tells apart).
         raise pymysql.err.OperationalError(
             CR.CR_CONN_HOST_ERROR, f"Can't connect to MySQL server ({exc})") from None
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if not target.socket:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     return sock
 
 

@@ -33,6 +33,7 @@ from omnicore.egress.db.base import (
     Watchdog,
     connection_target,
     first_line,
+    open_socket,
     shut,
 )
 from omnicore.egress.db.config import DbConnector, Target
@@ -477,20 +478,7 @@ def _check_set(options: list[bytes]) -> None:
 def _socket(target: Target, deadline: float, opened: list[socket.socket]) -> socket.socket:
     """The connection's socket, put in ``opened`` as soon as it exists (what the deadline's
     cut shuts down: a TLS handshake that drips is bounded with it)."""
-    timeout = max(0.001, deadline - time.monotonic())
-    if target.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        opened.append(sock)
-        sock.settimeout(timeout)
-        try:
-            sock.connect(target.socket)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    sock = socket.create_connection((target.host, target.port), timeout=timeout)
-    opened.append(sock)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if target.tls:
+    sock = open_socket(target, deadline, opened)
+    if target.tls and not target.socket:
         return ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
     return sock
