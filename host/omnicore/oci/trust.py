@@ -415,44 +415,39 @@ def verify_sidecar(digest: str, sidecar: Mapping[str, Any] | None,
         unbound = unbound or next(
             (k for k in policy.keys if verify_signature(k.key, ssig.signature, ssig.text)),
             None)
+    # Unsigned, and why: applied by the override or where signatures are not required,
+    # else refused with what the operator can do (the older form's why says it).
     if unbound is not None:
         why = (f"its file's signature by {unbound.label} does not bind this module and plugin "
                "name (the older form, over the file alone): sign it again with `omnicore "
                "plugins sign SIDECAR --module MODULE --name NAME`")
-        if waiver is not None and policy.unsigned_sidecars:
-            return f"unsigned ({why}), applied by override: {waiver.reason}"
-        if not policy.require:
-            return f"unsigned ({why})"
-        who = f"plugin '{plugin}' " if plugin else ""
-        raise SignatureRefused(f"refused {who}module {digest} with its sidecar: {why}; "
-                               f"{policy.origin} requires the config, limits, enabled and "
-                               "mcp it applies to be signed for this module", plugin=plugin,
-                               digest=digest, keys=())
-    if differs is not None and wanted == "{}":
-        why = (f"it drops the sidecar of the artifact {differs.label} signed (empty in place "
-               "of the signed one)")
-    elif differs is not None:
-        why = f"it is not the sidecar of the artifact {differs.label} signed"
-    elif sidecar_signatures:
-        why = ("its signature does not verify with a trusted key for this module and plugin "
-               "name (another key, a signature made for another plugin or module, or of "
-               "another sidecar)")
+        need = "signed for this module"
     else:
-        why = "no trusted key signed it"
+        if differs is not None and wanted == "{}":
+            why = (f"it drops the sidecar of the artifact {differs.label} signed (empty in "
+                   "place of the signed one)")
+        elif differs is not None:
+            why = f"it is not the sidecar of the artifact {differs.label} signed"
+        elif sidecar_signatures:
+            why = ("its signature does not verify with a trusted key for this module and "
+                   "plugin name (another key, a signature made for another plugin or module, "
+                   "or of another sidecar)")
+        else:
+            why = "no trusted key signed it"
+        need = "signed too; " + (
+            "the override given is refused: this host's plugins.trust.allow_unsigned_sidecar "
+            "is off" if waiver is not None else
+            "publish the artifact with its own sidecar (no --sidecar), sign the sidecar file "
+            "(cosign sign-blob: SIDECAR.sig beside it), or, where plugins.trust."
+            "allow_unsigned_sidecar is on, --unsigned-sidecar REASON")
     if waiver is not None and policy.unsigned_sidecars:
         return f"unsigned ({why}), applied by override: {waiver.reason}"
     if not policy.require:
         return f"unsigned ({why})"
     who = f"plugin '{plugin}' " if plugin else ""
-    how = ("the override given is refused: this host's plugins.trust.allow_unsigned_sidecar "
-           "is off" if waiver is not None else
-           "publish the artifact with its own sidecar (no --sidecar), sign the sidecar file "
-           "(cosign sign-blob: SIDECAR.sig beside it), or, where plugins.trust."
-           "allow_unsigned_sidecar is on, --unsigned-sidecar REASON")
     raise SignatureRefused(f"refused {who}module {digest} with its sidecar: {why}; "
                            f"{policy.origin} requires the config, limits, enabled and mcp it "
-                           f"applies to be signed too; {how}", plugin=plugin, digest=digest,
-                           keys=())
+                           f"applies to be {need}", plugin=plugin, digest=digest, keys=())
 
 
 def check_version(digest: str, sidecar: Mapping[str, Any] | None,
