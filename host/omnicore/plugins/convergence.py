@@ -531,8 +531,5 @@ class CatalogFollower:
 
 
 def _file_digest(path: Path) -> str:
-    hasher = hashlib.sha256()
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            hasher.update(block)
-    return "sha256:" + hasher.hexdigest()
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
