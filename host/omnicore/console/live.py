@@ -1,10 +1,11 @@
 """The live feed behind the console's log view: plugin log lines, host log records and app
 events, kept in a bounded backlog and fanned out to Server-Sent-Event subscribers.
 
-Sources run on any thread (a plugin's ``log.info`` runs on a call's worker thread), so they
-hand entries to the event loop with ``call_soon_threadsafe``. Each subscriber has a bounded
-queue: a slow browser loses entries (and is told how many) instead of growing the host's
-memory, and the number of subscribers is capped.
+Sources run on any thread (plugins' lines come from the log forwarder's thread, as a tap:
+``sandbox/logforward.add_tap``). With nobody subscribed an entry only joins the backlog; with
+subscribers it is handed to the event loop with ``call_soon_threadsafe``, one wake-up per
+batch. Each subscriber has a bounded queue: a slow browser loses entries (and is told how
+many) instead of growing the host's memory, and the number of subscribers is capped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omnicore.core.events import Event
+from omnicore.sandbox import logforward
 
 __all__ = ["LEVELS", "Entry", "LiveFeed", "TooManySubscribers"]
 
@@ -82,10 +85,12 @@ class LiveFeed(logging.Handler):
         self.max_subscribers = max_subscribers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._plugin_level = logging.NOTSET
-        #: Entries pushed from any thread, delivered on the loop in one turn per batch: a
-        #: wake-up of the loop (a write to its self-pipe, a read, a callback) for each plugin
-        #: log line was a tenth of a REST invoke's server CPU (issue 63).
+        #: Guards the backlog, the inbox and the subscriber set against sources on other
+        #: threads: a subscriber's backlog and its queue then neither miss nor repeat an entry.
+        self._lock = threading.Lock()
+        #: Entries for subscribers, pushed from any thread and delivered on the loop in one
+        #: turn per batch: a wake-up of the loop (a write to its self-pipe, a read, a callback)
+        #: for each plugin log line was a tenth of a REST invoke's server CPU (issue 63).
         self._inbox: deque[Entry] = deque()
         self._waking = False
 
@@ -95,30 +100,34 @@ class LiveFeed(logging.Handler):
         self._loop = loop
         self._closed = False
         logging.getLogger("omnicore").addHandler(self)
-        # Plugins' own lines are what operators come to the log view for: let info lines of
-        # `omnicore.plugin.*` through even when the host's log is set quieter (each plugin's
-        # PluginLog still applies its own level and byte budget first).
-        plugins = logging.getLogger("omnicore.plugin")
-        self._plugin_level = plugins.level
-        if plugins.getEffectiveLevel() > logging.INFO:
-            plugins.setLevel(logging.INFO)
+        # Plugins' own lines are what operators come to the log view for: every one of them,
+        # whatever the host's log level (each plugin's PluginLog still applies its own level
+        # and byte budget first).
+        logforward.add_tap(self.plugin_line)
 
     def detach(self) -> None:
         logging.getLogger("omnicore").removeHandler(self)
-        logging.getLogger("omnicore.plugin").setLevel(self._plugin_level)
+        logforward.remove_tap(self.plugin_line)
         self._closed = True
-        for sub in list(self._subs):
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
             _offer(sub, None)
 
+    def plugin_line(self, plugin: str, level: str, message: str, created: float) -> None:
+        """A plugin's own log line (the forwarder's tap)."""
+        self._add(created, "log", level, message, plugin, None, None)
+
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "plugin_level", None) is not None:
+            return  # a plugin's line: the tap has it already
         plugin = getattr(record, "plugin", None)
-        own = getattr(record, "plugin_level", None)
         try:
             message = record.getMessage()
         except Exception:
             message = str(record.msg)
-        self.push(kind="log" if own else "host", level=own or _PY.get(record.levelno, "info"),
-                  message=message, plugin=plugin if isinstance(plugin, str) else None)
+        self.push(kind="host", level=_PY.get(record.levelno, "info"), message=message,
+                  plugin=plugin if isinstance(plugin, str) else None)
 
     def on_event(self, event: Event) -> None:
         data = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)
@@ -131,30 +140,40 @@ class LiveFeed(logging.Handler):
     def push(self, *, kind: str, level: str, message: str, plugin: str | None = None,
              topic: str | None = None, data: dict[str, Any] | None = None) -> None:
         """Add an entry (any thread)."""
+        self._add(time.time(), kind, level, message, plugin, topic, data)
+
+    def _add(self, at: float, kind: str, level: str, message: str, plugin: str | None,
+             topic: str | None, data: dict[str, Any] | None) -> None:
         loop = self._loop
         if loop is None or self._closed:
             return
-        entry = Entry(next(self._ids), time.time(), kind, level, message[:MAX_MESSAGE], plugin,
-                      topic, data or {})
-        self._inbox.append(entry)
-        if self._waking:  # a delivery is scheduled and has not started taking yet
-            return
-        self._waking = True
+        entry = Entry(next(self._ids), at, kind, level, message[:MAX_MESSAGE], plugin, topic,
+                      data or {})
+        with self._lock:
+            if not self._subs:  # nobody to wake the loop for
+                self._backlog.append(entry)
+                return
+            self._inbox.append(entry)
+            if self._waking:  # a delivery is scheduled and has not taken the inbox yet
+                return
+            self._waking = True
         try:
             loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:
-            self._waking = False  # the loop is closing; nobody is left to read it
-            self._inbox.clear()
+        except RuntimeError:  # the loop is closing; nobody is left to read it
+            with self._lock:
+                self._waking = False
+                self._backlog.extend(self._inbox)
+                self._inbox.clear()
 
     def _deliver(self) -> None:
-        # Cleared before taking: an entry pushed from now on either is taken below or
-        # schedules a delivery of its own.
-        self._waking = False
-        inbox = self._inbox
-        while inbox:
-            entry = inbox.popleft()
-            self._backlog.append(entry)
-            for sub in self._subs:
+        with self._lock:
+            self._waking = False
+            entries = list(self._inbox)
+            self._inbox.clear()
+            self._backlog.extend(entries)
+            subs = list(self._subs)
+        for entry in entries:
+            for sub in subs:
                 _offer(sub, entry)
 
     # -- readers ------------------------------------------------------------------------
@@ -163,11 +182,9 @@ class LiveFeed(logging.Handler):
                kinds: Iterable[str] = (), limit: int | None = 200) -> list[Entry]:
         """The matching entries of the backlog, oldest first: the last ``limit`` (all with
         ``None``)."""
-        kinds = tuple(kinds)
-        found = [e for e in self._backlog if e.matches(plugin, level, kinds)]
-        if limit is None:
-            return found
-        return found[-limit:] if limit else []
+        with self._lock:
+            backlog = list(self._backlog)
+        return _last(_matching(backlog, plugin, level, tuple(kinds)), limit)
 
     @property
     def subscribers(self) -> int:
@@ -181,15 +198,19 @@ class LiveFeed(logging.Handler):
             raise TooManySubscribers(f"{len(self._subs)} live streams are open already")
         kinds = tuple(kinds)
         sub = _Subscriber(self._queue_size)
-        self._subs.add(sub)
-        return self._frames(sub, plugin, level, kinds, backlog, keepalive_s)
+        # One moment for both: what the backlog has now, and everything after to the queue.
+        with self._lock:
+            self._subs.add(sub)
+            past = list(self._backlog)
+        first = _last(_matching(past, plugin, level, kinds), backlog)
+        return self._frames(sub, plugin, level, kinds, first, keepalive_s)
 
     async def _frames(self, sub: _Subscriber, plugin: str | None, level: str | None,
-                      kinds: tuple[str, ...], backlog: int,
+                      kinds: tuple[str, ...], first: list[Entry],
                       keepalive_s: float) -> AsyncIterator[bytes]:
         try:
             yield b"retry: 2000\n\n"
-            for entry in self.recent(plugin=plugin, level=level, kinds=kinds, limit=backlog):
+            for entry in first:
                 yield _frame(entry)
             while not self._closed:
                 try:
@@ -206,7 +227,19 @@ class LiveFeed(logging.Handler):
                 if entry.matches(plugin, level, kinds):
                     yield _frame(entry)
         finally:
-            self._subs.discard(sub)
+            with self._lock:
+                self._subs.discard(sub)
+
+
+def _matching(entries: list[Entry], plugin: str | None, level: str | None,
+              kinds: tuple[str, ...]) -> list[Entry]:
+    return [e for e in entries if e.matches(plugin, level, kinds)]
+
+
+def _last(entries: list[Entry], limit: int | None) -> list[Entry]:
+    if limit is None:
+        return entries
+    return entries[-limit:] if limit else []
 
 
 def _offer(sub: _Subscriber, entry: Entry | None) -> None:

@@ -4,7 +4,9 @@ A line reaches its plugin's ring at call speed (``sandbox/logring.py``); what Py
 and its handlers do with it (format, write to a stream, ship as JSON) would cost the call tens
 of microseconds, so it happens here, after the call. The ring is the queue: the forwarder
 sleeps until a ring has lines it has not taken, takes them in order, and hands each to
-``omnicore.plugin.<name>`` with the time the plugin said it.
+``omnicore.plugin.<name>`` with the time the plugin said it, and to each tap (:func:`add_tap`:
+the console's live feed), which takes every line whatever the host's log level, without a
+``LogRecord`` made for it.
 
 Bounded: waiting lines are the rings' own (no copy; ``capacity`` lines and ``max_bytes`` each),
 and a batch in hand holds at most ``MAX_PENDING`` lines and ``MAX_PENDING_BYTES``. When the
@@ -19,13 +21,37 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from omnicore.sandbox.logring import LEVELS, PY_LEVELS
 
-__all__ = ["Forwarder"]
+__all__ = ["Forwarder", "Tap", "add_tap", "remove_tap"]
 
 _LOG = logging.getLogger("omnicore.plugin")
+
+#: ``tap(plugin, level, message, created)``, with ``level`` a name of ``LEVELS``.
+Tap = Callable[[str, str, str, float], None]
+
+#: Replaced, never changed in place: a forwarder reads it once per batch without a lock.
+_taps: tuple[Tap, ...] = ()
+
+
+def add_tap(tap: Tap) -> None:
+    """Give ``tap`` every plugin line from now on, on the forwarder's thread.
+
+    Why not a logging handler: the live feed wants plugins' info lines on a host whose log is
+    set to warning, and lowering ``omnicore.plugin``'s level for it made a ``LogRecord`` (and
+    a handler round) for each line only to be dropped by the stream's handler: a REST invoke
+    of a plugin that logs paid a tenth of its server CPU for it (issue 63).
+    """
+    global _taps
+    _taps = (*_taps, tap)
+
+
+def remove_tap(tap: Tap) -> None:
+    global _taps
+    _taps = tuple(t for t in _taps if t is not tap)
 
 
 class Signal(Protocol):
@@ -109,8 +135,15 @@ class Forwarder:
             if not lines:
                 return missed
             logger: logging.Logger = ring.logger
+            plugin: str = ring.plugin
+            taps = _taps
             for created, level, message in lines:
-                self._emit(logger, ring.plugin, level, message, created)
+                for tap in taps:
+                    try:
+                        tap(plugin, LEVELS[level], message, created)
+                    except Exception:  # a broken tap must not end the forwarding
+                        _LOG.debug("a plugin log tap failed", exc_info=True)
+                self._emit(logger, plugin, level, message, created)
 
     @staticmethod
     def _emit(logger: logging.Logger, plugin: str, level: int, message: str,
