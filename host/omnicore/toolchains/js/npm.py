@@ -44,41 +44,35 @@ def ensure_esbuild(project: Path | None = None) -> str:
         local = project / "node_modules" / ".bin" / "esbuild"
         if local.exists():
             return str(local)
-    found = esbuild()
-    if found:
-        return found
-    npm = shutil.which("npm")
-    if npm is None:
-        raise BuildError("TypeScript, relative imports and npm packages need esbuild, and npm "
-                         "is not installed: install Node.js 18+ (npm), or `npm i -g esbuild`, "
-                         "or write the plugin as one plain .js file importing only \"omnicore\"",
-                         toolchain=LANGUAGE)
-    tools = _tools()
-    with locked(tools / ".lock"):
-        if not (tools / "node_modules" / ".bin" / "esbuild").exists():
-            run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(tools),
-                 f"esbuild@{ESBUILD_VERSION}"], f"npm install esbuild@{ESBUILD_VERSION}")
-    return str(tools / "node_modules" / ".bin" / "esbuild")
+    return esbuild() or _installed(
+        "esbuild", f"esbuild@{ESBUILD_VERSION}",
+        "TypeScript, relative imports and npm packages need esbuild, and npm is not installed: "
+        "install Node.js 18+ (npm), or `npm i -g esbuild`, or write the plugin as one plain .js "
+        "file importing only \"omnicore\"")
 
 
 def ensure_tsc(project: Path | None = None) -> str:
     """The tsc to type-check ``project`` with, installed from npm into the build cache if
     needed (``scripts/setup-toolchains.sh`` installs it ahead of time)."""
-    tools = _tools()
-    found = find_tsc(project, tools)
-    if found:
-        return found
+    return find_tsc(project, _tools()) or _installed(
+        "tsc", f"typescript@{TYPESCRIPT_VERSION}",
+        "TypeScript plugins are type-checked with tsc, and npm is not installed: install "
+        "Node.js 18+ (npm), or `npm i -g typescript`")
+
+
+def _installed(tool: str, package: str, without_npm: str) -> str:
+    """``tool`` of npm's ``package`` (pinned) in the build cache, installed there once, under
+    the cache's lock, by whichever build needs it first; BuildError ``without_npm``."""
     npm = shutil.which("npm")
     if npm is None:
-        raise BuildError("TypeScript plugins are type-checked with tsc, and npm is not "
-                         "installed: install Node.js 18+ (npm), or `npm i -g typescript`",
-                         toolchain=LANGUAGE)
+        raise BuildError(without_npm, toolchain=LANGUAGE)
+    tools = _tools()
+    binary = tools / "node_modules" / ".bin" / tool
     with locked(tools / ".lock"):
-        if find_tsc(None, tools) is None:
-            package = f"typescript@{TYPESCRIPT_VERSION}"
+        if not binary.exists():
             run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(tools), package],
                 f"npm install {package}")
-    return str(tools / "node_modules" / ".bin" / "tsc")
+    return str(binary)
 
 
 def install_deps(project: Path) -> None:
