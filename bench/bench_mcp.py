@@ -17,7 +17,10 @@ The Rust greeter's ``greet`` exposed as the tool ``greeter-rust.greet``, called 
 
 The MCP columns add the protocol, the transport and the SDKs of both sides to the floor; the
 "added" column is the median minus the floor's. Targets (issue 24): +0.5 ms over stdio and
-+1 ms over HTTP.
++1 ms over HTTP. Over stdio two more rows: the same call from a client that writes a prepared
+line and reads the answer (no SDK on the client's side), and for both clients the server
+process's CPU per call (/proc, every thread of ``omnicore mcp``), which is the server's own
+share whatever the client costs (issue 63 item 2: <= 0.5 ms over the call).
 
     .venv/bin/python bench/bench_mcp.py [--quick] [--markdown]
 """
@@ -46,17 +49,63 @@ ARGS = {"name": "Ada"}
 
 
 async def ameasure(fn: Callable[[], Awaitable[object]], iters: int,
-                   repeats: int = 7) -> Sample:
-    """:func:`_measure.measure` for a coroutine function: the same warm-up and repeats."""
+                   repeats: int = 7, cpu: Callable[[], float] | None = None) -> Sample:
+    """:func:`_measure.measure` for a coroutine function: the same warm-up and repeats.
+    With ``cpu`` (a process's CPU seconds so far), :data:`SERVER_CPU` gets that process's
+    CPU per call over the same repeats."""
     for _ in range(iters // 10):
         await fn()
-    times = []
+    times, cpus = [], []
     for _ in range(repeats):
+        used = cpu() if cpu is not None else 0.0
         start = time.perf_counter()
         for _ in range(iters):
             await fn()
         times.append((time.perf_counter() - start) / iters * 1e6)
+        if cpu is not None:
+            cpus.append((cpu() - used) / iters * 1e6)
+    if cpus:
+        SERVER_CPU.append(Sample(statistics.median(cpus), min(cpus), max(cpus)))
     return Sample(statistics.median(times), min(times), max(times))
+
+
+#: The server process's CPU per call of the last stdio measurements (:func:`ameasure`).
+SERVER_CPU: list[Sample] = []
+
+
+def process_cpu(pid: int) -> Callable[[], float]:
+    """Process ``pid``'s CPU seconds so far, summed over its threads (the plugin's workers
+    too), from each thread's /proc schedstat (nanoseconds; /proc's stat counts 10 ms ticks,
+    too coarse for a call). A thread that ended meanwhile drops out of the sum: the server's
+    threads live as long as it does."""
+    def used() -> float:
+        total = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except OSError:
+                continue
+        return total / 1e9
+
+    return used
+
+
+def mcp_child() -> int:
+    """The pid of this process's ``omnicore mcp`` child (the SDK's client spawned it)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if ppid == os.getpid() and b"mcp" in argv and b"omnicore.cli" in argv:
+            return int(entry)
+    raise RuntimeError("no omnicore mcp child process")
 
 
 def make_app(root: Path) -> Path:
@@ -79,7 +128,43 @@ async def over_stdio(appdir: Path, iters: int) -> Sample:
         env={k: v for k, v in os.environ.items() if k.startswith(("PYTHON", "PATH", "HOME"))})
     async with stdio_client(params) as (read, write), ClientSession(read, write) as s:
         await s.initialize()
-        return await ameasure(_caller(s), iters)
+        return await ameasure(_caller(s), iters, cpu=process_cpu(mcp_child()))
+
+
+async def over_stdio_raw(appdir: Path, iters: int) -> Sample:
+    """``tools/call`` over stdio from a client that writes one prepared line and reads one:
+    the SDK client's own work (validating, its tasks and streams) left out."""
+    from mcp_types.version import LATEST_HANDSHAKE_VERSION as version
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "omnicore.cli", "mcp", "--app", str(appdir),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k.startswith(("PYTHON", "PATH", "HOME"))})
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def send(message: dict[str, object]) -> None:
+        stdin.write(json.dumps(message).encode() + b"\n")
+
+    try:
+        send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "0"}}})
+        await stdout.readline()
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        line = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "greeter-rust.greet", "arguments": ARGS}}).encode() + b"\n"
+
+        async def call() -> object:
+            stdin.write(line)
+            answer = await stdout.readline()
+            assert b'"isError":false' in answer, answer
+            return answer
+
+        return await ameasure(call, iters, cpu=process_cpu(proc.pid))
+    finally:
+        stdin.close()
+        await proc.wait()
 
 
 async def over_http(url: str, token: str, iters: int) -> Sample:
@@ -200,6 +285,8 @@ def main() -> None:
         direct = measure(lambda: app.plugins.call_json("greeter-rust", "greet", ARGS),
                          iters * 10)
         stdio = asyncio.run(over_stdio(appdir, iters))
+        raw = asyncio.run(over_stdio_raw(appdir, iters))
+        sdk_cpu, raw_cpu = SERVER_CPU
         http = asyncio.run(over_http(module.url, module.console.auth.local_token, iters))
         rest = asyncio.run(over_rest(module.url, module.console.auth.local_token, iters))
     finally:
@@ -207,7 +294,14 @@ def main() -> None:
     listing = list_many(appdir.parent / "many", max(iters // 10, 5))
     rows = [
         ["app.plugins.call_json (in-process floor)", str(direct), "-"],
-        ["tools/call over stdio (omnicore mcp)", str(stdio), f"{stdio.median - direct.median:.0f}"],
+        ["tools/call over stdio (omnicore mcp; the SDK's client)", str(stdio),
+         f"{stdio.median - direct.median:.0f}"],
+        ["  its server's CPU per call (omnicore mcp process, all threads)", str(sdk_cpu),
+         f"{sdk_cpu.median - direct.median:.0f}"],
+        ["tools/call over stdio (a client writing one line, reading one)", str(raw),
+         f"{raw.median - direct.median:.0f}"],
+        ["  its server's CPU per call (omnicore mcp process, all threads)", str(raw_cpu),
+         f"{raw_cpu.median - direct.median:.0f}"],
         ["tools/call over HTTP (/mcp, Bearer)", str(http), f"{http.median - direct.median:.0f}"],
         ["REST invoke over HTTP (same handler, Bearer)", str(rest),
          f"{rest.median - direct.median:.0f}"],
@@ -217,6 +311,9 @@ def main() -> None:
     print(render(["path", "µs per call: median [min-max]", "added µs"], rows,
                  markdown="--markdown" in sys.argv))
     print(f"tools/call over HTTP / REST invoke at the median: {http.median / rest.median:.2f}x")
+    print("Over stdio the client shares the machine's cores with the server: the wall rows "
+          "include the client's work; the CPU rows are the server process's alone (its CPU "
+          "per call minus the floor's time is the server's own share over the call).")
 
 
 if __name__ == "__main__":

@@ -40,10 +40,18 @@ def mcp(ctx: click.Context, appdir: Path) -> None:
     try:
         app.extensions.load_entry_points()  # third-party capabilities, as `omnicore run` has
         app.plugins.refresh_capabilities()
+        operator = app.plugins.operator
+        if operator is not None:
+            # As `omnicore run` does (plugins.extension.startup), before the folder: the
+            # operator's settings (grants, exposed handlers) held in memory and followed, not
+            # read from the database on every tool call.
+            operator.follow(app.plugins.settings_changed, app.storage.on_settings)
         app.plugins.watch_folder(cfg.plugins_dir, watch=cfg.sandbox.watch,
                                  required=cfg.source_of("plugins_dir") != "default")
         # A typo in mcp.expose is refused before serving (omnicore run does the same).
         check_expose(cfg.mcp.expose, cfg.source_of("mcp.expose"), list(app.plugins))
         asyncio.run(serve_stdio(app))
     finally:
+        if app.plugins.operator is not None:
+            app.plugins.operator.stop()
         app.close()

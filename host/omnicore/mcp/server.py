@@ -58,6 +58,7 @@ from omnicore.mcp.tools import (
     LISTED_STATES,
     Exposure,
     Tool,
+    Where,
     check_expose,
     handler_input,
     output_problem,
@@ -153,6 +154,9 @@ class ToolServer:
         #: The connections past their handshake (the same keys), with the protocol revision
         #: negotiated.
         self._ready: dict[str, str] = {}
+        #: Tools found by name (:meth:`resolve`): the plugin changes counted then, the
+        #: exposure, the plugin's name and file and its rules then, the tool.
+        self._found: dict[str, tuple[int, Exposure, Where, tuple[object, ...], Tool]] = {}
         #: Each plugin's tools in their wire forms (:meth:`_listings`).
         self._listing: dict[str, Listing] = {}
         #: Handshake-era clients, told about list changes over their own connection.
@@ -212,7 +216,28 @@ class ToolServer:
 
     def resolve(self, name: str) -> Tool | None:
         """The exposed tool ``name``, whatever its plugin's state (a needs-grant plugin's tool
-        answers with the grant it needs rather than "unknown tool")."""
+        answers with the grant it needs rather than "unknown tool").
+
+        Every call asks, so a tool found is kept (while attached: :meth:`attach`) until a
+        plugin changes (any of :data:`_CHANGES`, counted as they are published), the config
+        is read again, or its plugin's sidecar or operator rules differ (asked again each
+        time, as :meth:`Exposure.tools` asks them); finding it costs a snapshot of the
+        plugin and the check of everything it is made of."""
+        exposure = self.exposure
+        changes = self._changes
+        found = self._found.get(name)
+        if found is not None and found[0] == changes and found[1] is exposure \
+                and exposure.rules_of(found[2]) == found[3]:
+            return found[4]
+        tool = self._resolve(name)
+        if tool is not None and self._loop is not None and tool.plugin in self.app.plugins:
+            where = Where(tool.plugin, self.app.plugins.get(tool.plugin).source)
+            if len(self._found) > 10_000:
+                self._found.clear()  # names come and go over a long life; stay bounded
+            self._found[name] = (changes, exposure, where, exposure.rules_of(where), tool)
+        return tool
+
+    def _resolve(self, name: str) -> Tool | None:
         plugin = name.partition(".")[0]
         if plugin in self.app.plugins:
             tool = tools_of([self.app.plugins.get(plugin)], self.exposure,
@@ -555,6 +580,7 @@ class ToolServer:
             self.app.events.unsubscribe(subscription)
         self._subscriptions = []
         self._loop = None
+        self._found.clear()  # kept only while plugin changes are counted
 
     def _on_event(self, event: Event) -> None:
         # Delivered on whatever thread changed the plugin (the folder watcher): hop onto the

@@ -145,6 +145,14 @@ def _read_only(granted: Mapping[str, Mapping[str, Any]]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Where:
+    """A plugin's name and file: what its sidecar and operator rules are found by."""
+
+    name: str
+    source: str | Path | None
+
+
 class Exposure:
     """The operator's ``mcp.expose`` rules: the app's, each plugin sidecar's and each
     plugin's operator settings (``operator``; their ``mcp.resources`` wins over the sidecar's).
@@ -206,7 +214,12 @@ class Exposure:
         ``mcp.prefix``); None: ``PLUGIN.``."""
         return self._sidecar(info)[2]
 
-    def _operator_rules(self, info: PluginInfo) -> _Rules:
+    def rules_of(self, info: PluginInfo | Where) -> tuple[object, ...]:
+        """What plugin ``info``'s tools depend on besides the plugin itself: its sidecar's
+        rules and its operator settings' (each as cheap to ask as :meth:`tools` asks)."""
+        return self._sidecar(info), self._operator_rules(info)
+
+    def _operator_rules(self, info: PluginInfo | Where) -> _Rules:
         if self._operator is None or not info.source:
             return (), None, None  # like the rest of the operator's settings: plugins from files
         try:
@@ -217,7 +230,7 @@ class Exposure:
             return (), None, None
         return rules.mcp_expose, rules.mcp_resources, None
 
-    def _sidecar(self, info: PluginInfo) -> _Rules:
+    def _sidecar(self, info: PluginInfo | Where) -> _Rules:
         if not info.source:
             return (), None, None
         # Every list and call asks: plain os.stat on strings, not pathlib.
