@@ -147,9 +147,7 @@ class RabbitBroker:
                                       f"{channel} while connecting")
             method = _method(payload)
             if isinstance(method, commands.Connection.Close):
-                with contextlib.suppress(Exception):
-                    self._send(commands.Connection.CloseOk(), channel=0)
-                raise _closed("connection", method)
+                raise self._closed(method)
             if not isinstance(method, expect):
                 raise ConnectionError(f"the broker answered {method.name} instead of "
                                       f"{expect.__name__}")
@@ -200,6 +198,19 @@ class RabbitBroker:
         if self._writer is None:
             raise ConnectionError("not connected")
         self._writer.write(_frame(method, channel))
+
+    def _closed(self, close: Any) -> ConnectionError:
+        """The broker's Connection.Close or Channel.Close, answered with its CloseOk (as AMQP
+        asks; best effort, the broker ends it either way): the error saying its code and
+        text."""
+        if isinstance(close, commands.Connection.Close):
+            what, ok, channel = "connection", commands.Connection.CloseOk(), 0
+        else:
+            what, ok, channel = "channel", commands.Channel.CloseOk(), _CHANNEL
+        with contextlib.suppress(Exception):
+            self._send(ok, channel=channel)
+        return ConnectionError(f"the broker closed the {what}: {close.reply_code} "
+                               f"{close.reply_text}")
 
     async def _call(self, method: Any, expect: type) -> Any:
         """Send a synchronous method on the channel and wait for its reply."""
@@ -272,9 +283,7 @@ class RabbitBroker:
     def _connection_frame(self, kind: int, payload: bytes) -> None:
         method = _method(payload) if kind == _METHOD else None
         if isinstance(method, commands.Connection.Close):
-            with contextlib.suppress(Exception):
-                self._send(commands.Connection.CloseOk(), channel=0)
-            raise _closed("connection", method)
+            raise self._closed(method)
         if isinstance(method, commands.Connection.Blocked):
             self._blocked = method.reason or "a resource alarm"
         elif isinstance(method, commands.Connection.Unblocked):
@@ -290,9 +299,7 @@ class RabbitBroker:
         elif isinstance(method, commands.Basic.Ack | commands.Basic.Nack):
             self._confirmed(method)
         elif isinstance(method, commands.Channel.Close):
-            with contextlib.suppress(Exception):
-                self._send(commands.Channel.CloseOk())
-            raise _closed("channel", method)
+            raise self._closed(method)
         elif isinstance(method, commands.Basic.Cancel):
             raise ConnectionError(f"the broker cancelled the consumer {method.consumer_tag} (its "
                                   "queue was deleted?)")
@@ -491,8 +498,3 @@ def _method(payload: bytes) -> Any:
         raise ConnectionError(f"the broker sent a {method.name} that does not decode: "
                               f"{exc}") from None
     return method
-
-
-def _closed(what: str, method: Any) -> ConnectionError:
-    """The broker closed the channel or the connection: its code and text."""
-    return ConnectionError(f"the broker closed the {what}: {method.reply_code} {method.reply_text}")
