@@ -203,14 +203,14 @@ class RabbitBroker:
         """The broker's Connection.Close or Channel.Close, answered with its CloseOk (as AMQP
         asks; best effort, the broker ends it either way): the error saying its code and
         text."""
-        if isinstance(close, commands.Connection.Close):
-            what, ok, channel = "connection", commands.Connection.CloseOk(), 0
-        else:
-            what, ok, channel = "channel", commands.Channel.CloseOk(), _CHANNEL
+        connection = isinstance(close, commands.Connection.Close)
         with contextlib.suppress(Exception):
-            self._send(ok, channel=channel)
-        return ConnectionError(f"the broker closed the {what}: {close.reply_code} "
-                               f"{close.reply_text}")
+            if connection:
+                self._send(commands.Connection.CloseOk(), channel=0)
+            else:
+                self._send(commands.Channel.CloseOk())
+        return ConnectionError(f"the broker closed the {'connection' if connection else 'channel'}"
+                               f": {close.reply_code} {close.reply_text}")
 
     async def _call(self, method: Any, expect: type) -> Any:
         """Send a synchronous method on the channel and wait for its reply."""
