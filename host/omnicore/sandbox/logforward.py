@@ -70,11 +70,18 @@ class Forwarder:
 
     MAX_PENDING = 10_000
     MAX_PENDING_BYTES = 16 << 20
+    #: Once woken, how long the forwarder lets lines gather before it takes them. Woken for
+    #: each line (a REST invoke's one line a call, at thousands of calls a second), the
+    #: thread's wake-up and its hand-over of the GIL with the event loop cost the calls more
+    #: than the lines did: a futex wake on the writer's side, a switch in, a switch out, each
+    #: request (issues 62, 63). While it lingers a write wakes nobody; :meth:`flush` cuts it.
+    LINGER_S = 0.02
 
     def __init__(self, signal: Signal) -> None:
         self._signal = signal
         self._lock = threading.Lock()
         self._waiters: list[threading.Event] = []
+        self._hurry = threading.Event()
         self._thread: threading.Thread | None = None
         #: Lines that left their ring before this forwarder took them (never forwarded).
         self.dropped = 0
@@ -97,12 +104,16 @@ class Forwarder:
         done = threading.Event()
         with self._lock:
             self._waiters.append(done)
+        self._hurry.set()
         self._signal.wake()
         return done.wait(timeout)
 
     def _run(self) -> None:
         while True:
             self._signal.wait()
+            self._hurry.clear()
+            if not self._waiters:  # a flush set _hurry after this look: the wait ends at once
+                self._hurry.wait(self.LINGER_S)
             # Waiters first: a line written before a flush() is then on a ring swapped below
             # (or was taken in an earlier round), so setting them after this round is right.
             with self._lock:
