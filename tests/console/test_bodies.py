@@ -157,3 +157,42 @@ def test_a_bad_text_field_is_a_422_that_never_quotes_it(value: object, encoding:
     with pytest.raises(ApiError) as exc:
         decode_text(value, encoding, "input")
     assert exc.value.status == 422 and str(exc.value) == says
+
+
+def test_an_http2_body_without_a_length_is_counted(make_host: Callable[..., Host]) -> None:
+    """HTTP/2 frames a body with neither Content-Length nor Transfer-Encoding: it is counted
+    against the cap as it comes (it was read uncounted, as if it had no body), and the early
+    answer is a clean HTTP/2 response (no connection header: a protocol error there)."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    h = make_host(max_upload_bytes=10_000)
+    url = httpx.URL(h.url)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    status = None
+    with socket.create_connection((url.host, url.port)) as sock:
+        sock.settimeout(15)
+        conn.send_headers(1, [(":method", "POST"), (":scheme", "http"),
+                              (":authority", f"{url.host}:{url.port}"),
+                              (":path", "/api/v1/plugins?filename=big.wasm"),
+                              ("authorization", f"Bearer {h.admin_token}"),
+                              ("content-type", "application/wasm")])
+        sock.sendall(conn.data_to_send())
+        sent = 0
+        while status is None and sent < 60_000:  # within the first flow-control window
+            conn.send_data(1, b"\0asm" + b"x" * 4092)
+            sent += 4096
+            sock.sendall(conn.data_to_send())
+        while status is None:
+            data = sock.recv(65536)
+            assert data, "the server dropped the connection"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+            sock.sendall(conn.data_to_send())
+    assert status == b"413", status
+    assert sorted(p.name for p in h.plugins_dir.iterdir()) == ["greeter-rust.wasm"]

@@ -11,13 +11,19 @@ import hashlib
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
+import h11
 import httpx
 import pytest
 
@@ -233,3 +239,221 @@ def test_outgoing_requests_go_through_the_http_grant(
     finally:
         upstream.shutdown()
         upstream.server_close()
+
+
+# -- the request body streamed in, trailers out (wasihttp.BodyFeed, proxy.trailer_fields) --
+
+
+def _connect(host: RouteHost) -> socket.socket:
+    url = httpx.URL(host.url)
+    sock = socket.create_connection((url.host, url.port))
+    sock.settimeout(15)  # a safety net: each wait below ends on what arrives
+    return sock
+
+
+def _authority(host: RouteHost) -> str:
+    url = httpx.URL(host.url)
+    return f"{url.host}:{url.port}"
+
+
+def _h11_until(conn: h11.Connection, sock: socket.socket,
+               done: Callable[[list[Any]], bool]) -> list[Any]:
+    """h11 events from ``sock`` until ``done(events)`` (or the server closes)."""
+    events: list[Any] = []
+    while not done(events):
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(sock.recv(65536))
+        elif event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+            break
+        else:
+            events.append(event)
+    return events
+
+
+def _body_of(events: list[Any]) -> bytes:
+    return b"".join(bytes(e.data) for e in events if isinstance(e, h11.Data))
+
+
+def test_the_request_body_streams_in_as_the_guest_reads(
+        route_host: Callable[..., RouteHost]) -> None:
+    """The guest echoes each chunk as it reads it: the client has the echo of its first
+    chunk before it sends the last one (the gate), so the guest read the body as it came,
+    not after the server had it whole."""
+    host = start(route_host, echo=route("/echo", timeout_ms=20_000))
+    with _connect(host) as sock:
+        conn = h11.Connection(h11.CLIENT)
+        sock.sendall(conn.send(h11.Request(method="POST", target="/http/echo", headers=[
+            ("host", _authority(host)), ("transfer-encoding", "chunked")])))
+        sock.sendall(conn.send(h11.Data(data=b"first,")))
+        got = _h11_until(conn, sock, lambda ev: b"first," in _body_of(ev))
+        assert isinstance(got[0], h11.Response) and got[0].status_code == 200
+        assert (b"x-echo", b"yes") in got[0].headers
+        # the gate passed: only now does the rest of the body go
+        sock.sendall(conn.send(h11.Data(data=b"second,")))
+        got += _h11_until(conn, sock, lambda ev: b"second," in _body_of(ev))
+        sock.sendall(conn.send(h11.Data(data=b"last")) + conn.send(h11.EndOfMessage()))
+        got += _h11_until(conn, sock, lambda ev: bool(ev) and isinstance(ev[-1],
+                                                                        h11.EndOfMessage))
+    assert _body_of(got) == b"first,second,last|StreamError_Closed"
+    still_serving(host)
+
+
+def test_a_guest_that_never_reads_the_body_does_not_wait_for_it(
+        route_host: Callable[..., RouteHost]) -> None:
+    """Nothing of the body is asked for before the guest reads: one that never does answers
+    at once, though the client sent 3 of the 100 bytes it declared."""
+    host = start(route_host)
+    with _connect(host) as sock:
+        sock.sendall(f"POST /http/hello/ignore HTTP/1.1\r\nHost: {_authority(host)}\r\n"
+                     "Content-Length: 100\r\n\r\nabc".encode())
+        conn = h11.Connection(h11.CLIENT)
+        conn.send(h11.Request(method="POST", target="/", headers=[("host", "x"),
+                                                                  ("content-length", "100")]))
+        got = _h11_until(conn, sock, lambda ev: bool(ev) and isinstance(ev[-1],
+                                                                       h11.EndOfMessage))
+    assert got[0].status_code == 200 and _body_of(got) == b"ignored"
+    # and a whole body it never reads is no harm either
+    r = host.client.post("/http/hello/ignore", content=b"z" * 300_000)
+    assert r.status_code == 200 and r.text == "ignored"
+    still_serving(host)
+
+
+def test_a_slow_or_endless_body_ends_at_the_route_deadline(
+        route_host: Callable[..., RouteHost]) -> None:
+    """A guest reading a body that stops coming is cut at the route's deadline: 408 (as the
+    other routes answer a slow body, tests/routes/test_hostile.py), in time, the guest's
+    blocked read ended with it."""
+    host = start(route_host, slow=route("/slow/{leaf}", timeout_ms=500))
+    for leaf in ("read", "echo", "finish"):  # blocking reads, a pollable, the trailers' wait
+        with _connect(host) as sock:
+            began = time.monotonic()
+            sock.sendall(f"POST /http/slow/{leaf} HTTP/1.1\r\n"
+                         f"Host: {_authority(host)}\r\n".encode() +
+                         b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):  # to the server's close
+                answer += chunk
+            took = time.monotonic() - began
+        if leaf == "echo":
+            # its response was set first and streamed: its status cannot change, so the
+            # answer ends without the body's end (never a complete one)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
+            assert b"abc" in answer and not answer.endswith(b"0\r\n\r\n"), answer
+        else:
+            assert answer.startswith(b"HTTP/1.1 408"), (leaf, answer[:200])
+        assert took < 5, (leaf, took)
+    still_serving(host)
+
+
+def test_a_body_over_the_cap_is_413_declared_or_streamed(
+        route_host: Callable[..., RouteHost]) -> None:
+    host = start(route_host, small=route("/small/{leaf}", max_body_bytes=1000))
+    assert host.client.post("/http/small/read", content=b"x" * 1000).status_code == 201
+    assert host.client.post("/http/small/read", content=b"x" * 1001).status_code == 413
+
+    def endless() -> Iterator[bytes]:  # chunked, no Content-Length, never ends by itself
+        while True:
+            yield b"y" * 65536
+
+    for leaf in ("read", "finish"):
+        r = host.client.post(f"/http/small/{leaf}", content=endless())
+        # (the console's own guard counts it first, as for any route: its words)
+        assert r.status_code == 413 and "1000 bytes" in r.json()["error"], r.text
+    # the guest that reads it saw the stream's error, then its end: the client 413 all
+    # the same, its answer dropped
+    still_serving(host)
+
+
+def test_request_trailers_are_none_and_the_body_end_is_waited_for(
+        route_host: Callable[..., RouteHost]) -> None:
+    host = start(route_host)
+    r = host.client.post("/http/hello/finish", content=b"a" * 200_000)
+    assert r.status_code == 200 and r.text == "request trailers: none"
+
+
+class _H2:
+    """One HTTP/2 request (prior knowledge, h2's own client) and its response: headers,
+    body, trailers (None: none came)."""
+
+    def __init__(self, host: RouteHost, method: str, path: str, *, trailers: bool = True,
+                 more: bool = False) -> None:
+        self.sock = _connect(host)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.conn.initiate_connection()
+        headers = [(":method", method), (":scheme", "http"), (":authority", _authority(host)),
+                   (":path", path)] + ([("te", "trailers")] if trailers else [])
+        self.conn.send_headers(1, headers, end_stream=not more)
+        self.sock.sendall(self.conn.data_to_send())
+        self.head: list[tuple[bytes, bytes]] = []
+        self.body = b""
+        self.tail: list[tuple[bytes, bytes]] | None = None
+        self.ended = False
+
+    def send(self, data: bytes, *, end: bool = False) -> None:
+        self.conn.send_data(1, data, end_stream=end)
+        self.sock.sendall(self.conn.data_to_send())
+
+    def until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            data = self.sock.recv(65536)
+            assert data, "the server closed the connection"
+            for event in self.conn.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    self.head = list(event.headers)
+                elif isinstance(event, h2.events.DataReceived):
+                    self.body += event.data
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.TrailersReceived):
+                    self.tail = list(event.headers)
+                elif isinstance(event, h2.events.StreamEnded):
+                    self.ended = True
+            self.sock.sendall(self.conn.data_to_send())
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _h2_get(host: RouteHost, path: str, *,
+            trailers: bool = True) -> tuple[list[tuple[bytes, bytes]], bytes,
+                                            list[tuple[bytes, bytes]] | None]:
+    h = _H2(host, "GET", path, trailers=trailers)
+    try:
+        h.until(lambda: h.ended)
+    finally:
+        h.close()
+    return h.head, h.body, h.tail
+
+
+def test_response_trailers_reach_an_http2_client(route_host: Callable[..., RouteHost]) -> None:
+    """outgoing-body.finish's trailers, over HTTP/2 to a client that takes them (te:
+    trailers); a field a trailer may not carry is dropped. Over HTTP/1.1 (Hypercorn sends no
+    chunked trailers) and to a client without te: trailers, the body alone."""
+    host = start(route_host, stream=route("/stream/{leaf}", timeout_ms=20_000))
+    head, body, tail = _h2_get(host, "/http/hello/trailers")
+    assert (b":status", b"200") in head and body == b"with trailers"
+    assert tail == [(b"x-checksum", b"abc123")], tail
+    # streamed: the echo's head and first chunk reach the client before it sends the rest
+    # of its body (the gate), the trailers the guest announced come after the body's end
+    h = _H2(host, "POST", "/http/stream/echo", more=True)
+    try:
+        h.send(b"first,")
+        h.until(lambda: b"first," in h.body)
+        assert (b":status", b"200") in h.head and (b"x-echo", b"yes") in h.head
+        h.send(b"last", end=True)
+        h.until(lambda: h.ended)
+    finally:
+        h.close()
+    assert h.body == b"first,last|StreamError_Closed", h.body
+    assert h.tail == [(b"x-echoed", b"10")], h.tail
+    # answered whole: its trailers known when the head goes
+    head, body, tail = _h2_get(host, "/http/hello/echo")
+    assert body == b"|StreamError_Closed" and tail == [(b"x-echoed", b"0")], (body, tail)
+    # none set: an empty trailer section, or none
+    head, body, tail = _h2_get(host, "/http/hello/x")
+    assert body.startswith(b"hello GET /hello/x") and not tail, (body, tail)
+    head, body, tail = _h2_get(host, "/http/hello/trailers", trailers=False)
+    assert body == b"with trailers" and tail is None
+    r = host.client.get("/http/hello/trailers")
+    assert r.status_code == 200 and r.text == "with trailers"
+    still_serving(host)

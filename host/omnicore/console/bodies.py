@@ -112,8 +112,10 @@ class BodyLimits(HttpMiddleware):
         loop = asyncio.get_running_loop()
         received = 0
         deadline: float | None = None
-        # HTTP/1.1: a request with neither header has no body at all.
-        done = not (declared or _chunked(scope["headers"]))
+        # HTTP/1.1: a request with neither header has no body at all (HTTP/2 and 3 frame a
+        # body without either: counted as any other).
+        http1 = scope.get("http_version", "1.1") in ("1.0", "1.1")
+        done = not (declared or _chunked(scope["headers"])) and http1
         # Hypercorn's receive is its request's queue's get: a chunk already queued is taken
         # at once, with no deadline to set up (a timer made and cancelled was a tenth of an
         # invoke's cost in the console, issue 63); only a wait for one is timed.
@@ -148,9 +150,13 @@ class BodyLimits(HttpMiddleware):
                 done = not message.get("more_body", False)
             return message
 
+        # An answer begun before its body is in closes an HTTP/1 connection (the rest of the
+        # body would be read as the next request); an HTTP/2 stream is the server's to end
+        # (a connection header there is a protocol error: the connection dropped).
         async def answer(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra] if done \
+                message["headers"] = [*message.get("headers", ()), *extra] \
+                    if done or not http1 \
                     else [*message.get("headers", ()), *extra, (b"connection", b"close")]
             # The server ends the request inside this last send, by queueing a disconnect on
             # the queue that unread body chunks filled: empty it first, or that send hangs.

@@ -32,7 +32,8 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 
-__all__ = ["HANDLER", "THREADS", "ProxyComponent", "exports_handler"]
+__all__ = ["HANDLER", "THREADS", "ProxyComponent", "announced_trailers", "exports_handler",
+           "trailer_fields"]
 
 log = logging.getLogger("omnicore.routes")
 
@@ -48,6 +49,35 @@ def exports_handler(exports: list[str] | tuple[str, ...]) -> str | None:
         if name.startswith(HANDLER):
             return name
     return None
+
+
+#: Fields a trailer may not carry (RFC 9110 §6.5.1: framing, routing, authentication,
+#: response control, content metadata) and hop-by-hop ones: dropped from a guest's trailers.
+NOT_TRAILERS = frozenset({
+    "age", "authorization", "cache-control", "connection", "content-encoding",
+    "content-length", "content-range", "content-type", "date", "expect", "expires", "host",
+    "keep-alive", "location", "max-forwards", "pragma", "proxy-authenticate",
+    "proxy-authorization", "proxy-connection", "range", "retry-after", "set-cookie", "te",
+    "trailer", "transfer-encoding", "upgrade", "vary", "www-authenticate"})
+
+
+def trailer_fields(trailers: wasihttp.Fields | None) -> list[tuple[bytes, bytes]]:
+    """A guest's response trailers as the server sends them: names lower-case, the fields a
+    trailer may not carry dropped (none: an empty list)."""
+    if trailers is None:
+        return []
+    return [(name.lower().encode("ascii"), value) for name, value in trailers.entries
+            if name.lower() not in NOT_TRAILERS]
+
+
+def announced_trailers(headers: wasihttp.Fields | None) -> list[bytes]:
+    """The trailer names a guest's response announces in its ``trailer`` header (those a
+    trailer may carry), lower-case."""
+    if headers is None:
+        return []
+    names = [n.strip().lower() for v in headers.get("trailer")
+             for n in v.decode("latin-1").split(",")]
+    return [n.encode("ascii") for n in names if n and n not in NOT_TRAILERS]
 
 
 class _ProxyFailed(Exception):

@@ -41,10 +41,17 @@ from omnicore.routes.envelope import (
     decode_response,
     encode_request,
 )
-from omnicore.routes.proxy import THREADS, ProxyComponent, _ProxyFailed, exports_handler
+from omnicore.routes.proxy import (
+    THREADS,
+    ProxyComponent,
+    _ProxyFailed,
+    announced_trailers,
+    exports_handler,
+    trailer_fields,
+)
 from omnicore.routes.signatures import check_github, check_stripe
 from omnicore.routes.table import Route, RouteTable, SourceRoutes, build, clean_path
-from omnicore.routes.wasihttp import Exchange, Send, _OutgoingDenied
+from omnicore.routes.wasihttp import BodyFeed, Exchange, Send, _OutgoingDenied
 
 __all__ = ["RouteStats", "RoutesServer", "TokenUser"]
 
@@ -70,6 +77,7 @@ class _Streamed(Response):
                  stream: _ProxyStream) -> None:
         super().__init__(status, headers, body)
         object.__setattr__(self, "chunks", stream.chunks)  # (Response is frozen)
+        object.__setattr__(self, "stream", stream)
 
     if TYPE_CHECKING:
         def chunks(self) -> AsyncIterator[bytes]: ...
@@ -88,11 +96,28 @@ class _ProxyStream:
     route: Route
     server: RoutesServer
     st: RouteStats
+    #: The request body as the guest reads it (closed once the answer is sent), or None.
+    feed: BodyFeed | None = None
+    #: The trailer names the guest announced (its ``trailer`` header), when the server and
+    #: the client take trailers (HTTP/2 with ``te: trailers``): the head declares them.
+    trailing: list[bytes] = field(default_factory=list)
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+        finally:
+            if self.feed is not None:
+                self.feed.close()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
         ex, sent = self.exchange, 0
         while True:
             self.moved.clear()
+            if self.feed is not None and self.feed.failure is not None:
+                # its status cannot be the answer now: the answer ends unfinished
+                raise self._broken(f"the request body failed ({self.feed.failure[1]}), "
+                                   "after the response's head was sent")
             if ex.over:
                 raise self._broken(f"a response over max_response_bytes "
                                    f"({ex.cap}), after its head was sent")
@@ -106,6 +131,9 @@ class _ProxyStream:
                 raise self._broken("its body not finished within the route's deadline")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.moved.wait(), left)
+        if self.feed is not None and self.feed.failure is not None:
+            raise self._broken(f"the request body failed ({self.feed.failure[1]}), after "
+                               "the response's head was sent")
         if ex.over:
             raise self._broken(f"a response over max_response_bytes ({ex.cap}), after its "
                                "head was sent")
@@ -357,19 +385,28 @@ class RoutesServer:
             return
         headers = [*response.headers, SANDBOX,
                    (b"content-length", str(len(response.body)).encode())]
+        # A proxy component's trailers (.proxy), when the server and the client take them.
+        trailers: list[tuple[bytes, bytes]] | None = getattr(response, "trailers", None)
         with contextlib.suppress(OSError):
             await send({"type": "http.response.start", "status": response.status,
-                        "headers": headers})
+                        "headers": headers, "trailers": trailers is not None})
             await send({"type": "http.response.body",
                         "body": b"" if head_only else response.body})
+            if trailers is not None:
+                await send({"type": "http.response.trailers", "headers": trailers,
+                            "more_trailers": False})
 
     async def _send_streamed(self, send: Any, response: _Streamed, *, head_only: bool) -> None:
         """A proxy component's body as it writes it (no content-length: chunked). A failure
         after the head (a trap, the cap, the deadline) ends the connection without the
         body's end, so the client sees an incomplete answer, never a complete wrong one."""
+        stream: _ProxyStream = response.stream  # type: ignore[attr-defined]
+        trailing = bool(stream.trailing) and not head_only
         await send({"type": "http.response.start", "status": response.status,
-                    "headers": [*response.headers, SANDBOX]})
+                    "headers": [*response.headers, SANDBOX], "trailers": trailing})
         if head_only:
+            if stream.feed is not None:
+                stream.feed.close()
             await send({"type": "http.response.body", "body": b""})
             return
         try:
@@ -378,6 +415,10 @@ class RoutesServer:
         except _StreamBroken:
             return  # the server ends the connection: the body's end never comes
         await send({"type": "http.response.body", "body": b""})
+        if trailing:  # (an empty section is none: h2 cannot send an empty header block)
+            await send({"type": "http.response.trailers", "more_trailers": False,
+                        "headers": trailer_fields(stream.exchange.trailers) or
+                        [(name, b"") for name in stream.trailing]})
 
     async def _serve_route(self, scope: MutableMapping[str, Any], receive: Any, route: Route,
                            st: RouteStats, params: dict[str, str], path: str,
@@ -400,9 +441,13 @@ class RoutesServer:
         st.in_flight += 1
         released = False
         try:
-            body = await self._body(scope, receive, headers, s.max_body_bytes, deadline)
+            # A proxy component reads the body as it arrives (.proxy: its reads pull it in),
+            # unless a signature must be checked over the whole body first.
+            streams = not signed and self._proxy(route.plugin) is not None
+            body = await self._body(scope, receive, headers, s.max_body_bytes, deadline,
+                                    read=not streams)
             if signed:
-                auth = self._authenticate(route, headers, body)
+                auth = self._authenticate(route, headers, body or b"")
                 self._take_rate(route, st)
             head = self._head(scope, route, path, params, headers, auth)
             # A plugin still loading (a host starting) is waited for within the deadline,
@@ -414,7 +459,11 @@ class RoutesServer:
                                    f"{s.timeout_ms} ms)", "deadline")
             proxy = self._proxy(route.plugin)
             if proxy is not None:
-                return await self._serve_proxy(proxy, route, st, head, body, deadline)
+                return await self._serve_proxy(proxy, route, st, head, body, deadline, scope,
+                                               receive)
+            if body is None:  # (the plugin was replaced by one that is not a proxy meanwhile)
+                body = await self._body(scope, receive, headers, s.max_body_bytes, deadline)
+            body = body or b""
             data = body if s.mode == "body" else encode_request(head, body)
             call = self.app.plugins.submit(route.plugin, route.handler, data)
             if not await _within(call, deadline):
@@ -493,15 +542,41 @@ class RoutesServer:
         return send
 
     async def _serve_proxy(self, proxy: ProxyComponent, route: Route, st: RouteStats,
-                           head: dict[str, Any], body: bytes, deadline: float) -> Response:
+                           head: dict[str, Any], body: bytes | None, deadline: float,
+                           scope: MutableMapping[str, Any], receive: Any) -> Response:
         s = route.settings
         query = head["query"]
         scheme = head["url"].partition("://")[0]
+        loop = asyncio.get_running_loop()
+        feed = None
+        if body is None:  # the guest's reads pull it in (wasihttp.BodyFeed)
+            declared = head["headers"].get("content-length")
+            feed = BodyFeed(receive, s.max_body_bytes, deadline,
+                            int(declared) if declared is not None else None, loop)
         exchange = Exchange(
             method=head["method"], path_with_query=head["path"] + (f"?{query}" if query else ""),
             scheme=scheme or "http", authority=head["headers"].get("host", ""),
-            headers=[(k, v.encode()) for k, v in head["headers"].items()], body=body,
-            cap=s.max_response_bytes)
+            headers=[(k, v.encode()) for k, v in head["headers"].items()],
+            body=feed if feed is not None else body or b"", cap=s.max_response_bytes)
+        # Trailers reach a client that takes them through a server that sends them (the
+        # ASGI http.response.trailers extension: Hypercorn's HTTP/2, with te: trailers).
+        trailing = "http.response.trailers" in (scope.get("extensions") or {}) and any(
+            k.lower() == b"te" and b"trailers" in v.lower() for k, v in scope["headers"]) \
+            and scope["method"] != "HEAD"
+        streamed = False
+        try:
+            response = await self._run_proxy(proxy, route, st, exchange, deadline, feed,
+                                             trailing)
+            streamed = isinstance(response, _Streamed)
+            return response
+        finally:
+            if feed is not None and not streamed:
+                feed.close()
+
+    async def _run_proxy(self, proxy: ProxyComponent, route: Route, st: RouteStats,
+                         exchange: Exchange, deadline: float, feed: BodyFeed | None,
+                         trailing: bool) -> Response:
+        s = route.settings
         if self._proxy_pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -527,11 +602,21 @@ class RoutesServer:
             st.in_flight += 1  # held until the call ends (the finally gives one back)
             call.add_done_callback(lambda fut: self._release(fut, st))
             set_head = self._proxy_head(exchange, route, st)
+            # A streamed head declares trailers before they are known: those the guest
+            # announced in its trailer header.
+            announced = announced_trailers(exchange.response_headers) if trailing else []
             return _Streamed(set_head.status, set_head.headers, b"",
-                             _ProxyStream(exchange, call, moved, deadline, route, self, st))
+                             _ProxyStream(exchange, call, moved, deadline, route, self, st,
+                                          feed, announced))
         if not await _within(call, deadline):
             st.in_flight += 1  # the finally below gives it back; the call keeps its slot
             call.add_done_callback(lambda fut: self._release(fut, st))
+            if feed is not None and (feed.waiting or feed.failure is not None):
+                # the guest waits for a body that did not come in time (as §3.1's 408)
+                failure = feed.failure or (408, "the body did not arrive before the "
+                                                "route's deadline")
+                raise _Answer(failure[0], failure[1],
+                              "deadline" if failure[0] == 408 else "body")
             self._warn(route, st, f"no answer within {s.timeout_ms} ms")
             raise _Answer(504, f"the handler did not answer within {s.timeout_ms} ms",
                           "deadline")
@@ -540,6 +625,11 @@ class RoutesServer:
             call.result()
         except _ProxyFailed as exc:
             failed = exc
+        if feed is not None and feed.failure is not None:
+            # The body the guest read failed (over max_body_bytes, too slow, cut short): that
+            # is the answer, whatever the guest made of its stream's error.
+            status, why = feed.failure
+            raise _Answer(status, why, "deadline" if status == 408 else "body")
         # A guest whose body was refused past the cap (its stream closed) often fails
         # then: the cap is the answer.
         if failed is not None and not exchange.over:
@@ -560,7 +650,11 @@ class RoutesServer:
             self._warn(route, st, "the handler did not finish its response body")
             raise _Answer(502, "the handler's response is incomplete")
         set_head = self._proxy_head(exchange, route, st)
-        return Response(set_head.status, set_head.headers, b"".join(exchange.chunks))
+        response = Response(set_head.status, set_head.headers, b"".join(exchange.chunks))
+        fields = trailer_fields(exchange.trailers) if trailing else []
+        if fields:  # (Response is frozen)
+            object.__setattr__(response, "trailers", fields)
+        return response
 
     def _proxy_head(self, exchange: Exchange, route: Route, st: RouteStats) -> Response:
         """The status and headers the guest set, through §3's rules."""
@@ -642,7 +736,9 @@ class RoutesServer:
         st.tokens -= 1.0
 
     async def _body(self, scope: MutableMapping[str, Any], receive: Any, headers: dict[str, str],
-                    cap: int, deadline: float) -> bytes:
+                    cap: int, deadline: float, *, read: bool = True) -> bytes | None:
+        """The request body, within ``cap`` and ``deadline``; with ``read`` False only its
+        framing and declared length are checked, and None returned when a body follows."""
         declared = headers.get("content-length")
         if declared is not None:
             if "transfer-encoding" in headers:
@@ -655,9 +751,12 @@ class RoutesServer:
             if int(declared) > cap:
                 raise _Answer(413, f"the body is {declared} bytes; this route takes at most "
                                    f"{cap}", "body")
-        elif "transfer-encoding" not in headers:
-            return b""
+        elif "transfer-encoding" not in headers and \
+                scope.get("http_version", "1.1") in ("1.0", "1.1"):
+            return b""  # (HTTP/2 and 3 frame a body without either header)
         scope[_BODY_CAP] = min(int(scope.get(_BODY_CAP, cap)), cap)
+        if not read:
+            return None
         chunks: list[bytes] = []
         size = 0
         loop = asyncio.get_running_loop()

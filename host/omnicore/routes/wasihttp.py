@@ -24,11 +24,13 @@ Traps kept: every borrowed handle a host function is given is dropped before it 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +39,7 @@ from wasmtime.component import ResourceAny, ResourceHost, ResourceType, Variant
 
 from omnicore.sandbox._wasmtime import add_typed_func, fast_byte_lists
 
-__all__ = ["Exchange", "Fields", "Table", "current", "link_proxy"]
+__all__ = ["BodyFeed", "Exchange", "Fields", "Table", "current", "link_proxy"]
 
 #: A resource type id per resource the host defines (ResourceType.host's integer).
 _KINDS = (
@@ -53,6 +55,8 @@ _TYPE_ID = {name: 0x6F6D6E00 + i for i, name in enumerate(_KINDS)}
 
 #: The most one read gives and one write takes (``check-write``'s answer).
 CHUNK = 64 * 1024
+#: The most of a request body the host takes from the server ahead of the guest's reads.
+WINDOW = 64 * 1024
 
 _local = threading.local()
 _log = logging.getLogger("omnicore.routes")
@@ -90,36 +94,21 @@ class Fields:
 
 
 @dataclass
-class Exchange:
-    """One request and what the guest answered: the response (set once through the
-    outparam), its body's bytes (within ``cap``), whether the body was finished."""
+class Capped:
+    """A response body's bytes as the guest writes them, within ``cap`` (the one buffer:
+    made with the response, the exchange's once the response is set)."""
 
-    method: str
-    path_with_query: str
-    scheme: str
-    authority: str
-    headers: list[tuple[str, bytes]]
-    body: bytes
     cap: int
-    status: int | None = None
-    response_headers: Fields | None = None
-    #: The guest set the outparam to an error (its error-code's case).
-    error: str | None = None
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
-    finished: bool = False
     over: bool = False
+    finished: bool = False
     trailers: Fields | None = None
-    #: Called on the guest's thread when the response is set and after each body chunk (the
-    #: server streams the body to the client as it comes).
-    notify: Callable[[], object] | None = None
-
-    @property
-    def answered(self) -> bool:
-        return self.status is not None or self.error is not None
+    #: The exchange the response was set on (its ``notify`` is called after each chunk).
+    exchange: Exchange | None = None
 
     def write(self, data: bytes) -> bool:
-        """Take ``data`` of the response body; False past the cap (the stream is closed)."""
+        """Take ``data``; False past the cap (the stream is closed, what was kept dropped)."""
         if self.over:
             return False
         self.size += len(data)
@@ -128,9 +117,55 @@ class Exchange:
             self.chunks.clear()
             return False
         self.chunks.append(bytes(data))
-        if self.notify is not None:
-            self.notify()
+        ex = self.exchange
+        if ex is not None and ex.notify is not None:
+            ex.notify()
         return True
+
+
+@dataclass
+class Exchange:
+    """One request and what the guest answered: the response (set once through the
+    outparam), its body's bytes (within ``cap``), whether the body was finished and its
+    trailers. ``body`` is the request's body: its bytes, or a :class:`BodyFeed` the guest's
+    reads pull from the server."""
+
+    method: str
+    path_with_query: str
+    scheme: str
+    authority: str
+    headers: list[tuple[str, bytes]]
+    body: bytes | BodyFeed
+    cap: int
+    status: int | None = None
+    response_headers: Fields | None = None
+    #: The guest set the outparam to an error (its error-code's case).
+    error: str | None = None
+    #: The response's body (set with the response).
+    sink: Capped | None = None
+    #: Called on the guest's thread when the response is set and after each body chunk (the
+    #: server streams the body to the client as it comes).
+    notify: Callable[[], object] | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.status is not None or self.error is not None
+
+    @property
+    def chunks(self) -> list[bytes]:
+        return self.sink.chunks if self.sink is not None else []
+
+    @property
+    def over(self) -> bool:
+        return self.sink is not None and self.sink.over
+
+    @property
+    def finished(self) -> bool:
+        return self.sink is not None and self.sink.finished
+
+    @property
+    def trailers(self) -> Fields | None:
+        return self.sink.trailers if self.sink is not None else None
 
 
 @dataclass
@@ -147,7 +182,7 @@ class _Outparam:
 
 @dataclass
 class _IncomingBody:
-    data: bytes
+    data: bytes | BodyFeed
     streamed: bool = False
 
 
@@ -155,6 +190,16 @@ class _IncomingBody:
 class _InputStream:
     data: bytes
     pos: int = 0
+    #: The request body as it arrives (``data`` unused), or None.
+    feed: BodyFeed | None = None
+    #: The feed's failure was given to the guest: the stream is closed from now on.
+    failed: bool = False
+
+
+@dataclass
+class _FutureTrailers:
+    #: The request body's feed (the trailers are ready at its end), or None: ready now.
+    feed: BodyFeed | None = None
 
 
 @dataclass
@@ -167,33 +212,20 @@ class _OutputStream:
 @dataclass
 class _OutgoingResponse:
     headers: Fields
+    #: Its body's bytes (written through ``body()``), the exchange's once it is set.
+    sink: Capped
     status: int = 200
     body_taken: bool = False
     exchange: Exchange | None = None
-    #: The response's body (made on ``body()``), whose bytes go to ``exchange``.
-    body: _OutgoingBody | None = None
 
 
 @dataclass
 class _OutgoingBody:
     response: _OutgoingResponse
-    written: list[bytes] = field(default_factory=list)
-    size: int = 0
-    cap: int = 0
-    over: bool = False
     stream_taken: bool = False
 
     def write(self, data: bytes) -> bool:
-        ex = self.response.exchange
-        if ex is not None:  # the response is set: its bytes go straight to the exchange
-            return ex.write(data)
-        self.size += len(data)
-        if self.size > self.cap:
-            self.over = True
-            self.written.clear()
-            return False
-        self.written.append(bytes(data))
-        return True
+        return self.response.sink.write(data)
 
 
 @dataclass
@@ -212,6 +244,15 @@ class _OutgoingRequest:
 class _Pollable:
     #: time.monotonic_ns() when ready (None: ready now).
     at: int | None = None
+    #: Ready when this request body has bytes, its end or its failure (``at`` unused).
+    feed: BodyFeed | None = None
+    #: ... or, with ``end``, only at the body's end (the trailers' pollable).
+    end: bool = False
+
+    def ready(self) -> bool:
+        if self.feed is not None:
+            return self.feed.readable(end=self.end)
+        return self.at is None or time.monotonic_ns() >= self.at
 
 
 @dataclass
@@ -338,6 +379,196 @@ class Table:
         self.objects.pop(rep, None)
 
 
+class BodyFeed:
+    """A request body the guest reads as it arrives: its ``input-stream``'s reads (and
+    pollables) pull from the ASGI ``receive`` on the event loop, while the guest runs on a
+    proxy thread.
+
+    Nothing is received before the guest first asks (a guest that never reads the body never
+    waits for it); then the event loop's pump (one task) receives while less than
+    :data:`WINDOW` bytes wait for the guest, and pauses until the guest's reads make room.
+    The pump ends the body with a failure -- ``status`` for the client and why -- past the
+    route's cap (413), at the route's deadline (408), when the client goes (400) or the
+    console's guards refuse (their status); the guest's next read gets
+    ``stream-error.last-operation-failed`` (after the bytes that came before), then
+    ``closed``. A guest blocked on the body waits on a condition, never past its call's
+    deadline (then it traps, and the body's failure is 408). :meth:`close` (on the loop)
+    ends the pump once the request is answered. Thread-safe: the guest's side under one
+    lock, the loop's side on the loop.
+    """
+
+    def __init__(self, receive: Callable[[], Awaitable[Any]], cap: int, deadline: float,
+                 declared: int | None, loop: asyncio.AbstractEventLoop) -> None:
+        self._receive = receive
+        self.cap = cap
+        #: The route's deadline (time.monotonic()).
+        self.deadline = deadline
+        self.declared = declared
+        self._loop = loop
+        self._cond = threading.Condition()
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        #: Bytes received so far (what the guest read and what waits for it).
+        self.received = 0
+        self.ended = False
+        #: (status for the client, why) once the body cannot be had whole.
+        self.failure: tuple[int, str] | None = None
+        #: The guest is blocked waiting for the body now.
+        self.waiting = False
+        self._started = False
+        self._paused = False
+        self._closed = False
+        self._room: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- the guest's side (a proxy thread) --
+
+    def _demand(self) -> None:  # under the lock
+        if self._closed or self.ended or self.failure is not None:
+            return
+        if not self._started:
+            self._started = True
+            self._loop.call_soon_threadsafe(self._start)
+        elif self._paused and self._buffered < WINDOW:
+            self._paused = False
+            self._loop.call_soon_threadsafe(self._resume)
+
+    def readable(self, *, end: bool = False) -> bool:
+        """Whether a read would not block (``end``: whether the body is at its end); asks
+        the loop for more when not."""
+        with self._cond:
+            if end:  # the trailers' wait: what is left of the body is dropped as it comes
+                self._chunks.clear()
+                self._buffered = 0
+            elif self._chunks:
+                return True
+            if self.ended or self.failure is not None or self._closed:
+                return True
+            self._demand()
+            return False
+
+    def take(self, n: int, until: float | None) -> bytes | tuple[int, str] | None:
+        """Up to ``n`` bytes; ``b""`` when none came yet and ``until`` is None (a read that
+        does not block); None at the end; the failure once the bytes before it are read.
+        Blocks until ``until`` (time.monotonic()) at most: raises TimeoutError then."""
+        with self._cond:
+            while not self._chunks:
+                if self.failure is not None:
+                    return self.failure
+                if self.ended or self._closed:
+                    return None
+                self._demand()
+                if until is None:
+                    return b""
+                if not self.wait(until):
+                    self.starve()
+                    raise TimeoutError
+            chunk = self._chunks[0]
+            if len(chunk) <= n:
+                self._chunks.popleft()
+                out = chunk
+            else:
+                out, self._chunks[0] = chunk[:n], chunk[n:]
+            self._buffered -= len(out)
+            self._demand()
+            return out
+
+    def wait(self, until: float) -> bool:
+        """Wait (holding the lock) for the pump's next news, until ``until``
+        (time.monotonic()) at most; False when ``until`` had passed."""
+        left = until - time.monotonic()
+        if left <= 0:
+            return False
+        self.waiting = True
+        try:
+            self._cond.wait(left)
+        finally:
+            self.waiting = False
+        return True
+
+    def starve(self) -> None:
+        """The guest's deadline passed while it waited for the body: the body's failure is
+        that (408)."""
+        with self._cond:
+            if not self.ended and self.failure is None:
+                self.failure = (408, "the body did not arrive before the plugin's deadline")
+
+    # -- the event loop's side --
+
+    def _start(self) -> None:
+        if self._closed:
+            return
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task = self._loop.create_task(self._pump())
+
+    def _resume(self) -> None:
+        if self._room is not None:
+            self._room.set()
+
+    def _fail(self, status: int, why: str) -> None:  # under the lock
+        if self.failure is None:
+            self.failure = (status, why)
+        self._cond.notify_all()
+
+    async def _pump(self) -> None:
+        assert self._room is not None
+        loop = self._loop
+        while True:
+            await self._room.wait()
+            try:
+                async with asyncio.timeout_at(self.deadline - time.monotonic() + loop.time()):
+                    message = await self._receive()
+            except TimeoutError:
+                with self._cond:
+                    self._fail(408, "the body did not arrive before the route's deadline")
+                return
+            except Exception as exc:  # the console's BodyLimits refusing: 408 or 413
+                status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+                with self._cond:
+                    self._fail(int(status or 400), str(exc))
+                return
+            with self._cond:
+                if message["type"] == "http.disconnect":
+                    self._fail(400, "the client went away before its body arrived")
+                    return
+                chunk = bytes(message.get("body", b""))
+                more = bool(message.get("more_body", False))
+                self.received += len(chunk)
+                if self.received > self.cap:
+                    self._fail(413, f"the body is over {self.cap} bytes")
+                    return
+                if not more and self.declared is not None and self.received != self.declared:
+                    self._fail(400, f"the body is {self.received} bytes, not its "
+                                    f"Content-Length {self.declared}")
+                    return
+                if chunk:
+                    self._chunks.append(chunk)
+                    self._buffered += len(chunk)
+                if not more:
+                    self.ended = True
+                elif self._buffered >= WINDOW:
+                    self._paused = True
+                    self._room.clear()
+                self._cond.notify_all()
+            if not more:
+                return
+
+    def close(self) -> None:
+        """The request is answered: the pump ends, a guest still reading gets the end
+        (on the event loop)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    @property
+    def pumping(self) -> bool:
+        """Whether the pump may be waiting on ``receive`` now."""
+        return self._task is not None and not self._task.done()
+
+
 # -- the definitions -------------------------------------------------------------------
 
 _OK = Variant("ok")
@@ -426,20 +657,17 @@ def _io(d: _Definer) -> None:
 
     def ready(t: Table, s: Any, p: ResourceAny) -> bool:
         obj: _Pollable = t.borrow(s, p)
-        return obj.at is None or time.monotonic_ns() >= obj.at
+        return obj.ready()
 
     def block(t: Table, s: Any, p: ResourceAny) -> None:
-        obj: _Pollable = t.borrow(s, p)
-        _wait(t, obj.at)
+        _block(t, [t.borrow(s, p)])
 
     def poll(t: Table, s: Any, ps: list[ResourceAny]) -> list[int]:
-        objs = [t.borrow(s, p) for p in ps]
+        objs: list[_Pollable] = [t.borrow(s, p) for p in ps]
         if not objs:
             raise _Trap("poll of no pollables")
-        soonest = min((o.at or 0) for o in objs)
-        _wait(t, soonest)
-        now = time.monotonic_ns()
-        return [i for i, o in enumerate(objs) if o.at is None or now >= o.at]
+        _block(t, objs)
+        return [i for i, o in enumerate(objs) if o.ready()]
 
     full = d.imports.get("wasi:io/poll")
     if full is not None:
@@ -450,26 +678,44 @@ def _io(d: _Definer) -> None:
             _add_func(inst, "[method]pollable.block", _guarded(block))
             _add_func(inst, "poll", _guarded(poll))
 
-    def read(t: Table, s: Any, st: ResourceAny, n: int) -> Any:
-        obj: _InputStream = t.borrow(s, st)
-        if obj.pos >= len(obj.data):
+    def take(t: Table, obj: _InputStream, n: int, blocking: bool) -> Any:
+        """Up to ``n`` bytes of ``obj`` (at most CHUNK); None at its end (closed); an
+        io-error's handle when its body failed (last-operation-failed)."""
+        n = min(n, CHUNK)
+        feed = obj.feed
+        if feed is None:
+            if obj.pos >= len(obj.data):
+                return _CLOSED
+            out = obj.data[obj.pos:obj.pos + n]
+            obj.pos += len(out)
+            return out
+        if obj.failed:
             return _CLOSED
-        take = min(n, CHUNK)
-        out = obj.data[obj.pos:obj.pos + take]
-        obj.pos += len(out)
-        return out
+        try:
+            got = feed.take(n, t.deadline if blocking else None)
+        except TimeoutError:
+            raise _Trap("the call's deadline passed while it waited for the request "
+                        "body") from None
+        if isinstance(got, tuple):  # the body failed: said once, then closed
+            obj.failed = True
+            return t.own("io-error", _Error(got[1]))
+        return got
 
-    def skip(t: Table, s: Any, st: ResourceAny, n: int) -> Any:
-        obj: _InputStream = t.borrow(s, st)
-        if obj.pos >= len(obj.data):
-            return _CLOSED
-        took = min(n, len(obj.data) - obj.pos)
-        obj.pos += took
-        return took
+    def read(t: Table, s: Any, st: ResourceAny, n: int) -> Any:
+        return take(t, t.borrow(s, st), n, False)
+
+    def blocking_read(t: Table, s: Any, st: ResourceAny, n: int) -> Any:
+        return take(t, t.borrow(s, st), n, True)
+
+    def skipping(blocking: bool) -> Callable[..., Any]:
+        def skip(t: Table, s: Any, st: ResourceAny, n: int) -> Any:
+            got = take(t, t.borrow(s, st), n, blocking)
+            return len(got) if isinstance(got, bytes) else got
+        return skip
 
     def subscribe(t: Table, s: Any, st: ResourceAny) -> ResourceHost:
-        t.borrow(s, st)
-        return t.own("pollable", _Pollable())
+        obj = t.borrow(s, st)
+        return t.own("pollable", _Pollable(feed=getattr(obj, "feed", None)))
 
     def check_write(t: Table, s: Any, st: ResourceAny) -> Any:
         t.borrow(s, st)
@@ -487,20 +733,20 @@ def _io(d: _Definer) -> None:
         obj: _OutputStream = t.borrow(s, st)
         return _OK if obj.write(bytes(min(n, CHUNK))) else _err(_CLOSED)
 
-    def splice(t: Table, s: Any, st: ResourceAny, src: ResourceAny, n: int) -> Any:
-        out: _OutputStream = t.borrow(s, st)
-        inp: _InputStream = t.borrow(s, src)
-        if inp.pos >= len(inp.data):
-            return _CLOSED
-        chunk = inp.data[inp.pos:inp.pos + min(n, CHUNK)]
-        inp.pos += len(chunk)
-        return len(chunk) if out.write(chunk) else _CLOSED
+    def splicing(blocking: bool) -> Callable[..., Any]:
+        def splice(t: Table, s: Any, st: ResourceAny, src: ResourceAny, n: int) -> Any:
+            out: _OutputStream = t.borrow(s, st)
+            got = take(t, t.borrow(s, src), n, blocking)
+            if not isinstance(got, bytes):
+                return got
+            return len(got) if out.write(got) else _CLOSED
+        return splice
 
     d.interface("wasi:io/streams", ("input-stream", "output-stream"), {
         "[method]input-stream.read": read,
-        "[method]input-stream.blocking-read": read,
-        "[method]input-stream.skip": skip,
-        "[method]input-stream.blocking-skip": skip,
+        "[method]input-stream.blocking-read": blocking_read,
+        "[method]input-stream.skip": skipping(False),
+        "[method]input-stream.blocking-skip": skipping(True),
         "[method]input-stream.subscribe": subscribe,
         "[method]output-stream.check-write": check_write,
         "[method]output-stream.write": write,
@@ -510,24 +756,36 @@ def _io(d: _Definer) -> None:
         "[method]output-stream.subscribe": subscribe,
         "[method]output-stream.write-zeroes": zeroes,
         "[method]output-stream.blocking-write-zeroes-and-flush": zeroes,
-        "[method]output-stream.splice": splice,
-        "[method]output-stream.blocking-splice": splice,
+        "[method]output-stream.splice": splicing(False),
+        "[method]output-stream.blocking-splice": splicing(True),
     })
 
 
-def _wait(t: Table, at: int | None) -> None:
-    """Block until ``at`` (monotonic ns), never past the call's deadline (then trap: the
-    guest is out of time)."""
-    if at is None:
-        return
-    left = (at - time.monotonic_ns()) / 1e9
-    if left <= 0:
-        return
-    room = t.deadline - time.monotonic()
-    if left > room:
-        time.sleep(max(0.0, room))
-        raise _Trap("the call's deadline passed while it waited on a pollable")
-    time.sleep(left)
+def _block(t: Table, objs: list[_Pollable]) -> None:
+    """Block until one of ``objs`` is ready, never past the call's deadline (then trap: the
+    guest is out of time). A request body's pollable waits on its feed's news, a clock's
+    sleeps."""
+    feed = next((o.feed for o in objs if o.feed is not None), None)
+    while True:
+        if feed is not None:
+            with feed._cond:  # (readable() takes it again: an RLock)
+                if any(o.ready() for o in objs):
+                    return
+                clocks = [o.at / 1e9 for o in objs if o.feed is None and o.at is not None]
+                until = min([t.deadline, *clocks])
+                if not feed.wait(until) and until >= t.deadline:
+                    feed.starve()
+                    raise _Trap("the call's deadline passed while it waited for the request "
+                                "body")
+            continue
+        if any(o.ready() for o in objs):
+            return
+        soonest = min(o.at for o in objs if o.at is not None) / 1e9
+        room = t.deadline - time.monotonic()
+        if soonest - time.monotonic() > room:
+            time.sleep(max(0.0, room))
+            raise _Trap("the call's deadline passed while it waited on a pollable")
+        time.sleep(max(0.0, soonest - time.monotonic()))
 
 
 def _wasi(d: _Definer, stdout: Callable[[bytes], bool], stderr: Callable[[bytes], bool]) -> None:
@@ -661,15 +919,25 @@ def _http(d: _Definer) -> None:
         if obj.streamed:
             return None
         obj.streamed = True
+        if isinstance(obj.data, BodyFeed):
+            return t.own("input-stream", _InputStream(b"", feed=obj.data))
         return t.own("input-stream", _InputStream(obj.data))
 
     def body_finish(t: Table, s: Any, b: ResourceAny) -> ResourceHost:
-        t.take(s, b)
-        return t.own("future-trailers", None)
+        obj: _IncomingBody = t.take(s, b)
+        feed = obj.data if isinstance(obj.data, BodyFeed) else None
+        return t.own("future-trailers", _FutureTrailers(feed))
+
+    def trailers_subscribe(t: Table, s: Any, f: ResourceAny) -> ResourceHost:
+        obj: _FutureTrailers = t.borrow(s, f)
+        return t.own("pollable", _Pollable(feed=obj.feed, end=True))
 
     def trailers_get(t: Table, s: Any, f: ResourceAny) -> Any:
-        t.borrow(s, f)
-        return _ok(None)  # some(ok(ok(none))): the request had no trailers
+        obj: _FutureTrailers = t.borrow(s, f)
+        if obj.feed is not None and not obj.feed.readable(end=True):
+            return None  # not yet: the body has not ended
+        # some(ok(ok(none))): no request trailers (the ASGI server hands none on)
+        return _ok(None)
 
     def out_set(t: Table, s: Any, p: ResourceAny, response: Any) -> None:
         param: _Outparam = t.take(s, p)
@@ -681,13 +949,9 @@ def _http(d: _Definer) -> None:
             ex.status = resp.status
             ex.response_headers = resp.headers
             resp.exchange = ex
-            body = resp.body
-            if body is not None:  # written before the response was set
-                for chunk in body.written:
-                    ex.write(chunk)
-                if body.over:
-                    ex.over = True
-                body.written.clear()
+            # its body's buffer (what was written before this too) is the exchange's now
+            ex.sink = resp.sink
+            resp.sink.exchange = ex
             if ex.notify is not None:
                 ex.notify()
         else:
@@ -695,7 +959,7 @@ def _http(d: _Definer) -> None:
 
     def resp_new(t: Table, s: Any, h: ResourceAny) -> ResourceHost:
         headers: Fields = t.take(s, h)
-        return t.own("outgoing-response", _OutgoingResponse(headers))
+        return t.own("outgoing-response", _OutgoingResponse(headers, Capped(t.cap)))
 
     def resp_status(t: Table, s: Any, r: ResourceAny) -> int:
         return int(t.borrow(s, r).status)
@@ -716,8 +980,7 @@ def _http(d: _Definer) -> None:
         if obj.body_taken:
             return None
         obj.body_taken = True
-        obj.body = _OutgoingBody(obj, cap=t.cap)
-        return t.own("outgoing-body", obj.body)
+        return t.own("outgoing-body", _OutgoingBody(obj))
 
     def out_write(t: Table, s: Any, b: ResourceAny) -> Any:
         obj: _OutgoingBody | _RequestBody = t.borrow(s, b)
@@ -732,11 +995,13 @@ def _http(d: _Definer) -> None:
         if isinstance(obj, _RequestBody):
             obj.finished = True
             return None
-        ex = obj.response.exchange
-        if ex is None:
-            raise _Trap("outgoing-body.finish before its response was set")
-        ex.finished = True
-        ex.trailers = tr
+        if tr is not None:  # (the host holds them now: immutable, as the types say)
+            tr.immutable = True
+        sink = obj.response.sink
+        sink.trailers = tr
+        sink.finished = True
+        if sink.exchange is not None and sink.exchange.notify is not None:
+            sink.exchange.notify()
         return None
 
     def http_error_code(t: Table, s: Any, e: ResourceAny) -> None:
@@ -835,8 +1100,7 @@ def _http(d: _Definer) -> None:
         "[method]incoming-request.consume": consume,
         "[method]incoming-body.stream": body_stream,
         "[static]incoming-body.finish": body_finish,
-        "[method]future-trailers.subscribe":
-            lambda t, s, f: (t.borrow(s, f), t.own("pollable", _Pollable()))[1],
+        "[method]future-trailers.subscribe": trailers_subscribe,
         "[method]future-trailers.get": trailers_get,
         "[static]response-outparam.set": out_set,
         "[constructor]outgoing-response": resp_new,

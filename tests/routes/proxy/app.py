@@ -8,6 +8,7 @@ from wit_world import exports
 from wit_world.imports import outgoing_handler
 from wit_world.imports.types import (
     Fields,
+    IncomingBody,
     IncomingRequest,
     Method_Other,
     OutgoingBody,
@@ -63,6 +64,37 @@ def _read_all_body(response: object) -> str:
     except Exception:
         pass
     return out.decode(errors="replace")
+
+
+def _echo(request: IncomingRequest, response_out: ResponseOutparam) -> None:
+    """Each chunk of the body written back as soon as it is read (through the stream's
+    pollable and non-blocking reads), then trailers counting it: x-echoed, announced in the
+    head (a streamed answer's trailers must be)."""
+    response = OutgoingResponse(Fields.from_list([("x-echo", b"yes"),
+                                                  ("trailer", b"x-echoed")]))
+    out_body = response.body()
+    ResponseOutparam.set(response_out, Ok(response))
+    out = out_body.write()
+    body = request.consume()
+    stream = body.stream()
+    ready = stream.subscribe()
+    total, end = 0, "closed"
+    while True:
+        ready.block()
+        try:
+            data = stream.read(CHUNK)
+        except Err as e:
+            end = type(e.value).__name__
+            break
+        total += len(data)
+        if data:
+            out.blocking_write_and_flush(data)
+    ready.__exit__(None, None, None)
+    stream.__exit__(None, None, None)
+    body.__exit__(None, None, None)
+    out.blocking_write_and_flush(f"|{end}".encode())
+    out.__exit__(None, None, None)
+    OutgoingBody.finish(out_body, Fields.from_list([("x-echoed", str(total).encode())]))
 
 
 class IncomingHandler(exports.IncomingHandler):
@@ -142,6 +174,33 @@ class IncomingHandler(exports.IncomingHandler):
             except Err as e:
                 said = f"refused: {type(e.value).__name__}"
             _answer(response_out, 200, [], [said.encode()])
+            return
+        if leaf == "echo":  # the response set at once, each chunk echoed as it is read
+            _echo(request, response_out)
+            return
+        if leaf == "ignore":  # the body is never read
+            _answer(response_out, 200, [], [b"ignored"])
+            return
+        if leaf == "finish":  # the body read to its end, then its (request) trailers
+            body = request.consume()
+            trailers = IncomingBody.finish(body)
+            ready = trailers.subscribe()
+            ready.block()
+            ready.__exit__(None, None, None)
+            got = trailers.get()  # some(ok(ok(option<trailers>)))
+            said = "pending" if got is None else \
+                "none" if got.value.value is None else "some"
+            _answer(response_out, 200, [], [f"request trailers: {said}".encode()])
+            return
+        if leaf == "trailers":  # a body, then trailers (one a trailer may not carry)
+            response = OutgoingResponse(Fields.from_list([("content-type", b"text/plain")]))
+            body = response.body()
+            ResponseOutparam.set(response_out, Ok(response))
+            stream = body.write()
+            stream.blocking_write_and_flush(b"with trailers")
+            stream.__exit__(None, None, None)
+            OutgoingBody.finish(body, Fields.from_list([("x-checksum", b"abc123"),
+                                                        ("content-length", b"999")]))
             return
         if leaf.startswith("big="):
             n = int(leaf[4:])
