@@ -16,6 +16,7 @@ import click
 
 from omnicore import __version__
 from omnicore.cli.main import CONFIG_FILE, main, new
+from omnicore.core import heap
 from omnicore.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -101,6 +102,9 @@ def _run(ctx: click.Context, appdir: Path, no_console: bool) -> None:
     app.log.info("omnicore %s: app %s, runtime id %s, data %s", __version__, app.name,
                  app.runtime_id, app.data_dir)
     refused = _refuse_expose_typos(app)
+    # This process is the host's alone: what it keeps for its life is frozen out of full
+    # collections once its plugins have loaded (core/heap.py).
+    heap.manage()
     app.run()
     if refused:
         raise refused[0]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from omnicore.config.watch import POLL_INTERVAL_S, Mode, follow
+from omnicore.core import heap
 from omnicore.errors import PluginNotFound
 from omnicore.plugins.sidecar import SIDECAR_SUFFIXES
 
@@ -198,7 +199,11 @@ class PluginFolder:
                     break  # stopped (the host closes): load nothing more
                 self._add(path)
             self._seen = current
-            return changes
+        if changes.added or changes.changed or changes.removed:
+            # What the old versions held is garbage now, what the new ones hold stays: a host
+            # process that manages its heap collects and freezes here (core/heap.py).
+            heap.settle()
+        return changes
 
     def sync_in_background(self, done: Callable[[], object]) -> None:
         """The first :meth:`sync` on a thread of its own (a host starting): return once the

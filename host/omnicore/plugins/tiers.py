@@ -21,6 +21,7 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
+from omnicore.core import heap
 from omnicore.errors import OmniError
 from omnicore.plugins.versions import Entry
 from omnicore.sandbox import modcache
@@ -106,7 +107,9 @@ class TierUp:
                 # cycles, holding their code (the 20 smallest demo plugins: 49 MiB mapped) until
                 # a full collection, which an idle host may not run for hours. One now, at the
                 # end of the tier-up, not after each swap: it walks the whole heap (issue 63).
-                gc.collect()
+                # A host process that manages its heap freezes what is left (core/heap.py).
+                if not heap.settle():
+                    gc.collect()
             # The baseline code and its runtime are let go now: what malloc kept of them (and
             # of the compile) goes back to the system (issue 63).
             modcache.trim()
