@@ -172,11 +172,10 @@ def user_modules_dir() -> Path:
     configured = os.environ.get("OMNICORE_CACHE_DIR")
     if configured:
         return Path(configured)
-    # omnicore.toolchains.locations.user_cache_dir()'s rule, without importing the build
-    # tools' package for a call (tests/cli/test_cli_call_imports.py holds them equal).
-    home = os.environ.get("XDG_CACHE_HOME") or (
-        os.path.join(os.environ["HOME"], ".cache") if os.environ.get("HOME") else None)
-    return (Path(home) if home else Path.home() / ".cache") / "omnicore" / "modules"
+    # The build tools' own rule, from where a call finds it without importing them.
+    from omnicore.core.userdirs import user_cache_dir
+
+    return user_cache_dir() / "modules"
 
 
 def user_engine(fuel: bool = False, baseline: bool = False) -> SandboxEngine:

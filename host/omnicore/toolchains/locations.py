@@ -21,6 +21,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from omnicore.core.userdirs import user_cache_dir, user_cache_home
+
 __all__ = ["cache_dir", "checkout", "locked", "program", "sdk_dir", "user_cache_dir",
            "user_cache_home"]
 
@@ -56,22 +58,6 @@ def sdk_dir(language: str) -> Path:
         return _PACKAGED / language
     root = checkout()
     return (root if root is not None else _CHECKOUT) / "sdk" / language
-
-
-def user_cache_home() -> Path | None:
-    """The user's cache folder: ``$XDG_CACHE_HOME``, else ``$HOME/.cache``; None with
-    neither (the rule of Go's ``os.UserCacheDir``, so omnicore and a hand-run ``go`` agree)."""
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"])
-    if os.environ.get("HOME"):
-        return Path(os.environ["HOME"]) / ".cache"
-    return None
-
-
-def user_cache_dir() -> Path:
-    """omnicore's folder in the user's cache (``~/.cache/omnicore``); without HOME, the
-    account's home as the password database names it."""
-    return (user_cache_home() or Path.home() / ".cache") / "omnicore"
 
 
 def cache_dir() -> Path:
