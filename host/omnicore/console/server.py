@@ -234,7 +234,9 @@ def create_app(state: ConsoleState) -> Starlette:
     # Plugins' own HTTP routes (serve.routes, specs/http-routes.md), under their prefix.
     plugin_routes = _plugin_routes(state, routes)
     # Second: the prefix's first segment is none of the console's, so it shadows nothing.
-    routes.insert(1, Mount(plugin_routes.prefix, plugin_routes))
+    # (BodyLimits hands its requests over itself, past the router: see there.)
+    plugin_mount = Mount(plugin_routes.prefix, plugin_routes)
+    routes.insert(1, plugin_mount)
     middleware = [
         # One middleware, one pass (issue 63): the security headers on every answer, the
         # body limits, and the request guard (its refusals leave a body unread too, and
@@ -242,7 +244,7 @@ def create_app(state: ConsoleState) -> Starlette:
         Middleware(BodyLimits, max_bytes=max(state.max_upload_bytes + UPLOAD_SLACK,
                                              MAX_JSON_BYTES),
                    timeout_s=state.body_timeout_s, headers=SECURITY_HEADERS,
-                   check=partial(refusal, state.hosts)),
+                   check=partial(refusal, state.hosts), mounts=(plugin_mount,)),
     ]
     if telemetry.ON:  # outermost: a refused request is a span too
         from omnicore.telemetry.asgi import TraceRequests
