@@ -443,9 +443,9 @@ class RoutesServer:
         try:
             # A proxy component reads the body as it arrives (.proxy: its reads pull it in),
             # unless a signature must be checked over the whole body first.
-            streams = not signed and self._proxy(route.plugin) is not None
+            early = None if signed else self._proxy(route.plugin)
             body = await self._body(scope, receive, headers, s.max_body_bytes, deadline,
-                                    read=not streams)
+                                    read=early is None)
             if signed:
                 auth = self._authenticate(route, headers, body or b"")
                 self._take_rate(route, st)
@@ -457,7 +457,7 @@ class RoutesServer:
                 self._warn(route, st, f"plugin still loading after {s.timeout_ms} ms")
                 raise _Answer(504, f"plugin '{route.plugin}' is still loading (waited "
                                    f"{s.timeout_ms} ms)", "deadline")
-            proxy = self._proxy(route.plugin)
+            proxy = early or self._proxy(route.plugin)
             if proxy is not None:
                 return await self._serve_proxy(proxy, route, st, head, body, deadline, scope,
                                                receive)

@@ -11,7 +11,10 @@ linked to these definitions only (all or nothing):
 * no file system (``get-directories`` is empty) and no sockets (every function traps: no
   socket can be made, since ``instance-network`` traps);
 * stdin is empty; stdout and stderr go to the plugin's log; no environment, no arguments;
-* ``wasi:http/outgoing-handler#handle`` answers ``HTTP-request-denied``.
+* ``wasi:http/outgoing-handler#handle`` sends through the plugin's ``http`` grant
+  (:data:`Send`; without one it answers ``HTTP-request-denied``);
+* the request body is read as the guest reads it (:class:`BodyFeed`); a response body has
+  one capped buffer (:class:`Capped`), its trailers kept for the server to send.
 
 State lives per instance (:class:`Table`): wasmtime runs no host destructor when a store is
 dropped, so nothing of an instance's handles outlives it. A host function reaches its
