@@ -7,6 +7,7 @@ and the route still answering after it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import json
@@ -343,6 +344,28 @@ def test_a_slow_or_endless_body_ends_at_the_route_deadline(
         else:
             assert answer.startswith(b"HTTP/1.1 408"), (leaf, answer[:200])
         assert took < 5, (leaf, took)
+    # endless and always moving: the deadline is the route's, not a wait between chunks
+    with _connect(host) as sock:
+        began = time.monotonic()
+        sock.sendall(f"POST /http/slow/read HTTP/1.1\r\nHost: {_authority(host)}\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        answered = threading.Event()
+
+        def trickle() -> None:  # paced, not deciding: a chunk every 20 ms until answered
+            with contextlib.suppress(OSError):
+                while not answered.wait(0.02):
+                    sock.sendall(b"1\r\nx\r\n")
+
+        feeder = threading.Thread(target=trickle)
+        feeder.start()
+        try:
+            answer = sock.recv(4096)
+        finally:
+            answered.set()
+            feeder.join()
+        took = time.monotonic() - began
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert took < 5, took
     still_serving(host)
 
 
