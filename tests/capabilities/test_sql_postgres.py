@@ -109,6 +109,30 @@ def test_bad_parameters_and_statements_are_one_line(shop: Db) -> None:
     assert shop.refused("query", framed("orders", b"not json")).startswith("INVALID:")
 
 
+@pytest.mark.parametrize(("body", "said"), [
+    (b'{"sql": "SELECT $1::float8", "params": [NaN]}', "INVALID: request is not JSON: NaN"),
+    (b'{"sql": "SELECT 1", "x": -Infinity}', "INVALID: request is not JSON: -Infinity"),
+    (b'{"sql": "SELECT $1", "params": [' + b'[' * 64 + b']' * 64 + b']}',
+     "INVALID: request is not JSON: the JSON is nested more than 64 levels deep"),
+    (b'{"sql": "SELECT 1"} {"sql": "SELECT 2"}', "INVALID: request is not JSON: Extra data"),
+    (b'{"sql": "SELECT \xff"}', "INVALID: request is not JSON: 'utf-8' codec"),
+    (b'["SELECT 1"]', "INVALID: the request must be a JSON object"),
+    (b'{"sql": "SELECT $1::numeric", "params": [123456789012345678901]}',
+     "INVALID: params[0]: integer out of the 64-bit range"),
+])
+def test_a_request_is_read_as_strictly_on_its_fast_path(shop: Db, body: bytes,
+                                                        said: str) -> None:
+    """The request's parse (capabilities/sql._parsed) takes a shortcut for the common case
+    (few brackets, no 19-digit run): NaN, infinities, nesting past 64, trailing data, bad
+    UTF-8, a non-object and an integer past 64 bits are refused as the whole way refuses
+    them, and a request within both bounds still runs."""
+    assert shop.refused("query", framed("orders", body)).startswith(said)
+    nested = b'{"sql": "SELECT $1::jsonb", "params": [{"$json": ' + b'[' * 60 + \
+        b']' * 60 + b'}]}'
+    assert json.loads(shop.call("query", framed("orders", nested)))["rows"] == \
+        [[{"$json": json.loads("[" * 60 + "]" * 60)}]]
+
+
 def test_an_ungranted_connector_is_denied(sql_app: Callable[..., Db],  # noqa: F811
                                           pg: dict[str, Any]) -> None:
     conns = {**connectors(pg), "other": {"kind": "postgres", "url": pg["url"],

@@ -19,9 +19,12 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+import orjson
+
 from omnicore import telemetry
 from omnicore.capabilities import guestjson
 from omnicore.capabilities.types import AppServices
+from omnicore.core.jsoncodec import _DIGITS_AS_ZERO, _LONG_NUMBER
 from omnicore.egress.db import Databases
 from omnicore.egress.refused import Refused
 from omnicore.errors import ConfigError
@@ -123,9 +126,26 @@ def _too_large(size: int) -> None:
         raise Refused("TOO_LARGE", f"the request is larger than {MAX_REQUEST} bytes")
 
 
+#: How deeply a request may nest (its ``params``' ``$json`` values).
+_MAX_DEPTH = 64
+
+
 def _parsed(raw: bytes | str) -> dict[str, Any]:
-    """The request JSON ``raw``: an object."""
-    req = guestjson.request(raw, max_depth=64)
+    """The request JSON ``raw``: an object.
+
+    :func:`guestjson.request`'s common case first, with the same outcome: bytes with at most
+    :data:`_MAX_DEPTH` brackets (so nested no deeper) and no run of 19 digits (an integer
+    orjson may not read as Python does) are orjson's to parse, which is what
+    ``guestjson.request`` would return for them; anything else, and whatever orjson refuses,
+    goes the whole way. Five Python calls fewer per statement (bench/bench_connectors.py)."""
+    if raw.__class__ is bytes and raw.count(b"[") + raw.count(b"{") <= _MAX_DEPTH \
+            and _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO):
+        try:
+            req = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            req = guestjson.request(raw, max_depth=_MAX_DEPTH)
+    else:
+        req = guestjson.request(raw, max_depth=_MAX_DEPTH)
     if not isinstance(req, dict):
         raise Refused("INVALID", "the request must be a JSON object")
     return req
@@ -256,7 +276,11 @@ def _statement(query: bool, bound: Bound, mem: GuestMemory, cp: int, cl: int, rp
     # the CPU in between leaves the caches cold (bench/bench_connectors.py).
     try:
         name = connector_name(mem, cp, cl)
-        req = _guest_request(mem, rp, rl)
+        # _guest_request written out
+        if rl > MAX_REQUEST:
+            mem.check(rp, rl, "request")
+            _too_large(rl)
+        req = _parsed(mem.read(rp, rl, "request"))
         inst: Any = mem.instance
         out = _run(query, bound, name, req, inst.deadline, inst.call_ends)
     except Refused as exc:
