@@ -343,3 +343,38 @@ def test_a_bridge_message_waits_for_subscribers_still_loading(
         starting.join(120)
         if app.state.value == "running":
             app.stop()
+
+
+def test_a_bridge_message_does_not_wait_for_a_file_dropped_in_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the start's load holds a bridge's message: a file dropped into a running host's
+    folder, still compiling, was not a subscriber when the message came, and a large one
+    would otherwise hold every inbound message, unacknowledged, until it compiled."""
+    import omnicore.plugins.linking as linking
+    from omnicore.subscriptions import BridgeEvent
+    from tests.event_fixtures import GRANTS, events_wasm
+
+    monkeypatch.setattr(linking, "PluginModule", _Held)
+    _Held.gate.clear()
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    app = OmniApp("bridged", overrides={
+        "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
+        "plugins": {"big": {"grants": GRANTS}}})
+    app.start()
+    try:
+        write(plugins, "big.wasm", events_wasm("big", [
+            {"topic": "orders.*", "handler": "on_event", "durable": True}]))
+        eventually(lambda: "big" in app.plugins and app.plugins.get("big").state == "compiling",
+                   "the dropped file compiling", timeout=60)
+        stored: list[int] = []
+        event = BridgeEvent(topic="orders.created", bridge="shop", data=b'{"id": 1}',
+                            message_id="orders:1")
+        deliver = threading.Thread(target=lambda: stored.append(
+            app.subscriptions.deliver(event)))
+        deliver.start()
+        deliver.join(60)  # with big's compile still held at the gate
+        assert stored == [0] and app.plugins.get("big").state == "compiling"
+    finally:
+        _Held.gate.set()
+        app.stop()

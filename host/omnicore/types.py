@@ -48,8 +48,9 @@ class PluginCaller(Protocol):
     def call(self, name: str, handler: str, data: bytes = b"") -> bytes: ...
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
-        """Block until no load of plugin files is under way (a host serves while its folder
-        loads); False if ``timeout`` ran out first."""
+        """Block until the start's load of plugin files is over (a host serves while its
+        folder loads; a file dropped in later is not waited for); False if ``timeout`` ran
+        out first."""
         ...
 
 

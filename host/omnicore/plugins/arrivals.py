@@ -36,6 +36,8 @@ class Arrivals:
         self._entries = entries
         self._cond = threading.Condition(entries.lock)
         self._loading = 0
+        #: Of those, the loads of a start (its folder's first read, and the moments before).
+        self._starting = 0
         self._wakers: set[Callable[[], None]] = set()
         #: Calls waiting here now.
         self.waiting = 0
@@ -49,29 +51,38 @@ class Arrivals:
         return self._loading > 0
 
     @contextmanager
-    def load(self) -> Iterator[None]:
+    def load(self, *, start: bool = False) -> Iterator[None]:
         """Mark a load of files under way for its duration (see :meth:`begin`)."""
-        self.begin()
+        self.begin(start=start)
         try:
             yield
         finally:
-            self.end()
+            self.end(start=start)
 
-    def begin(self) -> None:
-        """Files are being loaded: a call to a name not in the table waits (:meth:`end`)."""
+    def begin(self, *, start: bool = False) -> None:
+        """Files are being loaded: a call to a name not in the table waits (:meth:`end`).
+        ``start``: the load of a start (:meth:`wait_started` waits for it), not a drop."""
         with self._cond:
             self._loading += 1
+            self._starting += start
 
-    def end(self) -> None:
+    def end(self, *, start: bool = False) -> None:
         """A load :meth:`begin` marked is over."""
         with self._cond:
             self._loading -= 1
+            self._starting -= start
         self.changed()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no load is under way; False if ``timeout`` ran out first."""
         with self._cond:
             return self._cond.wait_for(lambda: self._loading == 0, timeout)
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Block until no load of a start is under way (a file dropped in later, still
+        compiling, is not waited for); False if ``timeout`` ran out first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._starting == 0, timeout)
 
     def changed(self) -> None:
         """The table or a plugin's state changed: every waiter looks again."""

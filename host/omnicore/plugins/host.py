@@ -238,7 +238,7 @@ class PluginHost:
     def starting(self) -> AbstractContextManager[None]:
         """For its duration (an app's start, before its folder is read), a call to a name
         not known yet waits, as while the folder loads: the console serves before then."""
-        return self._arrivals.load()
+        return self._arrivals.load(start=True)
 
     async def arrival(self, name: str, wait_s: float | None = None) -> bool:
         """Wait on the loop until plugin ``name`` has settled (loaded, failed, needs a grant;
@@ -264,9 +264,11 @@ class PluginHost:
         return version.module if version is not None else None
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
-        """Block until no load of the folder's files is under way (a start's background
-        load: ``watch_folder(background=True)``); False if ``timeout`` ran out first."""
-        return self._arrivals.wait_idle(timeout)
+        """Block until the start's load of the folder is over (:meth:`starting`, then the
+        first read of :meth:`watch_folder`, in the background or not); False if ``timeout``
+        ran out first. A file dropped in later and still compiling is not waited for: it
+        was not part of what started."""
+        return self._arrivals.wait_started(timeout)
 
     @property
     def waiting(self) -> int:
@@ -569,16 +571,16 @@ class PluginHost:
         folder.sidecar_observers = self.sidecar_observers
         self._folder = folder
         if background:
-            self._arrivals.begin()
+            self._arrivals.begin(start=True)
 
             def done() -> None:
-                self._arrivals.end()
+                self._arrivals.end(start=True)
                 if loaded is not None:
                     loaded(folder)
 
             folder.sync_in_background(done)
         else:
-            with self._arrivals.load():
+            with self._arrivals.load(start=True):
                 folder.sync()
             if loaded is not None:
                 loaded(folder)

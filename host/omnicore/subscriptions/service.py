@@ -626,8 +626,10 @@ class Subscriptions:
         the bridge does not acknowledge the message (omnicore.bridges).
 
         A host serves, and its bridges consume, while its folder still loads: the message
-        waits here, unacknowledged, until the plugins have loaded. Delivered before, it would
-        miss every durable subscriber still compiling, and be acknowledged."""
+        waits here, unacknowledged, until the start's plugins have loaded. Delivered before,
+        it would miss every durable subscriber still compiling, and be acknowledged. A file
+        dropped in later holds nobody's message while it compiles: its subscriptions begin
+        once it has loaded, as a plugin's do for events published before it came."""
         while not self._app.plugins.wait_loaded(1.0):
             if self._stopping.is_set():
                 raise StorageError("the host stopped before its plugins loaded: the message "
