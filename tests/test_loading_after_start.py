@@ -293,13 +293,25 @@ def test_a_call_made_before_the_folder_is_read_waits_for_it() -> None:
             host.call("nope", "echo", b"")
 
 
+def _delivering(app: OmniApp) -> tuple[threading.Thread, list[int]]:
+    """A shop's order message delivered as a bridge would, on a thread of its own: the
+    thread, and the durable deliveries it stored once it returned."""
+    from omnicore.subscriptions import BridgeEvent
+
+    stored: list[int] = []
+    event = BridgeEvent(topic="orders.created", bridge="shop", data=b'{"id": 1}',
+                        message_id="orders:1")
+    thread = threading.Thread(target=lambda: stored.append(app.subscriptions.deliver(event)))
+    thread.start()
+    return thread, stored
+
+
 def test_a_bridge_message_waits_for_subscribers_still_loading(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A host's bridges consume while its folder loads: a broker's message delivered then
     would miss every durable subscriber still compiling and be acknowledged (lost for it).
     ``Subscriptions.deliver`` holds it, unacknowledged, until the plugins have loaded."""
     import omnicore.plugins.linking as linking
-    from omnicore.subscriptions import BridgeEvent
     from tests.event_fixtures import GRANTS, events_wasm
 
     monkeypatch.setattr(linking, "PluginModule", _Held)
@@ -324,12 +336,7 @@ def test_a_bridge_message_waits_for_subscribers_still_loading(
             return done
 
         monkeypatch.setattr(app.plugins, "wait_loaded", counted)
-        stored: list[int] = []
-        event = BridgeEvent(topic="orders.created", bridge="shop", data=b'{"id": 1}',
-                            message_id="orders:1")
-        deliver = threading.Thread(target=lambda: stored.append(
-            app.subscriptions.deliver(event)))
-        deliver.start()
+        deliver, stored = _delivering(app)
         # It waited a round with big still compiling, and stored nothing yet.
         eventually(lambda: False in waited, "the delivery waiting for the folder", timeout=60)
         assert app.plugins.get("big").state == "compiling" and stored == []
@@ -351,7 +358,6 @@ def test_a_bridge_message_does_not_wait_for_a_file_dropped_in_later(
     folder, still compiling, was not a subscriber when the message came, and a large one
     would otherwise hold every inbound message, unacknowledged, until it compiled."""
     import omnicore.plugins.linking as linking
-    from omnicore.subscriptions import BridgeEvent
     from tests.event_fixtures import GRANTS, events_wasm
 
     monkeypatch.setattr(linking, "PluginModule", _Held)
@@ -367,12 +373,7 @@ def test_a_bridge_message_does_not_wait_for_a_file_dropped_in_later(
             {"topic": "orders.*", "handler": "on_event", "durable": True}]))
         eventually(lambda: "big" in app.plugins and app.plugins.get("big").state == "compiling",
                    "the dropped file compiling", timeout=60)
-        stored: list[int] = []
-        event = BridgeEvent(topic="orders.created", bridge="shop", data=b'{"id": 1}',
-                            message_id="orders:1")
-        deliver = threading.Thread(target=lambda: stored.append(
-            app.subscriptions.deliver(event)))
-        deliver.start()
+        deliver, stored = _delivering(app)
         deliver.join(60)  # with big's compile still held at the gate
         assert stored == [0] and app.plugins.get("big").state == "compiling"
     finally:
