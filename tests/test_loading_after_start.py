@@ -16,6 +16,7 @@ import asyncio
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,21 +103,30 @@ def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Started
             "big": _route("/big"),
             # A deadline shorter than the load: the route's 504.
             "hurried": _route("/hurried", timeout_ms=200)}}})
+    with serving_held(app) as (url, token):
+        # The host serves with the gate shut: its services started (before this change
+        # they waited for every plugin, and this wait ran out); app.start() itself returns
+        # once the plugins have loaded, as an embedding app expects.
+        assert app.state.value == "starting"
+        yield Started(app, url, token)
+
+
+@contextmanager
+def serving_held(app: OmniApp) -> Iterator[tuple[str, str]]:
+    """``app`` with a console, started on a thread of its own, once it serves (while what
+    ``_Held.gate`` holds still compiles): its console's URL and an admin's API token. On the
+    way out the gate opens and the app stops."""
     module = ConsoleModule()
     app.add_module(module)
     starting = threading.Thread(target=app.start)
     starting.start()
     try:
-        # The host serves with the gate shut: its services started (before this change
-        # they waited for every plugin, and this wait ran out); app.start() itself returns
-        # once the plugins have loaded, as an embedding app expects.
         eventually(lambda: app.serving, "the host serving while big compiles", timeout=60)
-        assert app.state.value == "starting" and starting.is_alive()
         assert module.console is not None and module.url is not None
         store = module.console.auth.store
         store.add("admin", "correct horse battery", "admin")
         token, _ = store.new_token("admin", "tests")
-        yield Started(app, module.url, token)
+        yield module.url, token
     finally:
         _Held.gate.set()
         starting.join(120)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +21,11 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from omnicore import OmniApp
-from omnicore.console import ConsoleModule
 from tests.host_fixtures import echo_wasm, write
 from tests.hosts import CHEAP_PASSWORD_HASH
 from tests.mcp.mcp_fixtures import http_session, text_of
-from tests.test_loading_after_start import _Held, _padded
-from tests.waiting import eventually, eventually_async
+from tests.test_loading_after_start import _Held, _padded, serving_held
+from tests.waiting import eventually_async
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
@@ -49,22 +47,8 @@ def held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Omni
         "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
         "mcp": {"expose": ["tiny/echo", "big/echo"]},
         "console": {"port": 0, "password_hash": CHEAP_PASSWORD_HASH}})
-    module = ConsoleModule()
-    app.add_module(module)
-    starting = threading.Thread(target=app.start)
-    starting.start()
-    try:
-        eventually(lambda: app.serving, "the host serving while big compiles", timeout=60)
-        assert module.console is not None and module.url is not None
-        store = module.console.auth.store
-        store.add("admin", "correct horse battery", "admin")
-        token, _ = store.new_token("admin", "tests")
-        yield app, module.url, token
-    finally:
-        _Held.gate.set()
-        starting.join(120)
-        if app.state.value == "running":
-            app.stop()
+    with serving_held(app) as (url, token):
+        yield app, url, token
 
 
 def test_a_tool_call_over_http_waits_for_its_plugin_to_load(
