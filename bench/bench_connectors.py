@@ -25,6 +25,11 @@ a run keeps its placement for its whole length. Measured on 2 cores, a cross-cor
 costs tens of µs per round trip, and which columns paid it differed per run (PostgreSQL 1.4x
 to 2.8x the driver on an idle machine, redis-py alone 49 or 130 µs); on one CPU every column
 pays the same context switch and runs repeat within a few percent.
+
+On a machine shared with other work the wall columns move with its load (other processes
+take turns on the bench's CPU), so the one-row query is also measured in CPU: the bench
+process's (every thread: the plugin call, the connector, the driver) and the server's (each
+of its processes' threads, from /proc schedstat), per call, the columns again alternating.
 """
 
 from __future__ import annotations
@@ -32,13 +37,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _measure import machine, measure_alternating, render, scratch
+from _measure import SMOKE, Sample, machine, measure_alternating, render, scratch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -74,6 +80,63 @@ def threaded(call: Any, threads: int, per_thread: int) -> tuple[float, int]:
     for t in pool:
         t.join()
     return threads * per_thread / (time.perf_counter() - began), failed[0]
+
+
+def server_tasks(pids: list[int]) -> list[str]:
+    """The /proc schedstat files of every thread of ``pids`` and of their children (a
+    PostgreSQL backend is a child of the postmaster), as they are now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    todo, files = list(pids), []
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, ()))
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        files += [f"/proc/{pid}/task/{tid}/schedstat" for tid in tids]
+    return files
+
+
+def ran_ns(files: list[str]) -> int:
+    """The nanoseconds the threads of ``files`` have run (one that ended drops out)."""
+    total = 0
+    for name in files:
+        try:
+            with open(name) as f:
+                total += int(f.read().split()[0])
+        except OSError:
+            continue
+    return total
+
+
+def cpu_alternating(fns: list[Any], server: list[int], iters: int, rounds: int
+                    ) -> list[tuple[Sample, Sample]]:
+    """Per call of each of ``fns``, the columns taking turns in ``rounds`` runs of ``iters``
+    calls: (this process's CPU, the server's CPU) in µs, the median over the rounds with its
+    min and max."""
+    files = server_tasks(server)
+    got: list[tuple[list[float], list[float]]] = [([], []) for _ in fns]
+    for _ in range(1 if SMOKE else rounds):
+        for fn, (mine, theirs) in zip(fns, got, strict=True):
+            s0, c0 = ran_ns(files), time.process_time()
+            for _ in range(iters):
+                fn()
+            mine.append((time.process_time() - c0) / iters * 1e6)
+            theirs.append((ran_ns(files) - s0) / iters / 1e3)
+    return [(_sample(mine), _sample(theirs)) for mine, theirs in got]
+
+
+def _sample(values: list[float]) -> Sample:
+    return Sample(statistics.median(values), min(values), max(values))
 
 
 def gate_costs(iters: int) -> list[list[str]]:
@@ -118,6 +181,7 @@ def main() -> None:
     app = None
     try:
         pg_url = pg.database("bench")
+        pg_postmaster = int((pg.root / "data" / "postmaster.pid").read_text().split()[0])
         my_url = maria.database("bench")
         app = OmniApp("bench-connectors", entry_points=False, environ={}, overrides={
             "data_dir": str(tmp / "data"), "plugins_dir": str(tmp / "plugins"),
@@ -182,17 +246,21 @@ def main() -> None:
         def in_host(run: Any, *args: Any) -> Any:
             return lambda: run(*args, time.monotonic() + 5)
 
-        rows = []
-        for label, plugin, host, alone in (
-                ("PostgreSQL (psycopg 3)", lambda: call("db", "query", pg_in),
+        rows, cpu_rows = [], []
+        for label, server, plugin, host, alone in (
+                ("PostgreSQL (psycopg 3)", [pg_postmaster], lambda: call("db", "query", pg_in),
                  in_host(pg_be.run, "db", True, PG_SQL, [1]), pg_alone),
-                ("MariaDB (PyMySQL)", lambda: call("db", "query", my_in),
+                ("MariaDB (PyMySQL)", [maria.proc.pid], lambda: call("db", "query", my_in),
                  in_host(my_be.run, "db", True, PG_SQL.replace("$1", "?"), [1]), my_alone),
-                ("Redis GET (redis-py)", lambda: call("kv", "command", kv_in),
+                ("Redis GET (redis-py)", [red.proc.pid], lambda: call("kv", "command", kv_in),
                  in_host(kv_be.command, "kv", "GET", ["visits"]), lambda: rc.get("visits"))):
             p, h, a = measure_alternating([plugin, host, alone], iters // turns,
                                           repeats=7 * turns, warmup=iters // 10)
             rows.append([label, str(p), str(h), str(a), f"{p.ratio(a):.2f}x"])
+            (pm, ps), (am, as_) = cpu_alternating([plugin, alone], server, iters // turns,
+                                                  7 * turns)
+            cpu_rows.append([label, str(pm), str(ps), str(am), str(as_),
+                             f"{(pm.median + ps.median) / (am.median + as_.median):.2f}x"])
         # The reset a connection passes through when it goes from one plugin to another
         # (specs/abi.md §4.10, Sessions): two host-side "plugins" taking turns on a pool of
         # one, against one plugin making the same two statements.
@@ -223,6 +291,10 @@ def main() -> None:
               f"# {machine()}")
         print(render(["one-row query", "from a plugin", "host connector", "driver alone",
                       "plugin / driver"], rows, args.markdown))
+        print()
+        print(render(["one-row query, CPU µs per call", "plugin: bench process",
+                      "plugin: server", "driver: bench process", "driver: server",
+                      "plugin / driver (sum)"], cpu_rows, args.markdown))
         print()
         print(render(["statement, µs median", "same plugin", "plugins taking turns",
                       "reset per hand-over"], handover, args.markdown))
