@@ -129,8 +129,10 @@ def test_copies_share_what_is_immutable_and_validate_their_own_config(
         return real(schema)
 
     monkeypatch.setattr(configschema, "_validator", counted)
-    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}},
-              "required": ["n"]}
+    # multipleOf: a keyword the host leaves to jsonschema (a plain schema's accepted config
+    # is judged without a validator: sandbox.configschema._plain).
+    schema = {"type": "object", "required": ["n"],
+              "properties": {"n": {"type": "integer", "minimum": 1, "multipleOf": 1}}}
     wasm = wasmbin.set_custom_section(
         compile_wat("config"), "omnicore.manifest",
         json.dumps({"name": "cfg", "config": schema}).encode())

@@ -13,10 +13,8 @@ validates one; :func:`write_grants` persists grants made on a running host (the 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +79,10 @@ def read_sidecar(wasm: Path) -> Sidecar:
                           key=None, source=str(found[0]))
     path = found[0]
     source = str(path)
-    import yaml  # here: a plugin without a sidecar (a bare `omnicore call`) never needs it
+    # Here: a plugin without a sidecar (a bare `omnicore call`) never needs them.
+    import tomllib
+
+    import yaml
 
     from omnicore import yamlfile
 
@@ -115,6 +116,8 @@ def sidecar_from(data: object, source: str, wasm: Path, path: Path | None = None
     known = (*_NATIVE_KEYS, *extism_keys)
     for key in data:
         if key not in known:
+            import difflib  # for the refusal only
+
             close = difflib.get_close_matches(str(key), known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(
@@ -215,6 +218,8 @@ def read_sidecar_data(wasm: Path) -> dict[str, Any]:
     current = read_sidecar(wasm)
     if current.path is None:
         return {}
+    import tomllib
+
     from omnicore import yamlfile
 
     text = current.path.read_text(encoding="utf-8")

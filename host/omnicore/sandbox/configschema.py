@@ -5,6 +5,13 @@ checked when the module loads and used offline only. A ``$ref`` may point inside
 (``#/...``) and nowhere else, so no file dropped into a folder can make the host fetch a URL
 (or read a file); a schema that refers to itself without end fails as a ConfigError instead
 of exhausting the stack.
+
+A plain schema (:func:`_plain`: no ``$schema``, only a few keywords of draft 2020-12 with the
+values its metaschema allows) and a config it plainly accepts (:func:`_accepts`) are judged
+here without importing jsonschema, which is about a quarter of a bare file's ``omnicore
+call`` (issue 63). Both only ever answer "valid for sure": anything else (another keyword, a
+value they do not know to be right, a config they do not accept) goes to jsonschema, which
+refuses it with its own words, so every refusal stays jsonschema's.
 """
 
 from __future__ import annotations
@@ -69,6 +76,104 @@ def _validator(schema: Mapping[str, Any]) -> Any:
     return cls(schema, registry=registry)
 
 
+_TYPES = frozenset({"array", "boolean", "integer", "null", "number", "object", "string"})
+_TEXT_KEYS = frozenset({"title", "description", "$comment", "format"})
+_NUMBER_KEYS = frozenset({"minimum", "maximum"})
+_LENGTH_KEYS = frozenset({"minLength", "maxLength"})
+_SUBSCHEMA_KEYS = frozenset({"items", "additionalProperties"})
+#: Keywords whose values a plain schema may hold (draft 2020-12's metaschema: ``default`` may
+#: be anything, ``examples`` and ``enum`` any array, ``const`` anything).
+_PLAIN_KEYS = (_TEXT_KEYS | _NUMBER_KEYS | _LENGTH_KEYS | _SUBSCHEMA_KEYS
+               | {"type", "properties", "required", "default", "examples", "enum", "const"})
+_PLAIN_DEPTH = 64
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _plain(schema: object, depth: int = 0) -> bool:
+    """Whether ``schema`` is a valid draft 2020-12 schema (what jsonschema takes a schema
+    without ``$schema`` for) made of the keywords above only; False when unsure."""
+    if isinstance(schema, bool):
+        return True
+    if not isinstance(schema, dict) or depth > _PLAIN_DEPTH or not schema.keys() <= _PLAIN_KEYS:
+        return False
+    for key, value in schema.items():
+        if key in _TEXT_KEYS:
+            ok = isinstance(value, str)
+        elif key in _NUMBER_KEYS:
+            ok = _number(value)
+        elif key in _LENGTH_KEYS:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        elif key in _SUBSCHEMA_KEYS:
+            ok = _plain(value, depth + 1)
+        elif key == "type":
+            names = value if isinstance(value, list) else [value]
+            ok = bool(names) and all(isinstance(n, str) and n in _TYPES for n in names) \
+                and len(set(names)) == len(names)
+        elif key == "properties":
+            ok = isinstance(value, dict) and all(_plain(v, depth + 1) for v in value.values())
+        elif key == "required":
+            ok = isinstance(value, list) and all(isinstance(n, str) for n in value) \
+                and len(set(value)) == len(value)
+        elif key in ("examples", "enum"):
+            ok = isinstance(value, list)
+        else:  # default, const: any value
+            ok = True
+        if not ok:
+            return False
+    return True
+
+
+def _is_type(value: object, name: str) -> bool:
+    """Whether ``value`` (decoded JSON) is of JSON Schema type ``name`` for sure."""
+    if name == "object":
+        return isinstance(value, dict)
+    if name == "string":
+        return isinstance(value, str)
+    if name == "boolean":
+        return isinstance(value, bool)
+    if name == "null":
+        return value is None
+    if name == "array":
+        return isinstance(value, list)
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return name == "number" and _number(value)
+
+
+def _accepts(schema: object, value: object) -> bool:
+    """Whether the plain ``schema`` accepts ``value`` for sure; False when unsure (a float
+    for an integer, any ``enum`` or ``const``: jsonschema's equality is its own)."""
+    if isinstance(schema, bool):
+        return schema
+    assert isinstance(schema, dict)
+    if "enum" in schema or "const" in schema:
+        return False
+    types = schema.get("type")
+    if types is not None and not any(
+            _is_type(value, t) for t in (types if isinstance(types, list) else [types])):
+        return False
+    if _number(value):
+        number: Any = value
+        if ("minimum" in schema and not number >= schema["minimum"]) or (
+                "maximum" in schema and not number <= schema["maximum"]):
+            return False
+    if isinstance(value, str) and (len(value) < schema.get("minLength", 0)
+                                   or len(value) > schema.get("maxLength", len(value))):
+        return False
+    if isinstance(value, list):
+        return all(_accepts(schema.get("items", True), item) for item in value)
+    if isinstance(value, dict):
+        if any(name not in value for name in schema.get("required", ())):
+            return False
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        return all(_accepts(props[k] if k in props else extra, v) for k, v in value.items())
+    return True
+
+
 def check(schema: Mapping[str, Any], plugin: str | None) -> None:
     """Raise InvalidModule unless ``schema`` is a valid JSON Schema with local refs only."""
     for ref in _refs(schema):
@@ -76,6 +181,8 @@ def check(schema: Mapping[str, Any], plugin: str | None) -> None:
             raise InvalidModule(
                 f"manifest config schema: $ref {ref[:200]!r} points outside the schema; only "
                 "local references (#/...) are allowed, nothing is fetched", plugin=plugin)
+    if _plain(schema):
+        return  # valid, and without a reference: nothing to recurse on
     import jsonschema
 
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
@@ -130,6 +237,8 @@ def validate(config: Mapping[str, Any], schema: Mapping[str, Any], plugin: str, 
     ``owner``: what the schema belongs to and lives as long as it (a plugin's compiled
     module): the validator built for it is kept while it lives and used again for the same
     schema."""
+    if _plain(schema) and _accepts(schema, dict(config)):
+        return
     import jsonschema
     from referencing.exceptions import Unresolvable
 
