@@ -466,12 +466,18 @@ class BodyFeed:
                 if not self.wait(until):
                     self.starve()
                     raise TimeoutError
-            chunk = self._chunks[0]
-            if len(chunk) <= n:
-                self._chunks.popleft()
-                out = chunk
-            else:
-                out, self._chunks[0] = chunk[:n], chunk[n:]
+            # as much as has come, up to n (across the server's messages)
+            parts: list[bytes] = []
+            want = n
+            while want > 0 and self._chunks:
+                chunk = self._chunks[0]
+                if len(chunk) <= want:
+                    self._chunks.popleft()
+                else:
+                    chunk, self._chunks[0] = chunk[:want], chunk[want:]
+                parts.append(chunk)
+                want -= len(chunk)
+            out = parts[0] if len(parts) == 1 else b"".join(parts)
             self._buffered -= len(out)
             self._demand()
             return out
