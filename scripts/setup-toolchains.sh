@@ -154,6 +154,20 @@ if [ ! -x "$root/build/js-tools/node_modules/.bin/componentize-qjs" ]; then
   npm install -s --no-audit --no-fund --prefix "$root/build/js-tools" "componentize-qjs@0.4.5" \
     >/dev/null || die "npm install componentize-qjs failed"
 fi
+# componentize-js (StarlingMonkey) builds the JS wasi:http/proxy component the route tests
+# serve (tests/routes/test_proxy_js.py, ~45 s a build, cached), with the WASI 0.2 WIT of jco.
+# Its splicer imports @bytecodealliance/preview2-shim without declaring it, and with 0.26 it
+# reads no WIT folder ("reading file .../wit: No such file or directory"): 0.25.
+cjs="$root/build/js-tools/node_modules/@bytecodealliance"
+if ! grep -qs '"version": "0.23.0"' "$cjs/componentize-js/package.json" \
+   || ! grep -qs '"version": "1.35.0"' "$cjs/jco/package.json" \
+   || ! grep -qs '"version": "0.25.0"' "$cjs/preview2-shim/package.json"; then
+  say "installing @bytecodealliance/componentize-js 0.23.0 (npm) into build/js-tools"
+  npm install -s --no-audit --no-fund --prefix "$root/build/js-tools" \
+    "@bytecodealliance/componentize-js@0.23.0" "@bytecodealliance/jco@1.35.0" \
+    "@bytecodealliance/preview2-shim@0.25.0" >/dev/null \
+    || die "npm install @bytecodealliance/componentize-js failed"
+fi
 # The official MCP conformance suite and the Node (>= 22) it needs, both from npm into their
 # own folder: tests/mcp/test_conformance.py runs its server scenarios against a real /mcp.
 conformance="$root/build/mcp-conformance"

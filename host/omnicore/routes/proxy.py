@@ -9,7 +9,10 @@ status, headers and body (within the route's ``max_response_bytes``).
 Instances are the proxy's own (linked to the host's ``wasi:http``, never to wasmtime's WASI):
 one per call in flight, kept for the next request when the call ended well (a
 componentize-py component serves many; at most :data:`THREADS` kept idle: a new instance
-per request costs 1-4 ms of CPU), discarded after any failure. Each call's epoch
+per request costs 1-4 ms of CPU), discarded after any failure. A component whose
+``producers`` section names a toolchain of :data:`ONE_REQUEST_PER_INSTANCE` (componentize-js:
+StarlingMonkey answers the first request an instance gets and returns from every later
+``handle`` without setting a response) gets a fresh instance for every request. Each call's epoch
 deadline is the plugin's ``limits.timeout_ms``, armed through the deadline's door
 (sandbox/deadline.py); the route's own deadline answers 504 at once (server.py).
 """
@@ -20,6 +23,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import wasmtime
@@ -31,9 +35,10 @@ from omnicore.sandbox.deadline import arm
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
+from omnicore.sandbox.wasmbin import WasmFormatError, custom_sections, read_uleb
 
-__all__ = ["HANDLER", "THREADS", "ProxyComponent", "announced_trailers", "exports_handler",
-           "trailer_fields"]
+__all__ = ["HANDLER", "ONE_REQUEST_PER_INSTANCE", "THREADS", "ProxyComponent",
+           "announced_trailers", "exports_handler", "one_request_per_instance", "trailer_fields"]
 
 log = logging.getLogger("omnicore.routes")
 
@@ -49,6 +54,49 @@ def exports_handler(exports: list[str] | tuple[str, ...]) -> str | None:
         if name.startswith(HANDLER):
             return name
     return None
+
+
+#: Toolchains (a ``producers`` section's ``processed-by`` name) whose proxy components answer
+#: one request per instance: componentize-js (0.23: StarlingMonkey's fetch event is dispatched
+#: once; a later ``handle`` on the same instance returns without setting a response).
+ONE_REQUEST_PER_INSTANCE = frozenset({"ComponentizeJS"})
+
+
+def _processed_by(wasm: bytes) -> list[str]:
+    """The tool names of ``wasm``'s own ``producers`` section's ``processed-by`` field
+    (the component's, not its core modules'); [] without one or when it cannot be read."""
+    names: list[str] = []
+    try:
+        for payload in custom_sections(wasm, "producers"):
+            fields, pos = read_uleb(payload, 0)
+            for _ in range(fields):
+                n, pos = read_uleb(payload, pos)
+                field_name = payload[pos:pos + n].decode("utf-8", "replace")
+                pos += n
+                values, pos = read_uleb(payload, pos)
+                for _ in range(values):
+                    n, pos = read_uleb(payload, pos)
+                    value = payload[pos:pos + n].decode("utf-8", "replace")
+                    pos += n
+                    n, pos = read_uleb(payload, pos)  # the version
+                    pos += n
+                    if field_name == "processed-by":
+                        names.append(value)
+    except (WasmFormatError, IndexError, ValueError):
+        return names
+    return names
+
+
+def one_request_per_instance(path: Path | None) -> str | None:
+    """The toolchain of :data:`ONE_REQUEST_PER_INSTANCE` that built the component file at
+    ``path``, or None (none of them; no file)."""
+    if path is None:
+        return None
+    try:
+        wasm = path.read_bytes()
+    except OSError:
+        return None
+    return next((t for t in _processed_by(wasm) if t in ONE_REQUEST_PER_INSTANCE), None)
 
 
 #: Fields a trailer may not carry (RFC 9110 §6.5.1: framing, routing, authentication,
@@ -99,8 +147,12 @@ class ProxyComponent:
     """A proxy component's instances, and :meth:`serve` to answer one request. Thread-safe."""
 
     def __init__(self, name: str, engine: SandboxEngine, component: cm.Component,
-                 limits: Limits, log: PluginLog, send: wasihttp.Send | None = None) -> None:
+                 limits: Limits, log: PluginLog, send: wasihttp.Send | None = None,
+                 *, path: Path | None = None) -> None:
         self.name = name
+        #: The toolchain whose components answer one request per instance (``path``'s
+        #: producers section: :func:`one_request_per_instance`); None: instances are reused.
+        self.one_shot = one_request_per_instance(path)
         #: Outgoing requests (the plugin's ``http`` grant); None: each one refused.
         self.send = send
         self.engine = engine
@@ -192,7 +244,7 @@ class ProxyComponent:
             raise _ProxyFailed(500, f"a host function failed: {type(exc).__name__}") from None
         finally:
             wasihttp.enter(None)
-            if keep:
+            if keep and self.one_shot is None:
                 # What this request made and the guest still holds is dropped with it:
                 # nothing of one request reaches the next.
                 for rep in [r for r in table.objects if r >= mark]:

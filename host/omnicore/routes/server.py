@@ -510,7 +510,8 @@ class RoutesServer:
         if exports_handler(list(module.compiled.type.exports(eng.components))) is not None:
             limits = self.app.plugins.limits_of(plugin)
             proxy = ProxyComponent(plugin, eng, module.compiled, limits,
-                                   self.app.plugins.logs(plugin), self._outgoing(plugin))
+                                   self.app.plugins.logs(plugin), self._outgoing(plugin),
+                                   path=module.path)
         with self._lock:
             self._proxies[plugin] = (module.sha256, proxy, settings)
         return proxy
