@@ -108,3 +108,14 @@ def test_the_toolchain_is_read_from_the_producers_section(tmp_path: Path) -> Non
     assert one_request_per_instance(py) is None
     assert one_request_per_instance(tmp_path / "gone.wasm") is None
     assert one_request_per_instance(None) is None
+
+
+def test_a_body_larger_than_a_read_streams_through(route_host: Callable[..., RouteHost]) -> None:
+    """300 KiB in (the guest reads it in many reads of the streamed body) and back out."""
+    host = start(route_host)
+    body = bytes(range(97, 123)) * (300 * 1024 // 26)
+    r = host.client.post("/http/js/big", content=body)
+    assert r.status_code == 201, r.text[:200]
+    head, _, echoed = r.text.partition("; body=")
+    assert head == f"POST /js/big {len(body)} bytes; x-test=-; served=1", head
+    assert echoed.encode() == body
