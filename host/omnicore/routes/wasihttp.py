@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -111,8 +112,9 @@ class Capped:
     exchange: Exchange | None = None
 
     def write(self, data: bytes) -> bool:
-        """Take ``data``; False past the cap (the stream is closed, what was kept dropped)."""
-        if self.over:
+        """Take ``data``; False past the cap (the stream is closed, what was kept dropped) or
+        once the body is finished (nothing is written after the end the guest declared)."""
+        if self.over or self.finished:
             return False
         self.size += len(data)
         if self.size > self.cap:
@@ -614,13 +616,19 @@ def _dtor(kind: str) -> Callable[[Any, int], None]:
     return dtor
 
 
+#: A header name's token characters (RFC 9110 §5.6.2) and a value's field characters (VCHAR,
+#: obs-text, SP, HTAB): checked by one regular expression, not a Python loop a byte at a time
+#: (a guest's 10 MiB value took 0.3 s of the host's CPU to check, beyond the epoch's reach).
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[^\t\x20-\x7e\x80-\xff]")
+
+
 def _header_name_ok(name: str) -> bool:
-    return bool(name) and all(33 <= ord(c) < 127 and c not in '"(),/:;<=>?@[\\]{}'
-                              for c in name)
+    return _NAME.fullmatch(name) is not None
 
 
 def _header_value_ok(value: bytes) -> bool:
-    return all((b >= 32 and b != 127) or b == 9 for b in value)
+    return _BAD_VALUE.search(value) is None
 
 
 class _Definer:
