@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from omnicore.routes.proxy import THREADS
+from omnicore.routes.wasihttp import MAX_HANDLES
 from tests.routes.conftest import RouteHost
 from tests.routes.test_proxy_components import _H2, _authority, _connect, _h2_get
 from tests.waiting import eventually
@@ -128,6 +129,24 @@ def test_writes_after_finish_are_refused(route_host: Callable[..., RouteHost]) -
     threads = threading.active_count()
     r = host.client.get("/http/any/write-after-finish")
     assert r.status_code == 200 and r.text == "before", r.text
+    unharmed(host, threads)
+
+
+def test_handles_a_guest_keeps_across_requests_are_bounded(
+        route_host: Callable[..., RouteHost]) -> None:
+    """A reused instance's guest that keeps 1,000 handles of each request in its module state
+    (the host forgets their objects at the request's end, wasmtime's table keeps the
+    handles): past MAX_HANDLES kept so, the instance is retired and a fresh one serves, so
+    the handles one instance holds stay bounded however many requests it serves."""
+    host = start(route_host)
+    threads = threading.active_count()
+    held = []
+    for _ in range(12):
+        r = host.client.get("/http/any/hoard-global")
+        assert r.status_code == 200 and r.text.startswith("held "), r.text
+        held.append(int(r.text.split()[1]))
+    assert max(held) <= MAX_HANDLES + 1000, held
+    assert held[:4] == [1000, 2000, 3000, 4000] and held[5] < held[4], held
     unharmed(host, threads)
 
 

@@ -244,11 +244,10 @@ class ProxyComponent:
             raise _ProxyFailed(500, f"a host function failed: {type(exc).__name__}") from None
         finally:
             wasihttp.enter(None)
-            if keep and self.one_shot is None:
-                # What this request made and the guest still holds is dropped with it:
-                # nothing of one request reaches the next.
-                for rep in [r for r in table.objects if r >= mark]:
-                    del table.objects[rep]
+            # What this request made and the guest still holds is dropped with it: nothing
+            # of one request reaches the next; an instance whose guest hoards the handles is
+            # retired (wasihttp.Table.forget).
+            if keep and self.one_shot is None and table.forget(mark):
                 with self._lock:  # at most THREADS kept idle (one per call in flight)
                     if len(self._idle) < THREADS:
                         self._idle.append(inst)

@@ -335,6 +335,10 @@ class Table:
         self.deadline = float("inf")
         #: Sends an outgoing request (the plugin's ``http`` grant), None: every one refused.
         self.send: Send | None = None
+        #: Handles of past requests the guest still holds (their objects forgotten at the
+        #: request's end, wasmtime's table keeping them until the guest drops them):
+        #: :meth:`forget` counts them, the guest's drop takes them off.
+        self.orphans: set[int] = set()
 
     def own(self, kind: str, obj: Any) -> ResourceHost:
         if len(self.objects) >= MAX_HANDLES:
@@ -382,6 +386,17 @@ class Table:
 
     def drop(self, rep: int) -> None:
         self.objects.pop(rep, None)
+        self.orphans.discard(rep)
+
+    def forget(self, mark: int) -> bool:
+        """Forget the objects of handles made since ``mark`` (a request's end: nothing of one
+        request reaches the next); whether the instance may serve on: not once the guest
+        holds over :data:`MAX_HANDLES` handles of past requests (each is an entry of the
+        store's table for as long as the instance lives)."""
+        for rep in [r for r in self.objects if r >= mark]:
+            del self.objects[rep]
+            self.orphans.add(rep)
+        return len(self.orphans) <= MAX_HANDLES
 
 
 class BodyFeed:

@@ -16,6 +16,9 @@ from wit_world.imports.types import (
 )
 
 CHUNK = 4096
+#: Handles kept from one request to the next (the hoard-global case): module state survives
+#: between requests on a reused instance.
+HELD: list[Fields] = []
 
 
 def _set(out: ResponseOutparam, headers: list[tuple[str, bytes]] | None = None,
@@ -48,6 +51,10 @@ class IncomingHandler(exports.IncomingHandler):
     def handle(self, request: IncomingRequest, out: ResponseOutparam) -> None:
         path = request.path_with_query() or "/"
         leaf = path.split("?", 1)[0].rsplit("/", 1)[-1]
+        if leaf == "hoard-global":  # 1,000 handles a request kept, never dropped
+            HELD.extend(Fields() for _ in range(1000))
+            _answer(out, f"held {len(HELD)}")
+            return
         if leaf == "late-read":  # answered whole first, then the body read to its end
             body = request.consume()
             stream = body.stream()
