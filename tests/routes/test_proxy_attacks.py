@@ -150,6 +150,27 @@ def test_handles_a_guest_keeps_across_requests_are_bounded(
     unharmed(host, threads)
 
 
+@pytest.mark.parametrize("status", [204, 304, 205, 101, 103, 999])
+def test_a_bodiless_or_invalid_status_with_a_body(route_host: Callable[..., RouteHost],
+                                                  status: int) -> None:
+    """A status HTTP sends no body with (or none a route may answer), with a body, answered
+    whole or streamed: the body dropped or a 502, never a server fault; the connection
+    after it still good."""
+    host = start(route_host)
+    threads = threading.active_count()
+    for leaf in (f"status={status}", f"streamed={status}"):
+        try:
+            r = host.client.get(f"/http/any/{leaf}")
+        except httpx.RemoteProtocolError as exc:  # a streamed head, its body cut: no more
+            assert leaf.startswith("streamed") and status in (204, 304), exc
+            continue
+        assert r.status_code in (status, 502), (leaf, r.status_code)
+        if r.status_code in (204, 304):
+            assert r.content == b"", (leaf, r.content)
+        unharmed(host, threads)  # on the same connection
+    unharmed(host, threads)
+
+
 def test_huge_response_heads_and_trailers_are_bounded(
         route_host: Callable[..., RouteHost]) -> None:
     host = start(route_host)

@@ -55,6 +55,16 @@ class IncomingHandler(exports.IncomingHandler):
             HELD.extend(Fields() for _ in range(1000))
             _answer(out, f"held {len(HELD)}")
             return
+        if leaf.startswith(("status=", "streamed=")):  # a status with a body, maybe streamed
+            name, _, code = leaf.partition("=")
+            _, body = _set(out, [("x-a", b"1")], int(code))
+            stream = body.write()
+            if name == "streamed":
+                time.sleep(0.3)  # (past the server's STREAM_AFTER_S: the head is sent)
+            stream.blocking_write_and_flush(b"a body HTTP says it has not")
+            stream.__exit__(None, None, None)
+            OutgoingBody.finish(body, None)
+            return
         if leaf == "late-read":  # answered whole first, then the body read to its end
             body = request.consume()
             stream = body.stream()
