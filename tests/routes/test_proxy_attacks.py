@@ -61,8 +61,10 @@ def route(path: str, **more: Any) -> dict[str, Any]:
             "methods": more.pop("methods", ["GET", "POST"]), "auth": "public", **more}
 
 
-def start(route_host: Callable[..., RouteHost], **routes: dict[str, Any]) -> RouteHost:
+def start(route_host: Callable[..., RouteHost], sidecar: str = "",
+          **routes: dict[str, Any]) -> RouteHost:
     host = route_host(plugins={"hostile.wasm": hostile_wasm()},
+                      sidecars={"hostile.yaml": sidecar} if sidecar else {},
                       routes={"any": route("/any/{leaf}", timeout_ms=10_000),
                               **routes})
     # warmed: the proxy's thread pool and an instance made before the threads are counted
@@ -168,6 +170,23 @@ def test_a_bodiless_or_invalid_status_with_a_body(route_host: Callable[..., Rout
         if r.status_code in (204, 304):
             assert r.content == b"", (leaf, r.content)
         unharmed(host, threads)  # on the same connection
+    unharmed(host, threads)
+
+
+def test_response_bodies_a_guest_never_sends_are_bounded(
+        route_host: Callable[..., RouteHost]) -> None:
+    """Each outgoing-response has a body buffer of its own, capped at max_response_bytes: a
+    guest filling many it never sets made the host hold the cap times the handles (40 MiB
+    held on a 1 MiB route here; 4096 x 8 MiB by default). The body bytes a request writes are
+    bounded by the route's cap plus wasihttp.MAX_BODY_BYTES: past it the guest traps, 500."""
+    # (a deadline long enough for all of it: the bound, not the deadline, stops it)
+    host = start(route_host, "limits: {timeout_ms: 30000}\n",
+                 cap=route("/cap/{leaf}", max_response_bytes=1 << 20, timeout_ms=40_000))
+    threads = threading.active_count()
+    r = host.client.get("/http/cap/bodies=1x1048576")  # one full body: fine
+    assert r.status_code == 200 and r.text == "wrote 1 bodies", r.text
+    r = host.client.get("/http/cap/bodies=40x1048576")
+    assert r.status_code == 500 and r.json()["error"] == "the handler failed", r.text
     unharmed(host, threads)
 
 

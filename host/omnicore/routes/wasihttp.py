@@ -212,6 +212,8 @@ class _OutputStream:
     """A sink: ``write`` takes bytes, False when the stream is closed."""
 
     write: Callable[[bytes], bool]
+    #: A body's stream: what it takes the host holds (counted: :meth:`Table.charge_body`).
+    held: bool = False
 
 
 @dataclass
@@ -318,6 +320,10 @@ class _FutureResponse:
 #: loop until its deadline (a trap past either).
 MAX_HANDLES = 4096
 MAX_FIELD_BYTES = 1 << 20
+#: Body bytes (responses' and outgoing requests') one request may make the host hold beyond
+#: the route's max_response_bytes: each outgoing-response has a buffer of its own, so a
+#: guest filling many it never sets held the cap times the handles (a trap past it).
+MAX_BODY_BYTES = MAX_OUTGOING_BODY
 
 
 class Table:
@@ -328,6 +334,8 @@ class Table:
         self.next = 1
         #: Header bytes the guest made in this request (:func:`charge_fields`).
         self.field_bytes = 0
+        #: Body bytes the guest wrote in this request (:meth:`charge_body`).
+        self.body_bytes = 0
         #: The response body's cap for a response made before it is set (the route's).
         self.cap = cap
         self.log = log
@@ -355,6 +363,14 @@ class Table:
         self.field_bytes += sum(len(k) + len(v) + 64 for k, v in entries)
         if self.field_bytes > MAX_FIELD_BYTES:
             raise _Trap(f"over {MAX_FIELD_BYTES} bytes of headers made in one request")
+
+    def charge_body(self, n: int) -> None:
+        """Count ``n`` body bytes the host now holds against the route's cap plus
+        :data:`MAX_BODY_BYTES` (per request)."""
+        self.body_bytes += n
+        if self.body_bytes > self.cap + MAX_BODY_BYTES:
+            raise _Trap(f"over {self.cap + MAX_BODY_BYTES} bytes of bodies written in one "
+                        "request")
 
     def _rep(self, store: Any, res: ResourceAny) -> int:
         try:
@@ -753,9 +769,16 @@ def _io(d: _Definer) -> None:
         t.borrow(s, st)
         return CHUNK
 
+    def put(t: Table, obj: _OutputStream, data: bytes) -> bool:
+        if not obj.write(data):
+            return False
+        if obj.held:
+            t.charge_body(len(data))
+        return True
+
     def write(t: Table, s: Any, st: ResourceAny, data: bytes) -> Any:
         obj: _OutputStream = t.borrow(s, st)
-        return _OK if obj.write(data) else _err(_CLOSED)
+        return _OK if put(t, obj, data) else _err(_CLOSED)
 
     def flush(t: Table, s: Any, st: ResourceAny) -> Any:
         t.borrow(s, st)
@@ -763,7 +786,7 @@ def _io(d: _Definer) -> None:
 
     def zeroes(t: Table, s: Any, st: ResourceAny, n: int) -> Any:
         obj: _OutputStream = t.borrow(s, st)
-        return _OK if obj.write(bytes(min(n, CHUNK))) else _err(_CLOSED)
+        return _OK if put(t, obj, bytes(min(n, CHUNK))) else _err(_CLOSED)
 
     def splicing(blocking: bool) -> Callable[..., Any]:
         def splice(t: Table, s: Any, st: ResourceAny, src: ResourceAny, n: int) -> Any:
@@ -771,7 +794,7 @@ def _io(d: _Definer) -> None:
             got = take(t, t.borrow(s, src), n, blocking)
             if not isinstance(got, bytes):
                 return got
-            return len(got) if out.write(got) else _CLOSED
+            return len(got) if put(t, out, got) else _CLOSED
         return splice
 
     d.interface("wasi:io/streams", ("input-stream", "output-stream"), {
@@ -1019,7 +1042,7 @@ def _http(d: _Definer) -> None:
         if obj.stream_taken:
             return None
         obj.stream_taken = True
-        return t.own("output-stream", _OutputStream(obj.write))
+        return t.own("output-stream", _OutputStream(obj.write, held=True))
 
     def out_finish(t: Table, s: Any, b: ResourceAny, trailers: Any) -> Any:
         obj: _OutgoingBody | _RequestBody = t.take(s, b)
@@ -1182,6 +1205,7 @@ def link_proxy(linker: cm.Linker, imports: tuple[str, ...] | list[str],
 
 def new_request(table: Table, exchange: Exchange) -> tuple[ResourceHost, ResourceHost]:
     """The handles ``handle`` is called with: the request and its response outparam."""
+    table.body_bytes = 0  # a budget per request (MAX_BODY_BYTES)
     return (table.own("incoming-request", _Request(exchange)),
             table.own("response-outparam", _Outparam(exchange)))
 

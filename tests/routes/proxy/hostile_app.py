@@ -65,6 +65,19 @@ class IncomingHandler(exports.IncomingHandler):
             stream.__exit__(None, None, None)
             OutgoingBody.finish(body, None)
             return
+        if leaf.startswith("bodies="):  # N responses never set, each body written to
+            n, size = (int(x) for x in leaf[7:].split("x"))  # its cap: host memory
+            block = b"b" * 65536
+            kept = []
+            for _ in range(n):
+                response = OutgoingResponse(Fields())
+                body = response.body()
+                stream = body.write()
+                for _ in range(size // 65536):
+                    stream.blocking_write_and_flush(block)
+                kept.append(stream)  # (which holds the buffer)
+            _answer(out, f"wrote {n} bodies")
+            return
         if leaf == "late-read":  # answered whole first, then the body read to its end
             body = request.consume()
             stream = body.stream()
