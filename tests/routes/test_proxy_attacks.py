@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -359,4 +360,41 @@ def test_a_flood_of_http2_streams_at_max_concurrent(
     codes = sorted(statuses.values())
     assert codes.count(503) >= n - 2 and set(codes) <= {503, 408}, codes
     assert time.monotonic() - began < 15
+    unharmed(host, threads)
+
+
+def test_a_client_gone_mid_response_or_asking_head(route_host: Callable[..., RouteHost],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A client that hangs up after a streamed answer's first bytes, while the guest writes
+    on, and one that asks HEAD of it: no host error, the call ends at its deadline."""
+    host = start(route_host, keep=route("/keep/{leaf}", timeout_ms=1500))
+    threads = threading.active_count()
+    for _ in range(3):
+        with _connect(host) as sock:
+            sock.sendall(f"GET /http/keep/keep-writing HTTP/1.1\r\n"
+                         f"Host: {_authority(host)}\r\n\r\n".encode())
+            got = b""
+            while b"\r\n\r\n" not in got or not got.endswith(b".\r\n"):
+                chunk = sock.recv(65536)
+                assert chunk, got
+                got += chunk
+            assert got.startswith(b"HTTP/1.1 200"), got[:100]
+    r = host.client.head("/http/keep/keep-writing")
+    assert r.status_code == 200 and r.content == b"", r
+    unharmed(host, threads)
+    errors = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert not errors, [rec.getMessage() for rec in errors]
+
+
+def test_a_guest_flooding_its_log(route_host: Callable[..., RouteHost]) -> None:
+    """stdout in a loop until the deadline, or one 8 MiB line: the plugin's log ring takes
+    what its rate allows, the call ends at its deadline (504) or answers, the host serves."""
+    host = start(route_host, flood=route("/flood/{leaf}", timeout_ms=20_000))
+    threads = threading.active_count()
+    began = time.monotonic()
+    r = host.client.get("/http/flood/print-loop")
+    assert r.status_code == 504, r.text  # the plugin's deadline (1 s)
+    assert time.monotonic() - began < 15
+    r = host.client.get("/http/flood/print-huge")
+    assert r.status_code == 200 and r.text == "printed", r.text
     unharmed(host, threads)

@@ -78,6 +78,13 @@ class IncomingHandler(exports.IncomingHandler):
                 kept.append(stream)  # (which holds the buffer)
             _answer(out, f"wrote {n} bodies")
             return
+        if leaf == "print-loop":  # the plugin's log flooded until the deadline
+            while True:
+                print("flood " * 100, flush=True)
+        if leaf == "print-huge":  # one 8 MiB line to stdout, then an answer
+            print("h" * (8 << 20), flush=True)
+            _answer(out, "printed")
+            return
         if leaf == "late-read":  # answered whole first, then the body read to its end
             body = request.consume()
             stream = body.stream()
