@@ -398,3 +398,52 @@ def test_a_guest_flooding_its_log(route_host: Callable[..., RouteHost]) -> None:
     r = host.client.get("/http/flood/print-huge")
     assert r.status_code == 200 and r.text == "printed", r.text
     unharmed(host, threads)
+
+
+def test_http2_bodies_at_and_past_the_cap_and_a_wrong_length(
+        route_host: Callable[..., RouteHost]) -> None:
+    """Over HTTP/2 (no Content-Length needed): a body of exactly the cap is read whole, one
+    byte more is 413, and a declared length the body falls short of or exceeds is 400 (or
+    the stream reset by the server's own check) -- in time, the host unharmed."""
+    host = start(route_host, small=route("/small/{leaf}", max_body_bytes=1000,
+                                         timeout_ms=3000))
+    threads = threading.active_count()
+
+    def post(body: bytes, length: int | None = None) -> tuple[bytes, bytes]:
+        sock = _connect(host)
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, validate_outbound_headers=False,
+            normalize_outbound_headers=False))
+        conn.initiate_connection()
+        headers = [(":method", "POST"), (":scheme", "http"), (":authority", _authority(host)),
+                   (":path", "/http/small/read")]
+        if length is not None:
+            headers.append(("content-length", str(length)))
+        conn.send_headers(1, headers)
+        conn.send_data(1, body, end_stream=True)
+        sock.sendall(conn.data_to_send())
+        status, got = b"", b""
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return status or b"closed", got
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        status = dict(event.headers)[b":status"]
+                    elif isinstance(event, h2.events.DataReceived):
+                        got += event.data
+                    elif isinstance(event, h2.events.StreamEnded):
+                        return status, got
+                    elif isinstance(event, h2.events.StreamReset):
+                        return status or b"reset", got
+                sock.sendall(conn.data_to_send())
+        finally:
+            sock.close()
+
+    assert post(b"x" * 1000) == (b"200", b"read 1000 StreamError_Closed")
+    assert post(b"x" * 1001)[0] == b"413"
+    for body, length in ((b"x" * 10, 20), (b"x" * 20, 10)):
+        status, _ = post(body, length)
+        assert status in (b"400", b"reset", b"closed"), (length, status)
+    unharmed(host, threads)
