@@ -454,3 +454,21 @@ def test_http2_bodies_at_and_past_the_cap_and_a_wrong_length(
         status, _ = post(body, length)
         assert status in (b"400", b"reset", b"closed"), (length, status)
     unharmed(host, threads)
+
+
+def test_a_call_still_queued_at_its_route_deadline_never_starts(
+        route_host: Callable[..., RouteHost]) -> None:
+    """Twice as many never-answering requests as the proxies' threads, on a route whose
+    deadline (1 s) comes long before the plugin's (5 s): every client has its 504 at the
+    route's deadline, and the calls still queued for a thread then are never started. Before,
+    each ran its guest to the plugin's deadline after its client had gone, holding the pool
+    every proxy plugin shares for two plugin deadlines."""
+    host = start(route_host, sidecar="limits:\n  timeout_ms: 5000\n",
+                 slow={**route("/slow/{leaf}", timeout_ms=1000), "max_concurrent": 1000})
+    threads = threading.active_count()
+    assert host.burst("/http/slow/sleep", 2 * THREADS) == [504] * (2 * THREADS)
+    eventually(lambda: in_flight(host) == 0, "every call's end", timeout=60)
+    started = [ln.message for ln in host.app.plugins.logs("hostile").lines()
+               if ln.message == "started"]
+    assert 0 < len(started) <= THREADS, len(started)
+    unharmed(host, threads)

@@ -212,6 +212,8 @@ class ProxyComponent:
     def serve(self, exchange: Exchange) -> Exchange:
         """Call ``handle`` with ``exchange``'s request; the exchange, answered or not.
         Raises _ProxyFailed when the call failed."""
+        if time.monotonic() >= exchange.deadline:
+            raise _ProxyFailed(504, "the route's deadline passed before a thread was free")
         with self._lock:
             inst = self._idle.pop() if self._idle else None
         if inst is None:

@@ -558,7 +558,8 @@ class RoutesServer:
             method=head["method"], path_with_query=head["path"] + (f"?{query}" if query else ""),
             scheme=scheme or "http", authority=head["headers"].get("host", ""),
             headers=[(k, v.encode()) for k, v in head["headers"].items()],
-            body=feed if feed is not None else body or b"", cap=s.max_response_bytes)
+            body=feed if feed is not None else body or b"", cap=s.max_response_bytes,
+            deadline=deadline)
         # Trailers reach a client that takes them through a server that sends them (the
         # ASGI http.response.trailers extension: Hypercorn's HTTP/2, with te: trailers).
         trailing = "http.response.trailers" in (scope.get("extensions") or {}) and any(

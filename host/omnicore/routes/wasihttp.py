@@ -151,6 +151,10 @@ class Exchange:
     #: Called on the guest's thread when the response is set and after each body chunk (the
     #: server streams the body to the client as it comes).
     notify: Callable[[], object] | None = None
+    #: The route's deadline (``time.monotonic()``): a call still queued for a thread then
+    #: is never started (its client has had its 504; its guest would hold a thread of the
+    #: proxies' shared pool for nothing, up to the plugin's own deadline).
+    deadline: float = float("inf")
 
     @property
     def answered(self) -> bool:

@@ -51,6 +51,9 @@ class IncomingHandler(exports.IncomingHandler):
     def handle(self, request: IncomingRequest, out: ResponseOutparam) -> None:
         path = request.path_with_query() or "/"
         leaf = path.split("?", 1)[0].rsplit("/", 1)[-1]
+        if leaf == "sleep":  # said it started, then never answers (the plugin's deadline ends it)
+            print("started", flush=True)
+            time.sleep(3600)
         if leaf == "hoard-global":  # 1,000 handles a request kept, never dropped
             HELD.extend(Fields() for _ in range(1000))
             _answer(out, f"held {len(HELD)}")
