@@ -10,16 +10,11 @@ answers, no call is left running, the threads are bounded."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import h2.config
@@ -31,30 +26,20 @@ import pytest
 from omnicore.routes.proxy import THREADS
 from omnicore.routes.wasihttp import MAX_HANDLES
 from tests.routes.conftest import RouteHost
-from tests.routes.test_proxy_components import _H2, _authority, _connect, _h2_get
+from tests.routes.test_proxy_components import (
+    _H2,
+    _authority,
+    _connect,
+    _h2_get,
+    componentized,
+)
 from tests.waiting import eventually
-
-SOURCES = Path(__file__).parent / "proxy"
-OUT = Path(__file__).resolve().parents[2] / "build" / "test-plugins" / "proxy"
 
 
 def hostile_wasm() -> bytes:
     """tests/routes/proxy/hostile_app.py built by componentize-py (cached by its sources'
     digest)."""
-    sources = [*sorted(SOURCES.rglob("*.wit")), SOURCES / "hostile_app.py"]
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
-    out = OUT / f"hostile-{digest}.wasm"
-    if not out.is_file():
-        OUT.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".{os.getpid()}.tmp.wasm")
-        tool = Path(sys.executable).parent / "componentize-py"
-        done = subprocess.run(
-            [str(tool), "-d", str(SOURCES / "wit"), "-w", "hello", "componentize",
-             "-p", str(SOURCES), "hostile_app", "-o", str(tmp)],
-            capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, f"componentize-py failed:\n{done.stdout}\n{done.stderr}"
-        tmp.replace(out)
-    return out.read_bytes()
+    return componentized("hostile_app", "hostile")
 
 
 def route(path: str, **more: Any) -> dict[str, Any]:
@@ -193,7 +178,8 @@ def test_response_bodies_a_guest_never_sends_are_bounded(
 
 def test_huge_response_heads_and_trailers_are_bounded(
         route_host: Callable[..., RouteHost]) -> None:
-    host = start(route_host)
+    # (the plugin's deadline far: the bound, not the deadline, stops it on a loaded machine)
+    host = start(route_host, "limits: {timeout_ms: 30000}\n")
     threads = threading.active_count()
     c = host.client
     # 100,000 headers, a 10 MiB header value: past MAX_FIELD_BYTES the guest traps
@@ -365,8 +351,11 @@ def test_a_flood_of_http2_streams_at_max_concurrent(
     finally:
         for sock, _ in links:
             sock.close()
-    assert codes.count(503) >= 10 * n - 2 and set(codes) <= {503, 408}, sorted(codes)[:5]
-    assert time.monotonic() - began < 20
+    # Every stream answered: refused at the cap (503), or given a slot and then out of time
+    # for its body (408; on a loaded machine a slot frees while the flood still comes).
+    assert len(codes) == 10 * n and set(codes) <= {503, 408}, sorted(codes)[:5]
+    assert codes.count(503) >= 9 * n, codes.count(408)
+    assert time.monotonic() - began < 60
     unharmed(host, threads)
 
 
@@ -444,7 +433,10 @@ def test_http2_bodies_at_and_past_the_cap_and_a_wrong_length(
                         return status, got
                     elif isinstance(event, h2.events.StreamReset):
                         return status or b"reset", got
-                sock.sendall(conn.data_to_send())
+                try:
+                    sock.sendall(conn.data_to_send())
+                except (BrokenPipeError, ConnectionResetError):  # answered, then closed
+                    return status or b"closed", got
         finally:
             sock.close()
 

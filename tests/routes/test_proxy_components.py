@@ -34,23 +34,28 @@ SOURCES = Path(__file__).parent / "proxy"
 OUT = Path(__file__).resolve().parents[2] / "build" / "test-plugins" / "proxy"
 
 
-def proxy_wasm() -> bytes:
-    """tests/routes/proxy/app.py with its WIT, built by componentize-py (cached by the
-    digest of its sources: 20-80 s cold)."""
-    sources = [*sorted(SOURCES.rglob("*.wit")), SOURCES / "app.py"]
+def componentized(app: str, name: str) -> bytes:
+    """tests/routes/proxy/``app``.py with its WIT, built by componentize-py into
+    ``name``-DIGEST.wasm (cached by the digest of its sources: 20-80 s cold)."""
+    sources = [*sorted(SOURCES.rglob("*.wit")), SOURCES / f"{app}.py"]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
-    out = OUT / f"hello-{digest}.wasm"
+    out = OUT / f"{name}-{digest}.wasm"
     if not out.is_file():
         OUT.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".{os.getpid()}.tmp.wasm")
         tool = Path(sys.executable).parent / "componentize-py"
         done = subprocess.run(
             [str(tool), "-d", str(SOURCES / "wit"), "-w", "hello", "componentize",
-             "-p", str(SOURCES), "app", "-o", str(tmp)],
+             "-p", str(SOURCES), app, "-o", str(tmp)],
             capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"componentize-py failed:\n{done.stdout}\n{done.stderr}"
         tmp.replace(out)
     return out.read_bytes()
+
+
+def proxy_wasm() -> bytes:
+    """tests/routes/proxy/app.py built (:func:`componentized`)."""
+    return componentized("app", "hello")
 
 
 def route(path: str, **more: Any) -> dict[str, Any]:
