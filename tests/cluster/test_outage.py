@@ -254,8 +254,11 @@ def _outage(app: OmniApp, server: Cluster, records: Records) -> None:
     paused = Counter(m.split(" paused:")[0] for m in records.messages() if " paused: " in m)
     resumed = Counter(m.split(" resumed after")[0] for m in records.messages()
                       if " resumed after " in m)
-    assert paused and all(n == 1 for n in paused.values()), paused
-    assert set(resumed) == set(paused) and all(n == 1 for n in resumed.values()), resumed
+    # A loop of several threads can see one step work while the server ends its backends one
+    # by one (a connection not yet ended): that is an outage, a resume and another outage, two
+    # lines each way (seen once on a loaded machine). Never more, and every pause resumed.
+    assert paused and all(n <= 2 for n in paused.values()), paused
+    assert resumed == paused, (paused, resumed)
     print(f"\noutage {outage_s:.1f}s; held jobs recorded {held_s:.2f}s after the return; "
           f"{len(accepted_jobs)} jobs, {len(events)} events, {len(runs)} runs accepted, "
           f"{load.refused} jobs refused during the outage; loops paused: {sorted(paused)}")
