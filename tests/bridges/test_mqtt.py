@@ -174,3 +174,30 @@ def test_a_broker_outage_holds_outbound_events_and_delivers_them_in_order_after(
     assert [m.payload for m in got] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
     peer.close()
     app.stop(grace=1)
+
+
+def test_a_disconnect_after_the_bridge_loop_closed_is_no_error(mqtt_server: Mosquitto) -> None:
+    """paho's callbacks run on its own thread, which can outlive the bridge's event loop (the
+    host stopping): a disconnect seen then has nobody to tell, and must not raise in paho's
+    thread (it did: RuntimeError 'Event loop is closed', caught by a full run's guide test)."""
+    import asyncio
+
+    from omnicore.bridges._broker import Settings
+    from omnicore.bridges.mqtt import MqttBroker
+    from omnicore.config.bridges import BridgeConfig
+
+    raised: list[BaseException] = []
+    saved = threading.excepthook
+    threading.excepthook = lambda args: raised.append(args.exc_value)  # type: ignore[assignment]
+    broker = MqttBroker(Settings("b", BridgeConfig.model_validate(outbound(mqtt_server)),
+                                 "host", mqtt_server.password))
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(broker.connect("outbound"))
+        loop.close()  # the host stopped without closing this client
+        client = broker._client
+        client.disconnect()  # paho's thread now reports the disconnect
+        client.loop_stop()
+        assert raised == []
+    finally:
+        threading.excepthook = saved

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import fnmatch
 import json
 import time
@@ -399,8 +400,9 @@ class Bridge:
         """An outbound delivery of this bridge was queued: the lane claims it now (any
         thread)."""
         loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(wake.set)
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the bridge stopped
+                loop.call_soon_threadsafe(wake.set)
 
     # -- the outbound lane: claim, publish, finish --------------------------------------------
 

@@ -17,9 +17,10 @@ it arrives, and then a redelivery may queue its durable deliveries twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -95,24 +96,28 @@ class MqttBroker:
             else:
                 fut.set_result(None)
 
+        def post(fn: Callable[..., object], *args: Any) -> None:
+            # paho's callbacks run on its own thread, which can outlive the bridge's loop (a
+            # disconnect seen as the host stops): then nobody is left to hear it.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn, *args)
+
         def on_connect(_c: Any, _u: Any, _f: Any, code: Any, _p: Any) -> None:
-            loop.call_soon_threadsafe(settle, connected, code)
+            post(settle, connected, code)
 
         def on_disconnect(_c: Any, _u: Any, _f: Any, code: Any, _p: Any) -> None:
-            loop.call_soon_threadsafe(self._lost, f"the MQTT broker closed the connection "
-                                                  f"({code})")
+            post(self._lost, f"the MQTT broker closed the connection ({code})")
 
         def on_message(_c: Any, _u: Any, msg: Any) -> None:
-            loop.call_soon_threadsafe(self._queue.put_nowait, msg)
+            post(self._queue.put_nowait, msg)
 
         def on_publish(_c: Any, _u: Any, mid: int, code: Any, _p: Any) -> None:
-            loop.call_soon_threadsafe(lambda: settle(self._pending.pop(mid, loop.create_future()),
-                                                     code))
+            post(lambda: settle(self._pending.pop(mid, loop.create_future()), code))
 
         def on_subscribe(_c: Any, _u: Any, mid: int, codes: Any, _p: Any) -> None:
             bad = [c for c in codes if getattr(c, "is_failure", False)]
-            loop.call_soon_threadsafe(lambda: settle(
-                self._pending.pop(mid, loop.create_future()), bad[0] if bad else None))
+            post(lambda: settle(self._pending.pop(mid, loop.create_future()),
+                                bad[0] if bad else None))
 
         client.on_subscribe = on_subscribe
         client.on_connect, client.on_disconnect = on_connect, on_disconnect
