@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import wasmtime
@@ -35,7 +34,6 @@ from omnicore.sandbox.deadline import arm
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
-from omnicore.sandbox.wasmbin import WasmFormatError, custom_sections, read_uleb
 
 __all__ = ["HANDLER", "ONE_REQUEST_PER_INSTANCE", "THREADS", "ProxyComponent",
            "announced_trailers", "exports_handler", "one_request_per_instance", "trailer_fields"]
@@ -62,41 +60,11 @@ def exports_handler(exports: list[str] | tuple[str, ...]) -> str | None:
 ONE_REQUEST_PER_INSTANCE = frozenset({"ComponentizeJS"})
 
 
-def _processed_by(wasm: bytes) -> list[str]:
-    """The tool names of ``wasm``'s own ``producers`` section's ``processed-by`` field
-    (the component's, not its core modules'); [] without one or when it cannot be read."""
-    names: list[str] = []
-    try:
-        for payload in custom_sections(wasm, "producers"):
-            fields, pos = read_uleb(payload, 0)
-            for _ in range(fields):
-                n, pos = read_uleb(payload, pos)
-                field_name = payload[pos:pos + n].decode("utf-8", "replace")
-                pos += n
-                values, pos = read_uleb(payload, pos)
-                for _ in range(values):
-                    n, pos = read_uleb(payload, pos)
-                    value = payload[pos:pos + n].decode("utf-8", "replace")
-                    pos += n
-                    n, pos = read_uleb(payload, pos)  # the version
-                    pos += n
-                    if field_name == "processed-by":
-                        names.append(value)
-    except (WasmFormatError, IndexError, ValueError):
-        return names
-    return names
-
-
-def one_request_per_instance(path: Path | None) -> str | None:
-    """The toolchain of :data:`ONE_REQUEST_PER_INSTANCE` that built the component file at
-    ``path``, or None (none of them; no file)."""
-    if path is None:
-        return None
-    try:
-        wasm = path.read_bytes()
-    except OSError:
-        return None
-    return next((t for t in _processed_by(wasm) if t in ONE_REQUEST_PER_INSTANCE), None)
+def one_request_per_instance(processed_by: tuple[str, ...]) -> str | None:
+    """The toolchain of :data:`ONE_REQUEST_PER_INSTANCE` among a component's ``producers``
+    tools (:attr:`ComponentModule.processed_by`, read from the bytes it was compiled from),
+    or None."""
+    return next((t for t in processed_by if t in ONE_REQUEST_PER_INSTANCE), None)
 
 
 #: Fields a trailer may not carry (RFC 9110 §6.5.1: framing, routing, authentication,
@@ -148,11 +116,11 @@ class ProxyComponent:
 
     def __init__(self, name: str, engine: SandboxEngine, component: cm.Component,
                  limits: Limits, log: PluginLog, send: wasihttp.Send | None = None,
-                 *, path: Path | None = None) -> None:
+                 *, processed_by: tuple[str, ...] = ()) -> None:
         self.name = name
-        #: The toolchain whose components answer one request per instance (``path``'s
-        #: producers section: :func:`one_request_per_instance`); None: instances are reused.
-        self.one_shot = one_request_per_instance(path)
+        #: The toolchain whose components answer one request per instance (of the
+        #: component's producers, ``processed_by``); None: instances are reused.
+        self.one_shot = one_request_per_instance(processed_by)
         #: Outgoing requests (the plugin's ``http`` grant); None: each one refused.
         self.send = send
         self.engine = engine

@@ -511,7 +511,7 @@ class RoutesServer:
             limits = self.app.plugins.limits_of(plugin)
             proxy = ProxyComponent(plugin, eng, module.compiled, limits,
                                    self.app.plugins.logs(plugin), self._outgoing(plugin),
-                                   path=module.path)
+                                   processed_by=module.processed_by)
         with self._lock:
             self._proxies[plugin] = (module.sha256, proxy, settings)
         return proxy

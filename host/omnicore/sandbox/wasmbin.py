@@ -19,6 +19,7 @@ __all__ = [
     "function_exports",
     "indescribable_signature",
     "is_component",
+    "processed_by",
     "read_uleb",
     "sections",
     "set_custom_section",
@@ -132,6 +133,32 @@ def custom_sections(wasm: bytes, name: str) -> list[bytes]:
             if sname == name:
                 found.append(bytes(wasm[payload:end]))
     return found
+
+
+def processed_by(wasm: bytes) -> tuple[str, ...]:
+    """The tool names in the ``processed-by`` field of ``wasm``'s own ``producers`` sections
+    (a component's, not its core modules': those are nested, not top-level sections); () when
+    it has none, and what could be read when one is malformed (it is a hint, never a verdict)."""
+    names: list[str] = []
+    try:
+        for payload in custom_sections(wasm, "producers"):
+            fields, pos = read_uleb(payload, 0)
+            for _ in range(fields):
+                n, pos = read_uleb(payload, pos)
+                field_name = payload[pos:pos + n].decode("utf-8", "replace")
+                pos += n
+                values, pos = read_uleb(payload, pos)
+                for _ in range(values):
+                    n, pos = read_uleb(payload, pos)
+                    value = payload[pos:pos + n].decode("utf-8", "replace")
+                    pos += n
+                    n, pos = read_uleb(payload, pos)  # the version
+                    pos += n
+                    if field_name == "processed-by":
+                        names.append(value)
+    except (WasmFormatError, IndexError, ValueError):
+        pass
+    return tuple(names)
 
 
 def set_custom_section(wasm: bytes, name: str, payload: bytes) -> bytes:

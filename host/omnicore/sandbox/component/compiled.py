@@ -50,6 +50,9 @@ class ComponentModule(CompiledPlugin):
     #: Functions with a flat face, by name: the host does their whole canonical ABI
     #: (.canonplan); any other takes wasmtime's value API.
     flat: dict[str, rawlift.RawForm] = field(default_factory=dict, repr=False)
+    #: The tools its own ``producers`` section says processed it (``ComponentizeJS``,
+    #: ``wit-component``, ...): read from the bytes compiled, never from a file again.
+    processed_by: tuple[str, ...] = ()
 
     @property
     def compiled(self) -> cm.Component:
@@ -222,4 +225,5 @@ def load_component(engine: SandboxEngine, wasm: bytes, name: str | None,
         abi=COMPONENT_ABI, sha256=sha, size=len(wasm), imports=imports, exports=exports,
         uses_wasi=any(n.startswith("wasi:") for n in world.imports),
         path=path,
-        component=component, world=world, handler_interface=interface, flat=flat)
+        component=component, world=world, handler_interface=interface, flat=flat,
+        processed_by=wasmbin.processed_by(wasm))
