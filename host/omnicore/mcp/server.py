@@ -1,14 +1,16 @@
 """The MCP server over an app's plugins, built on the official SDK's low-level ``Server``.
 
 ``tools/list`` answers the exposed handlers of the plugins that can be called
-(:mod:`omnicore.mcp.tools`); ``tools/call`` runs one through ``app.plugins.acall`` (the async
-twin of ``call_json``: the same grants, limits, deadline and breaker, on the plugin's own
-worker threads) with the tool's arguments as the handler's JSON input (a text tool's one
-argument as its text: :func:`~omnicore.mcp.tools.handler_input`). The output comes back as
-the first text content, and as structured content too when it is a JSON object. A failure of
-the call (trap, deadline, limit, needs-grant, the handler's own error) is a tool result with
-``isError`` and the host's one-line message; the server keeps serving. A tool with an output
-schema whose output does not match it answers a tool error too.
+(:mod:`omnicore.mcp.tools`), once the start's plugins are loaded (a list asked while the host
+starts waits for them, at most ``sandbox.load_wait_ms``: an agent lists once, after its
+handshake, and the handshake is answered at once); ``tools/call`` runs one through
+``app.plugins.acall`` (the async twin of ``call_json``: the same grants, limits, deadline and
+breaker, on the plugin's own worker threads) with the tool's arguments as the handler's JSON
+input (a text tool's one argument as its text: :func:`~omnicore.mcp.tools.handler_input`). The
+output comes back as the first text content, and as structured content too when it is a JSON
+object. A failure of the call (trap, deadline, limit, needs-grant, the handler's own error) is
+a tool result with ``isError`` and the host's one-line message; the server keeps serving. A
+tool with an output schema whose output does not match it answers a tool error too.
 
 A call reports progress (start and finish) when the request carries ``_meta.progressToken``;
 after ``logging/setLevel``, the plugin's log lines of the call at or above that level reach
@@ -164,6 +166,9 @@ class ToolServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscriptions: list[Any] = []
         self._pending = False
+        #: Whether a list was answered while the start's plugins still loaded (its wait ran
+        #: out): from then on their arrivals are announced too (:meth:`_on_event`).
+        self._listed_early = False
         #: Plugin changes seen (:meth:`_on_event`), and the verdict on mcp.expose: (the
         #: config's mcp section, the changes count, why it is refused or None).
         self._changes = 0
@@ -211,8 +216,15 @@ class ToolServer:
 
     async def _list_tools(self, ctx: ServerRequestContext[Any, Any],
                           params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        await self._start_loaded()
         return types.ListToolsResult(tools=[t for listing in self._listings()
                                             for t in listing.listed])
+
+    async def _start_loaded(self) -> None:
+        """Wait for the start's plugins (every list holds them), at most
+        ``sandbox.load_wait_ms``."""
+        if not await self.app.plugins.start_loaded():
+            self._listed_early = True
 
     def resolve(self, name: str) -> Tool | None:
         """The exposed tool ``name``, whatever its plugin's state (a needs-grant plugin's tool
@@ -481,6 +493,7 @@ class ToolServer:
             return head + json.dumps(wire, separators=(",", ":")).encode() + b"}"
 
         async def listing() -> bytes:
+            await self._start_loaded()
             tools = b",".join(part for listing in self._listings()
                               for part in listing.wire(version))
             return head + b'{"tools":[' + tools + b"]}}"
@@ -590,6 +603,8 @@ class ToolServer:
             self._changes += 1
         if event.topic not in _CHANGES or loop is None or self._pending:
             return
+        if self.app.plugins.start_loading and not self._listed_early:
+            return  # a plugin of the start: every list waits for them, none is out of date
         self._pending = True
         try:
             loop.call_soon_threadsafe(lambda: loop.create_task(self._announce()))

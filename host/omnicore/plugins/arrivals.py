@@ -50,6 +50,11 @@ class Arrivals:
         """Whether files are being loaded now (a name unknown yet may still arrive)."""
         return self._loading > 0
 
+    @property
+    def starting(self) -> bool:
+        """Whether a load of a start is under way (:meth:`wait_started` would wait)."""
+        return self._starting > 0
+
     @contextmanager
     def load(self, *, start: bool = False) -> Iterator[None]:
         """Mark a load of files under way for its duration (see :meth:`begin`)."""
@@ -134,9 +139,27 @@ class Arrivals:
 
     async def arrive(self, name: str, wait_s: float | None = None) -> Entry:
         """:meth:`wait` on the running event loop, holding no thread while it waits."""
+        limit = self.wait_s if wait_s is None else wait_s
+        done, entry = self._settled(name)
+        if not done:
+            if not await self._until(lambda: self._settled(name)[0], limit, call=True):
+                raise self._late(name, limit)
+            entry = self._settled(name)[1]
+        return self._found(name, entry)
+
+    async def started(self, wait_s: float | None = None) -> bool:
+        """:meth:`wait_started` on the running event loop: True once no load of a start is
+        under way, False when ``wait_s`` (default :attr:`wait_s`) ran out first."""
+        if not self.starting:
+            return True
+        return await self._until(lambda: self._starting == 0,
+                                 self.wait_s if wait_s is None else wait_s, call=False)
+
+    async def _until(self, ready: Callable[[], bool], limit: float, *, call: bool) -> bool:
+        """Wait on the loop, woken by every change, until ``ready()``: False when ``limit``
+        seconds ran out first. ``call``: a call waits (counted in :attr:`waiting`)."""
         import asyncio  # here: a process that never calls from async code need not load it
 
-        limit = self.wait_s if wait_s is None else wait_s
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         woken = asyncio.Event()
@@ -147,21 +170,17 @@ class Arrivals:
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
 
-        done, entry = self._settled(name)
-        if done:
-            return self._found(name, entry)
         with self._cond:
             self._wakers.add(wake)
-            self.waiting += 1
+            self.waiting += call
         try:
             while True:
                 woken.clear()
-                done, entry = self._settled(name)  # after clear(): no wake-up is missed
-                if done:
-                    return self._found(name, entry)
+                if ready():  # after clear(): no wake-up is missed
+                    return True
                 left = deadline - loop.time()
                 if left <= 0:
-                    raise self._late(name, limit)
+                    return False
                 try:
                     async with asyncio.timeout(left):
                         await woken.wait()
@@ -170,4 +189,4 @@ class Arrivals:
         finally:
             with self._cond:
                 self._wakers.discard(wake)
-                self.waiting -= 1
+                self.waiting -= call

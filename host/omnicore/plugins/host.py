@@ -240,6 +240,19 @@ class PluginHost:
         not known yet waits, as while the folder loads: the console serves before then."""
         return self._arrivals.load(start=True)
 
+    @property
+    def start_loading(self) -> bool:
+        """Whether the start's load of the folder is under way (:meth:`wait_loaded` would
+        wait)."""
+        return self._arrivals.starting
+
+    async def start_loaded(self, wait_s: float | None = None) -> bool:
+        """Wait on the loop until the start's loads are over (the folder's first read in the
+        background; a file dropped in later is not waited for): True, or False when
+        ``wait_s`` (default :attr:`load_wait_s`) ran out first. For a listing that should
+        hold every plugin a start brings (MCP's ``tools/list``)."""
+        return await self._arrivals.started(max(0.0, wait_s) if wait_s is not None else None)
+
     async def arrival(self, name: str, wait_s: float | None = None) -> bool:
         """Wait on the loop until plugin ``name`` has settled (loaded, failed, needs a grant;
         or, the folder's load over, it is not there): True, and a call to it answers as that
