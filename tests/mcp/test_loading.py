@@ -90,46 +90,59 @@ def test_a_tool_call_over_http_waits_for_its_plugin_to_load(
     asyncio.run(main())
 
 
-def held_mcp(appdir: Path, fifo: Path) -> StdioServerParameters:
-    """``omnicore mcp --app appdir`` whose load of a file named big.wasm waits at the named
-    pipe ``fifo`` (tests/mcp/held_load.py)."""
-    return StdioServerParameters(
-        command=sys.executable,
-        args=[str(HERE / "held_load.py"), str(fifo), "mcp", "--app", str(appdir)],
-        cwd=str(ROOT),
-        env={**{k: v for k, v in os.environ.items() if k.startswith(("PYTHON", "PATH", "HOME"))},
-             "PYTHONPATH": str(ROOT)})
+class HeldMcp:
+    """An app folder for ``omnicore mcp`` holding echo plugins ``names`` with ``expose``,
+    whose load of a file named big.wasm waits at a named pipe (tests/mcp/held_load.py): the
+    load has begun once :meth:`reach` returns, and goes on at :meth:`open`."""
+
+    def __init__(self, tmp_path: Path, names: list[str], expose: list[str]) -> None:
+        self.appdir = tmp_path / "app"
+        self.plugins = self.appdir / "plugins"
+        self.plugins.mkdir(parents=True)
+        for name in names:
+            write(self.plugins, f"{name}.wasm", echo_wasm(name))
+        (self.appdir / "omnicore.yaml").write_text(yaml.safe_dump({
+            "name": "mcp-loading", "data_dir": "data", "plugins_dir": "plugins",
+            "mcp": {"expose": expose}}))
+        self.fifo = tmp_path / "gate"
+        os.mkfifo(self.fifo)
+        self.params = StdioServerParameters(
+            command=sys.executable,
+            args=[str(HERE / "held_load.py"), str(self.fifo), "mcp", "--app", str(self.appdir)],
+            cwd=str(ROOT),
+            env={**{k: v for k, v in os.environ.items()
+                    if k.startswith(("PYTHON", "PATH", "HOME"))}, "PYTHONPATH": str(ROOT)})
+        self._ends: list[int] = []
+
+    def reach(self) -> None:
+        """Return once the host's load of big.wasm opened the pipe's other end."""
+        self._ends.append(os.open(self.fifo, os.O_WRONLY))
+
+    async def reached(self) -> None:
+        await asyncio.wait_for(asyncio.to_thread(self.reach), 60)
+
+    def open(self) -> None:
+        """The gate opens: the load goes on."""
+        while self._ends:
+            os.close(self._ends.pop())
 
 
 def test_omnicore_mcp_answers_the_handshake_while_its_plugins_load(tmp_path: Path) -> None:
     """The start's load of the folder held at a gate: ``initialize`` is answered (an agent's
     handshake has a timeout, a cold compile of a folder can take minutes), ``tools/list``
     waits for the start's plugins and then lists them all, a call waits for its plugin."""
-    appdir = tmp_path / "app"
-    plugins = appdir / "plugins"
-    plugins.mkdir(parents=True)
-    write(plugins, "tiny.wasm", echo_wasm("tiny"))
-    write(plugins, "big.wasm", echo_wasm("big"))
-    (appdir / "omnicore.yaml").write_text(yaml.safe_dump({
-        "name": "mcp-loading", "data_dir": "data", "plugins_dir": "plugins",
-        "mcp": {"expose": ["*/echo"]}}))
-    fifo = tmp_path / "gate"
-    os.mkfifo(fifo)
-    gate: list[int] = []
-
-    def reach_gate() -> None:  # returns once the host's load of big.wasm opened its end
-        gate.append(os.open(fifo, os.O_WRONLY))
+    held = HeldMcp(tmp_path, ["tiny", "big"], ["*/echo"])
 
     async def main() -> None:
-        async with stdio_client(held_mcp(appdir, fifo), errlog=sys.stderr) as (read, write_), \
+        async with stdio_client(held.params, errlog=sys.stderr) as (read, write_), \
                 ClientSession(read, write_) as session:
-            await asyncio.wait_for(asyncio.to_thread(reach_gate), 60)
+            await held.reached()
             await asyncio.wait_for(session.initialize(), 60)  # the load still held
             listing = asyncio.create_task(session.list_tools())
             big = asyncio.create_task(session.call_tool("big.echo", {"text": "hi"}))
             await session.send_ping()  # answered after both were read: both wait
             assert not listing.done() and not big.done()
-            os.close(gate.pop())  # the gate opens: the load goes on
+            held.open()
             listed = [t.name for t in (await asyncio.wait_for(listing, 60)).tools]
             assert sorted(listed) == ["big.echo", "tiny.echo"], listed
             result = await asyncio.wait_for(big, 60)
@@ -138,28 +151,19 @@ def test_omnicore_mcp_answers_the_handshake_while_its_plugins_load(tmp_path: Pat
     try:
         asyncio.run(main())
     finally:
-        if gate:
-            os.close(gate.pop())
+        held.open()
 
 
 def test_omnicore_mcp_ends_with_a_typo_in_mcp_expose_found_once_loaded(tmp_path: Path) -> None:
     """A pattern judged once the held load ends: the handshake was answered, then the command
     fails with the typo named on stderr, as without a client (tests/cli/test_cli_traps.py)."""
-    appdir = tmp_path / "app"
-    plugins = appdir / "plugins"
-    plugins.mkdir(parents=True)
-    write(plugins, "big.wasm", echo_wasm("big"))
-    (appdir / "omnicore.yaml").write_text(yaml.safe_dump({
-        "name": "mcp-loading", "data_dir": "data", "plugins_dir": "plugins",
-        "mcp": {"expose": ["big/ehco"]}}))
-    fifo = tmp_path / "gate"
-    os.mkfifo(fifo)
-    params = held_mcp(appdir, fifo)
+    held = HeldMcp(tmp_path, ["big"], ["big/ehco"])
+    params = held.params
     server = subprocess.Popen([params.command, *params.args], cwd=params.cwd, env=params.env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)
     try:
-        gate = os.open(fifo, os.O_WRONLY)  # the load of big.wasm is under way, held
+        held.reach()
         assert server.stdin is not None and server.stdout is not None
         server.stdin.write(json.dumps({
             "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -168,46 +172,35 @@ def test_omnicore_mcp_ends_with_a_typo_in_mcp_expose_found_once_loaded(tmp_path:
         server.stdin.flush()
         answer = json.loads(server.stdout.readline())
         assert answer["id"] == 1 and "result" in answer, answer
-        os.close(gate)
+        held.open()
         _, err = server.communicate(timeout=60)
         assert server.returncode == 1, err
         assert b"Error: mcp.expose (" in err and b"'big/ehco' matches no handler" in err, err
         assert b"Traceback" not in err, err
     finally:
+        held.open()
         if server.poll() is None:
             server.kill()
             server.wait()
 
 
 def test_a_tool_call_over_stdio_waits_for_a_dropped_plugin_to_load(tmp_path: Path) -> None:
-    appdir = tmp_path / "app"
-    plugins = appdir / "plugins"
-    plugins.mkdir(parents=True)
-    write(plugins, "tiny.wasm", echo_wasm("tiny"))
-    (appdir / "omnicore.yaml").write_text(yaml.safe_dump({
-        "name": "mcp-loading", "data_dir": "data", "plugins_dir": "plugins",
-        "mcp": {"expose": ["*/echo"]}}))
-    fifo = tmp_path / "gate"
-    os.mkfifo(fifo)
-    gate: list[int] = []
-
-    def reach_gate() -> None:  # returns once the host's load of big.wasm opened its end
-        gate.append(os.open(fifo, os.O_WRONLY))
+    held = HeldMcp(tmp_path, ["tiny"], ["*/echo"])
 
     async def main() -> None:
-        async with stdio_client(held_mcp(appdir, fifo), errlog=sys.stderr) as (read, write_), \
+        async with stdio_client(held.params, errlog=sys.stderr) as (read, write_), \
                 ClientSession(read, write_) as session:
             await session.initialize()
             assert [t.name for t in (await session.list_tools()).tools] == ["tiny.echo"]
-            write(plugins, "big.wasm", echo_wasm("big"))
-            await asyncio.wait_for(asyncio.to_thread(reach_gate), 60)
+            write(held.plugins, "big.wasm", echo_wasm("big"))
+            await held.reached()
             big = asyncio.create_task(session.call_tool("big.echo", {"text": "hi"}))
             # Answered after the call was read: the call is waiting, not answered.
             await session.send_ping()
             tiny = await session.call_tool("tiny.echo", {"text": "meanwhile"})
             assert text_of(tiny) == '{"text":"meanwhile"}'
             assert not big.done()
-            os.close(gate.pop())  # the gate opens: the load goes on
+            held.open()
             result = await asyncio.wait_for(big, 60)
             assert not result.is_error, text_of(result)
             assert text_of(result) == '{"text":"hi"}'
@@ -217,5 +210,4 @@ def test_a_tool_call_over_stdio_waits_for_a_dropped_plugin_to_load(tmp_path: Pat
     try:
         asyncio.run(main())
     finally:
-        if gate:
-            os.close(gate.pop())
+        held.open()
