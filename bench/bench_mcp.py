@@ -13,7 +13,13 @@ The Rust greeter's ``greet`` exposed as the tool ``greeter-rust.greet``, called 
    call is held to (issue 32: at most 1.3x at the median);
 5. ``tools/list`` of 1,000 exposed tools (one plugin, 1,000 handlers with schemas) over
    ``/mcp``, as JSON-RPC from httpx (issue 32: within 20 ms; the SDK's client then spends
-   more than that validating what it received).
+   more than that validating what it received);
+6. ``omnicore mcp``'s start, as an agent spawning it sees it: milliseconds from the spawn to
+   the ``initialize`` answer and to the first ``tools/list`` answer, each plugin compiled
+   (a module cache emptied before each round: an operator who never ran ``omnicore
+   precompile``) and from a warm cache, beside the same with no plugin at all (the floor: the
+   interpreter and the imports). The handshake is answered while the plugins compile; the
+   list waits for them.
 
 The MCP columns add the protocol, the transport and the SDKs of both sides to the floor; the
 "added" column is the median minus the floor's. Targets (issue 24): +0.5 ms over stdio and
@@ -38,7 +44,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import yaml
-from _measure import Sample, machine, measure, render, scratch
+from _measure import SMOKE, Sample, machine, measure, render, scratch
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
@@ -193,6 +199,59 @@ async def over_rest(url: str, token: str, iters: int) -> Sample:
         return await ameasure(call, iters)
 
 
+def start(appdir: Path, cold: bool, rounds: int) -> tuple[Sample, Sample]:
+    """Milliseconds from spawning ``omnicore mcp --app appdir`` to its ``initialize`` answer
+    and to its first ``tools/list`` answer; ``cold``: its module cache emptied first."""
+    import subprocess
+
+    from mcp_types.version import LATEST_HANDSHAKE_VERSION as version
+
+    hello, listed = [], []
+    for _ in range(1 if SMOKE else rounds):
+        if cold:
+            shutil.rmtree(appdir / "data" / "cache", ignore_errors=True)
+        began = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "omnicore.cli", "mcp", "--app", str(appdir)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env={k: v for k, v in os.environ.items()
+                 if k.startswith(("PYTHON", "PATH", "HOME"))})
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            for message in (
+                    {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                        "protocolVersion": version, "capabilities": {},
+                        "clientInfo": {"name": "bench", "version": "0"}}},
+                    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                    {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}):
+                proc.stdin.write(json.dumps(message).encode() + b"\n")
+            proc.stdin.flush()
+            assert b'"id":0' in proc.stdout.readline()
+            hello.append((time.perf_counter() - began) * 1e3)
+            answer = proc.stdout.readline()
+            assert b'"tools"' in answer, answer
+            listed.append((time.perf_counter() - began) * 1e3)
+        finally:
+            proc.stdin.close()
+            proc.wait()
+    return _ms(hello), _ms(listed)
+
+
+def _ms(values: list[float]) -> Sample:
+    return Sample(statistics.median(values), min(values), max(values))
+
+
+def start_app(root: Path, plugins: list[Path]) -> Path:
+    """An app folder with ``plugins`` (every handler exposed)."""
+    (root / "plugins").mkdir(parents=True)
+    for wasm in plugins:
+        shutil.copy(wasm, root / "plugins" / wasm.name)
+    (root / "omnicore.yaml").write_text(yaml.safe_dump({
+        "name": "bench-mcp-start", "data_dir": "data", "plugins_dir": "plugins",
+        "log": {"level": "error"}, "mcp": {"expose": ["*/*"] if plugins else []}}))
+    return root
+
+
 def many_tools(n: int = 1000) -> bytes:
     """A plugin with ``n`` handlers (one function exported ``n`` times), each declared with a
     description and an input schema."""
@@ -292,6 +351,13 @@ def main() -> None:
     finally:
         app.stop()
     listing = list_many(appdir.parent / "many", max(iters // 10, 5))
+    # The start: the greeter alone with --quick, else every plugin the examples built.
+    built = [GREETER] if quick else sorted(GREETER.parent.glob("*.wasm"))
+    rounds = 3 if quick else 5
+    bare = start(start_app(appdir.parent / "start-none", []), False, rounds)
+    folder = start_app(appdir.parent / "start", built)
+    cold = start(folder, True, rounds)
+    warm = start(folder, False, rounds)
     rows = [
         ["app.plugins.call_json (in-process floor)", str(direct), "-"],
         ["tools/call over stdio (omnicore mcp; the SDK's client)", str(stdio),
@@ -307,6 +373,12 @@ def main() -> None:
          f"{rest.median - direct.median:.0f}"],
         ["tools/list of 1,000 tools over HTTP (/mcp, httpx)", str(listing), "-"],
     ]
+    plugins = f"{len(built)} plugin" + ("s" if len(built) != 1 else "")
+    starts = [
+        ["no plugin (the floor)", str(bare[0]), str(bare[1])],
+        [f"{plugins}, every one compiled (cache emptied)", str(cold[0]), str(cold[1])],
+        [f"{plugins}, warm cache", str(warm[0]), str(warm[1])],
+    ]
     print(f"MCP tool call, Rust greeter, {iters} calls x 7 repeats; {machine()}")
     print(render(["path", "µs per call: median [min-max]", "added µs"], rows,
                  markdown="--markdown" in sys.argv))
@@ -314,6 +386,9 @@ def main() -> None:
     print("Over stdio the client shares the machine's cores with the server: the wall rows "
           "include the client's work; the CPU rows are the server process's alone (its CPU "
           "per call minus the floor's time is the server's own share over the call).")
+    print(f"\nomnicore mcp's start, ms from the spawn, {1 if SMOKE else rounds} rounds:")
+    print(render(["plugins folder", "initialize answered", "first tools/list answered"],
+                 starts, markdown="--markdown" in sys.argv))
 
 
 if __name__ == "__main__":
