@@ -5,9 +5,10 @@ A real ``omnicore run`` with a NATS JetStream bridge publishing ``plugin.src.*``
 ``out.events``. An outbound message is a job of ``@bridge:b`` committed in the transaction
 that logs its event, so the gate that holds the window between the commit and the broker's
 confirmation open is the broker itself: either stopped (the bridge cannot connect: every
-message waits queued) or frozen with SIGSTOP while connected (the first message is claimed
-and its publish is in flight, unconfirmed; the rest wait queued). Events are published, each
-taken (committed) before the plugin's call returns; the jobs are read from the database; the
+message waits queued) or frozen with SIGSTOP while connected, every thread of it stopped
+before the test goes on (the first message is claimed and its publish is in flight,
+unconfirmed; the rest wait queued). Events are published, each taken (committed) before the
+plugin's call returns; the jobs are read from the database; the
 host is killed with SIGKILL; the gate opens (the broker started or continued); the host starts
 again: every message is confirmed, each stored once (the message id,
 ``<app>:origin:<uuid>``, is JetStream's ``Nats-Msg-Id``: a message the frozen broker took
@@ -26,7 +27,7 @@ import sqlite3
 import struct
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ from tests.brokers import Nats
 from tests.event_fixtures import events_wasm
 from tests.hosts import OMNICORE, Host
 from tests.pgcluster import Cluster
+from tests.waiting import all_threads_stopped
 
 BEFORE, DURING = 3, 20
 
@@ -47,20 +49,35 @@ def _publish(host: Host, n: int) -> int:
     return int(struct.unpack("<i", out)[0])
 
 
-def _outbound(data: Path) -> dict[str, list[int]]:
-    """The bridge's outbound jobs by state, each as the ``n`` of its message, oldest first
-    (read from the host's database, read-only)."""
+def _jobs(data: Path) -> list[tuple[int, str, int, str | None]]:
+    """The bridge's outbound jobs as ``(n, state, attempts, last_error)``, ``n`` that of
+    its message, oldest first (read from the host's database, read-only)."""
     db = sqlite3.connect(f"file:{data / 'omnicore.db'}?mode=ro", uri=True, timeout=30)
     try:
-        rows = db.execute("SELECT state, payload FROM jobs WHERE plugin='@bridge:b' "
-                          "ORDER BY id").fetchall()
+        rows = db.execute("SELECT payload, state, attempts, last_error FROM jobs "
+                          "WHERE plugin='@bridge:b' ORDER BY id").fetchall()
     finally:
         db.close()
+    return [(json.loads(base64.b64decode(json.loads(payload)["data"]))["n"], state, attempts,
+             error) for payload, state, attempts, error in rows]
+
+
+def _outbound(data: Path) -> dict[str, list[int]]:
+    """The bridge's outbound jobs by state, each as the ``n`` of its message, oldest first."""
     found: dict[str, list[int]] = {}
-    for state, payload in rows:
-        found.setdefault(state, []).append(
-            json.loads(base64.b64decode(json.loads(payload)["data"]))["n"])
+    for n, state, _, _ in _jobs(data):
+        found.setdefault(state, []).append(n)
     return found
+
+
+def _until_outbound(host: Host, check: Callable[[dict[str, list[int]]], bool], what: str
+                    ) -> None:
+    """Wait until ``check`` holds of :func:`_outbound`; a timeout says what the jobs were."""
+    try:
+        host.until(lambda: check(_outbound(host.data)), what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nthe outbound jobs then (n, state, attempts, "
+                             f"last_error): {_jobs(host.data)}") from None
 
 
 def _stored(server: Nats) -> Counter[int]:
@@ -92,19 +109,26 @@ def test_a_host_killed_between_the_commit_and_the_publish_loses_no_outbound_mess
         assert [_publish(host, n) for n in range(BEFORE)] == [0] * BEFORE
         host.until(lambda: _stored(nats_server) == Counter(range(BEFORE)),
                    "the messages before the gate")
-        host.until(lambda: set(_outbound(host.data)) == {"succeeded"}, "their jobs done")
+        _until_outbound(host, lambda jobs: set(jobs) == {"succeeded"}, "their jobs done")
 
         if gate == "stopped":
             nats_server.halt()
         else:
             nats_server.proc.send_signal(signal.SIGSTOP)
+            # SIGSTOP is asynchronous: the signal reaches the server's threads in their turn,
+            # and until they have all stopped the server still takes and confirms what comes
+            # (on a loaded machine the first message was confirmed and the second one was the
+            # publish in flight: "running" never read [BEFORE]).
+            pid = nats_server.proc.pid
+            host.until(lambda: all_threads_stopped(pid), "every thread of the NATS server "
+                       "stopped")
         assert [_publish(host, n) for n in range(BEFORE, BEFORE + DURING)] == [0] * DURING
         during = list(range(BEFORE, BEFORE + DURING))
         if gate == "stopped":  # committed with their events, none claimed
             assert _outbound(host.data).get("queued") == during
         else:  # the first claimed, its publish unconfirmed; the rest committed behind it
-            host.until(lambda: _outbound(host.data).get("running") == [BEFORE],
-                       "the first message's publish in flight")
+            _until_outbound(host, lambda jobs: jobs.get("running") == [BEFORE],
+                            "the first message's publish in flight")
             assert _outbound(host.data).get("queued") == during[1:]
         assert host.stop(signal.SIGKILL) == -signal.SIGKILL
 
@@ -116,8 +140,7 @@ def test_a_host_killed_between_the_commit_and_the_publish_loses_no_outbound_mess
         want = Counter(range(BEFORE + DURING))
         host.until(lambda: _stored(nats_server) == want, "every message confirmed, once",
                    timeout=120)
-        host.until(lambda: set(_outbound(host.data)) == {"succeeded"},
-                   "every outbound job done")
+        _until_outbound(host, lambda jobs: set(jobs) == {"succeeded"}, "every outbound job done")
         ids = [m.headers["Nats-Msg-Id"] for m in stream_messages(nats_server, "OUT")]
         assert len(set(ids)) == len(ids) == BEFORE + DURING
         assert all(i.startswith("outbox:origin:") for i in ids)
