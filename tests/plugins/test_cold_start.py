@@ -279,6 +279,47 @@ def test_a_cold_start_serves_baseline_code_then_swaps_in_cranelift(
         assert not _baseline(host, "big") and not _baseline(host, "tiny")
 
 
+def test_a_start_that_ends_before_its_tier_up_loads_the_baseline_code_from_the_cache(
+        folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent's short ``omnicore mcp`` session: the host stops before Cranelift replaced
+    Winch's code. The next start loads that code from the cache (compiled once, not again at
+    every start), tiers up, and the baseline entries leave the cache once replaced."""
+    from omnicore.plugins.tiers import TierUp
+
+    cache = tmp_path / "cache"
+
+    def host() -> PluginHost:
+        return PluginHost(engine_factory=lambda fuel=False: SandboxEngine(cache_dir=cache,
+                                                                          fuel=fuel))
+
+    submit = TierUp.submit
+    monkeypatch.setattr(TierUp, "submit", lambda *_: None)  # stopped before any tier-up
+    with host() as first:
+        first.watch_folder(folder, watch=False)
+        assert _baseline(first, "big") and _baseline(first, "tiny")
+    baseline = {p.name: p.stat().st_ino for p in cache.glob("*.cwasm")}
+    assert len(baseline) == 2, baseline
+
+    monkeypatch.setattr(TierUp, "submit", submit)
+    gate = threading.Event()
+    monkeypatch.setattr(CompileAhead, "wait_idle", lambda self: gate.wait(120))
+    try:
+        with host() as second:
+            second.watch_folder(folder, watch=False)
+            assert _baseline(second, "big") and _baseline(second, "tiny")
+            # Read from the cache, not compiled again (a compile writes its entry anew).
+            assert {p.name: p.stat().st_ino for p in cache.glob("*.cwasm")} == baseline
+            assert second.call("tiny", "echo", b"x") == b"x"
+            gate.set()
+            eventually(lambda: not (_baseline(second, "big") or _baseline(second, "tiny")),
+                       "the tier-up")
+            optimized = {p.name for p in cache.glob("*.cwasm")}
+            assert len(optimized) == 2 and not optimized & set(baseline), optimized
+            assert second.call("big", "run", b"") == b""
+    finally:
+        gate.set()
+
+
 def test_the_baseline_code_is_freed_once_the_tier_up_is_done(folder: Path,
                                                             tmp_path: Path) -> None:
     # Issue 63: the baseline runtimes swapped out sit in reference cycles; with no full

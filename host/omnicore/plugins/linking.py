@@ -104,7 +104,7 @@ class Linker:
         self._ahead = CompileAhead(self._compile_first)
         self._tiers = TierUp(
             lambda path, name: PluginModule.load(self.engine_for(False), path, name=name),
-            self._optimize, after=self._ahead.wait_idle)
+            self._optimize, after=self._ahead.wait_idle, replaced=self._forget_baseline)
         #: Set when the host closes: no engine is made after that.
         self.closed = False
         #: A host for a call or two (``omnicore call``), set before its first load: a plugin
@@ -162,10 +162,13 @@ class Linker:
                 engine = self._engines.get("baseline")
                 if engine is None and not self.closed:
                     try:
-                        # Cached only for a one-off host: a serving host replaces this code,
-                        # and its optimized entry is what its next start loads.
+                        # Cached: a start that ends before its tier-up (an agent's short
+                        # `omnicore mcp` session) loads it again from there instead of
+                        # compiling it again, and tiers up then. A serving host deletes the
+                        # entry once the optimized one replaces it (_forget_baseline); a
+                        # one-off host keeps it.
                         engine = SandboxEngine(
-                            cache_dir=main.cache_dir if self.one_off else None,
+                            cache_dir=main.cache_dir,
                             epoch_tick_ms=main.epoch_tick_ms, pooling=main.pooling,
                             baseline=True, module_key=lambda: main.module_key)
                     except Exception as exc:  # a wasmtime built without Winch
@@ -175,6 +178,17 @@ class Linker:
                         return None
                     self._engines["baseline"] = engine
         return engine
+
+    def _forget_baseline(self, module: CompiledPlugin) -> None:
+        """The baseline code of ``module`` (its optimized code cached and about to serve)
+        leaves the module cache: the next start loads the optimized entry."""
+        engine = self._engines.get("baseline")
+        path = engine.cache_path(module.sha256) if engine is not None else None
+        if path is not None:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a read-only cache: the entry stays, unused
+                log.debug("the baseline entry %s stays: %s", path.name, exc)
 
     def close_engines(self) -> None:
         """Close the engines this linker made (after the calls on them have ended)."""

@@ -7,7 +7,8 @@ baseline compiler, takes about 1.6 s for the same modules. So a file compiled ah
 and serves at once; :class:`TierUp` then compiles it with Cranelift, one module at a time on a
 thread of its own (writing the module cache, so the next start is a cached one), and swaps the
 plugin to that code as a reload does: calls in flight finish on the Winch runtime, new calls
-get the Cranelift one. A plugin reloaded, regranted into a new module or unloaded meanwhile is
+get the Cranelift one. Winch's code is cached until then (a start that ends first leaves it to
+the next one, which loads it rather than compiling it again) and its entry deleted at the swap. A plugin reloaded, regranted into a new module or unloaded meanwhile is
 left as it is.
 """
 
@@ -40,9 +41,13 @@ class TierUp:
     """Which modules are baseline code, and the thread that replaces them."""
 
     def __init__(self, compile_optimized: Callable[[Path, str], CompiledPlugin], swap: Swap, *,
-                 after: Callable[[], None]) -> None:
+                 after: Callable[[], None],
+                 replaced: Callable[[CompiledPlugin], None] = lambda module: None) -> None:
         self._compile = compile_optimized
         self._swap = swap
+        #: Called with a baseline module whose optimized code is compiled, before the swap:
+        #: its cache entry goes (plugins.linking).
+        self._replaced = replaced
         # Waits until the first tier is done: Cranelift taking CPU from the Winch compiles
         # would delay the plugins still waiting for any code at all.
         self._after = after
@@ -97,6 +102,7 @@ class TierUp:
                 continue
             if optimized.sha256 == module.sha256 and not self._closed:
                 try:
+                    self._replaced(module)
                     self._swap(entry, module, optimized)
                 except Exception:
                     log.exception("plugin '%s': swapping in the optimized code failed; the "
