@@ -357,8 +357,8 @@ def main() -> None:
     folder = start_app(appdir.parent / "start", built)
     cold = start(folder, True, rounds)
     # Warm: every plugin's Cranelift code in the cache, as `omnicore precompile` leaves it (a
-    # start that ends before its tier-up has left Winch's code only, compiled again by the
-    # next start).
+    # start that ends before its tier-up leaves Winch's code, which the next one loads and
+    # then tiers up: a warm start in between).
     subprocess.run([sys.executable, "-m", "omnicore.cli", "precompile", str(folder)],
                    check=True, capture_output=True)
     warm = start(folder, False, rounds)
