@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import socket
 import ssl
 import struct
@@ -579,5 +580,166 @@ def _connect_probe(kind: str, url: str, deadline_s: float) -> dict[str, Any]:
         [str(root / "host"), str(root), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, "-c", _CONNECT_PROBE, kind, url, str(deadline_s)],
                           capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+# -- a PostgreSQL whose large messages arrive while the host is not looking -----------------
+# The probe above, in a process that stops after each count of what waits on its socket
+# (pg_wire.fetch's FIONREAD) until the relay below says go: what a loaded machine does to
+# the host when it is descheduled between counting the bytes and libpq's read of them, held
+# with a gate instead of left to the scheduler.
+_GATED = r"""
+import fcntl, socket, sys, termios
+_gate = socket.create_connection(("127.0.0.1", int(sys.argv[6])))
+_ioctl = fcntl.ioctl
+
+def _gated(fd, request, *args):
+    out = _ioctl(fd, request, *args)
+    if request == termios.FIONREAD:
+        _gate.sendall(b"c")  # counted
+        if _gate.recv(1) != b"g":
+            raise SystemExit("the relay closed the gate")
+    return out
+
+fcntl.ioctl = _gated
+"""
+
+
+def _tcp_queue(local: int, remote: int) -> int | None:
+    """The bytes waiting unread on the loopback TCP socket from port ``local`` to port
+    ``remote`` (the kernel's receive queue, /proc/net/tcp; None: no such socket)."""
+    key = f"0100007F:{local:04X} 0100007F:{remote:04X} 01 "
+    with open("/proc/net/tcp") as table:
+        for line in table:
+            at = line.find(key)
+            if at >= 0:
+                return int(line[at + len(key):].split()[0].split(":")[1], 16)
+    return None
+
+
+class SlicingRelay(Listener):
+    """A TCP relay on 127.0.0.1 to the PostgreSQL server on ``target`` whose messages from
+    the server of more than ``large`` bytes reach the client in slices, each while the
+    client is stopped between its count of what waits on its socket and its read (the
+    :data:`_GATED` probe, whose gate connects to :attr:`gate_port`):
+
+    a slice of ``piece`` bytes (under what pg_wire.fetch reads without looking at libpq's
+    buffer) wakes the client; it counts it and stops; ``batch`` bytes more are put on its
+    socket (delivered: the kernel's receive queue holds them); it goes on and libpq reads
+    all of it; once it has (the queue empty), the next slice. Every other message is
+    forwarded as it comes, those after a large one once it is all sent."""
+
+    name = "fake-slicing"
+
+    def __init__(self, target: int, *, large: int = 1 << 20, piece: int = 1024,
+                 batch: int = 32 << 10) -> None:
+        self.target, self.large, self.piece, self.batch = target, large, piece, batch
+        self.lock = threading.Lock()
+        self.rest = memoryview(b"")  # what is left to send of the large message
+        self.sent = threading.Event()  # ... all of it sent
+        self.client: socket.socket | None = None
+        self.ports = (0, 0)  # the client's and the relay's end of the client's connection
+        self.sliced = 0  # large messages sent in slices
+        self.gate = socket.create_server(("127.0.0.1", 0))
+        self.gate_port = self.gate.getsockname()[1]
+        super().__init__()
+        threading.Thread(target=self._gatekeeper, daemon=True, name=f"{self.name}-gate").start()
+
+    def _queued(self) -> int:
+        got = _tcp_queue(*self.ports)
+        assert got is not None, "the client's connection to the relay is gone"
+        return got
+
+    def _gatekeeper(self) -> None:
+        self.gate.settimeout(30)
+        try:
+            gate, _ = self.gate.accept()
+        except OSError:
+            return
+        gate.settimeout(None)
+        with gate:
+            while gate.recv(1):
+                with self.lock:
+                    client, rest = self.client, self.rest
+                    if client is None or not rest:
+                        gate.sendall(b"g")
+                        continue
+                    # Stopped after its count: a batch more put on its socket, then go.
+                    before = self._queued()
+                    batch, rest = rest[:self.batch], rest[self.batch:]
+                    client.sendall(batch)
+                    eventually(lambda: self._queued() >= before + len(batch),  # noqa: B023
+                               "the batch in the client's receive queue", every=0.0005)
+                    self.rest = rest
+                    gate.sendall(b"g")
+                    if not rest:
+                        self.sent.set()
+                        continue
+                    # Once libpq has read all of it, the next slice wakes it; unless it
+                    # counts again first (what its buffer had no room for yet).
+                    while not select.select([gate], [], [], 0.0005)[0]:
+                        if self._queued() == 0:
+                            client.sendall(rest[:self.piece])
+                            self.rest = rest[self.piece:]
+                            if not self.rest:
+                                self.sent.set()
+                            break
+
+    def _session(self, client: socket.socket) -> None:
+        server = socket.create_connection(("127.0.0.1", self.target))
+        for sock in (client, server):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self._upstream, args=(client, server), daemon=True,
+                         name=f"{self.name}-up").start()
+        try:
+            while True:
+                head = self._read(server, 5)
+                message = head + self._read(server, struct.unpack("!I", head[1:])[0] - 4)
+                if len(message) <= self.large:
+                    client.sendall(message)
+                    continue
+                with self.lock:  # (the gatekeeper sends the rest)
+                    self.client = client
+                    self.ports = (client.getpeername()[1], client.getsockname()[1])
+                    self.sliced += 1
+                    self.sent.clear()
+                    self.rest = memoryview(message)[self.piece:]
+                    client.sendall(message[:self.piece])
+                self.sent.wait()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            client.close()
+            server.close()
+
+    def _upstream(self, client: socket.socket, server: socket.socket) -> None:
+        try:
+            while data := client.recv(65536):
+                server.sendall(data)
+        except OSError:
+            pass
+        finally:
+            try:
+                server.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        super().close()
+        self.gate.close()
+
+
+def _gated_probe(url: str, cap: int, sql: str, relay: SlicingRelay) -> dict[str, Any]:
+    """:func:`_probe` of PostgreSQL through ``relay``: the probe's process stopped after each
+    count of its socket's bytes until the relay lets it go."""
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(root / "host"), str(root), os.environ.get("PYTHONPATH", "")])}
+    port = url.rsplit(":", 1)[1].split("/", 1)[0]
+    url = url.replace(f":{port}/", f":{relay.port}/")
+    done = subprocess.run([sys.executable, "-c", _GATED + _PROBE, "postgres", url, str(cap),
+                           sql, "query", str(relay.gate_port)],
+                          capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -419,10 +419,9 @@ def open_bounded(kwargs: dict[str, Any], deadline: float = math.inf) -> psycopg.
 
 
 # -- a plugin's result ---------------------------------------------------------------------
-#: What libpq reads of the socket in one go whatever its buffer holds (pqReadData makes room
-#: for 8 KiB before it reads).
-_LIBPQ_READ = 8192
-#: What libpq read for one result past which its buffer's free pages are dropped.
+#: What libpq's buffer held for one result (read for it, or read before and carried into
+#: it) past which the buffer's free pages are dropped once the result is taken; and what
+#: libpq moved to its buffer's start past which the pages it moved it from are dropped.
 _RELEASE_AFTER = 1 << 20
 #: What libpq may read for one chunk of rows before the chunk ends with the row being read
 #: (and each later row of the result is its own chunk): a chunk of rows is held twice at
@@ -441,6 +440,9 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
     if pgconn.is_busy():
         fd, pending, cap = pgconn.socket, conn.pending, conn.wire_cap
         got = 0
+        # What libpq read before and has not parsed yet (a message begun with the result
+        # before: its bytes resident in the buffer, counted there), part of this one.
+        carried = 0 if (fields := conn.in_fields) is None else fields.end - fields.start
         while True:
             while not (yield _WAIT_R):
                 continue
@@ -472,16 +474,26 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
                 if before + 2 * length > conn.budget:
                     close(conn)
                     raise row_over_cap(conn.connector, length, 2, conn.max_bytes)
-            if fields is not None and pending[0] > _LIBPQ_READ:
-                # What libpq reads, exactly: a read leaves bytes on the socket when its
+            if fields is not None:
+                # What libpq reads, exactly, read off its buffer: not what waited on the
+                # socket when it was counted. A read leaves bytes on the socket when its
                 # buffer is full, and they were counted again at the next wake-up (a 4 MB
-                # result was refused under a 32 MiB cap). It first moves its unread bytes
-                # to the buffer's start, then appends what it reads. (Up to _LIBPQ_READ
-                # waiting, it reads them all: a short answer pays no more.)
-                unread = fields.end - fields.start
+                # result was refused under a 32 MiB cap); and it takes what came after the
+                # count too, up to its buffer's size: a host descheduled between the two
+                # (a loaded machine) counted a few KiB of each read of a 16 MiB row, and
+                # its buffer's copy of the row was never released (3 copies of the row
+                # resident; tests/egress/db/test_result_memory.py). It first moves its
+                # unread bytes to the buffer's start, then appends what it reads.
+                start, unread = fields.start, fields.end - fields.start
                 pgconn.consume_input()
                 got += fields.end - unread
-            else:  # (or libpq's buffer not found: every byte waiting counted as read)
+                if start and unread > _RELEASE_AFTER:
+                    # It moved a long message begun before (the next row, read with the
+                    # end of the last) to its buffer's start (pqReadData): the pages it was
+                    # moved from still hold a second copy of it, dropped here before libpq
+                    # builds the result's own (else 3 copies of the row while it is read).
+                    release_input(fields)
+            else:  # (libpq's buffer not found: every byte waiting counted as read)
                 got = ahead
                 pgconn.consume_input()
             while pgconn.notifies() is not None:
@@ -489,9 +501,11 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
             if not pgconn.is_busy():
                 break
         conn.held += got
-        if got > _RELEASE_AFTER and conn.in_fields is not None:
+        if carried + got > _RELEASE_AFTER and conn.in_fields is not None:
             # The result is whole in its PGresult (libpq parsed it in is_busy): the copy in
-            # libpq's buffer is dropped before the host reads the result (release_input).
+            # libpq's buffer is dropped before the host reads the result (release_input),
+            # whichever read brought it: this result's, or the last one's (a row read with
+            # the end of the row before it, carried).
             res = pgconn.get_result()
             release_input(conn.in_fields)
             return res
