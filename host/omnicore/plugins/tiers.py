@@ -1,15 +1,15 @@
 """Two tiers of compiled code for a host starting on an empty module cache.
 
-Cranelift makes fast code slowly: the 16 demo plugins take about 12.6 s of CPU, so on two
-cores no amount of parallelism serves them all within a few seconds. Winch, wasmtime's
-baseline compiler, takes about 1.6 s for the same modules. So a file compiled ahead at start
-(:mod:`omnicore.plugins.ahead`) whose module is not in the cache is compiled by Winch first
-and serves at once; :class:`TierUp` then compiles it with Cranelift, one module at a time on a
+Cranelift makes fast code slowly: the 16 demo plugins take about 12.6 s of CPU, so on two cores
+no amount of parallelism serves them all within a few seconds. Winch, wasmtime's baseline
+compiler, takes about 1.6 s for the same modules. So a file compiled ahead at start
+(:mod:`omnicore.plugins.ahead`) whose module is not in the cache is compiled by Winch first and
+serves at once; :class:`TierUp` then compiles it with Cranelift, one module at a time on a
 thread of its own (writing the module cache, so the next start is a cached one), and swaps the
 plugin to that code as a reload does: calls in flight finish on the Winch runtime, new calls
 get the Cranelift one. Winch's code is cached until then (a start that ends first leaves it to
-the next one, which loads it rather than compiling it again) and its entry deleted at the swap. A plugin reloaded, regranted into a new module or unloaded meanwhile is
-left as it is.
+the next one, which loads it rather than compiling it again) and its entry deleted at the swap.
+A plugin reloaded, regranted into a new module or unloaded meanwhile is left as it is.
 """
 
 from __future__ import annotations
