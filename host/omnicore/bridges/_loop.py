@@ -58,6 +58,13 @@ UNTIL_CONFIRMED = 2**31 - 1
 HELD_TTL_S = 0.2
 
 
+def _stopping() -> bool:
+    """Whether the running task was asked to stop (a cancellation pending, even one a
+    client's code swallowed)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 @dataclass
 class _Backoff:
     delay: float = FIRST_S
@@ -260,6 +267,12 @@ class Bridge:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    if _stopping():
+                        # A client lost the cancellation: Python 3.11's asyncio.wait_for (in
+                        # nats-py's connect) raises what its awaitable raised as the cancel
+                        # came (a refused connection), and the lane retried for ever, the
+                        # host's stop waiting on it.
+                        raise asyncio.CancelledError from exc
                     self._down(lane, exc)
                     if broker is not None:
                         await broker.close()

@@ -28,6 +28,11 @@ from omnicore.subscriptions.events import BridgeEvent
 from omnicore.subscriptions.service import Outbound, Outbox
 from omnicore.types import HealthChecks
 
+#: How long a host's stop waits for its bridges' lanes to unwind (each closes its
+#: connection), beyond the longest confirm_timeout_s (an outbound lane writes its last
+#: confirmed job done within it): past it a lane is left behind, logged.
+HALT_S = 30.0
+
 __all__ = ["Bridges", "broker_for"]
 
 
@@ -135,11 +140,17 @@ class Bridges:
                 for n, b in self.bridges.items()]
 
     @staticmethod
-    async def _halt(runs: list[asyncio.Task[None]]) -> None:
-        # Each lane closes its own connection as it unwinds, before the loop goes away.
+    async def _halt(runs: list[asyncio.Task[None]], timeout: float) -> None:
+        # Each lane closes its own connection as it unwinds, before the loop goes away; a
+        # bridge that does not (a client stuck in its own code) is left behind with a warning
+        # rather than holding the host's stop.
         for run in runs:
             run.cancel()
-        await asyncio.gather(*runs, return_exceptions=True)
+        if runs:
+            _, stuck = await asyncio.wait(runs, timeout=timeout)
+            for run in stuck:
+                log.warning("bridges: %s did not stop within %.0f s; left behind",
+                            run.get_name(), timeout)
 
     def _queued(self, event: Event) -> None:
         plugin = str(getattr(event, "plugin", ""))
@@ -193,7 +204,8 @@ class Bridges:
         if self._health is not None:
             for name in self.bridges:
                 self._health.unregister_check(f"bridge:{name}")
-        thread.call(self._halt(self._runs))
+        thread.call(self._halt(self._runs, HALT_S + max(
+            (b.config.confirm_timeout_s for b in self.bridges.values()), default=0.0)))
         thread.close()
         self._runs = []
         for bridge in self.bridges.values():
