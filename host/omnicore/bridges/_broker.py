@@ -67,16 +67,22 @@ class Settings:
         ca = self.config.ca_file
         return ssl.create_default_context(cafile=str(ca) if ca is not None else None)
 
-    async def open(self, port: int, tls_port: int, timeout: float,
+    @property
+    def timeout(self) -> float:
+        """How long one wait on the broker may take (``confirm_timeout_s``): a connect, a
+        reply, a confirmation, a write drained."""
+        return self.config.confirm_timeout_s
+
+    async def open(self, port: int, tls_port: int,
                    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A stream to the broker of the url (its port, else ``port``, ``tls_port`` over
         TLS), the server's certificate verified by :meth:`tls`; TimeoutError after
-        ``timeout``."""
+        :attr:`timeout`."""
         parts = urlsplit(self.config.url)
         tls = self.tls()
         return await within(asyncio.open_connection(
             parts.hostname, parts.port or (tls_port if tls else port), ssl=tls,
-            server_hostname=parts.hostname if tls else None), timeout)
+            server_hostname=parts.hostname if tls else None), self.timeout)
 
     def group(self, route: BridgeInbound) -> str:
         """The durable consumer / consumer group every host shares for ``route``."""

@@ -62,7 +62,7 @@ class MqttBroker:
         if rc != 0 or mid is None:
             raise ConnectionError(f"the MQTT subscribe failed ({rc})")
         suback = self._pending[mid] = self._loop.create_future()
-        await within(suback, self._s.config.confirm_timeout_s)
+        await within(suback, self._s.timeout)
 
     def _client_id(self, lane: str) -> str:
         base = self._s.config.client_id or f"omnicore-{self._s.name}-{socket.gethostname()}"
@@ -131,7 +131,7 @@ class MqttBroker:
             props.ReceiveMaximum = s.config.batch
         parts = urlsplit(s.config.url)
         port = parts.port or (8883 if tls is not None else 1883)
-        timeout = s.config.confirm_timeout_s
+        timeout = s.timeout
         client.connect_timeout = timeout
         await within(asyncio.to_thread(
             client.connect, parts.hostname or "", port, 30, clean_start=False,

@@ -56,9 +56,9 @@ class NatsBroker:
         # retries with backoff and reports the broker down at once.
         self._nc = await nats.connect(
             servers=[url], allow_reconnect=False, max_reconnect_attempts=1, connect_timeout=int(
-                max(1, s.config.confirm_timeout_s)), tls=s.tls(), error_cb=_quiet,
+                max(1, s.timeout)), tls=s.tls(), error_cb=_quiet,
             disconnected_cb=_quiet, closed_cb=_quiet, name=f"omnicore-{s.name}", **auth)
-        self._js = self._nc.jetstream(timeout=s.config.confirm_timeout_s)
+        self._js = self._nc.jetstream(timeout=s.timeout)
 
     async def close(self) -> None:
         nc, self._nc, self._subs = self._nc, None, {}
@@ -101,7 +101,7 @@ class NatsBroker:
         return out
 
     async def ack(self, route: BridgeInbound, message: Received) -> None:
-        await message.token.ack_sync(timeout=self._settings.config.confirm_timeout_s)
+        await message.token.ack_sync(timeout=self._settings.timeout)
 
     async def publish(self, route: BridgeOutbound, message_id: str, event: str,
                       data: bytes, headers: Mapping[str, str] | None = None) -> str:

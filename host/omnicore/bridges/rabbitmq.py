@@ -97,16 +97,12 @@ class RabbitBroker:
         self._returned: str | None = None
         self._blocked: str | None = None
 
-    @property
-    def _timeout(self) -> float:
-        return self._s.config.confirm_timeout_s
-
     # -- the connection ---------------------------------------------------------------------
 
     async def connect(self, lane: str) -> None:
         s = self._s
         parts = urlsplit(s.config.url)
-        reader, writer = await s.open(5672, 5671, self._timeout)
+        reader, writer = await s.open(5672, 5671)
         self._reader, self._writer = reader, writer
         writer.write(_PROTOCOL)
         start = await self._handshake(commands.Connection.Start)
@@ -139,7 +135,7 @@ class RabbitBroker:
         """The next method frame on channel 0 before the reader runs: ``expect``, else the
         broker's Connection.Close as an error."""
         while True:
-            kind, channel, payload = await within(self._frame(), self._timeout)
+            kind, channel, payload = await within(self._frame(), self._s.timeout)
             if kind == _HEARTBEAT:
                 continue
             if kind != _METHOD or channel != 0:
@@ -218,7 +214,7 @@ class RabbitBroker:
         reply = self._reply = asyncio.get_running_loop().create_future()
         self._send(method)
         try:
-            got = await within(asyncio.shield(reply), self._timeout)
+            got = await within(asyncio.shield(reply), self._s.timeout)
         finally:
             self._reply = None
         if not isinstance(got, expect):
@@ -414,7 +410,7 @@ class RabbitBroker:
         self._check()
         self._send(commands.Basic.Ack(delivery_tag=message.token))
         assert self._writer is not None
-        await within(self._writer.drain(), self._timeout)
+        await within(self._writer.drain(), self._s.timeout)
 
     async def reject(self, route: BridgeInbound, message: Received) -> None:
         """Refuse ``message`` without requeueing it: the broker dead-letters it to the
@@ -422,7 +418,7 @@ class RabbitBroker:
         self._check()
         self._send(commands.Basic.Reject(delivery_tag=message.token, requeue=False))
         assert self._writer is not None
-        await within(self._writer.drain(), self._timeout)
+        await within(self._writer.drain(), self._s.timeout)
 
     # -- outbound ---------------------------------------------------------------------------
 

@@ -131,22 +131,18 @@ class RedisBroker:
         self._backlog: set[int] = set()
         self._claimed_at: dict[int, float] = {}
 
-    @property
-    def _timeout(self) -> float:
-        return self._settings.config.confirm_timeout_s
-
     async def connect(self, lane: str) -> None:
         s = self._settings
         parts = urlsplit(s.config.url)
-        reader, writer = await s.open(6379, 6379, self._timeout)
+        reader, writer = await s.open(6379, 6379)
         # Over the message cap a bulk string is skipped; the slack covers an entry's fields.
         self._conn = _Conn(reader, writer, s.config.max_message_bytes + 1024)
         if s.secret is not None:
             args = ("AUTH", s.user, s.secret) if s.user else ("AUTH", s.secret)
-            await self._conn.call(*args, timeout=self._timeout)
+            await self._conn.call(*args, timeout=self._settings.timeout)
         db = parts.path.strip("/")
         if db:
-            await self._conn.call("SELECT", db, timeout=self._timeout)
+            await self._conn.call("SELECT", db, timeout=self._settings.timeout)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -164,7 +160,7 @@ class RedisBroker:
         try:
             await self._c().call("XGROUP", "CREATE", str(route.stream),
                                  self._settings.group(route), "$", "MKSTREAM",
-                                 timeout=self._timeout)
+                                 timeout=self._settings.timeout)
         except _RespError as exc:
             if not str(exc).startswith("BUSYGROUP"):
                 raise
@@ -178,7 +174,7 @@ class RedisBroker:
         if key not in self._backlog:
             got = self._entries(route, await self._c().call(
                 "XREADGROUP", "GROUP", group, s.consumer, "COUNT", limit, "STREAMS", stream,
-                "0", timeout=self._timeout))
+                "0", timeout=s.timeout))
             if got:
                 return got
             self._backlog.add(key)
@@ -190,14 +186,14 @@ class RedisBroker:
             reply = await self._c().call(
                 "XAUTOCLAIM", stream, group, s.consumer,
                 int(s.config.redeliver_after_s * 1000), "0-0", "COUNT", limit,
-                timeout=self._timeout)
+                timeout=s.timeout)
             got = self._batch(route, reply[1] if isinstance(reply, list) else [])
             if got:
                 self._claimed_at[key] = 0.0  # more may wait: claim again next time
                 return got
         reply = await self._c().call(
             "XREADGROUP", "GROUP", group, s.consumer, "COUNT", limit, "BLOCK",
-            max(1, int(wait_s * 1000)), "STREAMS", stream, ">", timeout=wait_s + self._timeout)
+            max(1, int(wait_s * 1000)), "STREAMS", stream, ">", timeout=wait_s + s.timeout)
         return self._entries(route, reply)
 
     def _entries(self, route: BridgeInbound, reply: Any) -> list[Received]:
@@ -226,7 +222,7 @@ class RedisBroker:
 
     async def ack(self, route: BridgeInbound, message: Received) -> None:
         await self._c().call("XACK", str(route.stream), self._settings.group(route),
-                             message.token, timeout=self._timeout)
+                             message.token, timeout=self._settings.timeout)
 
     async def publish(self, route: BridgeOutbound, message_id: str, event: str,
                       data: bytes, headers: Mapping[str, str] | None = None) -> str:
@@ -236,5 +232,6 @@ class RedisBroker:
         extra = [part for k, v in (headers or {}).items() for part in (k, v)]
         reply = await self._c().call("EVAL", _ADD_ONCE, 1, str(route.stream), DEDUPE_WINDOW,
                                      message_id, *trim, "*", "data", data, "event", event,
-                                     "id", message_id, *extra, timeout=self._timeout)
+                                     "id", message_id, *extra,
+                                     timeout=self._settings.timeout)
         return reply.decode() if isinstance(reply, bytes) else str(reply)
