@@ -962,16 +962,25 @@ def _http(d: _Definer) -> None:
     def clone(t: Table, s: Any, f: ResourceAny) -> ResourceHost:
         return t.own("fields", Fields(list(t.borrow(s, f).entries)))
 
+    def incoming_headers(t: Table, headers: list[tuple[str, bytes]]) -> ResourceHost:
+        """An incoming request's or response's headers: a copy the guest cannot change."""
+        return t.own("fields", Fields(list(headers), immutable=True))
+
+    def incoming_body(t: Table, obj: _Request | _IncomingResponse,
+                      body: bytes | BodyFeed) -> Any:
+        """An incoming request's or response's body, taken once (None after that)."""
+        if obj.consumed:
+            return None
+        obj.consumed = True
+        return t.own("incoming-body", _IncomingBody(body))
+
     def req(t: Table, s: Any, r: ResourceAny) -> Exchange:
         obj: _Request = t.borrow(s, r)
         return obj.exchange
 
     def consume(t: Table, s: Any, r: ResourceAny) -> Any:
         obj: _Request = t.borrow(s, r)
-        if obj.consumed:
-            return None
-        obj.consumed = True
-        return t.own("incoming-body", _IncomingBody(obj.exchange.body))
+        return incoming_body(t, obj, obj.exchange.body)
 
     def body_stream(t: Table, s: Any, b: ResourceAny) -> Any:
         obj: _IncomingBody = t.borrow(s, b)
@@ -1114,10 +1123,7 @@ def _http(d: _Definer) -> None:
 
     def iresp_consume(t: Table, s: Any, r: ResourceAny) -> Any:
         obj = iresp(t, s, r)
-        if obj.consumed:
-            return None
-        obj.consumed = True
-        return t.own("incoming-body", _IncomingBody(obj.body))
+        return incoming_body(t, obj, obj.body)
 
     def oreq_body(t: Table, s: Any, r: ResourceAny) -> Any:
         obj = oreq(t, s, r)
@@ -1154,8 +1160,8 @@ def _http(d: _Definer) -> None:
             lambda t, s, r: req(t, s, r).path_with_query,
         "[method]incoming-request.scheme": lambda t, s, r: _scheme(req(t, s, r).scheme),
         "[method]incoming-request.authority": lambda t, s, r: req(t, s, r).authority,
-        "[method]incoming-request.headers": lambda t, s, r: t.own(
-            "fields", Fields(list(req(t, s, r).headers), immutable=True)),
+        "[method]incoming-request.headers":
+            lambda t, s, r: incoming_headers(t, req(t, s, r).headers),
         "[method]incoming-request.consume": consume,
         "[method]incoming-body.stream": body_stream,
         "[static]incoming-body.finish": body_finish,
@@ -1177,8 +1183,8 @@ def _http(d: _Definer) -> None:
             lambda t, s, f: (t.borrow(s, f), t.own("pollable", _Pollable()))[1],
         "[method]future-incoming-response.get": future_get,
         "[method]incoming-response.status": lambda t, s, r: iresp(t, s, r).status,
-        "[method]incoming-response.headers": lambda t, s, r: t.own(
-            "fields", Fields(list(iresp(t, s, r).headers), immutable=True)),
+        "[method]incoming-response.headers":
+            lambda t, s, r: incoming_headers(t, iresp(t, s, r).headers),
         "[method]incoming-response.consume": iresp_consume,
         "[method]outgoing-response.status-code": resp_status,
         "[method]outgoing-response.set-status-code": resp_set_status,
