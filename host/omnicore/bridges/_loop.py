@@ -65,6 +65,14 @@ def _stopping() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def _check_stop() -> None:
+    """Raise CancelledError when the running task was asked to stop: after a client's await
+    that returned as if nothing came (a client that swallowed the cancellation gives no error
+    to see it by), so the lane stops there rather than go on to its next step."""
+    if _stopping():
+        raise asyncio.CancelledError
+
+
 @dataclass
 class _Backoff:
     delay: float = FIRST_S
@@ -259,11 +267,13 @@ class Bridge:
                     if broker is None:
                         broker = self._make()
                         await broker.connect(lane)
+                        _check_stop()
                         if lane not in self._unconfirmed:
                             self._up(lane)  # reached; a fetch or publish may still fail
                     if await step(broker):
                         self._up(lane)
                     backoff.reset()
+                    _check_stop()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
