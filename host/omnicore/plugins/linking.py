@@ -184,11 +184,24 @@ class Linker:
         leaves the module cache: the next start loads the optimized entry."""
         engine = self._engines.get("baseline")
         path = engine.cache_path(module.sha256) if engine is not None else None
-        if path is not None:
+        if path is None:
+            return
+        # Only once the optimized code is in the cache: a store that failed (a full disk, a
+        # quota, its name taken) left Winch's entry the only code the next start can load,
+        # and deleting it made every later start compile Winch again and fail to store again.
+        main = self._engines.get(False)  # (the tier-up's compiler; gone once closing)
+        if main is None or not main.is_cached(module.sha256):
+            log.debug("the baseline entry %s stays: no optimized entry was stored", path.name)
+            return
+        # The entry, then its MAC: a MAC left alone was litter for good (nothing else deletes
+        # it), one per module version tiered up; in this order a reader between the two finds
+        # no entry (a plain miss), never an entry without its MAC (a refusal, counted).
+        for part in (path, path.with_name(path.name + ".mac")):
             try:
-                path.unlink(missing_ok=True)
+                part.unlink(missing_ok=True)
             except OSError as exc:  # a read-only cache: the entry stays, unused
-                log.debug("the baseline entry %s stays: %s", path.name, exc)
+                log.debug("the baseline entry %s stays: %s", part.name, exc)
+                return
 
     def close_engines(self) -> None:
         """Close the engines this linker made (after the calls on them have ended)."""
