@@ -58,3 +58,19 @@ def test_publishing_refuses_bad_topics_and_viewers(ticker: Host) -> None:
     assert ticker.app.storage.events.recent(10) == []
     r = admin.post("/api/v1/events", json={"topic": "shop.ok"})
     assert r.status_code == 202 and ticker.app.storage.events.recent(10)[0].topic == "shop.ok"
+
+
+def test_an_event_published_through_the_api_carries_an_object_as_its_data(
+        ticker: Host) -> None:
+    # data is any JSON value (its schema is {}): an object's own fields are the event's, not
+    # strays of the request body (they were refused with 422 "unknown field ... in 'data'").
+    admin = ticker.client(ticker.admin_token)
+    data = {"n": 7, "items": [{"sku": "a-1", "qty": 2}], "note": None}
+    r = admin.post("/api/v1/events", json={"topic": "shop.order", "data": data})
+    assert r.status_code == 202, r.text
+    eventually(lambda: ticker.app.kv.for_plugin("ticker").get("last"))
+    assert json.loads(ticker.app.kv.for_plugin("ticker").get("last") or b"") == {
+        "topic": "shop.order", "data": data}
+    # A stray beside data is still refused, naming it.
+    r = admin.post("/api/v1/events", json={"topic": "shop.order", "data": data, "dat": 1})
+    assert r.status_code == 422 and "'dat'" in r.text, r.text

@@ -90,3 +90,35 @@ def test_a_body_the_operation_does_not_take_has_no_fields(host: Host,
     # Open objects stay open: a plugin's config takes any key.
     r = admin.put("/api/v1/plugins/greeter-rust/grants/kv", json={"options": {"any": 1}})
     assert r.status_code != 422 or "unknown field" not in r.text, r.text
+
+
+def test_the_flat_check_agrees_with_the_whole_one_on_every_operation() -> None:
+    # json_body checks a flat body (every field a plain value: an invoke's) by its keys
+    # alone and sends anything else the whole way: for each operation and bodies with and
+    # without a stray, at the top and nested, both say the same (the same refusal, or none).
+    from omnicore.console import bodies, openapi
+    from omnicore.console.errors import ApiError
+
+    def verdict(check: object) -> str | None:
+        try:
+            check()  # type: ignore[operator]
+        except ApiError as exc:
+            return str(exc)
+        return None
+
+    flat = 0
+    for (method, path), schema in openapi._REQUESTS.items():
+        known = bodies._flat_fields(schema)
+        resolved = openapi.resolve(schema)
+        fields = list(resolved.get("properties", {}))
+        for doc in ({}, dict.fromkeys(fields, "x"), {**dict.fromkeys(fields, "x"), STRAY: 1},
+                    {f: {STRAY: 1} for f in fields}, {f: [{STRAY: 1}] for f in fields}):
+            whole = verdict(lambda d=doc, s=schema: bodies.unknown_fields(d, s))
+            if known is None:
+                continue
+            fast = None if known.issuperset(doc) else whole
+            assert fast == whole, (method, path, doc)
+        flat += known is not None
+    assert flat >= 5  # the invoke among them
+    assert bodies._flat_fields(openapi.request_schema("post", "/api/v1/plugins/{name}/invoke")) \
+        == {"handler", "input", "encoding"}

@@ -52,6 +52,8 @@ FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-dat
                         "text/plain"})
 #: Sign-ins waiting for the password threads beyond this are told to come back.
 MAX_WAITING_SIGN_INS = 64
+#: The user of this process's local token (frozen: one for every request that sends it).
+_LOCAL = User("local", "admin")
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ class Auth:
         """The user whose API token (or this process's local token) ``secret`` is; None if
         it is none (revoked or mistyped). ``/mcp`` authenticates with this alone."""
         if hmac.compare_digest(secret.encode(), self.local_token.encode()):
-            return User("local", "admin")
+            return _LOCAL
         return self.store.token_user(secret)
 
     def identify(self, request: Request, role: Role = "viewer") -> Principal:

@@ -233,8 +233,37 @@ async def json_body(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, 
     route = request.scope.get("route")
     path = getattr(route, "path_format", None)
     if path is not None:
-        unknown_fields(doc, openapi.request_schema(request.method, path))
+        method = request.method
+        known = _flat.get((method, path), _UNSEEN)
+        if known is _UNSEEN:
+            known = _flat[method, path] = _flat_fields(openapi.request_schema(method, path))
+        # A flat body (an invoke's) is checked by its keys alone; any stray, and any other
+        # body, goes the whole way (which names the stray).
+        if known is None or not known.issuperset(doc):
+            unknown_fields(doc, openapi.request_schema(method, path))
     return doc
+
+
+#: Per operation (method, route path): the fields of its body when none of them is an
+#: object or an array of them (so a stray can only be a top-level key), else None. The
+#: operations are the console's own routes: a bounded table.
+_flat: dict[tuple[str, str], frozenset[str] | None] = {}
+_UNSEEN = frozenset({"\0unseen"})
+
+
+def _flat_fields(schema: dict[str, Any] | None) -> frozenset[str] | None:
+    """The fields a body of ``schema`` may have, when :func:`unknown_fields` would check
+    nothing below them (each field's schema a plain value: no properties, items or oneOf);
+    None otherwise (``oneOf``, open objects, nested ones)."""
+    schema = openapi.resolve(schema if schema is not None
+                             else {"type": "object", "properties": {}})
+    if "oneOf" in schema or "properties" not in schema or schema.get("additionalProperties"):
+        return None
+    for sub in schema["properties"].values():
+        sub = openapi.resolve(sub)
+        if "properties" in sub or "items" in sub or "oneOf" in sub:
+            return None
+    return frozenset(schema["properties"])
 
 
 def unknown_fields(doc: Any, schema: dict[str, Any] | None, where: str = "the body") -> None:
@@ -243,7 +272,10 @@ def unknown_fields(doc: Any, schema: dict[str, Any] | None, where: str = "the bo
     ``None``: the operation documents no body, so it takes no field at all."""
     if not isinstance(doc, dict | list):  # a value has no field to stray: nothing to resolve
         return
-    schema = openapi.resolve(schema or {"type": "object", "properties": {}})
+    # None (no body documented) takes no field; ``{}`` is JSON Schema's any value (an
+    # event's ``data``), whose fields are its own: nothing to refuse in it.
+    schema = openapi.resolve(schema if schema is not None
+                             else {"type": "object", "properties": {}})
     if "oneOf" in schema:
         # The branch the body meant: the one it strays least from (first on a tie).
         branches = [openapi.resolve(b) for b in schema["oneOf"]]
