@@ -294,9 +294,10 @@ function sqlRequest(stmt, params, tx) {
 
 // A tagged template (db.query`... where sku = ${sku}`) is the statement's text with a
 // placeholder where each value was, and its values the params: the text is the source's own
-// literal parts, so no value can become SQL. Template strings arrays are frozen and carry
-// `raw`; a plain string or array is not one.
-const isTemplate = (s) => Array.isArray(s) && Object.isFrozen(s) && Array.isArray(s.raw);
+// literal parts, so no value can become SQL. Template strings arrays are sealed (frozen under
+// Node; QuickJS-ng, the runtime plugins run on, leaves their `length` writable, so they are
+// never frozen there) and carry `raw`; a plain string or array is not one.
+const isTemplate = (s) => Array.isArray(s) && Object.isSealed(s) && Array.isArray(s.raw);
 function statementOf(conn, stmt, rest) {
   if (!isTemplate(stmt)) return [stmt, rest[0] ?? []];
   let text = stmt[0];
