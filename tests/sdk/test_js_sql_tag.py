@@ -15,6 +15,7 @@ import pytest
 
 from omnicore.app import OmniApp
 from omnicore.toolchains import build
+from tests.pgcluster import Cluster
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -37,7 +38,7 @@ handlers = ["find"]
 
 
 def test_the_tag_runs_in_a_built_plugin(tmp_path: Path, make_app: Callable[..., OmniApp],
-                                         pg_cluster, pg_url: str) -> None:
+                                         pg_cluster: Cluster, pg_url: str) -> None:
     db = pg_url.rsplit("/", 1)[1]
     pg_cluster.psql("SET ROLE omnicore; CREATE TABLE stock (sku text PRIMARY KEY, qty int);"
                     "INSERT INTO stock VALUES ('A-1', 12), ('B-2', 0)", db=db)
