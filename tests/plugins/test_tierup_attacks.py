@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,8 +42,9 @@ def folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def keys(tmp_path: Path) -> tuple[str, str]:
     """The cache key suffixes of Cranelift's entries and Winch's, as the host names them."""
-    with SandboxEngine(cache_dir=tmp_path / "cache") as main, \
-            SandboxEngine(cache_dir=tmp_path / "cache", baseline=True) as winch:
+    # (Not the cache's folder: an engine made on it sweeps it, once per process.)
+    with SandboxEngine(cache_dir=tmp_path / "keys") as main, \
+            SandboxEngine(cache_dir=tmp_path / "keys", baseline=True) as winch:
         return main.config_key, winch.config_key
 
 
@@ -107,7 +109,7 @@ def test_a_tier_up_whose_code_could_not_be_cached_keeps_the_baseline_entry(
     the Cranelift entry's name is held by a directory, which a store cannot replace."""
     cache = tmp_path / "cache"
     main_key, winch_key = keys
-    cache.mkdir(mode=0o700, exist_ok=True)  # (the keys fixture's engines made it)
+    cache.mkdir(mode=0o700)
     blocked = cache / f"{_sha(folder, 'tiny')}-{main_key}.cwasm"
     blocked.mkdir()
     (blocked / "x").write_bytes(b"")
@@ -232,3 +234,89 @@ def test_two_hosts_tiering_up_on_one_cache_at_once(folder: Path, tmp_path: Path,
         go.set()
     assert sorted(p.name for p in cache.iterdir()) == sorted(
         f"{_sha(folder, n)}-{main_key}.cwasm{mac}" for n in NAMES for mac in ("", ".mac"))
+
+
+#: A host whose tier-up stops for good in the fsync of Cranelift's entry (its MAC stored, the
+#: entry's bytes in a temp file of the cache), once the test has opened the named pipe argv[1]:
+#: the test then kills it there, as an agent's SIGKILL (or the OOM killer) would.
+_KILLED_MID_STORE = """
+import os, sys, threading
+from pathlib import Path
+
+fifo, folder, cache = sys.argv[1:4]
+real = os.fsync
+
+
+def fsync(fd):
+    if threading.current_thread().name == "omnicore-tier-up" \\
+            and os.readlink(f"/proc/self/fd/{fd}").endswith(".cwasm"):
+        with open(fifo, "wb"):
+            pass
+        threading.Event().wait()
+    return real(fd)
+
+
+os.fsync = fsync
+from omnicore.plugins.host import PluginHost
+from omnicore.sandbox import SandboxEngine
+
+host = PluginHost(engine_factory=lambda fuel=False: SandboxEngine(cache_dir=Path(cache),
+                                                                  fuel=fuel))
+host.watch_folder(Path(folder), watch=False)
+threading.Event().wait()
+"""
+
+
+def test_a_host_killed_inside_its_tier_ups_store_leaves_a_cache_the_next_start_uses(
+        tmp_path: Path, keys: tuple[str, str]) -> None:
+    """Killed between the MAC's rename and the entry's: the next start finds no Cranelift
+    entry (a plain miss, nothing refused), loads Winch's, tiers up. The temp file the kill
+    left is removed by a start once it is stale (an hour: a host writing it now is never
+    robbed of it); it stayed for good, an entry's size each (80 MB for a Python component)."""
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    write(folder, "tiny.wasm", echo_wasm("tiny", "1.0.0"))
+    write(folder, "other.wasm", echo_wasm("other", "2.0.0"))  # (one file alone: no tiers)
+    cache = tmp_path / "cache"
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_MID_STORE, str(fifo), str(folder),
+                             str(cache)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        with open(fifo, "rb") as gate:
+            gate.read()  # the writer closed it: the tier-up is inside the entry's fsync
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    main_key, winch_key = keys
+    temps = sorted(cache.glob(".tmp-*"))
+    assert len(temps) == 1 and temps[0].suffix == ".cwasm", sorted(cache.iterdir())
+    # The first module of its tier-up (whichever): its MAC stored, its entry not.
+    sha = next(_sha(folder, n) for n in NAMES
+               if (cache / f"{_sha(folder, n)}-{main_key}.cwasm.mac").is_file())
+    assert not (cache / f"{sha}-{main_key}.cwasm").exists()
+    assert all((cache / f"{_sha(folder, n)}-{winch_key}.cwasm").is_file() for n in NAMES)
+
+    # An hour later; and another host's temp file being written now.
+    old = time.time() - 2 * 3600
+    os.utime(temps[0], (old, old))
+    fresh = cache / ".tmp-another-host-writing.cwasm"
+    fresh.write_bytes(b"half of an entry")
+    before = modcache.rejected()
+    with _host(cache) as host:
+        host.watch_folder(folder, watch=False)
+        assert all(_baseline(host, n) for n in NAMES)  # Winch's entries, loaded
+        eventually(lambda: not any(_baseline(host, n) for n in NAMES), "the tier-up")
+        _serves_genuine(host)
+    assert modcache.rejected() == before
+    assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == sorted(
+        f"{_sha(folder, n)}-{main_key}.cwasm{mac}" for n in NAMES for mac in ("", ".mac"))
+    assert not temps[0].exists() and fresh.is_file()

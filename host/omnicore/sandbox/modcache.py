@@ -220,7 +220,39 @@ def check_cache_dir(path: Path, *, create: bool = False) -> Path:
         raise ConfigError(f"the module cache {path} {why}: whoever can write it can run code "
                           f"in this host; `chmod 700 {path}` it, or set sandbox.cache_dir to "
                           "a directory of your own", key="sandbox.cache_dir", value=str(path))
+    if create and stat.S_ISDIR(st.st_mode):
+        _sweep_temps(path)
     return path
+
+
+#: How old a temp file of :func:`_replace` must be to be taken for one a killed process left
+#: (a write of the largest entry takes seconds; a host writing one now keeps it).
+STALE_TEMP_S = 3600.0
+_swept: set[str] = set()
+
+
+def _sweep_temps(path: Path) -> None:
+    """Remove the temp files of :func:`_replace` older than :data:`STALE_TEMP_S` from the
+    cache ``path``, once per process. A process killed between a temp file's write and its
+    rename (an agent's SIGTERM to ``omnicore mcp`` two seconds after closing its stdin, in
+    the middle of a tier-up's store; the OOM killer) left it there for good: an entry's size
+    each, up to 80 MB, that nothing read or removed. Links are removed, never followed."""
+    key = str(path)
+    with _rejected_lock:
+        if key in _swept:
+            return
+        _swept.add(key)
+    stale = time.time() - STALE_TEMP_S
+    try:
+        with os.scandir(path) as found:
+            for item in found:
+                if not item.name.startswith(".tmp-"):
+                    continue
+                with contextlib.suppress(OSError):
+                    if item.stat(follow_symlinks=False).st_mtime < stale:
+                        os.unlink(item.path)
+    except OSError as exc:  # unreadable: nothing is swept, nothing else changes
+        _log.debug("module cache %s: temp files not swept: %s", path, exc)
 
 
 def _untrusted(st: os.stat_result, owners: tuple[int, ...]) -> str | None:
