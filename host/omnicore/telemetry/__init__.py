@@ -136,8 +136,9 @@ def log_ids() -> str:
     return _impl.log_ids() if ON else ""
 
 
-def flush(timeout_s: float = 5.0) -> None:
-    """Send the spans ended so far (an app's stop); nothing while off."""
+def flush(timeout_s: float = 3.0) -> None:
+    """Send the spans ended so far, waiting at most ``timeout_s`` (an app's stop: a
+    collector away does not hold it); nothing while off."""
     if ON:
         _impl.flush(timeout_s)
 

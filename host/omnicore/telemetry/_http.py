@@ -13,6 +13,7 @@ no credential provider (:func:`lean_transport` says None, and the SDK's default 
 from __future__ import annotations
 
 import http.client
+import logging
 import os
 import ssl
 import urllib.request
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTPTransport
 
-__all__ = ["ClientTransport", "lean_transport"]
+__all__ = ["ClientTransport", "lean_transport", "report_client_failures_ourselves"]
 
 #: Variables naming a credential provider (a requests session of the operator's): the SDK's
 #: transport is kept for them.
@@ -153,3 +154,33 @@ def lean_transport(endpoint: str, environ: Mapping[str, str] | None = None
                         "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
     cert = (certificate, key) if certificate and key else certificate
     return ClientTransport(verify=verify, cert=cert)
+
+
+#: The loggers the OTLP/HTTP client writes through (its own module's, and the exporter's it
+#: is given): a line for each retry and each batch given up, outside the host's log format
+#: (Python's last-resort handler) and with no bound (24 lines in 50 s with the collector
+#: away).
+_CLIENT_LOGS = ("opentelemetry.exporter.otlp.common.http",
+                "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                "opentelemetry.exporter.otlp.proto.http.metric_exporter")
+#: The client's retry and give-up lines (opentelemetry/exporter/otlp/common/http.py).
+_REPORTED_LINES = ("Transient error ", "Failed to export ", "Shutdown in progress")
+
+
+class _Reported(logging.Filter):
+    """Drops the client's retry and give-up lines: what they say the host says itself, in
+    its own log, once a minute with the count of what was lost (``Batcher``,
+    ``MetricsExport``). Its other lines pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(_REPORTED_LINES))
+
+
+_REPORTED = _Reported()
+
+
+def report_client_failures_ourselves() -> None:
+    """Silence the OTLP/HTTP client's retry and give-up lines (idempotent): the export's
+    counters and one warning a minute of the host's replace them."""
+    for name in _CLIENT_LOGS:
+        logging.getLogger(name).addFilter(_REPORTED)

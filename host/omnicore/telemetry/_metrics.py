@@ -39,11 +39,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from omnicore.telemetry._settings import Settings
+from omnicore.telemetry._spans import took
 
 __all__ = ["MetricsExport", "convert"]
 
 log = logging.getLogger("omnicore.telemetry")
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
+#: How long a host's stop waits for its last metrics export.
+STOP_S = 3.0
 
 
 def _labels(sample: Any, drop: str = "") -> tuple[tuple[str, str], ...]:
@@ -111,7 +114,9 @@ def _histogram(family: Any, starts: dict[tuple[tuple[str, str], ...], int], sinc
 
 class MetricsExport:
     """Reads ``collect`` (an app's registry) every ``interval_s`` on a thread of its own and
-    exports what it finds; :meth:`stop` exports once more and shuts the exporter."""
+    exports what it finds; :meth:`stop` exports once more and shuts the exporter. An export
+    the collector did not take (away, refusing: the exporter's retries spent) is counted in
+    :attr:`failed`, with one warning a minute."""
 
     def __init__(self, collect: Callable[[], Iterable[Any]], exporter: MetricExporter,
                  resource: Resource, interval_s: float) -> None:
@@ -124,6 +129,8 @@ class MetricsExport:
         self.interval_s = interval_s
         self.since_ns = time.time_ns()
         self.exports = 0
+        self.failed = 0
+        self._said = -math.inf
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="omnicore-metrics-export",
@@ -147,15 +154,33 @@ class MetricsExport:
             data = MetricsData([ResourceMetrics(self._resource, [
                 ScopeMetrics(self._scope, metrics, "")], "")])
             try:
-                self._exporter.export(data)
+                ok = took(self._exporter.export(data))
             except Exception:
                 log.exception("exporting %d metric(s) failed", len(metrics))
+                ok = False
             self.exports += 1
+            if not ok:
+                self.failed += 1
+                now = time.monotonic()
+                if now - self._said >= 60:
+                    self._said = now
+                    log.warning("the collector did not take the metrics (%d export(s) of "
+                                "%d so far; telemetry, OTEL_EXPORTER_OTLP_ENDPOINT)",
+                                self.failed, self.exports)
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = STOP_S) -> None:
+        """Export a last time and shut the exporter, within ``timeout_s``: the exporter
+        retries a collector that is away for up to its own timeout (10 s), which a host's
+        stop does not wait out (a stop took 11.5 s); shutting it ends its retries, and an
+        export still under way then is given up."""
+        end = time.monotonic() + timeout_s
         self._stop.set()
-        self._thread.join(10)
-        self.export()
+        self._thread.join(timeout_s)
+        if not self._thread.is_alive():
+            last = threading.Thread(target=self.export, name="omnicore-metrics-export-last",
+                                    daemon=True)
+            last.start()
+            last.join(max(0.0, end - time.monotonic()))
         self._exporter.shutdown()
 
 
@@ -170,5 +195,8 @@ def start(settings: Settings, instance: str, collect: Callable[[], Iterable[Any]
     if exporter is None:
         exporter = OTLPMetricExporter(endpoint=settings.metrics_endpoint,
                                       headers=settings.headers or None)
+    from omnicore.telemetry._http import report_client_failures_ourselves
+
+    report_client_failures_ourselves()
     return MetricsExport(collect, exporter, Resource.create(attributes),
                          settings.metrics_interval_s)

@@ -124,6 +124,7 @@ def setup(settings: Settings, instance: str, exporter: SpanExporter | None = Non
     batch = min(size, int(_env_number(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512, 1)))
     delay_s = _env_number(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
     _exporter = exporter
+    _http.report_client_failures_ourselves()
     _batcher = Batcher(_export_of(exporter, resource, "omnicore", __version__),
                        max_queue=size, batch=batch, delay_s=delay_s)
 
@@ -215,10 +216,11 @@ def span_counts() -> tuple[int, int]:
 
 
 def flush(timeout_s: float) -> None:
-    """Export the spans ended so far, starting no batch after ``timeout_s`` (one under way
-    ends within the exporter's own timeout, ``OTEL_EXPORTER_OTLP_TIMEOUT``)."""
+    """Export the spans ended so far, waiting for them at most ``timeout_s``: the export
+    thread sends them, and goes on with what is left past it (a collector away is retried
+    for up to ``OTEL_EXPORTER_OTLP_TIMEOUT``, which an app's stop does not wait out)."""
     if _batcher is not None:
-        _batcher.drain(time.monotonic() + timeout_s)
+        _batcher.flush(timeout_s)
 
 
 # -- spans --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from contextvars import ContextVar
 from typing import Any
 
 __all__ = ["CURRENT", "Batcher", "Parent", "Record", "Sampler", "Span", "parse_traceparent",
-           "record"]
+           "record", "took"]
 
 log = logging.getLogger("omnicore.telemetry")
 
@@ -202,10 +202,24 @@ def record(s: Span) -> Record:
             s.attributes, s.shared, s.status, s.description, s.flags, s.remote, s.state)
 
 
+def took(result: object) -> bool:
+    """Whether an export's ``result`` says the collector took the batch: the SDK's
+    ``SpanExportResult`` or ``MetricExportResult`` (``FAILURE``), its OTLP/HTTP client's
+    result (``success``); None (an exporter that raises when it fails) as taken."""
+    if result is None:
+        return True
+    success = getattr(result, "success", None)
+    if success is not None:
+        return bool(success)
+    return getattr(result, "name", None) != "FAILURE"
+
+
 class Batcher:
     """A bounded queue of ended spans and the thread that exports them in batches: every
-    ``delay_s``, or as soon as a batch is full. A full queue drops the span, counted (one
-    warning a minute): a call never waits for the collector."""
+    ``delay_s``, or as soon as a batch is full. A full queue drops the span, and a batch the
+    collector did not take (away, refusing: the exporter's retries spent) drops its spans,
+    both counted in :attr:`dropped` with one warning a minute: a call never waits for the
+    collector."""
 
     def __init__(self, export: Callable[[list[Record]], object], *, max_queue: int,
                  batch: int, delay_s: float) -> None:
@@ -216,10 +230,12 @@ class Batcher:
         self.queue: deque[Record] = deque()
         self.dropped = 0
         self.exported = 0
-        self._said = -math.inf
+        self._said: dict[str, float] = {}
         self._drops = threading.Lock()
         self._wake = threading.Event()
-        self._lock = threading.Lock()  # one export at a time: the thread's, a flush's
+        self._lock = threading.Lock()  # one export at a time: the thread's, a drain's
+        #: Notified after each of the thread's rounds: a flush waits on it.
+        self._idle = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="omnicore-span-export",
                                         daemon=True)
@@ -229,7 +245,7 @@ class Batcher:
         """Queue an ended, sampled span (from any thread), as its :data:`Record`."""
         queue = self.queue
         if len(queue) >= self.max_queue:
-            self._drop()
+            self._drop(1, "full")
             return
         queue.append((s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns,
                       s.attributes, s.shared, s.status, s.description, s.flags, s.remote,
@@ -237,21 +253,28 @@ class Batcher:
         if len(queue) == self.batch:
             self._wake.set()
 
-    def _drop(self) -> None:
+    def _drop(self, count: int, why: str, error: object = None) -> None:
         with self._drops:  # several threads end spans at once
-            self.dropped += 1
+            self.dropped += count
             now = time.monotonic()
-            if now - self._said < 60:
+            if now - self._said.get(why, -math.inf) < 60:
                 return
-            self._said = now
-        log.warning("the span queue is full (the collector is slow or away): %d span(s) "
+            self._said[why] = now
+        if why == "full":
+            log.warning("the span queue is full (the collector is slow or away): %d span(s) "
                         "dropped so far (telemetry.max_queue_size)", self.dropped)
+        else:
+            log.warning("the collector did not take a batch of %d span(s) (%s): dropped, %d "
+                        "so far (telemetry, OTEL_EXPORTER_OTLP_ENDPOINT)", count,
+                        str(error)[:200] if error else "the exporter gave it up", self.dropped)
 
     def _run(self) -> None:
         while not self._stopping:
             self._wake.wait(self.delay_s)
             self._wake.clear()
             self.drain()
+            with self._idle:
+                self._idle.notify_all()
 
     def drain(self, deadline: float | None = None) -> None:
         """Export what is queued now, a batch at a time (no new batch past ``deadline``, a
@@ -260,14 +283,42 @@ class Batcher:
             queue = self.queue
             while queue and (deadline is None or time.monotonic() < deadline):
                 taken = [queue.popleft() for _ in range(min(len(queue), self.batch))]
+                error: object = None
                 try:
-                    self._export(taken)
-                except Exception:  # an exporter's bug must not end the thread
+                    result = self._export(taken)
+                    ok = took(result)
+                    if not ok:
+                        error = getattr(result, "error", None) or getattr(
+                            result, "status_code", None)
+                except Exception as exc:  # an exporter's bug must not end the thread
                     log.exception("exporting %d span(s) failed", len(taken))
-                self.exported += len(taken)
+                    ok, error = False, exc
+                if ok:
+                    self.exported += len(taken)
+                else:
+                    self._drop(len(taken), "refused", error)
+
+    def flush(self, timeout_s: float) -> bool:
+        """Have the thread export what is queued now, and wait for it at most ``timeout_s``
+        (an app's stop): a collector slow or away does not hold the caller past it (the
+        exporter retries one for up to its own timeout); the thread goes on with what is
+        left. Whether the queue was sent (taken or dropped) in time."""
+        end = time.monotonic() + timeout_s
+        with self._idle:
+            while self.queue or self._lock.locked():
+                left = end - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._wake.set()  # (again: spans that came during a round wait for none)
+                self._idle.wait(left)
+        return True
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
+        """End the thread, exporting what is queued within ``timeout_s`` (what is left then
+        is lost with the thread, a daemon)."""
+        end = time.monotonic() + timeout_s
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout_s)
-        self.drain()
+        if not self._thread.is_alive():
+            self.drain(end)

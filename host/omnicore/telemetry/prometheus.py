@@ -1,5 +1,6 @@
 """The span export's own counters in ``/metrics`` (and so over OTLP too, while on): spans
-sent to the collector and spans the full queue dropped. Nothing while tracing is off."""
+sent to the collector and spans dropped (the full queue's, and a batch the collector did not
+take). Nothing while tracing is off."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class SpanMetrics(Collector):
                                   "Spans handed to the OTLP exporter (telemetry.*).",
                                   value=counts[0])
         yield CounterMetricFamily("omnicore_telemetry_spans_dropped",
-                                  "Spans dropped because the export queue was full "
-                                  "(telemetry.max_queue_size): the collector slow or away.",
+                                  "Spans dropped: the export queue full "
+                                  "(telemetry.max_queue_size), or their batch not taken by "
+                                  "the collector (away or refusing, its retries spent).",
                                   value=counts[1])
