@@ -40,6 +40,8 @@ def test_an_environment_variable_sets_one() -> None:
     ("workflow_runs", "30s", "shorter than a minute"),
     ("sweep_every", "never", "is not a duration like 30m, 1h"),
     ("sweep_every", 0, "is not a duration"),
+    ("sweep_every", 0.001, "shorter than a second"),
+    ("sweep_every", "500ms", "shorter than a second"),
     ("batch", 0, "greater than 0"),
     ("purge", "7d", "purge"),
 ])

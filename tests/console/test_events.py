@@ -56,6 +56,9 @@ def test_publishing_refuses_bad_topics_and_viewers(ticker: Host) -> None:
     r = browser.post("/events", data={"csrf": csrf, "topic": "no spaces", "payload": ""})
     assert r.status_code == 422 and 'role="alert"' in r.text and "no spaces" in r.text, r.text
     assert ticker.app.storage.events.recent(10) == []
+    for missing in ({}, {"data": 1}, {"topic": ""}):  # said to be missing, not invalid
+        r = admin.post("/api/v1/events", json=missing)
+        assert r.status_code == 422 and "a topic is needed" in r.text, (missing, r.text)
     r = admin.post("/api/v1/events", json={"topic": "shop.ok"})
     assert r.status_code == 202 and ticker.app.storage.events.recent(10)[0].topic == "shop.ok"
 

@@ -88,13 +88,17 @@ def _left(storage: Storage, ids: dict[str, list[int]]) -> dict[str, list[int]]:
     return {k: [i for i in v if has[k](i)] for k, v in ids.items()}
 
 
-def test_one_sweep_deletes_exactly_the_old_ended_rows_of_every_table(storage: Storage) -> None:
+def test_one_sweep_deletes_exactly_the_old_ended_rows_of_every_table(
+        storage: Storage, caplog: pytest.LogCaptureFixture) -> None:
     old = _fill(storage, "old")
     cut = _cut()
     new = _fill(storage, "new")
     sweeper = Sweeper(lambda: storage, _settings(), clock=lambda: cut + DAY)
-    swept = sweeper.tick()
+    with caplog.at_level("INFO", logger="omnicore"):
+        swept = sweeper.tick()
     assert swept == {"jobs": 2, "dead_letter": 1, "audit": 1, "events": 1, "workflow_runs": 1}
+    assert "retention: deleted 2 finished jobs, 1 dead job, 1 audit entry, 1 event, " \
+        "1 workflow run in " in caplog.text
     assert _left(storage, old) == {k: (v if k.endswith("_kept") else [])
                                    for k, v in old.items()}
     assert _left(storage, new) == new

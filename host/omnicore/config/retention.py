@@ -30,12 +30,21 @@ def _retention(value: Any) -> float | None:
     return seconds
 
 
+#: The shortest sweep period taken: each sweep is a claim and a transaction a table on the
+#: shared database; ``0.001`` (a sweep a millisecond) was taken.
+MIN_SWEEP_S = 1.0
+
+
 def _every(value: Any) -> float:
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a duration like 30m, 1h, 6h (a number is "
                          "seconds)") from None
+    if seconds < MIN_SWEEP_S:
+        raise ValueError(f"{value!r} is shorter than a second: sweep at most once a second "
+                         "(the default is 1h)")
+    return seconds
 
 
 def _written(text: str) -> Callable[[], Any]:

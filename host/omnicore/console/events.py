@@ -51,6 +51,10 @@ def subscribers(app: OmniApp) -> list[dict[str, Any]]:
 
 def publish(app: OmniApp, topic: str, data: bytes, by: Actor) -> int:
     """Log and publish ``data`` on ``topic`` as the operator ``by``; the event's id."""
+    if not topic:
+        raise ApiError(422, "a topic is needed: 'topic', dotted words of letters, digits, "
+                            "'_' and '-' (e.g. plugin.shop.order)", type="InvalidTopic",
+                       field="topic")
     if not isinstance(topic, str) or not 0 < len(topic.encode()) <= MAX_TOPIC_BYTES \
             or not TOPIC.fullmatch(topic):
         raise ApiError(422, f"topic {str(topic)[:60]!r} is not valid: dotted words of letters, "

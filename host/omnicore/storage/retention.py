@@ -146,14 +146,17 @@ class Sweeper:
                 self.deleted[key] = self.deleted.get(key, 0) + total
         if swept:
             log.info("retention: deleted %s in %.1fs", ", ".join(
-                f"{n} {_NOUNS[k]}" for k, n in swept.items()), time.monotonic() - started)
+                f"{n} {_NOUNS[k][n == 1]}" for k, n in swept.items()),
+                time.monotonic() - started)
         else:
             log.debug("retention: nothing older than its retention")
         return swept
 
 
-_NOUNS = {"jobs": "finished jobs", "dead_letter": "dead jobs", "audit": "audit entries",
-          "events": "events", "workflow_runs": "workflow runs"}
+#: Each table's rows in the sweep's log line: (plural, singular).
+_NOUNS = {"jobs": ("finished jobs", "finished job"), "dead_letter": ("dead jobs", "dead job"),
+          "audit": ("audit entries", "audit entry"), "events": ("events", "event"),
+          "workflow_runs": ("workflow runs", "workflow run")}
 
 
 class RetentionMetrics(Collector):
