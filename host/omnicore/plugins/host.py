@@ -587,6 +587,8 @@ class PluginHost:
             self._arrivals.begin(start=True)
 
             def done() -> None:
+                if folder._stop.is_set():
+                    self._drop_unloaded(folder)
                 self._arrivals.end(start=True)
                 if loaded is not None:
                     loaded(folder)
@@ -606,6 +608,19 @@ class PluginHost:
             self._health.register_check("plugins-folder",
                                         partial(folder_health, folder, watch, required))
         return folder
+
+    def _drop_unloaded(self, folder: PluginFolder) -> None:
+        """The start's load of ``folder`` stopped before some of its files (another folder
+        watched, the host closing): their placeholders go. They showed ``compiling`` for
+        good, no load being left to settle them: a call waited ``load_wait_ms`` each time and
+        failed with PluginCompiling, /readyz?plugins=loaded never answered 200, and an MCP
+        call of their tools waited as for a plugin on its way. Now: no such plugin."""
+        with self._entries.lock:
+            stale = [e for e in self._entries.sorted()
+                     if e.state == "compiling" and e.version is None and e.module is None
+                     and e.source is not None and e.source.parent == folder.path]
+        for entry in stale:
+            self._entries.pop(entry.name, entry)  # wakes whoever waits (plugins.arrivals)
 
     def prepare_files(self, paths: Sequence[Path]) -> list[Path]:
         """Folder hook: several files are new; compile them ahead (in parallel, smallest

@@ -1,0 +1,66 @@
+"""A start's background load of the folder (PluginHost.watch_folder(background=True),
+plugins.arrivals) cut short: another folder watched while the first one's start is held at a
+plugin's compile. Its files not loaded yet showed ``compiling`` (the start's placeholders)
+for good: a call to one waited ``sandbox.load_wait_ms`` each time and failed with
+PluginCompiling, ``/readyz?plugins=loaded`` never answered 200, an MCP call of its tools
+waited as for a plugin on its way. They are dropped when the load stops: no such plugin.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from omnicore.errors import PluginNotFound
+from omnicore.plugins.host import PluginHost
+from omnicore.sandbox import SandboxEngine
+from tests.host_fixtures import echo_wasm, write
+from tests.test_loading_after_start import _Held, _padded
+from tests.waiting import eventually
+
+
+@pytest.fixture
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    import omnicore.plugins.linking as linking
+
+    monkeypatch.setattr(linking, "PluginModule", _Held)
+    _Held.gate.clear()
+    yield
+    _Held.gate.set()
+
+
+@pytest.mark.usefixtures("held")
+def test_a_start_cut_short_by_another_folder_leaves_no_plugin_compiling_for_good(
+        tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    tiny = write(first, "tiny.wasm", echo_wasm("tiny"))
+    write(first, "big.wasm", _padded(echo_wasm("big"), tiny.stat().st_size))  # held
+    write(first, "later.wasm", _padded(echo_wasm("later"), tiny.stat().st_size * 4))
+    write(second, "other.wasm", echo_wasm("other"))
+    with PluginHost(engine_factory=lambda fuel=False: SandboxEngine(
+            cache_dir=tmp_path / "cache", fuel=fuel)) as host:
+        old = host.watch_folder(first, watch=False, background=True)
+        eventually(lambda: host.get("tiny").state == "loaded", "tiny loaded")
+        assert host.get("big").state == "compiling" and host.get("later").state == "compiling"
+        # The switch stops the first folder's load, and waits for the file in hand (big).
+        switch = threading.Thread(target=host.watch_folder, args=(second,),
+                                  kwargs={"watch": False, "background": True})
+        switch.start()
+        eventually(lambda: old._stop.is_set(), "the first load asked to stop")
+        _Held.gate.set()
+        switch.join(120)
+        assert not switch.is_alive()
+        assert host.wait_loaded(60)
+        states = {i.name: i.state for i in host}
+        # What loaded stays (the old folder's plugins stay loaded); none shows compiling.
+        assert "compiling" not in states.values(), states
+        assert states == {"tiny": "loaded", "big": "loaded", "other": "loaded"}, states
+        host.load_wait_s = 60  # a call of the dropped one answers at once, not after this
+        with pytest.raises(PluginNotFound):
+            host.call("later", "echo", b"x")
+        assert host.call("other", "echo", b"x") == b"x"
