@@ -25,6 +25,7 @@ import yaml
 from omnicore import OmniApp
 from tests.host_fixtures import echo_wasm, write
 from tests.hosts import CHEAP_PASSWORD_HASH
+from tests.mcp.mcp_fixtures import TOOLS_MANIFEST, wasm
 from tests.mcp.test_loading import HeldMcp
 from tests.test_loading_after_start import _Held, _padded, serving_held
 from tests.waiting import eventually
@@ -435,6 +436,46 @@ def test_a_file_replaced_without_end_does_not_hold_the_start(
     finally:
         stop.set()
         writer.join(60)
+    wire.close_stdin()
+    assert wire.wait() == 0
+    _clean(wire)
+
+
+#: big as the tools fixture declaring a prompt and a resource (its echo renders neither as
+#: MCP wants, which says the handler was reached).
+DECLARING_BIG = {**TOOLS_MANIFEST, "name": "big",
+                 "prompts": [{"name": "p", "handler": "echo"}],
+                 "resources": [{"uri": "echo://x", "name": "x", "handler": "echo"}]}
+
+
+def test_prompts_and_resources_asked_during_the_start_wait_for_its_plugins(
+        served: tuple[HeldMcp, list[Wire]]) -> None:
+    """An agent lists tools, prompts and resources right after its handshake. Prompts and
+    resources have no list_changed here (the server declares none): a list answered during
+    the start, without big's, stayed so for the session; a prompt or resource of a plugin
+    still loading answered 'no prompt' / 'no resource'. They wait as tools/list does."""
+    held, wires = served
+    write(held.plugins, "big.wasm", _padded(wasm("tools", DECLARING_BIG), 64 * 1024))
+    cfg = held.appdir / "omnicore.yaml"
+    data = yaml.safe_load(cfg.read_text())
+    data["mcp"]["expose"] = ["tiny/echo", "big/*"]
+    cfg.write_text(yaml.safe_dump(data))
+    wire = _start(held, wires)
+    wire.handshake()
+    wire.request(1, "prompts/list")
+    wire.request(2, "resources/list")
+    wire.request(3, "resources/templates/list")
+    wire.request(4, "prompts/get", {"name": "big.p", "arguments": {}})
+    wire.request(5, "resources/read", {"uri": "echo://x"})
+    wire.request(6, "ping")
+    wire.answer(6)
+    held.open()
+    assert [p["name"] for p in wire.answer(1)["result"]["prompts"]] == ["big.p"]
+    assert "echo://x" in [r["uri"] for r in wire.answer(2)["result"]["resources"]]
+    assert "result" in wire.answer(3)
+    assert "did not answer a prompt" in wire.answer(4)["error"]["message"], wire.answer(4)
+    assert "did not answer resource contents" in wire.answer(5)["error"]["message"], \
+        wire.answer(5)
     wire.close_stdin()
     assert wire.wait() == 0
     _clean(wire)

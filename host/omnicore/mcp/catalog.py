@@ -58,11 +58,22 @@ class Catalog:
         """The exposed prompts and resources plugins declare."""
         return declared_of(self.app.plugins, self._exposure())
 
+    async def _declared(self) -> Declared:
+        """:meth:`declared` once the start's plugins are loaded (at most
+        ``sandbox.load_wait_ms``), as ``tools/list`` waits for them: ``omnicore mcp``
+        answers the handshake while its folder loads, and an agent lists prompts and
+        resources right after it. Unlike tools, their lists have no ``list_changed`` here (the
+        server declares none): a list answered without the plugins still loading stayed so
+        for the session, and a prompt or resource of one answered "no prompt" or "no
+        resource"."""
+        await self.app.plugins.start_loaded()
+        return self.declared()
+
     async def list_prompts(self, ctx: ServerRequestContext[Any, Any],
                            params: types.PaginatedRequestParams | None
                            ) -> types.ListPromptsResult:
         return types.ListPromptsResult(prompts=[p.prompt for p in
-                                                self.declared().prompts.values()])
+                                                (await self._declared()).prompts.values()])
 
     async def get_prompt(self, ctx: ServerRequestContext[Any, Any],
                          params: types.GetPromptRequestParams) -> types.GetPromptResult:
@@ -70,7 +81,7 @@ class Catalog:
         if caller is not None and not caller.is_admin:
             raise MCPError(-32602, f"user '{caller.name}' is a viewer, and rendering a prompt "
                                    "calls a plugin: use an admin's token")
-        prompt = self.declared().prompts.get(params.name)
+        prompt = (await self._declared()).prompts.get(params.name)
         if prompt is None:
             raise MCPError(-32602, f"no prompt {params.name[:200]!r}: prompts/list shows the "
                                    "prompts of the exposed plugins")
@@ -122,7 +133,8 @@ class Catalog:
     async def list_resources(self, ctx: ServerRequestContext[Any, Any],
                              params: types.PaginatedRequestParams | None
                              ) -> types.ListResourcesResult:
-        declared = [r.resource for r in self.declared().resources if r.resource is not None]
+        declared = [r.resource for r in (await self._declared()).resources
+                    if r.resource is not None]
         return types.ListResourcesResult(resources=declared + list_resources(self.app.plugins,
                                                                              self._exposure()))
 
@@ -130,13 +142,13 @@ class Catalog:
                              params: types.PaginatedRequestParams | None
                              ) -> types.ListResourceTemplatesResult:
         return types.ListResourceTemplatesResult(resource_templates=[
-            r.template for r in self.declared().resources if r.template is not None])
+            r.template for r in (await self._declared()).resources if r.template is not None])
 
     async def subscribe(self, ctx: ServerRequestContext[Any, Any],
                         params: types.SubscribeRequestParams) -> types.EmptyResult:
         # Accepted for the plugins' resources; updates come when a plugin can announce them
         # (not yet), so a subscription is a promise the server keeps by saying nothing.
-        if self.declared().resource(params.uri) is None:
+        if (await self._declared()).resource(params.uri) is None:
             raise MCPError(-32002, f"no resource {params.uri[:200]!r} to subscribe to: "
                                    "resources/list shows them")
         connection = ctx.session._connection
@@ -157,7 +169,7 @@ class Catalog:
     async def read_resource(self, ctx: ServerRequestContext[Any, Any],
                             params: types.ReadResourceRequestParams
                             ) -> types.ReadResourceResult:
-        found = self.declared().resource(params.uri)
+        found = (await self._declared()).resource(params.uri)
         if found is not None:
             caller = caller_of(ctx)
             if caller is not None and not caller.is_admin:
