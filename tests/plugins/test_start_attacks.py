@@ -64,3 +64,44 @@ def test_a_start_cut_short_by_another_folder_leaves_no_plugin_compiling_for_good
         with pytest.raises(PluginNotFound):
             host.call("later", "echo", b"x")
         assert host.call("other", "echo", b"x") == b"x"
+
+
+@pytest.mark.usefixtures("held")
+def test_a_start_stopped_by_the_hosts_close_is_not_judged_as_a_whole_load(
+        tmp_path: Path) -> None:
+    """``omnicore mcp`` closes its app when the client left and the start outlasted its wait;
+    its ``loaded`` callback checks mcp.expose against the plugins. A stopped load is not all
+    of them: with its unloaded files' placeholders gone, a pattern naming one read as a
+    typo ('names no plugin of the app'), and the command failed with it. The callback is
+    not called for a stopped load."""
+    from omnicore.errors import ConfigError
+    from omnicore.plugins.expose import check_expose
+
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    tiny = write(folder, "tiny.wasm", echo_wasm("tiny"))
+    write(folder, "big.wasm", _padded(echo_wasm("big"), tiny.stat().st_size))  # held
+    write(folder, "later.wasm", _padded(echo_wasm("later"), tiny.stat().st_size * 4))
+    refused: list[ConfigError] = []
+
+    def loaded(_folder: object) -> None:
+        try:
+            check_expose(["tiny/echo", "big/echo", "later/echo"], "test", list(host))
+        except ConfigError as exc:
+            refused.append(exc)
+
+    host = PluginHost(engine_factory=lambda fuel=False: SandboxEngine(
+        cache_dir=tmp_path / "cache", fuel=fuel))
+    try:
+        watched = host.watch_folder(folder, watch=False, background=True, loaded=loaded)
+        eventually(lambda: host.get("tiny").state == "loaded", "tiny loaded")
+        closing = threading.Thread(target=host.close)
+        closing.start()
+        eventually(lambda: watched._stop.is_set(), "the load asked to stop")
+        _Held.gate.set()
+        closing.join(120)
+        assert not closing.is_alive()
+    finally:
+        _Held.gate.set()
+        host.close()
+    assert not refused, refused

@@ -575,7 +575,8 @@ class PluginHost:
         With ``background`` (an app's start): return once every file shows (``compiling``)
         and load them on a thread of the folder's, in order, while the host serves; a call
         to one of them waits for it (plugins.arrivals). ``loaded(folder)`` is called once
-        they are all loaded (at once without ``background``).
+        they are all loaded (at once without ``background``); not when the load is stopped
+        first (another folder watched, the host closing), whose files not loaded yet go.
         """
         _check_folder(path)
         if self._folder is not None:
@@ -587,10 +588,14 @@ class PluginHost:
             self._arrivals.begin(start=True)
 
             def done() -> None:
-                if folder._stop.is_set():
+                stopped = folder._stop.is_set()
+                if stopped:
                     self._drop_unloaded(folder)
                 self._arrivals.end(start=True)
-                if loaded is not None:
+                # Not for a load stopped short: its files were not all loaded, and what the
+                # callback judges from them (omnicore mcp's check of mcp.expose) would take
+                # the dropped ones for names of no plugin.
+                if loaded is not None and not stopped:
                     loaded(folder)
 
             folder.sync_in_background(done)
