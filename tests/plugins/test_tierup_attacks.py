@@ -320,3 +320,41 @@ def test_a_host_killed_inside_its_tier_ups_store_leaves_a_cache_the_next_start_u
     assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == sorted(
         f"{_sha(folder, n)}-{main_key}.cwasm{mac}" for n in NAMES for mac in ("", ".mac"))
     assert not temps[0].exists() and fresh.is_file()
+
+
+@pytest.mark.parametrize("replace", ["removed", "a-file", "a-link-elsewhere"])
+def test_the_cache_folder_swapped_out_before_the_tier_up(
+        folder: Path, tmp_path: Path, keys: tuple[str, str], replace: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole folder removed, replaced by a file, or by a link to a folder of someone
+    else's while the host serves Winch's code: the tier-up neither crashes the host nor stops
+    it serving; what it can store goes where the link points only if that folder is trusted
+    (here it is not: nothing is written there)."""
+    cache = tmp_path / "cache"
+    main_key, _ = keys
+    go = threading.Event()
+    monkeypatch.setattr(CompileAhead, "wait_idle", lambda self: go.wait(120))
+    elsewhere = tmp_path / "elsewhere"
+    try:
+        with _host(cache) as host:
+            host.watch_folder(folder, watch=False)
+            assert all(_baseline(host, n) for n in NAMES)
+            shutil.rmtree(cache)
+            if replace == "a-file":
+                cache.write_bytes(b"not a folder")
+            elif replace == "a-link-elsewhere":
+                elsewhere.mkdir(mode=0o777)
+                elsewhere.chmod(0o777)  # anyone may write it: not a cache this host trusts
+                cache.symlink_to(elsewhere)
+            go.set()
+            eventually(lambda: not any(_baseline(host, n) for n in NAMES), "the tier-up")
+            _serves_genuine(host)
+    finally:
+        go.set()
+    if replace == "removed":  # made again, holding the optimized entries whole
+        assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == sorted(
+            f"{_sha(folder, n)}-{main_key}.cwasm{mac}" for n in NAMES for mac in ("", ".mac"))
+    elif replace == "a-file":
+        assert cache.read_bytes() == b"not a folder"
+    else:
+        assert list(elsewhere.iterdir()) == []
