@@ -158,7 +158,7 @@ def test_every_command_is_there_when_listed_and_when_named() -> None:
     listed = {ln.split()[0] for ln in result.stdout.decode().split("Commands:")[1].splitlines()
               if ln.strip()}
     assert {"call", "inspect", "run", "new", "plugins", "workflows", "kv", "precompile",
-            "exec", "mcp"} <= listed and len(listed) == 26  # `tasks`, the old name, is hidden
+            "exec", "mcp", "events"} <= listed and len(listed) == 27  # `tasks` is hidden
     for name in ("workflows", "plugins", "new", "tasks"):
         got = CliRunner().invoke(main, [name, "--help"])
         assert got.exit_code == 0, got.output

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
+
+import pytest
 
 from tests.console.conftest import Host
 from tests.console.test_jobs import ticker
@@ -77,3 +80,45 @@ def test_an_event_published_through_the_api_carries_an_object_as_its_data(
     # A stray beside data is still refused, naming it.
     r = admin.post("/api/v1/events", json={"topic": "shop.order", "data": data, "dat": 1})
     assert r.status_code == 422 and "'dat'" in r.text, r.text
+
+
+def test_omnicore_events_publishes_through_the_running_host_and_lists_the_log(
+        ticker: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from omnicore.cli import main
+
+    monkeypatch.setenv("OMNICORE_TOKEN", ticker.admin_token)
+    run = CliRunner().invoke
+    result = run(main, ["events", "publish", "shop.order", '{"n": 8, "tags": ["a"]}',
+                        "--remote", ticker.url])
+    assert result.exit_code == 0 and "published on shop.order" in result.output, result.output
+    eventually(lambda: ticker.app.kv.for_plugin("ticker").get("last"))
+    assert json.loads(ticker.app.kv.for_plugin("ticker").get("last") or b"") == {
+        "topic": "shop.order", "data": {"n": 8, "tags": ["a"]}}
+    # DATA is JSON: a bare word is refused before anything is sent, saying how to quote it.
+    result = run(main, ["events", "publish", "shop.order", "hello", "--remote", ticker.url])
+    assert result.exit_code == 2 and "'\"hello\"'" in result.output, result.output
+    # The host's own refusal, passed on.
+    result = run(main, ["events", "publish", "no spaces", "--remote", ticker.url])
+    assert result.exit_code == 1 and "is not valid" in result.output, result.output
+    # No host serves this folder: say how to start one, and why it is needed.
+    idle = tmp_path / "idle"
+    idle.mkdir()
+    (idle / "omnicore.yaml").write_text(f"name: idle\ndata_dir: {tmp_path / 'idle-data'}\n")
+    result = run(main, ["events", "publish", "shop.order", "--app", str(idle)])
+    assert result.exit_code == 1 and "omnicore run" in result.output, result.output
+    # The log, from the app's storage: the operator's publish, newest first.
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "omnicore.yaml").write_text(f"name: console-test\n"
+                                       f"data_dir: {ticker.app.data_dir}\n")
+    result = run(main, ["events", "list", "--app", str(app), "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert found[0]["topic"] == "shop.order" and json.loads(found[0]["data"]) == {
+        "n": 8, "tags": ["a"]}
+    assert found[0]["plugin"] in (None, "")
+    result = run(main, ["events", "list", "--app", str(app), "--topic", "shop."])
+    assert result.exit_code == 0 and "operator" in result.output and "shop.order" in \
+        result.output, result.output

@@ -32,6 +32,7 @@ __all__ = ["main"]
 _COMMANDS: dict[str, tuple[tuple[str, str | None], ...]] = {
     "inspect": (("plugins", "inspect"),), "call": (("plugins", "call"),),
     "logs": (("logs", "logs"),), "bridges": (("bridges", "bridges"),),
+    "events": (("events", "events"),),
     "mcp": (("mcp", "mcp"),), "migrate": (("migrate", "migrate"),),
     "build": (("build", "build_command"),), "precompile": (("build", "precompile_command"),),
     "dev": (("dev", "dev_command"),), "test": (("test", "test_command"),),
