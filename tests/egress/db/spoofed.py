@@ -359,11 +359,13 @@ print(json.dumps({"status": out, "growth": growth, "after": after}))
 """
 
 
-def _probe(kind: str, url: str, cap: int, sql: str, how: str = "query") -> dict[str, Any]:
+def _probe(kind: str, url: str, cap: int, sql: str, how: str = "query",
+           prelude: str = "") -> dict[str, Any]:
     root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(root / "host"), str(root), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", _PROBE, kind, url, str(cap), sql, how],
+    done = subprocess.run([sys.executable, "-c", prelude + _PROBE, kind, url, str(cap), sql,
+                           how],
                           capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -659,10 +661,24 @@ class SlicingRelay(Listener):
             return
         gate.settimeout(None)
         with gate:
-            while gate.recv(1):
+            while True:
+                if not select.select([gate], [], [], 0.0005)[0]:
+                    # No count: once libpq has read all that was put on its socket, the
+                    # next slice wakes it (the first one too: libpq may have read it with
+                    # what came before it, after a count the relay let go at once).
+                    with self.lock:
+                        if self.client is not None and self.rest and not self._gone() \
+                                and _tcp_queue(*self.ports) == 0:
+                            self.client.sendall(self.rest[:self.piece])
+                            self.rest = self.rest[self.piece:]
+                            if not self.rest:
+                                self.sent.set()
+                    continue
+                if not gate.recv(1):
+                    return
                 with self.lock:
                     client, rest = self.client, self.rest
-                    if client is None or not rest:
+                    if client is None or not rest or self._gone():
                         gate.sendall(b"g")
                         continue
                     # Stopped after its count: a batch more put on its socket, then go.
@@ -675,16 +691,15 @@ class SlicingRelay(Listener):
                     gate.sendall(b"g")
                     if not rest:
                         self.sent.set()
-                        continue
-                    # Once libpq has read all of it, the next slice wakes it; unless it
-                    # counts again first (what its buffer had no room for yet).
-                    while not select.select([gate], [], [], 0.0005)[0]:
-                        if self._queued() == 0:
-                            client.sendall(rest[:self.piece])
-                            self.rest = rest[self.piece:]
-                            if not self.rest:
-                                self.sent.set()
-                            break
+
+    def _gone(self) -> bool:
+        """Whether the client closed its connection (its result refused while the relay
+        sliced it): what is left of the large message is dropped."""
+        if _tcp_queue(*self.ports) is not None:
+            return False
+        self.rest = memoryview(b"")
+        self.sent.set()
+        return True
 
     def _session(self, client: socket.socket) -> None:
         server = socket.create_connection(("127.0.0.1", self.target))
@@ -730,16 +745,165 @@ class SlicingRelay(Listener):
         self.gate.close()
 
 
-def _gated_probe(url: str, cap: int, sql: str, relay: SlicingRelay) -> dict[str, Any]:
+class JoiningRelay(SlicingRelay):
+    """A TCP relay on 127.0.0.1 to the PostgreSQL server on ``target`` that makes libpq read
+    the end of the first DataRow of more than ``large`` bytes and the first ``carry`` bytes
+    of the message after it (the next row) in one read, as a host descheduled while the
+    server sent both does:
+
+    the row is forwarded but its last ``tail`` bytes; then, at the client's next count of
+    what waits on its socket (the :data:`_GATED` probe, stopped there), the rest of the row
+    and ``carry`` bytes of the next message are put on its socket (the kernel's receive
+    queue holds them: the probe's receive buffer is enlarged, :data:`_JOINED`) before it
+    goes on, so that libpq's one read takes them all. (While no count comes, a piece of the
+    tail at a time wakes it.) The rest is forwarded once libpq's read is over (the probe
+    waits for its socket), then as it comes. With ``carry`` past the next message, that
+    message comes whole in the read."""
+
+    name = "fake-joining"
+
+    def __init__(self, target: int, *, carry: int, large: int = 1 << 20,
+                 tail: int = 256 << 10) -> None:
+        self.carry, self.tail = carry, tail
+        self.armed = False  # the next count is held while the join is put on the socket
+        self.joined = 0  # joins done
+        self.wakes = 0  # pieces of the tail sent to wake the client
+        self.pid = 0  # the probe's (it says it first on its gate)
+        super().__init__(target, large=large)
+
+    def _asleep(self) -> bool:
+        """Whether the probe's main thread sleeps (in its wait for the socket: it reads
+        without blocking, and stops at the gate only after a count) with nothing left
+        unread on its socket: libpq's read of the join is over (or the connection is gone:
+        the result was refused)."""
+        queued = _tcp_queue(*self.ports)
+        if queued is None:
+            return True  # (the client closed its connection: a refusal)
+        with open(f"/proc/{self.pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+        return state == "S" and queued == 0
+
+    def _gatekeeper(self) -> None:
+        self.gate.settimeout(30)
+        try:
+            gate, _ = self.gate.accept()
+        except OSError:
+            return
+        gate.settimeout(None)
+        with gate:
+            line = b""
+            while not line.endswith(b"\n"):  # the probe's pid first (:data:`_JOINED`)
+                line += gate.recv(1)
+            self.pid = int(line)
+            while True:
+                if select.select([gate], [], [], 0.0005)[0]:
+                    if not gate.recv(1):
+                        return
+                    with self.lock:
+                        if self.armed and self.client is not None:
+                            # Stopped after its count: the join on its socket, then go.
+                            before, rest = self._queued(), self.rest
+                            self.client.sendall(rest)
+                            eventually(lambda: self._queued() >= before + len(rest),  # noqa: B023
+                                       "the join in the client's receive queue", every=0.0005)
+                            self.rest, self.armed = memoryview(b""), False
+                            self.joined += 1
+                            self.sent.set()
+                    gate.sendall(b"g")
+                    continue
+                with self.lock:  # no count: wake the client with a piece of the tail
+                    if self.armed and self.client is not None and \
+                            len(self.rest) > self.carry + self.piece and \
+                            _tcp_queue(*self.ports) == 0:
+                        self.client.sendall(self.rest[:self.piece])
+                        self.rest = self.rest[self.piece:]
+                        self.wakes += 1
+
+    def _session(self, client: socket.socket) -> None:
+        server = socket.create_connection(("127.0.0.1", self.target))
+        for sock in (client, server):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self._upstream, args=(client, server), daemon=True,
+                         name=f"{self.name}-up").start()
+        try:
+            while True:
+                head = self._read(server, 5)
+                message = head + self._read(server, struct.unpack("!I", head[1:])[0] - 4)
+                if len(message) <= self.large or head[:1] != b"D" or self.joined:
+                    client.sendall(message)
+                    continue
+                # The next message's first bytes, read ahead (the rest forwarded after).
+                after = self._read(server, 5)
+                body = struct.unpack("!I", after[1:])[0] - 4
+                carried = self._read(server, min(body, self.carry - 5))
+                with self.lock:
+                    self.client = client
+                    self.ports = (client.getpeername()[1], client.getsockname()[1])
+                    self.sent.clear()
+                    self.rest = memoryview(message[-self.tail:] + after + carried)
+                client.sendall(message[:-self.tail])
+                with self.lock:
+                    self.armed = True
+                self.sent.wait()
+                # Nothing more until libpq's read of the join is over (else the rest would
+                # come in the same read while the relay's thread runs beside the probe's).
+                eventually(self._asleep, "the probe waiting for its socket", every=0.0005)
+                if body > len(carried):
+                    client.sendall(self._read(server, body - len(carried)))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            client.close()
+            server.close()
+
+
+#: Appended to :data:`_GATED` for :class:`JoiningRelay`: the probe says its pid on its gate,
+#: and its socket gets a receive buffer of 32 MiB at its first count (SO_RCVBUFFORCE, as
+#: root; SO_RCVBUF, capped by net.core.rmem_max, else), so that the kernel holds what the
+#: relay puts on it for one read (a host whose net.ipv4.tcp_rmem lets TCP grow a
+#: connection's buffer that far gets as much).
+_JOINED = r"""
+import os
+_gate.sendall(b"%d\n" % os.getpid())
+_sized = set()
+_count = _gated
+
+def _gated(fd, request, *args):
+    if request == termios.FIONREAD and fd not in _sized:
+        _sized.add(fd)
+        sock = socket.socket(fileno=fd)
+        try:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
+            except PermissionError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
+        finally:
+            sock.detach()
+    return _count(fd, request, *args)
+
+fcntl.ioctl = _gated
+"""
+
+#: Appended to a probe: libpq's input buffer taken for not found (a libpq whose PGconn
+#: layout moved), before the connector opens its first connection.
+_UNKNOWN_BUFFER = r"""
+from omnicore.egress.db import pg_wire as _pg_wire
+_pg_wire._in_offset[:] = [None]
+"""
+
+
+def _gated_probe(url: str, cap: int, sql: str, relay: SlicingRelay,
+                 prelude: str = "") -> dict[str, Any]:
     """:func:`_probe` of PostgreSQL through ``relay``: the probe's process stopped after each
-    count of its socket's bytes until the relay lets it go."""
+    count of its socket's bytes until the relay lets it go (``prelude``: run first, after
+    the gate is set)."""
     root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(root / "host"), str(root), os.environ.get("PYTHONPATH", "")])}
     port = url.rsplit(":", 1)[1].split("/", 1)[0]
     url = url.replace(f":{port}/", f":{relay.port}/")
-    done = subprocess.run([sys.executable, "-c", _GATED + _PROBE, "postgres", url, str(cap),
-                           sql, "query", str(relay.gate_port)],
+    done = subprocess.run([sys.executable, "-c", _GATED + prelude + _PROBE, "postgres", url,
+                           str(cap), sql, "query", str(relay.gate_port)],
                           capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))

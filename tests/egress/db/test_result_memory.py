@@ -24,7 +24,15 @@ import pytest
 from omnicore.egress.db import db_connector
 from omnicore.egress.db.service import _make
 from tests.db_fixtures import maria  # noqa: F401
-from tests.egress.db.spoofed import SlicingRelay, _gated_probe, _maria_url, _probe
+from tests.egress.db.spoofed import (
+    _JOINED,
+    _UNKNOWN_BUFFER,
+    JoiningRelay,
+    SlicingRelay,
+    _gated_probe,
+    _maria_url,
+    _probe,
+)
 
 CAP = 32 << 20
 
@@ -120,6 +128,189 @@ def test_one_large_row_read_while_the_host_was_descheduled_is_answered_within_th
     assert measured["growth"] <= 1.25 * CAP, measured["growth"] / CAP
     assert measured["growth"] <= (COPIES["postgres"] + 0.2) * row, measured["growth"] / row
     assert json.loads(measured["after"])["rows"] == [[7]], measured["after"]
+
+
+MiB = 1 << 20
+
+
+@pytest.mark.parametrize(("first", "second", "carry", "cap"), [
+    # (a) the next row read almost whole with the end of the row before it: its fetch reads
+    # under _RELEASE_AFTER itself (7 MiB less 6.5 carried), and the buffer's copy of it was
+    # released only because the release counts what was carried into the result;
+    (9 * MiB, 7 * MiB, int(6.5 * MiB), 22 * MiB),
+    # (b) the next row's first 5 MiB read with the end of the row before it, behind it in
+    # libpq's buffer (which has room for both): the next read moves them to the buffer's
+    # start, and the pages they were moved from, past where the row ends, are dropped.
+    (int(8.5 * MiB), int(7.4 * MiB), 5 * MiB, 21 * MiB),
+    # (c) the next row read whole with the end of the row before it: libpq parses it when
+    # the host asks for the next result, without a read (pg_wire.fetch is not called).
+    (int(8.5 * MiB), 7 * MiB, 7 * MiB + 11, 21 * MiB),
+], ids=["carried", "moved", "whole"])
+def test_a_large_row_read_with_the_end_of_the_one_before_is_answered_within_the_bound(
+        first: int, second: int, carry: int, cap: int, pg_cluster: Any) -> None:
+    """Two large rows, the second's first ``carry`` bytes read by libpq in the same read as
+    the end of the first (a relay puts them on the probe's socket together while it is
+    stopped after its count: what a host descheduled while the server sent both gets).
+    Each row costs the host its 2 copies while it is read, beside the JSON of the first: the
+    result is answered, whole, within 1.25 x the cap (first + 2 x second, and 2 x first plus
+    what was carried, at most). Each guard of pg_wire.fetch this exercises left the second
+    row a third copy: (a) without counting what was carried, libpq's buffer kept its copy of
+    the row beside its PGresult and value (first + 3 x second: 1.37 x a 22 MiB cap); (b)
+    without dropping the pages libpq moved the carried bytes from, they stayed resident
+    while the row's PGresult was built (first + 2 x second + carry: 1.35 x a 21 MiB cap);
+    (c) a row read whole was parsed with no fetch at all, its copy in libpq's buffer kept
+    beside its PGresult and value (first + 3 x second: 1.41 x a 21 MiB cap): it is now
+    judged and parsed as the row before is taken, and the buffer's copy dropped."""
+    relay = JoiningRelay(pg_cluster.port, carry=carry)
+    try:
+        url = str(pg_cluster.database(f"rmem_{time.time_ns() % 10**9}"))
+        sql = (f"SELECT repeat('x', CASE WHEN s = 1 THEN {first} ELSE {second} END) "
+               "FROM generate_series(1, 2) AS s")
+        measured = _gated_probe(url, cap, sql, relay, _JOINED)
+    finally:
+        relay.close()
+    assert relay.joined == 1, relay.joined  # (the two rows' bytes came in one read)
+    status = measured["status"]
+    assert status.startswith('{"columns":'), status[:300]
+    assert json.loads(status)["rows"] == [["x" * first], ["x" * second]]
+    assert measured["growth"] <= 1.25 * cap, measured["growth"] / cap
+    assert json.loads(measured["after"])["rows"] == [[7]], measured["after"]
+
+
+@pytest.mark.parametrize(("first", "second", "carry", "cap"), [
+    # (a) the next row would cost first + 2 x second (22 MiB) past the 18.75 MiB a 15 MiB
+    # cap allows: its check at the next fetch counted the 3.9 MiB carried into it with the
+    # row before (where libpq read them), then subtracted them as bytes of this row not
+    # parsed yet: 18.1 MiB, answered at 1.47 x the cap;
+    (4 * MiB, 9 * MiB, int(3.9 * MiB), 15 * MiB),
+    # (b) the read that ends the first row brings 6.5 MiB of the next: libpq's buffer holds
+    # both while the first row's PGresult is built (2 x first + 6.5 MiB: 24.5 MiB, past the
+    # 22.5 MiB an 18 MiB cap allows), where the first row alone was judged (1.36 x the cap).
+    (9 * MiB, 7 * MiB, int(6.5 * MiB), 18 * MiB),
+], ids=["carried", "beyond"])
+def test_a_large_row_read_with_the_end_of_the_one_before_is_refused_within_the_bound(
+        first: int, second: int, carry: int, cap: int, pg_cluster: Any) -> None:
+    """The rows above, whose JSON fits the cap but whose reading would cost the host more
+    than 1.25 x the cap once what libpq read past the first row is counted: refused
+    TOO_LARGE (the cap named, and why), within the bound, and the connector answers after."""
+    relay = JoiningRelay(pg_cluster.port, carry=carry)
+    try:
+        url = str(pg_cluster.database(f"rmem_{time.time_ns() % 10**9}"))
+        sql = (f"SELECT repeat('x', CASE WHEN s = 1 THEN {first} ELSE {second} END) "
+               "FROM generate_series(1, 2) AS s")
+        measured = _gated_probe(url, cap, sql, relay, _JOINED)
+    finally:
+        relay.close()
+    assert relay.joined == 1, relay.joined
+    status = measured["status"]
+    assert status.startswith(f"TOO_LARGE: the result is larger than {cap} bytes (connector "
+                             "m, max_result_bytes): its next row is "), status[:300]
+    assert measured["growth"] <= 1.25 * cap, measured["growth"] / cap
+    assert json.loads(measured["after"])["rows"] == [[7]], measured["after"]
+
+
+#: The refusal of a result when libpq's input buffer was not found (pg_wire._judge_blind).
+BLIND = ("input buffer was not found, so a row costs the host three times its size while it "
+         "is read (its copy in libpq's buffer is never released)")
+
+
+@pytest.mark.parametrize(("row", "answered"), [(12 << 20, True), (16 << 20, False)])
+def test_with_libpq_buffer_not_found_a_large_row_is_answered_or_refused_within_the_bound(
+        row: int, answered: bool, pg_cluster: Any) -> None:
+    """A libpq whose PGconn layout pg_wire does not know (its input buffer not found: the
+    probe sets pg_wire._in_offset to [None] before the connector's first connection): a
+    row's length is not seen before libpq reads it, and libpq's copy of it is never
+    released, so a row costs 3 copies of itself. The connector only warned, and a 16 MiB
+    row under a 32 MiB cap was answered at 1.5 x the cap. Each row now counts three times
+    its size: 12 MiB is answered within 1.25 x the cap (1.13 x), 16 MiB refused (naming
+    why) before its value is decoded (libpq's buffer and PGresult: 1.0 x the cap); the
+    connector answers after."""
+    measured = _probe("postgres", _url("postgres", pg_cluster, None), CAP,
+                      f"SELECT repeat('x', {row})", prelude=_UNKNOWN_BUFFER)
+    status = measured["status"]
+    if answered:
+        assert status.startswith('{"columns":'), status[:300]
+        assert json.loads(status)["rows"] == [["x" * row]]
+    else:
+        assert status.startswith(f"TOO_LARGE: the result is larger than {CAP} bytes "
+                                 "(connector m, max_result_bytes): libpq "), status[:300]
+        assert BLIND in status, status
+    assert measured["growth"] <= 1.25 * CAP, measured["growth"] / CAP
+    assert json.loads(measured["after"])["rows"] == [[7]], measured["after"]
+
+
+def test_with_libpq_buffer_not_found_a_row_read_while_descheduled_is_refused_within_the_bound(
+        pg_cluster: Any) -> None:
+    """The 16 MiB row above, each read of it by libpq taking 32 KiB more than the host
+    counted on its socket (the SlicingRelay: the host descheduled between its count and
+    libpq's read). Without libpq's buffer, what libpq read is the socket's own count
+    (TCP_INFO's bytes received less what waits unread), never what waited when counted: the
+    row is refused within the bound (counted by what waited, 1/33 of it, it was answered at
+    1.5 x the cap)."""
+    relay = SlicingRelay(pg_cluster.port)
+    try:
+        url = str(pg_cluster.database(f"rmem_{time.time_ns() % 10**9}"))
+        measured = _gated_probe(url, CAP, f"SELECT repeat('x', {16 << 20})", relay,
+                                _UNKNOWN_BUFFER)
+    finally:
+        relay.close()
+    status = measured["status"]
+    assert status.startswith(f"TOO_LARGE: the result is larger than {CAP} bytes"), \
+        (relay.sliced, status[:300])
+    assert relay.sliced == 1, relay.sliced
+    assert BLIND in status, status
+    assert measured["growth"] <= 1.25 * CAP, measured["growth"] / CAP
+    assert json.loads(measured["after"])["rows"] == [[7]], measured["after"]
+
+
+def test_with_libpq_buffer_not_found_a_large_row_is_answered_again_on_its_connection(
+        pg_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without libpq's buffer (pg_wire._in_offset set to [None] for the test, restored
+    after), a 12 MiB row under a 32 MiB cap three times on one pooled connection: answered
+    each time (what libpq's buffer keeps of the first counts against the others: 3 x 12 MiB
+    fits the 40 MiB). The second run prepares the statement: a query sent, so nothing of the
+    row before is counted as carried into the prepare's answer (which would refuse it)."""
+    from omnicore.egress.db import pg_wire
+
+    monkeypatch.setattr(pg_wire, "_in_offset", [None])
+    url = _url("postgres", pg_cluster, None)
+    connector = db_connector("m", {"kind": "postgres", "url_secret": "u",
+                                   "max_result_bytes": CAP, "pool_size": 1})
+    backend = _make(connector, lambda name: url.encode())
+    try:
+        row = 12 << 20
+        for _ in range(3):
+            out = backend.run("p", True, f"SELECT repeat('x', {row})", [],
+                              time.monotonic() + 30)
+            assert json.loads(out)["rows"] == [["x" * row]]
+    finally:
+        backend.close()
+
+
+def test_libpq_buffer_not_found_is_said_with_what_it_changes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A PGconn whose memory matches no layout pg_wire knows: not found, and the warning
+    says what that changes for a result."""
+    import ctypes
+    from types import SimpleNamespace
+
+    from omnicore.egress.db import pg_wire
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = (ctypes.c_size_t,)
+    libc.free.argtypes = (ctypes.c_void_p,)
+    block = libc.malloc(4096)
+    try:
+        ctypes.memset(block, 0, 4096)
+        with caplog.at_level("WARNING", logger="omnicore.egress"):
+            assert pg_wire._find_input(SimpleNamespace(pgconn_ptr=block)) is None
+    finally:
+        libc.free(block)
+    text = caplog.text
+    assert "did not find libpq's input buffer" in text, text
+    assert "each row is counted three times its size against a result's budget" in text, text
+    assert "refused TOO_LARGE" in text, text
 
 
 @pytest.mark.parametrize("kind", ["postgres", "mysql"])

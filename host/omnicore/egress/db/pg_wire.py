@@ -5,8 +5,9 @@ libpq reads whatever the server sends into one buffer it enlarges to the length 
 announces, then hands the message over whole: a row, a notice or an error of 1 GiB is 1 GiB of
 the host's memory before any of psycopg's code sees it. This module counts what waits on the
 socket before libpq reads it and reads the length of the message libpq is assembling from
-libpq's own input-buffer fields (private to libpq: found once, checked field by field, and
-when not found a result is bounded by the socket's count alone), so that
+libpq's own input-buffer fields (private to libpq: found once, checked field by field; when
+not found, each row a result reads counts three times its size, :func:`_fetch_blind`), so
+that
 
 * a connection's opening (:func:`open_bounded`) is refused past 1 MiB and finished at once at
   its deadline or failure;
@@ -41,7 +42,8 @@ import psycopg
 from psycopg import pq
 from psycopg.waiting import Wait
 
-from omnicore.egress.db.base import SMALL_MESSAGE, over_cap, row_over_cap
+from omnicore.egress.db.base import HOST_TIMES, SMALL_MESSAGE, over_cap, row_over_cap
+from omnicore.egress.refused import Refused
 
 __all__ = ["CHUNK_BYTES", "InFields", "Reading", "chunk_field", "close", "fetch", "getlength",
            "input_fields", "memsize", "open_bounded", "pending_message", "release_input"]
@@ -127,7 +129,7 @@ class InFields(ctypes.Structure):
 
 
 #: Where in libpq's PGconn its input buffer's fields are (None: not found, and a result is
-#: bounded by the bytes counted on the socket alone); found at the first connection.
+#: bounded by :func:`_fetch_blind`); found at the first connection.
 _in_offset: list[int | None] = []
 
 
@@ -136,7 +138,7 @@ def _find_input(pgconn: Any) -> int | None:
     connection just opened, whose buffer ends with the ReadyForQuery it read last (a pattern
     checked field by field before any pointer is followed; the PGconn read within its
     allocation). libpq keeps these private: a libpq that moved them is found not to match,
-    and the connector says so once and bounds results by the socket's count alone."""
+    and the connector says so once and bounds results without them (:func:`_fetch_blind`)."""
     ptr = pgconn.pgconn_ptr
     raw = ctypes.string_at(ptr, _usable_size(ptr))
     for off in range(0, len(raw) - _BUFFERS.size + 1, 8):
@@ -149,9 +151,12 @@ def _find_input(pgconn: Any) -> int | None:
         if ctypes.string_at(buf + end - 6, 5) == b"Z\0\0\0\x05":
             return off
     logging.getLogger("omnicore.egress").warning(
-        "the PostgreSQL connector did not find libpq's input buffer (libpq %s): a result "
-        "over max_result_bytes is refused by the bytes counted on the socket only, and "
-        "libpq may hold more of it", pq.version())
+        "the PostgreSQL connector did not find libpq's input buffer (libpq %s): a row's "
+        "length is not seen before libpq reads it, and libpq's copy of what it read is never "
+        "released, so each row is counted three times its size against a result's budget "
+        "(1.25 x max_result_bytes): a result with a row of more than about 40%% of "
+        "max_result_bytes is refused TOO_LARGE (the connection closed), and a connection's "
+        "largest read stays counted against its later results", pq.version())
     return None
 
 
@@ -429,6 +434,25 @@ _RELEASE_AFTER = 1 << 20
 CHUNK_BYTES = 1 << 20
 
 
+def _judge(conn: Reading, fields: InFields, before: int, beyond: int) -> None:
+    """Refuse (the connection closed) the message libpq is assembling when it is longer than
+    a result may be, or when it would take what the result costs the host past its budget:
+    ``before`` (:func:`fetch`'s), twice the message (libpq's buffer and the result it builds
+    from it, whole at the same moment; then that result and the row's value), and
+    ``beyond``, what libpq read past the message (resident in its buffer meanwhile)."""
+    length = pending_message(conn)
+    if length <= SMALL_MESSAGE:
+        return
+    if (chunk := conn.chunk) is not None:
+        chunk.value = 1
+    if length > conn.wire_cap:
+        close(conn)
+        raise over_cap(conn.connector, 0, length, 1 << 62, conn.max_bytes)
+    if before + 2 * length + beyond > conn.budget:
+        close(conn)
+        raise row_over_cap(conn.connector, length, 2, conn.max_bytes)
+
+
 def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
     """psycopg's fetch of one result, bounded in bytes: what waits on the socket is counted
     before libpq reads it, and past :attr:`Reading.wire_cap` for one result (a row, a chunk of
@@ -437,79 +461,267 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
     deadline: the watchdog shuts the socket down.) Notifications are dropped as they come:
     no statement of a plugin listens."""
     pgconn = conn.raw.pgconn
-    if pgconn.is_busy():
-        fd, pending, cap = pgconn.socket, conn.pending, conn.wire_cap
-        got = 0
-        # What libpq read before and has not parsed yet (a message begun with the result
-        # before: its bytes resident in the buffer, counted there), part of this one.
-        carried = 0 if (fields := conn.in_fields) is None else fields.end - fields.start
-        while True:
-            while not (yield _WAIT_R):
-                continue
-            fcntl.ioctl(fd, _FIONREAD, pending, True)
-            fields, ahead = conn.in_fields, got + pending[0]
-            if ahead > cap:
-                close(conn)
-                raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
-            if ahead > CHUNK_BYTES and (chunk := conn.chunk) is not None:
-                # Large rows: the chunk ends with the row libpq is reading, and each row
-                # after it is a chunk of its own (a chunk's rows are held twice while its
-                # JSON is written: its PGresult and their JSON; 32 rows of 500 KiB were 16
-                # MiB held twice). Set before libpq reads on: it looks after each row.
-                chunk.value = 1
-            if fields is not None and (length := pending_message(conn)) > SMALL_MESSAGE:
-                # The message libpq is assembling (its buffer enlarged to it, its bytes not
-                # read yet) costs the host twice its length once read: libpq's buffer and
-                # the result it builds from it are whole at the same moment (then that
-                # result and the row's value, the value and its JSON). Beside it, what the
-                # result holds, counted as bytes on the wire: the rows of the chunks before
-                # (their JSON), and twice the rows of this chunk read so far (libpq's result
-                # holds them until the chunk's last row is written, beside their JSON).
-                if (chunk := conn.chunk) is not None:
-                    chunk.value = 1
-                before = conn.held + 2 * (got - (fields.end - fields.start))
-                if length > cap:
-                    close(conn)
-                    raise over_cap(conn.connector, 0, length, 1 << 62, conn.max_bytes)
-                if before + 2 * length > conn.budget:
-                    close(conn)
-                    raise row_over_cap(conn.connector, length, 2, conn.max_bytes)
-            if fields is not None:
-                # What libpq reads, exactly, read off its buffer: not what waited on the
-                # socket when it was counted. A read leaves bytes on the socket when its
-                # buffer is full, and they were counted again at the next wake-up (a 4 MB
-                # result was refused under a 32 MiB cap); and it takes what came after the
-                # count too, up to its buffer's size: a host descheduled between the two
-                # (a loaded machine) counted a few KiB of each read of a 16 MiB row, and
-                # its buffer's copy of the row was never released (3 copies of the row
-                # resident; tests/egress/db/test_result_memory.py). It first moves its
-                # unread bytes to the buffer's start, then appends what it reads.
-                start, unread = fields.start, fields.end - fields.start
-                pgconn.consume_input()
-                got += fields.end - unread
-                if start and unread > _RELEASE_AFTER:
-                    # It moved a long message begun before (the next row, read with the
-                    # end of the last) to its buffer's start (pqReadData): the pages it was
-                    # moved from still hold a second copy of it, dropped here before libpq
-                    # builds the result's own (else 3 copies of the row while it is read).
-                    release_input(fields)
-            else:  # (libpq's buffer not found: every byte waiting counted as read)
-                got = ahead
-                pgconn.consume_input()
-            while pgconn.notifies() is not None:
-                pass
-            if not pgconn.is_busy():
-                break
-        conn.held += got
-        if carried + got > _RELEASE_AFTER and conn.in_fields is not None:
-            # The result is whole in its PGresult (libpq parsed it in is_busy): the copy in
-            # libpq's buffer is dropped before the host reads the result (release_input),
-            # whichever read brought it: this result's, or the last one's (a row read with
-            # the end of the row before it, carried).
-            res = pgconn.get_result()
-            release_input(conn.in_fields)
-            return res
-    return pgconn.get_result()
+    fields = conn.in_fields
+    if fields is None:
+        return (yield from _fetch_blind(conn))
+    if not pgconn.is_busy():
+        return pgconn.get_result()
+    fd, pending, cap = pgconn.socket, conn.pending, conn.wire_cap
+    got = 0
+    # What libpq read before and has not parsed yet (a message begun with the result
+    # before: its bytes resident in the buffer, counted there), part of this one: counted
+    # in conn.held with the results before, whose rows they are not.
+    carried = fields.end - fields.start
+    while True:
+        while not (yield _WAIT_R):
+            continue
+        fcntl.ioctl(fd, _FIONREAD, pending, True)
+        ahead = got + pending[0]
+        if ahead > cap:
+            close(conn)
+            raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
+        if ahead > CHUNK_BYTES and (chunk := conn.chunk) is not None:
+            # Large rows: the chunk ends with the row libpq is reading, and each row
+            # after it is a chunk of its own (a chunk's rows are held twice while its
+            # JSON is written: its PGresult and their JSON; 32 rows of 500 KiB were 16
+            # MiB held twice). Set before libpq reads on: it looks after each row.
+            chunk.value = 1
+        # The message libpq is assembling (its buffer enlarged to it, its bytes not read
+        # yet) costs the host twice its length once read (_judge). Beside it, what the
+        # result holds, counted as bytes on the wire: the rows of the chunks before (their
+        # JSON: what libpq read for them, less what it carried into this one), and twice
+        # the rows of this chunk read so far (libpq's result holds them until the chunk's
+        # last row is written, beside their JSON).
+        unread = fields.end - fields.start
+        if unread >= 5:
+            _judge(conn, fields, conn.held + carried + 2 * (got - unread), 0)
+        # What libpq reads, exactly, read off its buffer: not what waited on the socket
+        # when it was counted. A read leaves bytes on the socket when its buffer is full,
+        # and they were counted again at the next wake-up (a 4 MB result was refused under
+        # a 32 MiB cap); and it takes what came after the count too, up to its buffer's
+        # size: a host descheduled between the two (a loaded machine) counted a few KiB of
+        # each read of a 16 MiB row, and its buffer's copy of the row was never released
+        # (3 copies of the row resident; tests/egress/db/test_result_memory.py). It first
+        # moves its unread bytes to the buffer's start, then appends what it reads.
+        start = fields.start
+        pgconn.consume_input()
+        got += fields.end - unread
+        if start and unread > _RELEASE_AFTER:
+            # It moved a long message begun before (the next row, read with the end of
+            # the last) to its buffer's start (pqReadData): the pages it was moved from
+            # still hold a second copy of it, dropped here before libpq builds the
+            # result's own (else 3 copies of the row while it is read; the test's
+            # "moved" case: 1.35 x the cap).
+            release_input(fields)
+        if (unread := fields.end - fields.start) > SMALL_MESSAGE:
+            # Judged again with what the read brought: a message whose header came in it,
+            # and what came past the message (the next row, read with the end of this
+            # one), resident in the buffer beside this one and the result built from it.
+            length = pending_message(conn)
+            _judge(conn, fields, conn.held + carried + 2 * (got - unread),
+                   max(0, unread - 1 - length))
+        while pgconn.notifies() is not None:
+            pass
+        if not pgconn.is_busy():
+            break
+    held = conn.held
+    conn.held = held + got
+    res = pgconn.get_result()
+    if carried + got > _RELEASE_AFTER:
+        # The result is whole in its PGresult (libpq parsed it in is_busy): the copy in
+        # libpq's buffer is dropped before the host reads the result, whichever read
+        # brought it: this result's, or the last one's (a row read with the end of the row
+        # before it, carried: the test's "carried" case was 1.37 x the cap without).
+        release_input(fields)
+    if (unread := fields.end - fields.start) > SMALL_MESSAGE:
+        _read_ahead(conn, fields, held - carried, carried + got - unread, unread)
+    return res
+
+
+def _read_ahead(conn: Reading, fields: InFields, before: int, rows: int, unread: int) -> None:
+    """What libpq read past the result just taken (``unread`` bytes): a message it holds
+    whole is parsed when the host asks for the next result, without a read, so without
+    :func:`fetch` (its copy in the buffer then never released: 3 copies of a row read whole
+    with the end of the row before it, 1.41 x the cap in the test's "whole" case).
+
+    The first such message, when large, is judged and parsed now (the result before it
+    still held: ``before``, the JSON of the chunks before it, and ``rows``, what it holds,
+    read twice for it: its PGresult, then its rows' values), and the buffer's copy of it
+    dropped. What is left unread after it is held once more beside the later results' own
+    copies until the next read: counted three times, refused when that is past the budget
+    (never left to cost more than it may)."""
+    length = pending_message(conn)
+    if length <= SMALL_MESSAGE or unread < 1 + length:  # (its length counts itself)
+        return  # (a message begun: the next fetch reads the rest, and counts it carried)
+    if length > conn.wire_cap or before + max(rows + 2 * length, 2 * rows + length) > \
+            conn.budget:
+        close(conn)
+        raise row_over_cap(conn.connector, length, 2, conn.max_bytes)
+    if (chunk := conn.chunk) is not None:
+        chunk.value = 1
+    conn.raw.pgconn.is_busy()  # (parses it: its result waits in libpq for the host)
+    release_input(fields)
+    left = fields.end - fields.start
+    if left > SMALL_MESSAGE and before + rows + length + 3 * left > conn.budget:
+        close(conn)
+        raise row_over_cap(conn.connector, left, 3, conn.max_bytes, at_least=True)
+
+
+# -- a plugin's result when libpq's buffer is not found ------------------------------------
+_getsockopt = ctypes.CDLL(None).getsockopt
+_getsockopt.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                        ctypes.c_void_p)
+_getsockopt.restype = ctypes.c_int
+_ioctl = ctypes.CDLL(None).ioctl
+_ioctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)
+_ioctl.restype = ctypes.c_int
+# struct tcp_info (linux/tcp.h, Linux 4.6 on): tcpi_bytes_received, a u64 at byte 128, and
+# tcpi_data_segs_out, a u32 at byte 156.
+_TCP_INFO, _TCP_INFO_LEN = 11, 160
+_CHUNK = pq.ExecStatus.TUPLES_CHUNK
+
+
+def _tcp_read(fd: int, first: bool) -> tuple[int, int] | None:
+    """The bytes the process has read from TCP socket ``fd`` since it opened (what the
+    kernel received on it, TCP_INFO's tcpi_bytes_received, less what waits unread: FIONREAD)
+    and the data segments it sent (tcpi_data_segs_out: a query sent since); None off TCP (a
+    Unix socket) or on a kernel without the fields. Taken in the order that errs high for a
+    reading that ends a count, low for one that starts it (``first``): what arrives between
+    the two calls is in the one but not the other."""
+    info = (ctypes.c_char * _TCP_INFO_LEN)()
+    size = ctypes.c_uint32(_TCP_INFO_LEN)
+    waiting = ctypes.c_int(0)
+    if not first and _ioctl(fd, _FIONREAD, ctypes.byref(waiting)) != 0:
+        return None
+    if _getsockopt(fd, socket.IPPROTO_TCP, _TCP_INFO, info, ctypes.byref(size)) != 0 or \
+            size.value < _TCP_INFO_LEN:
+        return None
+    if first and _ioctl(fd, _FIONREAD, ctypes.byref(waiting)) != 0:
+        return None
+    raw = info.raw
+    return (int.from_bytes(raw[128:136], "little") - waiting.value,
+            int.from_bytes(raw[156:160], "little"))
+
+
+class _Blind:
+    """What :func:`_fetch_blind` knows of a connection's libpq buffer across results: the
+    most it may hold (it is never released: what libpq read for one result and what it had
+    carried into it), and what libpq read but had not parsed when the last chunk of rows was
+    taken (the next rows, or some of them), with the data segments the connection had sent
+    then (a query sent since starts a statement: nothing is carried into it)."""
+
+    __slots__ = ("carry", "seen", "sent")
+
+    def __init__(self) -> None:
+        self.seen = self.carry = self.sent = 0
+
+
+def _wire_size(res: Any) -> int:
+    """The bytes the DataRow messages of ``res`` (a chunk of rows, in text) took on the
+    wire: what libpq parsed of its buffer for them."""
+    ptr, rows, cols = res.pgresult_ptr, res.ntuples, res.nfields
+    return int(rows * (7 + 4 * cols) + sum(
+        [getlength(ptr, i, j) for i in range(rows) for j in range(cols)]))
+
+
+def _fetch_blind(conn: Reading) -> Generator[Wait, Any, Any]:
+    """:func:`fetch` where libpq's input buffer was not found (a libpq whose PGconn layout
+    this module does not know): no message's length is seen before libpq reads it, and its
+    buffer's copy of what it read is never released, so a row costs the host three times its
+    size while it is read (the buffer, the PGresult, the value), and the buffer stays as
+    large as the most libpq has held unparsed on the connection, resident for as long as the
+    connection lives. A result is refused (the connection closed, the rest unread) before it
+    would cost more than its budget counted so, beside the rows before it (their JSON) and
+    the buffer:
+
+    * before libpq reads on and after each read, what it has read and not parsed, once
+      more (the result libpq may build of it);
+    * once the chunk is parsed, before its rows are decoded, twice the chunk (its PGresult,
+      their values and JSON) and twice what libpq read past it (rows it may hand over whole,
+      without a read, so without this function: their PGresults and values).
+
+    What libpq read is the socket's count (TCP_INFO's bytes received less what waits):
+    libpq reads past what waited when it was counted, unseen (the host counted 1/33 of a
+    row read in slices; on loopback, part of a row read as the server sent it, so a 16 MiB
+    row under a 32 MiB cap was answered at 1.5 x the cap). On a Unix socket, or a kernel
+    before Linux 4.6, the bytes that waited at each wake-up: a bound that a busy host may
+    not keep."""
+    pgconn = conn.raw.pgconn
+    if not pgconn.is_busy():
+        return pgconn.get_result()
+    raw: Any = conn.raw
+    fd, pending, cap = pgconn.socket, conn.pending, conn.wire_cap
+    state = getattr(raw, "blind", None)
+    if state is None:
+        state = _Blind()
+        try:  # (a connection of this module's: _Bounded)
+            raw.blind = state
+        except AttributeError:
+            pass
+    tcp = _tcp_read(fd, True)
+    base = 0 if tcp is None else tcp[0]
+    # The rows of the chunks before (their JSON) and what libpq read of this chunk's with
+    # them; none when a query was sent since (conn.held is the last statement's before a
+    # statement is prepared).
+    if tcp is None or tcp[1] == state.sent:
+        carried, before = state.carry, max(0, conn.held - state.carry)
+    else:
+        carried = before = 0
+    seen = state.seen
+    got = 0
+    while True:
+        while not (yield _WAIT_R):
+            continue
+        fcntl.ioctl(fd, _FIONREAD, pending, True)
+        ahead = got + pending[0]
+        if ahead > cap:
+            close(conn)
+            raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
+        if ahead > CHUNK_BYTES and (chunk := conn.chunk) is not None:
+            chunk.value = 1
+        _judge_blind(conn, before, max(seen, carried + ahead), carried + ahead, ahead)
+        pgconn.consume_input()
+        if tcp is not None and (now := _tcp_read(fd, False)) is not None:
+            got = now[0] - base
+        else:
+            got = ahead
+        if got > CHUNK_BYTES and (chunk := conn.chunk) is not None:
+            chunk.value = 1
+        _judge_blind(conn, before, max(seen, carried + got), carried + got, got)
+        while pgconn.notifies() is not None:
+            pass
+        if not pgconn.is_busy():
+            break
+    conn.held += got
+    res: Any = pgconn.get_result()
+    unread = carried + got
+    state.seen = max(seen, unread)
+    if res is not None and res.status == _CHUNK:
+        unread = max(0, unread - _wire_size(res))
+        if got > SMALL_MESSAGE:
+            _judge_blind(conn, before, state.seen,
+                         2 * memsize(res.pgresult_ptr) + 2 * unread, got)
+        state.carry = unread
+    else:
+        state.carry = 0
+    if tcp is not None:
+        state.sent = tcp[1]
+    return res
+
+
+def _judge_blind(conn: Reading, before: int, buffer: int, more: int, read: int) -> None:
+    """Refuse the result (:func:`_fetch_blind`) when ``before`` (the rows before it), the
+    ``buffer`` libpq holds resident and ``more`` (what libpq builds of what it read) cost
+    the host past the result's budget (``read``: what it read for this one, to say)."""
+    if before + buffer + more > conn.budget:
+        close(conn)
+        raise Refused("TOO_LARGE", f"the result is larger than {conn.max_bytes} bytes "
+                                   f"(connector {conn.connector}, max_result_bytes): libpq "
+                                   f"{pq.version()}'s input buffer was not found, so a row "
+                                   "costs the host three times its size while it is read "
+                                   "(its copy in libpq's buffer is never released), and "
+                                   f"this result has read {read} bytes of rows; a result "
+                                   f"may cost at most {HOST_TIMES} x max_result_bytes")
 
 
 def close(conn: Reading) -> None:
