@@ -105,3 +105,24 @@ def test_a_start_stopped_by_the_hosts_close_is_not_judged_as_a_whole_load(
         _Held.gate.set()
         host.close()
     assert not refused, refused
+
+
+def test_two_files_whose_manifests_name_each_other_both_load_and_nothing_fails(
+        tmp_path: Path) -> None:
+    # A start shows each file as compiling under its stem: a.wasm as 'a', b.wasm as 'b'. But
+    # a.wasm holds plugin 'b': loading it took b.wasm's placeholder for a broken file's and
+    # registered a failure for b.wasm ("failed to load"), which stayed beside plugin 'a'
+    # once b.wasm loaded under its own name. The placeholder now goes on compiling under its
+    # file name until its file loads.
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    write(folder, "a.wasm", echo_wasm("b", "from-a"))
+    write(folder, "b.wasm", echo_wasm("a", "from-b"))
+    with PluginHost(engine_factory=lambda fuel=False: SandboxEngine(
+            cache_dir=tmp_path / "cache", fuel=fuel)) as host:
+        host.watch_folder(folder, watch=False, background=True)
+        assert host.wait_loaded(60)
+        states = {i.name: i.state for i in host}
+        assert states == {"a": "loaded", "b": "loaded"}, states
+        assert host.call("b", "version", b"") == b"from-a"
+        assert host.call("a", "version", b"") == b"from-b"

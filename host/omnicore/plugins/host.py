@@ -363,10 +363,19 @@ class PluginHost:
                 entries.pop(ahead.name, ahead)  # the folder's placeholder: this load is it
             existing = entries.get(module.name)
             if existing is not None and existing.module is None and existing.source != path:
-                # Only a broken file's placeholder holds the name: the working plugin takes
-                # it and the broken one stays visible under its file name.
+                # Only another file's placeholder holds the name: the working plugin takes it.
+                # A broken file stays visible under its file name (below); a file a start
+                # shows as compiling under its stem, which its manifest may not name (a.wasm
+                # holding plugin 'b', b.wasm 'a'), goes on compiling under its file name:
+                # it was registered a failure, "failed to load", and stayed one after it
+                # loaded under its own name.
                 entries.pop(existing.name, existing)
-                placeholder = existing
+                placeholder: Entry | None = existing
+                if existing.state == "compiling" and existing.source is not None:
+                    waiting = entries.new(existing.source.name, existing.source)
+                    waiting.state = "compiling"
+                    entries.put(waiting)
+                    placeholder = None
             elif existing is not None:
                 raise self._duplicate(module.name, existing.source, path)
             else:
