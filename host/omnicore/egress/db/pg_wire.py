@@ -453,6 +453,24 @@ def _judge(conn: Reading, fields: InFields, before: int, beyond: int) -> None:
         raise row_over_cap(conn.connector, length, 2, conn.max_bytes)
 
 
+def _waiting(conn: Reading, fd: int, pending: array.array[int], got: int, cap: int) -> int:
+    """What the result has on the wire once the socket is readable: ``got`` (read so far)
+    and what waits on the socket (``pending``: the connection's FIONREAD buffer); past
+    ``cap`` the result is refused and the connection closed, the rest unread."""
+    fcntl.ioctl(fd, _FIONREAD, pending, True)
+    ahead = got + pending[0]
+    if ahead > cap:
+        close(conn)
+        raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
+    if ahead > CHUNK_BYTES and (chunk := conn.chunk) is not None:
+        # Large rows: the chunk ends with the row libpq is reading, and each row after it
+        # is a chunk of its own (a chunk's rows are held twice while its JSON is written:
+        # its PGresult and their JSON; 32 rows of 500 KiB were 16 MiB held twice). Set
+        # before libpq reads on: it looks after each row.
+        chunk.value = 1
+    return ahead
+
+
 def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
     """psycopg's fetch of one result, bounded in bytes: what waits on the socket is counted
     before libpq reads it, and past :attr:`Reading.wire_cap` for one result (a row, a chunk of
@@ -475,17 +493,7 @@ def fetch(conn: Reading) -> Generator[Wait, Any, Any]:
     while True:
         while not (yield _WAIT_R):
             continue
-        fcntl.ioctl(fd, _FIONREAD, pending, True)
-        ahead = got + pending[0]
-        if ahead > cap:
-            close(conn)
-            raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
-        if ahead > CHUNK_BYTES and (chunk := conn.chunk) is not None:
-            # Large rows: the chunk ends with the row libpq is reading, and each row
-            # after it is a chunk of its own (a chunk's rows are held twice while its
-            # JSON is written: its PGresult and their JSON; 32 rows of 500 KiB were 16
-            # MiB held twice). Set before libpq reads on: it looks after each row.
-            chunk.value = 1
+        _waiting(conn, fd, pending, got, cap)
         # The message libpq is assembling (its buffer enlarged to it, its bytes not read
         # yet) costs the host twice its length once read (_judge). Beside it, what the
         # result holds, counted as bytes on the wire: the rows of the chunks before (their
@@ -672,13 +680,7 @@ def _fetch_blind(conn: Reading) -> Generator[Wait, Any, Any]:
     while True:
         while not (yield _WAIT_R):
             continue
-        fcntl.ioctl(fd, _FIONREAD, pending, True)
-        ahead = got + pending[0]
-        if ahead > cap:
-            close(conn)
-            raise over_cap(conn.connector, 0, ahead, 1 << 62, conn.max_bytes)
-        if ahead > CHUNK_BYTES and (chunk := conn.chunk) is not None:
-            chunk.value = 1
+        ahead = _waiting(conn, fd, pending, got, cap)
         _judge_blind(conn, before, max(seen, carried + ahead), carried + ahead, ahead)
         pgconn.consume_input()
         if tcp is not None and (now := _tcp_read(fd, False)) is not None:
