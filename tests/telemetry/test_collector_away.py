@@ -78,7 +78,7 @@ def test_spans_the_collector_refused_are_dropped_counted_and_said_once(
         exported, dropped = _sdk.span_counts()
     finally:
         telemetry.reset()
-    assert refusing.posts == 3
+    assert refusing.posts >= 3  # a batch a flush (the thread's own 5 s round may split one)
     assert (exported, dropped) == (0, 12)  # was (12, 0): handed over, so "exported"
     said = [r for r in caplog.records if "did not take a batch" in r.getMessage()]
     assert len(said) == 1 and said[0].name == "omnicore.telemetry", caplog.text
