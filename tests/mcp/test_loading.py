@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,11 @@ HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 
 
-@pytest.fixture
-def held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[OmniApp, str, str]]:
-    """A host serving /mcp while big.wasm's compile waits at ``_Held.gate`` (tiny.wasm loads
-    first: the folder loads smallest first)."""
+@contextmanager
+def held_console(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+                 ) -> Iterator[tuple[OmniApp, str, str]]:
+    """App ``name`` serving /mcp while big.wasm's compile waits at ``_Held.gate`` (tiny.wasm
+    loads first: the folder loads smallest first)."""
     import omnicore.plugins.linking as linking
 
     monkeypatch.setattr(linking, "PluginModule", _Held)
@@ -45,12 +47,18 @@ def held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Omni
     plugins.mkdir()
     tiny = write(plugins, "tiny.wasm", echo_wasm("tiny"))
     write(plugins, "big.wasm", _padded(echo_wasm("big"), tiny.stat().st_size))
-    app = OmniApp("mcp-loading", overrides={
+    app = OmniApp(name, overrides={
         "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
         "mcp": {"expose": ["tiny/echo", "big/echo"]},
         "console": {"port": 0, "password_hash": CHEAP_PASSWORD_HASH}})
     with serving_held(app) as (url, token):
         yield app, url, token
+
+
+@pytest.fixture
+def held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[OmniApp, str, str]]:
+    with held_console(tmp_path, monkeypatch, "mcp-loading") as found:
+        yield found
 
 
 def test_a_tool_call_over_http_waits_for_its_plugin_to_load(

@@ -24,10 +24,9 @@ import yaml
 
 from omnicore import OmniApp
 from tests.host_fixtures import echo_wasm, write
-from tests.hosts import CHEAP_PASSWORD_HASH
 from tests.mcp.mcp_fixtures import TOOLS_MANIFEST, wasm
-from tests.mcp.test_loading import HeldMcp
-from tests.test_loading_after_start import _Held, _padded, serving_held
+from tests.mcp.test_loading import HeldMcp, held_console
+from tests.test_loading_after_start import _Held, _padded
 from tests.waiting import eventually
 
 PROTOCOL = "2025-06-18"
@@ -329,22 +328,9 @@ def test_stdin_closed_during_a_start_that_outlasts_load_wait_ms_exits_without_a_
 @pytest.fixture
 def console_held(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                  ) -> Iterator[tuple[OmniApp, str, str]]:
-    """A host serving /mcp while big.wasm's compile waits at ``_Held.gate`` (as
-    tests/mcp/test_loading.py's ``held``)."""
-    import omnicore.plugins.linking as linking
-
-    monkeypatch.setattr(linking, "PluginModule", _Held)
-    _Held.gate.clear()
-    plugins = tmp_path / "plugins"
-    plugins.mkdir()
-    tiny = write(plugins, "tiny.wasm", echo_wasm("tiny"))
-    write(plugins, "big.wasm", _padded(echo_wasm("big"), tiny.stat().st_size))
-    app = OmniApp("mcp-loading-attacks", overrides={
-        "data_dir": str(tmp_path / "data"), "plugins_dir": str(plugins),
-        "mcp": {"expose": ["tiny/echo", "big/echo"]},
-        "console": {"port": 0, "password_hash": CHEAP_PASSWORD_HASH}})
-    with serving_held(app) as (url, token):
-        yield app, url, token
+    """A host serving /mcp while big.wasm's compile is held (tests/mcp/test_loading.py)."""
+    with held_console(tmp_path, monkeypatch, "mcp-loading-attacks") as found:
+        yield found
 
 
 def _post(url: str, token: str, body: dict[str, Any], session: str | None = None

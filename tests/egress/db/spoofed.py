@@ -702,11 +702,7 @@ class SlicingRelay(Listener):
         return True
 
     def _session(self, client: socket.socket) -> None:
-        server = socket.create_connection(("127.0.0.1", self.target))
-        for sock in (client, server):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=self._upstream, args=(client, server), daemon=True,
-                         name=f"{self.name}-up").start()
+        server = self._relayed(client)
         try:
             while True:
                 head = self._read(server, 5)
@@ -727,6 +723,16 @@ class SlicingRelay(Listener):
         finally:
             client.close()
             server.close()
+
+    def _relayed(self, client: socket.socket) -> socket.socket:
+        """The server's end of ``client``'s session, what the client sends relayed to it on a
+        thread of its own (``_upstream``); the caller relays what the server answers."""
+        server = socket.create_connection(("127.0.0.1", self.target))
+        for sock in (client, server):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self._upstream, args=(client, server), daemon=True,
+                         name=f"{self.name}-up").start()
+        return server
 
     def _upstream(self, client: socket.socket, server: socket.socket) -> None:
         try:
@@ -820,11 +826,7 @@ class JoiningRelay(SlicingRelay):
                         self.wakes += 1
 
     def _session(self, client: socket.socket) -> None:
-        server = socket.create_connection(("127.0.0.1", self.target))
-        for sock in (client, server):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=self._upstream, args=(client, server), daemon=True,
-                         name=f"{self.name}-up").start()
+        server = self._relayed(client)
         try:
             while True:
                 head = self._read(server, 5)

@@ -133,6 +133,22 @@ def test_one_large_row_read_while_the_host_was_descheduled_is_answered_within_th
 MiB = 1 << 20
 
 
+
+def _two_rows_joined(pg_cluster: Any, first: int, second: int, carry: int, cap: int
+                     ) -> tuple[JoiningRelay, dict[str, Any]]:
+    """Two rows of ``first`` and ``second`` bytes read through a JoiningRelay, ``carry``
+    bytes of the second in the read that ends the first, under ``cap``: the relay, and what
+    the probe measured."""
+    relay = JoiningRelay(pg_cluster.port, carry=carry)
+    try:
+        url = str(pg_cluster.database(f"rmem_{time.time_ns() % 10**9}"))
+        sql = (f"SELECT repeat('x', CASE WHEN s = 1 THEN {first} ELSE {second} END) "
+               "FROM generate_series(1, 2) AS s")
+        return relay, _gated_probe(url, cap, sql, relay, _JOINED)
+    finally:
+        relay.close()
+
+
 @pytest.mark.parametrize(("first", "second", "carry", "cap"), [
     # (a) the next row read almost whole with the end of the row before it: its fetch reads
     # under _RELEASE_AFTER itself (7 MiB less 6.5 carried), and the buffer's copy of it was
@@ -161,14 +177,7 @@ def test_a_large_row_read_with_the_end_of_the_one_before_is_answered_within_the_
     (c) a row read whole was parsed with no fetch at all, its copy in libpq's buffer kept
     beside its PGresult and value (first + 3 x second: 1.41 x a 21 MiB cap): it is now
     judged and parsed as the row before is taken, and the buffer's copy dropped."""
-    relay = JoiningRelay(pg_cluster.port, carry=carry)
-    try:
-        url = str(pg_cluster.database(f"rmem_{time.time_ns() % 10**9}"))
-        sql = (f"SELECT repeat('x', CASE WHEN s = 1 THEN {first} ELSE {second} END) "
-               "FROM generate_series(1, 2) AS s")
-        measured = _gated_probe(url, cap, sql, relay, _JOINED)
-    finally:
-        relay.close()
+    relay, measured = _two_rows_joined(pg_cluster, first, second, carry, cap)
     assert relay.joined == 1, relay.joined  # (the two rows' bytes came in one read)
     status = measured["status"]
     assert status.startswith('{"columns":'), status[:300]
@@ -193,14 +202,7 @@ def test_a_large_row_read_with_the_end_of_the_one_before_is_refused_within_the_b
     """The rows above, whose JSON fits the cap but whose reading would cost the host more
     than 1.25 x the cap once what libpq read past the first row is counted: refused
     TOO_LARGE (the cap named, and why), within the bound, and the connector answers after."""
-    relay = JoiningRelay(pg_cluster.port, carry=carry)
-    try:
-        url = str(pg_cluster.database(f"rmem_{time.time_ns() % 10**9}"))
-        sql = (f"SELECT repeat('x', CASE WHEN s = 1 THEN {first} ELSE {second} END) "
-               "FROM generate_series(1, 2) AS s")
-        measured = _gated_probe(url, cap, sql, relay, _JOINED)
-    finally:
-        relay.close()
+    relay, measured = _two_rows_joined(pg_cluster, first, second, carry, cap)
     assert relay.joined == 1, relay.joined
     status = measured["status"]
     assert status.startswith(f"TOO_LARGE: the result is larger than {cap} bytes (connector "
