@@ -86,16 +86,16 @@ def _app_plugins(app: OmniApp) -> tuple[dict[str, list[str]], dict[str, dict[str
     handler's input schema: read from each file's bytes, none compiled (the demo's took 41 s
     of Cranelift on a cold cache, issue 63), instantiated or granted anything. A component's
     handlers are its manifest's (``omnicore build`` lists them); one whose manifest lists
-    none is compiled (through the user's module cache) to read its exports. A file that
+    none is read from its hollow code (``omnicore.cli.plugins.hollow_engine``). A file that
     cannot become a plugin is left out: its steps see no plugin (a warning)."""
-    from omnicore.cli.plugins import user_engine
+    from omnicore.cli.plugins import hollow_engine
     from omnicore.workflows.validation import manifest_schemas
 
     folder = Path(app.config.plugins_dir)
     found: dict[str, list[str]] = {}
     schemas: dict[str, dict[str, Any]] = {}
     files = sorted(folder.glob("*.wasm")) if folder.is_dir() else []
-    with user_engine() as engine:
+    with hollow_engine() as engine:
         for path in files:
             report = _described(path, engine)
             if "name" in report and str(report["name"]) not in found:
@@ -122,7 +122,7 @@ def _described(path: Path, engine: SandboxEngine) -> dict[str, Any]:
         except (OmniError, wasmbin.WasmFormatError):
             return {}
         listed = manifest.get("handlers")
-        if not listed:  # only its exports tell them: compiled
+        if not listed:  # only its exports tell them: read from its hollow code
             return PluginModule.inspect(path, engine=engine)
         return {"name": name, "manifest": manifest,
                 "handlers": [h if isinstance(h, str) else h["name"] for h in listed]}

@@ -170,7 +170,8 @@ class Linker:
                         engine = SandboxEngine(
                             cache_dir=main.cache_dir,
                             epoch_tick_ms=main.epoch_tick_ms, pooling=main.pooling,
-                            baseline=True, module_key=lambda: main.module_key)
+                            baseline=True, module_key=lambda: main.module_key,
+                            hollow=main.hollow)
                     except Exception as exc:  # a wasmtime built without Winch
                         log.info("no baseline compiler (%s); compiling with Cranelift only",
                                  exc)

@@ -7,9 +7,9 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import wasmtime
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["SandboxEngine", "refuse_indescribable"]
 
 _log = logging.getLogger("omnicore.sandbox")
+T = TypeVar("T")
 
 
 def refuse_indescribable(wasm: bytes) -> None:
@@ -67,15 +68,23 @@ class SandboxEngine:
       than Cranelift (the 16 demo plugins: 1.6 s against 12.6 s) for slower code. A host
       starting on an empty cache serves from it while Cranelift compiles
       (:mod:`omnicore.plugins.tiers`). Same limits, deadlines and traps: those are the
-      runtime's, not the compiler's.
+      runtime's, not the compiler's;
+    * ``hollow=True`` compiles every plugin as :func:`.wasmbin.hollow` makes it (bodies that
+      trap, no start): it links as the plugin would and runs nothing, and no instance is
+      started at load (:mod:`.pool`). What ``omnicore inspect`` asks would it load, without
+      compiling its code (issue 63: a Python component's took 5.6 s on Winch). No cache.
     """
 
     def __init__(self, cache_dir: Path | None = None, epoch_tick_ms: int = 10,
                  fuel: bool = False, *, pooling: bool = False, baseline: bool = False,
                  module_key: ModuleKey | Callable[[], ModuleKey | None] | None = None,
-                 baked_dir: Path | None = None) -> None:
+                 baked_dir: Path | None = None, hollow: bool = False) -> None:
         if not isinstance(epoch_tick_ms, int) or epoch_tick_ms < 1:
             raise ValueError(f"epoch_tick_ms must be a positive integer, got {epoch_tick_ms!r}")
+        if hollow and (cache_dir is not None or baked_dir is not None):
+            raise ValueError("a hollow engine keeps no compiled modules (its code is not the "
+                             "plugin's): no cache_dir or baked_dir")
+        self.hollow = hollow
         self.epoch_tick_ms = epoch_tick_ms
         self.fuel = fuel
         self.pooling = pooling
@@ -149,9 +158,11 @@ class SandboxEngine:
         self._epoch_lock = threading.Lock()
         #: The longest deadline handed out, in ticks: what :meth:`interrupt` must pass.
         self._longest_ticks = 0
-        #: Compiled modules by sha256, while something holds them (see :meth:`compile`).
-        self._modules: weakref.WeakValueDictionary[str, SharedModule] = \
-            weakref.WeakValueDictionary()
+        #: Compiled modules by sha256 (components by "component:" and theirs), while something
+        #: holds them (see :meth:`shared`); a hollow engine, which lives for one command and
+        #: compiles in a moment what it compiles, keeps them (inspect's two looks at a file).
+        self._modules: MutableMapping[str, Any] = \
+            {} if hollow else weakref.WeakValueDictionary()
         self._modules_lock = threading.Lock()
         #: Frees idle plugin instances (``limits.idle_timeout_ms``).
         self.reaper = IdleReaper()
@@ -260,7 +271,7 @@ class SandboxEngine:
             if self._gc is None:
                 self._gc = SandboxEngine(self.cache_dir, self.epoch_tick_ms, self.fuel,
                                          pooling=self.pooling, module_key=self._module_key,
-                                         baked_dir=self.baked_dir)
+                                         baked_dir=self.baked_dir, hollow=self.hollow)
             return self._gc
 
     def deadline_ticks(self, timeout_ms: int) -> int:
@@ -369,15 +380,29 @@ class SandboxEngine:
         recompiled and rewritten (:mod:`omnicore.sandbox.modcache`).
         """
         sha256 = sha256 or hashlib.sha256(wasm).hexdigest()
-        with self._modules_lock:
-            shared = self._modules.get(sha256)
-        if shared is not None:
-            return shared
+        return self.shared(sha256, lambda: self._checked_compile(wasm, sha256))
+
+    def _checked_compile(self, wasm: bytes, sha256: str) -> SharedModule:
         refuse_indescribable(wasm)
-        module = self._compile(wasm, sha256)
+        return self._compile(wasm, sha256)
+
+    def shared(self, key: str, make: Callable[[], T]) -> T:
+        """What ``make`` compiles, made once while something holds it: the code of a second
+        copy of the same bytes (another plugin name, ``omnicore inspect``'s second look) is
+        the first's, mapped once. ``key`` names the bytes and what is compiled of them."""
+        with self._modules_lock:
+            found = self._modules.get(key)
+        if found is not None:
+            return cast(T, found)
+        made = make()
         with self._modules_lock:
             # Two threads compiling the same bytes at once: both get the first one kept.
-            return self._modules.setdefault(sha256, module)
+            return cast(T, self._modules.setdefault(key, made))
+
+    def code(self, wasm: bytes) -> bytes:
+        """What this engine compiles of ``wasm``: the bytes, or on a hollow engine their
+        hollow form (every compile of plugin code goes through here)."""
+        return wasmbin.hollow(wasm) if self.hollow else wasm
 
     def origin(self, sha256: str, kind: str = "module") -> modcache.Origin:
         """What a cache entry of this engine compiled from the wasm with this digest is made
@@ -388,7 +413,8 @@ class SandboxEngine:
     def _compile(self, wasm: bytes, sha256: str) -> SharedModule:
         module = modcache.compiled(self.cache_path(sha256), self.origin(sha256), self.wasmtime,
                                    SharedModule,
-                                   lambda: SharedModule(self.wasmtime, wasm).finalized(),
+                                   lambda: SharedModule(self.wasmtime,
+                                                        self.code(wasm)).finalized(),
                                    self.module_key, self.baked(self.cache_path(sha256)))
         assert isinstance(module, SharedModule)  # wasmtime-py makes the class it is called on
         return module.finalized()

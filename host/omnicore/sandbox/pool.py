@@ -25,11 +25,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Generic, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
 
 from omnicore.errors import HandlerNotFound, PluginCallError, PluginLoadError, PluginNotFound
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
+
+if TYPE_CHECKING:
+    from omnicore.sandbox.engine import SandboxEngine
 
 __all__ = ["InstancePool", "PooledRuntime"]
 
@@ -237,6 +240,7 @@ class PooledRuntime(Generic[Inst]):
     plugin (:meth:`_attach`)."""
 
     _pool: InstancePool[Inst]
+    engine: SandboxEngine
     name: str
     limits: Limits
     log: PluginLog
@@ -280,9 +284,12 @@ class PooledRuntime(Generic[Inst]):
                    on_drained: Callable[[], None] | None) -> InstancePool[Inst]:
         """Make this runtime's pool (``limits.pool_size`` instances by ``make``) and start one
         instance now: a plugin that cannot start fails at load (PluginLoadError, after
-        ``on_drained`` freed what its instances would have shared), not at its first call."""
+        ``on_drained`` freed what its instances would have shared), not at its first call.
+        On a hollow engine (``omnicore inspect``) none starts: its code runs nothing."""
         self._pool = InstancePool(self.name, self.limits.pool_size, make, on_drained,
                                   limits=self.limits)
+        if self.engine.hollow:
+            return self._pool
         try:
             self._pool.seed()
         except (PluginCallError, PluginLoadError) as exc:

@@ -17,6 +17,7 @@ __all__ = [
     "WasmFormatError",
     "custom_sections",
     "function_exports",
+    "hollow",
     "indescribable_signature",
     "is_component",
     "processed_by",
@@ -497,3 +498,82 @@ def function_exports(wasm: bytes) -> list[tuple[str, bytes, bytes]]:
         if sig is not None:
             out.append((name, *sig))
     return out
+
+
+
+#: Section ids: a core module's function, table, global, export, start, element, code, data
+#: and data count sections; a component's nested core module and component, and its start.
+_FUNCTION, _TABLE, _GLOBAL, _EXPORT, _START, _ELEMENT, _CODE, _DATA, _DATA_COUNT = (
+    3, 4, 6, 7, 8, 9, 10, 11, 12)
+_CORE_MODULE, _COMPONENT, _COMPONENT_START = 1, 4, 9
+#: A function body of no locals that traps at once (``unreachable``, ``end``): valid for any
+#: function type, since nothing after ``unreachable`` is type-checked against the stack.
+_TRAP_BODY = b"\x03\x00\x00\x0b"
+_REF_FUNC = 0xD2
+
+
+def hollow(wasm: bytes) -> bytes:
+    """``wasm`` (a core module or a component) as what links like it and runs nothing: the
+    same imports, exports (of the same types), memories, tables and globals, each exported
+    function a body that traps, no other function, no start, element or data segments, no
+    custom sections. It compiles in a moment whatever the original's size (``omnicore
+    inspect`` links it where the plugin would be linked: issue 63); it must never be
+    instantiated for what it computes. A component's nested core modules and components are
+    hollowed alike. Raises WasmFormatError for sections too malformed to read."""
+    component = is_component(wasm)
+    kept = None if component else _exported_functions(wasm)
+    out = bytearray(wasm[:8])
+    for sid, start, end in sections(wasm):
+        body: bytes | None = wasm[start:end]
+        if sid == CUSTOM:
+            body = None
+        elif component:
+            if sid == _COMPONENT_START:
+                body = None
+            elif sid in (_CORE_MODULE, _COMPONENT):
+                body = hollow(wasm[start:end])
+        elif sid in (_START, _ELEMENT, _DATA, _DATA_COUNT):
+            body = None
+        elif sid == _CODE:
+            count = read_uleb(wasm, start)[0] if kept is None else len(kept[1])
+            body = write_uleb(count) + _TRAP_BODY * count
+        elif kept is not None and sid == _FUNCTION:
+            _imported, defined, types = kept
+            body = write_uleb(len(defined)) + b"".join(write_uleb(types[i]) for i in defined)
+        elif kept is not None and sid == _EXPORT:
+            body = _renumbered_exports(wasm, start, kept)
+        if body is not None:
+            out += bytes([sid]) + write_uleb(len(body)) + body
+    return bytes(out)
+
+
+def _exported_functions(wasm: bytes) -> tuple[int, list[int], list[int]] | None:
+    """``(function imports, the defined functions an export names, every function's type
+    index)`` of a core module, or
+    None where a global or table initialiser may take a function's reference (``ref.func``,
+    read here as any 0xD2 byte in those sections): then every function is kept."""
+    for sid, start, end in sections(wasm):
+        if sid in (_GLOBAL, _TABLE) and _REF_FUNC in wasm[start:end]:
+            return None
+    found = _signatures(wasm, functions=True)
+    imported = len(found.func_imports)
+    return (imported, sorted({i for _, i in found.func_exports if i >= imported}),
+            found.func_types)
+
+
+def _renumbered_exports(wasm: bytes, start: int,
+                        kept: tuple[int, list[int], list[int]]) -> bytes:
+    """The export section at ``start`` with each defined function's index as it is among
+    ``kept``'s (imported functions and other kinds keep theirs)."""
+    imported, defined, _types = kept
+    index = {old: imported + new for new, old in enumerate(defined)}
+    count, pos = read_uleb(wasm, start)
+    out = bytearray(write_uleb(count))
+    for _ in range(count):
+        entry = pos
+        name_end = _skip_name(wasm, pos)[1]
+        kind = wasm[name_end]
+        idx, pos = read_uleb(wasm, name_end + 1)
+        out += wasm[entry:name_end + 1] + write_uleb(index[idx] if kind == 0 and idx >= imported
+                                                     else idx)
+    return bytes(out)

@@ -115,11 +115,11 @@ def _with_flat_faces(engine: SandboxEngine, wasm: bytes) -> cm.Component:
     planned = canonplan.plan(wasm)
     if planned:
         try:
-            return cm.Component(engine.components, rawlift.rewrite(wasm, planned))
+            return cm.Component(engine.components, engine.code(rawlift.rewrite(wasm, planned)))
         except wasmtime.WasmtimeError as exc:
             _log.info("component kept without flat faces (its byte lists take wasmtime's "
                       "value API): %s", engine_cause(str(exc)))
-    return cm.Component(engine.components, wasm)
+    return cm.Component(engine.components, engine.code(wasm))
 
 
 def cache_path(engine: SandboxEngine, sha: str) -> Path | None:
@@ -139,9 +139,9 @@ def origin(engine: SandboxEngine, sha: str) -> modcache.Origin:
 def _compile(engine: SandboxEngine, wasm: bytes, sha: str) -> cm.Component:
     # Authenticated before wasmtime trusts it, like a module's entry (sandbox/modcache.py).
     path = cache_path(engine, sha)
-    return modcache.compiled(path, origin(engine, sha), engine.components,
-                             cm.Component, lambda: _with_flat_faces(engine, wasm),
-                             engine.module_key, engine.baked(path))
+    return engine.shared(f"component:{sha}", lambda: modcache.compiled(
+        path, origin(engine, sha), engine.components, cm.Component,
+        lambda: _with_flat_faces(engine, wasm), engine.module_key, engine.baked(path)))
 
 
 def _flat_forms(wasm: bytes, world: World, component: cm.Component) -> dict[str, rawlift.RawForm]:
