@@ -121,3 +121,25 @@ def test_a_function_referenced_by_a_global_keeps_every_function() -> None:
 def test_a_hollow_engine_keeps_no_compiled_code(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no cache_dir"):
         SandboxEngine(cache_dir=tmp_path, hollow=True)
+
+
+def test_bytes_the_reader_cannot_read_fail_as_wasm_format_errors_only() -> None:
+    # inspect reads a user's file: anything but WasmFormatError would be a crash there.
+    import random
+
+    rng = random.Random(63)
+    wasm = wasmtime.wat2wasm(
+        '(module (import "m" "f" (func (param i32))) (memory 1) (data (i32.const 0) "abc")'
+        ' (table 1 funcref) (elem (i32.const 0) $g) (func $g (export "g") (result i32)'
+        ' i32.const 1) (export "mem" (memory 0)) (start $g2) (func $g2))')
+    for _ in range(2000):
+        broken = bytearray(wasm)
+        for _ in range(rng.randint(1, 3)):
+            broken[rng.randrange(8, len(broken))] = rng.randrange(256)
+        try:
+            wasmbin.hollow(bytes(broken))
+        except wasmbin.WasmFormatError:
+            pass
+    # A hollow engine compiles what its reader refuses as it is: wasmtime names the fault.
+    with SandboxEngine(hollow=True) as engine, pytest.raises(wasmtime.WasmtimeError):
+        engine.compile(wasm[:8] + b"\x0a\x05\x01\x03\x00")

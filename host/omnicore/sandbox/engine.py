@@ -401,8 +401,18 @@ class SandboxEngine:
 
     def code(self, wasm: bytes) -> bytes:
         """What this engine compiles of ``wasm``: the bytes, or on a hollow engine their
-        hollow form (every compile of plugin code goes through here)."""
-        return wasmbin.hollow(wasm) if self.hollow else wasm
+        hollow form (every compile of plugin code goes through here). Bytes that form cannot
+        read are compiled as they are: wasmtime says what is wrong with them, or compiles
+        what that reader does not know (slower, and still never run: :mod:`.pool`)."""
+        if not self.hollow:
+            return wasm
+        # Each core module validated as it is first (wasmtime.WasmtimeError if not): its
+        # hollow form would be valid where its code is not.
+        engine = self.components if wasmbin.is_component(wasm) else self.wasmtime
+        try:
+            return wasmbin.hollow(wasm, lambda core: wasmtime.Module.validate(engine, core))
+        except wasmbin.WasmFormatError:
+            return wasm
 
     def origin(self, sha256: str, kind: str = "module") -> modcache.Origin:
         """What a cache entry of this engine compiled from the wasm with this digest is made

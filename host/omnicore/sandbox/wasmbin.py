@@ -8,7 +8,7 @@ compiled the whole module, and SDK builds need to append the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -512,15 +512,27 @@ _TRAP_BODY = b"\x03\x00\x00\x0b"
 _REF_FUNC = 0xD2
 
 
-def hollow(wasm: bytes) -> bytes:
+def hollow(wasm: bytes, check: Callable[[bytes], object] | None = None) -> bytes:
     """``wasm`` (a core module or a component) as what links like it and runs nothing: the
     same imports, exports (of the same types), memories, tables and globals, each exported
     function a body that traps, no other function, no start, element or data segments, no
     custom sections. It compiles in a moment whatever the original's size (``omnicore
     inspect`` links it where the plugin would be linked: issue 63); it must never be
     instantiated for what it computes. A component's nested core modules and components are
-    hollowed alike. Raises WasmFormatError for sections too malformed to read."""
+    hollowed alike. ``check`` is called on each core module before it is hollowed (a
+    validator: the hollow form must not make valid what is not). Raises WasmFormatError for
+    sections too malformed to read."""
+    try:
+        return _hollow(wasm, check)
+    except (IndexError, KeyError):
+        raise WasmFormatError("a section ends in the middle of an entry, or names a function "
+                              "it does not have") from None
+
+
+def _hollow(wasm: bytes, check: Callable[[bytes], object] | None) -> bytes:
     component = is_component(wasm)
+    if check is not None and not component:
+        check(wasm)
     kept = None if component else _exported_functions(wasm)
     out = bytearray(wasm[:8])
     for sid, start, end in sections(wasm):
@@ -531,7 +543,7 @@ def hollow(wasm: bytes) -> bytes:
             if sid == _COMPONENT_START:
                 body = None
             elif sid in (_CORE_MODULE, _COMPONENT):
-                body = hollow(wasm[start:end])
+                body = _hollow(wasm[start:end], check)
         elif sid in (_START, _ELEMENT, _DATA, _DATA_COUNT):
             body = None
         elif sid == _CODE:
