@@ -203,7 +203,12 @@ TIMEOUT_STEP_MS = 50
 def server_timeout_ms(limit_ms: int, deadline: float) -> int:
     """The server's timeout for a statement: the connector's limit, or what is left of the
     call (:func:`statement_ms`) rounded down to :data:`TIMEOUT_STEP_MS`."""
-    left_ms = statement_ms(deadline)
+    # statement_ms(deadline) written out (a frame less before every statement)
+    left = int((deadline - time.monotonic()) * 1000)
+    margin = left // 10
+    left_ms = left - (margin if margin < 50 else 50)
+    if left_ms < 1:
+        left_ms = 1
     if limit_ms <= left_ms:
         return limit_ms
     return left_ms // TIMEOUT_STEP_MS * TIMEOUT_STEP_MS or left_ms  # (left_ms is at least 1)
@@ -431,7 +436,9 @@ class Pool:
         with self._lock:
             owners = self._owners
             self._seen.add(owner)
-            if self._queue or not self._room(owner):
+            # (_room's first answer without the call: a plugin holding none with room)
+            if self._queue or ((self.in_use >= self.size or owner in owners)
+                               and not self._room(owner)):
                 entry = [deadline, next(self._seq), owner]
                 self._queue.append(entry)
                 try:
@@ -520,8 +527,23 @@ class Pool:
         owner = conn.owner
         if conn.broken or self.closed:
             conn.close()  # before its place is free: the pool never holds more than size
-            conn = None
-        self._put(conn, owner)
+            self._put(None, owner)
+            return
+        # _put(conn, owner) written out (a frame less after every statement)
+        with self._lock:
+            self.in_use -= 1
+            left = self._owners.get(owner, 1) - 1
+            if left:
+                self._owners[owner] = left
+            else:
+                self._owners.pop(owner, None)
+            if not self.closed:
+                self._idle.append(conn)
+                conn = None
+            if self._queue:
+                self._freed.notify_all()
+        if conn is not None:
+            conn.close()  # the pool closed while it was in use
 
     def _put(self, conn: Any, owner: str) -> None:
         with self._lock:
