@@ -143,3 +143,42 @@ def test_bytes_the_reader_cannot_read_fail_as_wasm_format_errors_only() -> None:
     # A hollow engine compiles what its reader refuses as it is: wasmtime names the fault.
     with SandboxEngine(hollow=True) as engine, pytest.raises(wasmtime.WasmtimeError):
         engine.compile(wasm[:8] + b"\x0a\x05\x01\x03\x00")
+
+
+def _component(*sections: tuple[int, bytes]) -> bytes:
+    return wasmbin.MAGIC[:4] + wasmbin.COMPONENT_HEADER + b"".join(
+        bytes([sid]) + wasmbin.write_uleb(len(body)) + body for sid, body in sections)
+
+
+def test_components_nested_thousands_deep_are_refused_as_the_host_refuses_them() -> None:
+    # 3,000 components each in the next: 35 KB, and a Python frame a level (a RecursionError
+    # was a crash in inspect). wasmtime's verdict, as for a host.
+    from omnicore.errors import InvalidModule
+
+    deep = _component()
+    for _ in range(3000):
+        deep = _component((4, deep))
+    with pytest.raises(wasmbin.WasmFormatError, match="nested"):
+        wasmbin.hollow(deep)
+    for hollow in (False, True):
+        with SandboxEngine(baseline=True, hollow=hollow) as engine, \
+                pytest.raises(InvalidModule, match="count exceeds limit"):
+            PluginModule.load(engine, deep)
+
+
+def test_a_component_start_section_is_refused_on_hollow_code_as_on_the_plugins() -> None:
+    # wasmtime refuses a component's start (component model values): dropping it made hollow
+    # code load where the plugin does not (inspect said "would load yes").
+    from omnicore.errors import InvalidModule
+
+    wasm = wasmtime.wat2wasm("""(component
+      (core module $m (func (export "f")) (func (export "g") (result i32) i32.const 1))
+      (core instance $i (instantiate $m))
+      (func $f (canon lift (core func $i "f")))
+      (func $g (result u32) (canon lift (core func $i "g")))
+      (start $f)
+      (export "run" (func $g)))""")
+    for hollow in (False, True):
+        with SandboxEngine(baseline=True, hollow=hollow) as engine, \
+                pytest.raises(InvalidModule, match="component model `value`s"):
+            PluginModule.load(engine, wasm)

@@ -505,7 +505,7 @@ def function_exports(wasm: bytes) -> list[tuple[str, bytes, bytes]]:
 #: and data count sections; a component's nested core module and component, and its start.
 _FUNCTION, _TABLE, _GLOBAL, _EXPORT, _START, _ELEMENT, _CODE, _DATA, _DATA_COUNT = (
     3, 4, 6, 7, 8, 9, 10, 11, 12)
-_CORE_MODULE, _COMPONENT, _COMPONENT_START = 1, 4, 9
+_CORE_MODULE, _COMPONENT = 1, 4
 #: A function body of no locals that traps at once (``unreachable``, ``end``): valid for any
 #: function type, since nothing after ``unreachable`` is type-checked against the stack.
 _TRAP_BODY = b"\x03\x00\x00\x0b"
@@ -519,17 +519,26 @@ def hollow(wasm: bytes, check: Callable[[bytes], object] | None = None) -> bytes
     custom sections. It compiles in a moment whatever the original's size (``omnicore
     inspect`` links it where the plugin would be linked: issue 63); it must never be
     instantiated for what it computes. A component's nested core modules and components are
-    hollowed alike. ``check`` is called on each core module before it is hollowed (a
+    hollowed alike (a component's start section is kept: wasmtime refuses it either way).
+    ``check`` is called on each core module before it is hollowed (a
     validator: the hollow form must not make valid what is not). Raises WasmFormatError for
     sections too malformed to read."""
     try:
-        return _hollow(wasm, check)
+        return _hollow(wasm, check, 0)
     except (IndexError, KeyError):
         raise WasmFormatError("a section ends in the middle of an entry, or names a function "
                               "it does not have") from None
 
 
-def _hollow(wasm: bytes, check: Callable[[bytes], object] | None) -> bytes:
+#: How deep components may nest in one another here: a file nesting them deeper is left to
+#: wasmtime (which refuses more than 1,000 modules and components); each level is a Python
+#: frame, and a few thousand levels fit in 30 KB (a RecursionError was a crash in inspect).
+_MAX_NESTING = 100
+
+
+def _hollow(wasm: bytes, check: Callable[[bytes], object] | None, depth: int) -> bytes:
+    if depth > _MAX_NESTING:
+        raise WasmFormatError(f"components nested more than {_MAX_NESTING} deep")
     component = is_component(wasm)
     if check is not None and not component:
         check(wasm)
@@ -540,10 +549,10 @@ def _hollow(wasm: bytes, check: Callable[[bytes], object] | None) -> bytes:
         if sid == CUSTOM:
             body = None
         elif component:
-            if sid == _COMPONENT_START:
-                body = None
-            elif sid in (_CORE_MODULE, _COMPONENT):
-                body = _hollow(wasm[start:end], check)
+            # A component's start section is kept: no instance of hollow code is started, and
+            # wasmtime refuses one (component model values), as it refuses the plugin.
+            if sid in (_CORE_MODULE, _COMPONENT):
+                body = _hollow(wasm[start:end], check, depth + 1)
         elif sid in (_START, _ELEMENT, _DATA, _DATA_COUNT):
             body = None
         elif sid == _CODE:
