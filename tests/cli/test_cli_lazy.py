@@ -330,3 +330,39 @@ def test_settings_go_through_the_running_host_and_import_no_host_code(host: Path
     assert call() == b"host\n"
     run("settings", "clear", "conf")
     assert json.loads(run("settings", "show", "conf", "--json").stdout) == {}
+
+
+@pytest.mark.parametrize(("declared", "says"), [
+    ('(memory (export "memory") 1025)',
+     "declares more initial memory than limits.max_memory_bytes (67108864) allows: oom"),
+    ('(memory (export "memory") 2) (table 100001 funcref)',
+     "table minimum size of 100001 elements exceeds table limits"),
+    ('(memory (export "memory") 2)' + " (table 1 funcref)" * 5,
+     "table count too high at 5"),
+])
+def test_inspect_refuses_what_a_host_refuses_when_it_instantiates(tmp_path: Path, declared: str,
+                                                                  says: str) -> None:
+    # A memory or table larger than the plugin's limits: a host refuses it instantiating the
+    # plugin, before any of its code runs. Hollow code is never instantiated, and inspect said
+    # "would load yes"; what it says now is the host's refusal, word for word.
+    from omnicore.errors import PluginLoadError
+    from omnicore.plugins.host import PluginHost
+    from omnicore.sandbox import SandboxEngine
+
+    wat = KV_WAT.replace('(memory (export "memory") 2)', declared)
+    path = write(tmp_path, "big.wasm", wasmtime.wat2wasm(wat))
+    with SandboxEngine() as engine, PluginHost(engine=engine, data_dir=tmp_path / "d") as host, \
+            pytest.raises(PluginLoadError) as refused:
+        host.load(path, grants={"kv": {}})
+    assert says in str(refused.value)
+    result = CliRunner().invoke(main, ["inspect", str(path), "--grant", "kv"])
+    assert result.exit_code == 1, result.output
+    assert f"would load  no: PluginLoadError: {refused.value}" in result.output
+    # At the limits themselves, both load it.
+    at = KV_WAT.replace('(memory (export "memory") 2)', '(memory (export "memory") 1024)'
+                        ' (table 100000 funcref)' + 3 * " (table 0 funcref)")
+    path.write_bytes(wasmtime.wat2wasm(at))
+    with SandboxEngine() as engine, PluginHost(engine=engine, data_dir=tmp_path / "d") as host:
+        assert host.load(path, grants={"kv": {}}).state == "loaded"
+    result = CliRunner().invoke(main, ["inspect", str(path), "--grant", "kv"])
+    assert result.exit_code == 0 and "would load  yes" in result.output, result.output

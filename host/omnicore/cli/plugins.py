@@ -25,6 +25,7 @@ from omnicore.errors import ConfigError, NeedsGrant, OmniError, PluginLoadError
 if TYPE_CHECKING:
     from omnicore.cli.remote import Remote
     from omnicore.sandbox import SandboxEngine
+    from omnicore.sandbox.limits import Limits
 
 # The sandbox (and wasmtime) are imported inside the commands: `omnicore --help` and the
 # other commands should not pay for loading the engine.
@@ -300,6 +301,10 @@ def _would_load(file: Path, engine: SandboxEngine, grants: dict[str, dict[str, A
             PluginHost(engine=engine, data_dir=Path(data)) as host:
         try:
             info = host.load(file, grants=grants, links=links)
+            limits = host.limits_of(info.name)
+            if info.state == "loaded" and limits is not None:
+                _declared_within(info.name, [file, *links.values()], limits,
+                                 one_instance=report.get("abi") == 1)
             report["state"] = info.state
             report["granted"] = sorted(info.granted)
             report["missing"] = [f"omnicore:{m}" for m in info.missing]
@@ -310,6 +315,38 @@ def _would_load(file: Path, engine: SandboxEngine, grants: dict[str, dict[str, A
         except (PluginLoadError, ConfigError) as exc:
             report.update(ok=False, state="failed", error=str(exc),
                           error_type=type(exc).__name__)
+
+
+def _declared_within(name: str, files: list[Path], limits: Limits, *,
+                     one_instance: bool) -> None:
+    """Raise PluginLoadError, as a host starting plugin ``name`` does, where ``files`` (its
+    module and those linked to it) declare a memory or a table its ``limits`` refuse: a host
+    finds that when it instantiates the plugin, before any of its code runs, and hollow code
+    is never instantiated (``would load yes`` for a 2 GB memory). A component's modules are
+    not read (which it instantiates is its own): a host's start alone tells. ``one_instance``: an
+    omnicore ABI module, alone in its store, whose tables count against limits.max_tables
+    (an Extism plugin's and a component's share theirs with other instances)."""
+    from omnicore.sandbox import wasmbin
+
+    for path in files:
+        try:
+            memories, tables = wasmbin.declared_sizes(path.read_bytes())
+        except (OSError, wasmbin.WasmFormatError):
+            continue  # a component, or bytes the load read as wasmtime does
+        cause = f"plugin {name!r} failed to start: plugin {name!r} declares"
+        if any(pages * 65536 > limits.max_memory_bytes for pages in memories):
+            raise PluginLoadError(f"{cause} more initial memory than limits.max_memory_bytes "
+                                  f"({limits.max_memory_bytes}) allows: oom")
+        largest = max(tables, default=0)
+        if largest > limits.max_table_elements or (one_instance
+                                                    and len(tables) > limits.max_tables):
+            what = (f"table minimum size of {largest} elements exceeds table limits"
+                    if largest > limits.max_table_elements
+                    else f"resource limit exceeded: table count too high at {len(tables)}")
+            raise PluginLoadError(f"{cause} more or larger tables than its limits allow "
+                                  f"(limits.max_tables {limits.max_tables}, "
+                                  f"limits.max_table_elements {limits.max_table_elements}): "
+                                  f"{what}")
 
 
 def _print_live(doc: dict[str, Any], as_json: bool) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "MAGIC",
     "WasmFormatError",
     "custom_sections",
+    "declared_sizes",
     "function_exports",
     "hollow",
     "indescribable_signature",
@@ -501,10 +502,56 @@ def function_exports(wasm: bytes) -> list[tuple[str, bytes, bytes]]:
 
 
 
+def declared_sizes(wasm: bytes) -> tuple[list[int], list[int]]:
+    """The initial sizes a core module declares, imported and defined: its memories' (in
+    64 KiB pages) and its tables' (in elements), what instantiating it asks of a store's
+    limits before any of its code runs (``omnicore inspect`` starts no instance, so it reads
+    them here). Raises WasmFormatError for sections too malformed to read, and for a
+    component (which of its modules it instantiates, this does not read)."""
+    if is_component(wasm):
+        raise WasmFormatError("a component: the sizes of the modules it nests are not read")
+    memories: list[int] = []
+    tables: list[int] = []
+    try:
+        for sid, start, end in sections(wasm):
+            if sid not in (_IMPORT, _TABLE, _MEMORY):
+                continue
+            count, pos = read_uleb(wasm, start)
+            for _ in range(count):
+                kind = {_TABLE: 1, _MEMORY: 2}.get(sid)
+                if sid == _IMPORT:
+                    pos = _skip_name(wasm, _skip_name(wasm, pos)[1])[1]
+                    kind = wasm[pos]
+                    pos += 1
+                if kind == 0:
+                    _, pos = read_uleb(wasm, pos)
+                elif kind == 3:
+                    pos = _valtype(wasm, pos)[1] + 1
+                elif kind == 4:
+                    _, pos = read_uleb(wasm, pos + 1)
+                elif kind == 2:
+                    memories.append(read_uleb(wasm, pos + 1)[0])
+                    pos = _skip_limits(wasm, pos)
+                elif kind == 1:
+                    init = sid == _TABLE and wasm[pos] == 0x40  # a table with an initialiser
+                    pos = _valtype(wasm, pos + 2 if init else pos)[1]
+                    tables.append(read_uleb(wasm, pos + 1)[0])
+                    pos = _skip_limits(wasm, pos)
+                    if init:
+                        pos = _skip_const_expr(wasm, pos)
+                else:
+                    raise WasmFormatError(f"unknown import kind {kind:#x}")
+                if pos > end:
+                    raise WasmFormatError(f"section {sid} is shorter than its contents")
+    except IndexError:
+        raise WasmFormatError("a section ends in the middle of an entry (truncated?)") from None
+    return memories, tables
+
+
 #: Section ids: a core module's function, table, global, export, start, element, code, data
 #: and data count sections; a component's nested core module and component, and its start.
-_FUNCTION, _TABLE, _GLOBAL, _EXPORT, _START, _ELEMENT, _CODE, _DATA, _DATA_COUNT = (
-    3, 4, 6, 7, 8, 9, 10, 11, 12)
+_IMPORT, _FUNCTION, _TABLE, _MEMORY, _GLOBAL, _EXPORT, _START, _ELEMENT, _CODE, _DATA, \
+    _DATA_COUNT = 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 _CORE_MODULE, _COMPONENT = 1, 4
 #: A function body of no locals that traps at once (``unreachable``, ``end``): valid for any
 #: function type, since nothing after ``unreachable`` is type-checked against the stack.
