@@ -46,3 +46,31 @@ def test_cells_use_the_same_tags() -> None:
         None, True, 3, "s", {"$bytes": "AAE="}, {"$decimal": "2.5"},
         {"$timestamp": "2026-01-02T03:04:05Z"}, {"$timestamp": "2026-01-02T00:00:00"},
         {"$date": "2026-01-02"}, {"$time": "01:02:00"}, {"$json": {"a": 1}}, "nan"]
+
+
+def test_a_plain_row_with_an_integer_past_64_bits_is_still_written() -> None:
+    """Rows of plain cells are written by orjson's own function (sql.PLAIN); what it refuses,
+    an integer past 64 bits, is written whole by json, and a converting encoder's own failure
+    is not swallowed."""
+    from types import SimpleNamespace
+
+    from omnicore.egress.db.sql import PLAIN, SqlBackend, row_encoder
+
+    def run(encode: Any, rows: list[tuple[Any, ...]]) -> bytes:
+        backend = SqlBackend.__new__(SqlBackend)
+        backend.name = "t"
+        backend.connector = SimpleNamespace(max_rows=10, max_result_bytes=1 << 20)
+        backend.dialect = SimpleNamespace(
+            rows=lambda conn, sql, args, deadline: (b"[]", (r for r in rows), encode))
+        out: bytes = backend._statement(None, True, "SELECT", [], 0.0)
+        return out
+
+    assert row_encoder([None, None]) is PLAIN
+    assert run(PLAIN, [(1, 2**70), ("x", None)]) == \
+        b'{"columns":[],"rows":[[1,1180591620717411303424],["x",null]]}'
+
+    def broken(value: Any) -> Any:
+        raise TypeError("not this one")
+
+    with pytest.raises(TypeError, match="not this one"):
+        run(row_encoder([broken]), [(1,)])

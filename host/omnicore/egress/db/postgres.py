@@ -131,7 +131,7 @@ class _Statement:
 
 class _Conn(DriverConn["psycopg.Connection[Any]"]):
     __slots__ = ("budget", "cancel", "chunk", "connector", "encoding", "held", "in_fields",
-                 "max_bytes",
+                 "loaded", "max_bytes",
                  "pending", "row_cap", "sever", "shapes", "statements", "timeout_ms", "tx",
                  "unprepare", "wire_cap")
 
@@ -164,6 +164,9 @@ class _Conn(DriverConn["psycopg.Connection[Any]"]):
         self.cancel = on_side(functools.partial(raw.cancel_safe, timeout=SIDE_TIMEOUT_S))
         self.sever = functools.partial(_sever, self, raw.pgconn.backend_pid, side)
         self.tx = Transformer(raw)
+        # The shape whose columns' loaders tx holds (set by the last result it read): a
+        # result of the same shape reads its rows with them, not new ones looked up.
+        self.loaded: tuple[bytes, RowEncoder] | None = None
         self.encoding = raw.info.encoding  # read again after execute (a SET may change it)
         self.statements: OrderedDict[tuple[str, tuple[int, ...]], _Statement] = \
             OrderedDict()
@@ -281,8 +284,14 @@ class PostgresDialect(Dialect):
 
     def rows(self, conn: _Conn, sql: str, args: list[Any], deadline: float
              ) -> tuple[bytes, Generator[Sequence[Any], None, None], RowEncoder]:
-        entry = self._timeout(conn, deadline)
+        # _timeout(conn, deadline) written out (a frame less per query)
+        ms = server_timeout_ms(conn.limit_ms, deadline)
+        entry = WATCHDOG.arm(time.monotonic() + ms / 1000 + CLIENT_GRACE_S, conn.cancel,
+                             then=(HARD_GRACE_S, conn.sever))
         try:
+            if ms != conn.timeout_ms:
+                conn.raw.execute(f"SET statement_timeout = {int(ms)}")
+                conn.timeout_ms = ms
             first, st = _start(conn, sql, args if Json not in map(type, args)
                                else [_arg(a) for a in args])
             shape = st.shape or _shape(conn, first)
@@ -292,7 +301,7 @@ class PostgresDialect(Dialect):
         except BaseException:
             Watchdog.disarm(entry)
             raise
-        return columns, _rows(conn, first, entry), encode
+        return columns, _rows(conn, first, entry, shape), encode
 
     def execute(self, conn: _Conn, sql: str, args: list[Any], deadline: float
                 ) -> dict[str, Any]:
@@ -689,18 +698,23 @@ def _shape(conn: _Conn, res: Any) -> tuple[bytes, RowEncoder]:
     return shape
 
 
-def _rows(conn: _Conn, first: Any, entry: list[Any]) -> Generator[Sequence[Any], None, None]:
-    """The rows of a query from its first result on; leaving early cancels the rest."""
+def _rows(conn: _Conn, first: Any, entry: list[Any], shape: tuple[bytes, RowEncoder]
+          ) -> Generator[Sequence[Any], None, None]:
+    """The rows of a query of ``shape`` from its first result on; leaving early cancels the
+    rest."""
     raw, tx = conn.raw, conn.tx
     pgconn = raw.pgconn
     res, done = first, False
     try:
-        loaders = True
+        # Its columns' loaders looked up unless tx holds this shape's already (the same
+        # column types, so the same loaders): once per shape, not per query.
+        loaders = conn.loaded is not shape
         while res is not None:
             status = res.status
             if status == _CHUNK:
                 tx.set_pgresult(res, set_loaders=loaders)
-                loaders = False
+                if loaders:
+                    conn.loaded, loaders = shape, False
                 # Row by row: a row past a cap ends the query before the rest of the chunk
                 # is decoded; in a chunk larger than a row may be (one call per chunk: the
                 # common small result pays no more), a row too long on the wire before it is.
