@@ -238,8 +238,11 @@ def inspect(file: Path, grant_opts: tuple[str, ...], link_opts: tuple[str, ...],
             as_json: bool, appdir: Path | None) -> None:
     """Show what FILE.wasm exports, imports and needs, and whether it would load.
 
-    The grants considered are the sidecar's next to FILE plus --grant. With --app, a plugin
-    name is looked up on the app's running host (its live state) or else in its folder.
+    The grants considered are the sidecar's next to FILE plus --grant. Whether it would
+    load is checked as a host loads it, without compiling or running its code: its grants,
+    config and limits, and its imports linked (its start code runs only when a host loads
+    it: `omnicore call` does). With --app, a plugin name is looked up on the app's running
+    host (its live state) or else in its folder.
     """
     if appdir is not None and not file.is_file():
         cfg = _load_app_config(appdir)
