@@ -131,6 +131,20 @@ def dev_command(ctx: click.Context, source: Path, app_dir: Path | None, out_dir:
     The app's grants apply as for `omnicore run`: a plugin that needs a grant waits in
     needs-grant until the console or APP/omnicore.yaml gives it.
     """
+    # As `omnicore run` does: SIGINT and SIGTERM blocked from here, so every thread the first
+    # build starts blocks them too (wasmtime's compile pool, started by reading a plugin's
+    # handlers, lives as long as the process) and a Ctrl-C reaches the main thread. They are
+    # let through once a handler is in place: below, or by `run`'s driver. A Ctrl-C during
+    # the first build is taken when it ends (its toolchain got the terminal's own).
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        _dev(ctx, source, app_dir, out_dir, interval, no_console, held)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _dev(ctx: click.Context, source: Path, app_dir: Path | None, out_dir: Path,
+         interval: float, no_console: bool, held: set[int | signal.Signals]) -> None:
     from omnicore.cli.remote import running_host
     from omnicore.errors import BuildError
     from omnicore.toolchains import build_all
@@ -166,6 +180,7 @@ def dev_command(ctx: click.Context, source: Path, app_dir: Path | None, out_dir:
             signals: list[int] = []
             previous = {sig: signal.signal(sig, lambda got, _frame: signals.append(got))
                         for sig in (signal.SIGINT, signal.SIGTERM)}
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # one held back comes now
             try:
                 while not signals:
                     time.sleep(0.25)
