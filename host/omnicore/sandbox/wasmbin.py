@@ -567,9 +567,9 @@ def hollow(wasm: bytes, check: Callable[[bytes], object] | None = None) -> bytes
     inspect`` links it where the plugin would be linked: issue 63); it must never be
     instantiated for what it computes. A component's nested core modules and components are
     hollowed alike (a component's start section is kept: wasmtime refuses it either way).
-    ``check`` is called on each core module before it is hollowed (a
-    validator: the hollow form must not make valid what is not). Raises WasmFormatError for
-    sections too malformed to read."""
+    ``check`` is called on each core module before it is hollowed (a validator: the hollow
+    form must not make valid what is not). Raises WasmFormatError for sections too malformed
+    to read."""
     try:
         return _hollow(wasm, check, 0)
     except (IndexError, KeyError):
@@ -617,9 +617,9 @@ def _hollow(wasm: bytes, check: Callable[[bytes], object] | None, depth: int) ->
 
 def _exported_functions(wasm: bytes) -> tuple[int, list[int], list[int]] | None:
     """``(function imports, the defined functions an export names, every function's type
-    index)`` of a core module, or
-    None where a global or table initialiser may take a function's reference (``ref.func``,
-    read here as any 0xD2 byte in those sections): then every function is kept."""
+    index)`` of a core module; None where a global or table initialiser may take a function's
+    reference (``ref.func``, read here as any 0xD2 byte in those sections): then every
+    function is kept, since renumbering them would break that reference."""
     for sid, start, end in sections(wasm):
         if sid in (_GLOBAL, _TABLE) and _REF_FUNC in wasm[start:end]:
             return None
