@@ -529,21 +529,7 @@ class Pool:
             conn.close()  # before its place is free: the pool never holds more than size
             self._put(None, owner)
             return
-        # _put(conn, owner) written out (a frame less after every statement)
-        with self._lock:
-            self.in_use -= 1
-            left = self._owners.get(owner, 1) - 1
-            if left:
-                self._owners[owner] = left
-            else:
-                self._owners.pop(owner, None)
-            if not self.closed:
-                self._idle.append(conn)
-                conn = None
-            if self._queue:
-                self._freed.notify_all()
-        if conn is not None:
-            conn.close()  # the pool closed while it was in use
+        self._put(conn, owner)
 
     def _put(self, conn: Any, owner: str) -> None:
         with self._lock:
