@@ -157,7 +157,8 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         # vars across both, so the next new instance takes them over (list ops are atomic).
         self._carried_vars: list[dict[str, bytes]] = []
         engine.reaper.watch(self._open_pool(
-            self._new_instance, self.wasi_output.close if self.wasi_output is not None else None))
+            self._new_instance, self.wasi_output.close if self.wasi_output is not None else None,
+            hollow=engine.hollow))
         self._idle = self._pool.idle  # the call path pops and appends directly (sandbox.pool)
 
     @property

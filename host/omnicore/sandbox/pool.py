@@ -25,14 +25,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Generic, Protocol, Self, TypeVar
+from typing import Generic, Protocol, Self, TypeVar
 
 from omnicore.errors import HandlerNotFound, PluginCallError, PluginLoadError, PluginNotFound
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
-
-if TYPE_CHECKING:
-    from omnicore.sandbox.engine import SandboxEngine
 
 __all__ = ["InstancePool", "PooledRuntime"]
 
@@ -240,7 +237,6 @@ class PooledRuntime(Generic[Inst]):
     plugin (:meth:`_attach`)."""
 
     _pool: InstancePool[Inst]
-    engine: SandboxEngine
     name: str
     limits: Limits
     log: PluginLog
@@ -281,14 +277,16 @@ class PooledRuntime(Generic[Inst]):
         self.log.rate_lines = self.limits.max_log_lines_per_s
 
     def _open_pool(self, make: Callable[[str | None], Inst],
-                   on_drained: Callable[[], None] | None) -> InstancePool[Inst]:
+                   on_drained: Callable[[], None] | None, *,
+                   hollow: bool) -> InstancePool[Inst]:
         """Make this runtime's pool (``limits.pool_size`` instances by ``make``) and start one
         instance now: a plugin that cannot start fails at load (PluginLoadError, after
         ``on_drained`` freed what its instances would have shared), not at its first call.
-        On a hollow engine (``omnicore inspect``) none starts: its code runs nothing."""
+        ``hollow``: the runtime's engine compiles hollow code (``omnicore inspect``), and none
+        starts: its code runs nothing."""
         self._pool = InstancePool(self.name, self.limits.pool_size, make, on_drained,
                                   limits=self.limits)
-        if self.engine.hollow:
+        if hollow:
             return self._pool
         try:
             self._pool.seed()

@@ -119,7 +119,8 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         # One instance starts now: a broken _initialize shows at load, not at the first call.
         engine.reaper.watch(self._open_pool(
             self._new_instance,
-            self._wasi_output.close if self._wasi_output is not None else None))
+            self._wasi_output.close if self._wasi_output is not None else None,
+            hollow=engine.hollow))
         # The call path pops and appends here directly (see sandbox.pool).
         self._idle = self._pool.idle
 

@@ -146,7 +146,8 @@ class ComponentRuntime(PooledRuntime[Instance]):
         self._fuel: int | None = None
         if engine.fuel:
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
-        engine.reaper.watch(self._open_pool(self._new_instance, self._drained))
+        engine.reaper.watch(self._open_pool(self._new_instance, self._drained,
+                                            hollow=engine.hollow))
         #: :meth:`call`'s hot path in one C call (sandbox/_complane.c: the pool's checkout,
         #: the call's arming, the face's call_json, the verdict), where the C component call
         #: path is built and no fuel is metered; it answers NotImplemented, having run
