@@ -122,7 +122,9 @@ def test_one_large_row_read_while_the_host_was_descheduled_is_answered_within_th
         measured = _gated_probe(url, CAP, f"SELECT repeat('x', {row})", relay)
     finally:
         relay.close()
-    assert relay.sliced == 1, relay.sliced  # (the row came in slices)
+    # The row came in slices (at least once: two clean-clone CI runs on a loaded machine
+    # counted 2, the statement sent again; what is asserted below is the bound).
+    assert relay.sliced >= 1, relay.sliced
     assert measured["status"].startswith('{"columns":'), measured["status"][:200]
     assert json.loads(measured["status"])["rows"] == [["x" * row]]
     assert measured["growth"] <= 1.25 * CAP, measured["growth"] / CAP
@@ -259,7 +261,7 @@ def test_with_libpq_buffer_not_found_a_row_read_while_descheduled_is_refused_wit
     status = measured["status"]
     assert status.startswith(f"TOO_LARGE: the result is larger than {CAP} bytes"), \
         (relay.sliced, status[:300])
-    assert relay.sliced == 1, relay.sliced
+    assert relay.sliced >= 1, relay.sliced  # (2 in a loaded CI run: see above)
     assert BLIND in status, status
     assert measured["growth"] <= 1.25 * CAP, measured["growth"] / CAP
     assert json.loads(measured["after"])["rows"] == [[7]], measured["after"]
