@@ -893,12 +893,20 @@
     });
     if (!triggers.length && !EDIT) list.append(el("p", { class: "hint", text: "None: runs start by hand, from the CLI or the API." }));
     if (EDIT) {
+      // The trigger being written survives a re-render of the panel (a save's answer can
+      // come while it is typed): its fields are drawn from and kept in triggerDraft.
       const name = el("input", { name: "new-trigger", placeholder: "name", size: "10" });
       const kind = el("select", { name: "new-trigger-kind" },
                       ...Object.entries(TRIGGER_KINDS).map(([k, v]) => el("option", { value: k, text: v.label })));
       const what = el("input", { name: "new-trigger-value", placeholder: TRIGGER_KINDS.cron.placeholder });
       const secret = el("input", { name: "new-trigger-secret", placeholder: "secret name", size: "12", hidden: true });
-      kind.addEventListener("change", () => { what.placeholder = TRIGGER_KINDS[kind.value].placeholder; secret.hidden = kind.value !== "webhook"; });
+      const shown = () => { what.placeholder = TRIGGER_KINDS[kind.value].placeholder; secret.hidden = kind.value !== "webhook"; };
+      name.value = triggerDraft.name || ""; what.value = triggerDraft.value || ""; secret.value = triggerDraft.secret || "";
+      if (triggerDraft.kind) kind.value = triggerDraft.kind;
+      shown();
+      const keep = () => { triggerDraft = { name: name.value, kind: kind.value, value: what.value, secret: secret.value }; };
+      [name, what, secret].forEach((i) => i.addEventListener("input", keep));
+      kind.addEventListener("change", () => { shown(); keep(); });
       list.append(el("div", { class: "wfe-input-row" }, name, kind, what, secret,
         el("button", { type: "button", id: "wfe-add-trigger", onclick: () => {
           const key = name.value.trim();
@@ -907,6 +915,7 @@
           if (kind.value === "webhook" && !secret.value.trim()) return fieldError(secret, "A webhook is signed with a secret: its name.");
           const entry = { name: key, [TRIGGER_KINDS[kind.value].key]: what.value.trim() };
           if (kind.value === "webhook") entry.secret = secret.value.trim();
+          triggerDraft = {};
           save((t) => { t.push(entry); });
         } }, "Add trigger")));
     }
@@ -914,6 +923,7 @@
   }
 
   let runValues = {};
+  let triggerDraft = {};  // the trigger being written in the panel (triggerSection)
   function runSection() {
     const box = el("section", { class: "wfe-run" }, el("h3", { text: "Run" }));
     if (run) {
