@@ -203,12 +203,7 @@ TIMEOUT_STEP_MS = 50
 def server_timeout_ms(limit_ms: int, deadline: float) -> int:
     """The server's timeout for a statement: the connector's limit, or what is left of the
     call (:func:`statement_ms`) rounded down to :data:`TIMEOUT_STEP_MS`."""
-    # statement_ms(deadline) written out (a frame less before every statement)
-    left = int((deadline - time.monotonic()) * 1000)
-    margin = left // 10
-    left_ms = left - (margin if margin < 50 else 50)
-    if left_ms < 1:
-        left_ms = 1
+    left_ms = statement_ms(deadline)
     if limit_ms <= left_ms:
         return limit_ms
     return left_ms // TIMEOUT_STEP_MS * TIMEOUT_STEP_MS or left_ms  # (left_ms is at least 1)
