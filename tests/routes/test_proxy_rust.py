@@ -132,6 +132,19 @@ def test_a_panic_mid_body_is_500_and_a_fresh_instance_serves_next(
     assert host.client.get("/healthz").status_code == 200
 
 
+def test_path_with_query_is_the_path_as_the_client_wrote_it(
+        route_host: Callable[..., RouteHost]) -> None:
+    """wasi:http's path-with-query is the request target's: percent-encoded as sent. It was
+    the decoded path, so an encoded '?' in the path became a query the client never sent
+    (this component then matched no route: 404), and '%2523' became '%23'."""
+    host = start(route_host)
+    for path in ("/rs/a%3Fx=1/info", "/rs/a%2523/info?q=%3F", "/rs/caf%C3%A9%20x/info",
+                 "/rs/plain/info?a=1&b"):
+        r = host.client.get("/http" + path)
+        assert r.status_code == 200, (path, r.text)
+        assert r.json()["path"] == path
+
+
 def test_the_component_imports_only_what_it_uses() -> None:
     """The hand-written bindings import three interfaces at 0.2.12 and export the handler
     (what the host links: specs/http-routes.md §9)."""

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote
 
 from omnicore.config.routes import ServeConfig
 from omnicore.egress import Refused as EgressRefused
@@ -555,7 +555,8 @@ class RoutesServer:
             feed = BodyFeed(receive, s.max_body_bytes, deadline,
                             int(declared) if declared is not None else None, loop)
         exchange = Exchange(
-            method=head["method"], path_with_query=head["path"] + (f"?{query}" if query else ""),
+            method=head["method"],
+            path_with_query=self._raw_path(scope, head["path"]) + (f"?{query}" if query else ""),
             scheme=scheme or "http", authority=head["headers"].get("host", ""),
             headers=[(k, v.encode()) for k, v in head["headers"].items()],
             body=feed if feed is not None else body or b"", cap=s.max_response_bytes,
@@ -574,6 +575,19 @@ class RoutesServer:
         finally:
             if feed is not None and not streamed:
                 feed.close()
+
+    def _raw_path(self, scope: MutableMapping[str, Any], path: str) -> str:
+        """``path`` (decoded, after the prefix) as the client wrote it, percent-encoded: a
+        proxy's ``path-with-query`` is the request target's, and the decoded path would turn
+        ``%3F`` into a query the client never sent (and ``%2523`` into ``%23``). From the
+        server's ``raw_path`` when it is that path's, else ``path`` quoted again."""
+        raw, root = scope.get("raw_path"), scope.get("root_path") or self.prefix
+        if isinstance(raw, bytes):
+            text = raw.decode("latin-1")
+            sub = (text[len(root):] if text.startswith(root) else text) or "/"
+            if unquote(sub) == path:
+                return sub
+        return quote(path, safe="/:@!$&'()*+,;=-._~")
 
     async def _run_proxy(self, proxy: ProxyComponent, route: Route, st: RouteStats,
                          exchange: Exchange, deadline: float, feed: BodyFeed | None,
