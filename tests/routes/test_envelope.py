@@ -4,12 +4,14 @@ and a malformed head is refused however often a good one came before it."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from urllib.parse import parse_qsl
 
 import pytest
 
 from omnicore.routes import envelope
-from omnicore.routes.envelope import _BadResponse, decode_response, encode_request
+from omnicore.routes.envelope import _BadResponse, decode_response, encode_request, query_params
 
 
 def _block(head: dict[str, object], body: bytes = b"hi") -> bytes:
@@ -49,3 +51,17 @@ def test_more_heads_than_are_kept_and_a_long_one() -> None:
     r = decode_response(_block(long), mode="envelope")
     assert r.headers == [(b"x-long", b"v" * envelope._CACHED_HEAD)]
     assert all(len(k) <= envelope._CACHED_HEAD for k in envelope._heads)
+
+
+def test_query_params_read_as_parse_qsl_reads_them() -> None:
+    """The envelope's query_params (its own split where no '%' is to be decoded) are what
+    parse_qsl(keep_blank_values=True) gives, for every query of up to 4 of these pieces."""
+    pieces = ["a", "=", "&", "+", "%41", "%", "%e9", "\xe9", ";", " ", "b=2"]
+    for n in range(5):
+        for parts in itertools.product(pieces, repeat=n):
+            query = "".join(parts)
+            expected: dict[str, list[str]] = {}
+            for k, v in parse_qsl(query, keep_blank_values=True):
+                expected.setdefault(k, []).append(v)
+            got = query_params(query)
+            assert list(got.items()) == list(expected.items()), query

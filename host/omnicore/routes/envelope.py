@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
 
 from omnicore.core import jsoncodec
 
-__all__ = ["Response", "decode_response", "encode_request", "head_block"]
+__all__ = ["Response", "decode_response", "encode_request", "head_block", "query_params"]
 
 #: Headers the host sets or that belong to one connection: a plugin's are dropped.
 HOP = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
@@ -53,6 +54,10 @@ class Response:
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    #: A proxy component's trailers, set on the instance when it sent some (the server
+    #: reads this default where a getattr(..., None) raised and caught an AttributeError
+    #: on every other answer).
+    trailers: ClassVar[list[tuple[bytes, bytes]] | None] = None
 
 
 def head_block(head: dict[str, Any], body: bytes) -> bytes:
@@ -63,6 +68,25 @@ def head_block(head: dict[str, Any], body: bytes) -> bytes:
 
 def encode_request(head: dict[str, Any], body: bytes) -> bytes:
     return head_block(head, body)
+
+
+def query_params(query: str) -> dict[str, list[str]]:
+    """The envelope's ``query_params``: each name's values in order, as
+    ``parse_qsl(query, keep_blank_values=True)`` reads them."""
+    if "%" in query:  # escapes to decode: urllib's own reading (UTF-8, bad bytes replaced)
+        pairs = parse_qsl(query, keep_blank_values=True)
+    else:
+        # parse_qsl's steps without its unquote, which leaves text with no '%' as it is:
+        # split at '&', skip empty fields, a field with no '=' has an empty value, '+' is a
+        # space. (parse_qsl's argument checks and unquote calls were two thirds of the
+        # envelope's head, on every request: issue 65, deliverable 6.)
+        pairs = [(name.replace("+", " "), value.replace("+", " "))
+                 for name, _, value in (field.partition("=")
+                                        for field in query.split("&") if field)]
+    out: dict[str, list[str]] = {}
+    for k, v in pairs:
+        out.setdefault(k, []).append(v)
+    return out
 
 
 def _header_pairs(headers: Any) -> list[tuple[bytes, bytes]]:

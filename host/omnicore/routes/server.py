@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import quote, unquote
 
 from omnicore.config.routes import ServeConfig
 from omnicore.egress import Refused as EgressRefused
@@ -40,6 +40,7 @@ from omnicore.routes.envelope import (
     _without_console_cookies,
     decode_response,
     encode_request,
+    query_params,
 )
 from omnicore.routes.proxy import (
     THREADS,
@@ -359,7 +360,9 @@ class RoutesServer:
             # The route's template, for whoever reads the matched route after the answer
             # (the request's span: http.route), in place of the mount's own /http.
             scope["route"] = route.served_as(root)
-            st = self.stats.setdefault(route.name, RouteStats())
+            # (table() made every served route's stats; a default made here for setdefault
+            # was two dicts and a dataclass thrown away on every request.)
+            st = self.stats.get(route.name) or self.stats.setdefault(route.name, RouteStats())
             response = await self._serve_route(scope, receive, route, st, found.params,
                                                clean, started)
         except _Answer as answer:
@@ -386,8 +389,8 @@ class RoutesServer:
         headers = [*response.headers, SANDBOX,
                    (b"content-length", str(len(response.body)).encode())]
         # A proxy component's trailers (.proxy), when the server and the client take them.
-        trailers: list[tuple[bytes, bytes]] | None = getattr(response, "trailers", None)
-        with contextlib.suppress(OSError):
+        trailers = response.trailers
+        try:  # (a try, not contextlib.suppress: no context manager made per answer)
             await send({"type": "http.response.start", "status": response.status,
                         "headers": headers, "trailers": trailers is not None})
             await send({"type": "http.response.body",
@@ -395,6 +398,8 @@ class RoutesServer:
             if trailers is not None:
                 await send({"type": "http.response.trailers", "headers": trailers,
                             "more_trailers": False})
+        except OSError:
+            pass
 
     async def _send_streamed(self, send: Any, response: _Streamed, *, head_only: bool) -> None:
         """A proxy component's body as it writes it (no content-length: chunked). A failure
@@ -863,9 +868,7 @@ class RoutesServer:
               params: dict[str, str], headers: dict[str, str],
               auth: dict[str, Any]) -> dict[str, Any]:
         query = scope.get("query_string", b"").decode("latin-1")
-        qp: dict[str, list[str]] = {}
-        for k, v in parse_qsl(query, keep_blank_values=True):
-            qp.setdefault(k, []).append(v)
+        qp = query_params(query)
         if "cookie" in headers:  # the console's session never reaches a plugin
             kept = _without_console_cookies(headers["cookie"])
             if kept:

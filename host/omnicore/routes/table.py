@@ -18,6 +18,8 @@ from omnicore.routes.patterns import Pattern, _PatternError, parse, split_path
 
 __all__ = ["Match", "Route", "RouteTable", "ServedRoute", "SourceRoutes", "build", "route_of"]
 
+#: A '.' or '..' segment of a path (clean_path refuses it).
+_DOT_SEGMENT = re.compile(r"(^|/)\.\.?(/|$)")
 _PERIOD = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
            "h": 3600, "hour": 3600}
 #: The proposal keys a manifest may set (never limits, secrets or the prefix).
@@ -237,7 +239,10 @@ def build(sources: Iterable[SourceRoutes],
 def clean_path(path: str) -> str | None:
     """``path`` (the server's decoded request path) when a route may see it, else None: a
     NUL, a ``.`` or ``..`` segment or an empty one (``//``) is refused."""
+    # A '.' or '..' segment follows a '/' (the path starts with one): a path with no "/."
+    # has none, and the expression is not searched (its cache lookup and search were half
+    # of this check, on every request to the prefix).
     if not path.startswith("/") or "\x00" in path or "//" in path \
-            or re.search(r"(^|/)\.\.?(/|$)", path):
+            or ("/." in path and _DOT_SEGMENT.search(path)):
         return None
     return path
