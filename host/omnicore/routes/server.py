@@ -457,12 +457,16 @@ class RoutesServer:
             head = self._head(scope, route, path, params, headers, auth)
             # A plugin still loading (a host starting) is waited for within the deadline,
             # where every call waits (plugins.arrivals); then served as it is.
-            if self.app.plugins.serving_module(route.plugin) is None and not \
+            module = self.app.plugins.serving_module(route.plugin)
+            if module is None and not \
                     await self.app.plugins.arrival(route.plugin, deadline - time.monotonic()):
                 self._warn(route, st, f"plugin still loading after {s.timeout_ms} ms")
                 raise _Answer(504, f"plugin '{route.plugin}' is still loading (waited "
                                    f"{s.timeout_ms} ms)", "deadline")
-            proxy = early or self._proxy(route.plugin)
+            # A core module serving now (no component world, nothing awaited since it was
+            # read) has no proxy instances: _proxy would read the module again to say None.
+            proxy = early or (None if module is not None and getattr(module, "world", None)
+                              is None else self._proxy(route.plugin))
             if proxy is not None:
                 return await self._serve_proxy(proxy, route, st, head, body, deadline, scope,
                                                receive)
