@@ -567,7 +567,7 @@ class RoutesServer:
             method=head["method"],
             path_with_query=self._raw_path(scope, head["path"]) + (f"?{query}" if query else ""),
             scheme=scheme or "http", authority=head["headers"].get("host", ""),
-            headers=[(k, v.encode()) for k, v in head["headers"].items()],
+            headers=self._fields(scope["headers"], head["headers"]),
             body=feed if feed is not None else body or b"", cap=s.max_response_bytes,
             deadline=deadline)
         # Trailers reach a client that takes them through a server that sends them (the
@@ -597,6 +597,20 @@ class RoutesServer:
             if unquote(sub) == path:
                 return sub
         return quote(path, safe="/:@!$&'()*+,;=-._~")
+
+    @staticmethod
+    def _fields(raw: list[tuple[bytes, bytes]], kept: dict[str, str]
+                ) -> list[tuple[str, bytes]]:
+        """A proxy component's request fields as the client sent them: wasi:http's fields
+        are bytes and a name may come more than once, where the envelope's headers
+        (``kept``) join repeats and decode values as UTF-8. Only names the route's rules
+        left in ``kept`` go (token auth's ``authorization`` is not there); ``cookie`` goes
+        once, as those rules left it (without the console's cookies)."""
+        out = [(name, value) for key, value in raw
+               if (name := key.decode("latin-1").lower()) in kept and name != "cookie"]
+        if "cookie" in kept:
+            out.append(("cookie", kept["cookie"].encode()))
+        return out
 
     async def _run_proxy(self, proxy: ProxyComponent, route: Route, st: RouteStats,
                          exchange: Exchange, deadline: float, feed: BodyFeed | None,

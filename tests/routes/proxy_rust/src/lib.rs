@@ -3,7 +3,9 @@
 //! functions used, since neither `wit-bindgen` nor the `wasi` crate is packaged here.
 //!
 //! * `.../hello`: 200 `hello from rust`.
-//! * `.../info`: 200, JSON of the method, the path with its query, the `x-test` header, the
+//! * `.../info`: 200, JSON of the method, the path with its query, the values of every
+//!   `x-test`, `authorization` and `cookie` field (lists: a name sent twice is two fields,
+//!   each value its own bytes; the last two show what the route's rules let through), the
 //!   body's length and FNV-1a hash, and how many requests this instance has served.
 //! * `.../echo`: 200, the request body back, `x-body-fnv1a` naming its hash.
 //! * `.../panic`: sets a 200 response, writes half a body, then panics (a trap).
@@ -148,10 +150,12 @@ pub extern "C" fn handle(request: i32, outparam: i32) {
                            &[b"hello from rust"]),
         "info" => {
             let json = format!(
-                "{{\"method\":{},\"path\":{},\"x_test\":{},\"body_bytes\":{},\
+                "{{\"method\":{},\"path\":{},\"x_test\":{},\"authorization\":{},\
+                 \"cookie\":{},\"body_bytes\":{},\
                  \"body_fnv1a\":\"{:016x}\",\"served\":{}}}",
                 json_str(req.method.as_bytes()), json_str(req.path.as_bytes()),
-                req.x_test.as_deref().map_or("null".to_string(), json_str), req.body.len(),
+                json_list(&req.x_test), json_list(&req.authorization),
+                json_list(&req.cookie), req.body.len(),
                 fnv1a(&req.body), SERVED.load(Ordering::Relaxed));
             let length = req.body.len().to_string();
             respond(outparam, 200, &[("content-type", "application/json"),
@@ -189,7 +193,9 @@ static SERVED: AtomicU32 = AtomicU32::new(0);
 struct Request {
     method: String,
     path: String,
-    x_test: Option<Vec<u8>>,
+    x_test: Vec<Vec<u8>>,
+    authorization: Vec<Vec<u8>>,
+    cookie: Vec<Vec<u8>>,
     body: Vec<u8>,
 }
 
@@ -240,6 +246,8 @@ impl Request {
 
             let headers = request_headers(request);
             let x_test = header(headers, "x-test");
+            let authorization = header(headers, "authorization");
+            let cookie = header(headers, "cookie");
             drop_fields(headers);
 
             let mut ret = Ret::new();
@@ -249,30 +257,27 @@ impl Request {
             let body = read_body(body_handle);
             drop_incoming_body(body_handle);
             drop_incoming_request(request);
-            Request { method, path, x_test, body }
+            Request { method, path, x_test, authorization, cookie, body }
         }
     }
 }
 
-/// The first value of header `name`, if any.
-unsafe fn header(fields: i32, name: &str) -> Option<Vec<u8>> {
+/// Every value of header `name`, in the order the fields came.
+unsafe fn header(fields: i32, name: &str) -> Vec<Vec<u8>> {
     let mut ret = Ret::new();
     fields_get(fields, name.as_ptr(), name.len(), ret.ptr());
     let (list, count) = (ret.i32(0) as *mut u8, ret.i32(4) as usize);
-    let mut first = None;
+    let mut values = Vec::with_capacity(count);
     for i in 0..count {
         // each element is a list<u8>: (pointer, length), 8 bytes, 4-aligned
         let mut pair = Ret::new();
         core::ptr::copy_nonoverlapping(list.add(8 * i), pair.ptr(), 8);
-        let value = pair.bytes(0);
-        if first.is_none() {
-            first = Some(value);
-        }
+        values.push(pair.bytes(0));
     }
     if count > 0 {
         alloc::dealloc(list, Layout::from_size_align_unchecked(8 * count, 4));
     }
-    first
+    values
 }
 
 /// The whole body, read with `blocking-read` until the stream says `closed`.
@@ -354,6 +359,10 @@ fn fnv1a(data: &[u8]) -> u64 {
 }
 
 /// `bytes` as a JSON string, each byte a character (as Latin-1 reads it).
+fn json_list(values: &[Vec<u8>]) -> String {
+    format!("[{}]", values.iter().map(|v| json_str(v)).collect::<Vec<_>>().join(","))
+}
+
 fn json_str(bytes: &[u8]) -> String {
     let mut out = String::from("\"");
     for &b in bytes {
