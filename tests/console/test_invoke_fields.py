@@ -112,6 +112,29 @@ def test_a_component_is_invoked_through_fields_made_from_its_wit(
     shot(page, "invoke-fields-390")
 
 
+def test_a_refresh_of_the_page_keeps_the_handler_picked_and_its_fields(
+        browser: Browser, served: tuple[OmniApp, ConsoleModule]) -> None:
+    """The page is drawn anew when a figure's version moves (a plugin swapped, its optimized
+    code in): the invoke form went back to its first handler, the fields being filled hidden
+    (a loaded clean-clone CI run: the fieldset shown, then not visible at the next fill)."""
+    app, module = served
+    page = _signed_in(browser, module)
+    page.goto(f"{module.url}/plugins/types")
+    form = page.locator("#invoke-form")
+    page.select_option("#invoke-form select[name=handler]", "add")
+    form.locator("input[name='arg.add.a']").fill("2")
+    page.evaluate("document.activeElement.blur()")  # (a refresh waits while one types)
+    page.evaluate("document.getElementById('invoke-form').dataset.old = '1'")
+    page.evaluate("refresh()")  # what a moved version calls: <main> fetched and swapped
+    expect(page.locator("#invoke-form[data-old]")).to_have_count(0)  # (drawn anew, and:)
+    expect(form.locator("select[name=handler]")).to_have_value("add")
+    args = form.locator("fieldset[data-args-for=add]")
+    expect(args).to_be_visible()
+    expect(args.locator("input[name='arg.add.a']")).to_have_value("2")
+    args.locator("input[name='arg.add.b']").fill("40")
+    assert json.loads(_invoke(page)) == 42
+
+
 def test_posted_fields_are_checked_by_kind_on_the_server(
         browser: Browser, served: tuple[OmniApp, ConsoleModule]) -> None:
     # Straight to the server, past the browser's own min/max checks.

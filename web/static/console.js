@@ -113,7 +113,13 @@ async function refresh() {
     const answer = await fetch(location.href, { headers: { Accept: "text/html" } });
     if (!answer.ok) return;
     const next = new DOMParser().parseFromString(await answer.text(), "text/html").querySelector("main");
-    if (next) { main.replaceChildren(...next.childNodes); prettyJson(); invokeFields(); }
+    if (next) {
+      const kept = editedForms(main);
+      main.replaceChildren(...next.childNodes);
+      restoreForms(main, kept);
+      prettyJson();
+      invokeFields();
+    }
   } finally {
     setTimeout(() => {
       refreshing = false;
@@ -122,6 +128,35 @@ async function refresh() {
   }
 }
 
+
+// What the user set in the page's forms (by form id and control name), set again in the page
+// drawn anew: a refresh (a plugin's version moved, say) must not undo a choice made and not yet
+// sent, such as the handler picked in the invoke form and its fields half filled.
+document.addEventListener("input", (e) => { if (e.target.form) e.target.form.dataset.edited = "1"; });
+document.addEventListener("change", (e) => { if (e.target.form) e.target.form.dataset.edited = "1"; });
+
+function editedForms(root) {
+  const kept = new Map();
+  for (const form of root.querySelectorAll("form[id][data-edited]")) {
+    kept.set(form.id, [...form.elements].filter((el) => el.name && el.type !== "file")
+      .map((el) => [el.name, el.type === "checkbox" || el.type === "radio" ? el.checked : el.value]));
+  }
+  return kept;
+}
+
+function restoreForms(root, kept) {
+  for (const [id, values] of kept) {
+    const form = root.querySelector(`form#${CSS.escape(id)}`);
+    if (!form) continue;
+    form.dataset.edited = "1";
+    for (const [name, value] of values) {
+      const el = form.elements.namedItem(name);
+      if (!el || el instanceof RadioNodeList) continue;  // (a radio group: not kept)
+      if (typeof value === "boolean") el.checked = value;
+      else if (el.tagName !== "SELECT" || [...el.options].some((o) => o.value === value)) el.value = value;
+    }
+  }
+}
 
 // The invoke form: show the argument fields of the chosen handler (and the free text field
 // only when the input is not given as fields). Without this file every fieldset shows.
