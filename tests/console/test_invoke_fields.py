@@ -117,7 +117,7 @@ def test_a_refresh_of_the_page_keeps_the_handler_picked_and_its_fields(
     """The page is drawn anew when a figure's version moves (a plugin swapped, its optimized
     code in): the invoke form went back to its first handler, the fields being filled hidden
     (a loaded clean-clone CI run: the fieldset shown, then not visible at the next fill)."""
-    app, module = served
+    _, module = served
     page = _signed_in(browser, module)
     page.goto(f"{module.url}/plugins/types")
     form = page.locator("#invoke-form")
