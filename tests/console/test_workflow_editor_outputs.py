@@ -103,3 +103,38 @@ def test_outputs_and_triggers_are_set_in_the_editor_and_saved(
     expect(viewer.locator("#wfe-panel textarea[name='trigger.1']")).to_be_disabled()
     expect(viewer.locator("#wfe-add-trigger")).to_have_count(0)
     viewer.context.close()
+
+
+def test_a_refused_add_keeps_its_error_when_the_panel_is_drawn_again(
+        browser: Browser, editing: tuple[OmniApp, ConsoleModule]) -> None:
+    """The panel's own refusal (a webhook with no secret's name) stays beside its field when
+    a save's answer redraws the panel, and goes when the field is edited: on a loaded machine
+    the answer to the change before it landed after the click and wiped it."""
+    _app, module = editing
+    url = module.url
+    assert url is not None
+    page = sign_in(browser, url, "ada")
+    page.goto(f"{url}/workflows/notes/edit")
+    expect(page.locator("#wfe-status")).to_have_text("saved")
+    panel = page.locator("#wfe-panel")
+    panel.locator("input[name=new-trigger]").fill("hook")
+    panel.locator("select[name=new-trigger-kind]").select_option("webhook")
+    panel.locator("input[name=new-trigger-value]").fill("notes/new")
+    panel.locator("#wfe-add-trigger").click()
+    secret_error = panel.locator(".wfe-triggers .wfe-field-error")
+    expect(secret_error).to_contain_text("secret")
+    # Another change redraws the panel once the validator has answered it.
+    panel.locator("input[name=new-output]").fill("wrong")
+    panel.locator("input[name=new-output-value]").fill("${{ steps.nope.output }}")
+    panel.locator("#wfe-add-output").click()
+    expect(page.locator("#wfe-problems")).to_contain_text("steps.nope is not a step")
+    expect(panel.locator("input[name='output.wrong']")).to_be_visible()
+    expect(secret_error).to_contain_text("secret")
+    secret = panel.locator("input[name=new-trigger-secret]")
+    expect(secret).to_have_attribute("aria-invalid", "true")
+    # Edited, the field's note goes, and the trigger is added.
+    panel.locator("input[name=new-trigger-secret]").fill("NOTES_HOOK")
+    expect(secret_error).to_have_count(0)
+    panel.locator("#wfe-add-trigger").click()
+    expect(panel.locator("textarea[name='trigger.0']")).to_contain_text('"secret": "NOTES_HOOK"')
+    expect(panel.locator(".wfe-field-error", has_text="secret")).to_have_count(0)

@@ -610,13 +610,40 @@
       const input = name && panel.querySelector(`[name="${CSS.escape(name)}"]`);
       if (input) fieldError(input, p.message, p.severity);
     }
+    for (const [key, message] of Object.entries(notes)) {
+      const [where, name] = key.split("\n");
+      const input = where === noteScope() && panel.querySelector(`[name="${CSS.escape(name)}"]`);
+      if (input) fieldError(input, message);
+    }
     if (list) list.replaceChildren(...mine.map((x) => el("li", { class: `p-${x.severity}`, text: x.message })));
   }
+
+  // What the panel's own checks refused (an add with a bad name, a trigger that is not JSON):
+  // kept by the panel it is in and its control's name, and drawn again with the validator's
+  // problems, so an answer that redraws the panel (a save's, a check's) does not wipe it
+  // before it is read. A note goes when its control is edited.
+  let notes = {};
+  const noteScope = () => (edge ? `link:${edge.join(">")}` : (selected ? `step:${selected}` : "workflow"));
+  function note(input, message) {
+    notes[`${noteScope()}\n${input.name}`] = message;
+    fieldError(input, message);
+  }
+  // In the capture phase, so a control's own listener can set its note again as it is edited.
+  const unnote = (e) => {
+    const name = e.target.name;
+    if (!name || !(`${noteScope()}\n${name}` in notes)) return;
+    delete notes[`${noteScope()}\n${name}`];
+    e.target.classList.remove("bad");
+    e.target.removeAttribute("aria-invalid");
+    panel.querySelectorAll(`.wfe-field-error[data-for="${CSS.escape(name)}"]`).forEach((x) => x.remove());
+  };
+  panel.addEventListener("input", unnote, true);
+  panel.addEventListener("change", unnote, true);
 
   function fieldError(input, message, severity = "error") {
     if (severity === "error") { input.classList.add("bad"); input.setAttribute("aria-invalid", "true"); }
     const label = input.closest("label, .wfe-input-row") || input;
-    label.append(el("span", { class: `wfe-field-error p-${severity}`, role: "alert", text: message }));
+    label.append(el("span", { class: `wfe-field-error p-${severity}`, role: "alert", "data-for": input.name || "", text: message }));
   }
 
   function linkPanel() {
@@ -639,7 +666,7 @@
       const id = e.target.value.trim();
       if (id === step.id) return;
       if (!STEP_ID.test(id) || find(id)) {
-        fieldError(e.target, `${id} cannot be a step id: letters, digits and _, not starting with a digit, and not another step's`);
+        note(e.target, `${id} cannot be a step id: letters, digits and _, not starting with a digit, and not another step's`);
         e.target.value = step.id;
         return;
       }
@@ -816,7 +843,7 @@
       list.append(el("div", { class: "wfe-input-row" }, name, type, el("label", { class: "inline" }, must, "required"),
         el("button", { type: "button", id: "wfe-add-input", onclick: () => {
           const key = name.value.trim();
-          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return fieldError(name, "An input's name: letters, digits and _.");
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return note(name, "An input's name: letters, digits and _.");
           save((s) => { s.properties[key] = { type: type.value }; if (must.checked) s.required = [...new Set([...(s.required || []), key])]; });
         } }, "Add input")));
     }
@@ -846,8 +873,8 @@
       list.append(el("div", { class: "wfe-input-row" }, name, value,
         el("button", { type: "button", id: "wfe-add-output", onclick: () => {
           const key = name.value.trim();
-          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return fieldError(name, "An output's name: letters, digits and _.");
-          if (!value.value.trim()) return fieldError(value, "An output's value: an expression, as ${{ steps.ID.output }}.");
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) return note(name, "An output's name: letters, digits and _.");
+          if (!value.value.trim()) return note(value, "An output's value: an expression, as ${{ steps.ID.output }}.");
           save((o) => { o[key] = value.value.trim(); });
         } }, "Add output")));
     }
@@ -880,7 +907,7 @@
         area.removeAttribute("aria-invalid");
         holder.querySelectorAll(".wfe-field-error").forEach((e) => e.remove());
         let parsed;
-        try { parsed = JSON.parse(i.value); } catch (_) { return fieldError(area, "Not JSON yet: the trigger is kept as it was."); }
+        try { parsed = JSON.parse(i.value); } catch (_) { return note(area, "Not JSON yet: the trigger is kept as it was."); }
         doc.triggers = [...doc.triggers];
         doc.triggers[index] = parsed;
       });
@@ -910,9 +937,9 @@
       list.append(el("div", { class: "wfe-input-row" }, name, kind, what, secret,
         el("button", { type: "button", id: "wfe-add-trigger", onclick: () => {
           const key = name.value.trim();
-          if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(key)) return fieldError(name, "A trigger's name: letters, digits, _ . and -.");
-          if (!what.value.trim()) return fieldError(what, `The ${TRIGGER_KINDS[kind.value].label}: as ${TRIGGER_KINDS[kind.value].placeholder}`);
-          if (kind.value === "webhook" && !secret.value.trim()) return fieldError(secret, "A webhook is signed with a secret: its name.");
+          if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(key)) return note(name, "A trigger's name: letters, digits, _ . and -.");
+          if (!what.value.trim()) return note(what, `The ${TRIGGER_KINDS[kind.value].label}: as ${TRIGGER_KINDS[kind.value].placeholder}`);
+          if (kind.value === "webhook" && !secret.value.trim()) return note(secret, "A webhook is signed with a secret: its name.");
           const entry = { name: key, [TRIGGER_KINDS[kind.value].key]: what.value.trim() };
           if (kind.value === "webhook") entry.secret = secret.value.trim();
           triggerDraft = {};
@@ -1067,7 +1094,7 @@
     digest = file.data.digest;
     saved = file.data.exists ? JSON.stringify(doc) : "";
     opened = JSON.stringify(doc);
-    undo = []; redo = []; selected = null; edge = null; versions = null;
+    undo = []; redo = []; selected = null; edge = null; versions = null; notes = {};
     clearTimeout(timer);
     checking += 1;  // a check of the draft before this load must not land on it
     layout();
