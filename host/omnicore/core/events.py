@@ -1,7 +1,9 @@
 """Typed events and the bus that delivers them.
 
 An event is a frozen dataclass with a class-level ``topic`` (``"plugin.loaded"``). Any layer
-adds its own by subclassing :class:`Event` with a new topic; nothing here needs to change.
+adds its own by subclassing :class:`Event` with a new topic (``class PluginLoaded(Event,
+topic="plugin.loaded")``, or a ``topic: ClassVar[str]`` in its body); nothing here needs to
+change.
 Subscribers are plain or ``async`` callables subscribed to an exact topic, a prefix wildcard
 (``"plugin.*"``), a glob, or ``"*"``. A subscriber that raises is logged and reported as an
 :class:`ErrorOccurred` event; delivery to the others goes on.
@@ -53,9 +55,13 @@ class Event:
     topic: ClassVar[str] = "event"
     timestamp: float = field(default_factory=time.time)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, topic: str | None = None, **kwargs: Any) -> None:
         # slots=True rebuilds the class, so the zero-argument super() cell would be stale.
         super(Event, cls).__init_subclass__(**kwargs)
+        if topic is not None:
+            # The class statement's keyword: one line a topic, no ClassVar declared again in
+            # every event; the rebuilt class finds it in the dict it copies.
+            cls.topic = topic
         topic = cls.__dict__.get("topic")
         if isinstance(topic, str):
             if any(c in topic for c in "*?[]") or not topic:
@@ -77,34 +83,29 @@ class _AppEvent(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AppStateChanged(_AppEvent):
+class AppStateChanged(_AppEvent, topic="app.state_changed"):
     """The app moved from ``old`` to ``new`` (values of :class:`omnicore.core.State`)."""
 
-    topic: ClassVar[str] = "app.state_changed"
     old: str
     new: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AppStarted(_AppEvent):
+class AppStarted(_AppEvent, topic="app.started"):
     """The app is running: modules started, extensions' ``startup`` ran."""
-
-    topic: ClassVar[str] = "app.started"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AppStopped(_AppEvent):
+class AppStopped(_AppEvent, topic="app.stopped"):
     """The app stopped; ``uptime_s`` is how long it ran."""
 
-    topic: ClassVar[str] = "app.stopped"
     uptime_s: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ModuleStateChanged(Event):
+class ModuleStateChanged(Event, topic="module.state_changed"):
     """A module moved from ``old`` to ``new``; ``error`` says why when ``new`` is failed."""
 
-    topic: ClassVar[str] = "module.state_changed"
     module: str
     old: str
     new: str
@@ -112,28 +113,25 @@ class ModuleStateChanged(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HealthChanged(Event):
+class HealthChanged(Event, topic="health.changed"):
     """The overall health status changed between two checks."""
 
-    topic: ClassVar[str] = "health.changed"
     old: str
     new: str
     unhealthy: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ExtensionLoaded(Event):
+class ExtensionLoaded(Event, topic="extension.loaded"):
     """A Python host extension was registered."""
 
-    topic: ClassVar[str] = "extension.loaded"
     extension: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ExtensionFailed(Event):
+class ExtensionFailed(Event, topic="extension.failed"):
     """A Python host extension failed at ``stage`` (import, register, startup...)."""
 
-    topic: ClassVar[str] = "extension.failed"
     extension: str
     stage: str
     error: str
@@ -148,35 +146,30 @@ class _TaskEvent(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskStarted(_TaskEvent):
+class TaskStarted(_TaskEvent, topic="task.started"):
     """A task left the queue and began running."""
-
-    topic: ClassVar[str] = "task.started"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskFinished(_TaskEvent):
+class TaskFinished(_TaskEvent, topic="task.finished"):
     """A task returned normally."""
 
-    topic: ClassVar[str] = "task.finished"
     duration_s: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TaskFailed(_TaskEvent):
+class TaskFailed(_TaskEvent, topic="task.failed"):
     """A task raised (``error``) or was cancelled at shutdown (``cancelled``)."""
 
-    topic: ClassVar[str] = "task.failed"
     error: str
     cancelled: bool = False
     exc: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ErrorOccurred(Event):
+class ErrorOccurred(Event, topic="error.occurred"):
     """Something failed that has no better event (e.g. a subscriber raised)."""
 
-    topic: ClassVar[str] = "error.occurred"
     source: str
     error: str
     exc: BaseException | None = field(default=None, compare=False, repr=False)

@@ -7,7 +7,6 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
 
 from omnicore.core.events import Event
 
@@ -40,8 +39,9 @@ class _JobEvent(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobQueued(_JobEvent):
-    topic: ClassVar[str] = "job.queued"
+class JobQueued(_JobEvent, topic="job.queued"):
+    """A job was queued; ``source`` is what queued it."""
+
     source: str
 
 
@@ -60,26 +60,24 @@ class _AttemptFailed(_JobAttempt):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobStarted(_JobAttempt):
-    topic: ClassVar[str] = "job.started"
+class JobStarted(_JobAttempt, topic="job.started"):
+    """An attempt of a job was leased and began running."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobSucceeded(_JobAttempt):
-    topic: ClassVar[str] = "job.succeeded"
+class JobSucceeded(_JobAttempt, topic="job.succeeded"):
+    """An attempt returned normally; the job is done."""
+
     duration_s: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobFailed(_AttemptFailed):
+class JobFailed(_AttemptFailed, topic="job.failed"):
     """One attempt failed; it runs again at ``retry_at``."""
 
-    topic: ClassVar[str] = "job.failed"
     retry_at: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class JobDead(_AttemptFailed):
+class JobDead(_AttemptFailed, topic="job.dead"):
     """The last attempt failed; the job stays ``dead`` until an operator retries it."""
-
-    topic: ClassVar[str] = "job.dead"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from omnicore.core.events import Event
 
@@ -19,27 +18,24 @@ class _PluginHostEvent(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginLoaded(_PluginHostEvent):
+class PluginLoaded(_PluginHostEvent, topic="plugin.loaded"):
     """A wasm plugin was loaded and is callable."""
 
-    topic: ClassVar[str] = "plugin.loaded"
     version: str = ""
     path: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginUnloaded(_PluginHostEvent):
+class PluginUnloaded(_PluginHostEvent, topic="plugin.unloaded"):
     """A wasm plugin was unloaded (file removed, replaced, or app stopping)."""
 
-    topic: ClassVar[str] = "plugin.unloaded"
     reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginFailed(_PluginHostEvent):
+class PluginFailed(_PluginHostEvent, topic="plugin.failed"):
     """A wasm plugin could not be loaded or was taken out of service."""
 
-    topic: ClassVar[str] = "plugin.failed"
     error: str
     path: str = ""
 
@@ -53,32 +49,26 @@ class _PluginMoved(_PluginHostEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginStateChanged(_PluginMoved):
+class PluginStateChanged(_PluginMoved, topic="plugin.state_changed"):
     """A wasm plugin's state changed (e.g. ready → needs_grant)."""
-
-    topic: ClassVar[str] = "plugin.state_changed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginReloaded(_PluginHostEvent):
+class PluginReloaded(_PluginHostEvent, topic="plugin.reloaded"):
     """A plugin's file changed and its new version now serves new calls."""
 
-    topic: ClassVar[str] = "plugin.reloaded"
     version: str = ""
     path: str = ""
     sha256: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginCircuitChanged(_PluginMoved):
+class PluginCircuitChanged(_PluginMoved, topic="plugin.circuit_changed"):
     """A plugin's circuit breaker moved from ``old`` to ``new`` (closed/open/half-open)."""
-
-    topic: ClassVar[str] = "plugin.circuit_changed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PluginSettingsChanged(_PluginHostEvent):
+class PluginSettingsChanged(_PluginHostEvent, topic="plugin.settings_changed"):
     """The operator's settings of a plugin changed (on this instance or another) and were
     applied here; what they decide beside its runtime (its MCP tools) may differ too."""
 
-    topic: ClassVar[str] = "plugin.settings_changed"

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jsonschema
 
@@ -57,10 +57,9 @@ log = get_logger("omnicore.workflows")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class WorkflowRunChanged(Event):
+class WorkflowRunChanged(Event, topic="workflow.run_changed"):
     """A run started, or ended (``state`` succeeded, failed, cancelled, skipped)."""
 
-    topic: ClassVar[str] = "workflow.run_changed"
     run_id: int
     workflow: str
     state: str
