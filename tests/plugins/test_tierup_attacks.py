@@ -20,10 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from omnicore.errors import DeadlineExceeded
 from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.host import PluginHost
+from omnicore.plugins.linking import Linker
 from omnicore.plugins.tiers import TierUp
+from omnicore.plugins.versions import Entry
 from omnicore.sandbox import SandboxEngine, modcache
+from omnicore.sandbox.compiled import CompiledPlugin
 from tests.host_fixtures import echo_wasm, write
 from tests.waiting import eventually
 
@@ -99,6 +103,46 @@ def test_a_tier_up_removes_the_baseline_entry_whole(folder: Path, tmp_path: Path
     assert not [n for n in left if winch_key in n], left
     assert sorted(n for n in left if not n.startswith(".")) == sorted(
         f"{_sha(folder, n)}-{main_key}.cwasm{mac}" for n in NAMES for mac in ("", ".mac"))
+
+
+def _swaps_timing_out(monkeypatch: pytest.MonkeyPatch, times: int) -> dict[str, int]:
+    """Each plugin's first ``times`` swaps to its optimized code end as a new instance's
+    warm-up past the plugin's deadline does on a stalled host (a loaded machine's)."""
+    tried: dict[str, int] = {}
+    optimize = Linker._optimize
+
+    def stalled(self: Linker, entry: Entry, old: CompiledPlugin, new: CompiledPlugin) -> None:
+        tried[entry.name] = tried.get(entry.name, 0) + 1
+        if tried[entry.name] <= times:
+            raise DeadlineExceeded("call exceeded its 1000 ms deadline", plugin=entry.name)
+        optimize(self, entry, old, new)
+
+    monkeypatch.setattr(Linker, "_optimize", stalled)
+    return tried
+
+
+def test_a_swap_that_timed_out_is_tried_once_more(folder: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stall that outlasts the warm-up's deadline once does not leave a host on the
+    baseline code for good (a loaded CI run's host did)."""
+    tried = _swaps_timing_out(monkeypatch, 1)
+    with _host(tmp_path / "cache") as host:
+        host.watch_folder(folder, watch=False)
+        eventually(lambda: not any(_baseline(host, n) for n in NAMES), "the tier-up")
+        _serves_genuine(host)
+    assert tried == {n: 2 for n in NAMES}
+
+
+def test_a_swap_that_timed_out_twice_leaves_the_baseline_serving(
+        folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once more, not for ever: the plugin goes on serving its baseline code."""
+    tried = _swaps_timing_out(monkeypatch, 5)
+    with _host(tmp_path / "cache") as host:
+        host.watch_folder(folder, watch=False)
+        eventually(lambda: tried == {n: 2 for n in NAMES}, "both tries")
+        host._linker._tiers.close()
+        assert all(_baseline(host, n) for n in NAMES)
+        _serves_genuine(host)
 
 
 def test_a_tier_up_whose_code_could_not_be_cached_keeps_the_baseline_entry(

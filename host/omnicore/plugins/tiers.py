@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from omnicore.core import heap
-from omnicore.errors import OmniError
+from omnicore.errors import DeadlineExceeded, OmniError
 from omnicore.plugins.versions import Entry
 from omnicore.sandbox import modcache
 from omnicore.sandbox.compiled import CompiledPlugin
@@ -101,12 +101,7 @@ class TierUp:
                           entry.name, exc)
                 continue
             if optimized.sha256 == module.sha256 and not self._closed:
-                try:
-                    self._replaced(module)
-                    self._swap(entry, module, optimized)
-                except Exception:
-                    log.exception("plugin '%s': swapping in the optimized code failed; the "
-                                  "baseline code serves", entry.name)
+                self._swap_in(entry, module, optimized)
             del module, optimized, entry, job
             if self._queue.empty():
                 # The last swap of a start: the baseline runtimes let go sit in reference
@@ -119,3 +114,30 @@ class TierUp:
             # The baseline code and its runtime are let go now: what malloc kept of them (and
             # of the compile) goes back to the system (issue 63).
             modcache.trim()
+
+    def _swap_in(self, entry: Entry, module: CompiledPlugin, optimized: CompiledPlugin) -> None:
+        try:
+            self._replaced(module)
+        except Exception:
+            log.exception("plugin '%s': swapping in the optimized code failed; the baseline "
+                          "code serves", entry.name)
+            return
+        for attempt in range(2):
+            try:
+                self._swap(entry, module, optimized)
+                return
+            except DeadlineExceeded as exc:
+                # A new instance's warm-up runs under the plugin's deadline, and a host stalled
+                # for a moment (a loaded machine, a collection) can cross it though the code is
+                # sound: once more, then the baseline code goes on serving. Another failure
+                # is the code's own and would fail again.
+                if attempt or self._closed:
+                    log.warning("plugin '%s': swapping in the optimized code timed out twice "
+                                "(%s); the baseline code serves", entry.name, exc)
+                    return
+                log.info("plugin '%s': swapping in the optimized code timed out (%s); once "
+                         "more", entry.name, exc)
+            except Exception:
+                log.exception("plugin '%s': swapping in the optimized code failed; the "
+                              "baseline code serves", entry.name)
+                return
