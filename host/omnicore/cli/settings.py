@@ -278,28 +278,22 @@ def limits(plugin: str, items: tuple[str, ...], appdir: Path, as_json: bool) -> 
             as_json)
 
 
-@settings.command("enable")
-@click.argument("plugin")
-@_APP
-@_JSON
-def enable(plugin: str, appdir: Path, as_json: bool) -> None:
-    """Serve PLUGIN on every host (over a sidecar's ``enabled: false``)."""
-    _set_enabled(appdir, plugin, True, as_json)
+def _enabled_command(name: str, enabled: bool, help: str) -> None:
+    # enable and disable: one command each, alike but for the value they set.
+    @settings.command(name, help=help)
+    @click.argument("plugin")
+    @_APP
+    @_JSON
+    def command(plugin: str, appdir: Path, as_json: bool) -> None:
+        if _ask(_running(appdir), plugin, "PUT", "/enabled", {"enabled": enabled}, as_json):
+            return
+        _change(appdir, plugin, lambda doc: {**doc, "enabled": enabled}, as_json)
 
 
-@settings.command("disable")
-@click.argument("plugin")
-@_APP
-@_JSON
-def disable(plugin: str, appdir: Path, as_json: bool) -> None:
-    """Stop serving PLUGIN on every host (it stays loaded as ``disabled``)."""
-    _set_enabled(appdir, plugin, False, as_json)
-
-
-def _set_enabled(appdir: Path, plugin: str, enabled: bool, as_json: bool) -> None:
-    if _ask(_running(appdir), plugin, "PUT", "/enabled", {"enabled": enabled}, as_json):
-        return
-    _change(appdir, plugin, lambda doc: {**doc, "enabled": enabled}, as_json)
+_enabled_command("enable", True,
+                 "Serve PLUGIN on every host (over a sidecar's ``enabled: false``).")
+_enabled_command("disable", False,
+                 "Stop serving PLUGIN on every host (it stays loaded as ``disabled``).")
 
 
 @settings.command("clear")
