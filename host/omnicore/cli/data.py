@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,19 @@ def kv_list(plugin: str, prefix: str, appdir: Path, as_json: bool) -> None:
             click.echo(key)
 
 
-@kv.command("get")
-@click.argument("plugin")
-@click.argument("key")
-@_APP
+def _key_command(name: str, *more: Callable[[Any], Any]) -> Callable[[Any], click.Command]:
+    """A ``kv`` command on one key of a plugin: PLUGIN KEY, then ``more`` parameters, then the
+    app option (get, set and delete take them alike)."""
+
+    def command(f: Any) -> click.Command:
+        for param in reversed((click.argument("plugin"), click.argument("key"), *more, _APP)):
+            f = param(f)
+        return kv.command(name)(f)
+
+    return command
+
+
+@_key_command("get")
 def kv_get(plugin: str, key: str, appdir: Path) -> None:
     """Print the value of KEY (bytes, unchanged)."""
     with app_storage(appdir) as store:
@@ -69,12 +79,9 @@ def kv_get(plugin: str, key: str, appdir: Path) -> None:
     sys.stdout.flush()
 
 
-@kv.command("set")
-@click.argument("plugin")
-@click.argument("key")
-@click.argument("value", required=False)
-@click.option("--value-file", type=click.File("rb"), help="Read the value from F ('-': stdin).")
-@_APP
+@_key_command("set", click.argument("value", required=False),
+              click.option("--value-file", type=click.File("rb"),
+                           help="Read the value from F ('-': stdin)."))
 def kv_set(plugin: str, key: str, value: str | None, value_file: Any, appdir: Path) -> None:
     """Set KEY to VALUE (text) or to the bytes of --value-file. No quota: you are the operator."""
     if (value is None) == (value_file is None):
@@ -89,10 +96,7 @@ def kv_set(plugin: str, key: str, value: str | None, value_file: Any, appdir: Pa
                None if old is None else {"bytes": len(old)}, {"bytes": len(data)})
 
 
-@kv.command("delete")
-@click.argument("plugin")
-@click.argument("key")
-@_APP
+@_key_command("delete")
 def kv_delete(plugin: str, key: str, appdir: Path) -> None:
     """Delete KEY; an absent key is an error."""
     with app_storage(appdir) as store:
