@@ -164,10 +164,23 @@ def settings() -> None:
     """The operator's settings of plugins (grants, config, limits), for every host."""
 
 
-@settings.command("show")
-@click.argument("plugin")
-@_APP
-@_JSON
+def _plugin_command(name: str, *more: Callable[[Any], Any],
+                    help: str | None = None) -> Callable[[Any], click.Command]:
+    """A ``settings`` command on one plugin: PLUGIN, then ``more`` parameters, then the app
+    and --json options (every command here takes them alike)."""
+
+    def command(f: Any) -> click.Command:
+        for param in reversed((click.argument("plugin"), *more, _APP, _JSON)):
+            f = param(f)
+        return settings.command(name, help=help)(f)
+
+    return command
+
+
+_ITEMS = click.argument("items", nargs=-1, required=True, metavar="KEY=VALUE...")
+
+
+@_plugin_command("show")
 def show(plugin: str, appdir: Path, as_json: bool) -> None:
     """Print PLUGIN's operator settings (those the console and this command made)."""
     remote = _running(appdir)
@@ -178,15 +191,10 @@ def show(plugin: str, appdir: Path, as_json: bool) -> None:
         _print(plugin, operator.doc(plugin), as_json)
 
 
-@settings.command("grant")
-@click.argument("plugin")
-@click.argument("capability")
-@click.option("--options", metavar="JSON", default=None,
-              help="The grant's options, e.g. '{\"allow_hosts\": [\"api.example.com\"]}' "
-                   "(default: those omnicore.yaml and the plugin's sidecar grant it with, "
-                   "else {}).")
-@_APP
-@_JSON
+@_plugin_command("grant", click.argument("capability"), click.option(
+    "--options", metavar="JSON", default=None,
+    help="The grant's options, e.g. '{\"allow_hosts\": [\"api.example.com\"]}' (default: "
+         "those omnicore.yaml and the plugin's sidecar grant it with, else {})."))
 def grant(plugin: str, capability: str, options: str | None, appdir: Path,
           as_json: bool) -> None:
     """Grant CAPABILITY (e.g. kv, http) to PLUGIN on every host.
@@ -212,11 +220,7 @@ def grant(plugin: str, capability: str, options: str | None, appdir: Path,
     _change(appdir, plugin, lambda doc: with_grants(doc, layer=layer), as_json)
 
 
-@settings.command("revoke")
-@click.argument("plugin")
-@click.argument("capability")
-@_APP
-@_JSON
+@_plugin_command("revoke", click.argument("capability"))
 def revoke(plugin: str, capability: str, appdir: Path, as_json: bool) -> None:
     """Revoke CAPABILITY from PLUGIN on every host (over its sidecar and the app config)."""
     cap = capability.removeprefix("omnicore:")
@@ -233,11 +237,7 @@ def revoke(plugin: str, capability: str, appdir: Path, as_json: bool) -> None:
     _change(appdir, plugin, lambda doc: with_grants(doc, layer=layer), as_json)
 
 
-@settings.command("config")
-@click.argument("plugin")
-@click.argument("items", nargs=-1, required=True, metavar="KEY=VALUE...")
-@_APP
-@_JSON
+@_plugin_command("config", _ITEMS)
 def config(plugin: str, items: tuple[str, ...], appdir: Path, as_json: bool) -> None:
     """Set PLUGIN's config to KEY=VALUE... on every host (JSON values decoded, dotted keys
     nest; it replaces the config the console or this command set before)."""
@@ -250,11 +250,7 @@ def config(plugin: str, items: tuple[str, ...], appdir: Path, as_json: bool) -> 
     _change(appdir, plugin, lambda doc: {**doc, "config": new}, as_json)
 
 
-@settings.command("limits")
-@click.argument("plugin")
-@click.argument("items", nargs=-1, required=True, metavar="KEY=VALUE...")
-@_APP
-@_JSON
+@_plugin_command("limits", _ITEMS)
 def limits(plugin: str, items: tuple[str, ...], appdir: Path, as_json: bool) -> None:
     """Set PLUGIN's limits (e.g. timeout_ms=250) on every host, over those set before."""
     from omnicore.cli.plugins import parse_config
@@ -280,10 +276,7 @@ def limits(plugin: str, items: tuple[str, ...], appdir: Path, as_json: bool) -> 
 
 def _enabled_command(name: str, enabled: bool, help: str) -> None:
     # enable and disable: one command each, alike but for the value they set.
-    @settings.command(name, help=help)
-    @click.argument("plugin")
-    @_APP
-    @_JSON
+    @_plugin_command(name, help=help)
     def command(plugin: str, appdir: Path, as_json: bool) -> None:
         if _ask(_running(appdir), plugin, "PUT", "/enabled", {"enabled": enabled}, as_json):
             return
@@ -296,12 +289,8 @@ _enabled_command("disable", False,
                  "Stop serving PLUGIN on every host (it stays loaded as ``disabled``).")
 
 
-@settings.command("clear")
-@click.argument("plugin")
-@click.argument("key", required=False,
-                type=click.Choice(["grants", "config", "limits", "enabled", "mcp"]))
-@_APP
-@_JSON
+@_plugin_command("clear", click.argument(
+    "key", required=False, type=click.Choice(["grants", "config", "limits", "enabled", "mcp"])))
 def clear(plugin: str, key: str | None, appdir: Path, as_json: bool) -> None:
     """Drop PLUGIN's operator settings (or only KEY): its sidecar and app config apply."""
     if _ask(_running(appdir), plugin, "DELETE", "/settings" + (f"?key={key}" if key else ""),
