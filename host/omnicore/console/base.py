@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from omnicore.accounts.audit import Actor
 from omnicore.console.bodies import MAX_JSON_BYTES
@@ -28,11 +29,23 @@ if TYPE_CHECKING:
     from omnicore.console.auth import Principal
     from omnicore.console.state import ConsoleState
 
-__all__ = ["MAX_PAGE", "Handler", "actor", "app_listing", "choice", "guarded", "lister", "need",
-           "omni", "page_params", "paginate", "path_id", "state"]
+__all__ = ["API_ROOT", "MAX_PAGE", "Handler", "actor", "api", "app_listing", "choice", "guarded",
+           "lister", "need", "omni", "page_params", "paginate", "path_id", "state"]
 
 MAX_PAGE = 500
 Handler = Callable[[Request], Awaitable[Response]]
+#: Where the REST API stands; every module's API routes are paths below it.
+API_ROOT = "/api/v1"
+
+
+def api(path: str, **handlers: Handler) -> list[Route]:
+    """The REST API's routes of ``path`` (below :data:`API_ROOT`), one a handler, in the order
+    given: ``*api("/catalog/{name}", GET=get_entry, DELETE=delete_entry)``. A handler named
+    for two methods is one route (a 405 there names both in its Allow)."""
+    methods: dict[Handler, list[str]] = {}
+    for method, handler in handlers.items():
+        methods.setdefault(handler, []).append(method)
+    return [Route(API_ROOT + path, handler, methods=names) for handler, names in methods.items()]
 
 
 def state(request: Request) -> ConsoleState:

@@ -42,10 +42,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from omnicore.accounts.audit import Actor, record
-from omnicore.console.base import actor, guarded, need, state
+from omnicore.console.base import actor, api, guarded, need, state
 from omnicore.console.bodies import json_body, read_body
 from omnicore.console.errors import ApiError
 from omnicore.console.responses import JSONResponse
@@ -345,13 +345,9 @@ async def delete_entry(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
-        Route(f"{p}/catalog", list_catalog, methods=["GET"]),
-        Route(f"{p}/catalog/{{name}}", get_entry, methods=["GET"]),
-        Route(f"{p}/catalog/{{name}}", put_entry, methods=["PUT"]),
-        Route(f"{p}/catalog/{{name}}", delete_entry, methods=["DELETE"]),
-        Route(f"{p}/catalog/{{name}}/rollback", post_rollback, methods=["POST"]),
-        Route(f"{p}/catalog/{{name}}/pin", put_pin, methods=["PUT"]),
-        Route(f"{p}/catalog/{{name}}/pin", delete_pin, methods=["DELETE"]),
+        *api("/catalog", GET=list_catalog),
+        *api("/catalog/{name}", GET=get_entry, PUT=put_entry, DELETE=delete_entry),
+        *api("/catalog/{name}/rollback", POST=post_rollback),
+        *api("/catalog/{name}/pin", PUT=put_pin, DELETE=delete_pin),
     ]

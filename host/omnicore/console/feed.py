@@ -13,7 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from omnicore.console import instances
-from omnicore.console.base import choice, guarded, need, page_params, paginate, state
+from omnicore.console.base import api, choice, guarded, need, page_params, paginate, state
 from omnicore.console.errors import ApiError
 from omnicore.console.live import LEVELS, TooManySubscribers
 from omnicore.console.render import page
@@ -114,10 +114,9 @@ async def logs_page(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
-        Route(f"{p}/events", recent_events),
-        Route(f"{p}/stream", stream),
-        Route(f"{p}/live", live),
+        *api("/events", GET=recent_events),
+        *api("/stream", GET=stream),
+        *api("/live", GET=live),
         Route("/logs", logs_page),
     ]

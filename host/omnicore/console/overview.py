@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Route
 from omnicore.config import render_config
 from omnicore.console import charts
 from omnicore.console.assets import web_dir
-from omnicore.console.base import MAX_PAGE, guarded, need, omni, page_params, paginate, state
+from omnicore.console.base import MAX_PAGE, api, guarded, need, omni, page_params, paginate, state
 from omnicore.console.render import page
 from omnicore.console.responses import JSONResponse
 
@@ -87,13 +87,8 @@ async def settings_page(request: Request) -> Response:
 
 
 def api_routes() -> list[BaseRoute]:
-    p = "/api/v1"
-    return [
-        Route(f"{p}/info", get_info),
-        Route(f"{p}/health", get_health),
-        Route(f"{p}/settings", get_settings),
-        Route(f"{p}/me", get_me),
-    ]
+    return [*api("/info", GET=get_info), *api("/health", GET=get_health),
+            *api("/settings", GET=get_settings), *api("/me", GET=get_me)]
 
 
 async def favicon(_request: Request) -> Response:

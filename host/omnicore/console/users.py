@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from omnicore.accounts.audit import Actor, record
 from omnicore.accounts.users import check_password, check_username
-from omnicore.console.base import actor, guarded, need, page_params, paginate, path_id, state
+from omnicore.console.base import actor, api, guarded, need, page_params, paginate, path_id, state
 from omnicore.console.bodies import form_body, json_body
 from omnicore.console.errors import ApiError, from_omni
 from omnicore.console.render import done, page, read_form
@@ -239,14 +239,11 @@ async def users_post(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
-        Route(f"{p}/users", list_users, methods=["GET"]),
-        Route(f"{p}/users", add_user, methods=["POST"]),
-        Route(f"{p}/users/{{user}}", delete_user, methods=["DELETE"]),
-        Route(f"{p}/tokens", list_tokens, methods=["GET"]),
-        Route(f"{p}/tokens", add_token, methods=["POST"]),
-        Route(f"{p}/tokens/{{token_id}}", delete_token, methods=["DELETE"]),
+        *api("/users", GET=list_users, POST=add_user),
+        *api("/users/{user}", DELETE=delete_user),
+        *api("/tokens", GET=list_tokens, POST=add_token),
+        *api("/tokens/{token_id}", DELETE=delete_token),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/setup", setup, methods=["GET", "POST"]),

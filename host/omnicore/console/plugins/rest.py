@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from omnicore.accounts.audit import Actor, record
+from omnicore.console import base
 from omnicore.console.base import actor, choice, guarded, need, omni, page_params, paginate, state
 from omnicore.console.bodies import MAX_JSON_BYTES, decode_text, json_body, read_body
 from omnicore.console.errors import ApiError, from_omni
@@ -306,25 +307,20 @@ async def plugin_logs(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
         # First: it is the route scripts call in a loop, and the router tries routes in
         # order. It shadows none: no other pattern matches /plugins/X/invoke ({name} takes
         # no "/").
-        Route(f"{p}/plugins/{{name}}/invoke", invoke, methods=["POST"]),
-        Route(f"{p}/plugins", list_plugins, methods=["GET"]),
-        Route(f"{p}/plugins", upload, methods=["POST"]),
-        Route(f"{p}/plugins/{{name}}", get_plugin, methods=["GET"]),
-        Route(f"{p}/plugins/{{name}}", delete, methods=["DELETE"]),
-        Route(f"{p}/plugins/{{name}}/reload", reload, methods=["POST"]),
-        Route(f"{p}/plugins/{{name}}/enabled", put_enabled, methods=["PUT"]),
-        Route(f"{p}/plugins/{{name}}/config", put_config, methods=["PUT"]),
-        Route(f"{p}/plugins/{{name}}/limits", put_limits, methods=["PUT"]),
-        Route(f"{p}/plugins/{{name}}/settings", get_settings, methods=["GET"]),
-        Route(f"{p}/plugins/{{name}}/settings", clear_settings, methods=["DELETE"]),
-        Route(f"{p}/plugins/{{name}}/grants/{{capability}}", put_grant, methods=["PUT"]),
-        Route(f"{p}/plugins/{{name}}/grants/{{capability}}", delete_grant, methods=["DELETE"]),
-        Route(f"{p}/plugins/{{name}}/mcp", get_mcp, methods=["GET"]),
-        Route(f"{p}/plugins/{{name}}/mcp/{{handler}}", set_mcp, methods=["PUT", "DELETE"]),
-        Route(f"{p}/plugins/{{name}}/logs", plugin_logs),
+        *base.api("/plugins/{name}/invoke", POST=invoke),
+        *base.api("/plugins", GET=list_plugins, POST=upload),
+        *base.api("/plugins/{name}", GET=get_plugin, DELETE=delete),
+        *base.api("/plugins/{name}/reload", POST=reload),
+        *base.api("/plugins/{name}/enabled", PUT=put_enabled),
+        *base.api("/plugins/{name}/config", PUT=put_config),
+        *base.api("/plugins/{name}/limits", PUT=put_limits),
+        *base.api("/plugins/{name}/settings", GET=get_settings, DELETE=clear_settings),
+        *base.api("/plugins/{name}/grants/{capability}", PUT=put_grant, DELETE=delete_grant),
+        *base.api("/plugins/{name}/mcp", GET=get_mcp),
+        *base.api("/plugins/{name}/mcp/{handler}", PUT=set_mcp, DELETE=set_mcp),
+        *base.api("/plugins/{name}/logs", GET=plugin_logs),
     ]
