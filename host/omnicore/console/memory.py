@@ -86,12 +86,14 @@ def recall(app: OmniApp, plugin: str, query: str, tiers: tuple[int, ...],
     return [m.as_dict() for m in memory.recall(query, tiers, limit)]
 
 
-def forget(app: OmniApp, plugin: str, memory_id: int, by: Actor) -> bool:
-    gone = app.memory.for_plugin(plugin).forget(memory_id)
-    if gone:
-        log.info("console: %s forgot memory %d of %s", by, memory_id, plugin)
-        record(app.storage, by, "memory.forget", f"{plugin}/memory:{memory_id}")
-    return gone
+def forget(app: OmniApp, plugin: str, memory_id: int, by: Actor) -> None:
+    """Forget a memory of ``plugin`` (logged, audited); the API's and the form's one 404 when
+    there is none (no plugin named: the form's)."""
+    if not (plugin and app.memory.for_plugin(plugin).forget(memory_id)):
+        raise ApiError(404, f"plugin {plugin[:128]!r} has no memory {memory_id}",
+                       type="MemoryNotFound")
+    log.info("console: %s forgot memory %d of %s", by, memory_id, plugin)
+    record(app.storage, by, "memory.forget", f"{plugin}/memory:{memory_id}")
 
 
 def _memory_id(raw: object) -> int:
@@ -120,9 +122,7 @@ async def forget_memory(request: Request) -> Response:
     who = base.need(request, "admin")
     st = base.state(request)
     plugin, mid = request.path_params["plugin"], _memory_id(request.path_params["memory_id"])
-    if not await st.off_loop(forget, st.app, plugin, mid, base.actor(request, who)):
-        raise ApiError(404, f"plugin {plugin[:128]!r} has no memory {mid}",
-                       type="MemoryNotFound")
+    await st.off_loop(forget, st.app, plugin, mid, base.actor(request, who))
     return Response(status_code=204)
 
 
@@ -161,20 +161,17 @@ async def memory_post(request: Request) -> Response:
     st = base.state(request)
     plugin = f.get("plugin", "")
     mid = _memory_id(f.get("id", ""))
-    if not plugin or not await st.off_loop(forget, st.app, plugin, mid, base.actor(request, who)):
-        raise ApiError(404, f"plugin {plugin[:128]!r} has no memory {mid}",
-                       type="MemoryNotFound")
+    await st.off_loop(forget, st.app, plugin, mid, base.actor(request, who))
     back = f.get("back", "")
     target = back if back.startswith("/data/memory") else "/data/memory"
     return done(target, "memory-forgotten")
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
-        Route(f"{p}/memory", base.lister(summary, 50), methods=["GET"]),
-        Route(f"{p}/memory/{{plugin}}/recall", recall_memory, methods=["GET"]),
-        Route(f"{p}/memory/{{plugin}}/{{memory_id}}", forget_memory, methods=["DELETE"]),
+        *base.api("/memory", GET=base.lister(summary, 50)),
+        *base.api("/memory/{plugin}/recall", GET=recall_memory),
+        *base.api("/memory/{plugin}/{memory_id}", DELETE=forget_memory),
         Route("/data/memory", memory_page, methods=["GET"]),
         Route("/data/memory", memory_post, methods=["POST"]),
     ]

@@ -38,12 +38,14 @@ def collections(app: OmniApp, plugin: str | None = None) -> list[dict[str, Any]]
     return [c.as_dict() for n in names for c in store.for_plugin(n).collections()]
 
 
-def drop(app: OmniApp, plugin: str, collection: str, by: Actor) -> bool:
-    gone = app.vectors.for_plugin(plugin).drop(collection)
-    if gone:
-        log.info("console: %s dropped vector collection %s of %s", by, collection, plugin)
-        record(app.storage, by, "vectors.drop", f"{plugin}/{collection}")
-    return gone
+def drop(app: OmniApp, plugin: str, collection: str, by: Actor) -> None:
+    """Drop a vector collection of ``plugin`` (logged, audited); the API's and the form's one
+    404 when there is none (no plugin named: the form's)."""
+    if not (plugin and app.vectors.for_plugin(plugin).drop(collection)):
+        raise ApiError(404, f"plugin {plugin[:128]!r} has no vector collection "
+                            f"{collection[:128]!r}", type="UnknownCollection")
+    log.info("console: %s dropped vector collection %s of %s", by, collection, plugin)
+    record(app.storage, by, "vectors.drop", f"{plugin}/{collection}")
 
 
 @base.guarded
@@ -57,9 +59,7 @@ async def drop_collection(request: Request) -> Response:
     who = base.need(request, "admin")
     st = base.state(request)
     plugin, name = request.path_params["plugin"], request.path_params["collection"]
-    if not await st.off_loop(drop, st.app, plugin, name, base.actor(request, who)):
-        raise ApiError(404, f"plugin {plugin[:128]!r} has no vector collection "
-                            f"{name[:128]!r}", type="UnknownCollection")
+    await st.off_loop(drop, st.app, plugin, name, base.actor(request, who))
     return Response(status_code=204)
 
 
@@ -77,17 +77,14 @@ async def vectors_post(request: Request) -> Response:
     who, f = await read_form(request)
     st = base.state(request)
     plugin, name = f.get("plugin", ""), f.get("collection", "")
-    if not plugin or not await st.off_loop(drop, st.app, plugin, name, base.actor(request, who)):
-        raise ApiError(404, f"plugin {plugin[:128]!r} has no vector collection "
-                            f"{name[:128]!r}", type="UnknownCollection")
+    await st.off_loop(drop, st.app, plugin, name, base.actor(request, who))
     return done("/data/vectors", "collection-dropped")
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
-        Route(f"{p}/vectors", list_collections, methods=["GET"]),
-        Route(f"{p}/vectors/{{plugin}}/{{collection}}", drop_collection, methods=["DELETE"]),
+        *base.api("/vectors", GET=list_collections),
+        *base.api("/vectors/{plugin}/{collection}", DELETE=drop_collection),
         Route("/data/vectors", vectors_page, methods=["GET"]),
         Route("/data/vectors", vectors_post, methods=["POST"]),
     ]
