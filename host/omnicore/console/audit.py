@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.accounts.audit import VERBS, entry_doc
-from omnicore.console.base import guarded, need, state
+from omnicore.console.base import api, guarded, need, state
 from omnicore.console.errors import ApiError
 from omnicore.console.render import page
 from omnicore.console.responses import JSONResponse
@@ -112,5 +112,4 @@ async def audit_page(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    return [Route("/api/v1/audit", list_audit, methods=["GET"]),
-            Route("/audit", audit_page, methods=["GET"])]
+    return [*api("/audit", GET=list_audit), Route("/audit", audit_page, methods=["GET"])]

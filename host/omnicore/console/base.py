@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from omnicore.accounts.audit import Actor
 from omnicore.console.bodies import MAX_JSON_BYTES
@@ -38,7 +38,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 API_ROOT = "/api/v1"
 
 
-def api(path: str, **handlers: Handler) -> list[Route]:
+def api(path: str, **handlers: Handler) -> list[BaseRoute]:
     """The REST API's routes of ``path`` (below :data:`API_ROOT`), one a handler, in the order
     given: ``*api("/catalog/{name}", GET=get_entry, DELETE=delete_entry)``. A handler named
     for two methods is one route (a 405 there names both in its Allow)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from omnicore.console import base
 
@@ -77,4 +77,4 @@ def down(app: OmniApp) -> list[str]:
 
 
 def routes() -> list[BaseRoute]:
-    return [Route("/api/v1/bridges", base.lister(listing), methods=["GET"])]
+    return base.api("/bridges", GET=base.lister(listing))

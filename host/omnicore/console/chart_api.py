@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from omnicore.console import base, charts
 from omnicore.console.errors import from_omni
@@ -37,4 +37,4 @@ async def plugin_charts(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    return [Route("/api/v1/plugins/{name}/charts", plugin_charts, methods=["GET"])]
+    return base.api("/plugins/{name}/charts", GET=plugin_charts)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from omnicore.console import base
 
@@ -59,4 +59,4 @@ def listing(app: OmniApp) -> list[dict[str, Any]]:
 
 
 def routes() -> list[BaseRoute]:
-    return [Route("/api/v1/connectors", base.lister(listing), methods=["GET"])]
+    return base.api("/connectors", GET=base.lister(listing))

@@ -144,10 +144,9 @@ async def events_page(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
-        Route(f"{p}/subscriptions", base.lister(subscribers), methods=["GET"]),
-        Route(f"{p}/events", post_event, methods=["POST"]),
+        *base.api("/subscriptions", GET=base.lister(subscribers)),
+        *base.api("/events", POST=post_event),
         Route("/events", events_page, methods=["GET"]),
         Route("/events", events_post, methods=["POST"]),
     ]

@@ -137,10 +137,9 @@ async def instances_post(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
-        Route(f"{p}/instances", list_instances, methods=["GET"]),
-        Route(f"{p}/instances/{{runtime_id}}/drain", drain_instance, methods=["POST"]),
+        *base.api("/instances", GET=list_instances),
+        *base.api("/instances/{runtime_id}/drain", POST=drain_instance),
         Route("/instances", instances_page, methods=["GET"]),
         Route("/instances", instances_post, methods=["POST"]),
     ]

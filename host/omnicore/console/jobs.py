@@ -37,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 from omnicore.accounts.audit import Actor, record
 from omnicore.console.base import (
     actor,
+    api,
     choice,
     guarded,
     need,
@@ -379,23 +380,22 @@ async def schedule_form(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    schedule = "/api/v1/schedules/{plugin}/{name}"
+    schedule = "/schedules/{plugin}/{name}"
     out: list[BaseRoute] = []
     for word in ("jobs", "tasks"):  # tasks: the paths from before the rename
         key = f"{{{word[:-1]}_id}}"
         out += [
-            Route(f"/api/v1/{word}", list_jobs, methods=["GET"]),
-            Route(f"/api/v1/{word}", enqueue_job, methods=["POST"]),
-            Route(f"/api/v1/{word}/{key}/retry", retry_job, methods=["POST"]),
-            Route(f"/api/v1/{word}/{key}/cancel", cancel_job, methods=["POST"]),
+            *api(f"/{word}", GET=list_jobs, POST=enqueue_job),
+            *api(f"/{word}/{key}/retry", POST=retry_job),
+            *api(f"/{word}/{key}/cancel", POST=cancel_job),
             Route(f"/{word}", jobs_page),
             Route(f"/{word}/{key}/{{action:str}}", job_post, methods=["POST"]),
         ]
     return [
         *out,
-        Route("/api/v1/schedules", schedules_api, methods=["GET"]),
+        *api("/schedules", GET=schedules_api),
         # One route each, as OpenAPI lists them.
-        *[Route(f"{schedule}/{action}", schedule_post(action), methods=["POST"])
-          for action in SCHEDULE_ACTIONS],
+        *[route for action in SCHEDULE_ACTIONS
+          for route in api(f"{schedule}/{action}", POST=schedule_post(action))],
         Route("/schedules/{plugin}/{name}/{action}", schedule_form, methods=["POST"]),
     ]

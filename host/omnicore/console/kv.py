@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnicore.accounts.audit import Actor, record
-from omnicore.console.base import actor, guarded, need, page_params, paginate, state
+from omnicore.console.base import actor, api, guarded, need, page_params, paginate, state
 from omnicore.console.errors import ApiError
 from omnicore.console.render import page, read_form
 from omnicore.console.responses import JSONResponse
@@ -116,11 +116,10 @@ async def data_delete(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
-        Route(f"{p}/kv", kv_plugins),
-        Route(f"{p}/kv/{{plugin}}", kv_keys),
-        Route(f"{p}/kv/{{plugin}}/{{key:path}}", kv_value, methods=["GET", "DELETE"]),
+        *api("/kv", GET=kv_plugins),
+        *api("/kv/{plugin}", GET=kv_keys),
+        *api("/kv/{plugin}/{key:path}", GET=kv_value, DELETE=kv_value),
         Route("/data", data_page),
         Route("/data/delete", data_delete, methods=["POST"]),
     ]

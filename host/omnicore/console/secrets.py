@@ -167,11 +167,9 @@ async def secrets_post(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
-        Route(f"{p}/secrets", base.lister(listing), methods=["GET"]),
-        Route(f"{p}/secrets/{{name}}", put_secret, methods=["PUT"]),
-        Route(f"{p}/secrets/{{name}}", delete_secret, methods=["DELETE"]),
+        *base.api("/secrets", GET=base.lister(listing)),
+        *base.api("/secrets/{name}", PUT=put_secret, DELETE=delete_secret),
         Route("/secrets", secrets_page, methods=["GET"]),
         Route("/secrets", secrets_post, methods=["POST"]),
     ]

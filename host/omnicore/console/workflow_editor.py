@@ -244,14 +244,13 @@ async def new_workflow(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1/workflows/{name}/file"
+    p = "/workflows/{name}/file"
     return [
-        Route(p, get_file, methods=["GET"]),
-        Route(p, save_file, methods=["PUT"]),
-        Route(f"{p}/validate", validate_draft, methods=["POST"]),
-        Route(f"{p}/history", file_history, methods=["GET"]),
-        Route(f"{p}/restore", restore_file, methods=["POST"]),
-        Route("/api/v1/workflow-palette", palette, methods=["GET"]),
+        *base.api(p, GET=get_file, PUT=save_file),
+        *base.api(f"{p}/validate", POST=validate_draft),
+        *base.api(f"{p}/history", GET=file_history),
+        *base.api(f"{p}/restore", POST=restore_file),
+        *base.api("/workflow-palette", GET=palette),
         Route("/workflow-editor", new_workflow, methods=["GET"]),
         Route("/workflows/{name}/edit", editor_page, methods=["GET"]),
     ]

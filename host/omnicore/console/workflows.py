@@ -381,15 +381,14 @@ async def run_post(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    p = "/api/v1"
     return [
-        Route(f"{p}/workflows", list_workflows),
-        Route(f"{p}/workflows/{{name}}", get_workflow),
-        Route(f"{p}/workflows/{{name}}/runs", start_run, methods=["POST"]),
-        Route(f"{p}/workflow-runs", list_runs),
-        Route(f"{p}/workflow-runs/{{run_id}}", get_run),
-        *(Route(f"{p}/workflow-runs/{{run_id}}/{action}", run_action(action), methods=["POST"])
-          for action in RUN_ACTIONS),
+        *base.api("/workflows", GET=list_workflows),
+        *base.api("/workflows/{name}", GET=get_workflow),
+        *base.api("/workflows/{name}/runs", POST=start_run),
+        *base.api("/workflow-runs", GET=list_runs),
+        *base.api("/workflow-runs/{run_id}", GET=get_run),
+        *(route for action in RUN_ACTIONS
+          for route in base.api(f"/workflow-runs/{{run_id}}/{action}", POST=run_action(action))),
         Route("/hooks/{path:path}", webhook, methods=["POST"]),
         Route("/workflows", workflows_page),
         Route("/workflows/runs/{run_id}", run_page, methods=["GET"]),
