@@ -393,6 +393,55 @@ def test_a_body_over_the_cap_is_413_declared_or_streamed(
     still_serving(host)
 
 
+def test_a_streamed_body_over_the_cap_is_413_while_the_guest_is_held(
+        route_host: Callable[..., RouteHost]) -> None:
+    """The cap is the host's to see as the bytes come, not when the guest reads them: a guest
+    held before its first read (here in an outgoing request its upstream answers only once
+    the gate opens) does not keep the client from its 413. Before, nothing of a body without
+    Content-Length was received until the guest read, so a guest slow to get there (busy,
+    or slow to start on a loaded host) made the 413 the route's 504."""
+    gate, asked = threading.Event(), threading.Event()
+
+    class Held(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.set()
+            gate.wait(60)  # (a net: the test opens it once the client has its answer)
+            self.send_response(200)
+            self.send_header("content-length", "4")
+            self.end_headers()
+            self.wfile.write(b"late")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Held)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = upstream.server_address[1]
+
+    def endless() -> Iterator[bytes]:
+        while True:
+            yield b"y" * 65536
+
+    try:
+        host = route_host(
+            plugins={"hello.wasm": proxy_wasm()},
+            sidecars={"hello.yaml": json.dumps({
+                "limits": {"timeout_ms": 60_000},
+                "grants": {"http": {"allow_hosts": [f"http://127.0.0.1:{port}"],
+                                    "timeout_ms": 60_000}}})},
+            routes={"hello": route("/hello/{rest...}"),
+                    "small": route("/small/{leaf}", max_body_bytes=1000,
+                                   timeout_ms=20_000)})
+        r = host.client.post(f"/http/small/get?url=http://127.0.0.1:{port}/held",
+                             content=endless())
+        assert r.status_code == 413 and "1000 bytes" in r.json()["error"], r.text
+    finally:
+        gate.set()
+        upstream.shutdown()
+        upstream.server_close()
+    still_serving(host)
+
+
 def test_request_trailers_are_none_and_the_body_end_is_waited_for(
         route_host: Callable[..., RouteHost]) -> None:
     host = start(route_host)

@@ -177,12 +177,17 @@ class RouteStats:
     suppressed: int = 0
 
 
-async def _within(call: asyncio.Future[Any], deadline: float) -> bool:
+async def _within(call: asyncio.Future[Any], deadline: float,
+                  feed: BodyFeed | None = None) -> bool:
     """Whether ``call`` is done by ``deadline`` (``time.monotonic``); it is never cancelled
-    (a running call ends by its own deadline). One waiter and one timer: ``asyncio.wait`` on
-    a task of the call made three futures, a set and a task per request."""
+    (a running call ends by its own deadline). With ``feed`` (a proxy's request body), the
+    wait ends too when the body fails (over the cap...): False then, the call running on.
+    One waiter and one timer: ``asyncio.wait`` on a task of the call made three futures, a
+    set and a task per request."""
     if call.done():
         return True
+    if feed is not None and feed.failure is not None:
+        return False
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
 
@@ -192,11 +197,15 @@ async def _within(call: asyncio.Future[Any], deadline: float) -> bool:
 
     timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), wake)
     call.add_done_callback(wake)
+    if feed is not None:
+        feed.watch(wake)
     try:
         await waiter
     finally:
         timer.cancel()
         call.remove_done_callback(wake)
+        if feed is not None:
+            feed.unwatch(wake)
     return call.done()
 
 
@@ -563,6 +572,11 @@ class RoutesServer:
             declared = head["headers"].get("content-length")
             feed = BodyFeed(receive, s.max_body_bytes, deadline,
                             int(declared) if declared is not None else None, loop)
+            if declared is None:
+                # No declared length: only counting it as it comes can tell the cap
+                # crossed, and that must not wait on the guest's reads (a guest busy, or
+                # slow to start on a loaded host, would make a 413 a 504).
+                feed.begin()
         exchange = Exchange(
             method=head["method"],
             path_with_query=self._raw_path(scope, head["path"]) + (f"?{query}" if query else ""),
@@ -627,9 +641,11 @@ class RoutesServer:
         # A call that ends within STREAM_AFTER_S is answered whole (no wake-up of this loop
         # but its end); one still running then, its response set, is streamed. (At 20 ms a
         # loaded host streamed nearly every answer, at ~1.4 ms more CPU each.)
-        while not await _within(call, min(deadline, time.monotonic() + STREAM_AFTER_S)):
-            if time.monotonic() >= deadline:
-                break
+        while not await _within(call, min(deadline, time.monotonic() + STREAM_AFTER_S),
+                                feed):
+            if time.monotonic() >= deadline or (feed is not None and
+                                                feed.failure is not None):
+                break  # (a failed body is the answer, not a head the guest set)
             if exchange.status is None or exchange.over:
                 continue
 
@@ -638,6 +654,8 @@ class RoutesServer:
 
             exchange.notify = notify
             call.add_done_callback(lambda _: moved.set())
+            if feed is not None:  # a body failing now ends the answer at once
+                feed.watch(moved.set)
             st.in_flight += 1  # held until the call ends (the finally gives one back)
             call.add_done_callback(lambda fut: self._release(fut, st))
             set_head = self._proxy_head(exchange, route, st)
@@ -647,11 +665,16 @@ class RoutesServer:
             return _Streamed(set_head.status, set_head.headers, b"",
                              _ProxyStream(exchange, call, moved, deadline, route, self, st,
                                           feed, announced))
-        if not await _within(call, deadline):
+        if not await _within(call, deadline, feed):
             st.in_flight += 1  # the finally below gives it back; the call keeps its slot
             call.add_done_callback(lambda fut: self._release(fut, st))
-            if feed is not None and (feed.waiting or feed.failure is not None):
-                # the guest waits for a body that did not come in time (as §3.1's 408)
+            if feed is not None and (feed.waiting or feed.failure is not None or (
+                    feed.declared is None and not feed.ended)):
+                # The body failed (over the cap: answered now, the guest running on, its
+                # next read failing), or the guest waits for a body that did not come in
+                # time, or one received from the start (no declared length) is not in yet
+                # (as §3.1's 408, whichever of the pump and this wait sees the deadline
+                # first).
                 failure = feed.failure or (408, "the body did not arrive before the "
                                                 "route's deadline")
                 raise _Answer(failure[0], failure[1],

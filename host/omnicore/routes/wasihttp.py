@@ -28,6 +28,7 @@ Traps kept: every borrowed handle a host function is given is dropped before it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -424,17 +425,23 @@ class BodyFeed:
     pollables) pull from the ASGI ``receive`` on the event loop, while the guest runs on a
     proxy thread.
 
-    Nothing is received before the guest first asks (a guest that never reads the body never
-    waits for it); then the event loop's pump (one task) receives while less than
-    :data:`WINDOW` bytes wait for the guest, and pauses until the guest's reads make room.
+    A body of a declared length (at most the cap: a larger one is refused before the call)
+    is received once the guest first asks (a guest that never reads the body never waits
+    for it); then the event loop's pump (one task) receives while less than :data:`WINDOW`
+    bytes wait for the guest, and pauses until the guest's reads make room. A body of no
+    declared length (chunked, HTTP/2 without ``content-length``) can cross the cap however
+    slow the guest is: the server starts its pump at once (:meth:`begin`), which receives
+    without pausing up to the cap (the most any route holds of a body), so the cap is seen
+    crossed as the bytes arrive, never when the guest gets to them.
     The pump ends the body with a failure -- ``status`` for the client and why -- past the
     route's cap (413), at the route's deadline (408), when the client goes (400) or the
-    console's guards refuse (their status); the guest's next read gets
-    ``stream-error.last-operation-failed`` (after the bytes that came before), then
-    ``closed``. A guest blocked on the body waits on a condition, never past its call's
-    deadline (then it traps, and the body's failure is 408). :meth:`close` (on the loop)
-    ends the pump once the request is answered. Thread-safe: the guest's side under one
-    lock, the loop's side on the loop.
+    console's guards refuse (their status), and calls the :meth:`watch` callbacks (the
+    server answers that status then, whether or not the guest has read a byte); the guest's
+    next read gets ``stream-error.last-operation-failed`` (after the bytes that came
+    before), then ``closed``. A guest blocked on the body waits on a condition, never past
+    its call's deadline (then it traps, and the body's failure is 408). :meth:`close` (on
+    the loop) ends the pump once the request is answered. Thread-safe: the guest's side
+    under one lock, the loop's side on the loop.
     """
 
     def __init__(self, receive: Callable[[], Awaitable[Any]], cap: int, deadline: float,
@@ -460,6 +467,8 @@ class BodyFeed:
         self._closed = False
         self._room: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Called (on the loop) when the pump ends the body with a failure.
+        self._watchers: list[Callable[[], None]] = []
 
     # -- the guest's side (a proxy thread) --
 
@@ -541,6 +550,27 @@ class BodyFeed:
 
     # -- the event loop's side --
 
+    def begin(self) -> None:
+        """Receive at once, not when the guest first asks (a body of no declared length:
+        its crossing of the cap is the server's to see as it comes)."""
+        with self._cond:
+            if self._started:
+                return
+            self._started = True
+        self._start()
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the loop) when the pump ends the body with a failure; at
+        once when it has."""
+        if self.failure is not None:
+            callback()
+        else:
+            self._watchers.append(callback)
+
+    def unwatch(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._watchers.remove(callback)
+
     def _start(self) -> None:
         if self._closed:
             return
@@ -558,6 +588,15 @@ class BodyFeed:
         self._cond.notify_all()
 
     async def _pump(self) -> None:
+        try:
+            await self._pumping()
+        finally:
+            if self.failure is not None:
+                watchers, self._watchers = self._watchers, []
+                for callback in watchers:
+                    callback()
+
+    async def _pumping(self) -> None:
         assert self._room is not None
         loop = self._loop
         while True:
@@ -593,7 +632,8 @@ class BodyFeed:
                     self._buffered += len(chunk)
                 if not more:
                     self.ended = True
-                elif self._buffered >= WINDOW:
+                elif self._buffered >= WINDOW and self.declared is not None:
+                    # (an undeclared body is received to its end or the cap: see begin)
                     self._paused = True
                     self._room.clear()
                 self._cond.notify_all()
