@@ -21,11 +21,16 @@ CHUNK = 4096
 HELD: list[Fields] = []
 
 
-def _set(out: ResponseOutparam, headers: list[tuple[str, bytes]] | None = None,
-         status: int = 200) -> tuple[OutgoingResponse, OutgoingBody]:
+def _unset(headers: list[tuple[str, bytes]] | None = None,
+           status: int = 200) -> tuple[OutgoingResponse, OutgoingBody]:
     response = OutgoingResponse(Fields.from_list(headers or []))
     response.set_status_code(status)
-    body = response.body()
+    return response, response.body()
+
+
+def _set(out: ResponseOutparam, headers: list[tuple[str, bytes]] | None = None,
+         status: int = 200) -> tuple[OutgoingResponse, OutgoingBody]:
+    response, body = _unset(headers, status)
     ResponseOutparam.set(out, Ok(response))
     return response, body
 
@@ -136,13 +141,17 @@ class IncomingHandler(exports.IncomingHandler):
             ready.block()
             _answer(out, f"ready {ready.ready()}")
             return
+        # The polls: the response is set after them, so a poll that traps is a 500 whole,
+        # never a head the host had begun to stream (a loaded host streams a head set more
+        # than STREAM_AFTER_S before the call ends) and then cut.
         if leaf == "poll-many":  # one pollable 10,000 times, then 4,000 distinct ones
-            _, body = _set(out)
+            response, body = _unset()
             stream = body.write()
             ready = stream.subscribe()
             said = [len(poll.poll([ready] * 10_000))]
             many = [stream.subscribe() for _ in range(4000)]
             said.append(len(poll.poll(many)))
+            ResponseOutparam.set(out, Ok(response))
             stream.blocking_write_and_flush(f"ready {said}".encode())
             for p in many:
                 p.__exit__(None, None, None)
@@ -151,11 +160,13 @@ class IncomingHandler(exports.IncomingHandler):
             OutgoingBody.finish(body, None)
             return
         if leaf.startswith("poll="):  # poll=one, poll=same (one twice), poll=two
-            _, body = _set(out)
+            response, body = _unset()
             stream = body.write()
             a, b = stream.subscribe(), stream.subscribe()
             which = {"one": [a], "same": [a, a], "two": [a, b]}[leaf[5:]]
-            stream.blocking_write_and_flush(f"ready {poll.poll(which)}".encode())
+            polled = poll.poll(which)
+            ResponseOutparam.set(out, Ok(response))
+            stream.blocking_write_and_flush(f"ready {polled}".encode())
             a.__exit__(None, None, None)
             b.__exit__(None, None, None)
             stream.__exit__(None, None, None)
