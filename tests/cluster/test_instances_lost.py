@@ -59,9 +59,10 @@ def _settled(pid: int, url: str, hosts: list[Any]) -> None:
 def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
         cluster: Any, pg_url: str, browser: Browser,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # The operator's setting from the issue: a host is dead after 12 s of silence, so a
-    # paused host is seen silent long before the reaper hands its work on.
-    monkeypatch.setenv("OMNICORE_CLUSTER__DEAD_AFTER_S", "12")
+    # A host is dead after 30 s of silence, so a paused host is seen silent (two beats
+    # missed) long before the reaper hands its work on, with room for a loaded machine (12 s,
+    # the issue's setting, left the page 10 s to show it: too tight under load).
+    monkeypatch.setenv("OMNICORE_CLUSTER__DEAD_AFTER_S", "30")
     hosts, store = cluster(2)
     ids = {i.pid: i.runtime_id for i in store.instances.all()}
     survivor, victim = hosts
@@ -107,8 +108,8 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
         held = list(running)
         stopped = time.time()
         row = page.locator("#instances tr", has_text=gone)
-        expect(row.locator(".badge")).to_have_text("silent", timeout=10_000)
-        assert time.time() - stopped < 12  # before the reaper's limit
+        expect(row.locator(".badge")).to_have_text("silent", timeout=25_000)
+        assert time.time() - stopped < 30  # before the reaper's limit
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "3-instances-silent.png"), full_page=True)
         killed = time.time()  # before: the reaper may see the death before kill() returns

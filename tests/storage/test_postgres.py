@@ -153,6 +153,10 @@ def test_a_stopped_server_turns_into_storage_errors_and_recovers(pg_cluster: Any
                                                                  pg_url: str) -> None:
     s = PostgresStorage(pg_url, connect_timeout_s=1.0)
     try:
+        # The storage's own connection runs, as in a host: it sees the server go, so a
+        # caller is not kept waiting as for a busy pool (BUSY_WAIT_S would pass the bound).
+        s.backend.on_wakeup(lambda: None)
+        eventually(s.backend.liveness.reachable, "the storage's own connection")
         s.kv("p").set("k", b"before")
         pg_cluster.pg_ctl("stop", "-m", "fast", "-w")
         try:
@@ -173,6 +177,29 @@ def test_a_stopped_server_turns_into_storage_errors_and_recovers(pg_cluster: Any
 
         # The pool replaces its broken connections by itself.
         assert eventually(read, "a read after the restart", every=0.2) == b"before"
+    finally:
+        s.close()
+
+
+def test_a_busy_pool_is_waited_for_past_the_connect_timeout(pg_url: str) -> None:
+    """Every connection in use (the pool's only one, held by another caller) while the server
+    answers: a caller waits on past ``connect_timeout_s`` and gets its connection, instead of
+    being told the storage failed (a host starting on a loaded machine, its pool's
+    connections opening slowly, failed its start so)."""
+    s = PostgresStorage(pg_url, max_connections=1, connect_timeout_s=1.0)
+    try:
+        db = s.backend
+        db.on_wakeup(lambda: None)  # the storage's own connection, as in a host
+        eventually(db.liveness.reachable, "the storage's own connection")
+        got: list[bytes | None] = []
+        with db._pool.connection():
+            reader = threading.Thread(target=lambda: got.append(s.kv("p").get("k")))
+            reader.start()
+            # The reader's first wait (connect_timeout_s) ended with the connection held.
+            eventually(lambda: db._pool.get_stats().get("requests_errors", 0) >= 1,
+                       "the reader's first wait to end")
+        reader.join(30)
+        assert got == [None]
     finally:
         s.close()
 

@@ -536,6 +536,10 @@ class Bridge:
                 await asyncio.to_thread(self._failed, job, f"TimeoutError: {error}")
                 raise TimeoutError(error) from None
             except Exception as exc:
+                # Refused (a JetStream subject no stream takes) or lost: the message waits,
+                # so the lane stays down through the reconnect until a publish is confirmed
+                # (a reconnect said "up" for the moment before the same refusal).
+                self._unconfirmed.add("outbound")
                 await asyncio.to_thread(self._failed, job, f"{type(exc).__name__}: {exc}")
                 raise
             self._unconfirmed.discard("outbound")

@@ -194,7 +194,12 @@ class LeasedWorkers(Generic[T, K]):
                 while self._running and time.monotonic() < settle:
                     self._idle.wait(max(0.0, settle - time.monotonic()))
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()) if left else 1.0)
+            # Nothing left running: a thread may still be in a claim or a tick (a storage
+            # statement, a pool's connect after an outage), so it has what is left of the
+            # grace, not a fixed second (a loaded host's claim took longer and the thread
+            # outlived the stop).
+            thread.join(max(0.0, deadline - time.monotonic()) if left
+                        else max(1.0, deadline - time.monotonic()))
         self._threads = []
         # Whatever still runs after that is abandoned: its lease goes back too.
         with self._idle:

@@ -47,6 +47,10 @@ POSTGRES = Dialect(name="postgres", single_writer=False,
 _LOCKS = {"settings": SETTINGS_LOCK}
 #: How long the pool keeps one attempt to replace a lost connection going (see __init__).
 RECONNECT_S = 2.0
+#: How much longer a caller waits for a pooled connection when none came within
+#: ``connect_timeout_s`` while the storage's own connection is up: the pool is busy or still
+#: growing (a loaded host's connections open slowly), not the server away.
+BUSY_WAIT_S = 10.0
 #: The NOTIFY channel of each :meth:`Tx.announce` channel.
 _CHANNELS = {"events": EVENTS, "settings": SETTINGS, "catalog": CATALOG}
 
@@ -65,6 +69,29 @@ def _psycopg() -> Any:
         raise StorageError("storage.url names PostgreSQL but psycopg is not installed: "
                            "pip install 'omnicore[postgres]'") from None
     return psycopg, psycopg_pool
+
+
+@functools.cache
+def _pool_class() -> Any:
+    """psycopg_pool's pool, telling a busy pool from a server that is away: a caller waits
+    ``connect_timeout_s`` for a connection, and :data:`BUSY_WAIT_S` more only while
+    ``reachable()`` (the storage's own connection is up). An unreachable server still fails
+    within ``connect_timeout_s``; a host starting on a loaded machine, its workers opening
+    the pool's connections one by one, no longer fails its start on a 2 s wait."""
+    _, psycopg_pool = _psycopg()
+
+    class Pool(psycopg_pool.ConnectionPool):  # type: ignore[misc,name-defined]
+        reachable: Callable[[], bool] = staticmethod(lambda: False)
+
+        def getconn(self, timeout: float | None = None) -> Any:
+            try:
+                return super().getconn(timeout)
+            except psycopg_pool.PoolTimeout:
+                if not self.reachable():
+                    raise
+                return super().getconn(BUSY_WAIT_S)
+
+    return Pool
 
 
 class _Tx:
@@ -113,7 +140,7 @@ class Database(Backend):
         self._timeout = connect_timeout_s
         # A statement that waits on a lock or a dead server must end: the caller holds a
         # plugin call's deadline or a request.
-        self._pool = psycopg_pool.ConnectionPool(
+        self._pool = _pool_class()(
             url, min_size=1, max_size=max_connections, open=False, timeout=connect_timeout_s,
             # A lost connection is retried with a doubling wait (1, 2, 4, 8 s ...) until this
             # ends the attempt; the next caller starts a fresh one at once. So a server back
@@ -139,6 +166,7 @@ class Database(Backend):
             raise
         #: The storage's own connection: liveness lock and LISTEN (see liveness.py).
         self.liveness = Liveness(url, connect_timeout_s)
+        self._pool.reachable = self.liveness.reachable
         self.presence = LockPresence(self.liveness)
 
     def _error(self, what: str, exc: BaseException) -> StorageError:

@@ -121,6 +121,12 @@ class Liveness:
                 pass
             self._held = None
 
+    def reachable(self) -> bool:
+        """Whether this connection is up now: the server answers (it listens, so a lost
+        server is seen within a quarter second). False before the first listener started."""
+        conn = self._conn
+        return conn is not None and not conn.closed and not conn.broken
+
     def _ensure_thread(self) -> None:
         self._listening.start(self._run)
 
