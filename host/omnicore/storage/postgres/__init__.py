@@ -12,7 +12,7 @@ console and CLI commands, must fit in it with room for the operator's own tools.
 
 Every database error becomes a :class:`~omnicore.storage.base.StorageError` naming the
 database with its password masked; an unreachable server fails within ``connect_timeout_s``
-instead of hanging a caller.
+instead of hanging a caller (a busy pool is waited for longer: ``database.BUSY_WAIT_S``).
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ console and CLI commands, must fit in it with room for the operator's own tools.
 
 Every database error becomes a :class:`~omnicore.storage.errors.StorageError` naming the
 database with its password masked; an unreachable server fails within ``connect_timeout_s``
-instead of hanging a caller. Stores write ``?`` placeholders; they are rewritten to psycopg's
-``%s`` here (once per statement text).
+instead of hanging a caller, while a pool whose every connection is busy (the server
+answering) is waited for up to :data:`BUSY_WAIT_S` more, as pools do, not failed at 2 s.
+Stores write ``?`` placeholders; they are rewritten to psycopg's ``%s`` here (once per
+statement text).
 """
 
 from __future__ import annotations
