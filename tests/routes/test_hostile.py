@@ -3,6 +3,7 @@ a real HTTP client, a real wasm guest (tests/routes/conftest.py GUEST)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import time
@@ -12,6 +13,7 @@ from typing import Any
 import httpx
 
 from tests.routes.conftest import RouteHost
+from tests.waiting import eventually
 
 
 def route(handler: str, path: str = "/x", **more: Any) -> dict[str, Any]:
@@ -129,6 +131,40 @@ def test_a_handler_past_the_deadline_gets_504(route_host: Callable[..., RouteHos
     began = time.monotonic()
     r = host.client.get("/http/spin")
     assert r.status_code == 504 and time.monotonic() - began < 3
+    still_serving(host)
+
+
+def test_a_spinning_handler_holds_up_no_other_call(route_host: Callable[..., RouteHost]) -> None:
+    # A route handler's call runs on one of its plugin's worker threads (plugins/door.py),
+    # never on the event loop: while one spins until the plugin's deadline, the same
+    # plugin's other route answers many calls at once, each its own body, and so does the
+    # console. (Run on the loop, or queued behind the busy worker, they would wait for it.)
+    host = route_host(routes={"echo": route("echo", "/echo", max_concurrent=64),
+                              "spin": route("spin", "/spin", timeout_ms=20_000)},
+                      sidecars={"web.yaml": "limits: {timeout_ms: 6000}\n"})
+    listed = {"Authorization": f"Bearer {host.token()}"}
+
+    def spinning() -> bool:
+        return any(r["name"] == "spin" and r["in_flight"] == 1 for r in
+                   httpx.get(host.url.rstrip("/") + "/api/v1/routes",
+                             headers=listed).json()["routes"])
+
+    async def meanwhile() -> tuple[list[tuple[int, bytes]], int, bool, int]:
+        async with httpx.AsyncClient(base_url=host.url, timeout=30) as c:
+            call = asyncio.ensure_future(c.get("/http/spin"))
+            await asyncio.to_thread(eventually, spinning, "the spinning call in flight")
+            answers = await asyncio.gather(*(c.post("/http/echo", content=b"call %d" % i)
+                                             for i in range(40)))
+            health = (await c.get("/healthz")).status_code
+            held = not call.done() and await asyncio.to_thread(spinning)
+            return [(r.status_code, r.content) for r in answers], health, held, \
+                (await call).status_code
+
+    answers, health, held, spun = asyncio.run(meanwhile())
+    assert answers == [(200, b"call %d" % i) for i in range(40)], answers
+    assert health == 200
+    assert held, "the spinning call ended before the others were answered"
+    assert spun == 500  # the plugin's own deadline ended it
     still_serving(host)
 
 
