@@ -198,8 +198,7 @@ class LeasedWorkers(Generic[T, K]):
             # statement, a pool's connect after an outage), so it has what is left of the
             # grace, not a fixed second (a loaded host's claim took longer and the thread
             # outlived the stop).
-            thread.join(max(0.0, deadline - time.monotonic()) if left
-                        else max(1.0, deadline - time.monotonic()))
+            thread.join(max(0.0 if left else 1.0, deadline - time.monotonic()))
         self._threads = []
         # Whatever still runs after that is abandoned: its lease goes back too.
         with self._idle:
