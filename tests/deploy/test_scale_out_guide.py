@@ -177,15 +177,24 @@ def _check_outcome(root: Path, port_a: int, port_b: int, said: str) -> None:
         answer = remote.request("POST", "/api/v1/plugins/counter-rust/invoke",
                                 {"handler": "count", "input": "{}"})
         assert '"count"' in answer["output"], answer
-        listed = remote.request("GET", "/api/v1/plugins?limit=500")
-        assert listed["total"] == len(listed["items"])
-        by_name = {p["name"]: p for p in listed["items"]}
+
+        def settled(remote: Any = remote) -> dict[str, Any] | None:
+            # A plugin is listed as "compiling" until its first compile ends: the interpreted
+            # ones (Python, Ruby) take many seconds on a cold cache and a loaded machine.
+            listed: dict[str, Any] = remote.request("GET", "/api/v1/plugins?limit=500")
+            assert listed["total"] == len(listed["items"])
+            by_name = {p["name"]: p for p in listed["items"]}
+            return None if any(by_name.get(n, {}).get("state") == "compiling" for n in served) \
+                else by_name
+
+        by_name = eventually(settled, f"{folder}'s plugins to be compiled", timeout=120)
         for name in served:
             want = demo.plugins.get(name)
             if want is None:
                 continue
             have = by_name.get(name)
-            assert have is not None and have["state"] == "loaded", (folder, name, have)
+            assert have is not None and have["state"] == "loaded", \
+                (folder, name, have and have["state"], have and have["last_error"])
             missing = _grants(want.grants) - set(have["granted"])
             assert not missing, f"{folder}: {name} lost its grants {sorted(missing)}"
             assert have["config"] == want.config, (folder, name)
