@@ -10,16 +10,26 @@ A test's cost is told by what it needs, the markers tests/conftest.py derives fr
 fixtures and helpers (a build, a container, a browser, a database server): those are what
 take seconds, the rest milliseconds. The figures are the typical seconds of one such test in a
 whole run on the 2-core CI machine (``--durations=30``); only their order matters much. A
-module costs the sum of its tests. Tests keep their order inside a module, so module-scoped
+module costs the sum of its tests.
+
+What each test took is written at the end of a run, to ``build/test-durations.tsv`` (seconds,
+setup, call and teardown together, then the test's id, the costliest first), with the seconds
+by folder after the run's summary: where a whole run's time goes is read there, not guessed
+from the 30 slowest. Tests keep their order inside a module, so module-scoped
 fixtures are set up as often as before. Only a parallel run is reordered: one process takes
 as long in any order, and ``pytest tests/x.py`` runs as written.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from pathlib import Path
+
 import pytest
 
 __all__ = ["SECONDS"]
+
+DURATIONS = Path(__file__).resolve().parents[1] / "build" / "test-durations.tsv"
 
 #: A test's typical seconds by the costliest thing it needs; a test needing none of them
 #: costs ``SECONDS[None]``.
@@ -47,3 +57,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         cost[module] = cost.get(module, 0.0) + _cost(item)
         first.setdefault(module, index)
     items.sort(key=lambda item: (-cost[m := item.nodeid.split("::", 1)[0]], first[m]))
+
+
+_took: defaultdict[str, float] = defaultdict(float)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # On the controller of a parallel run too: xdist hands it every worker's reports.
+    _took[report.nodeid] += report.duration
+
+
+def _folder(nodeid: str) -> str:
+    """``tests/sdk`` for a test of that folder, the file for one of tests/ itself."""
+    return "/".join(nodeid.split("::", 1)[0].split("/")[:2])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or not _took:
+        return
+    ranked = sorted(_took.items(), key=lambda kv: -kv[1])
+    try:
+        DURATIONS.parent.mkdir(exist_ok=True)
+        DURATIONS.write_text("".join(f"{s:.2f}\t{n}\n" for n, s in ranked), encoding="utf-8")
+    except OSError:
+        return
+    if len(ranked) < 500:  # a part of the suite: its file is enough
+        return
+    by_folder: defaultdict[str, list[float]] = defaultdict(list)
+    for nodeid, seconds in ranked:
+        by_folder[_folder(nodeid)].append(seconds)
+    total = sum(_took.values())
+    terminalreporter.write_sep("=", f"seconds by folder, {total:.0f} s in all "
+                                    f"({DURATIONS.relative_to(DURATIONS.parents[1])})")
+    for folder, times in sorted(by_folder.items(), key=lambda kv: -sum(kv[1]))[:25]:
+        terminalreporter.write_line(f"{sum(times):8.0f} s {len(times):5d} tests  {folder}")
