@@ -14,29 +14,52 @@ per request costs 1-4 ms of CPU), discarded after any failure. A component whose
 StarlingMonkey answers the first request an instance gets and returns from every later
 ``handle`` without setting a response) gets a fresh instance for every request. Each call's epoch
 deadline is the plugin's ``limits.timeout_ms``, armed through the deadline's door
-(sandbox/deadline.py); the route's own deadline answers 504 at once (server.py).
+(sandbox/deadline.py); the route's own deadline answers 504 at once.
+
+:class:`ProxyRoutes` is the route server's side (server.py hands it the routes whose plugin
+is a proxy component): the request made into an exchange (the path as the client wrote it,
+its fields as sent, its body pulled in as the guest reads it), the call on a thread of
+its own, and the answer: whole when the call ends within :data:`STREAM_AFTER_S`, else
+streamed as the guest writes it, every failure a status or, once the head is out, a
+connection ended without the body's end.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 import wasmtime
 from wasmtime import component as cm
 
+from omnicore.egress import Refused as EgressRefused
+from omnicore.egress import Request as EgressRequest
 from omnicore.routes import wasihttp
-from omnicore.routes.wasihttp import Exchange, Table
+from omnicore.routes.answer import Answer, RouteStats, release, warn, within
+from omnicore.routes.envelope import (
+    SANDBOX,
+    Response,
+    _BadResponse,
+    decode_response,
+    encode_request,
+)
+from omnicore.routes.table import Route
+from omnicore.routes.wasihttp import BodyFeed, Exchange, Send, Table, _OutgoingDenied
 from omnicore.sandbox.deadline import arm
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 
-__all__ = ["HANDLER", "ONE_REQUEST_PER_INSTANCE", "THREADS", "ProxyComponent",
-           "announced_trailers", "exports_handler", "one_request_per_instance", "trailer_fields"]
+__all__ = ["HANDLER", "ONE_REQUEST_PER_INSTANCE", "STREAM_AFTER_S", "THREADS", "ProxyComponent",
+           "ProxyRoutes", "announced_trailers", "exports_handler", "one_request_per_instance",
+           "trailer_fields"]
 
 log = logging.getLogger("omnicore.routes")
 
@@ -236,4 +259,358 @@ def _first_line(exc: BaseException) -> str:
     if cause >= 0:
         return text[cause + len("Caused by:"):].strip().splitlines()[0].strip()
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+# -- serving a request with one ------------------------------------------------------------
+
+#: A call still running this long after it began, its response set, has its body streamed;
+#: one that ends sooner is answered whole.
+STREAM_AFTER_S = 0.1
+#: egress's refusals as the wasi:http error-code a proxy component gets.
+_ERROR_CASES = {"DENIED": "HTTP-request-denied", "INVALID": "HTTP-request-URI-invalid",
+                "QUOTA": "connection-limit-reached", "TOO_LARGE": "HTTP-request-body-size",
+                "UNAVAILABLE": "destination-unavailable"}
+
+
+class _Streamed(Response):
+    """A proxy component's answer whose body is still being written."""
+
+    stream: _ProxyStream
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes,
+                 stream: _ProxyStream) -> None:
+        super().__init__(status, headers, body)
+        object.__setattr__(self, "stream", stream)  # (Response is frozen)
+
+    async def send(self, send: Any, *, head_only: bool) -> None:
+        """A proxy component's body as it writes it (no content-length: chunked). A failure
+        after the head (a trap, the cap, the deadline) ends the connection without the
+        body's end, so the client sees an incomplete answer, never a complete wrong one."""
+        stream = self.stream
+        trailing = bool(stream.trailing) and not head_only
+        await send({"type": "http.response.start", "status": self.status,
+                    "headers": [*self.headers, SANDBOX], "trailers": trailing})
+        if head_only:
+            if stream.feed is not None:
+                stream.feed.close()
+            await send({"type": "http.response.body", "body": b""})
+            return
+        try:
+            async for chunk in stream.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except _StreamBroken:
+            return  # the server ends the connection: the body's end never comes
+        await send({"type": "http.response.body", "body": b""})
+        if trailing:  # (an empty section is none: h2 cannot send an empty header block)
+            await send({"type": "http.response.trailers", "more_trailers": False,
+                        "headers": trailer_fields(stream.exchange.trailers) or
+                        [(name, b"") for name in stream.trailing]})
+
+
+class _StreamBroken(Exception):
+    """The body cannot be finished: the connection is ended without its end."""
+
+
+@dataclass
+class _ProxyStream:
+    exchange: Exchange
+    call: asyncio.Future[Any]
+    moved: asyncio.Event
+    deadline: float
+    route: Route
+    st: RouteStats
+    #: The request body as the guest reads it (closed once the answer is sent), or None.
+    feed: BodyFeed | None = None
+    #: The trailer names the guest announced (its ``trailer`` header), when the server and
+    #: the client take trailers (HTTP/2 with ``te: trailers``): the head declares them.
+    trailing: list[bytes] = field(default_factory=list)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks():
+                yield chunk
+        finally:
+            if self.feed is not None:
+                self.feed.close()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        ex, sent = self.exchange, 0
+        while True:
+            self.moved.clear()
+            if self.feed is not None and self.feed.failure is not None:
+                # its status cannot be the answer now: the answer ends unfinished
+                raise self._broken(f"the request body failed ({self.feed.failure[1]}), "
+                                   "after the response's head was sent")
+            if ex.over:
+                raise self._broken(f"a response over max_response_bytes "
+                                   f"({ex.cap}), after its head was sent")
+            while sent < len(ex.chunks):
+                yield ex.chunks[sent]
+                sent += 1
+            if self.call.done():
+                break
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise self._broken("its body not finished within the route's deadline")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.moved.wait(), left)
+        if self.feed is not None and self.feed.failure is not None:
+            raise self._broken(f"the request body failed ({self.feed.failure[1]}), after "
+                               "the response's head was sent")
+        if ex.over:
+            raise self._broken(f"a response over max_response_bytes ({ex.cap}), after its "
+                               "head was sent")
+        while sent < len(ex.chunks):
+            yield ex.chunks[sent]
+            sent += 1
+        exc = self.call.exception()
+        if exc is not None:
+            raise self._broken(f"{exc}, after its head was sent")
+        if not ex.finished:
+            raise self._broken("its body not finished")
+
+    def _broken(self, why: str) -> _StreamBroken:
+        warn(self.route, self.st, why)
+        return _StreamBroken(why)
+
+
+class ProxyRoutes:
+    """The route server's side of proxy components (server.py hands them the routes whose
+    plugin is one): each plugin's :class:`ProxyComponent`, the threads their calls run on,
+    and a request's life with one, from the :class:`~omnicore.routes.wasihttp.Exchange`
+    made of it to the answer, whole or streamed."""
+
+    def __init__(self, app: Any, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+        self._lock = threading.Lock()
+        #: By plugin: (the module's sha256, its instances, the plugin's limits and granted
+        #: capabilities they were made under).
+        self._proxies: dict[str, tuple[str, ProxyComponent | None, Any]] = {}
+        self._pool: Any = None
+
+    def component(self, plugin: str) -> ProxyComponent | None:
+        """The plugin's proxy instances when it is a component exporting
+        ``wasi:http/incoming-handler`` (made on first use, again when its module changes);
+        None for any other plugin."""
+        # (A plugin that is not serving now -- unloaded, failed, needing a grant -- is left
+        # to the ordinary call, which answers 503 for it.)
+        module = self.app.plugins.serving_module(plugin)
+        world = getattr(module, "world", None)
+        if module is None or world is None:
+            return None
+        # Made again when the module, the plugin's limits or its grants change (an http
+        # grant's options edited alone are seen with the next of those).
+        settings = (self.app.plugins.limits_of(plugin), self.app.plugins.granted_to(plugin))
+        known = self._proxies.get(plugin)
+        if known is not None and known[0] == module.sha256 and known[2][0] is settings[0] \
+                and known[2][1] == settings[1]:
+            return known[1]
+        proxy = None
+        eng = self.app.plugins.engine
+        if exports_handler(list(module.compiled.type.exports(eng.components))) is not None:
+            limits = self.app.plugins.limits_of(plugin)
+            proxy = ProxyComponent(plugin, eng, module.compiled, limits,
+                                   self.app.plugins.logs(plugin), self._outgoing(plugin),
+                                   processed_by=module.processed_by)
+        with self._lock:
+            self._proxies[plugin] = (module.sha256, proxy, settings)
+        return proxy
+
+    def _outgoing(self, plugin: str) -> Send | None:
+        """A proxy component's ``wasi:http/outgoing-handler``, through the plugin's ``http``
+        grant (its allow-list, address rules, connectors and limits: omnicore.egress); None
+        without one (every request refused)."""
+        grant = self.app.plugins.get(plugin).granted.get("http")
+        if grant is None:
+            return None
+        client = self.app.egress.client(plugin, grant)
+
+        def send(method: str, url: str, headers: list[tuple[str, bytes]], body: bytes,
+                 deadline: float) -> tuple[int, list[tuple[str, bytes]], bytes]:
+            joined: dict[str, str] = {}
+            for k, v in headers:
+                value = v.decode("latin-1")
+                joined[k] = f"{joined[k]}, {value}" if k in joined else value
+            try:
+                resp = client.send(EgressRequest(method=method, url=url, headers=joined,
+                                                 body=body), deadline)
+            except EgressRefused as exc:
+                raise _OutgoingDenied(_ERROR_CASES.get(exc.status, "internal-error"),
+                                      f"{exc.status}: {exc}") from None
+            return resp.status, [(k, v.encode("latin-1", "replace"))
+                                 for k, v in resp.headers.items()], resp.body
+
+        return send
+
+    async def serve(self, proxy: ProxyComponent, route: Route, st: RouteStats,
+                           head: dict[str, Any], body: bytes | None, deadline: float,
+                           scope: MutableMapping[str, Any], receive: Any) -> Response:
+        s = route.settings
+        query = head["query"]
+        scheme = head["url"].partition("://")[0]
+        loop = asyncio.get_running_loop()
+        feed = None
+        if body is None:  # the guest's reads pull it in (wasihttp.BodyFeed)
+            declared = head["headers"].get("content-length")
+            feed = BodyFeed(receive, s.max_body_bytes, deadline,
+                            int(declared) if declared is not None else None, loop)
+            if declared is None:
+                # No declared length: only counting it as it comes can tell the cap
+                # crossed, and that must not wait on the guest's reads (a guest busy, or
+                # slow to start on a loaded host, would make a 413 a 504).
+                feed.begin()
+        exchange = Exchange(
+            method=head["method"],
+            path_with_query=self._raw_path(scope, head["path"]) + (f"?{query}" if query else ""),
+            scheme=scheme or "http", authority=head["headers"].get("host", ""),
+            headers=self._fields(scope["headers"], head["headers"]),
+            body=feed if feed is not None else body or b"", cap=s.max_response_bytes,
+            deadline=deadline)
+        # Trailers reach a client that takes them through a server that sends them (the
+        # ASGI http.response.trailers extension: Hypercorn's HTTP/2, with te: trailers).
+        trailing = "http.response.trailers" in (scope.get("extensions") or {}) and any(
+            k.lower() == b"te" and b"trailers" in v.lower() for k, v in scope["headers"]) \
+            and scope["method"] != "HEAD"
+        streamed = False
+        try:
+            response = await self._run(proxy, route, st, exchange, deadline, feed,
+                                             trailing)
+            streamed = isinstance(response, _Streamed)
+            return response
+        finally:
+            if feed is not None and not streamed:
+                feed.close()
+
+    def _raw_path(self, scope: MutableMapping[str, Any], path: str) -> str:
+        """``path`` (decoded, after the prefix) as the client wrote it, percent-encoded: a
+        proxy's ``path-with-query`` is the request target's, and the decoded path would turn
+        ``%3F`` into a query the client never sent (and ``%2523`` into ``%23``). From the
+        server's ``raw_path`` when it is that path's, else ``path`` quoted again."""
+        raw, root = scope.get("raw_path"), scope.get("root_path") or self.prefix
+        if isinstance(raw, bytes):
+            text = raw.decode("latin-1")
+            sub = (text[len(root):] if text.startswith(root) else text) or "/"
+            if unquote(sub) == path:
+                return sub
+        return quote(path, safe="/:@!$&'()*+,;=-._~")
+
+    @staticmethod
+    def _fields(raw: list[tuple[bytes, bytes]], kept: dict[str, str]
+                ) -> list[tuple[str, bytes]]:
+        """A proxy component's request fields as the client sent them: wasi:http's fields
+        are bytes and a name may come more than once, where the envelope's headers
+        (``kept``) join repeats and decode values as UTF-8. Only names the route's rules
+        left in ``kept`` go (token auth's ``authorization`` is not there); ``cookie`` goes
+        once, as those rules left it (without the console's cookies)."""
+        out = [(name, value) for key, value in raw
+               if (name := key.decode("latin-1").lower()) in kept and name != "cookie"]
+        if "cookie" in kept:
+            out.append(("cookie", kept["cookie"].encode()))
+        return out
+
+    async def _run(self, proxy: ProxyComponent, route: Route, st: RouteStats,
+                         exchange: Exchange, deadline: float, feed: BodyFeed | None,
+                         trailing: bool) -> Response:
+        s = route.settings
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="omnicore-proxy")
+        loop = asyncio.get_running_loop()
+        moved = asyncio.Event()
+        call = asyncio.ensure_future(loop.run_in_executor(self._pool, proxy.serve,
+                                                          exchange))
+        # A call that ends within STREAM_AFTER_S is answered whole (no wake-up of this loop
+        # but its end); one still running then, its response set, is streamed. (At 20 ms a
+        # loaded host streamed nearly every answer, at ~1.4 ms more CPU each.)
+        while not await within(call, min(deadline, time.monotonic() + STREAM_AFTER_S),
+                                feed):
+            if time.monotonic() >= deadline or (feed is not None and
+                                                feed.failure is not None):
+                break  # (a failed body is the answer, not a head the guest set)
+            if exchange.status is None or exchange.over:
+                continue
+
+            def notify() -> None:  # on the guest's thread
+                loop.call_soon_threadsafe(moved.set)
+
+            exchange.notify = notify
+            call.add_done_callback(lambda _: moved.set())
+            if feed is not None:  # a body failing now ends the answer at once
+                feed.watch(moved.set)
+            st.in_flight += 1  # held until the call ends (the finally gives one back)
+            call.add_done_callback(lambda fut: release(fut, st))
+            set_head = self._head(exchange, route, st)
+            # A streamed head declares trailers before they are known: those the guest
+            # announced in its trailer header.
+            announced = announced_trailers(exchange.response_headers) if trailing else []
+            return _Streamed(set_head.status, set_head.headers, b"",
+                             _ProxyStream(exchange, call, moved, deadline, route, st,
+                                          feed, announced))
+        if not await within(call, deadline, feed):
+            st.in_flight += 1  # the finally below gives it back; the call keeps its slot
+            call.add_done_callback(lambda fut: release(fut, st))
+            if feed is not None and (feed.waiting or feed.failure is not None or (
+                    feed.declared is None and not feed.ended)):
+                # The body failed (over the cap: answered now, the guest running on, its
+                # next read failing), or the guest waits for a body that did not come in
+                # time, or one received from the start (no declared length) is not in yet
+                # (as §3.1's 408, whichever of the pump and this wait sees the deadline
+                # first).
+                failure = feed.failure or (408, "the body did not arrive before the "
+                                                "route's deadline")
+                raise Answer(failure[0], failure[1],
+                              "deadline" if failure[0] == 408 else "body")
+            warn(route, st, f"no answer within {s.timeout_ms} ms")
+            raise Answer(504, f"the handler did not answer within {s.timeout_ms} ms",
+                          "deadline")
+        failed = None
+        try:
+            call.result()
+        except _ProxyFailed as exc:
+            failed = exc
+        if feed is not None and feed.failure is not None:
+            # The body the guest read failed (over max_body_bytes, too slow, cut short): that
+            # is the answer, whatever the guest made of its stream's error.
+            status, why = feed.failure
+            raise Answer(status, why, "deadline" if status == 408 else "body")
+        # A guest whose body was refused past the cap (its stream closed) often fails
+        # then: the cap is the answer.
+        if failed is not None and not exchange.over:
+            warn(route, st, str(failed))
+            raise Answer(failed.status, "the handler did not answer within the plugin's "
+                          "deadline" if failed.status == 504 else "the handler failed")
+        if exchange.over:
+            warn(route, st, f"a response over max_response_bytes "
+                                  f"({s.max_response_bytes})")
+            raise Answer(502, f"the handler's response is over {s.max_response_bytes} bytes")
+        if exchange.error is not None:
+            warn(route, st, f"the handler answered the error {exchange.error}")
+            raise Answer(502, "the handler answered an error")
+        if exchange.status is None:
+            warn(route, st, "the handler returned without setting its response")
+            raise Answer(502, "the handler did not set its response")
+        if not exchange.finished:
+            warn(route, st, "the handler did not finish its response body")
+            raise Answer(502, "the handler's response is incomplete")
+        set_head = self._head(exchange, route, st)
+        response = Response(set_head.status, set_head.headers, b"".join(exchange.chunks))
+        fields = trailer_fields(exchange.trailers) if trailing else []
+        if fields:  # (Response is frozen)
+            object.__setattr__(response, "trailers", fields)
+        return response
+
+    def _head(self, exchange: Exchange, route: Route, st: RouteStats) -> Response:
+        """The status and headers the guest set, through §3's rules."""
+        headers: dict[str, list[str]] = {}
+        assert exchange.response_headers is not None
+        for name, value in exchange.response_headers.entries:
+            headers.setdefault(name, []).append(value.decode("utf-8", "replace"))
+        try:
+            return decode_response(encode_request(
+                {"status": exchange.status, "headers": headers}, b""), mode="envelope")
+        except _BadResponse as exc:
+            warn(route, st, f"a malformed response: {exc}")
+            raise Answer(502, "the handler's response is malformed") from None
 
