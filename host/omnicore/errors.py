@@ -101,6 +101,8 @@ it is defined::
     console.live.TooManySubscribers      a live stream over the cap; HTTP 429
     yamlfile.DuplicateKeyError           a YAML key stated twice (a yaml.YAMLError); the
                                          reader's ConfigError or DefinitionError
+    routes.answer.Answer                 a status a plugin's route answers at once (a
+                                         refusal, a deadline); the HTTP answer
 """
 
 from __future__ import annotations
