@@ -15,6 +15,10 @@ from omnicore.core.lifecycle import State
 from omnicore.sandbox import modkey
 from tests.compiler import COMPILER, ENVIRON
 
+#: The default deadline of a test's plugins (``sandbox.limits.timeout_ms``): see
+#: ``_no_omnicore_env``.
+TEST_TIMEOUT_MS = 10_000
+
 # One compiled-module key for every worker, in-process app and host or CLI a test starts,
 # so the shared module cache (module_cache) authenticates what any of them compiled. Kept
 # beside the cache, never in it (sandbox/modkey.py); a developer's own key wins.
@@ -52,6 +56,11 @@ def _no_omnicore_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMNICORE_CONSOLE__PORT", "0")
     # And compiles with the tests' compiler (tests/compiler.py: Winch unless asked).
     monkeypatch.setenv("OMNICORE_SANDBOX__COMPILER", COMPILER)
+    # And gives its plugins a default deadline of TEST_TIMEOUT_MS, not the product's 1 s: a
+    # plugin doing real work (an interpreter's first call, a schedule's summary) ran past 1 s
+    # on a loaded CI machine and failed tests that are not about the deadline. A test that is
+    # about it sets the plugin's timeout_ms itself.
+    monkeypatch.setenv("OMNICORE_SANDBOX__LIMITS__TIMEOUT_MS", str(TEST_TIMEOUT_MS))
 
 
 @pytest.fixture(autouse=True)

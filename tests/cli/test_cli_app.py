@@ -71,6 +71,7 @@ def test_new_is_a_group_others_can_extend(tmp_path: Path) -> None:
 def test_scaffolded_config_is_valid_and_shown_with_sources(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMNICORE_CONSOLE__PORT")  # show the scaffold's own console port
+    monkeypatch.delenv("OMNICORE_SANDBOX__LIMITS__TIMEOUT_MS")  # and the product's deadline
     invoke("new", str(tmp_path / "demo"))
     code, out, _ = invoke("config", "show", str(tmp_path / "demo"),
                           env={"OMNICORE_SANDBOX__LIMITS__TIMEOUT_MS": "9100"})

@@ -73,7 +73,11 @@ def test_a_new_error_replaces_the_last_success_beside_its_form(host: Host) -> No
 
 def test_limits_keep_only_what_differs_from_the_defaults(host: Host) -> None:
     browser, csrf = host.browser_session()
-    defaults = Limits().as_dict()
+    # The host's defaults: the product's, with the app config's sandbox.limits over them
+    # (the tests' timeout_ms is 10 s, not the product's 1 s: tests/conftest.py). A form
+    # compared with the product's wrote timeout_ms 10000 back as the plugin's own, and an
+    # operator's later change of the app's default never reached the plugin.
+    defaults = Limits().merged(host.app.config.sandbox.limits.model_dump()).as_dict()
     form = {f"limit_{k}": "" if v is None else str(v) for k, v in defaults.items()}
     form["limit_timeout_ms"] = "900"
     r = browser.post("/plugins/greeter-rust", data={"csrf": csrf, "action": "limits", **form})

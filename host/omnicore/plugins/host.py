@@ -199,6 +199,12 @@ class PluginHost:
         settings = self._entries.require(name).settings
         return settings.limits if settings is not None else None
 
+    @property
+    def default_limits(self) -> Limits:
+        """The limits of a plugin where nothing of its own sets them: the product's, with the
+        app config's ``sandbox.limits`` over them (as last reloaded)."""
+        return self._linker.defaults
+
     def logs(self, name: str) -> PluginLog:
         """The plugin's log ring buffer (kept across reloads)."""
         return self._entries.require(name).log

@@ -97,7 +97,7 @@ def _plugin_context(st: ConsoleState, name: str, span: str = "1h") -> dict[str, 
     doc = rest.plugin_doc(info)
     lines = st.app.plugins.logs(name).lines(50)
     lines.reverse()
-    limits = info.limits.as_dict() if info.limits else Limits().as_dict()
+    limits = (info.limits or st.app.plugins.default_limits).as_dict()
     from omnicore.mcp.expose import handler_tools
 
     recent = [jobs.job_doc(t) for t in st.app.jobs.list(plugin=name, limit=10)]
@@ -183,7 +183,7 @@ async def plugin_post(request: Request) -> Response:
             await st.off_loop(operations.set_settings, st.app, name, by, config=config)
             return done(url, "config")
         if action == "limits":
-            limits = _limits_from(f)
+            limits = _limits_from(f, st.app.plugins.default_limits)
             await st.off_loop(operations.set_settings, st.app, name, by, limits=limits)
             return done(url, "limits")
         if action in ("enable", "disable"):
@@ -240,11 +240,12 @@ def _json_field(text: str, what: str, objects_only: bool = True) -> Any:
     return value
 
 
-def _limits_from(fields: dict[str, str]) -> dict[str, int | str | None]:
-    """The limits the form sets away from their defaults: a value left at its default is
-    not written, so a later change of the default reaches this plugin too."""
+def _limits_from(fields: dict[str, str], app_defaults: Limits) -> dict[str, int | str | None]:
+    """The limits the form sets away from the app's defaults (``sandbox.limits`` over the
+    product's): a value left at its default is not written, so a later change of the
+    default in omnicore.yaml reaches this plugin too."""
     out: dict[str, int | str | None] = {}
-    defaults = Limits().as_dict()
+    defaults = app_defaults.as_dict()
     for key in defaults:
         raw = fields.get(f"limit_{key}", "").strip()
         if raw == "":
