@@ -257,7 +257,7 @@ def test_outgoing_requests_go_through_the_http_grant(
         upstream.server_close()
 
 
-# -- the request body streamed in, trailers out (wasihttp.BodyFeed, proxy.trailer_fields) --
+# -- the request body streamed in, trailers out (bodyfeed.BodyFeed, proxy.trailer_fields) --
 
 
 def _connect(host: RouteHost) -> socket.socket:

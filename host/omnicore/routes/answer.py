@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from omnicore.routes.table import Route
 
 if TYPE_CHECKING:
-    from omnicore.routes.wasihttp import BodyFeed
+    from omnicore.routes.bodyfeed import BodyFeed
 
 __all__ = ["Answer", "RouteStats", "release", "warn", "within"]
 

@@ -43,6 +43,7 @@ from omnicore.egress import Refused as EgressRefused
 from omnicore.egress import Request as EgressRequest
 from omnicore.routes import wasihttp
 from omnicore.routes.answer import Answer, RouteStats, release, warn, within
+from omnicore.routes.bodyfeed import BodyFeed
 from omnicore.routes.envelope import (
     SANDBOX,
     Response,
@@ -51,7 +52,7 @@ from omnicore.routes.envelope import (
     encode_request,
 )
 from omnicore.routes.table import Route
-from omnicore.routes.wasihttp import BodyFeed, Exchange, Send, Table, _OutgoingDenied
+from omnicore.routes.wasihttp import Exchange, Send, Table, _OutgoingDenied
 from omnicore.sandbox.deadline import arm
 from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
@@ -451,7 +452,7 @@ class ProxyRoutes:
         scheme = head["url"].partition("://")[0]
         loop = asyncio.get_running_loop()
         feed = None
-        if body is None:  # the guest's reads pull it in (wasihttp.BodyFeed)
+        if body is None:  # the guest's reads pull it in (bodyfeed.BodyFeed)
             declared = head["headers"].get("content-length")
             feed = BodyFeed(receive, s.max_body_bytes, deadline,
                             int(declared) if declared is not None else None, loop)
