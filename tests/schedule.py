@@ -10,14 +10,14 @@ A test's cost is told by what it needs, the markers tests/conftest.py derives fr
 fixtures and helpers (a build, a container, a browser, a database server): those are what
 take seconds, the rest milliseconds. The figures are the typical seconds of one such test in a
 whole run on the 2-core CI machine (``--durations=30``); only their order matters much. A
-module costs the sum of its tests.
+module costs the sum of its tests. Tests keep their order inside a module, so module-scoped
+fixtures are set up as often as before. Only a parallel run is reordered: one process takes
+as long in any order, and ``pytest tests/x.py`` runs as written.
 
 What each test took is written at the end of a run, to ``build/test-durations.tsv`` (seconds,
 setup, call and teardown together, then the test's id, the costliest first), with the seconds
 by folder after the run's summary: where a whole run's time goes is read there, not guessed
-from the 30 slowest. Tests keep their order inside a module, so module-scoped
-fixtures are set up as often as before. Only a parallel run is reordered: one process takes
-as long in any order, and ``pytest tests/x.py`` runs as written.
+from the 30 slowest.
 """
 
 from __future__ import annotations
