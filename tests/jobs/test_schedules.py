@@ -33,10 +33,17 @@ def test_schedule_fires_once_after_downtime_with_catch_up_one(tmp_path: Path) ->
     ({"handler": "t", "every": "30s", "cron": "* * * * *"}, "exactly one"),
     ({"handler": "t", "cron": "0 3 * * *", "tz": "Mars/Olympus"}, "unknown time zone"),
     ({"handler": "t", "every": "5s", "catch_up": "all"}, "'none' or 'one'"),
+    ({"handler": "t", "every": "5s", "overlap": "queue"}, "'skip' or 'allow'"),
 ])
 def test_malformed_schedules_are_clear_errors(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_schedule("p", raw, "schedules[0]")
+
+
+def test_a_schedule_skips_a_fire_while_its_previous_job_lives_unless_told_to_overlap() -> None:
+    assert parse_schedule("p", {"handler": "t", "every": "5s"}, "x").overlap == "skip"
+    assert parse_schedule("p", {"handler": "t", "every": "5s", "overlap": "allow"},
+                          "x").overlap == "allow"
 
 
 def test_cron_schedule_honours_its_time_zone() -> None:

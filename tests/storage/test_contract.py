@@ -335,6 +335,33 @@ def test_schedule_advance_is_compare_and_set(store: Storage) -> None:
     assert [t.source for t in fired] == ["schedule:tick"]
 
 
+def test_a_schedule_fired_alone_waits_for_its_previous_job_to_end(store: Storage) -> None:
+    """``alone`` (a schedule's ``overlap: skip``): the fire advances the schedule but enqueues
+    nothing while a job of that plugin from the same source is queued or running; a job from
+    another source does not hold it back, and once the previous one ended the next fire runs."""
+    store.jobs("p").enqueue("other", b"", 0.0, max_attempts=1, backoff_ms=10, max_queued=10,
+                           source="schedule:other")
+    assert store.schedules.advance("p", "tick", None, 100.0, None)
+    spec = JobSpec("p", "tick", b"", 0.0, source="schedule:tick")
+    assert store.schedules.advance("p", "tick", 100.0, 101.0, spec, alone=True)
+    assert store.schedules.advance("p", "tick", 101.0, 102.0, spec, alone=True)  # queued
+    ticks = [j for j in store.queue.list(plugin="p") if j.source == "schedule:tick"]
+    assert len(ticks) == 1
+    assert store.schedules.next_fire("p", "tick") == 102.0
+    while (job := store.queue.claim("w", 1.0, 30.0)) is not None and job.handler != "tick":
+        pass
+    assert job is not None and job.id == ticks[0].id
+    assert store.schedules.advance("p", "tick", 102.0, 103.0, spec, alone=True)  # running
+    assert [j.id for j in store.queue.list(plugin="p") if j.source == "schedule:tick"] == \
+        [job.id]
+    assert store.queue.finish(job.id, "w", 2.0)
+    assert store.schedules.advance("p", "tick", 103.0, 104.0, spec, alone=True)  # ended
+    assert len([j for j in store.queue.list(plugin="p") if j.source == "schedule:tick"]) == 2
+    # Without ``alone`` (``overlap: allow``) every fire enqueues.
+    assert store.schedules.advance("p", "tick", 104.0, 105.0, spec)
+    assert len([j for j in store.queue.list(plugin="p") if j.source == "schedule:tick"]) == 3
+
+
 def test_event_log_keeps_recent_events(store: Storage) -> None:
     for i in range(200):
         store.events.append(f"plugin.p.n{i % 2}", "p", str(i).encode(), retain=64)

@@ -4,6 +4,11 @@ manifest (when it is granted ``tasks``) or ``capabilities.jobs.schedules``.
 Each fire is a compare-and-set of the schedule's next fire time with its job enqueued in the
 same transaction (``storage.schedules.advance``), so downtime and several hosts still fire
 once per period; a fire later than ``misfire_grace_s`` is skipped with ``catch_up: none``.
+A fire while the schedule's previous job is still queued or running is skipped too
+(``overlap: skip``, the default, as Temporal's schedules and a CronJob's ``Forbid``): two runs
+of one handler at once would interleave its read-modify-writes (a counter's summary written
+after the next one's), and a handler slower than its period would pile up jobs without bound.
+``overlap: allow`` enqueues every fire.
 An operator pauses a schedule by setting its next fire time to :data:`PAUSED` (far beyond any
 real time) in the same store, so every host sharing it stops firing it, and a restart keeps it
 paused; resuming sets the next fire time from now.
@@ -52,6 +57,7 @@ class Schedule:
     tz: str = "UTC"
     catch_up: Literal["none", "one"] = "one"
     payload: bytes = b""
+    overlap: Literal["skip", "allow"] = "skip"
 
     def next_after(self, t: float) -> float:
         """The first fire time after ``t`` (epoch seconds)."""
@@ -74,7 +80,8 @@ def parse_schedule(plugin: str, raw: Any, where: str) -> Schedule:
     handler = raw.get("handler")
     if not isinstance(handler, str) or not handler:
         raise ConfigError(f"{where}: 'handler' must be a handler name", key=f"{where}.handler")
-    unknown = set(raw) - {"handler", "every", "cron", "tz", "catch_up", "name", "payload"}
+    unknown = set(raw) - {"handler", "every", "cron", "tz", "catch_up", "name", "payload",
+                          "overlap"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}", key=where)
     every, cron = raw.get("every"), raw.get("cron")
@@ -101,10 +108,14 @@ def parse_schedule(plugin: str, raw: Any, where: str) -> Schedule:
     if catch_up not in ("none", "one"):
         raise ConfigError(f"{where}.catch_up must be 'none' or 'one', got {catch_up!r}",
                           key=f"{where}.catch_up", value=catch_up)
+    overlap = raw.get("overlap", "skip")
+    if overlap not in ("skip", "allow"):
+        raise ConfigError(f"{where}.overlap must be 'skip' or 'allow', got {overlap!r}",
+                          key=f"{where}.overlap", value=overlap)
     payload = raw.get("payload", "")
     return Schedule(plugin, str(raw.get("name") or handler), handler, seconds, cron, str(tz),
                     catch_up, payload.encode() if isinstance(payload, str) else
-                    json.dumps(payload).encode())
+                    json.dumps(payload).encode(), overlap)
 
 
 def manifest_schedules(plugin: str, manifest: Mapping[str, Any],
@@ -209,7 +220,8 @@ class Scheduler:
                     self.policy.max_attempts, self.policy.backoff_ms,
                     f"schedule:{sched.name}")
                 nxt = sched.next_after(now)
-                if store.advance(sched.plugin, sched.name, due, nxt, fire) and fire:
+                if store.advance(sched.plugin, sched.name, due, nxt, fire,
+                                 alone=sched.overlap == "skip") and fire:
                     self.wake()
                 due = nxt
             if due is not None:

@@ -386,9 +386,11 @@ class Schedules(abc.ABC):
 
     @abc.abstractmethod
     def advance(self, plugin: str, name: str, expected: float | None, new_next: float,
-                fire: JobSpec | None) -> bool:
+                fire: JobSpec | None, *, alone: bool = False) -> bool:
         """Compare-and-set ``next_fire`` from ``expected`` to ``new_next`` and, in the same
-        transaction, enqueue ``fire``; False when another host advanced it first."""
+        transaction, enqueue ``fire``; False when another host advanced it first. ``alone``:
+        enqueue it only if no job of ``plugin`` from the same source (``fire.source``) is still
+        queued or running (the advance happens either way)."""
 
 
 class EventLog(abc.ABC):

@@ -38,6 +38,7 @@ _COLS = ("id, plugin, handler, payload, state, attempts, max_attempts, backoff_m
 _INSERT = ("INSERT INTO jobs(plugin, handler, payload, state, attempts, max_attempts, "
            "backoff_ms, run_at, created_at, source, hops, digest, trace) "
            "VALUES (?,?,?,'queued',0,?,?,?,?,?,?,?,?) RETURNING id")
+_LIVE = "SELECT 1 FROM jobs WHERE plugin=? AND state IN ('queued','running')"
 _PENDING = "SELECT COUNT(*) FROM jobs WHERE plugin=? AND state IN ('queued','running')"
 #: Later than any job is due (next_due asks for any time).
 _NEVER = 1e300
@@ -240,7 +241,7 @@ class JobSchedules(Schedules):
         return None if found is None else float(found)
 
     def advance(self, plugin: str, name: str, expected: float | None, new_next: float,
-                fire: JobSpec | None) -> bool:
+                fire: JobSpec | None, *, alone: bool = False) -> bool:
         def run(tx: Tx) -> bool:
             if expected is None:
                 cur = tx.execute("INSERT INTO schedules(plugin, name, next_fire) VALUES "
@@ -250,7 +251,9 @@ class JobSchedules(Schedules):
                                  "AND next_fire=?", (new_next, plugin, name, expected))
             if cur.rowcount != 1:
                 return False
-            if fire is not None:
+            # One seek of (plugin, state): a plugin's live jobs are bounded by max_queued.
+            if fire is not None and not (alone and tx.execute(
+                    f"{_LIVE} AND source=? LIMIT 1", (plugin, fire.source)).fetchone()):
                 _insert(tx, fire)
             return True
         return self._db.write(run)
