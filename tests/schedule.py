@@ -17,13 +17,18 @@ as long in any order, and ``pytest tests/x.py`` runs as written.
 What each test took is written at the end of a run, to ``build/test-durations.tsv`` (seconds,
 setup, call and teardown together, then the test's id, the costliest first), with the seconds
 by folder after the run's summary: where a whole run's time goes is read there, not guessed
-from the 30 slowest.
+from the 30 slowest. A fixture whose teardown took over :data:`SLOW_TEARDOWN_S` is named
+there too: pytest counts it in the teardown of whichever test ended its scope (a session's
+server stopping at a worker's last test), which tells nothing of the cause.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,10 +66,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 _took: defaultdict[str, float] = defaultdict(float)
 
+#: Seconds past which a fixture's teardown is named in the summary.
+SLOW_TEARDOWN_S = 20.0
+_finishing: dict[int, float] = {}  # id(fixturedef) -> when its teardown began (a worker's)
+_slow_here: list[tuple[str, str, float]] = []  # (fixture, scope, seconds), not yet reported
+_slow: list[tuple[str, str, str, float]] = []  # (test, fixture, scope, seconds), controller's
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    # Finalizers run last-registered first: this one marks the start of the fixture's own.
+    key = id(fixturedef)
+    fixturedef.addfinalizer(lambda: _finishing.__setitem__(key, time.monotonic()))
+
+
+def pytest_fixture_post_finalizer(fixturedef: Any, request: pytest.FixtureRequest) -> None:
+    began = _finishing.pop(id(fixturedef), None)
+    if began is not None and (took := time.monotonic() - began) > SLOW_TEARDOWN_S:
+        _slow_here.append((fixturedef.argname, fixturedef.scope, took))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    if call.when == "teardown" and _slow_here:
+        # user_properties travel from an xdist worker to the controller with the report.
+        outcome.get_result().user_properties.append(("slow_teardowns", list(_slow_here)))
+        _slow_here.clear()
+
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # On the controller of a parallel run too: xdist hands it every worker's reports.
     _took[report.nodeid] += report.duration
+    for name, value in report.user_properties:
+        if name == "slow_teardowns":
+            _slow.extend((report.nodeid, *entry) for entry in value)
 
 
 def _folder(nodeid: str) -> str:
@@ -83,6 +120,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
         DURATIONS.write_text("".join(f"{s:.2f}\t{n}\n" for n, s in ranked), encoding="utf-8")
     except OSError:
         return
+    if _slow:
+        terminalreporter.write_sep("=", f"fixture teardowns over {SLOW_TEARDOWN_S:g} s")
+        for nodeid, fixture, scope, seconds in sorted(_slow, key=lambda e: -e[3]):
+            terminalreporter.write_line(f"{seconds:8.1f} s  {fixture} ({scope}), "
+                                        f"at the end of {nodeid}")
     if len(ranked) < 500:  # a part of the suite: its file is enough
         return
     by_folder: defaultdict[str, list[float]] = defaultdict(list)
