@@ -78,7 +78,10 @@ def center(page: Page, selector: str) -> tuple[float, float]:
 
 
 def drag(page: Page, source: str, x: float, y: float) -> None:
-    """Press on ``source``, move in steps (as a hand does) to the page point, release."""
+    """Press on ``source``, move in steps (as a hand does) to the page point, release; once
+    the draft's check has answered (it redraws the graph and the panel, which moved the node
+    from under a press on a loaded machine)."""
+    expect(page.locator("#wfe-problems")).to_have_attribute("aria-busy", "false")
     page.mouse.move(*center(page, source))
     page.mouse.down()
     page.mouse.move(x, y, steps=8)

@@ -987,9 +987,14 @@
 
   // -- checking, saving, running ---------------------------------------------------------------
 
+  // The problems list is aria-busy from a change until the check of the draft as it now is
+  // has answered: its answer redraws the graph and the panel, which can move what is under
+  // the pointer (a screen reader, and a test, wait for it).
   function check() {
     clearTimeout(timer);
+    $("wfe-problems").setAttribute("aria-busy", "true");
     timer = setTimeout(async () => {
+      timer = null;
       const ticket = ++checking;
       const answer = await api("POST", `${fileUrl}/validate`, { document: doc });
       if (ticket !== checking) return;  // a newer check is on its way
@@ -1001,6 +1006,7 @@
   function showProblems(found) {
     problems = found;
     const list = $("wfe-problems");
+    if (timer === null) list.setAttribute("aria-busy", "false");
     list.replaceChildren(...found.map((p) => el("li", { class: `p-${p.severity}`, "data-step": p.step || "" },
       p.step ? el("a", { href: "#", text: p.step, onclick: (e) => { e.preventDefault(); selected = p.step; edge = null; render(); showPanel(); } }) : null,
       p.step ? ": " : "", `${p.severity === "warning" ? "warning: " : ""}${p.path ? `${p.path}: ` : ""}${p.message}`)));
@@ -1096,6 +1102,7 @@
     opened = JSON.stringify(doc);
     undo = []; redo = []; selected = null; edge = null; versions = null; notes = {};
     clearTimeout(timer);
+    timer = null;
     checking += 1;  // a check of the draft before this load must not land on it
     layout();
     render();
