@@ -103,6 +103,8 @@ class ConsoleModule(Module):
         from hypercorn.asyncio import serve
         from hypercorn.config import Config
 
+        from omnicore.console import http2
+
         cfg = self.settings
         if not cfg.auth and not is_loopback(cfg.host):
             raise ConfigError(f"console.auth is false, so the console would let anyone in; it "
@@ -164,6 +166,9 @@ class ConsoleModule(Module):
         made = ensure_app_key(app.data_dir, identity)
         data_dir = app.data_dir
         asgi.state.app_key = lambda: app_key(data_dir, identity) or made
+        # An HTTP/2 stream answered before its body is in ends; the connection stays
+        # (Hypercorn's own protocol dropped it: omnicore/console/http2.py).
+        http2.install()
         self._serving = asyncio.create_task(
             serve(asgi, config, shutdown_trigger=self._shutdown.wait))  # type: ignore[arg-type]
         _write_private(app.instance_dir / CONSOLE_FILE,

@@ -1,0 +1,94 @@
+"""An HTTP/2 stream answered before its request body is in: the stream ends, the connection
+stays (Hypercorn's own ``H2Protocol`` dropped the connection).
+
+A route may answer before it has read the request's body (a 413 at the cap, a refusal
+before reading, a 503 at a route's limit): over HTTP/2 that answer ends its stream
+(``END_STREAM``) while the client's DATA frames for it are still on the way. Hypercorn
+0.18 forgets the stream as the answer ends (``H2Protocol._close_stream``), and the next
+DATA frame for it raised ``KeyError`` in ``H2Protocol._handle_events``
+(``self.streams[event.stream_id]``; its ``StreamEnded`` branch guards the same lookup,
+its ``DataReceived`` one does not: pgjones/hypercorn#329, unmerged #312/#334/#365). The
+exception ended the connection's task, which closed the socket with no ``GOAWAY`` and the
+client's unread frames in its receive buffer, so the kernel reset it: the client's next
+write failed (``EPIPE``) and the reset could discard the answer it had not yet read. Every
+other request on the connection went with it. A race: only a frame read after the answer
+ended does it, which a loaded machine makes common.
+
+:class:`H2Protocol` does what RFC 9113 section 8.1 describes instead:
+
+- a frame for a stream whose answer is over is taken and dropped (its bytes still
+  acknowledged, so the connection's flow-control window does not shrink by them), and
+- once the answer is complete (``END_STREAM`` sent) while the request is still open, the
+  stream is reset with ``NO_ERROR``: the client stops sending that body and keeps the
+  answer (clients must not discard a response for it); the h2 state machine then answers
+  any frame still in flight for the stream itself, the connection window included.
+
+:func:`install` puts it in Hypercorn's place (``hypercorn.protocol.ProtocolWrapper`` makes
+the connection's protocol from that module's ``H2Protocol``); the console does before it
+serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import hypercorn.protocol
+from h2.errors import ErrorCodes
+from h2.stream import StreamState
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.events import Trailers
+from hypercorn.protocol.h2 import H2Protocol as _HypercornH2
+
+__all__ = ["H2Protocol", "install"]
+
+
+class _Ended:
+    """What a frame for a stream whose answer is over is handed to: nothing to do."""
+
+    async def handle(self, event: object) -> None:
+        return None
+
+
+_ENDED = _Ended()
+
+
+class _Streams(dict[int, Any]):
+    """The connection's live streams; one that is gone reads as :class:`_Ended` (not added).
+
+    Hypercorn looks a frame's stream up with ``streams[stream_id]`` and then acknowledges
+    the frame's bytes; a stream it has forgotten raised ``KeyError`` between the two."""
+
+    def __missing__(self, stream_id: int) -> _Ended:
+        return _ENDED
+
+
+class H2Protocol(_HypercornH2):
+    """Hypercorn's HTTP/2 protocol; a stream answered before its body is in ends, and the
+    connection carries on (see the module's docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.streams = _Streams()
+
+    async def _send_data(self, stream_id: int) -> None:
+        await super()._send_data(stream_id)
+        if stream_id not in self.stream_buffers:  # its answer is out (END_STREAM), or reset
+            await self._stop_request(stream_id)
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        await super().stream_send(event)
+        if isinstance(event, Trailers):  # an answer ended by its trailers
+            await self._stop_request(event.stream_id)
+
+    async def _stop_request(self, stream_id: int) -> None:
+        """Reset with ``NO_ERROR`` a stream whose answer is complete while its request is
+        not: the client stops sending a body nobody reads."""
+        stream = self.connection.streams.get(stream_id)
+        if stream is not None and stream.state_machine.state is StreamState.HALF_CLOSED_LOCAL:
+            self.connection.reset_stream(stream_id, ErrorCodes.NO_ERROR)
+            await self._flush()
+
+
+def install() -> None:
+    """Have Hypercorn make :class:`H2Protocol` for every HTTP/2 connection (idempotent)."""
+    hypercorn.protocol.H2Protocol = H2Protocol  # type: ignore[attr-defined]
