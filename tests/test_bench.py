@@ -21,7 +21,10 @@ BENCH = Path(__file__).parents[1] / "bench"
     ("bench_host.py", [], "app.plugins.call"),
     ("bench_capabilities.py", ["--quick"], "sqlite3"),
     ("bench_connectors.py", ["--quick"], "reset per hand-over"),
-    ("bench_connector_memory.py", ["--size", "16"], "through the connector"),
+    # One case of each table (a refused cell, a cell that fits, many rows): each case is a
+    # fresh child process a server.
+    ("bench_connector_memory.py", ["--size", "16", "--fits", "20", "--rows", "14x2048"],
+     "through the connector"),
     ("bench_registry.py", ["--quick"], "oras alone"),
     ("bench_workflows.py", ["--quick"], "step"),
     ("bench_extism.py", ["--quick"], "count_vowels"),
