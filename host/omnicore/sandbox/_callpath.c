@@ -139,9 +139,10 @@ Slot_call(Slot *self, PyObject *const *args, Py_ssize_t nargs)
         seen = seen_index(self, func);
         hold = seen >= 0 && self->seen[seen].ns < HOLD_BELOW_NS;
         w->hit = 0;
-        w->holding = hold;
+        w->holding = hold ? WATCH_HOLDING : 0;
         /* Either deadline is re-armed only when the clock moved since the last arm of its
-         * kind (it would be identical; the callback only ever runs a tick later). */
+         * kind (it would be identical, or for a holding call at most a tick away: the
+         * callback never sets one further, _epoch.c). */
         if (epoch < 0 || hold != self->armed_hold)
             self->armed = -1;
         uint64_t at = deadline_arm(set_deadline, self->ctx, w->clock, ticks, hold,

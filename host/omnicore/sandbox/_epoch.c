@@ -5,10 +5,10 @@
  * and when two threads call plugins every call hands the GIL over (two threads echoing ran
  * at 0.64x one thread). A call the slot has seen finish quickly therefore runs with the GIL
  * held. That is only safe if such a call cannot keep it: its store's deadline is armed one
- * tick away, and when that tick comes the callback below releases the GIL and sets the call's
- * real deadline; at the real deadline it ends the call. The ticker has to be a C thread for
- * this: a Python ticker needs the GIL to tick, which a looping guest holding it would never
- * give back.
+ * tick away, and when that tick comes the callback below releases the GIL and from then on
+ * looks at every tick; at the call's real deadline (or past it: interrupted) it ends the call.
+ * The ticker has to be a C thread for this: a Python ticker needs the GIL to tick, which a
+ * looping guest holding it would never give back.
  *
  * Once installed, the callback decides for its store at every deadline (wasmtime has no way
  * back to its own trap): a call not holding the GIL ends there, with an error whose `hit`
@@ -75,6 +75,16 @@ watch_finalize(void *data)  /* the store is being deleted: maybe without the GIL
     watch_release((Watch *)data);
 }
 
+/* A call that started holding the GIL is watched by this callback until it ends: at its
+ * first tick the callback lets the GIL go (WATCH_LET_GO), and from then on it looks at every
+ * tick and ends the call once the clock reaches the call's deadline, as wasmtime's own trap
+ * would. It never hands wasmtime the rest of the deadline as one delta. wasmtime adds a delta
+ * to the engine's epoch as it reads it when the callback returns, after the GIL went, so an
+ * interrupt() run in between (a thread waiting for the GIL runs at once) had its bump added to
+ * the deadline and was lost; and the store kept that far deadline after the call, for the next
+ * holding call whose arm the door skips (the same moment, _deadline.h), which then kept the
+ * GIL to its deadline (tests/sandbox/test_gil_hold.py, both). One tick at a time, a bump in
+ * between ends the call a tick later, and no deadline left in place is past the next tick. */
 static void *
 on_deadline(void *ctx, void *data, uint64_t *delta, uint8_t *kind)
 {
@@ -84,15 +94,13 @@ on_deadline(void *ctx, void *data, uint64_t *delta, uint8_t *kind)
     if (w->holding) {
         uint64_t now = atomic_load(&w->clock->epoch);
         if (now < w->deadline) {
-            if (PyGILState_Check()) {
+            /* A nested call (a host function calling back into the guest through ctypes)
+             * already let the GIL go: it is let go when the outer call's guest runs again. */
+            if (w->holding == WATCH_HOLDING && PyGILState_Check()) {
                 w->saved = PyEval_SaveThread();
-                w->holding = 0;
-                *delta = w->deadline - now;
-            } else {
-                /* A nested call (a host function calling back into the guest through
-                 * ctypes) already let the GIL go: look again at the next tick. */
-                *delta = 1;
+                w->holding = WATCH_LET_GO;
             }
+            *delta = 1;
             return NULL;
         }
     }

@@ -33,10 +33,14 @@ typedef struct {
     _Atomic int refs;
     EpochClock *clock;
     uint64_t deadline;     /* the epoch at which the running holding call is over */
-    int holding;           /* the running call started with the GIL held */
+    int holding;           /* the running call started with the GIL held: WATCH_HOLDING, then
+                            * WATCH_LET_GO once the callback let it go (0: it did not) */
     int hit;               /* the callback ended a call at its deadline (read by Python) */
     PyThreadState *saved;  /* the GIL the callback released, for the call to take back */
 } Watch;
+
+#define WATCH_HOLDING 1
+#define WATCH_LET_GO 2
 
 extern PyTypeObject TickerType;
 
