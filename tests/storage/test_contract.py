@@ -362,6 +362,55 @@ def test_a_schedule_fired_alone_waits_for_its_previous_job_to_end(store: Storage
     assert len([j for j in store.queue.list(plugin="p") if j.source == "schedule:tick"]) == 3
 
 
+def _ticks(store: Storage) -> list[int]:
+    return [j.id for j in store.queue.list(plugin="p") if j.source == "schedule:tick"]
+
+
+def test_a_schedule_fired_alone_sees_retries_leases_dead_and_cancelled_jobs(
+        store: Storage) -> None:
+    """What holds ``alone`` back and what does not: a job waiting out a retry's backoff
+    (queued, not yet due) and one whose host died holding it (running, lease expired, until a
+    worker claims it again) do; a dead or a cancelled one does not."""
+    spec = JobSpec("p", "tick", b"", 0.0, max_attempts=2, backoff_ms=10, source="schedule:tick")
+    assert store.schedules.advance("p", "tick", None, 100.0, spec)
+    job = store.queue.claim("w", 1.0, 30.0)
+    assert job is not None and job.source == "schedule:tick"
+    assert store.queue.fail(job.id, "w", 2.0, "boom", retry_at=1e9) == "queued"  # backoff
+    assert store.schedules.advance("p", "tick", 100.0, 101.0, spec, alone=True)
+    assert _ticks(store) == [job.id]
+    # The retry runs on a host that dies: running, its lease long over, not yet claimed.
+    assert not store.queue.retry(job.id, 3.0)  # not dead: nothing changes
+    assert store.queue.claim("w", 1e9, 30.0) is not None
+    assert store.schedules.advance("p", "tick", 101.0, 102.0, spec, alone=True)
+    assert _ticks(store) == [job.id]
+    assert store.queue.fail(job.id, "w", 1e9 + 1, "boom", retry_at=None) == "dead"
+    assert store.schedules.advance("p", "tick", 102.0, 103.0, spec, alone=True)
+    ticks = _ticks(store)
+    assert len(ticks) == 2 and store.queue.cancel(ticks[0], 4.0)
+    assert store.schedules.advance("p", "tick", 103.0, 104.0, spec, alone=True)
+    assert len(_ticks(store)) == 3
+
+
+def test_a_schedule_fired_alone_waits_for_the_run_now_the_operator_asked_for(
+        store: Storage) -> None:
+    """The console's (and API's) "run now" of a schedule queues its job with source
+    ``schedule:<name>:now`` (console/jobs.py; the console counts it as the schedule's last
+    run): while that job is queued or running, the schedule's own fire must not start a
+    second run of the same handler beside it, what ``overlap: skip`` is for."""
+    store.jobs("p").enqueue("tick", b"", 0.0, max_attempts=1, backoff_ms=10, max_queued=10,
+                            source="schedule:tick:now")
+    assert store.schedules.advance("p", "tick", None, 100.0, None)
+    spec = JobSpec("p", "tick", b"", 0.0, source="schedule:tick")
+    assert store.schedules.advance("p", "tick", 100.0, 101.0, spec, alone=True)
+    assert _ticks(store) == []
+    # Another schedule's run now does not hold this one back.
+    other = JobSpec("p", "tick", b"", 0.0, source="schedule:ticker")
+    assert store.schedules.advance("p", "ticker", None, 100.0, None)
+    assert store.schedules.advance("p", "ticker", 100.0, 101.0, other, alone=True)
+    assert [j.source for j in store.queue.list(plugin="p")] == ["schedule:ticker",
+                                                                "schedule:tick:now"]
+
+
 def test_event_log_keeps_recent_events(store: Storage) -> None:
     for i in range(200):
         store.events.append(f"plugin.p.n{i % 2}", "p", str(i).encode(), retain=64)

@@ -252,8 +252,11 @@ class JobSchedules(Schedules):
             if cur.rowcount != 1:
                 return False
             # One seek of (plugin, state): a plugin's live jobs are bounded by max_queued.
+            # The same source's run now (``<source>:now``, the console's "Run now" of a
+            # schedule) is a run of it too: the fire must not start a second one beside it.
             if fire is not None and not (alone and tx.execute(
-                    f"{_LIVE} AND source=? LIMIT 1", (plugin, fire.source)).fetchone()):
+                    f"{_LIVE} AND source IN (?,?) LIMIT 1",
+                    (plugin, fire.source, f"{fire.source}:now")).fetchone()):
                 _insert(tx, fire)
             return True
         return self._db.write(run)
