@@ -226,14 +226,14 @@ class _RawH2:
     flow-control window, as a well-behaved client's would: it sends only what the server
     has credited, so a server that stops crediting stalls it (``until`` times out)."""
 
-    def __init__(self, h: Host) -> None:
+    def __init__(self, url: str, token: str = "") -> None:
         import socket
 
         import h2.config
         import h2.connection
 
-        self.url = httpx.URL(h.url)
-        self.token = h.admin_token
+        self.url = httpx.URL(url)
+        self.token = token
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.conn.initiate_connection()
         self.sock = socket.create_connection((self.url.host, self.url.port))
@@ -241,6 +241,7 @@ class _RawH2:
         self.statuses: dict[int, bytes] = {}
         self.ended: set[int] = set()
         self.resets: dict[int, list[int]] = {}
+        self.trailers: dict[int, dict[bytes, bytes]] = {}
         self.raw_sent = 0  # bytes of DATA written around h2 (its window does not count them)
         self.flush()
 
@@ -273,6 +274,8 @@ class _RawH2:
             elif isinstance(event, h2.events.StreamReset):
                 self.ended.add(event.stream_id)
                 self.resets.setdefault(event.stream_id, []).append(int(event.error_code))
+            elif isinstance(event, h2.events.TrailersReceived):
+                self.trailers[event.stream_id] = dict(event.headers)  # type: ignore[arg-type]
             elif isinstance(event, h2.events.ConnectionTerminated):
                 raise AssertionError(("GOAWAY", event, self.statuses))
         self.flush()
@@ -326,7 +329,7 @@ def test_http2_data_after_an_early_answer_is_credited_to_the_connection(
     every stream of the connection), the connection stays, and it carries the next
     request."""
     h = make_host(max_upload_bytes=10_000)
-    c = _RawH2(h)
+    c = _RawH2(h.url, h.admin_token)
     try:
         c.request(1, "POST", UPLOAD, end=False, headers=WASM)
         c.body(1, 20_000)
@@ -356,7 +359,7 @@ def test_http2_trailers_after_an_early_answer_and_a_client_reset(
     from hyperframe.frame import HeadersFrame
 
     h = make_host(max_upload_bytes=10_000)
-    c = _RawH2(h)
+    c = _RawH2(h.url, h.admin_token)
     try:
         c.request(1, "POST", UPLOAD, end=False, headers=WASM)
         c.body(1, 20_000)
@@ -383,7 +386,7 @@ def test_http2_many_streams_answered_early_at_once(make_host: Callable[..., Host
     while its client still sends, then every one of them sent more: all answered, the
     connection carries the next request."""
     h = make_host(max_upload_bytes=10_000)
-    c = _RawH2(h)
+    c = _RawH2(h.url, h.admin_token)
     streams = list(range(1, 81, 2))
     try:
         for s in streams:
@@ -400,3 +403,58 @@ def test_http2_many_streams_answered_early_at_once(make_host: Callable[..., Host
         assert c.statuses.get(81) == b"200", c.statuses
     finally:
         c.close()
+
+
+def test_http2_an_early_answer_ended_by_trailers_resets_the_open_request() -> None:
+    """An answer that ends with trailers (a plugin route may send them) while the request's
+    body is still coming: the stream is reset with NO_ERROR once the trailers are out, the
+    client keeps the answer and its trailers, and the body it still sends is dropped with
+    the connection intact (Hypercorn's protocol as the console installs it)."""
+    import asyncio
+    import socket
+    import threading
+
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    from omnicore.console import http2
+
+    http2.install()
+
+    async def app(scope: dict[str, object], receive: Callable[..., object],
+                  send: Callable[..., object]) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"text/plain")]})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"early",  # type: ignore[operator]
+                    "more_body": False})
+        await send({"type": "http.response.trailers",  # type: ignore[operator]
+                    "headers": [(b"x-done", b"yes")], "more_trailers": False})
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{listener.detach()}"]  # the server's now: it closes it
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(
+        serve(app, config, shutdown_trigger=stop.wait),), daemon=True)  # type: ignore[arg-type]
+    thread.start()
+    try:
+        c = _RawH2(f"http://127.0.0.1:{port}")
+        c.request(1, "POST", "/", end=False, headers=[("te", "trailers")], auth=False)
+        c.body(1, 1000)
+        c.until(lambda: 1 in c.ended)
+        c.raw_data(1, 100_000)
+        c.request(3, "GET", "/", end=True, headers=[("te", "trailers")], auth=False)
+        c.until(lambda: 3 in c.ended)
+        assert c.statuses == {1: b"200", 3: b"200"}, c.statuses
+        assert c.trailers.get(1) == {b"x-done": b"yes"}, c.trailers
+        assert c.resets.get(1, [None])[0] == 0, c.resets  # NO_ERROR once the trailers are out
+        c.close()
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
