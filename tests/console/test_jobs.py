@@ -109,6 +109,22 @@ def test_schedules_show_next_run_and_run_now_pause_resume(ticker: Host) -> None:
     assert verbs == ["schedule.resume", "schedule.pause", "schedule.run"]
 
 
+def test_a_schedules_last_run_is_its_own_not_one_of_a_longer_name(ticker: Host) -> None:
+    """``hourly``'s last run is a job of ``schedule:hourly`` or its run now, never one of a
+    schedule whose name starts the same (``schedule:hourly2``: a prefix match took it)."""
+    admin = ticker.client(ticker.admin_token)
+
+    def hourly() -> dict[str, object]:
+        return dict(admin.get("/api/v1/schedules").json()["items"][0])
+
+    other = ticker.app.jobs.enqueue("ticker", "tick", b"", source="schedule:hourly2")
+    _job(ticker, other, "succeeded")
+    assert hourly()["last_run"] is None
+    mine = ticker.app.jobs.enqueue("ticker", "tick", b"", source="schedule:hourly:now")
+    _job(ticker, mine, "succeeded")
+    assert hourly()["last_state"] == "succeeded"
+
+
 def test_jobs_page_pages_by_100_filters_and_shows_duration(ticker: Host) -> None:
     jobs = ticker.app.jobs
     for i in range(230):

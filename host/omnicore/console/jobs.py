@@ -76,8 +76,9 @@ def schedule_docs(app: OmniApp, plugin: str | None = None) -> list[dict[str, Any
     out = []
     for s in found:
         nxt = scheduler.next_run(s)
-        last = next((j for j in recent if j.plugin == s.plugin
-                     and j.source.startswith(f"schedule:{s.name}")), None)
+        # Its fires and its runs now (``schedule:NAME:now``); not schedule ``NAME2``'s.
+        mine = (f"schedule:{s.name}", f"schedule:{s.name}:now")
+        last = next((j for j in recent if j.plugin == s.plugin and j.source in mine), None)
         out.append({"plugin": s.plugin, "name": s.name, "handler": s.handler,
                     "describe": s.describe(), "paused": nxt is not None and nxt >= PAUSED,
                     "next_run": None if nxt is None or nxt >= PAUSED else nxt,

@@ -389,8 +389,9 @@ class Schedules(abc.ABC):
                 fire: JobSpec | None, *, alone: bool = False) -> bool:
         """Compare-and-set ``next_fire`` from ``expected`` to ``new_next`` and, in the same
         transaction, enqueue ``fire``; False when another host advanced it first. ``alone``:
-        enqueue it only if no job of ``plugin`` from the same source (``fire.source``) is still
-        queued or running (the advance happens either way)."""
+        enqueue it only if no job of ``plugin`` from the same source (``fire.source``, or its
+        run now: ``fire.source + ":now"``) is still queued or running (the advance happens
+        either way)."""
 
 
 class EventLog(abc.ABC):
