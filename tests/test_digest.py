@@ -34,7 +34,10 @@ def appdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (app / "plugins").mkdir()
     for lang in ("rust", "js"):
         build(ROOT / "plugins" / "digest" / lang, app / "plugins")
-    fast = {name: [{"name": "fast", "handler": "summary", "every": "1s"}] for name in DIGESTS}
+    # The operator's schedule of the manifest's name ("summary", its handler's) replaces it:
+    # one schedule of `summary` each, whose fires never overlap (two schedules of one handler
+    # would run it twice at once, and the later call's `last` could be written first).
+    fast = {name: [{"name": "summary", "handler": "summary", "every": "1s"}] for name in DIGESTS}
     (app / "omnicore.yaml").write_text(json.dumps({
         "name": "digest-demo", "data_dir": "data", "plugins_dir": "plugins",
         "console": {"enabled": False}, "log": {"format": "json"},

@@ -291,6 +291,36 @@ def test_a_bad_schedule_in_the_manifest_fails_the_plugin_at_load(
     assert app.jobs.schedules() == []
 
 
+def test_two_schedules_of_one_name_are_refused_where_they_are_written(
+        tasks_app: Callable[..., OmniApp], make_app: Callable[..., OmniApp]) -> None:
+    """Two schedules of one name (two without a name share their handler's) would leave one
+    in force without a word: a manifest's fail its plugin's load, the operator's the start."""
+    app = tasks_app()
+    twice = {"schedules": [{"handler": "work", "every": "1h"},
+                           {"handler": "work", "every": "5s"}]}
+    with pytest.raises(PluginLoadError, match="two schedules are named 'work'"):
+        app.plugins.load(tasks_wasm("tp2", twice), grants=["kv", "tasks"])
+    assert "tp2" not in app.plugins
+    with pytest.raises(ConfigError, match=r"capabilities\.jobs\.schedules\.tp: two schedules "
+                                          "are named 'work'"):
+        make_app("twice", builtin_extensions=None, overrides={"capabilities": {"jobs": {
+            "schedules": {"tp": [{"handler": "work", "every": "1h", "name": "work"},
+                                 {"handler": "work", "every": "2h"}]}}}})
+
+
+def test_the_operators_schedule_replaces_the_manifests_of_its_name(
+        tasks_app: Callable[..., OmniApp]) -> None:
+    """The manifest proposes; a schedule of the same name in capabilities.jobs.schedules is
+    the one in force (the manifest's no longer fires), and another name adds to it."""
+    app = tasks_app(
+        manifest={"schedules": [{"handler": "work", "every": "1h"},
+                                {"name": "nightly", "handler": "work", "cron": "0 3 * * *"}]},
+        tasks_opts={"schedules": {"tp": [{"name": "work", "handler": "work", "every": "2h"},
+                                         {"name": "extra", "handler": "work", "every": "3h"}]}})
+    assert {s.name: s.describe() for s in app.jobs.schedules()} == {
+        "work": "every 7200s", "nightly": "cron '0 3 * * *' (UTC)", "extra": "every 10800s"}
+
+
 def test_tasks_grant_outside_an_app_is_a_clear_error(tmp_path: Path) -> None:
     from omnicore.plugins.host import PluginHost
 

@@ -118,11 +118,25 @@ def parse_schedule(plugin: str, raw: Any, where: str) -> Schedule:
                     json.dumps(payload).encode(), overlap)
 
 
+def _distinct(found: list[Schedule], where: str) -> list[Schedule]:
+    """``found``, or ConfigError naming two schedules of one name: one would replace the other
+    in force without a word (two unnamed schedules of one handler are both named for it)."""
+    seen: set[str] = set()
+    for sched in found:
+        if sched.name in seen:
+            raise ConfigError(f"{where}: two schedules are named {sched.name!r} (a schedule "
+                              "without a 'name' is named for its handler); give each its own "
+                              "'name'", key=where, value=sched.name)
+        seen.add(sched.name)
+    return found
+
+
 def manifest_schedules(plugin: str, manifest: Mapping[str, Any],
                        handlers: Sequence[str] = ()) -> list[Schedule]:
     """The schedules of ``plugin``'s manifest; ConfigError names the first bad one."""
-    return handler_entries(manifest, "schedules",
-                           lambda item, where: parse_schedule(plugin, item, where), handlers)
+    return _distinct(handler_entries(manifest, "schedules",
+                                     lambda item, where: parse_schedule(plugin, item, where),
+                                     handlers), "manifest schedules")
 
 
 def check_manifest(plugin: str, manifest: Mapping[str, Any], handlers: Sequence[str]) -> None:
@@ -132,8 +146,10 @@ def check_manifest(plugin: str, manifest: Mapping[str, Any], handlers: Sequence[
 
 def configured_schedules(raw: Mapping[str, Sequence[Any]]) -> dict[str, list[Schedule]]:
     """``capabilities.jobs.schedules`` parsed; ConfigError names the first bad entry."""
-    return {plugin: [parse_schedule(plugin, s, f"capabilities.jobs.schedules.{plugin}[{i}]")
-                     for i, s in enumerate(items or [])]
+    return {plugin: _distinct([parse_schedule(plugin, s,
+                                              f"capabilities.jobs.schedules.{plugin}[{i}]")
+                               for i, s in enumerate(items or [])],
+                              f"capabilities.jobs.schedules.{plugin}")
             for plugin, items in raw.items()}
 
 
@@ -161,16 +177,22 @@ class Scheduler:
             return sorted(self._schedules.values(), key=lambda s: (s.plugin, s.name))
 
     def sync(self, plugin: str) -> None:
-        """(Re)read ``plugin``'s schedules: manifest (if granted ``tasks``) + app config."""
-        found = list(self.configured.get(plugin, []))
-        found += granted_entries(
+        """(Re)read ``plugin``'s schedules: manifest (if granted ``tasks``) + app config; the
+        operator's schedule of a name replaces the manifest's (the manifest only proposes)."""
+        configured = self.configured.get(plugin, [])
+        found = granted_entries(
             self.plugins().get, plugin, "schedules", "tasks", manifest_schedules, log,
             ungranted="declares schedules but is not granted 'tasks'; they do not run",
             broken="its schedules do not run")
+        mine = {sched.name for sched in configured}
+        for sched in found:
+            if sched.name in mine:
+                log.info("plugin '%s': capabilities.jobs.schedules' %r replaces its manifest's",
+                         plugin, sched.name)
         with self._lock:
             for key in [k for k in self._schedules if k[0] == plugin]:
                 del self._schedules[key]
-            for sched in found:
+            for sched in [*found, *configured]:
                 self._schedules[(plugin, sched.name)] = sched
         self.wake()
 
