@@ -39,21 +39,31 @@ def _tcp_ports(pid: int) -> list[int]:
     return ports
 
 
-def _settled(pid: int, url: str, hosts: list[Any]) -> None:
+def _settled(pid: int, url: str, hosts: list[Any]) -> str:
     """Wait until SIGSTOP has stopped every thread of ``pid`` (it is asynchronous) and no
     PostgreSQL backend serving its connections runs a statement: a job claim it sent just
     before (once seen: job 3 claimed while the test read [1]) has committed by then, and it
-    can claim nothing more, so what it holds can be read once and for all."""
-    until(lambda: all_threads_stopped(pid), "the victim stopped", hosts)
+    can claim nothing more, so what it holds can be read once and for all. Says how long each
+    wait took, and the victim's backends when the second took over a second (a run once
+    lost its job to the reaper's 30 s while it waited here, why unknown)."""
+    began = time.monotonic()
+    stopped = until(lambda: all_threads_stopped(pid), "the victim stopped", hosts)
     ports = _tcp_ports(pid)
     assert ports, "the victim holds no TCP connection to PostgreSQL"
+    seen: list[Any] = []
     with psycopg.connect(url, autocommit=True) as conn:
         def quiet() -> bool:
+            if time.monotonic() - began > 1 and not seen:
+                seen.extend(conn.execute(
+                    "SELECT state, wait_event_type, wait_event, left(query, 80), "
+                    "pg_blocking_pids(pid) FROM pg_stat_activity WHERE client_port = ANY(%s)",
+                    (ports,)).fetchall())
             row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE client_port = "
                                "ANY(%s) AND state = 'active'", (ports,)).fetchone()
             return row is not None and row[0] == 0
 
-        until(quiet, "the victim's statements in PostgreSQL finished", hosts)
+        settled = until(quiet, "the victim's statements in PostgreSQL finished", hosts)
+    return f"stopped in {stopped:.1f} s, quiet {settled:.1f} s later; backends: {seen}"
 
 
 def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
@@ -97,14 +107,18 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
         # it holds is read once it can no longer change; a change in flight at the pause
         # (seen once on a loaded run: the job it was seen holding no longer running once
         # its statements were done) lets it go on and pauses it again.
+        tries: list[str] = []
         for _ in range(5):
             until(victim_holds, "the victim to hold a job", hosts)
+            before = list(running)
             victim.proc.send_signal(signal.SIGSTOP)
-            _settled(victim.proc.pid, pg_url, hosts)
+            waits = _settled(victim.proc.pid, pg_url, hosts)
             if victim_holds():
                 break
+            now = [(t.id, t.state, t.owner) for t in store.queue.list(plugin="worker")]
+            tries.append(f"held {before}, then {now}; {waits}")
             victim.proc.send_signal(signal.SIGCONT)
-        assert victim_holds()
+        assert victim_holds(), tries
         held = list(running)
         stopped = time.time()
         row = page.locator("#instances tr", has_text=gone)
