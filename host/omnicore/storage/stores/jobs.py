@@ -38,8 +38,8 @@ _COLS = ("id, plugin, handler, payload, state, attempts, max_attempts, backoff_m
 _INSERT = ("INSERT INTO jobs(plugin, handler, payload, state, attempts, max_attempts, "
            "backoff_ms, run_at, created_at, source, hops, digest, trace) "
            "VALUES (?,?,?,'queued',0,?,?,?,?,?,?,?,?) RETURNING id")
-_LIVE = "SELECT 1 FROM jobs WHERE plugin=? AND state IN ('queued','running')"
-_PENDING = "SELECT COUNT(*) FROM jobs WHERE plugin=? AND state IN ('queued','running')"
+_LIVE = "FROM jobs WHERE plugin=? AND state IN ('queued','running')"  # a plugin's pending jobs
+_PENDING = f"SELECT COUNT(*) {_LIVE}"
 #: Later than any job is due (next_due asks for any time).
 _NEVER = 1e300
 
@@ -255,7 +255,7 @@ class JobSchedules(Schedules):
             # The same source's run now (``<source>:now``, the console's "Run now" of a
             # schedule) is a run of it too: the fire must not start a second one beside it.
             if fire is not None and not (alone and tx.execute(
-                    f"{_LIVE} AND source IN (?,?) LIMIT 1",
+                    f"SELECT 1 {_LIVE} AND source IN (?,?) LIMIT 1",
                     (plugin, fire.source, f"{fire.source}:now")).fetchone()):
                 _insert(tx, fire)
             return True
