@@ -23,15 +23,22 @@ ended does it, which a loaded machine makes common.
   answer (clients must not discard a response for it); the h2 state machine then answers
   any frame still in flight for the stream itself, the connection window included.
 
+:class:`H2Protocol` also hands a request's trailers (a HEADERS frame ending the stream after
+its DATA: h2's ``TrailersReceived``, which Hypercorn ignores) to its stream, as
+omnicore/console/http1.py's ``TrailerStream`` takes them (the scope's
+``http.request.trailers``, filled before the body's last message).
+
 :func:`install` puts it in Hypercorn's place (``hypercorn.protocol.ProtocolWrapper`` makes
 the connection's protocol from that module's ``H2Protocol``); the console does before it
-serves.
+serves, through http1.py's ``install`` (its one door, which also makes ``TrailerStream``
+Hypercorn's stream for HTTP/2).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import h2.events
 import hypercorn.protocol
 from h2.errors import ErrorCodes
 from h2.stream import StreamState
@@ -69,6 +76,21 @@ class H2Protocol(_HypercornH2):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.streams = _Streams()
+
+    async def _handle_events(self, events: list[h2.events.Event]) -> None:
+        # A request's trailers reach its stream before its end does (h2 gives the end, a
+        # StreamEnded, after them): the events before them first (the stream may be made
+        # there), then the trailers, then the rest.
+        start = 0
+        for i, event in enumerate(events):
+            if isinstance(event, h2.events.TrailersReceived):
+                if i > start:
+                    await super()._handle_events(events[start:i])
+                take = getattr(self.streams.get(event.stream_id), "take_trailers", None)
+                if take is not None and event.headers:  # (http1.TrailerStream's)
+                    take(event.headers)
+                start = i + 1
+        await super()._handle_events(events[start:] if start else events)
 
     async def _send_data(self, stream_id: int) -> None:
         await super()._send_data(stream_id)

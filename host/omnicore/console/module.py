@@ -103,7 +103,7 @@ class ConsoleModule(Module):
         from hypercorn.asyncio import serve
         from hypercorn.config import Config
 
-        from omnicore.console import http2
+        from omnicore.console import http1
 
         cfg = self.settings
         if not cfg.auth and not is_loopback(cfg.host):
@@ -166,9 +166,10 @@ class ConsoleModule(Module):
         made = ensure_app_key(app.data_dir, identity)
         data_dir = app.data_dir
         asgi.state.app_key = lambda: app_key(data_dir, identity) or made
-        # An HTTP/2 stream answered before its body is in ends; the connection stays
-        # (Hypercorn's own protocol dropped it: omnicore/console/http2.py).
-        http2.install()
+        # Hypercorn's protocols as the console needs them: an HTTP/2 stream answered before
+        # its body is in ends, the connection stays (omnicore/console/http2.py); trailers over
+        # HTTP/1.1 both ways, and a request's on every version (omnicore/console/http1.py).
+        http1.install()
         self._serving = asyncio.create_task(
             serve(asgi, config, shutdown_trigger=self._shutdown.wait))  # type: ignore[arg-type]
         _write_private(app.instance_dir / CONSOLE_FILE,

@@ -58,9 +58,9 @@ from omnicore.sandbox.engine import SandboxEngine
 from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 
-__all__ = ["HANDLER", "ONE_REQUEST_PER_INSTANCE", "STREAM_AFTER_S", "THREADS", "ProxyComponent",
-           "ProxyRoutes", "announced_trailers", "exports_handler", "one_request_per_instance",
-           "trailer_fields"]
+__all__ = ["HANDLER", "ONE_REQUEST_PER_INSTANCE", "REQUEST_TRAILERS", "STREAM_AFTER_S", "THREADS",
+           "ProxyComponent", "ProxyRoutes", "announced_trailers", "exports_handler",
+           "one_request_per_instance", "request_trailer_fields", "trailer_fields"]
 
 log = logging.getLogger("omnicore.routes")
 
@@ -108,6 +108,41 @@ def trailer_fields(trailers: wasihttp.Fields | None) -> list[tuple[bytes, bytes]
         return []
     return [(name.lower().encode("ascii"), value) for name, value in trailers.entries
             if name.lower() not in NOT_TRAILERS]
+
+
+#: The scope extension the console's server fills with a request's trailer fields (its dict's
+#: ``"headers"``, before the body's last message: omnicore/console/http1.py).
+REQUEST_TRAILERS = "http.request.trailers"
+#: Request trailer fields a proxy component is not given: those a trailer may not carry
+#: (RFC 9110 §6.5.1), and ``cookie`` (the route hands a request's cookies on only as its
+#: rules left them, without the console's).
+NOT_REQUEST_TRAILERS = NOT_TRAILERS | {"cookie"}
+
+
+def request_trailer_fields(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, bytes]]:
+    """A request's trailer fields as a proxy component gets them (``future-trailers.get``):
+    names lower-case, those of :data:`NOT_REQUEST_TRAILERS` dropped."""
+    return [(name, bytes(value)) for key, value in raw
+            if (name := bytes(key).decode("latin-1").lower()) not in NOT_REQUEST_TRAILERS]
+
+
+class _TrailersOver(Exception):
+    """A request's trailers past its route's header caps: the body fails with 431 (as
+    bodyfeed.BodyFeed takes an exception's ``status``)."""
+
+    status = 431
+
+
+def _trailers_over(headers: list[tuple[bytes, bytes]], trailers: list[tuple[bytes, bytes]],
+                   max_bytes: int, max_count: int) -> str | None:
+    """Why a request's headers and trailers together are over its route's caps (a
+    client must not pass the header caps by sending its fields as trailers), or None."""
+    if len(headers) + len(trailers) > max_count:
+        return f"more than {max_count} headers and trailers"
+    size = sum(len(k) + len(v) for k, v in headers) + sum(len(k) + len(v) for k, v in trailers)
+    if size > max_bytes:
+        return f"the headers and trailers are over {max_bytes} bytes"
+    return None
 
 
 def announced_trailers(headers: wasihttp.Fields | None) -> list[bytes]:
@@ -323,7 +358,7 @@ class _ProxyStream:
     #: The request body as the guest reads it (closed once the answer is sent), or None.
     feed: BodyFeed | None = None
     #: The trailer names the guest announced (its ``trailer`` header), when the server and
-    #: the client take trailers (HTTP/2 with ``te: trailers``): the head declares them.
+    #: the client take trailers (``te: trailers``): the head declares them.
     trailing: list[bytes] = field(default_factory=list)
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -452,6 +487,24 @@ class ProxyRoutes:
         scheme = head["url"].partition("://")[0]
         loop = asyncio.get_running_loop()
         feed = None
+        # The request's trailers, when the server hands them on (a dict filled before the
+        # body's last message), within the route's header caps with its headers.
+        holder = (scope.get("extensions") or {}).get(REQUEST_TRAILERS)
+        trailers_in = None
+        if isinstance(holder, dict):
+            raw_trailers: list[tuple[bytes, bytes]] = holder.setdefault("headers", [])
+
+            def trailers_in() -> list[tuple[str, bytes]]:
+                return request_trailer_fields(raw_trailers)
+
+            if body is not None:  # read already (a signed route): its trailers are in
+                over = raw_trailers and _trailers_over(scope["headers"], raw_trailers,
+                                                       s.max_header_bytes, s.max_headers)
+                if over:
+                    raise Answer(431, over, "headers")
+            else:
+                receive = self._capped(receive, scope["headers"], raw_trailers,
+                                       s.max_header_bytes, s.max_headers)
         if body is None:  # the guest's reads pull it in (bodyfeed.BodyFeed)
             declared = head["headers"].get("content-length")
             feed = BodyFeed(receive, s.max_body_bytes, deadline,
@@ -467,9 +520,10 @@ class ProxyRoutes:
             scheme=scheme or "http", authority=head["headers"].get("host", ""),
             headers=self._fields(scope["headers"], head["headers"]),
             body=feed if feed is not None else body or b"", cap=s.max_response_bytes,
-            deadline=deadline)
+            deadline=deadline, trailers_in=trailers_in)
         # Trailers reach a client that takes them through a server that sends them (the
-        # ASGI http.response.trailers extension: Hypercorn's HTTP/2, with te: trailers).
+        # ASGI http.response.trailers extension: HTTP/2, and HTTP/1.1 chunked through the
+        # console's server, omnicore/console/http1.py; with te: trailers).
         trailing = "http.response.trailers" in (scope.get("extensions") or {}) and any(
             k.lower() == b"te" and b"trailers" in v.lower() for k, v in scope["headers"]) \
             and scope["method"] != "HEAD"
@@ -482,6 +536,22 @@ class ProxyRoutes:
         finally:
             if feed is not None and not streamed:
                 feed.close()
+
+    @staticmethod
+    def _capped(receive: Any, headers: list[tuple[bytes, bytes]],
+                trailers: list[tuple[bytes, bytes]], max_bytes: int, max_count: int) -> Any:
+        """``receive``, whose body's last message fails (431) when the request's trailers
+        (filled by then) and headers are over the route's header caps."""
+        async def capped() -> Any:
+            message = await receive()
+            if trailers and not message.get("more_body", False) and \
+                    message["type"] == "http.request":
+                over = _trailers_over(headers, trailers, max_bytes, max_count)
+                if over:
+                    raise _TrailersOver(over)
+            return message
+
+        return capped
 
     def _raw_path(self, scope: MutableMapping[str, Any], path: str) -> str:
         """``path`` (decoded, after the prefix) as the client wrote it, percent-encoded: a

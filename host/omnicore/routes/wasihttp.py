@@ -152,6 +152,9 @@ class Exchange:
     #: is never started (its client has had its 504; its guest would hold a thread of the
     #: proxies' shared pool for nothing, up to the plugin's own deadline).
     deadline: float = float("inf")
+    #: The request's trailer fields once its body has ended (the server's, through the
+    #: route's rules), or None: the server hands none on.
+    trailers_in: Callable[[], list[tuple[str, bytes]]] | None = None
 
     @property
     def answered(self) -> bool:
@@ -190,6 +193,8 @@ class _Outparam:
 class _IncomingBody:
     data: bytes | BodyFeed
     streamed: bool = False
+    #: Its trailers, once the body has ended (Exchange.trailers_in), or None: none.
+    trailers: Callable[[], list[tuple[str, bytes]]] | None = None
 
 
 @dataclass
@@ -206,6 +211,9 @@ class _InputStream:
 class _FutureTrailers:
     #: The request body's feed (the trailers are ready at its end), or None: ready now.
     feed: BodyFeed | None = None
+    #: The trailer fields once they are ready (None: the request has none).
+    trailers: Callable[[], list[tuple[str, bytes]]] | None = None
+    taken: bool = False
 
 
 @dataclass
@@ -774,7 +782,8 @@ def _http(d: _Definer) -> None:
         if obj.consumed:
             return None
         obj.consumed = True
-        return t.own("incoming-body", _IncomingBody(body))
+        trailers = obj.exchange.trailers_in if isinstance(obj, _Request) else None
+        return t.own("incoming-body", _IncomingBody(body, trailers=trailers))
 
     def req(t: Table, s: Any, r: ResourceAny) -> Exchange:
         obj: _Request = t.borrow(s, r)
@@ -796,7 +805,7 @@ def _http(d: _Definer) -> None:
     def body_finish(t: Table, s: Any, b: ResourceAny) -> ResourceHost:
         obj: _IncomingBody = t.take(s, b)
         feed = obj.data if isinstance(obj.data, BodyFeed) else None
-        return t.own("future-trailers", _FutureTrailers(feed))
+        return t.own("future-trailers", _FutureTrailers(feed, obj.trailers))
 
     def trailers_subscribe(t: Table, s: Any, f: ResourceAny) -> ResourceHost:
         obj: _FutureTrailers = t.borrow(s, f)
@@ -806,8 +815,17 @@ def _http(d: _Definer) -> None:
         obj: _FutureTrailers = t.borrow(s, f)
         if obj.feed is not None and not obj.feed.readable(end=True):
             return None  # not yet: the body has not ended
-        # some(ok(ok(none))): no request trailers (the ASGI server hands none on)
-        return _ok(None)
+        if obj.taken:
+            return _err(None)  # some(err): taken already
+        obj.taken = True
+        failure = obj.feed.failure if obj.feed is not None else None
+        if failure is not None and failure[0] == 431:  # over the route's header caps
+            return _ok(Variant("HTTP-request-trailer-section-size", None))
+        fields = obj.trailers() if obj.trailers is not None and failure is None else []
+        if not fields:
+            return _ok(None)  # some(ok(ok(none))): no request trailers
+        # some(ok(ok(some(trailers)))): immutable, as the types say
+        return _ok(t.own("fields", Fields(fields, immutable=True)))
 
     def out_set(t: Table, s: Any, p: ResourceAny, response: Any) -> None:
         param: _Outparam = t.take(s, p)

@@ -188,8 +188,17 @@ class IncomingHandler(exports.IncomingHandler):
             ready.block()
             ready.__exit__(None, None, None)
             got = trailers.get()  # some(ok(ok(option<trailers>)))
-            said = "pending" if got is None else \
-                "none" if got.value.value is None else "some"
+            if got is None:
+                said = "pending"
+            elif isinstance(got, Err):  # a second get
+                said = "taken"
+            elif isinstance(got.value, Err):  # the trailers' error-code
+                said = f"error {type(got.value.value).__name__}"
+            elif got.value.value is None:
+                said = "none"
+            else:  # each field, in order
+                said = "some " + "; ".join(f"{k}={v.decode(errors='replace')}"
+                                           for k, v in got.value.value.entries())
             _answer(response_out, 200, [], [f"request trailers: {said}".encode()])
             return
         if leaf == "trailers":  # a body, then trailers (one a trailer may not carry)

@@ -1,0 +1,185 @@
+"""Trailers over HTTP/1.1, both ways, and a request's trailers on every version (Hypercorn
+0.18 hands none on).
+
+Hypercorn 0.18 sends response trailers (the ASGI ``http.response.trailers`` extension) over
+HTTP/2 and 3 only: its ``HTTPStream`` offers the extension to those versions alone
+(``TRAILERS_VERSIONS``) and its ``H11Protocol`` has nothing to send them with. And it drops
+a request's trailers on every version: h11 parses a chunked request's trailer section into
+``EndOfMessage.headers`` and h2 gives a ``TrailersReceived`` event, and Hypercorn reads
+neither. So:
+
+- **Response trailers over HTTP/1.1** (RFC 9112 §7.1.2). An HTTP/1.1 request's scope offers
+  ``http.response.trailers``. An answer started with ``"trailers": True`` to a client that
+  sent ``TE: trailers`` is framed chunked (its ``content-length`` dropped: trailers ride in
+  the last chunk), and its ``http.response.trailers`` go in that last chunk
+  (``h11.EndOfMessage(headers=...)``). Without ``TE: trailers``, to an HTTP/1.0 client, for
+  a ``HEAD`` or a status with no body, they are dropped and the answer ends as usual
+  (RFC 9110 §6.5.1: a sender may discard trailers the recipient did not ask for). Which
+  fields a trailer may carry is the application's to filter (the route server does:
+  omnicore/routes/proxy.py ``trailer_fields``).
+- **Request trailers, every version.** Every HTTP request's scope carries the extension
+  ``http.request.trailers``: a dict whose ``"headers"`` list the server fills with the
+  request's trailer fields (``[name, value]``, names lower-case) before it hands on the last
+  ``http.request`` message (``more_body`` false), so an application that reads the body to
+  its end reads them there. No ASGI server or the ASGI spec defines request trailers (the
+  spec's extensions cover response trailers only); this is the smallest addition of that
+  spec's shape: nothing changes for an application that does not look, no message is added
+  or reordered. The trailer section is bounded as a head is: by h11's
+  ``h11_max_incomplete_size`` over HTTP/1.1 (the server answers 431 past it) and by HTTP/2's
+  ``max_header_list_size``; a route's own header caps are the route's to apply (the route
+  server counts trailers with the headers).
+
+:func:`install` puts :class:`TrailerStream` and :class:`H11Protocol` in Hypercorn's place
+(and omnicore/console/http2.py's ``H2Protocol``, which hands h2's request trailers on): the
+console's one door to Hypercorn's protocols, called before it serves.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import h11
+import hypercorn.protocol
+import hypercorn.protocol.h2
+import hypercorn.protocol.h11
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.events import StreamClosed, Trailers
+from hypercorn.protocol.h11 import H11Protocol as _HypercornH11
+from hypercorn.protocol.http_stream import TRAILERS_VERSIONS, ASGIHTTPState, HTTPStream
+from hypercorn.utils import build_and_validate_headers, suppress_body
+
+from omnicore.console import http2
+
+__all__ = ["REQUEST_TRAILERS", "H11Protocol", "TrailerStream", "install", "takes_trailers"]
+
+#: The scope extension that carries a request's trailers (its dict's ``"headers"``).
+REQUEST_TRAILERS = "http.request.trailers"
+
+
+def takes_trailers(headers: Any) -> bool:
+    """Whether a request's ``te`` header(s) list ``trailers`` (RFC 9110 §10.1.4: a comma
+    list of codings, each with optional parameters)."""
+    for name, value in headers:
+        if name.lower() == b"te":
+            for token in value.split(b","):
+                if token.split(b";", 1)[0].strip().lower() == b"trailers":
+                    return True
+    return False
+
+
+class _Extended:
+    """The application as the stream calls it: its scope given the trailer extensions first."""
+
+    __slots__ = ("app", "stream")
+
+    def __init__(self, app: Any, stream: TrailerStream) -> None:
+        self.app = app
+        self.stream = stream
+
+    async def __call__(self, scope: Any, *args: Any) -> None:
+        extensions = scope.setdefault("extensions", {})
+        extensions[REQUEST_TRAILERS] = self.stream.request_trailers
+        if scope.get("http_version") == "1.1":
+            extensions.setdefault("http.response.trailers", {})
+            self.stream.takes = takes_trailers(scope.get("headers", ()))
+        await self.app(scope, *args)
+
+
+class TrailerStream(HTTPStream):
+    """Hypercorn's HTTP stream, with a request's trailers handed on (every version) and
+    response trailers sent over HTTP/1.1 (see the module's docstring)."""
+
+    def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(_Extended(app, self), *args, **kwargs)  # type: ignore[arg-type]
+        #: The scope's ``http.request.trailers``: filled before the body's last message.
+        self.request_trailers: dict[str, list[tuple[bytes, bytes]]] = {"headers": []}
+        #: An HTTP/1.1 answer whose trailers go in its last chunk (decided with its head).
+        self._chunk_trailers = False
+        #: An HTTP/1.1 client that sent ``TE: trailers``.
+        self.takes = False
+        self._trailers: list[tuple[bytes, bytes]] = []
+
+    def take_trailers(self, headers: Any) -> None:
+        """The request's trailer section, as the protocol parsed it (before its end)."""
+        self.request_trailers["headers"].extend(
+            (bytes(name).lower(), bytes(value)) for name, value in headers)
+
+    async def app_send(self, message: Any) -> None:
+        if message is None or self.closed or self.scope["http_version"] in TRAILERS_VERSIONS:
+            await super().app_send(message)
+            return
+        kind = message["type"]
+        if kind == "http.response.start" and self.state == ASGIHTTPState.REQUEST \
+                and message.get("trailers", False) and self.takes \
+                and not suppress_body(self.scope["method"], int(message["status"])):
+            # chunked, so the trailers have a last chunk to ride in (h11 frames an answer
+            # of no declared length so to an HTTP/1.1 client)
+            self._chunk_trailers = True
+            message = {**message, "headers": [
+                (name, value) for name, value in message.get("headers", [])
+                if bytes(name).lower() != b"content-length"]}
+        elif kind == "http.response.trailers" and self.state == ASGIHTTPState.TRAILERS:
+            if self._chunk_trailers:
+                self._trailers.extend(build_and_validate_headers(message.get("headers", [])))
+            if not message.get("more_trailers", False):
+                await self._end(self._trailers)
+            return
+        await super().app_send(message)
+
+    async def _end(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        """The answer's end: its trailers in the last chunk (none: as Hypercorn ends it)."""
+        if not trailers:
+            await self._send_closed()
+            return
+        await self.send(Trailers(stream_id=self.stream_id, headers=trailers))
+        self.state = ASGIHTTPState.CLOSED
+        await self.config.log.access(self.scope, self.response, time.time() - self.start_time)
+        await self.send(StreamClosed(stream_id=self.stream_id))
+
+
+class _Connection(h11.Connection):
+    """h11's server side, handing a request's trailer section to ``on_trailers`` as it
+    parses the request's end (before the protocol hands the end to the stream)."""
+
+    on_trailers: Any = None
+
+    def next_event(self) -> Any:
+        event = super().next_event()
+        if isinstance(event, h11.EndOfMessage) and event.headers and \
+                self.on_trailers is not None:
+            self.on_trailers(event.headers)
+        return event
+
+
+class H11Protocol(_HypercornH11):
+    """Hypercorn's HTTP/1.1 protocol: a request's trailers reach its stream, and a stream's
+    trailers go in the answer's last chunk (see the module's docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        connection = _Connection(h11.SERVER,
+                                 max_incomplete_event_size=self.config.h11_max_incomplete_size)
+        connection.on_trailers = self._request_trailers
+        self.connection = connection
+
+    def _request_trailers(self, headers: Any) -> None:
+        if isinstance(self.stream, TrailerStream):
+            self.stream.take_trailers(headers)
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        if isinstance(event, Trailers):  # the last chunk, with the trailer section
+            await self._send_h11_event(h11.EndOfMessage(headers=event.headers))
+        else:
+            await super().stream_send(event)
+
+
+def install() -> None:
+    """Have Hypercorn make :class:`H11Protocol` for every HTTP/1.1 connection and
+    :class:`TrailerStream` for every HTTP request (both versions), and
+    omnicore/console/http2.py's ``H2Protocol`` for every HTTP/2 connection (idempotent)."""
+    hypercorn.protocol.H11Protocol = H11Protocol  # type: ignore[attr-defined]
+    hypercorn.protocol.h11.HTTPStream = TrailerStream  # type: ignore[attr-defined]
+    hypercorn.protocol.h2.HTTPStream = TrailerStream  # type: ignore[attr-defined]
+    http2.install()
+
