@@ -818,9 +818,10 @@ def _http(d: _Definer) -> None:
         if obj.taken:
             return _err(None)  # some(err): taken already
         obj.taken = True
+        # A body that failed (its trailers past the route's header caps: 431, its reads
+        # failed already) has none. (Its error-code cannot be lowered: wasmtime-py's value
+        # API takes any value for the inner result's ok case, an option<trailers>.)
         failure = obj.feed.failure if obj.feed is not None else None
-        if failure is not None and failure[0] == 431:  # over the route's header caps
-            return _ok(Variant("HTTP-request-trailer-section-size", None))
         fields = obj.trailers() if obj.trailers is not None and failure is None else []
         if not fields:
             return _ok(None)  # some(ok(ok(none))): no request trailers

@@ -199,6 +199,9 @@ class IncomingHandler(exports.IncomingHandler):
             else:  # each field, in order
                 said = "some " + "; ".join(f"{k}={v.decode(errors='replace')}"
                                            for k, v in got.value.value.entries())
+            again = trailers.get()  # taken already: some(err)
+            if got is not None and not isinstance(again, Err):
+                said += f"; a second get: {again!r}"
             _answer(response_out, 200, [], [f"request trailers: {said}".encode()])
             return
         if leaf == "trailers":  # a body, then trailers (one a trailer may not carry)
