@@ -15,6 +15,7 @@ from typing import Any
 import h11
 
 from omnicore.console.http1 import takes_trailers
+from omnicore.routes import sign_github
 from omnicore.routes.proxy import request_trailer_fields
 from tests.routes.conftest import RouteHost
 from tests.routes.test_proxy_components import (
@@ -291,6 +292,31 @@ def test_request_trailers_are_held_to_the_routes_header_caps(
     finally:
         sock.close()
     assert data.startswith(b"HTTP/1.1 431"), data[:200]
+    still_serving(host)
+
+
+def test_a_signed_routes_request_trailers_are_held_to_its_caps_too(
+        route_host: Callable[..., RouteHost]) -> None:
+    """A signed webhook's route reads the body whole before the call (its signature is over
+    it): its trailers are in by then, reach the guest, and are counted with its headers."""
+    host = start(route_host, signed=route("/signed/{leaf}", auth="github", secret="gh",
+                                          max_header_bytes=1024, timeout_ms=20_000))
+    host.app.secrets.set("gh", b"It's a Secret to Everybody")
+    body = b'{"zen": "trailers"}'
+    signature = sign_github(b"It's a Secret to Everybody", body).encode()
+    for trailers, status, said in (
+            ([(b"x-digest", b"abc")], 200, b"request trailers: some x-digest=abc"),
+            ([(b"x-pad", b"p" * 1100)], 431, b"1024 bytes")):
+        h = _H1(host)
+        try:
+            h.request(b"POST", b"/http/signed/finish",
+                      [(b"transfer-encoding", b"chunked"),
+                       (b"x-hub-signature-256", signature)])
+            h.send(h11.Data(data=body), h11.EndOfMessage(headers=trailers))
+            head, got, _ = h.response()
+        finally:
+            h.close()
+        assert head.status_code == status and said in got, (head, got)
     still_serving(host)
 
 
