@@ -126,18 +126,24 @@ class TierUp:
             try:
                 self._swap(entry, module, optimized)
                 return
-            except DeadlineExceeded as exc:
+            except Exception as exc:
                 # A new instance's warm-up runs under the plugin's deadline, and a host stalled
                 # for a moment (a loaded machine, a collection) can cross it though the code is
                 # sound: once more, then the baseline code goes on serving. Another failure
-                # is the code's own and would fail again.
+                # is the code's own and would fail again. (The start's failure arrives as the
+                # PluginLoadError of sandbox/pool.py, the deadline its cause.)
+                if not _timed_out(exc):
+                    log.exception("plugin '%s': swapping in the optimized code failed; the "
+                                  "baseline code serves", entry.name)
+                    return
                 if attempt or self._closed:
                     log.warning("plugin '%s': swapping in the optimized code timed out twice "
                                 "(%s); the baseline code serves", entry.name, exc)
                     return
                 log.info("plugin '%s': swapping in the optimized code timed out (%s); once "
                          "more", entry.name, exc)
-            except Exception:
-                log.exception("plugin '%s': swapping in the optimized code failed; the "
-                              "baseline code serves", entry.name)
-                return
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised for, a deadline crossed."""
+    return isinstance(exc, DeadlineExceeded) or isinstance(exc.__cause__, DeadlineExceeded)

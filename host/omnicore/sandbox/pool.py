@@ -295,8 +295,9 @@ class PooledRuntime(Generic[Inst]):
                 on_drained()
             if isinstance(exc, PluginLoadError):
                 raise
+            # Chained: whoever retries a start tells a stall (DeadlineExceeded) from a fault.
             raise PluginLoadError(f"plugin {self.name!r} failed to start: {exc}",
-                                  plugin=self.name) from None
+                                  plugin=self.name) from exc
         return self._pool
 
     def _release(self, inst: Inst, keep: bool) -> None:
