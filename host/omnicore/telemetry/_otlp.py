@@ -107,6 +107,13 @@ def scope(resource: Mapping[str, Any], name: str, version: str | None) -> tuple[
     return _field(b"\x0a", attributes(b"\x0a", resource)), _field(b"\x0a", scope_fields)
 
 
+#: A span's ids as its first fields (trace_id 1, span_id 2: bytes, big-endian), and a
+#: parent's (field 4), packed at once.
+_IDS = struct.Struct(">BBQQBBQ").pack
+_PARENT = struct.Struct(">BBQ").pack
+_OK = b"\x7a\x00"
+
+
 def _span(r: Record) -> bytes:
     (trace_id, span_id, parent_id, span_name, kind, start_ns, end_ns, own, shared, status,
      description, flags, remote, state) = r
@@ -115,12 +122,12 @@ def _span(r: Record) -> bytes:
         if len(_NAMES) >= _CACHE_MAX:
             _NAMES.clear()
         name = _NAMES[span_name] = _field(b"\x2a", _text(span_name))
-    parts = [b"\x0a\x10", trace_id.to_bytes(16, "big"), b"\x12\x08",
-             span_id.to_bytes(8, "big")]
+    parts = [_IDS(0x0A, 0x10, trace_id >> 64, trace_id & 0xFFFF_FFFF_FFFF_FFFF, 0x12, 0x08,
+                  span_id)]
     if state:
         parts.append(_field(b"\x1a", _text(state)))
     if parent_id:
-        parts += (b"\x22\x08", parent_id.to_bytes(8, "big"))
+        parts.append(_PARENT(0x22, 0x08, parent_id))
     parts += (name, _KINDS[kind], _TIMES(0x39, start_ns, 0x41, end_ns))
     if shared is not None:
         found = _SHARED.get(id(shared))
@@ -129,15 +136,22 @@ def _span(r: Record) -> bytes:
                 _SHARED.clear()
             found = _SHARED[id(shared)] = (shared, attributes(b"\x4a", shared))
         parts.append(found[1])
-    attribute = _attribute
+    cached = _CACHE.get
     for key, value in own.items():
+        # (_attribute's cache, looked up here: a call a span's attribute saved)
+        cls = value.__class__
+        if cls is str or cls is int or cls is bool:
+            hit = cached((b"\x4a", key, value))
+            if hit is not None and hit[0] is cls:
+                parts.append(hit[1])
+                continue
         if value is not None:
-            parts.append(attribute(b"\x4a", key, value))
+            parts.append(_attribute(b"\x4a", key, value))
     if status == ERROR:
         message = _field(b"\x12", _text(description)) if description else b""
         parts.append(_field(b"\x7a", message + b"\x18" + _SMALL[ERROR]))
     else:
-        parts.append(b"\x7a\x00")
+        parts.append(_OK)
     parts.append(_FLAGS[flags & 0xFF | (_IS_REMOTE if remote else 0)])
     body = b"".join(parts)
     n = len(body)

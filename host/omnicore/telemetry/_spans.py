@@ -165,7 +165,8 @@ class Span:
         self.attributes["error.type"] = kind
 
     def traceparent(self) -> str:
-        return f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}"
+        return (f"00-{self.trace_id.to_bytes(16, 'big').hex()}-"
+                f"{self.span_id.to_bytes(8, 'big').hex()}-{self.flags:02x}")
 
     def __repr__(self) -> str:
         return f"<Span {self.name!r} {self.trace_id:032x}/{self.span_id:016x}>"
