@@ -132,6 +132,13 @@ def _cut_upload(c: _RawH2, stream: int) -> None:
     assert c.statuses.get(stream) == b"413", c.statuses
 
 
+def _carries_next(c: _RawH2, stream: int) -> None:
+    """The connection answers a next request, on ``stream``."""
+    c.request(stream, "GET", "/api/v1/info", end=True)
+    c.until(lambda: stream in c.ended)
+    assert c.statuses.get(stream) == b"200", c.statuses
+
+
 def test_http2_data_after_an_early_answer_is_credited_to_the_connection(
         make_host: Callable[..., Host]) -> None:
     """A client that goes on sending a stream's body after its early answer (413) and after
@@ -144,8 +151,7 @@ def test_http2_data_after_an_early_answer_is_credited_to_the_connection(
     try:
         _cut_upload(c, 1)
         c.raw_data(1, 1_000_000)  # 15 times the first window
-        c.request(3, "GET", "/api/v1/info", end=True)
-        c.until(lambda: 3 in c.ended)
+        _carries_next(c, 3)
         assert c.statuses == {1: b"413", 3: b"200"}, c.statuses
         assert c.resets[1][0] == 0, c.resets  # NO_ERROR: stop sending, keep the answer
         # A second upload's body still gets the connection's window: nothing was kept.
@@ -176,9 +182,7 @@ def test_http2_trailers_after_an_early_answer_and_a_client_reset(
         c.conn.reset_stream(3, ErrorCodes.CANCEL)
         c.flush()
         c.raw_data(3, 200_000)
-        c.request(5, "GET", "/api/v1/info", end=True)
-        c.until(lambda: 5 in c.ended)
-        assert c.statuses.get(5) == b"200", c.statuses
+        _carries_next(c, 5)
     finally:
         c.close()
     _idle()
@@ -202,9 +206,7 @@ def test_http2_many_streams_answered_early_at_once(make_host: Callable[..., Host
         assert {c.statuses.get(s) for s in streams} == {b"413"}, c.statuses
         for s in streams:
             c.raw_data(s, 8192)
-        c.request(81, "GET", "/api/v1/info", end=True)
-        c.until(lambda: 81 in c.ended)
-        assert c.statuses.get(81) == b"200", c.statuses
+        _carries_next(c, 81)
     finally:
         c.close()
     _idle()
