@@ -9,7 +9,10 @@ tests/routes/proxy/app.py's ``finish`` leaf says the request trailers it got."""
 
 from __future__ import annotations
 
+import contextlib
 import select
+import threading
+import time
 from collections.abc import Callable
 
 import h2.config
@@ -20,6 +23,7 @@ import hyperframe.frame
 
 from omnicore.routes import sign_github
 from tests.routes.conftest import RouteHost
+from tests.routes.test_proxy_attacks import start as attack_start
 from tests.routes.test_proxy_components import (
     _H2,
     _authority,
@@ -28,7 +32,7 @@ from tests.routes.test_proxy_components import (
     start,
     still_serving,
 )
-from tests.routes.test_trailers import _H1
+from tests.routes.test_trailers import _H1, _get
 
 FINISH = b"/http/hello/finish"
 
@@ -604,4 +608,115 @@ def test_a_request_refused_for_its_trailers_after_the_answer_began(
         h.close()
     # cut short (no last chunk): what came is the echo of what was read before the refusal
     assert not complete and got in (b"first,", b"first,last"), (complete, got, tail)
+    still_serving(host)
+
+
+def test_a_hostile_guests_response_trailers_over_http11(
+        route_host: Callable[..., RouteHost]) -> None:
+    """tests/routes/proxy/hostile_app.py's ``trailers=N``: it announces and sends trailers a
+    trailer may not carry (content-length, Transfer-Encoding) with an ordinary one and one
+    of N bytes. Over HTTP/1.1 to a client with TE: trailers: the last chunk carries only the
+    two it may send, the framing is the server's (chunked, no content-length), and the
+    keep-alive connection serves on. Past the guest's header budget (2 MiB): a 500, or an
+    answer that never reads as complete; the host serves on."""
+    host = attack_start(route_host)
+    h = _H1(host)
+    try:
+        for size in (10, 1000, 12_000):
+            head, body, tail = _get(h, f"/http/any/trailers={size}".encode(),
+                                    [(b"te", b"trailers")])
+            assert head.status_code == 200 and body == b"body", (head, body)
+            assert tail == [(b"x-ok", b"fine"), (b"x-big", b"v" * size)], tail
+            framing = [(k, v) for k, v in head.headers
+                       if k in (b"content-length", b"transfer-encoding")]
+            assert framing == [(b"transfer-encoding", b"chunked")], head.headers
+            announced = b",".join(v for k, v in head.headers if k == b"trailer")
+            assert b"content-length" not in announced.lower(), head.headers
+            h.next()
+        # without TE: trailers, none of them, framed by the length
+        head, body, tail = _get(h, b"/http/any/trailers=1000")
+        assert body == b"body" and tail == [], (body, tail)
+    finally:
+        h.close()
+    h = _H1(host)
+    try:
+        h.request(b"GET", f"/http/any/trailers={2 << 20}".encode(), [(b"te", b"trailers")])
+        h.send(h11.EndOfMessage())
+        try:
+            head, body, tail = h.response()
+            assert head.status_code == 500, (head, body[:200], len(tail))
+        except (AssertionError, ConnectionResetError, h11.RemoteProtocolError) as exc:
+            # the head streamed first, then the guest trapped: cut short, never complete
+            assert "mid-answer" in str(exc) or not isinstance(exc, AssertionError), exc
+    finally:
+        h.close()
+    r = host.client.get("/http/any/again")
+    assert r.status_code == 200 and r.text == "hostile /any/again", r.text
+
+
+def test_a_trailer_section_that_stops_or_trickles_ends_at_the_route_deadline(
+        route_host: Callable[..., RouteHost]) -> None:
+    """The body's chunks all in, then a trailer section that stops coming (one field, no
+    blank line) or trickles a field every 20 ms within h11's limit: the guest waiting on its
+    future-trailers is cut at the route's deadline, 408 in time, and the host serves on."""
+    host = start(route_host, slow=route("/slow/{leaf}", timeout_ms=500))
+    prefix = (b"POST /http/slow/finish HTTP/1.1\r\nhost: " + _authority(host).encode()
+              + b"\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-first: 1\r\n")
+    with _connect(host) as sock:
+        began = time.monotonic()
+        sock.sendall(prefix)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):  # to the server's close
+                answer += chunk
+        took = time.monotonic() - began
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert took < 5, took
+    with _connect(host) as sock:
+        began = time.monotonic()
+        sock.sendall(prefix)
+        answered = threading.Event()
+
+        def trickle() -> None:  # paced, not deciding: a field every 20 ms until answered
+            with contextlib.suppress(OSError):
+                n = 0
+                while not answered.wait(0.02) and n < 1000:
+                    sock.sendall(b"x-t%d: 1\r\n" % n)
+                    n += 1
+
+        feeder = threading.Thread(target=trickle)
+        feeder.start()
+        try:
+            answer = sock.recv(4096)
+        finally:
+            answered.set()
+            feeder.join()
+        took = time.monotonic() - began
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert took < 5, took
+    still_serving(host)
+
+
+def test_trailers_with_no_body_and_a_chunked_http10_request(
+        route_host: Callable[..., RouteHost]) -> None:
+    """Over HTTP/2, a trailer block straight after the request's head (no DATA) is the
+    guest's trailers. An HTTP/1.0 request framed chunked (HTTP/1.0 has no chunked coding),
+    with trailers and a request written after it: 400 and the connection's end, the bytes
+    after it never read as a request."""
+    host = start(route_host)
+    h = _H2(host, "POST", FINISH.decode(), more=True)
+    try:
+        h.conn.send_headers(1, [("x-only", "1")], end_stream=True)
+        h.sock.sendall(h.conn.data_to_send())
+        h.until(lambda: h.ended)
+    finally:
+        h.close()
+    assert h.body == b"request trailers: some x-only=1", (h.head, h.body)
+    auth = _authority(host).encode()
+    data = _raw(host, b"POST /http/hello/finish HTTP/1.0\r\nhost: " + auth
+                + b"\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-ten: 1\r\n\r\n"
+                + b"GET /http/hello/second HTTP/1.1\r\nhost: " + auth + b"\r\n\r\n")
+    assert data.count(b"HTTP/1.1 ") == 1 and b"/hello/second" not in data, data
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and body == b"", data  # h11: no chunked 1.0
     still_serving(host)
