@@ -514,8 +514,8 @@ def _h2_get(host: RouteHost, path: str, *,
 
 def test_response_trailers_reach_an_http2_client(route_host: Callable[..., RouteHost]) -> None:
     """outgoing-body.finish's trailers, over HTTP/2 to a client that takes them (te:
-    trailers); a field a trailer may not carry is dropped. Over HTTP/1.1 (Hypercorn sends no
-    chunked trailers) and to a client without te: trailers, the body alone."""
+    trailers); a field a trailer may not carry is dropped. To a client without te: trailers,
+    the body alone (HTTP/1.1 with te: trailers: tests/routes/test_trailers.py)."""
     host = start(route_host, stream=route("/stream/{leaf}", timeout_ms=20_000))
     head, body, tail = _h2_get(host, "/http/hello/trailers")
     assert (b":status", b"200") in head and body == b"with trailers"
