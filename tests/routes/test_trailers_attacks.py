@@ -9,6 +9,8 @@ tests/routes/proxy/app.py's ``finish`` leaf says the request trailers it got."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import select
 import threading
@@ -21,6 +23,7 @@ import h2.events
 import h11
 import hyperframe.frame
 
+from omnicore.console.module import ConsoleModule
 from omnicore.routes import sign_github
 from tests.routes.conftest import RouteHost
 from tests.routes.test_proxy_attacks import start as attack_start
@@ -33,6 +36,7 @@ from tests.routes.test_proxy_components import (
     still_serving,
 )
 from tests.routes.test_trailers import _H1, _get
+from tests.waiting import eventually
 
 FINISH = b"/http/hello/finish"
 
@@ -275,15 +279,16 @@ def _h2_end(h: _H2) -> str:
 
 
 def _raw_headers(h: _H2, stream_id: int, headers: list[tuple[str, str]], *,
-                 end_stream: bool) -> None:
+                 end_stream: bool, first: bytes = b"") -> None:
     """A HEADERS frame h2's client would refuse to send, written by hand (its block from the
-    connection's own encoder, so the server's decoder stays in step)."""
+    connection's own encoder, so the server's decoder stays in step), in one write after
+    ``first``."""
     frame = hyperframe.frame.HeadersFrame(stream_id)
     frame.data = h.conn.encoder.encode(headers)
     frame.flags.add("END_HEADERS")
     if end_stream:
         frame.flags.add("END_STREAM")
-    h.sock.sendall(frame.serialize())
+    h.sock.sendall(first + frame.serialize())
 
 
 def test_http2_trailers_without_end_stream_or_headers_after_them(
@@ -291,8 +296,10 @@ def test_http2_trailers_without_end_stream_or_headers_after_them(
     """A trailer block without END_STREAM is the client's protocol error: the stream gets
     no guest's answer and the host still serves. A HEADERS frame after a stream's trailers
     (the client's side of it closed) is a stream error, STREAM_CLOSED (RFC 9113 §5.1): the
-    stream is reset, whatever its guest answers goes nowhere, and the same connection serves
-    the next streams (one while that guest may still be answering, one after)."""
+    stream is reset, whatever its guest answers goes nowhere (or, the answer complete before
+    the frame was read, the answer stands, with the trailers before the frame), and the same
+    connection serves the next streams (one while that guest may still be answering, one
+    after)."""
     host = start(route_host)
     h = _H2(host, "POST", FINISH.decode(), more=True)
     try:
@@ -308,10 +315,15 @@ def test_http2_trailers_without_end_stream_or_headers_after_them(
     try:
         h.send(b"abc")
         h.conn.send_headers(1, [("x-t", "1")], end_stream=True)
-        h.sock.sendall(h.conn.data_to_send())
-        _raw_headers(h, 1, [("x-after", "2")], end_stream=True)  # after the stream's end
+        trailers = h.conn.data_to_send()
+        # after the stream's end, in the same write (most often read with the trailers, so
+        # the reset comes before the guest's answer; an answer already complete is closed
+        # both ways, and the frame then changes nothing)
+        _raw_headers(h, 1, [("x-after", "2")], end_stream=True, first=trailers)
         ended = _h2_end(h)
-        assert ended == "reset" and b"request trailers" not in h.body, (ended, h.head, h.body)
+        assert (ended == "reset" and b"request trailers" not in h.body) or (
+            ended == "answered" and h.body == b"request trailers: some x-t=1"), \
+            (ended, h.head, h.body)
         for stream_id in (3, 5):
             h.head, h.body, h.ended = [], b"", False
             h.conn.send_headers(stream_id, [
@@ -719,4 +731,45 @@ def test_trailers_with_no_body_and_a_chunked_http10_request(
     assert data.count(b"HTTP/1.1 ") == 1 and b"/hello/second" not in data, data
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400") and body == b"", data  # h11: no chunked 1.0
+    still_serving(host)
+
+
+def _connections(host: RouteHost) -> int:
+    """The console server's live connection tasks (Hypercorn's, one a connection), counted on
+    its own loop."""
+    module = host.app.get_module("console", ConsoleModule)
+    assert module._serving is not None
+    loop = module._serving.get_loop()
+    counted: concurrent.futures.Future[int] = concurrent.futures.Future()
+    loop.call_soon_threadsafe(lambda: counted.set_result(sum(
+        1 for task in asyncio.all_tasks(loop)
+        if task.get_coro().__qualname__.endswith("_server_callback"))))  # type: ignore[union-attr]
+    return counted.result(10)
+
+
+def test_an_http2_connection_ended_mid_request_ends_on_the_server(
+        route_host: Callable[..., RouteHost]) -> None:
+    """HTTP/2 clients that end their connection while a request's body is still open: one
+    whose trailers break the protocol (a pseudo-header: the server's GOAWAY), one that just
+    closes its socket. The route answers the request it was serving (its client gone) and
+    each connection's task on the server ends with it: it does not wait for the host's stop
+    (Hypercorn's stream buffer, drained for the answer's end on a connection already closed,
+    waited for ever; each such client left a connection's tasks and buffers behind)."""
+    host = start(route_host)
+    before = _connections(host)
+    for how in ("pseudo-header trailers", "closed"):
+        h = _H2(host, "POST", FINISH.decode(), more=True)
+        try:
+            h.conn.config.validate_outbound_headers = False
+            h.send(b"abc")
+            if how == "closed":
+                h.until(lambda: _connections(host) > before)  # (no answer: held by the body)
+            else:
+                h.conn.send_headers(1, [(":path", "/x")], end_stream=True)
+                h.sock.sendall(h.conn.data_to_send())
+                assert _h2_end(h) == "goaway"
+        finally:
+            h.close()
+        eventually(lambda: _connections(host) == before, f"the connection's end ({how})",
+                   timeout=10)
     still_serving(host)

@@ -23,6 +23,11 @@ ended does it, which a loaded machine makes common.
   answer (clients must not discard a response for it); the h2 state machine then answers
   any frame still in flight for the stream itself, the connection window included.
 
+And a connection that ends (the client gone, or its protocol error) while an answer is still
+on its way ends on the server too: Hypercorn left its streams' buffers open, and an answer's
+end (which drains its buffer) then waited for ever for the sending task that stopped with
+the connection, holding the connection's tasks until the server's stop.
+
 :class:`H2Protocol` also hands a request's trailers (a HEADERS frame ending the stream after
 its DATA: h2's ``TrailersReceived``, which Hypercorn ignores) to its stream, as
 omnicore/console/http1.py's ``TrailerStream`` takes them (the scope's
@@ -42,6 +47,8 @@ import h2.events
 import hypercorn.protocol
 from h2.errors import ErrorCodes
 from h2.stream import StreamState
+from hypercorn.events import Closed
+from hypercorn.events import Event as IOEvent
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import Trailers
 from hypercorn.protocol.h2 import H2Protocol as _HypercornH2
@@ -76,6 +83,17 @@ class H2Protocol(_HypercornH2):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.streams = _Streams()
+
+    async def handle(self, event: IOEvent) -> None:
+        await super().handle(event)
+        if isinstance(event, Closed):
+            # The connection is gone (the client's end, or its protocol error: GOAWAY) while
+            # answers may still be on their way: their buffers closed, so an answer's end
+            # (Hypercorn drains its stream's buffer for it) does not wait for a sender that
+            # stopped with the connection. Hypercorn left them open: the answer's task, and
+            # with it the connection's, waited until the server's stop.
+            for buffer in list(self.stream_buffers.values()):
+                await buffer.close()
 
     async def _handle_events(self, events: list[h2.events.Event]) -> None:
         # A request's trailers reach its stream before its end does (h2 gives the end, a
