@@ -82,7 +82,6 @@ class _Extended:
         extensions[REQUEST_TRAILERS] = self.stream.request_trailers
         if scope.get("http_version") == "1.1":
             extensions.setdefault("http.response.trailers", {})
-            self.stream.takes = takes_trailers(scope.get("headers", ()))
         await self.app(scope, *args)
 
 
@@ -96,8 +95,6 @@ class TrailerStream(HTTPStream):
         self.request_trailers: dict[str, list[tuple[bytes, bytes]]] = {"headers": []}
         #: An HTTP/1.1 answer whose trailers go in its last chunk (decided with its head).
         self._chunk_trailers = False
-        #: An HTTP/1.1 client that sent ``TE: trailers``.
-        self.takes = False
         self._trailers: list[tuple[bytes, bytes]] = []
 
     def take_trailers(self, headers: Any) -> None:
@@ -110,9 +107,11 @@ class TrailerStream(HTTPStream):
             await super().app_send(message)
             return
         kind = message["type"]
+        # (The client's TE read only for an answer with trailers: most have none.)
         if kind == "http.response.start" and self.state == ASGIHTTPState.REQUEST \
-                and message.get("trailers", False) and self.takes \
-                and not suppress_body(self.scope["method"], int(message["status"])):
+                and message.get("trailers", False) \
+                and not suppress_body(self.scope["method"], int(message["status"])) \
+                and takes_trailers(self.scope["headers"]):
             # chunked, so the trailers have a last chunk to ride in (h11 frames an answer
             # of no declared length so to an HTTP/1.1 client)
             self._chunk_trailers = True
@@ -146,8 +145,9 @@ class _Connection(h11.Connection):
 
     def next_event(self) -> Any:
         event = super().next_event()
-        if isinstance(event, h11.EndOfMessage) and event.headers and \
-                self.on_trailers is not None:
+        # (Per event of every request: ``type() is``, where isinstance goes through h11's
+        # ABC's instance check.)
+        if type(event) is h11.EndOfMessage and event.headers and self.on_trailers is not None:
             self.on_trailers(event.headers)
         return event
 
@@ -168,7 +168,7 @@ class H11Protocol(_HypercornH11):
             self.stream.take_trailers(headers)
 
     async def stream_send(self, event: StreamEvent) -> None:
-        if isinstance(event, Trailers):  # the last chunk, with the trailer section
+        if type(event) is Trailers:  # the last chunk, with the trailer section
             await self._send_h11_event(h11.EndOfMessage(headers=event.headers))
         else:
             await super().stream_send(event)
