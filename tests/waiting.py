@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import subprocess
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-__all__ = ["Logged", "all_threads_stopped", "eventually", "eventually_async", "seconds_until"]
+__all__ = ["Logged", "all_threads_stopped", "busy_share", "eventually", "eventually_async",
+           "seconds_until"]
 
 T = TypeVar("T")
 
@@ -130,3 +133,32 @@ def all_threads_stopped(pid: int) -> bool:
             return False
 
     return not any(running(task) for task in Path(f"/proc/{pid}/task").iterdir())
+
+
+def busy_share(threads: Sequence[threading.Thread], seconds: float = 0.5
+               ) -> tuple[float, dict[str, float]]:
+    """The CPU ``threads`` use over ``seconds`` of wall time, in cores (1.0: one core whole),
+    and each busy one's by name, read from /proc (a thread that ends meanwhile counts for
+    nothing).
+
+    A check that nothing is left spinning after a test's work measures the threads that work
+    ran on, not the process: a test worker's process may meanwhile be compiling for another
+    test's host on wasmtime's own threads, which is neither a leak nor this test's."""
+    def used() -> dict[int, tuple[str, int]]:
+        ticks = {}
+        for t in threads:
+            try:
+                fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text() \
+                    .rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            ticks[t.native_id or 0] = (t.name, int(fields[11]) + int(fields[12]))
+        return ticks
+
+    before, wall = used(), time.monotonic()
+    threading.Event().wait(seconds)
+    after = used()
+    scale = os.sysconf("SC_CLK_TCK") * (time.monotonic() - wall)
+    each = {name: (after.get(tid, (name, ticks))[1] - ticks) / scale
+            for tid, (name, ticks) in before.items()}
+    return sum(each.values()), {name: share for name, share in each.items() if share > 0}
