@@ -45,6 +45,21 @@ class _H1:
     def request(self, method: bytes, path: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         self.send(h11.Request(method=method, target=path, headers=[(b"host", self.host), *headers]))
 
+    def until_body(self, part: bytes) -> tuple[h11.Response, bytes]:
+        """Read until the answer's body holds ``part``: its head and the body so far."""
+        got = b""
+        head: h11.Response | None = None
+        while part not in got:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                self.conn.receive_data(self.sock.recv(65536))
+            elif isinstance(event, h11.Response):
+                head = event
+            elif isinstance(event, h11.Data):
+                got += event.data
+        assert head is not None, got
+        return head, got
+
     def response(self, head: h11.Response | None = None
                  ) -> tuple[h11.Response, bytes, list[tuple[bytes, bytes]]]:
         """The answer: its head (or ``head``, read already), its body (what is left of it)
@@ -131,17 +146,8 @@ def test_response_trailers_reach_an_http11_client_that_takes_them(
         h.request(b"POST", b"/http/stream/echo",
                   [(b"te", b"trailers"), (b"transfer-encoding", b"chunked")])
         h.send(h11.Data(data=b"first,"))
-        got = b""
-        head_seen: h11.Response | None = None
-        while b"first," not in got:
-            event = h.conn.next_event()
-            if event is h11.NEED_DATA:
-                h.conn.receive_data(h.sock.recv(65536))
-            elif isinstance(event, h11.Response):
-                head_seen = event
-            elif isinstance(event, h11.Data):
-                got += event.data
-        assert head_seen is not None and (b"x-echo", b"yes") in head_seen.headers
+        head_seen, got = h.until_body(b"first,")
+        assert (b"x-echo", b"yes") in head_seen.headers
         assert _raw_header(head_seen, b"transfer-encoding") == [b"chunked"]
         h.send(h11.Data(data=b"last"), h11.EndOfMessage())
         _head, rest, tail = h.response(head_seen)

@@ -587,17 +587,8 @@ def test_a_request_refused_for_its_trailers_after_the_answer_began(
         h.request(b"POST", b"/http/tight/echo",
                   [(b"te", b"trailers"), (b"transfer-encoding", b"chunked")])
         h.send(h11.Data(data=b"first,"))
-        got = b""
-        head: h11.Response | None = None
-        while b"first," not in got:
-            event = h.conn.next_event()
-            if event is h11.NEED_DATA:
-                h.conn.receive_data(h.sock.recv(65536))
-            elif isinstance(event, h11.Response):
-                head = event
-            elif isinstance(event, h11.Data):
-                got += event.data
-        assert head is not None and head.status_code == 200
+        head, got = h.until_body(b"first,")
+        assert head.status_code == 200
         h.send(h11.Data(data=b"last"), h11.EndOfMessage(headers=[(b"x-pad", b"p" * 2000)]))
         complete = False
         tail: list[tuple[bytes, bytes]] = []
