@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from wasmtime import wat2wasm
 
 from omnicore.app import OmniApp
 from omnicore.capabilities.builtin import builtin_capabilities
 from omnicore.errors import ConfigError, PluginLoadError
 from omnicore.plugins.host import PluginHost
 from omnicore.sandbox import Capability
+from omnicore.sandbox.capability import HostFunction
 from omnicore.sandbox.wasmbin import set_custom_section
+from tests.guest_wat import ALLOC
 from tests.host_fixtures import echo_wasm, write
 
 
@@ -115,3 +118,49 @@ def test_an_extensions_capability_checks_the_plugins_of_an_app(
     assert app.plugins.get("ok").state == "loaded"
     bad = app.plugins.get("bad")
     assert bad.state == "failed" and "no handler 'nope'" in (bad.last_error or "")
+
+
+# ---- a start that crossed its deadline: once more --------------------------------------------
+
+class Stalls:
+    """``omnicore:stall``'s ``once``: whether the calling instance's start should loop past its
+    deadline (it does for the first ``times`` starts), as a start on a stalled host runs out of
+    time though the code is sound."""
+
+    def __init__(self, times: int) -> None:
+        self.times, self.starts = times, 0
+
+    def capability(self) -> Capability:
+        def once(*_args: Any) -> int:
+            self.starts += 1
+            return int(self.starts <= self.times)
+
+        return Capability("stall", [HostFunction("once", (), ("i32",), once)],
+                          default_grant=True)
+
+
+STALLS_AT_START = wat2wasm(f"""(module (import "omnicore:stall" "once" (func $once (result i32)))
+  (memory (export "memory") 2) {ALLOC}
+  (func $start (if (call $once) (then (loop $l (br $l)))))
+  (start $start)
+  (func (export "run") (param i32 i32) (result i64) (i64.const 0)))""")
+
+
+def test_a_start_that_crossed_its_deadline_once_is_tried_once_more() -> None:
+    """A clean-clone CI run's second host failed a sound plugin's load so (its start 1 s
+    under the baseline code on a saturated machine), and a failed plugin stays failed."""
+    stalls = Stalls(times=1)
+    with PluginHost(capabilities=lambda: [*builtin_capabilities(), stalls.capability()]) as h:
+        info = h.load(STALLS_AT_START, name="stalls", limits={"timeout_ms": 100})
+        assert info.state == "loaded" and stalls.starts == 2
+        assert h.call("stalls", "run") == b"" and stalls.starts == 2
+
+
+def test_a_start_that_crosses_its_deadline_again_fails_the_load() -> None:
+    """Once more, not until it works: the second failure is the load's, naming the deadline."""
+    stalls = Stalls(times=5)
+    with PluginHost(capabilities=lambda: [*builtin_capabilities(), stalls.capability()]) as h:
+        with pytest.raises(PluginLoadError, match=r"plugin 'stalls' failed to start: .*"
+                                                  r"exceeded its deadline of 100 ms"):
+            h.load(STALLS_AT_START, name="stalls", limits={"timeout_ms": 100})
+        assert stalls.starts == 2 and len(h) == 0

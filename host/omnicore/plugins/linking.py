@@ -22,6 +22,7 @@ from typing import Any
 from omnicore.core.events import Event
 from omnicore.errors import (
     ConfigError,
+    DeadlineExceeded,
     NeedsGrant,
     PluginError,
     PluginLoadError,
@@ -32,7 +33,7 @@ from omnicore.plugins.ahead import CompileAhead
 from omnicore.plugins.entries import Entries
 from omnicore.plugins.events import PluginLoaded, PluginStateChanged
 from omnicore.plugins.info import PluginInfo, PluginState
-from omnicore.plugins.runtimes import Link, kind_of
+from omnicore.plugins.runtimes import Link, Runtime, kind_of
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.sidecar import Sidecar
 from omnicore.plugins.tiers import TierUp
@@ -367,9 +368,10 @@ class Linker:
             engine = self.baseline_engine() if self._tiers.is_baseline(module) \
                 else self.engine_for(settings.limits.fuel is not None)
             assert engine is not None  # a baseline module came from the baseline engine
-            runtime = kind_of(module).link(Link(
+            runtime = _link(Link(
                 engine, module, self.capabilities(),
-                settings, entry.log, self._data_dir, plan.abi_manifest, self._user_functions()))
+                settings, entry.log, self._data_dir, plan.abi_manifest, self._user_functions()),
+                entry.name)
         except NeedsGrant as exc:
             if keep_serving and entry.version is not None:
                 raise
@@ -423,6 +425,26 @@ def regranted(entry: Entry, layer: grant_rules.GrantLayer) -> Plan:
     assert entry.module is not None and entry.settings is not None
     grants = grant_rules.merge(entry.settings.grants, layer)
     return Plan(entry.module, replace(entry.settings, grants=grants), entry.abi_manifest)
+
+
+def _link(link: Link, name: str) -> Runtime:
+    """``link`` made into a runtime, once more if its first instance's start crossed the
+    plugin's deadline. A host stalled for a moment (a loaded machine, a collection, the
+    baseline tier's slower code) can end a sound start there, and a plugin that fails its
+    load stays failed until someone loads it again: a clean-clone CI run's second host failed
+    markdown-python's start so, its CPython start 1 s under the baseline code on a saturated
+    machine. Once, not until it works: a start too slow for its deadline fails at twice it.
+    Any other failure is the code's own and would fail again. Every start goes through here:
+    a first load, a reload, a regrant, a tier-up's swap (plugins.tiers)."""
+    kind = kind_of(link.module)
+    try:
+        return kind.link(link)
+    except PluginLoadError as exc:
+        # sandbox/pool.py chains a start's failure: its deadline is the cause.
+        if not isinstance(exc.__cause__, DeadlineExceeded):
+            raise
+        log.info("plugin '%s': its start crossed its deadline (%s); once more", name, exc)
+    return kind.link(link)
 
 
 def _is_cached(engine: SandboxEngine, wasm: bytes) -> bool:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from omnicore.core import heap
-from omnicore.errors import DeadlineExceeded, OmniError
+from omnicore.errors import OmniError
 from omnicore.plugins.versions import Entry
 from omnicore.sandbox import modcache
 from omnicore.sandbox.compiled import CompiledPlugin
@@ -118,32 +118,8 @@ class TierUp:
     def _swap_in(self, entry: Entry, module: CompiledPlugin, optimized: CompiledPlugin) -> None:
         try:
             self._replaced(module)
+            # A start that crossed its deadline was tried once more (plugins.linking._link).
+            self._swap(entry, module, optimized)
         except Exception:
             log.exception("plugin '%s': swapping in the optimized code failed; the baseline "
                           "code serves", entry.name)
-            return
-        for attempt in range(2):
-            try:
-                self._swap(entry, module, optimized)
-                return
-            except Exception as exc:
-                # A new instance's warm-up runs under the plugin's deadline, and a host stalled
-                # for a moment (a loaded machine, a collection) can cross it though the code is
-                # sound: once more, then the baseline code goes on serving. Another failure
-                # is the code's own and would fail again. (The start's failure arrives as the
-                # PluginLoadError of sandbox/pool.py, the deadline its cause.)
-                if not _timed_out(exc):
-                    log.exception("plugin '%s': swapping in the optimized code failed; the "
-                                  "baseline code serves", entry.name)
-                    return
-                if attempt or self._closed:
-                    log.warning("plugin '%s': swapping in the optimized code timed out twice "
-                                "(%s); the baseline code serves", entry.name, exc)
-                    return
-                log.info("plugin '%s': swapping in the optimized code timed out (%s); once "
-                         "more", entry.name, exc)
-
-
-def _timed_out(exc: BaseException) -> bool:
-    """Whether ``exc`` is, or was raised for, a deadline crossed."""
-    return isinstance(exc, DeadlineExceeded) or isinstance(exc.__cause__, DeadlineExceeded)
