@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Browser, Page, expect
 
 from omnicore import OmniApp
 from omnicore.console import ConsoleModule
@@ -128,6 +128,21 @@ def test_a_run_view_moves_as_its_steps_do(browser: Browser,
     context.close()
 
 
+#: Counts the console's live streams in the page, opened and failed (its EventSource, wrapped
+#: before the console's script runs).
+_COUNT_STREAMS = """
+window.__live = {opened: 0, failed: 0};
+const Native = window.EventSource;
+window.EventSource = class extends Native {
+  constructor(...args) {
+    super(...args);
+    window.__live.opened++;
+    this.addEventListener("error", () => window.__live.failed++);
+  }
+};
+"""
+
+
 def test_a_lost_stream_says_reconnecting_and_comes_back(
         browser: Browser, full: tuple[OmniApp, ConsoleModule]) -> None:
     _app, module = full
@@ -135,23 +150,34 @@ def test_a_lost_stream_says_reconnecting_and_comes_back(
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
     sign_in(page, module.url)
-    refused: list[float] = []
-
-    def refuse(route: Route) -> None:
-        refused.append(time.monotonic())
-        route.abort()
-
-    page.route("**/api/v1/live*", refuse)
+    page.add_init_script(_COUNT_STREAMS)
+    # The page's timers run on a clock the test moves: a retry is due at its delay, not when
+    # a loaded machine gets round to it (wall-clock intervals failed on a loaded CI run).
+    page.clock.install()
+    page.clock.pause_at(time.time() + 3600)
+    page.route("**/api/v1/live*", lambda route: route.abort())
     page.goto(f"{module.url}/tasks")
     state = page.locator("#live-state")
     expect(state).to_have_text("reconnecting…")
-    deadline = time.monotonic() + 20
-    while len(refused) < 3:  # tries again after 1 s, then 2 s: backing off
-        assert time.monotonic() < deadline, refused
-        page.wait_for_timeout(100)
-    assert refused[2] - refused[1] > refused[1] - refused[0] + 0.5
+
+    def streams() -> list[int]:
+        # (page.evaluate, not wait_for_function: the console's CSP refuses the string eval
+        # Playwright's polling would run)
+        live: list[int] = page.evaluate("[window.__live.opened, window.__live.failed]")
+        return live
+
+    for tries, delay_ms in enumerate((1000, 2000, 4000), start=1):  # backing off
+        eventually(lambda tries=tries: streams()[1] == tries, f"failed stream {tries}")
+        page.clock.run_for(delay_ms - 1)
+        assert streams() == [tries, tries], delay_ms  # not yet
+        page.clock.run_for(1)
+        assert streams()[0] == tries + 1, delay_ms
+    eventually(lambda: streams()[1] == 4, "failed stream 4")
+    expect(state).to_have_text("reconnecting…")
     page.unroute("**/api/v1/live*")
-    expect(state).to_have_text("live", timeout=15_000)  # the next try (4 s later) gets in
+    page.clock.run_for(8000)  # the next try gets in
+    expect(state).to_have_text("live")
+    assert streams() == [5, 4]
     context.close()
 
 
