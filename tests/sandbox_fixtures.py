@@ -23,13 +23,15 @@ DEADLINE_ALLOWANCE_S = 0.1
 
 def assert_deadlines_kept(overshoots: list[float]) -> None:
     """Calls that ended at their deadline: never early, the best within the allowance, none
-    grossly late. One sample is not held to the allowance: a scheduler pause on a loaded CI
-    machine stretches a single call by hundreds of milliseconds (seen: 0.41 s), which is the
-    machine's and not a late deadline. A deadline that is not kept fails every sample."""
+    but one grossly late. One sample is held to no bound: a scheduler pause on a loaded CI
+    machine stretches a single call (seen: 0.41 s; 3.98 s beside the CPU burners in a
+    clean-clone run of the whole suite), which is the machine's and not a late deadline. A
+    deadline not kept fails every sample, one kept only now and then the second worst."""
     assert len(overshoots) >= 3, "take at least three calls"
-    assert min(overshoots) > -0.005, f"ended early: {sorted(overshoots)}"
-    assert min(overshoots) < DEADLINE_ALLOWANCE_S, f"none on time: {sorted(overshoots)}"
-    assert max(overshoots) < DEADLINE_ALLOWANCE_S + 1.0, f"grossly late: {sorted(overshoots)}"
+    ordered = sorted(overshoots)
+    assert ordered[0] > -0.005, f"ended early: {ordered}"
+    assert ordered[0] < DEADLINE_ALLOWANCE_S, f"none on time: {ordered}"
+    assert ordered[-2] < DEADLINE_ALLOWANCE_S + 1.0, f"grossly late: {ordered}"
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
