@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -20,9 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-__all__ = ["SMOKE", "Sample", "machine", "measure", "measure_alternating", "render", "runs",
-           "scratch"]
+__all__ = ["SMOKE", "Callgrind", "Sample", "machine", "measure", "measure_alternating",
+           "render", "runs", "scratch"]
 
 #: ``OMNICORE_BENCH_SMOKE=1``: every measurement once, no warm-up: the figures mean nothing,
 #: the run shows the script still works end to end (tests/test_bench.py).
@@ -137,3 +139,39 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([line.format(*headers), line.format(*("-" * w for w in widths)),
                       *(line.format(*r) for r in rows)])
+
+
+class Callgrind:
+    """A server's instructions, counted by valgrind's callgrind (``Ir``: every instruction
+    its threads ran in user space), switched on around what is measured
+    (``callgrind_control``) and read from each dump's ``totals:`` line. The server runs under
+    :meth:`wrap`; bench_telemetry.py and bench_routes.py count with it
+    (``--counter instructions``)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.dumps = 0
+
+    def wrap(self) -> list[str]:
+        return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
+                f"--callgrind-out-file={self.out}"]
+
+    @staticmethod
+    def _control(pid: int, *args: str) -> None:
+        subprocess.run(["callgrind_control", *args, str(pid)], check=True,
+                       capture_output=True, timeout=900)
+
+    def count(self, pid: int, label: str, work: Any) -> tuple[int, float]:
+        """(instructions, wall seconds) of ``work()`` in the host ``pid``."""
+        self._control(pid, "-i", "on")
+        self._control(pid, "-z")
+        start = time.monotonic()
+        work()
+        took = time.monotonic() - start
+        self._control(pid, "-d", label)
+        self._control(pid, "-i", "off")
+        self.dumps += 1
+        dump = Path(f"{self.out}.{self.dumps}")
+        found = re.search(r"^totals: (\d+)", dump.read_text(), re.M)
+        assert found is not None, dump
+        return int(found.group(1)), took

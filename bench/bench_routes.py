@@ -32,6 +32,18 @@ printed beside ours.
 ``--profile`` instead samples the route host with py-spy while wrk drives it (the thread
 holding the GIL, so every thread's Python is seen, which cProfile in one thread is not) and
 prints the top functions by own and inclusive share of the samples.
+
+``--counter instructions`` counts the route against the floor in instructions instead:
+both servers run under valgrind's callgrind (bench/_measure.py's ``Callgrind``, as
+bench_telemetry.py's ``--counter instructions``), each round a fixed number of
+``GET .../hello/Ada?greeting=Hej`` over kept-alive connections, a server's instructions
+while idle (the host's timers) counted apart and taken out by the round's wall time; it
+prints instructions per request of each and the route's against the floor's. Each server
+is single-process and CPU-bound at saturation, so its requests/s follows the inverse of its
+CPU per request: 0.8x the floor's requests/s is at most 1.25x its instructions. A count does
+not move with the machine's load; it leaves out the kernel's part, caches and the GIL's
+hand-overs (callgrind runs one thread at a time). ``--keep DIR`` keeps the dumps for
+``callgrind_annotate``.
 """
 
 from __future__ import annotations
@@ -46,12 +58,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from _measure import SMOKE, machine, process_cpu_s, render, stop_process
+from _measure import SMOKE, Callgrind, machine, process_cpu_s, render, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "http-routes" / "rust"
@@ -134,7 +148,16 @@ def build_proxy(out: Path) -> Path:
     return wasm
 
 
-def app_folder(base: Path, wasm: Path, proxy: Path | None = None) -> Path:
+#: For ``--counter instructions``: the host's own polls (its heartbeat, the catalog's, the
+#: jobs queue's, the workflows folder's: each a second by default) once a minute, as
+#: bench_telemetry.py's: at callgrind's pace they would be lumps in a round's count.
+QUIET: dict[str, Any] = {
+    "cluster": {"heartbeat_s": 60, "dead_after_s": 3600}, "catalog": {"poll_s": 60},
+    "workflows": {"watch": False, "poll_s": 60}, "capabilities": {"jobs": {"poll_s": 60}}}
+
+
+def app_folder(base: Path, wasm: Path, proxy: Path | None = None,
+               more: dict[str, Any] | None = None) -> Path:
     app = base / "app"
     (app / "plugins").mkdir(parents=True)
     shutil.copy(wasm, app / "plugins" / wasm.name)
@@ -146,7 +169,7 @@ def app_folder(base: Path, wasm: Path, proxy: Path | None = None) -> Path:
                            "path": "/proxy/{rest...}", "methods": ["GET"], "auth": "public"}
     (app / "omnicore.yaml").write_text(json.dumps({
         "name": "bench", "plugins_dir": "plugins", "log": {"level": "warning"},
-        "serve": {"routes": routes}}))
+        "serve": {"routes": routes}, **(more or {})}))
     return app
 
 
@@ -159,18 +182,18 @@ def _env() -> dict[str, str]:
 
 def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url + PATH, timeout=10) as r:
+        with urllib.request.urlopen(url + PATH, timeout=60) as r:
             return bool(json.loads(r.read()) == ANSWER)
     except (OSError, ValueError):
         return False
 
 
-def start_host(server: Server, app: Path) -> None:
-    server.proc = subprocess.Popen([sys.executable, "-m", "omnicore.cli", "run", str(app)],
-                                   env=_env(), stdout=subprocess.DEVNULL,
+def start_host(server: Server, app: Path, wrap: list[str] | None = None) -> None:
+    server.proc = subprocess.Popen([*(wrap or []), sys.executable, "-m", "omnicore.cli", "run",
+                                    str(app)], env=_env(), stdout=subprocess.DEVNULL,
                                    stderr=(app / "host.log").open("wb"))
     console = app / ".omnicore" / "console.json"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + (900 if wrap else 180)
     while not console.is_file() or not _answers(
             json.loads(console.read_text())["url"] + "/http"):
         if server.proc.poll() is not None or time.monotonic() > deadline:
@@ -180,12 +203,12 @@ def start_host(server: Server, app: Path) -> None:
     server.url = json.loads(console.read_text())["url"] + "/http"
 
 
-def start_bare(server: Server) -> None:
-    server.proc = subprocess.Popen([sys.executable, "-c", BARE], env=_env(),
+def start_bare(server: Server, wrap: list[str] | None = None) -> None:
+    server.proc = subprocess.Popen([*(wrap or []), sys.executable, "-c", BARE], env=_env(),
                                    stdout=subprocess.PIPE)
     assert server.proc.stdout is not None
     server.url = f"http://127.0.0.1:{int(server.proc.stdout.readline())}/http"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + (600 if wrap else 60)
     while not _answers(server.url):
         if server.proc.poll() is not None or time.monotonic() > deadline:
             sys.exit("the bare Starlette endpoint did not start")
@@ -312,6 +335,102 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
               f"{proxy_ratio:.2f}x: {verdict(proxy_ratio, PEER_GOAL)}")
 
 
+def fixed(url: str, requests: int, clients: int, path: str = PATH) -> None:
+    """``requests`` GETs of ``url + path`` over ``clients`` kept-alive connections (threads
+    of this process: a fixed count, where wrk's is a fixed time); each must answer 200 (404
+    at ``/none/``)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    target = parts.path + path
+    left = [requests]
+    lock = threading.Lock()
+    failed: list[str] = []
+
+    def run() -> None:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=600)
+        try:
+            while True:
+                with lock:
+                    if left[0] <= 0 or failed:
+                        return
+                    left[0] -= 1
+                conn.request("GET", target)
+                response = conn.getresponse()
+                text = response.read()
+                if response.status != (404 if path.startswith("/none/") else 200):
+                    failed.append(f"{response.status} {text[:200]!r}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=run) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        sys.exit(f"a request failed: {failed[0]}")
+
+
+def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
+                 markdown: bool = False, keep: Path | None = None) -> str:
+    """The route and the floor under callgrind: instructions per request over a fixed
+    number of requests, round after round taking turns (module docstring)."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        sys.exit("--counter instructions needs valgrind (apt-get install valgrind)")
+    base = Path(tempfile.mkdtemp(prefix="bench-routes-")) if keep is None else keep
+    base.mkdir(parents=True, exist_ok=True)
+    bare = Server("bare Starlette endpoint (the floor)")
+    route = Server("Rust SDK route handler (omnicore run)")
+    # The same host answering 404 where no route is: the console's middleware and the route
+    # table, no plugin call (counted by the route host's counter, between the route's rounds).
+    unrouted = Server("no route there: 404, same host", path="/none/Ada?greeting=Hej")
+    servers = [bare, unrouted, route]
+    counters = [Callgrind(base / f"callgrind.{name}") for name in ("bare", "route")]
+    counter_of = [counters[0], counters[1], counters[1]]
+    per: list[list[float]] = [[] for _ in servers]
+    idle: list[float] = []
+    try:
+        app = app_folder(base, build_handler(base / "build"), more=QUIET)
+        start_host(route, app, counters[1].wrap())
+        unrouted.proc, unrouted.url = route.proc, route.url
+        start_bare(bare, counters[0].wrap())
+        for s in servers:  # warm: the request's code run, its caches filled
+            fixed(s.url, max(requests // 5, 20), clients, s.path)
+        for s, counter in ((bare, counters[0]), (route, counters[1])):
+            assert s.proc is not None
+            n, took = counter.count(s.proc.pid, "idle", lambda: time.sleep(idle_s))
+            idle.append(n / took)
+        idle.insert(1, idle[1])  # (the 404s' host is the route's)
+        for r in range(rounds):
+            for i, (s, counter) in enumerate(zip(servers, counter_of, strict=True)):
+                assert s.proc is not None
+                n, took = counter.count(s.proc.pid, f"round-{r}-{i}",
+                                        lambda s=s: fixed(s.url, requests, clients, s.path))
+                per[i].append((n - idle[i] * took) / requests)
+    finally:
+        route.stop()
+        bare.stop()
+        if keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+    def ratios(i: int) -> list[float]:
+        return [c / f for c, f in zip(per[i], per[0], strict=True)]
+
+    rows = [(s.label, _sample([c / 1000 for c in per[i]], "{:.1f}"), f"{idle[i] / 1e6:.2f}",
+             "-" if i == 0 else _sample(ratios(i), "{:.3f}x")) for i, s in enumerate(servers)]
+    ratio = statistics.median(ratios(2))
+    return (f"{machine()}\ncallgrind (valgrind), {requests} requests a round over {clients} "
+            f"kept-alive connections, {rounds} rounds per server taking turns\n\n"
+            + render([f"GET /http{PATH}", "thousand instructions/request",
+                      "idle, M instructions/s", "instructions vs floor, by round"], rows,
+                     markdown=markdown)
+            + f"\n\ngoal: route >= {GOAL}x the floor's requests/s, at most "
+              f"{1 / GOAL:.2f}x its instructions per request; median {ratio:.3f}x: "
+              f"{'met' if ratio <= 1 / GOAL else 'not met'}")
+
+
 def profile(seconds: float, clients: int, top: int = 30) -> str:
     """py-spy (in the venv) samples the route host's thread holding the GIL while wrk
     drives it: the Python per request, every thread's (cProfile sees one thread only)."""
@@ -366,7 +485,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the route host under load instead")
+    parser.add_argument("--counter", choices=["cpu", "instructions"], default="cpu",
+                        help="instructions: the route and the floor counted in instructions "
+                        "per request (valgrind's callgrind, a fixed number of requests) "
+                        "instead of wrk's requests/s")
+    parser.add_argument("--requests", type=int, default=1000,
+                        help="--counter instructions: requests a round at one server")
+    parser.add_argument("--keep", type=Path, help="--counter instructions: keep the "
+                        "callgrind dumps in this folder (callgrind_annotate)")
     args = parser.parse_args()
+    if args.counter == "instructions":
+        quick = args.quick or SMOKE
+        print(instructions(1 if quick else args.rounds, 20 if quick else args.requests,
+                           args.clients, 2.0 if quick else 10.0, args.markdown, args.keep))
+        return
     if not shutil.which("wrk"):
         sys.exit("bench_routes needs wrk (apt-get install wrk, or scripts/dev setup)")
     if args.profile:

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _measure import SMOKE, machine, process_cpu_s, render, stop_process
+from _measure import SMOKE, Callgrind, machine, process_cpu_s, render, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 GREETER = ROOT / "build" / "plugins" / "greeter-rust.wasm"
@@ -504,40 +504,6 @@ def _fixed(host: Host, requests: int, clients: int) -> None:
         t.join()
     if failed:
         sys.exit(f"the invoke failed: {failed[0]}")
-
-
-class Callgrind:
-    """A host's instructions, counted by valgrind's callgrind (``Ir``: every instruction its
-    threads ran in user space, the export thread's included), switched on around what is
-    measured (``callgrind_control``) and read from each dump's ``totals:`` line."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.dumps = 0
-
-    def wrap(self) -> list[str]:
-        return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
-                f"--callgrind-out-file={self.out}"]
-
-    @staticmethod
-    def _control(pid: int, *args: str) -> None:
-        subprocess.run(["callgrind_control", *args, str(pid)], check=True,
-                       capture_output=True, timeout=900)
-
-    def count(self, pid: int, label: str, work: Any) -> tuple[int, float]:
-        """(instructions, wall seconds) of ``work()`` in the host ``pid``."""
-        self._control(pid, "-i", "on")
-        self._control(pid, "-z")
-        start = time.monotonic()
-        work()
-        took = time.monotonic() - start
-        self._control(pid, "-d", label)
-        self._control(pid, "-i", "off")
-        self.dumps += 1
-        dump = Path(f"{self.out}.{self.dumps}")
-        found = re.search(r"^totals: (\d+)", dump.read_text(), re.M)
-        assert found is not None, dump
-        return int(found.group(1)), took
 
 
 def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
