@@ -1,11 +1,12 @@
 """Builds the C call path (``omnicore.sandbox._callpath``), the C plugin log ring
-(``omnicore.sandbox._logring``) and the C component call (``omnicore.sandbox._compcall``),
-all optional: without a compiler the host runs on the pure-Python sandbox/fastcall.py,
-sandbox/logring.py and sandbox/component/flatcall.py's ctypes path. Puts copies of ``sdk/``
-and ``web/`` into the wheel: ``omnicore/toolchains/sdk``, so that ``omnicore new plugin`` and
-``omnicore build`` work from an installed wheel too (``omnicore.toolchains.locations``), and
-``omnicore/console/web``, the console's templates and static assets
-(``omnicore.console.assets``). Everything else is in pyproject.toml."""
+(``omnicore.sandbox._logring``), the C component call (``omnicore.sandbox._compcall``) and
+the C OTLP span encoder (``omnicore.telemetry._otlpenc``), all optional: without a compiler
+the host runs on the pure-Python sandbox/fastcall.py, sandbox/logring.py and
+sandbox/component/flatcall.py's ctypes path, and hands spans to the OpenTelemetry SDK's
+encoder. Puts copies of ``sdk/`` and ``web/`` into the wheel: ``omnicore/toolchains/sdk``, so
+that ``omnicore new plugin`` and ``omnicore build`` work from an installed wheel too
+(``omnicore.toolchains.locations``), and ``omnicore/console/web``, the console's templates and
+static assets (``omnicore.console.assets``). Everything else is in pyproject.toml."""
 
 import shutil
 from pathlib import Path
@@ -53,4 +54,7 @@ setup(cmdclass={"build_py": BuildPyWithSdk},
                              [f"host/omnicore/sandbox/{name}.c" for name in ("_logring", "_logwake")],
                              depends=[f"host/omnicore/sandbox/{name}.h"
                                       for name in ("_pyext", "_logring")],
+                             extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True),
+                   Extension("omnicore.telemetry._otlpenc",
+                             ["host/omnicore/telemetry/_otlpenc.c"],
                              extra_compile_args=["-O2", "-Wall", "-Werror"], optional=True)])

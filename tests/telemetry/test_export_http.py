@@ -171,3 +171,15 @@ def test_a_proxy_or_a_credential_provider_keeps_the_sdks_transport(
     monkeypatch.setenv("NO_PROXY", "collector.example")
     if "HTTP_PROXY" in environ:  # bypassed for the collector: the kept connection again
         assert _http.lean_transport("http://collector.example:4318/v1/traces", {}) is not None
+
+
+def test_without_the_c_encoder_the_sdks_encoder_sends_the_spans(
+        collector: Collector, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host installed without a compiler (omnicore.telemetry._otlpenc not built) hands its
+    spans to the SDK's OTLP/HTTP exporter as ``ReadableSpan``s: the collector gets them all
+    the same."""
+    from omnicore.telemetry import _otlp
+
+    monkeypatch.setattr(_otlp, "AVAILABLE", False)
+    _traced(collector.endpoint, ["one", "two"])
+    assert collector.spans == ["one", "two"]

@@ -161,3 +161,48 @@ def test_the_sampler_comes_from_the_variables_where_the_file_is_silent(
     file = _sdk.sampler_of(Settings(service_name="x", sampler="traceidratio", sampler_arg=0.5),
                            environ)
     assert (file.ratio, file.parent_based) == (0.5, False)
+
+
+def test_odd_values_decode_as_the_sdks_encoder_makes_them() -> None:
+    """The C encoder's other paths (omnicore.telemetry._otlpenc): lengths of two bytes and
+    more, non-ASCII text, a str subclass, the lowest int, tuples and empty arrays, a span's
+    error without a description."""
+
+    class Name(str):
+        pass
+
+    root = _made("x" * 200, _spans.SERVER, {
+        "long": "é" * 300, "tuple": (1.5, 2.5), "sub": Name("n"), "low": -(1 << 63),
+        "high": (1 << 63) - 1, "empty": [], "bools": [True, False], "texts": ("a", "☃" * 70),
+        "raw": bytes(range(256))}, None)
+    root.set_error("Timeout")
+    child = _made("y", _spans.INTERNAL, {f"k{i}": i for i in range(40)}, root)
+    spans = [root, child]
+    resource = Resource.create({"service.name": "shop", "big": "r" * 500})
+    scope = InstrumentationScope("omnicore", None)
+    encoded_resource, encoded_scope = _otlp.scope(resource.attributes, "omnicore", None)
+    ours = ExportTraceServiceRequest.FromString(
+        _otlp.request(encoded_resource, encoded_scope, iter([_spans.record(s) for s in spans])))
+    theirs = encode_spans(_sdk.readable([_spans.record(s) for s in spans], resource, scope))
+    for message in (ours, theirs):
+        for s in message.resource_spans[0].scope_spans[0].spans:
+            s.flags &= ~0xFF
+    assert ours == theirs
+
+
+def test_an_unpaired_surrogate_is_sent_replaced() -> None:
+    """Text Python holds but UTF-8 cannot (a lone surrogate, from a guest's bytes decoded with
+    surrogateescape) is sent with '?' in its place, never an export's failure."""
+    s = _made("a\udc80b", _spans.INTERNAL, {"k": "x\ud800y"}, None)
+    decoded = ExportTraceServiceRequest.FromString(
+        _otlp.request(b"", b"", [_spans.record(s)]))
+    span = decoded.resource_spans[0].scope_spans[0].spans[0]
+    assert span.name == "a?b" and span.attributes[0].value.string_value == "x?y"
+
+
+def test_an_array_holding_itself_is_an_error_not_a_crash() -> None:
+    looped: list[Any] = [1]
+    looped.append(looped)
+    s = _made("x", _spans.INTERNAL, {"k": looped}, None)
+    with pytest.raises(RecursionError):
+        _otlp.request(b"", b"", [_spans.record(s)])

@@ -45,12 +45,13 @@ from omnicore.telemetry._spans import (
     Record,
     Sampler,
     Span,
+    new_context,
     new_span,
     parse_traceparent,
 )
 
 __all__ = ["count", "db_operation", "dropped", "flush", "ids", "log_ids", "outbound_http",
-           "plugin_call", "reset", "setup", "span", "span_counts", "traceparent"]
+           "plugin_call", "queue", "reset", "setup", "span", "span_counts", "traceparent"]
 
 log = logging.getLogger("omnicore.telemetry")
 
@@ -151,11 +152,12 @@ def _otlp_exporter(settings: Settings) -> OTLPSpanExporter:
 
 def _export_of(exporter: SpanExporter, resource: Resource, name: str,
                version: str) -> Callable[[list[Record]], object]:
-    """How a batch reaches ``exporter``: as OTLP's bytes where it is the SDK's OTLP/HTTP
-    exporter with the client this was written against, else as ``ReadableSpan``s."""
+    """How a batch reaches ``exporter``: as OTLP's bytes (:mod:`._otlp`'s C encoder) where
+    it is the SDK's OTLP/HTTP exporter with the client this was written against, else (and
+    where the encoder was not built) as ``ReadableSpan``s."""
     client = getattr(exporter, "_client", None)
     send = getattr(client, "export", None)
-    if type(exporter) is OTLPSpanExporter and callable(send):
+    if type(exporter) is OTLPSpanExporter and callable(send) and _otlp.AVAILABLE:
         encoded_resource, scope = _otlp.scope(resource.attributes, name, version)
 
         def post(spans: list[Record]) -> object:
@@ -286,6 +288,12 @@ def end(s: Span) -> None:
         _batcher.add(s)
 
 
+def queue(r: Record) -> None:
+    """Queue an ended, sampled span's record (one made without a :class:`Span`)."""
+    if _batcher is not None:
+        _batcher.put(r)
+
+
 #: A server span's name and shared attributes by (method, scheme, route, status).
 _served: dict[tuple[str, str, str | None, int], tuple[str, dict[str, Any]]] = {}
 
@@ -347,16 +355,19 @@ def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
     """A plugin call's span: plugin, handler, version digest (shared by its calls' spans),
     outcome, breaker, fuel (a metered plugin's) and memory (its instances', read at most once
     a second)."""
-    s = new_span("", INTERNAL, None, CURRENT.get() or _outer(), _sampler)
-    token = CURRENT.set(s)
-    if not s.flags & 0x01:  # sampled out: its context alone, for what the call sends on
+    parent = CURRENT.get() or _outer()
+    context = new_context(parent, _sampler)
+    if not context.flags:  # sampled out: its context alone, for what the call sends on
+        token = CURRENT.set(context)
         try:
             return body(entry, handler, data, run, traced=True)
         finally:
             CURRENT.reset(token)
-    s.name, s.shared = _call_of(entry, handler)
-    attributes = s.attributes
-    attributes["omnicore.plugin.input_bytes"] = len(data)
+    name, shared = _call_of(entry, handler)
+    attributes: dict[str, Any] = {"omnicore.plugin.input_bytes": len(data)}
+    s = Span(name, INTERNAL, attributes, context, parent)
+    s.shared = shared
+    token = CURRENT.set(s)
     version = entry.version
     runtime = usage = fuel = None
     if version is not None:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["CURRENT", "Batcher", "Parent", "Record", "Sampler", "Span", "parse_traceparent",
-           "record", "took"]
+__all__ = ["CURRENT", "Batcher", "Parent", "Record", "Sampler", "Span", "new_context",
+           "new_span", "parse_traceparent", "record", "took"]
 
 log = logging.getLogger("omnicore.telemetry")
 
@@ -36,6 +36,10 @@ INTERNAL, SERVER, CLIENT, PRODUCER, CONSUMER = 1, 2, 3, 4, 5
 #: Status codes, as OTLP numbers them.
 UNSET, ERROR = 0, 2
 _HEX = frozenset("0123456789abcdef")
+_LOW = 0xFFFF_FFFF_FFFF_FFFF
+#: (module-level names: a span's ids and times are drawn on every request)
+_bits = random.getrandbits
+_now = time.time_ns
 
 
 class Parent:
@@ -127,23 +131,28 @@ class Span:
     __slots__ = ("attributes", "description", "end_ns", "flags", "kind", "name", "parent_id",
                  "remote", "shared", "span_id", "start_ns", "state", "status", "trace_id")
 
-    def __init__(self, name: str, kind: int, attributes: dict[str, Any],
-                 trace_id: int, parent_id: int, flags: int, state: str | None,
-                 remote: bool) -> None:
+    def __init__(self, name: str, kind: int, attributes: dict[str, Any], context: Parent,
+                 parent: Span | Parent | None) -> None:
+        """The span of ``context`` (its ids, flags and trace state: :func:`new_context`), the
+        child of ``parent``."""
         self.name = name
         self.kind = kind
         self.attributes = attributes
-        self.trace_id = trace_id
-        self.span_id = random.getrandbits(64) or 1
-        self.parent_id = parent_id
-        self.flags = flags
-        self.state = state
-        self.remote = remote
+        self.trace_id = context.trace_id
+        self.span_id = context.span_id
+        if parent is None:
+            self.parent_id = 0
+            self.remote = False
+        else:
+            self.parent_id = parent.span_id
+            self.remote = parent.remote if parent.__class__ is Parent else False
+        self.flags = context.flags
+        self.state = context.state
         self.status = UNSET
         self.description: str | None = None
         self.shared: Mapping[str, Any] | None = None
         self.end_ns = 0
-        self.start_ns = time.time_ns()
+        self.start_ns = _now()
 
     @property
     def recording(self) -> bool:
@@ -172,18 +181,28 @@ class Span:
         return f"<Span {self.name!r} {self.trace_id:032x}/{self.span_id:016x}>"
 
 
+def new_context(parent: Span | Parent | None, sampler: Sampler) -> Parent:
+    """A new span's context, the child of ``parent`` (None: a new trace): its ids, and kept
+    (flags) as ``sampler`` says (:meth:`Sampler.keeps`, written out here: this is made for
+    every request and plugin call). A span sampled out is this alone, made current for what
+    it calls (its context propagates); a kept one is a :class:`Span` of it."""
+    if parent is None:
+        trace_id = _bits(128) or 1
+        return Parent(trace_id, _bits(64) or 1, 1 if trace_id & _LOW < sampler.bound else 0,
+                      None, False)
+    trace_id = parent.trace_id
+    if sampler.parent_based:
+        flags = parent.flags & 0x01
+    else:
+        flags = 1 if trace_id & _LOW < sampler.bound else 0
+    return Parent(trace_id, _bits(64) or 1, flags, parent.state, False)
+
+
 def new_span(name: str, kind: int, attributes: dict[str, Any] | None,
              parent: Span | Parent | None, sampler: Sampler) -> Span:
     """A span, the child of ``parent`` (None: a new trace), kept as ``sampler`` says."""
-    if parent is None:
-        trace_id = random.getrandbits(128) or 1
-        return Span(name, kind, {} if attributes is None else attributes, trace_id, 0,
-                    1 if sampler.keeps(trace_id, None) else 0, None, False)
-    trace_id = parent.trace_id
-    flags = 1 if sampler.keeps(trace_id, parent) else 0
-    return Span(name, kind, {} if attributes is None else attributes, trace_id,
-                parent.span_id, flags, parent.state,
-                parent.remote if parent.__class__ is Parent else False)
+    return Span(name, kind, {} if attributes is None else attributes,
+                new_context(parent, sampler), parent)
 
 
 #: An ended span as the export queue holds it: ``(trace_id, span_id, parent_id, name, kind,
@@ -251,6 +270,16 @@ class Batcher:
         queue.append((s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns,
                       s.attributes, s.shared, s.status, s.description, s.flags, s.remote,
                       s.state))
+        if len(queue) == self.batch:
+            self._wake.set()
+
+    def put(self, r: Record) -> None:
+        """Queue an ended, sampled span's record (from any thread)."""
+        queue = self.queue
+        if len(queue) >= self.max_queue:
+            self._drop(1, "full")
+            return
+        queue.append(r)
         if len(queue) == self.batch:
             self._wake.set()
 

@@ -1,0 +1,551 @@
+/* omnicore.telemetry._otlpenc: ended spans' records (omnicore.telemetry._spans.Record) into
+ * OTLP's protobuf bytes (an ExportTraceServiceRequest, opentelemetry-proto's trace.proto),
+ * written straight into one growing buffer. The export thread's encoder (._otlp): in Python it
+ * took some 24 thousand instructions a span, under the host's GIL; here a few hundred.
+ *
+ * What it writes is the SDK's encoder's message, field for field (tests/telemetry/test_otlp.py
+ * decodes both and compares): a span's ids, trace state, parent, name, kind, times, its
+ * shared attributes then its own (None values left out), status, flags with the is-remote
+ * bits. An attribute's value: a str (UTF-8, an unpaired surrogate replaced), a bool, an int
+ * (its low 64 bits, two's complement), a float, bytes, a sequence (an array of such values),
+ * else its str(). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* OTLP's SpanFlags: the is-remote bit says something (0x100), and the parent is remote. */
+#define HAS_REMOTE 0x100u
+#define IS_REMOTE 0x200u
+/* Status.code ERROR, as omnicore.telemetry._spans.ERROR. */
+#define STATUS_ERROR 2
+#define RECORD_FIELDS 14
+
+/* collections.abc.Sequence: what else an attribute's value may be an array of. */
+static PyObject *sequence_abc;
+/* 64, as an int: a trace id's high half is it shifted by this. */
+static PyObject *sixty_four;
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+/* Room for `more` bytes: the buffer doubled (from 1 KiB) when short. */
+static int
+grow(Buf *b, Py_ssize_t more)
+{
+    Py_ssize_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + more) {
+        if (cap > PY_SSIZE_T_MAX / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cap *= 2;
+    }
+    char *data = PyMem_Realloc(b->data, (size_t)cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int
+reserve(Buf *b, Py_ssize_t more)
+{
+    return b->len + more <= b->cap ? 0 : grow(b, more);
+}
+
+static inline int
+put(Buf *b, const void *src, Py_ssize_t n)
+{
+    if (reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, src, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static inline int
+put_byte(Buf *b, unsigned char c)
+{
+    if (reserve(b, 1) < 0)
+        return -1;
+    b->data[b->len++] = (char)c;
+    return 0;
+}
+
+static inline int
+varint_size(uint64_t n)
+{
+    int size = 1;
+    while (n >= 0x80) {
+        n >>= 7;
+        size++;
+    }
+    return size;
+}
+
+static inline int
+put_varint(Buf *b, uint64_t n)
+{
+    if (reserve(b, 10) < 0)
+        return -1;
+    while (n >= 0x80) {
+        b->data[b->len++] = (char)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    b->data[b->len++] = (char)n;
+    return 0;
+}
+
+static inline int
+put_fixed64(Buf *b, unsigned char tag, uint64_t n)
+{
+    unsigned char out[9];
+    out[0] = tag;
+    for (int i = 0; i < 8; i++)
+        out[1 + i] = (unsigned char)(n >> (8 * i));
+    return put(b, out, 9);
+}
+
+/* A length-delimited field is opened with its tag and a one-byte length, and closed once its
+ * payload is written: a payload of 128 bytes or more is moved up for its longer length. */
+static inline Py_ssize_t
+open_field(Buf *b, unsigned char tag)
+{
+    if (reserve(b, 2) < 0)
+        return -1;
+    b->data[b->len++] = (char)tag;
+    b->data[b->len++] = 0;
+    return b->len;
+}
+
+static int
+close_field(Buf *b, Py_ssize_t start)
+{
+    uint64_t n = (uint64_t)(b->len - start);
+    if (n < 0x80) {
+        b->data[start - 1] = (char)n;
+        return 0;
+    }
+    int extra = varint_size(n) - 1;
+    if (reserve(b, extra) < 0)
+        return -1;
+    memmove(b->data + start + extra, b->data + start, (size_t)n);
+    char *p = b->data + start - 1;
+    while (n >= 0x80) {
+        *p++ = (char)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    *p = (char)n;
+    b->len += extra;
+    return 0;
+}
+
+static inline int
+put_field(Buf *b, unsigned char tag, const char *payload, Py_ssize_t n)
+{
+    if (put_byte(b, tag) < 0 || put_varint(b, (uint64_t)n) < 0)
+        return -1;
+    return put(b, payload, n);
+}
+
+/* A str as a length-delimited field, in UTF-8 (an unpaired surrogate as '?', as Python's
+ * encode("utf-8", "replace") writes it). */
+static int
+put_text(Buf *b, unsigned char tag, PyObject *text)
+{
+    if (PyUnicode_IS_ASCII(text))
+        return put_field(b, tag, (const char *)PyUnicode_DATA(text),
+                         PyUnicode_GET_LENGTH(text));
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(text, &n);
+    if (utf8 != NULL)
+        return put_field(b, tag, utf8, n);
+    PyErr_Clear();
+    PyObject *encoded = PyUnicode_AsEncodedString(text, "utf-8", "replace");
+    if (encoded == NULL)
+        return -1;
+    int rc = put_field(b, tag, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+    Py_DECREF(encoded);
+    return rc;
+}
+
+/* str(value) as a length-delimited field. */
+static int
+put_str_of(Buf *b, unsigned char tag, PyObject *value)
+{
+    PyObject *text = PyObject_Str(value);
+    if (text == NULL)
+        return -1;
+    int rc = put_text(b, tag, text);
+    Py_DECREF(text);
+    return rc;
+}
+
+/* An AnyValue's fields. */
+static int
+put_value(Buf *b, PyObject *value)
+{
+    if (PyUnicode_CheckExact(value))
+        return put_text(b, 0x0A, value);
+    if (value == Py_True || value == Py_False) {
+        unsigned char out[2] = {0x10, value == Py_True};
+        return put(b, out, 2);
+    }
+    if (PyLong_Check(value)) {
+        unsigned long long n = PyLong_AsUnsignedLongLongMask(value);
+        if (n == (unsigned long long)-1 && PyErr_Occurred())
+            return -1;
+        if (put_byte(b, 0x18) < 0)
+            return -1;
+        return put_varint(b, (uint64_t)n);
+    }
+    if (PyFloat_Check(value)) {
+        unsigned char out[9] = {0x21};
+        if (PyFloat_Pack8(PyFloat_AS_DOUBLE(value), (char *)out + 1, 1) < 0)
+            return -1;
+        return put(b, out, 9);
+    }
+    if (PyBytes_Check(value))
+        return put_field(b, 0x3A, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
+    if (PyUnicode_Check(value))
+        return put_str_of(b, 0x0A, value);
+    int is_sequence = PyList_Check(value) || PyTuple_Check(value);
+    if (!is_sequence) {
+        is_sequence = PyObject_IsInstance(value, sequence_abc);
+        if (is_sequence < 0)
+            return -1;
+    }
+    if (!is_sequence)
+        return put_str_of(b, 0x0A, value);
+    /* (an array holding itself: a RecursionError, as Python's own recursion would raise) */
+    if (Py_EnterRecursiveCall(" while encoding an attribute's array"))
+        return -1;
+    PyObject *items = PySequence_Fast(value, "an attribute's sequence");
+    if (items == NULL) {
+        Py_LeaveRecursiveCall();
+        return -1;
+    }
+    int rc = -1;
+    Py_ssize_t array = open_field(b, 0x2A);
+    if (array < 0)
+        goto done;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t item = open_field(b, 0x0A);
+        if (item < 0 || put_value(b, PySequence_Fast_GET_ITEM(items, i)) < 0 ||
+            close_field(b, item) < 0)
+            goto done;
+    }
+    rc = close_field(b, array);
+done:
+    Py_DECREF(items);
+    Py_LeaveRecursiveCall();
+    return rc;
+}
+
+/* One KeyValue as field `tag` of its message. */
+static int
+put_attribute(Buf *b, unsigned char tag, PyObject *key, PyObject *value)
+{
+    Py_ssize_t kv = open_field(b, tag);
+    if (kv < 0)
+        return -1;
+    if ((PyUnicode_Check(key) ? put_text(b, 0x0A, key) : put_str_of(b, 0x0A, key)) < 0)
+        return -1;
+    Py_ssize_t any = open_field(b, 0x12);
+    if (any < 0 || put_value(b, value) < 0 || close_field(b, any) < 0)
+        return -1;
+    return close_field(b, kv);
+}
+
+/* `items` (a mapping) as the repeated KeyValue field `tag`, None values left out. */
+static int
+put_attributes(Buf *b, unsigned char tag, PyObject *items)
+{
+    if (PyDict_CheckExact(items)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(items, &pos, &key, &value)) {
+            if (value == Py_None)
+                continue;
+            /* (the key and value borrowed: nothing called here runs Python code that could
+             * change the dict, but a str() of an odd value might; hold them) */
+            Py_INCREF(key);
+            Py_INCREF(value);
+            int rc = put_attribute(b, tag, key, value);
+            Py_DECREF(key);
+            Py_DECREF(value);
+            if (rc < 0)
+                return -1;
+        }
+        return 0;
+    }
+    PyObject *pairs = PyMapping_Items(items);
+    if (pairs == NULL)
+        return -1;
+    Py_ssize_t count = PyList_GET_SIZE(pairs);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            Py_DECREF(pairs);
+            PyErr_SetString(PyExc_TypeError, "a mapping's items must be pairs");
+            return -1;
+        }
+        PyObject *value = PyTuple_GET_ITEM(pair, 1);
+        if (value != Py_None && put_attribute(b, tag, PyTuple_GET_ITEM(pair, 0), value) < 0) {
+            Py_DECREF(pairs);
+            return -1;
+        }
+    }
+    Py_DECREF(pairs);
+    return 0;
+}
+
+/* A span's shared attributes (Span.shared: one mapping a route's or a plugin version's spans
+ * all hold, which nobody changes), encoded, by the mapping's identity: a slot by its address,
+ * the mapping held there (so no other takes its address while it is cached). */
+#define SHARED_SLOTS 256
+static struct {
+    PyObject *mapping, *encoded;
+} shared_cache[SHARED_SLOTS];
+
+static int
+put_shared(Buf *b, PyObject *shared)
+{
+    size_t slot = ((uintptr_t)shared >> 4) % SHARED_SLOTS;
+    if (shared_cache[slot].mapping == shared) {
+        PyObject *encoded = shared_cache[slot].encoded;
+        return put(b, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
+    }
+    Py_ssize_t start = b->len;
+    if (put_attributes(b, 0x4A, shared) < 0)
+        return -1;
+    PyObject *encoded = PyBytes_FromStringAndSize(b->data + start, b->len - start);
+    if (encoded == NULL)
+        return -1;
+    PyObject *old_mapping = shared_cache[slot].mapping, *old_encoded = shared_cache[slot].encoded;
+    Py_INCREF(shared);
+    shared_cache[slot].mapping = shared;
+    shared_cache[slot].encoded = encoded;
+    Py_XDECREF(old_mapping);
+    Py_XDECREF(old_encoded);
+    return 0;
+}
+
+static int
+as_u64(PyObject *n, uint64_t *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLongMask(n);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* One span (a Record) as ScopeSpans' field 2. */
+static int
+put_span(Buf *b, PyObject *r)
+{
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != RECORD_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "a span's record must be a tuple of 14");
+        return -1;
+    }
+    PyObject *trace_id = PyTuple_GET_ITEM(r, 0), *span_id = PyTuple_GET_ITEM(r, 1),
+             *parent_id = PyTuple_GET_ITEM(r, 2), *name = PyTuple_GET_ITEM(r, 3),
+             *kind = PyTuple_GET_ITEM(r, 4), *start_ns = PyTuple_GET_ITEM(r, 5),
+             *end_ns = PyTuple_GET_ITEM(r, 6), *own = PyTuple_GET_ITEM(r, 7),
+             *shared = PyTuple_GET_ITEM(r, 8), *status = PyTuple_GET_ITEM(r, 9),
+             *description = PyTuple_GET_ITEM(r, 10), *flags = PyTuple_GET_ITEM(r, 11),
+             *remote = PyTuple_GET_ITEM(r, 12), *state = PyTuple_GET_ITEM(r, 13);
+    unsigned char ids[2 + 16 + 2 + 8] = {0x0A, 0x10};
+    if (!PyLong_Check(trace_id)) {
+        PyErr_SetString(PyExc_TypeError, "a span's trace id must be an int");
+        return -1;
+    }
+    /* the trace id's high and low 64 bits, big-endian (public API: no _PyLong_AsByteArray) */
+    uint64_t high = 0, low = 0, span = 0, parent = 0, start = 0, end = 0, kind_n = 0,
+             flags_n = 0;
+    PyObject *shifted = PyNumber_Rshift(trace_id, sixty_four);
+    if (shifted == NULL)
+        return -1;
+    int rc = as_u64(shifted, &high);
+    Py_DECREF(shifted);
+    if (rc < 0 || as_u64(trace_id, &low) < 0 ||
+        as_u64(span_id, &span) < 0 || as_u64(parent_id, &parent) < 0 ||
+        as_u64(start_ns, &start) < 0 || as_u64(end_ns, &end) < 0 ||
+        as_u64(kind, &kind_n) < 0 || as_u64(flags, &flags_n) < 0)
+        return -1;
+    for (int i = 0; i < 8; i++) {
+        ids[2 + i] = (unsigned char)(high >> (56 - 8 * i));
+        ids[10 + i] = (unsigned char)(low >> (56 - 8 * i));
+    }
+    ids[18] = 0x12;
+    ids[19] = 0x08;
+    for (int i = 0; i < 8; i++)
+        ids[20 + i] = (unsigned char)(span >> (56 - 8 * i));
+    Py_ssize_t body = open_field(b, 0x12);
+    if (body < 0 || put(b, ids, sizeof ids) < 0)
+        return -1;
+    if (state != Py_None) {
+        int truthy = PyObject_IsTrue(state);
+        if (truthy < 0 || (truthy && put_str_of(b, 0x1A, state) < 0))
+            return -1;
+    }
+    if (parent) {
+        unsigned char out[10] = {0x22, 0x08};
+        for (int i = 0; i < 8; i++)
+            out[2 + i] = (unsigned char)(parent >> (56 - 8 * i));
+        if (put(b, out, 10) < 0)
+            return -1;
+    }
+    if ((PyUnicode_Check(name) ? put_text(b, 0x2A, name) : put_str_of(b, 0x2A, name)) < 0 ||
+        put_byte(b, 0x30) < 0 || put_varint(b, kind_n) < 0 ||
+        put_fixed64(b, 0x39, start) < 0 || put_fixed64(b, 0x41, end) < 0)
+        return -1;
+    if (shared != Py_None && put_shared(b, shared) < 0)
+        return -1;
+    if (put_attributes(b, 0x4A, own) < 0)
+        return -1;
+    long code = PyLong_AsLong(status);
+    if (code == -1 && PyErr_Occurred())
+        return -1;
+    if (code == STATUS_ERROR) {
+        Py_ssize_t st = open_field(b, 0x7A);
+        if (st < 0)
+            return -1;
+        if (description != Py_None) {
+            int truthy = PyObject_IsTrue(description);
+            if (truthy < 0 || (truthy && put_str_of(b, 0x12, description) < 0))
+                return -1;
+        }
+        unsigned char out[2] = {0x18, STATUS_ERROR};
+        if (put(b, out, 2) < 0 || close_field(b, st) < 0)
+            return -1;
+    } else {
+        unsigned char out[2] = {0x7A, 0x00};
+        if (put(b, out, 2) < 0)
+            return -1;
+    }
+    int is_remote = PyObject_IsTrue(remote);
+    if (is_remote < 0)
+        return -1;
+    uint32_t bits = HAS_REMOTE | (uint32_t)(flags_n & 0xFF) | (is_remote ? IS_REMOTE : 0);
+    unsigned char out[6] = {0x85, 0x01, (unsigned char)bits, (unsigned char)(bits >> 8),
+                            (unsigned char)(bits >> 16), (unsigned char)(bits >> 24)};
+    if (put(b, out, 6) < 0)
+        return -1;
+    return close_field(b, body);
+}
+
+static int
+bytes_like(PyObject *o, const char *what, Py_buffer *view)
+{
+    if (PyObject_GetBuffer(o, view, PyBUF_SIMPLE) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be bytes", what);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(request_doc,
+"request(resource, scope, spans) -> bytes\n\n"
+"An ExportTraceServiceRequest of ``spans`` (ended spans' records), all of one resource and\n"
+"scope: ``resource`` the encoded Resource as ResourceSpans' field 1, ``scope`` the encoded\n"
+"InstrumentationScope as ScopeSpans' field 1 (omnicore.telemetry._otlp.scope).");
+
+static PyObject *
+request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "request(resource, scope, spans)");
+        return NULL;
+    }
+    Py_buffer resource, scope;
+    if (bytes_like(args[0], "resource", &resource) < 0)
+        return NULL;
+    if (bytes_like(args[1], "scope", &scope) < 0) {
+        PyBuffer_Release(&resource);
+        return NULL;
+    }
+    PyObject *out = NULL, *it = NULL, *r;
+    Buf b = {0};
+    Py_ssize_t outer, scoped;
+    if ((outer = open_field(&b, 0x0A)) < 0 || put(&b, resource.buf, resource.len) < 0 ||
+        (scoped = open_field(&b, 0x12)) < 0 || put(&b, scope.buf, scope.len) < 0)
+        goto done;
+    if ((it = PyObject_GetIter(args[2])) == NULL)
+        goto done;
+    while ((r = PyIter_Next(it)) != NULL) {
+        int rc = put_span(&b, r);
+        Py_DECREF(r);
+        if (rc < 0)
+            goto done;
+    }
+    if (PyErr_Occurred() || close_field(&b, scoped) < 0 || close_field(&b, outer) < 0)
+        goto done;
+    out = PyBytes_FromStringAndSize(b.data, b.len);
+done:
+    Py_XDECREF(it);
+    PyMem_Free(b.data);
+    PyBuffer_Release(&resource);
+    PyBuffer_Release(&scope);
+    return out;
+}
+
+PyDoc_STRVAR(attributes_doc,
+"attributes(tag, items) -> bytes\n\n"
+"``items`` (a mapping) as the repeated KeyValue field ``tag`` (a field's first byte), None\n"
+"values left out.");
+
+static PyObject *
+attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "attributes(tag, items)");
+        return NULL;
+    }
+    long tag = PyLong_AsLong(args[0]);
+    if (tag == -1 && PyErr_Occurred())
+        return NULL;
+    if (tag < 0 || tag > 0x7F) {
+        PyErr_SetString(PyExc_ValueError, "a field's tag is one byte under 0x80");
+        return NULL;
+    }
+    Buf b = {0};
+    PyObject *out = NULL;
+    if (put_attributes(&b, (unsigned char)tag, args[1]) == 0)
+        out = PyBytes_FromStringAndSize(b.data ? b.data : "", b.len);
+    PyMem_Free(b.data);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"request", (PyCFunction)(void (*)(void))request, METH_FASTCALL, request_doc},
+    {"attributes", (PyCFunction)(void (*)(void))attributes, METH_FASTCALL, attributes_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "omnicore.telemetry._otlpenc",
+    "Ended spans' records into OTLP's protobuf bytes (ExportTraceServiceRequest).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__otlpenc(void)
+{
+    PyObject *abc = PyImport_ImportModule("collections.abc");
+    if (abc == NULL)
+        return NULL;
+    sequence_abc = PyObject_GetAttrString(abc, "Sequence");
+    Py_DECREF(abc);
+    if (sequence_abc == NULL || (sixty_four = PyLong_FromLong(64)) == NULL)
+        return NULL;
+    return PyModule_Create(&module_def);
+}
