@@ -41,7 +41,14 @@ from omnicore.routes.envelope import (
 )
 from omnicore.routes.proxy import ProxyRoutes, _Streamed
 from omnicore.routes.signatures import check_github, check_stripe
-from omnicore.routes.table import Route, RouteTable, SourceRoutes, build, clean_path
+from omnicore.routes.table import (
+    Route,
+    RouteTable,
+    ServedRoute,
+    SourceRoutes,
+    build,
+    clean_path,
+)
 
 __all__ = ["RouteStats", "RoutesServer", "TokenUser"]
 
@@ -88,6 +95,7 @@ class RoutesServer:
         self._problems: list[str] = []
         self._table = RouteTable(())
         self._good = SourceRoutes("omnicore.yaml serve.routes", None, {})
+        self._served: dict[tuple[str, str], ServedRoute] = {}
         #: The routes whose plugin is a proxy component are served there (.proxy).
         self.proxies = ProxyRoutes(app, self.prefix)
         self.table(strict=True)  # the app config's routes must check at start
@@ -208,8 +216,14 @@ class RoutesServer:
                 raise Answer(404, f"no route at {clean}")
             route = found.route
             # The route's template, for whoever reads the matched route after the answer
-            # (the request's span: http.route), in place of the mount's own /http.
-            scope["route"] = route.served_as(root)
+            # (the request's span: http.route), in place of the mount's own /http (one
+            # object per template and mount, not one made per request).
+            served = self._served.get((root, route.pattern.text))
+            if served is None:
+                if len(self._served) >= 1024:  # (templates come and go with the table)
+                    self._served.clear()
+                served = self._served[(root, route.pattern.text)] = route.served_as(root)
+            scope["route"] = served
             # (table() made every served route's stats; a default made here for setdefault
             # was two dicts and a dataclass thrown away on every request.)
             st = self.stats.get(route.name) or self.stats.setdefault(route.name, RouteStats())
@@ -273,10 +287,17 @@ class RoutesServer:
         released = False
         try:
             # A proxy component reads the body as it arrives (.proxy: its reads pull it in),
-            # unless a signature must be checked over the whole body first.
-            early = None if signed else self.proxies.component(route.plugin)
-            body = await self._body(scope, receive, headers, s.max_body_bytes, deadline,
-                                    read=early is None)
+            # unless a signature must be checked over the whole body first. (A core module
+            # serving now has no proxy instances: proxies.component would say None.)
+            module = self.app.plugins.serving_module(route.plugin)
+            early = None if signed or module is None or \
+                getattr(module, "world", None) is None else self.proxies.component(route.plugin)
+            if "content-length" not in headers and "transfer-encoding" not in headers and \
+                    scope.get("http_version", "1.1") in ("1.0", "1.1"):
+                body: bytes | None = b""  # (_body's answer, without its coroutine)
+            else:
+                body = await self._body(scope, receive, headers, s.max_body_bytes, deadline,
+                                        read=early is None)
             if signed:
                 auth = self._authenticate(route, headers, body or b"")
                 self._take_rate(route, st)
