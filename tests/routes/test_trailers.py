@@ -340,3 +340,63 @@ def test_request_trailer_fields_leave_out_what_a_trailer_may_not_carry() -> None
     assert request_trailer_fields([(b"X-A", b"1"), (b"host", b"evil"), (b"Cookie", b"c"),
                                    (b"transfer-encoding", b"chunked"), (b"x-b", b"2")]) == \
         [("x-a", b"1"), ("x-b", b"2")]
+
+
+def test_a_request_through_the_consoles_protocols_leaves_no_cycle() -> None:
+    """The console's HTTP/1.1 stream (console/http1.py) held its application wrapper, which
+    held the stream: some 20 objects a request (the stream's queue, events, scope) only the
+    cyclic collector could free, a third of what a route added to a request's instructions.
+    Counted with the collector off over 200 keep-alive requests to a bare Starlette endpoint
+    on Hypercorn with the console's protocols installed (0 a request as Hypercorn ships)."""
+    import asyncio
+    import gc
+    import socket
+    import threading
+
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from omnicore.console import http1
+
+    http1.install()
+
+    async def hello(_request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hej")
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    config = Config()
+    config.accesslog = None
+    config.bind = [f"fd://{listener.fileno()}"]
+    requests, found = 200, []
+    stop = asyncio.Event()
+
+    def client(loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            with socket.create_connection(address) as c:
+                for i in range(20 + requests):
+                    if i == 20:  # after the first requests' one-off objects
+                        gc.collect()
+                        gc.disable()
+                    c.sendall(b"GET /hello HTTP/1.1\r\nhost: x\r\n\r\n")
+                    answer = b""
+                    while not answer.endswith(b"hej"):
+                        answer += c.recv(65536)
+                found.append(gc.collect())
+        finally:
+            gc.enable()
+            loop.call_soon_threadsafe(stop.set)
+
+    async def main() -> None:
+        threading.Thread(target=client, args=(asyncio.get_running_loop(),)).start()
+        await serve(Starlette(routes=[Route("/hello", hello)]),  # type: ignore[arg-type]
+                    config, shutdown_trigger=stop.wait)
+
+    address = listener.getsockname()
+    listener.detach()  # Hypercorn serves the descriptor and closes it at its stop
+    asyncio.run(main())
+    assert found and found[0] < requests, f"{found[0] / requests:.1f} objects a request"
