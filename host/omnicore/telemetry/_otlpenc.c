@@ -226,7 +226,8 @@ put_value(Buf *b, PyObject *value)
     /* (an array holding itself: a RecursionError, as Python's own recursion would raise) */
     if (Py_EnterRecursiveCall(" while encoding an attribute's array"))
         return -1;
-    PyObject *items = PySequence_Fast(value, "an attribute's sequence");
+    /* (a tuple of the items, a copy of a list: an item's str() may change the list) */
+    PyObject *items = PySequence_Tuple(value);
     if (items == NULL) {
         Py_LeaveRecursiveCall();
         return -1;
@@ -235,10 +236,10 @@ put_value(Buf *b, PyObject *value)
     Py_ssize_t array = open_field(b, 0x2A);
     if (array < 0)
         goto done;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(items);
+    Py_ssize_t count = PyTuple_GET_SIZE(items);
     for (Py_ssize_t i = 0; i < count; i++) {
         Py_ssize_t item = open_field(b, 0x0A);
-        if (item < 0 || put_value(b, PySequence_Fast_GET_ITEM(items, i)) < 0 ||
+        if (item < 0 || put_value(b, PyTuple_GET_ITEM(items, i)) < 0 ||
             close_field(b, item) < 0)
             goto done;
     }
