@@ -117,6 +117,26 @@ def test_any_span_of_plain_values_decodes_as_the_sdks(
     _same_as_sdk([s])
 
 
+def test_a_key_both_shared_and_own_is_sent_once() -> None:
+    """OTLP's keys are unique in a span: the SDK sends the merged attributes (own over
+    shared)."""
+    _same_as_sdk([_made("x", {"omnicore.plugin.name": "own"},
+                        shared={"omnicore.plugin.name": "shared", "other": 1})])
+
+
+@pytest.mark.parametrize("header", [
+    "garbage", "=x", "k=v,UPPER=1", "a=" + "v" * 300, "k=v,bad key=1", "k=v,k=w"])
+def test_an_incoming_tracestate_is_sent_as_the_sdk_sends_it(header: str) -> None:
+    """A request's ``tracestate`` header (any ASCII up to 512): the SDK's TraceState drops
+    what is not a W3C list-member."""
+    parent = _spans.parse_traceparent(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", header)
+    assert parent is not None
+    s = _spans.new_span("x", _spans.SERVER, {}, parent, Sampler(1.0, True))
+    s.end_ns = s.start_ns + 1
+    _same_as_sdk([s])
+
+
 @pytest.mark.parametrize("value", [
     math.nan, -math.nan, math.inf, -math.inf, -0.0, 5e-324, sys.float_info.max,
     struct.unpack("<d", b"\x01\x00\x00\x00\x00\x00\xf8\x7f")[0]])  # a NaN with a payload
@@ -151,6 +171,31 @@ def test_int_and_float_subclasses_and_int_enums_decode_as_the_sdks() -> None:
 
     _same_as_sdk([_made("x", {"code": Code.OK, "f": F(1.5), "b": B(b"\xff\x00"),
                               "r": range(5), "mv": memoryview(b"ab"), "ba": bytearray(b"\x00z")})])
+
+
+def test_a_str_valued_enum_is_sent_as_its_value_as_the_sdk_sends_it() -> None:
+    """A ``(str, Enum)`` member is a str whose str() is not its text: the SDK sends its text."""
+
+    class Method(str, enum.Enum):  # noqa: UP042 (not StrEnum: its str() is its text)
+        POST = "POST"
+
+    _same_as_sdk([_made("x", {"http.request.method": Method.POST})])
+
+
+def test_a_str_subclass_with_its_own_str_is_sent_as_its_text() -> None:
+    class Shouting(str):
+        def __str__(self) -> str:
+            return self.upper()
+
+    _same_as_sdk([_made("x", {"k": Shouting("quiet"), "a": [Shouting("in")]})])
+
+
+def test_none_inside_an_array_is_an_empty_value_as_the_sdk_sends_it() -> None:
+    _same_as_sdk([_made("x", {"k": ["a", None, "b"]})])
+
+
+def test_a_mapping_value_is_a_key_value_list_as_the_sdk_sends_it() -> None:
+    _same_as_sdk([_made("x", {"k": {"a": 1, "b": "c"}})])
 
 
 def test_non_bmp_text_and_long_lengths_decode_as_the_sdks() -> None:
@@ -272,6 +317,28 @@ def test_deep_and_self_holding_arrays_are_recursion_errors() -> None:
             _otlp.request(b"", b"", [_record(attributes={"k": value})])
     # and the encoder is whole afterwards
     _same_as_sdk([_made("after", {"k": [1, [2, [3]]]})])
+
+
+def test_a_list_emptied_while_one_of_its_items_is_encoded_is_not_a_crash() -> None:
+    """An item's str() (Python code, in the middle of the array) empties the list: the
+    encoder still holds the list's old length."""
+    result = _in_child("""
+        from omnicore.telemetry import _otlpenc
+        items = []
+        class Evil:
+            def __str__(self):
+                items.clear()
+                return "e"
+        items.extend([Evil(), object(), object(), "x"])
+        record = (1, 2, 0, "n", 1, 0, 1, {"k": items}, None, 0, None, 1, False, None)
+        try:
+            _otlpenc.request(b"", b"", [record])
+        except Exception as e:
+            print("raised", type(e).__name__)
+        print("survived")
+    """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "survived" in result.stdout
 
 
 def test_attributes_mutated_while_encoded_are_not_a_crash() -> None:

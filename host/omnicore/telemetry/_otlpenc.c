@@ -5,10 +5,11 @@
  *
  * What it writes is the SDK's encoder's message, field for field (tests/telemetry/test_otlp.py
  * decodes both and compares): a span's ids, trace state, parent, name, kind, times, its
- * shared attributes then its own (None values left out), status, flags with the is-remote
- * bits. An attribute's value: a str (UTF-8, an unpaired surrogate replaced), a bool, an int
- * (its low 64 bits, two's complement), a float, bytes, a sequence (an array of such values),
- * else its str(). */
+ * shared attributes then its own (None values left out; a key in both, once: the span's own
+ * value, in the shared one's place), status, flags with the is-remote bits. An attribute's
+ * value: a str (its text, UTF-8, an unpaired surrogate replaced), a bool, an int (its low 64
+ * bits, two's complement), a float, bytes, a sequence (an array of such values), a mapping (a
+ * key-value list), None in an array or a mapping (an empty value), else its str(). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -21,8 +22,9 @@
 #define STATUS_ERROR 2
 #define RECORD_FIELDS 14
 
-/* collections.abc.Sequence: what else an attribute's value may be an array of. */
-static PyObject *sequence_abc;
+/* collections.abc.Sequence and Mapping: what else an attribute's value may be an array or a
+ * key-value list of. */
+static PyObject *sequence_abc, *mapping_abc;
 /* 64, as an int: a trace id's high half is it shifted by this. */
 static PyObject *sixty_four;
 
@@ -188,11 +190,15 @@ put_str_of(Buf *b, unsigned char tag, PyObject *value)
 }
 
 /* An AnyValue's fields. */
+static int put_attribute(Buf *b, unsigned char tag, PyObject *key, PyObject *value);
+
 static int
 put_value(Buf *b, PyObject *value)
 {
     if (PyUnicode_CheckExact(value))
         return put_text(b, 0x0A, value);
+    if (value == Py_None)
+        return 0;  /* (an array's or a key-value list's item: an empty value) */
     if (value == Py_True || value == Py_False) {
         unsigned char out[2] = {0x10, value == Py_True};
         return put(b, out, 2);
@@ -214,36 +220,62 @@ put_value(Buf *b, PyObject *value)
     if (PyBytes_Check(value))
         return put_field(b, 0x3A, PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value));
     if (PyUnicode_Check(value))
-        return put_str_of(b, 0x0A, value);
+        return put_text(b, 0x0A, value);  /* (a subclass: its text, not its str()) */
     int is_sequence = PyList_Check(value) || PyTuple_Check(value);
     if (!is_sequence) {
         is_sequence = PyObject_IsInstance(value, sequence_abc);
         if (is_sequence < 0)
             return -1;
     }
-    if (!is_sequence)
-        return put_str_of(b, 0x0A, value);
+    int is_mapping = 0;
+    if (!is_sequence) {
+        is_mapping = PyDict_Check(value) ? 1 : PyObject_IsInstance(value, mapping_abc);
+        if (is_mapping < 0)
+            return -1;
+        if (!is_mapping)
+            return put_str_of(b, 0x0A, value);
+    }
     /* (an array holding itself: a RecursionError, as Python's own recursion would raise) */
     if (Py_EnterRecursiveCall(" while encoding an attribute's array"))
         return -1;
-    /* (a tuple of the items, a copy of a list: an item's str() may change the list) */
-    PyObject *items = PySequence_Tuple(value);
+    /* A tuple of the items (a mapping's: its (key, value) pairs), which holds them: a list's
+     * own items would be read after an item's str() (Python code) emptied it. */
+    PyObject *items = NULL;
+    if (is_mapping) {
+        PyObject *pairs = PyMapping_Items(value);
+        if (pairs != NULL) {
+            items = PyList_AsTuple(pairs);
+            Py_DECREF(pairs);
+        }
+    } else
+        items = PySequence_Tuple(value);
     if (items == NULL) {
         Py_LeaveRecursiveCall();
         return -1;
     }
     int rc = -1;
-    Py_ssize_t array = open_field(b, 0x2A);
-    if (array < 0)
+    /* AnyValue's array_value (5) of AnyValues, or kvlist_value (6) of KeyValues (field 1) */
+    Py_ssize_t outer = open_field(b, is_mapping ? 0x32 : 0x2A);
+    if (outer < 0)
         goto done;
     Py_ssize_t count = PyTuple_GET_SIZE(items);
     for (Py_ssize_t i = 0; i < count; i++) {
-        Py_ssize_t item = open_field(b, 0x0A);
-        if (item < 0 || put_value(b, PyTuple_GET_ITEM(items, i)) < 0 ||
-            close_field(b, item) < 0)
+        PyObject *item = PyTuple_GET_ITEM(items, i);
+        if (is_mapping) {
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+                PyErr_SetString(PyExc_TypeError, "a mapping's items must be pairs");
+                goto done;
+            }
+            if (put_attribute(b, 0x0A, PyTuple_GET_ITEM(item, 0),
+                              PyTuple_GET_ITEM(item, 1)) < 0)
+                goto done;
+            continue;
+        }
+        Py_ssize_t at = open_field(b, 0x0A);
+        if (at < 0 || put_value(b, item) < 0 || close_field(b, at) < 0)
             goto done;
     }
-    rc = close_field(b, array);
+    rc = close_field(b, outer);
 done:
     Py_DECREF(items);
     Py_LeaveRecursiveCall();
@@ -315,6 +347,22 @@ put_attributes(Buf *b, unsigned char tag, PyObject *items)
 static struct {
     PyObject *mapping, *encoded;
 } shared_cache[SHARED_SLOTS];
+
+/* Whether `own` sets a key `shared` sets too (1), or not (0); -1 on an error. */
+static int
+overlaps(PyObject *shared, PyObject *own)
+{
+    if (PyDict_CheckExact(own) && PyDict_GET_SIZE(own) == 0)
+        return 0;
+    PyObject *keys = PyMapping_Keys(own);
+    if (keys == NULL)
+        return -1;
+    int found = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys) && found == 0; i++)
+        found = PySequence_Contains(shared, PyList_GET_ITEM(keys, i));
+    Py_DECREF(keys);
+    return found;
+}
 
 static int
 put_shared(Buf *b, PyObject *shared)
@@ -409,9 +457,24 @@ put_span(Buf *b, PyObject *r)
         put_byte(b, 0x30) < 0 || put_varint(b, kind_n) < 0 ||
         put_fixed64(b, 0x39, start) < 0 || put_fixed64(b, 0x41, end) < 0)
         return -1;
-    if (shared != Py_None && put_shared(b, shared) < 0)
-        return -1;
-    if (put_attributes(b, 0x4A, own) < 0)
+    if (shared != Py_None) {
+        int both = overlaps(shared, own);
+        if (both < 0)
+            return -1;
+        if (both) {
+            /* A key the span sets that its shared attributes set too: once, the span's
+             * value in the shared one's place, as the SDK's merged attributes send it. */
+            PyObject *merged = PyDict_New();
+            if (merged == NULL)
+                return -1;
+            int rc = (PyDict_Update(merged, shared) < 0 || PyDict_Update(merged, own) < 0 ||
+                      put_attributes(b, 0x4A, merged) < 0) ? -1 : 0;
+            Py_DECREF(merged);
+            if (rc < 0)
+                return -1;
+        } else if (put_shared(b, shared) < 0 || put_attributes(b, 0x4A, own) < 0)
+            return -1;
+    } else if (put_attributes(b, 0x4A, own) < 0)
         return -1;
     long code = PyLong_AsLong(status);
     if (code == -1 && PyErr_Occurred())
@@ -545,8 +608,9 @@ PyInit__otlpenc(void)
     if (abc == NULL)
         return NULL;
     sequence_abc = PyObject_GetAttrString(abc, "Sequence");
+    mapping_abc = PyObject_GetAttrString(abc, "Mapping");
     Py_DECREF(abc);
-    if (sequence_abc == NULL || (sixty_four = PyLong_FromLong(64)) == NULL)
+    if (sequence_abc == NULL || mapping_abc == NULL || (sixty_four = PyLong_FromLong(64)) == NULL)
         return NULL;
     return PyModule_Create(&module_def);
 }

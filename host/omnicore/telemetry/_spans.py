@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -79,11 +80,36 @@ def parse_traceparent(header: str | None, state: str | None = None) -> Parent | 
     if trace_id is None or span_id is None or len(parts[3]) != 2 or \
             not _HEX.issuperset(parts[3]):
         return None
-    if state is not None:
-        state = state.strip()
-        if not state or len(state) > 512 or not state.isascii():
-            state = None
-    return Parent(trace_id, span_id, int(parts[3], 16) & 0x01, state)
+    return Parent(trace_id, span_id, int(parts[3], 16) & 0x01,
+                  None if state is None else _tracestate(state))
+
+
+#: A W3C ``tracestate`` list-member (Trace Context §3.3.1): a key (lower-case, or a
+#: ``tenant@system`` one), ``=``, a value of printable ASCII but ``,`` and ``=``.
+_MEMBER = re.compile(r"([a-z][_0-9a-z\-*/]{0,255}"
+                     r"|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13})"
+                     r"=([\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e])")
+
+
+def _tracestate(header: str) -> str | None:
+    """An incoming ``tracestate`` as it is sent on: its list-members, without the optional
+    white space and empty members; None (nothing sent) when one member is not a W3C one, a
+    key comes twice, or there are more than 32, as the OpenTelemetry SDK's ``TraceState``
+    takes it (a header the next hop could not parse is not passed on)."""
+    if len(header) > 8192:
+        return None
+    members: dict[str, str] = {}
+    for member in header.split(","):
+        member = member.strip(" \t")
+        if not member:
+            continue
+        match = _MEMBER.fullmatch(member)
+        if match is None or match[1] in members:
+            return None
+        members[match[1]] = match[2]
+    if not members or len(members) > 32:
+        return None
+    return ",".join(f"{k}={v}" for k, v in members.items())
 
 
 class Sampler:
