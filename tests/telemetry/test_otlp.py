@@ -28,6 +28,13 @@ def _made(name: str, kind: int, attributes: dict[str, Any], parent: Span | Paren
     return s
 
 
+def test_the_c_encoder_is_built() -> None:
+    """A checkout set up by scripts/dev (and CI) has the C span encoder: one that failed to
+    build or to load fails here, not silently on the SDK's slower encoder (setup.py builds it
+    as optional, for a machine without a compiler)."""
+    assert _otlp.AVAILABLE, "the C span encoder is not built: run scripts/dev setup"
+
+
 def test_the_bytes_decode_to_what_the_sdks_encoder_makes_of_the_same_spans() -> None:
     remote = parse_traceparent(f"00-{TRACE}-00f067aa0ba902b7-01", "vendor=abc,other=x")
     assert remote is not None

@@ -352,8 +352,20 @@ static struct {
 static int
 overlaps(PyObject *shared, PyObject *own)
 {
-    if (PyDict_CheckExact(own) && PyDict_GET_SIZE(own) == 0)
+    if (PyDict_CheckExact(own) && PyDict_CheckExact(shared)) {
+        /* (every span's case: no list of keys made; nothing here runs Python code but a
+         * key's __eq__, so the keys are held while compared) */
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(own, &pos, &key, &value)) {
+            Py_INCREF(key);
+            int found = PyDict_Contains(shared, key);
+            Py_DECREF(key);
+            if (found != 0)
+                return found;
+        }
         return 0;
+    }
     PyObject *keys = PyMapping_Keys(own);
     if (keys == NULL)
         return -1;
