@@ -432,7 +432,7 @@ def _link(link: Link, name: str) -> Runtime:
     plugin's deadline. A host stalled for a moment (a loaded machine, a collection, the
     baseline tier's slower code) can end a sound start there, and a plugin that fails its
     load stays failed until someone loads it again: a clean-clone CI run's second host failed
-    markdown-python's start so, its CPython start 1 s under the baseline code on a saturated
+    markdown-python's start so: 50 ms of CPU from the module cache, past 1 s on a saturated
     machine. Once, not until it works: a start too slow for its deadline fails at twice it.
     Any other failure is the code's own and would fail again. Every start goes through here:
     a first load, a reload, a regrant, a tier-up's swap (plugins.tiers)."""
