@@ -40,18 +40,21 @@ import time
 from typing import Any
 
 import h11
+import h11._headers
+import h11._util
 import hypercorn.protocol
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
 from hypercorn.protocol.events import Event as StreamEvent
-from hypercorn.protocol.events import StreamClosed, Trailers
+from hypercorn.protocol.events import Response, StreamClosed, Trailers
 from hypercorn.protocol.h11 import H11Protocol as _HypercornH11
 from hypercorn.protocol.http_stream import TRAILERS_VERSIONS, ASGIHTTPState, HTTPStream
 from hypercorn.utils import build_and_validate_headers, suppress_body
 
 from omnicore.console import http2
 
-__all__ = ["REQUEST_TRAILERS", "H11Protocol", "TrailerStream", "install", "takes_trailers"]
+__all__ = ["REQUEST_TRAILERS", "H11Protocol", "TrailerStream", "checked_headers", "install",
+           "takes_trailers"]
 
 #: The scope extension that carries a request's trailers (its dict's ``"headers"``).
 REQUEST_TRAILERS = "http.request.trailers"
@@ -66,6 +69,39 @@ def takes_trailers(headers: Any) -> bool:
                 if token.split(b";", 1)[0].strip().lower() == b"trailers":
                     return True
     return False
+
+
+#: Header fields (name, value) that passed h11's field-name and field-value rules, so that
+#: the same field is not matched again on the next answer: the console's security headers,
+#: a route's sandbox policy (each some 100-200 bytes of regular expression a request, about a
+#: tenth of a plugin route's added instructions, issue 65), its content type. Bounded: a
+#: field that varies (a date, a length) fills it and it starts over.
+_CHECKED: set[tuple[bytes, bytes]] = set()
+_CHECKED_MAX = 512
+
+
+def checked_headers(headers: list[tuple[bytes, bytes]]) -> Any:
+    """``headers`` as h11 sends them (its ``Headers``), each field checked by h11's own rules
+    (``normalize_and_validate``: an illegal name or value raises h11's LocalProtocolError) but
+    matched only the first time it is seen. Anything not a pair of ``bytes`` goes h11's whole
+    way."""
+    checked = _CHECKED
+    for pair in headers:
+        if pair in checked:
+            continue
+        if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not bytes \
+                or type(pair[1]) is not bytes:
+            return h11._headers.normalize_and_validate(headers)
+        name, value = pair
+        h11._util.validate(h11._headers._field_name_re, name, "Illegal header name {!r}", name)
+        h11._util.validate(h11._headers._field_value_re, value, "Illegal header value {!r}",
+                           value)
+        if len(checked) >= _CHECKED_MAX:
+            checked.clear()
+        checked.add(pair)
+    # The rest of h11's normalizing (lower-cased names, Content-Length and
+    # Transfer-Encoding's rules), without its matching again.
+    return h11._headers.normalize_and_validate(headers, _parsed=True)
 
 
 class _Extended:
@@ -174,6 +210,14 @@ class H11Protocol(_HypercornH11):
     async def stream_send(self, event: StreamEvent) -> None:
         if type(event) is Trailers:  # the last chunk, with the trailer section
             await self._send_h11_event(h11.EndOfMessage(headers=event.headers))
+        elif type(event) is Response and event.status_code >= 200:
+            # Hypercorn's own answer head (its stream_send), its fields checked once each
+            # (checked_headers) where h11 matched every field of every answer.
+            headers = [*event.headers, *self.config.response_headers("h11")]
+            if self.keep_alive_requests >= self.config.keep_alive_max_requests:
+                headers.append((b"connection", b"close"))
+            await self._send_h11_event(h11.Response(headers=checked_headers(headers),
+                                                    status_code=event.status_code))
         else:
             await super().stream_send(event)
 
