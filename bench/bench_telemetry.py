@@ -537,10 +537,14 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
     counters = [Callgrind(base / f"callgrind.{name}") for name in ("off", "on", "out")]
     # The host's own polls (its heartbeat, the catalog's, the jobs queue's, the workflows
     # folder's: each a second by default) once a minute: at callgrind's pace (a request some
-    # 50 times as long) they would be a tenth of a request's count, and lumpy.
+    # 50 times as long) they would be a tenth of a request's count, and lumpy. The plugin
+    # folder's watcher (a rescan every 500 ms) off too: it was most of the idle rate taken
+    # out below (1 M instructions/s, 10 s a round: some 20 thousand a request, scaled by a
+    # round's time, which the machine's load moves: the figure moved by a percent between
+    # runs of one tree).
     quiet = {"cluster": {"heartbeat_s": 60, "dead_after_s": 3600}, "catalog": {"poll_s": 60},
              "workflows": {"watch": False, "poll_s": 60},
-             "capabilities": {"jobs": {"poll_s": 60}}}
+             "capabilities": {"jobs": {"poll_s": 60}}, "sandbox": {"watch": False}}
     hosts = [Host("off (the floor)", {}, wrap=counters[0].wrap(), config=quiet),
              Host("on, every span exported over OTLP/HTTP", otlp, wrap=counters[1].wrap(),
                   config=quiet),
