@@ -33,6 +33,7 @@ from omnicore.errors import PluginError
 from omnicore.telemetry import _http, _otlp
 from omnicore.telemetry._settings import Settings
 from omnicore.telemetry._spans import (
+    _LOW,
     CLIENT,
     CONSUMER,
     CURRENT,
@@ -40,12 +41,14 @@ from omnicore.telemetry._spans import (
     INTERNAL,
     PRODUCER,
     SERVER,
+    UNSET,
     Batcher,
     Parent,
     Record,
     Sampler,
     Span,
-    new_context,
+    _bits,
+    _now,
     new_span,
     parse_traceparent,
 )
@@ -326,15 +329,17 @@ def span(name: str, attributes: Mapping[str, Any] | None, kind: str,
 
 
 _memory: weakref.WeakKeyDictionary[Any, tuple[float, int]] = weakref.WeakKeyDictionary()
+_memory_seen: Callable[[Any], tuple[float, int] | None] = \
+    _memory.data.get  # type: ignore[attr-defined]
+_ref = weakref.ref
+_monotonic = time.monotonic
 #: A call span's shared attributes (its plugin, handler, digest and version) and its name,
 #: by (digest, plugin, handler): made once, shared by every span of those calls.
 _calls: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
 _CALLS_MAX = 4096
 
 
-def _call_of(entry: Any, handler: str) -> tuple[str, dict[str, Any]]:
-    version = entry.version
-    name = entry.name
+def _call_of(name: str, version: Any, handler: str) -> tuple[str, dict[str, Any]]:
     module = None if version is None else version.module
     key = ("" if module is None else module.sha256, name, handler)
     found = _calls.get(key)
@@ -354,20 +359,37 @@ def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
                 run: Any) -> bytes:
     """A plugin call's span: plugin, handler, version digest (shared by its calls' spans),
     outcome, breaker, fuel (a metered plugin's) and memory (its instances', read at most once
-    a second)."""
-    parent = CURRENT.get() or _outer()
-    context = new_context(parent, _sampler)
-    if not context.flags:  # sampled out: its context alone, for what the call sends on
-        token = CURRENT.set(context)
+    a second).
+
+    Made for every call, so written out: what is current while it runs is its context alone
+    (a :class:`Parent` holding its own attributes, for ``count``), its record made from
+    locals once it ends, the ids and sampling decision drawn here as :func:`new_context`
+    draws them."""
+    parent = CURRENT.get()
+    if parent is None and (_OTEL_CONTEXT is None or _OTEL_CONTEXT.get()):
+        parent = _outer()
+    sampler = _sampler
+    if parent is None:
+        trace_id = _bits(128) or 1
+        flags = 1 if trace_id & _LOW < sampler.bound else 0
+        state = None
+    else:
+        trace_id = parent.trace_id
+        if sampler.parent_based:
+            flags = parent.flags & 0x01
+        else:
+            flags = 1 if trace_id & _LOW < sampler.bound else 0
+        state = parent.state
+    span_id = _bits(64) or 1
+    if not flags:  # sampled out: its context alone, for what the call sends on
+        token = CURRENT.set(Parent(trace_id, span_id, 0, state, False))
         try:
             return body(entry, handler, data, run, traced=True)
         finally:
             CURRENT.reset(token)
-    name, shared = _call_of(entry, handler)
+    start_ns = _now()
     attributes: dict[str, Any] = {"omnicore.plugin.input_bytes": len(data)}
-    s = Span(name, INTERNAL, attributes, context, parent)
-    s.shared = shared
-    token = CURRENT.set(s)
+    token = CURRENT.set(Parent(trace_id, span_id, flags, state, False, attributes))
     version = entry.version
     runtime = usage = fuel = None
     if version is not None:
@@ -382,19 +404,14 @@ def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
         kind = type(exc).__name__
         attributes["omnicore.plugin.outcome"] = "error" if isinstance(exc, PluginError) \
             else "host-error"
-        s.set_error(kind, kind)
-        _ended(s, entry, runtime, usage, fuel)
+        attributes["error.type"] = kind
+        _ended(entry, version, handler, attributes, runtime, usage, fuel, trace_id, span_id,
+               parent, start_ns, kind, flags, state)
         raise
     CURRENT.reset(token)
     attributes["omnicore.plugin.outcome"] = "ok"
     attributes["omnicore.plugin.output_bytes"] = len(out)
-    _ended(s, entry, runtime, usage, fuel)
-    return out
-
-
-def _ended(s: Span, entry: Any, runtime: Any, usage: Callable[[], Any] | None,
-           fuel: int | None) -> None:
-    attributes = s.attributes
+    # (_ended written out: every call that returns comes this way)
     attributes["omnicore.plugin.breaker"] = entry.breaker.state
     if usage is not None:
         try:
@@ -407,14 +424,54 @@ def _ended(s: Span, entry: Any, runtime: Any, usage: Callable[[], Any] | None,
                 attributes["omnicore.plugin.memory_bytes"] = _memory_of(runtime, usage)
         except Exception:  # a runtime closed meanwhile: the span goes without
             pass
-    s.end_ns = time.time_ns()
-    if _batcher is not None:
-        _batcher.add(s)
+    found = None if version is None or version.module is None else \
+        _calls.get((version.module.sha256, entry.name, handler))
+    name, shared = _call_of(entry.name, version, handler) if found is None else found
+    if parent is None:
+        parent_id, remote = 0, False
+    else:
+        parent_id = parent.span_id
+        remote = parent.remote if parent.__class__ is Parent else False
+    batcher = _batcher
+    if batcher is not None:
+        batcher.put((trace_id, span_id, parent_id, name, INTERNAL, start_ns, _now(),
+                     attributes, shared, UNSET, None, flags, remote, state))
+    return out
+
+
+def _ended(entry: Any, version: Any, handler: str, attributes: dict[str, Any], runtime: Any,
+           usage: Callable[[], Any] | None, fuel: int | None, trace_id: int, span_id: int,
+           parent: Span | Parent | None, start_ns: int, error: str, flags: int,
+           state: str | None) -> None:
+    """A plugin call's span ended by an error: its last attributes, and its record queued
+    (the same as :func:`plugin_call` does for a call that returns)."""
+    attributes["omnicore.plugin.breaker"] = entry.breaker.state
+    if usage is not None:
+        try:
+            if fuel is not None:
+                after = usage()
+                attributes["omnicore.plugin.memory_bytes"] = after.memory_bytes
+                if after.fuel is not None:
+                    attributes["omnicore.plugin.fuel"] = after.fuel - fuel
+            else:
+                attributes["omnicore.plugin.memory_bytes"] = _memory_of(runtime, usage)
+        except Exception:  # a runtime closed meanwhile: the span goes without
+            pass
+    name, shared = _call_of(entry.name, version, handler)
+    if parent is None:
+        parent_id, remote = 0, False
+    else:
+        parent_id = parent.span_id
+        remote = parent.remote if parent.__class__ is Parent else False
+    batcher = _batcher
+    if batcher is not None:
+        batcher.put((trace_id, span_id, parent_id, name, INTERNAL, start_ns, _now(),
+                     attributes, shared, ERROR, error, flags, remote, state))
 
 
 def _memory_of(runtime: Any, usage: Callable[[], Any]) -> int:
-    now = time.monotonic()
-    seen = _memory.get(runtime)
+    now = _monotonic()
+    seen = _memory_seen(_ref(runtime))  # (WeakKeyDictionary.get, without its frame)
     if seen is None or now - seen[0] >= MEMORY_TTL_S:
         seen = (now, int(usage().memory_bytes))
         _memory[runtime] = seen
@@ -423,9 +480,10 @@ def _memory_of(runtime: Any, usage: Callable[[], Any]) -> int:
 
 def count(attribute: str) -> None:
     current = CURRENT.get()
-    if current is not None and current.flags & 0x01 and current.__class__ is Span:
-        attributes = current.attributes
-        attributes[attribute] = attributes.get(attribute, 0) + 1
+    if current is not None and current.flags & 0x01:
+        attributes = current.attributes  # (a Span's, a plugin call's; None: a context alone)
+        if attributes is not None:
+            attributes[attribute] = attributes.get(attribute, 0) + 1
 
 
 def operation_of(statement: Any) -> str:

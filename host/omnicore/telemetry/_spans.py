@@ -44,18 +44,25 @@ _now = time.time_ns
 
 
 class Parent:
-    """A span context from elsewhere: a W3C ``traceparent`` (an incoming request's, a stored
-    job's), or the embedding application's own OpenTelemetry span."""
+    """A span context: from elsewhere (a W3C ``traceparent``: an incoming request's, a stored
+    job's; the embedding application's own OpenTelemetry span), or that of a span of this
+    process made current without a :class:`Span` (a request's, a plugin call's: their
+    records are made from locals when they end, a slotted object of six fields being
+    cheaper to make than a span's sixteen)."""
 
-    __slots__ = ("flags", "remote", "span_id", "state", "trace_id")
+    __slots__ = ("attributes", "flags", "remote", "span_id", "state", "trace_id")
 
     def __init__(self, trace_id: int, span_id: int, flags: int, state: str | None,
-                 remote: bool = True) -> None:
+                 remote: bool = True, attributes: dict[str, Any] | None = None) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
         self.flags = flags
         self.state = state
         self.remote = remote
+        #: A span of this process made current without a :class:`Span` (a plugin call's):
+        #: its own attributes, which what runs inside it may add to (``count``); None for
+        #: a context alone (a remote parent's, a request's, a sampled-out span's).
+        self.attributes = attributes
 
 
 def _hex(text: str, size: int) -> int | None:
@@ -262,7 +269,11 @@ def took(result: object) -> bool:
 
 class Batcher:
     """A bounded queue of ended spans and the thread that exports them in batches: every
-    ``delay_s``, or as soon as a batch is full. A full queue drops the span, and a batch the
+    ``delay_s`` what is queued, and as soon as a batch is full the full batches (as the
+    SDK's ``BatchSpanProcessor`` does): woken by a full batch, the thread sends full ones
+    only and leaves the rest for the next. (It once sent all it found: under steady load,
+    the spans that came during one post were the next post, a few dozen, so that each span
+    bore a post's cost many times over.) A full queue drops the span, and a batch the
     collector did not take (away, refusing: the exporter's retries spent) drops its spans,
     both counted in :attr:`dropped` with one warning a minute: a call never waits for the
     collector."""
@@ -279,6 +290,8 @@ class Batcher:
         self._said: dict[str, float] = {}
         self._drops = threading.Lock()
         self._wake = threading.Event()
+        #: Set by a flush: the thread's next round sends what is queued, full batch or not.
+        self._everything = False
         self._lock = threading.Lock()  # one export at a time: the thread's, a drain's
         #: Notified after each of the thread's rounds: a flush waits on it.
         self._idle = threading.Condition()
@@ -326,18 +339,22 @@ class Batcher:
 
     def _run(self) -> None:
         while not self._stopping:
-            self._wake.wait(self.delay_s)
+            woken = self._wake.wait(self.delay_s)
             self._wake.clear()
-            self.drain()
+            everything = not woken or self._everything or self._stopping
+            self._everything = False
+            self.drain(full_only=not everything)
             with self._idle:
                 self._idle.notify_all()
 
-    def drain(self, deadline: float | None = None) -> None:
+    def drain(self, deadline: float | None = None, full_only: bool = False) -> None:
         """Export what is queued now, a batch at a time (no new batch past ``deadline``, a
-        ``time.monotonic()``: what is left waits for the thread)."""
+        ``time.monotonic()``: what is left waits for the thread); ``full_only``: full
+        batches only, the rest left for the schedule."""
         with self._lock:
             queue = self.queue
-            while queue and (deadline is None or time.monotonic() < deadline):
+            least = self.batch if full_only else 1
+            while len(queue) >= least and (deadline is None or time.monotonic() < deadline):
                 taken = [queue.popleft() for _ in range(min(len(queue), self.batch))]
                 error: object = None
                 try:
@@ -365,6 +382,7 @@ class Batcher:
                 left = end - time.monotonic()
                 if left <= 0 or not self._thread.is_alive():
                     return False
+                self._everything = True  # (not full batches only)
                 self._wake.set()  # (again: spans that came during a round wait for none)
                 self._idle.wait(left)
         return True

@@ -4,11 +4,15 @@ only while tracing is on. An incoming W3C ``traceparent`` (and ``tracestate``) i
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from operator import itemgetter
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["TraceRequests"]
+
+#: A header's name, of its ``(name, value)`` pair.
+_name = itemgetter(0)
 
 
 class TraceRequests:
@@ -32,22 +36,39 @@ class TraceRequests:
             return
         _sdk, _spans = self._sdk, self._spans
         parent = None
-        for key, value in scope["headers"]:
-            if key == b"traceparent":
-                state = next((v.decode("latin-1") for k, v in scope["headers"]
-                              if k == b"tracestate"), None)
-                parent = _spans.parse_traceparent(value.decode("latin-1"), state)
-                break
+        headers = scope["headers"]
+        if b"traceparent" in map(_name, headers):  # (looked for in C: most requests have none)
+            for key, value in headers:
+                if key == b"traceparent":
+                    state = next((v.decode("latin-1") for k, v in headers
+                                  if k == b"tracestate"), None)
+                    parent = _spans.parse_traceparent(value.decode("latin-1"), state)
+                    break
         method = scope["method"]
         current = _spans.CURRENT
         if parent is None:
-            parent = current.get() or _sdk._outer()
+            parent = current.get()
+            if parent is None and (_sdk._OTEL_CONTEXT is None or _sdk._OTEL_CONTEXT.get()):
+                parent = _sdk._outer()
         # What the request's work sees as its parent: the span's context alone, not the span.
         # Contexts copied during a request outlive it (a cancelled timeout's timer keeps its
         # context until the loop drops it, seconds later), and with them what they hold:
         # every request's span and attributes, thousands at a time, each walked by the young
         # collections they brought on (in process, 10 per 1000 requests; 4 with this).
-        context = _spans.new_context(parent, _sdk._sampler)
+        # (_spans.new_context written out: made for every request)
+        sampler = _sdk._sampler
+        if parent is None:
+            trace_id = _spans._bits(128) or 1
+            flags = 1 if trace_id & _spans._LOW < sampler.bound else 0
+            state = None
+        else:
+            trace_id = parent.trace_id
+            if sampler.parent_based:
+                flags = parent.flags & 0x01
+            else:
+                flags = 1 if trace_id & _spans._LOW < sampler.bound else 0
+            state = parent.state
+        context = _spans.Parent(trace_id, _spans._bits(64) or 1, flags, state, False)
         token = current.set(context)
         if not context.flags:  # sampled out: its context alone, for what it calls
             try:
@@ -77,8 +98,12 @@ class TraceRequests:
         finally:
             current.reset(token)
             route = getattr(scope.get("route"), "path", None)
-            name, shared = _sdk.served(method, scope.get("scheme", "http"),
-                                       route if isinstance(route, str) else None, status)
+            if not isinstance(route, str):
+                route = None
+            scheme = scope.get("scheme", "http")
+            found = _sdk._served.get((method, scheme, route, status))  # (made once)
+            if found is None:
+                found = _sdk.served(method, scheme, route, status)
             attributes: dict[str, Any] = {"url.path": scope["path"]}
             if error is not None:
                 attributes["error.type"] = error
@@ -87,7 +112,9 @@ class TraceRequests:
             else:
                 parent_id = parent.span_id
                 remote = parent.remote if parent.__class__ is _spans.Parent else False
-            _sdk.queue((context.trace_id, context.span_id, parent_id, name, _spans.SERVER,
-                        start_ns, _spans._now(), attributes, shared,
-                        _spans.ERROR if error is not None or status >= 500 else _spans.UNSET,
-                        error, context.flags, remote, context.state))
+            batcher = _sdk._batcher
+            if batcher is not None:
+                batcher.put((context.trace_id, context.span_id, parent_id, found[0],
+                             _spans.SERVER, start_ns, _spans._now(), attributes, found[1],
+                             _spans.ERROR if error is not None or status >= 500
+                             else _spans.UNSET, error, context.flags, remote, context.state))
