@@ -516,9 +516,13 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
     callgrind runs one thread at a time). The hardware's own counters (``perf stat -e
     instructions:u,cycles:u``) would do as well; on a virtual machine without a PMU they are
     not there. A host's instructions while idle (its timers, the export thread's wake-ups)
-    are counted apart over ``idle_s`` and taken out of each round by its wall time: under
-    callgrind a request takes some 50 times as long, which would charge a request fifty
-    times its share of them. ``keep``: where the dumps stay, for ``callgrind_annotate``."""
+    are counted apart and taken out of each round by its wall time: under callgrind a
+    request takes some 50 times as long, which would charge a request fifty times its share
+    of them. The idle rate is the median of windows of ``idle_s`` before the rounds and of
+    ``idle_s / 2`` after each: one window alone read a host's minute-long polls when one
+    fell in it (0.40 against 0.28 M/s between hosts idling alike), which, scaled by rounds
+    of 40 s on a loaded machine, moved a host's figure by 8 thousand instructions a request.
+    ``keep``: where the dumps stay, for ``callgrind_annotate``."""
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         sys.exit("--counter instructions needs valgrind (apt-get install valgrind)")
     if not GREETER.is_file():
@@ -551,23 +555,33 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
              Host("on, sampler always_off", {**otlp, "OTEL_TRACES_SAMPLER": "always_off"},
                   wrap=counters[2].wrap(), config=quiet)]
     per: list[list[float]] = [[] for _ in hosts]
-    idle: list[float] = []
+    idle_rates: list[list[float]] = [[] for _ in hosts]
+    took_s: list[list[float]] = [[] for _ in hosts]
+    counts: list[list[int]] = [[] for _ in hosts]
     try:
         for i, host in enumerate(hosts):
             host.start(base, i)
         for host in hosts:  # warm: the invoke's code run, its caches filled
             _fixed(host, max(requests // 5, 20), clients)
-        for host, counter in zip(hosts, counters, strict=True):
+        for i, (host, counter) in enumerate(zip(hosts, counters, strict=True)):
             assert host.proc is not None
             n, took = counter.count(host.proc.pid, "idle", lambda: time.sleep(idle_s))
-            idle.append(n / took)
+            idle_rates[i].append(n / took)
         for r in range(rounds):
             for i, (host, counter) in enumerate(zip(hosts, counters, strict=True)):
                 assert host.proc is not None
                 n, took = counter.count(host.proc.pid, f"round-{r}",
                                         lambda h=host: _fixed(h, requests, clients))
-                per[i].append((n - idle[i] * took) / requests)
+                counts[i].append(n)
+                took_s[i].append(took)
                 host.requests += requests
+                n, took = counter.count(host.proc.pid, f"idle-{r}",
+                                        lambda: time.sleep(idle_s / 2))
+                idle_rates[i].append(n / took)
+        idle = [statistics.median(rates) for rates in idle_rates]
+        for i in range(len(hosts)):
+            per[i] = [(n - idle[i] * took) / requests
+                      for n, took in zip(counts[i], took_s[i], strict=True)]
         for host in hosts:
             host.stop()
         receiver.stdin.write("\n")
@@ -584,7 +598,7 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
     for i, host in enumerate(hosts):
         more = [(c / f - 1) * 100 for c, f in zip(per[i], floor, strict=True)]
         rows.append((host.label, _sample([c / 1000 for c in per[i]], "{:.1f}"),
-                     f"{idle[i] / 1e6:.2f}",
+                     _sample([rate / 1e6 for rate in idle_rates[i]], "{:.2f}"),
                      "-" if i == 0 else _sample(more, "{:+.1f} %")))
     return (f"{machine()}\ncallgrind (valgrind), {requests} requests a round over {clients} "
             f"kept-alive connections, {rounds} rounds per host taking turns; spans received: "
