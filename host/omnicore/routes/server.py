@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Protocol
 
 from omnicore.config.routes import ServeConfig
@@ -29,6 +31,7 @@ from omnicore.errors import (
     PluginError,
     PluginNotFound,
 )
+from omnicore.plugins.sidecar import SIDECAR_SUFFIXES
 from omnicore.routes.answer import Answer, RouteStats, release, warn, within
 from omnicore.routes.envelope import (
     SANDBOX,
@@ -90,6 +93,8 @@ class RoutesServer:
         self._lock = threading.Lock()
         self._serve: ServeConfig | None = None
         self._sidecars: dict[str, tuple[Any, dict[str, Any], str]] = {}
+        #: Plugin file -> the paths its sidecar may have (plugins.sidecar's suffixes).
+        self._sidecar_names: dict[str, tuple[str, ...]] = {}
         self._key: Any = None
         self._checked = 0.0
         self._problems: list[str] = []
@@ -144,49 +149,70 @@ class RoutesServer:
 
     def _sources(self, serve: ServeConfig) -> tuple[list[SourceRoutes],
                                                     dict[str, dict[str, Any]], Any]:
-        sources = [SourceRoutes("omnicore.yaml serve.routes", None,
-                                {n: r.model_dump(exclude_unset=True)
-                                 for n, r in serve.routes.items()})]
-        proposals: dict[str, dict[str, Any]] = {}
+        """What the table is built from, and its key: what changing rebuilds it. Every
+        REFRESH_S of a host serving: the sources themselves (the config's routes dumped, the
+        plugins' proposals) are made only when the key moved (:meth:`table` builds them then);
+        the key is the plugins' snapshots and one stat per sidecar name."""
+        infos = sorted(self.app.plugins, key=lambda i: i.name)
         key: list[Any] = [id(serve)]
-        plugins = self.app.plugins
-        for info in sorted(plugins, key=lambda i: i.name):
-            offered = info.manifest.get("routes") if isinstance(info.manifest, dict) else None
-            proposals[info.name] = {str(p["name"]): p for p in offered
-                                    if isinstance(p, dict) and "name" in p} \
-                if isinstance(offered, list) else {}
+        sidecars: list[tuple[str, dict[str, Any], str]] = []
+        for info in infos:
             key.append((info.name, info.state, info.source, tuple(info.handlers)))
             if info.source:
                 routes, where, stamp = self._sidecar_routes(info.source)
                 key.append((where, stamp))
                 if routes:
-                    sources.append(SourceRoutes(where, info.name, routes))
-        return sources, proposals, tuple(key)
+                    sidecars.append((info.name, routes, where))
+        found = tuple(key)
+        if found == self._key and serve is self._serve:
+            return [], {}, found  # (table() keeps the table it has)
+        sources = [SourceRoutes("omnicore.yaml serve.routes", None,
+                                {n: r.model_dump(exclude_unset=True)
+                                 for n, r in serve.routes.items()})]
+        sources += [SourceRoutes(where, name, routes) for name, routes, where in sidecars]
+        proposals: dict[str, dict[str, Any]] = {}
+        for info in infos:
+            offered = info.manifest.get("routes") if isinstance(info.manifest, dict) else None
+            proposals[info.name] = {str(p["name"]): p for p in offered
+                                    if isinstance(p, dict) and "name" in p} \
+                if isinstance(offered, list) else {}
+        return sources, proposals, found
 
     def _sidecar_routes(self, source: str) -> tuple[dict[str, Any], str, Any]:
-        """The routes of the sidecar of the plugin file ``source``, its path and stamp."""
-        from omnicore.plugins.sidecar import read_sidecar, sidecar_paths
-
-        wasm = Path(source)
-        found = sidecar_paths(wasm)
+        """The routes of the sidecar of the plugin file ``source``, its path and stamp (what
+        ``sidecar_paths`` and ``read_sidecar`` find, by one ``os.stat`` a sidecar name: this
+        runs every REFRESH_S for every plugin file)."""
+        names = self._sidecar_names.get(source)
+        if names is None:
+            if len(self._sidecar_names) >= 4096:  # (plugin files come and go)
+                self._sidecar_names.clear()
+            wasm = Path(source)
+            names = self._sidecar_names[source] = tuple(
+                str(wasm.with_suffix(suffix)) for suffix in SIDECAR_SUFFIXES)
+        found: list[tuple[str, os.stat_result]] = []
+        for name in names:
+            try:
+                st = os.stat(name)
+            except (OSError, ValueError):
+                continue
+            if S_ISREG(st.st_mode):
+                found.append((name, st))
         if len(found) != 1:
             return {}, "", None
-        path = found[0]
-        try:
-            st = path.stat()
-        except OSError:
-            return {}, "", None
+        path, st = found[0]
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        cached = self._sidecars.get(str(path))
+        cached = self._sidecars.get(path)
         if cached is not None and cached[0] == stamp:
-            return cached[1], str(path), stamp
+            return cached[1], path, stamp
+        from omnicore.plugins.sidecar import read_sidecar
+
         try:
-            routes = dict(read_sidecar(wasm).routes)
+            routes = dict(read_sidecar(Path(source)).routes)
         except (ConfigError, OSError) as exc:
             log.warning("routes: ignoring the sidecar %s: %s", path, exc)
             routes = {}
-        self._sidecars[str(path)] = (stamp, routes, str(path))
-        return routes, str(path), stamp
+        self._sidecars[path] = (stamp, routes, path)
+        return routes, path, stamp
 
     # -- serving ----------------------------------------------------------------------
 
