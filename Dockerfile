@@ -42,10 +42,13 @@ WORKDIR /src
 # (no x86-64 wheel) and forty downloads. The layer is keyed by the requirements' text alone,
 # so it keeps the releases pip chose when it was built; REFRESHED (`scripts/image --refresh`
 # sets it to the time) makes a new one, with the newest releases the requirements allow.
+# HNSWLIB_NO_NATIVE: hnswlib's build adds -march=native, code for the build machine's CPU alone
+# (AVX-512 on one that has it): the image would die of SIGILL on the first vector search on any
+# other x86-64 machine. Without it the index is built for the architecture's baseline.
 COPY --from=requirements /requirements.txt /tmp/requirements.txt
 ARG REFRESHED=
 RUN echo "dependencies: ${REFRESHED:-first build}" && python3 -m venv /opt/omnicore \
-    && /opt/omnicore/bin/pip install -q --no-compile -r /tmp/requirements.txt
+    && HNSWLIB_NO_NATIVE=1 /opt/omnicore/bin/pip install -q --no-compile -r /tmp/requirements.txt
 COPY pyproject.toml setup.py README.md ./
 COPY host/ host/
 COPY sdk/ sdk/

@@ -282,6 +282,37 @@ def test_the_default_image_is_an_empty_app(demo_image: str) -> None:
         host.stop()
 
 
+#: An AVX instruction in objdump's listing: VEX- or EVEX-coded, a v-mnemonic on an xmm, ymm
+#: or zmm register (SSE's mnemonics on xmm never begin with v).
+_AVX = re.compile(r"\tv[a-z0-9]+\s.*%[xyz]mm\d")
+
+
+def test_the_code_the_image_compiled_runs_on_any_x86_64(demo_image: str, tmp_path: Path) -> None:
+    """What the image's build compiles from source, hnswlib's sdist (there is no x86-64 wheel)
+    and omnicore's own C extensions, is code for the architecture's baseline, not for the CPU
+    of the machine that built it. hnswlib's build adds -march=native unless told not to: an
+    image built on a machine with AVX-512 died of SIGILL at its first vector search on any
+    machine without it (and under valgrind, which has no AVX-512)."""
+    found = _podman("run", "--rm", "--entrypoint", "sh", demo_image, "-c",
+                    "find /opt/omnicore -name '*.so' \\( -name 'hnswlib*'"
+                    " -o -path '*/site-packages/omnicore/*' \\)").stdout.split()
+    assert any(Path(f).name.startswith("hnswlib") for f in found), found
+    assert any("/omnicore/sandbox/" in f for f in found), found
+    container = _podman("create", demo_image).stdout.strip()
+    try:
+        avx = {}
+        for path in found:
+            local = tmp_path / Path(path).name
+            _podman("cp", f"{container}:{path}", str(local))
+            listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(local)],
+                                     capture_output=True, text=True, check=True).stdout
+            assert "\n" in listing and ">:" in listing, path  # a listing, not an empty one
+            avx[path] = len(_AVX.findall(listing))
+    finally:
+        _podman("rm", "-f", container, check=False)
+    assert not any(avx.values()), avx
+
+
 def _image_ids(*filters: str) -> set[str]:
     return set(_podman("images", "-a", "-q", "--no-trunc", *filters).stdout.split())
 
