@@ -33,7 +33,6 @@ from omnicore.errors import PluginError
 from omnicore.telemetry import _http, _otlp
 from omnicore.telemetry._settings import Settings
 from omnicore.telemetry._spans import (
-    _LOW,
     CLIENT,
     CONSUMER,
     CURRENT,
@@ -47,8 +46,8 @@ from omnicore.telemetry._spans import (
     Record,
     Sampler,
     Span,
-    _bits,
     _now,
+    new_context,
     new_span,
     parse_traceparent,
 )
@@ -361,35 +360,23 @@ def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
     outcome, breaker, fuel (a metered plugin's) and memory (its instances', read at most once
     a second).
 
-    Made for every call, so written out: what is current while it runs is its context alone
+    Made for every call, so kept lean: what is current while it runs is its context alone
     (a :class:`Parent` holding its own attributes, for ``count``), its record made from
-    locals once it ends, the ids and sampling decision drawn here as :func:`new_context`
-    draws them."""
+    locals once it ends (:func:`_ended`)."""
     parent = CURRENT.get()
     if parent is None and (_OTEL_CONTEXT is None or _OTEL_CONTEXT.get()):
         parent = _outer()
-    sampler = _sampler
-    if parent is None:
-        trace_id = _bits(128) or 1
-        flags = 1 if trace_id & _LOW < sampler.bound else 0
-        state = None
-    else:
-        trace_id = parent.trace_id
-        if sampler.parent_based:
-            flags = parent.flags & 0x01
-        else:
-            flags = 1 if trace_id & _LOW < sampler.bound else 0
-        state = parent.state
-    span_id = _bits(64) or 1
-    if not flags:  # sampled out: its context alone, for what the call sends on
-        token = CURRENT.set(Parent(trace_id, span_id, 0, state, False))
+    context = new_context(parent, _sampler)
+    if not context.flags:  # sampled out: its context alone, for what the call sends on
+        token = CURRENT.set(context)
         try:
             return body(entry, handler, data, run, traced=True)
         finally:
             CURRENT.reset(token)
     start_ns = _now()
     attributes: dict[str, Any] = {"omnicore.plugin.input_bytes": len(data)}
-    token = CURRENT.set(Parent(trace_id, span_id, flags, state, False, attributes))
+    context.attributes = attributes
+    token = CURRENT.set(context)
     version = entry.version
     runtime = usage = fuel = None
     if version is not None:
@@ -405,46 +392,22 @@ def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
         attributes["omnicore.plugin.outcome"] = "error" if isinstance(exc, PluginError) \
             else "host-error"
         attributes["error.type"] = kind
-        _ended(entry, version, handler, attributes, runtime, usage, fuel, trace_id, span_id,
-               parent, start_ns, kind, flags, state)
+        _ended(entry, version, handler, attributes, runtime, usage, fuel, context, parent,
+               start_ns, kind)
         raise
     CURRENT.reset(token)
     attributes["omnicore.plugin.outcome"] = "ok"
     attributes["omnicore.plugin.output_bytes"] = len(out)
-    # (_ended written out: every call that returns comes this way)
-    attributes["omnicore.plugin.breaker"] = entry.breaker.state
-    if usage is not None:
-        try:
-            if fuel is not None:
-                after = usage()
-                attributes["omnicore.plugin.memory_bytes"] = after.memory_bytes
-                if after.fuel is not None:
-                    attributes["omnicore.plugin.fuel"] = after.fuel - fuel
-            else:
-                attributes["omnicore.plugin.memory_bytes"] = _memory_of(runtime, usage)
-        except Exception:  # a runtime closed meanwhile: the span goes without
-            pass
-    found = None if version is None or version.module is None else \
-        _calls.get((version.module.sha256, entry.name, handler))
-    name, shared = _call_of(entry.name, version, handler) if found is None else found
-    if parent is None:
-        parent_id, remote = 0, False
-    else:
-        parent_id = parent.span_id
-        remote = parent.remote if parent.__class__ is Parent else False
-    batcher = _batcher
-    if batcher is not None:
-        batcher.put((trace_id, span_id, parent_id, name, INTERNAL, start_ns, _now(),
-                     attributes, shared, UNSET, None, flags, remote, state))
+    _ended(entry, version, handler, attributes, runtime, usage, fuel, context, parent,
+           start_ns, None)
     return out
 
 
 def _ended(entry: Any, version: Any, handler: str, attributes: dict[str, Any], runtime: Any,
-           usage: Callable[[], Any] | None, fuel: int | None, trace_id: int, span_id: int,
-           parent: Span | Parent | None, start_ns: int, error: str, flags: int,
-           state: str | None) -> None:
-    """A plugin call's span ended by an error: its last attributes, and its record queued
-    (the same as :func:`plugin_call` does for a call that returns)."""
+           usage: Callable[[], Any] | None, fuel: int | None, context: Parent,
+           parent: Span | Parent | None, start_ns: int, error: str | None) -> None:
+    """A plugin call's span ended (by ``error``, a class name, or None: it returned): its last
+    attributes, and its record queued."""
     attributes["omnicore.plugin.breaker"] = entry.breaker.state
     if usage is not None:
         try:
@@ -465,8 +428,9 @@ def _ended(entry: Any, version: Any, handler: str, attributes: dict[str, Any], r
         remote = parent.remote if parent.__class__ is Parent else False
     batcher = _batcher
     if batcher is not None:
-        batcher.put((trace_id, span_id, parent_id, name, INTERNAL, start_ns, _now(),
-                     attributes, shared, ERROR, error, flags, remote, state))
+        batcher.put((context.trace_id, context.span_id, parent_id, name, INTERNAL, start_ns,
+                     _now(), attributes, shared, UNSET if error is None else ERROR, error,
+                     context.flags, remote, context.state))
 
 
 def _memory_of(runtime: Any, usage: Callable[[], Any]) -> int:

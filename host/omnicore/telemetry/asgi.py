@@ -55,20 +55,7 @@ class TraceRequests:
         # context until the loop drops it, seconds later), and with them what they hold:
         # every request's span and attributes, thousands at a time, each walked by the young
         # collections they brought on (in process, 10 per 1000 requests; 4 with this).
-        # (_spans.new_context written out: made for every request)
-        sampler = _sdk._sampler
-        if parent is None:
-            trace_id = _spans._bits(128) or 1
-            flags = 1 if trace_id & _spans._LOW < sampler.bound else 0
-            state = None
-        else:
-            trace_id = parent.trace_id
-            if sampler.parent_based:
-                flags = parent.flags & 0x01
-            else:
-                flags = 1 if trace_id & _spans._LOW < sampler.bound else 0
-            state = parent.state
-        context = _spans.Parent(trace_id, _spans._bits(64) or 1, flags, state, False)
+        context = _spans.new_context(parent, _sdk._sampler)
         token = current.set(context)
         if not context.flags:  # sampled out: its context alone, for what it calls
             try:
