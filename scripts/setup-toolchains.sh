@@ -70,11 +70,26 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv" || die "python3 -m venv failed"
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+# hnswlib has no x86-64 wheel: pip builds its sdist, with -march=native unless HNSWLIB_NO_NATIVE
+# is set, code for this CPU alone. valgrind (the benches' --counter instructions) dies of
+# SIGILL on its AVX-512, as would a copy of the venv, or of pip's cache, on another machine.
+# Built for the architecture's baseline, as the image's (Dockerfile).
+export HNSWLIB_NO_NATIVE=1
 if ! "$venv/bin/python" -c "import omnicore, pytest, extism" >/dev/null 2>&1 \
    || [ "$root/pyproject.toml" -nt "$venv/.omnicore-installed" ]; then
   say "installing omnicore (editable) with dev extras"
   "$venv/bin/python" -m pip install -q -e "$root[dev]" || die "pip install -e .[dev] failed"
   touch "$venv/.omnicore-installed"
+fi
+# A venv made before, or pip's cache holding a wheel built for this CPU: that hnswlib is built
+# again, once (an AVX instruction in its code: a v-mnemonic on an xmm, ymm or zmm register).
+hnsw_so="$("$venv/bin/python" -c "import hnswlib; print(hnswlib.__file__)" 2>/dev/null || true)"
+if [ -n "$hnsw_so" ] && command -v objdump >/dev/null \
+   && objdump -d --no-show-raw-insn "$hnsw_so" | grep -P '\tv[a-z0-9]+\s.*%[xyz]mm\d' >/dev/null; then
+  say "rebuilding hnswlib for the architecture's baseline (it was built for this CPU alone)"
+  "$venv/bin/python" -m pip install -q --no-cache-dir --no-binary hnswlib --no-deps \
+    --force-reinstall "hnswlib==$("$venv/bin/python" -c "import importlib.metadata as m; print(m.version('hnswlib'))")" \
+    || die "pip install hnswlib (HNSWLIB_NO_NATIVE=1) failed"
 fi
 # The C call path (host/omnicore/sandbox/_callpath.c and the sources setup.py lists with it),
 # the log ring (_logring.c, _logwake.c) and the OTLP span encoder (telemetry/_otlpenc.c), built

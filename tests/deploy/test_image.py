@@ -37,6 +37,7 @@ from click.testing import CliRunner
 from omnicore.cli import main
 from tests.dbservers import free_port
 from tests.hosts import http_ok
+from tests.native import avx_instructions
 from tests.waiting import Logged, eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -282,11 +283,6 @@ def test_the_default_image_is_an_empty_app(demo_image: str) -> None:
         host.stop()
 
 
-#: An AVX instruction in objdump's listing: VEX- or EVEX-coded, a v-mnemonic on an xmm, ymm
-#: or zmm register (SSE's mnemonics on xmm never begin with v).
-_AVX = re.compile(r"\tv[a-z0-9]+\s.*%[xyz]mm\d")
-
-
 def test_the_code_the_image_compiled_runs_on_any_x86_64(demo_image: str, tmp_path: Path) -> None:
     """What the image's build compiles from source, hnswlib's sdist (there is no x86-64 wheel)
     and omnicore's own C extensions, is code for the architecture's baseline, not for the CPU
@@ -304,10 +300,7 @@ def test_the_code_the_image_compiled_runs_on_any_x86_64(demo_image: str, tmp_pat
         for path in found:
             local = tmp_path / Path(path).name
             _podman("cp", f"{container}:{path}", str(local))
-            listing = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(local)],
-                                     capture_output=True, text=True, check=True).stdout
-            assert "\n" in listing and ">:" in listing, path  # a listing, not an empty one
-            avx[path] = len(_AVX.findall(listing))
+            avx[path] = avx_instructions(local)
     finally:
         _podman("rm", "-f", container, check=False)
     assert not any(avx.values()), avx

@@ -16,6 +16,7 @@ import pytest
 import omnicore.storage.vectors as vectors_mod
 from omnicore.app import OmniApp
 from omnicore.storage.vectors import VectorStore
+from tests.native import avx_instructions
 from tests.waiting import eventually
 
 
@@ -133,3 +134,13 @@ def test_a_reopened_index_marks_what_was_deleted_after_its_file(
             idx.hnsw.mark_deleted(labels[vid])
     idx.hnsw.mark_deleted(labels["v4"])  # a live one is not
     second.close()
+
+
+def test_the_index_library_is_built_for_any_machine_of_its_architecture() -> None:
+    """The venv's hnswlib (built from its sdist by scripts/setup-toolchains.sh, there being no
+    x86-64 wheel) holds no AVX instruction: its build adds -march=native unless told not to,
+    and that code ran on the machine that built it alone, and not under valgrind, which the
+    benches' ``--counter instructions`` runs the host under (as the image's: test_image.py)."""
+    import hnswlib
+
+    assert avx_instructions(Path(hnswlib.__file__)) == 0
