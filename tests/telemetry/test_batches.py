@@ -89,3 +89,24 @@ def test_shutdown_sends_what_is_queued() -> None:
     batcher.shutdown()
     assert sum(sent) == 6 and all(n <= 4 for n in sent)
     assert not batcher.queue
+
+
+def test_a_full_batch_passed_by_two_threads_at_once_still_wakes_the_export() -> None:
+    """Two threads end spans at once: each appends, then looks at the queue's length. When
+    both appended before either looked, neither saw the full batch's length; the export must
+    still be woken (it waited for its schedule, here an hour: the queue filled and dropped)."""
+    sent: list[list[str]] = []
+    batcher = Batcher(lambda batch: sent.append([r[3] for r in batch]), max_queue=100,
+                      batch=4, delay_s=3600)
+    try:
+        for i in range(3):
+            batcher.put(_record(i))
+        # The other thread's span, appended but not yet looked at (its put still to run its
+        # check, which then sees five): this thread's put sees the queue past a full batch.
+        batcher.queue.append(_record(3))
+        batcher.put(_record(4))
+        eventually(lambda: sent == [[f"span {i}" for i in range(4)]])
+        assert [r[3] for r in batcher.queue] == ["span 4"]
+        assert batcher.dropped == 0
+    finally:
+        batcher.shutdown()

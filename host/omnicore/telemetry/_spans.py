@@ -319,7 +319,10 @@ class Batcher:
             self._drop(1, "full")
             return
         queue.append(r)
-        if len(queue) == self.batch:
+        # At a full batch or past one: two threads' spans, each appended before either
+        # looked, pass the full batch's length unseen by both (the schedule, seconds away,
+        # then found a queue full and dropping).
+        if len(queue) >= self.batch and not self._wake.is_set():
             self._wake.set()
 
     def _drop(self, count: int, why: str, error: object = None) -> None:
