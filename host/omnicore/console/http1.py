@@ -78,6 +78,10 @@ def takes_trailers(headers: Any) -> bool:
 #: field that varies (a date, a length) fills it and it starts over.
 _CHECKED: set[tuple[bytes, bytes]] = set()
 _CHECKED_MAX = 512
+#: The longest field (name and value, in bytes) kept as seen; a longer one is matched on
+#: every answer. A plugin chooses its fields (a value up to its route's max_response_bytes):
+#: a new long one an answer held up to _CHECKED_MAX of them, megabytes each, for good.
+_CHECKED_FIELD = 1024
 
 
 def checked_headers(headers: list[tuple[bytes, bytes]]) -> Any:
@@ -87,18 +91,21 @@ def checked_headers(headers: list[tuple[bytes, bytes]]) -> Any:
     way."""
     checked = _CHECKED
     for pair in headers:
-        if pair in checked:
-            continue
+        # (Before the set is asked: a bytes subclass's own __eq__ and __hash__ could claim a
+        # field seen that is not; a list or a bytearray is no set member.)
         if type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not bytes \
                 or type(pair[1]) is not bytes:
             return h11._headers.normalize_and_validate(headers)
+        if pair in checked:
+            continue
         name, value = pair
         h11._util.validate(h11._headers._field_name_re, name, "Illegal header name {!r}", name)
         h11._util.validate(h11._headers._field_value_re, value, "Illegal header value {!r}",
                            value)
-        if len(checked) >= _CHECKED_MAX:
-            checked.clear()
-        checked.add(pair)
+        if len(name) + len(value) <= _CHECKED_FIELD:
+            if len(checked) >= _CHECKED_MAX:
+                checked.clear()
+            checked.add(pair)
     # The rest of h11's normalizing (lower-cased names, Content-Length and
     # Transfer-Encoding's rules), without its matching again.
     return h11._headers.normalize_and_validate(headers, _parsed=True)

@@ -157,7 +157,10 @@ class RoutesServer:
         key: list[Any] = [id(serve)]
         sidecars: list[tuple[str, dict[str, Any], str]] = []
         for info in infos:
-            key.append((info.name, info.state, info.source, tuple(info.handlers)))
+            # (its module's digest: a new version of the same name, file and handlers may
+            # propose other routes, which an accepted proposal serves)
+            key.append((info.name, info.state, info.source, tuple(info.handlers),
+                        info.sha256))
             if info.source:
                 routes, where, stamp = self._sidecar_routes(info.source)
                 key.append((where, stamp))
@@ -200,7 +203,9 @@ class RoutesServer:
         if len(found) != 1:
             return {}, "", None
         path, st = found[0]
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        # (its change time too: a text of the same length written in place with its time
+        # kept, as cp -p, tar and rsync --inplace do, moves no other field)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
         cached = self._sidecars.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1], path, stamp
