@@ -309,7 +309,7 @@ class Batcher:
         queue.append((s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns,
                       s.attributes, s.shared, s.status, s.description, s.flags, s.remote,
                       s.state))
-        if len(queue) == self.batch:
+        if len(queue) >= self.batch and not self._wake.is_set():  # (as put's)
             self._wake.set()
 
     def put(self, r: Record) -> None:
