@@ -160,6 +160,33 @@ def test_sidecar_change_relinks_with_the_new_grant_and_config(host: PluginHost,
     assert host.call("conf", "get", b"color") == b"red"  # still the last good version
 
 
+def test_a_grant_revoked_by_a_sidecar_of_the_same_size_and_time_is_revoked(
+        host: PluginHost, tmp_path: Path) -> None:
+    """A deploy that keeps files' times (`rsync -t`, `cp -p`, tar) puts a new sidecar in
+    place by a rename, with the old one's size and mtime: the folder compared those alone,
+    and the revoked grant kept being served."""
+    write(tmp_path, "conf.wasm", config_wasm("conf"))
+    side = tmp_path / "conf.toml"
+    granted = 'grants = ["config"]\n[config]\ncolor = "blue"\n'
+    revoked = 'grants = []\n[config]\ncolor = "blue"\n'
+    revoked = revoked.replace("[]", "[]" + " " * (len(granted) - len(revoked)), 1)
+    assert len(revoked) == len(granted)
+    side.write_text(granted)
+    host.watch_folder(tmp_path)
+    eventually(lambda: host.get("conf").state == "loaded")
+    assert host.call("conf", "get", b"color") == b"blue"
+    before = side.stat()
+    staged = tmp_path / ".conf.toml.new"  # a dot-file: the folder's scan passes it over
+    staged.write_text(revoked)
+    os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(staged, side)
+    after = side.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    eventually(lambda: host.get("conf").state == "needs-grant")
+    with pytest.raises(PluginError):
+        host.call("conf", "get", b"color")
+
+
 def test_a_renamed_plugin_replaces_the_old_name(host: PluginHost, tmp_path: Path) -> None:
     path = write(tmp_path, "p.wasm", echo_wasm("first"))
     host.watch_folder(tmp_path)
