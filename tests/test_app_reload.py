@@ -6,6 +6,7 @@ restart is named in one log line; a file that fails validation changes nothing a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,32 @@ def test_a_grant_and_mcp_expose_apply_live_and_are_audited(running: Running) -> 
     running.reloaded_after(seen)
     eventually(lambda: running.greeter().state == "needs-grant", "the revoke")
     assert running.app.config.plugins == {}
+
+
+def test_a_grant_revoked_by_a_file_of_the_same_size_and_time_is_revoked(
+        running: Running, tmp_path: Path) -> None:
+    """A deploy that keeps files' times (`rsync -t`, `cp -p`, tar) puts the new config in place
+    by a rename, with the old file's size and mtime: the reload compared those alone, and a
+    grant the new file took away kept being served (omnicore.filestamp)."""
+    granted = {"greeter-rust": {"grants": ["config"], "config": {"greeting": "hej"}}}
+    seen = running.edit(plugins=granted)
+    running.reloaded_after(seen)
+    eventually(lambda: running.greeter().state == "loaded", "the grant")
+    before = running.path.stat()
+    # The same plugin entry without its grant, padded to the granted file's length.
+    revoked = json.dumps({**running.doc, "plugins": {"greeter-rust": {"config": {
+        "greeting": "hej"}}}})
+    revoked += " " * (before.st_size - len(revoked))
+    assert len(revoked) == before.st_size
+    staged = tmp_path / "staged.yaml"
+    staged.write_text(revoked)
+    os.utime(staged, ns=(before.st_atime_ns, before.st_mtime_ns))
+    seen = running.reloader.reloads
+    os.replace(staged, running.path)
+    after = running.path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    running.reloaded_after(seen)
+    eventually(lambda: running.greeter().state == "needs-grant", "the revoke")
 
 
 def test_limits_and_connectors_apply_live(running: Running) -> None:

@@ -25,6 +25,7 @@ from omnicore.config import OmniConfig, load_config
 from omnicore.config.watch import follow
 from omnicore.core.module import Module
 from omnicore.errors import OmniError
+from omnicore.filestamp import Stamp, stamp_of
 from omnicore.sandbox.limits import Limits
 
 if TYPE_CHECKING:
@@ -297,12 +298,8 @@ class ConfigReload(Module):
         self.last: Reloaded | None = None
         self.reloads = 0
 
-    def _stamp(self) -> tuple[int, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return st.st_size, st.st_mtime_ns
+    def _stamp(self) -> Stamp | None:
+        return stamp_of(self.path)
 
     def start(self) -> None:
         self._stop.clear()

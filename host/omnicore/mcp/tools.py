@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from omnicore.errors import ConfigError, InvalidInput, InvalidModule
+from omnicore.filestamp import Stamp
+from omnicore.filestamp import stamp as file_stamp
 from omnicore.plugins.expose import check_expose, unmatched_patterns
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.operator import OperatorSettings, overlay
@@ -166,7 +168,7 @@ class Exposure:
         self._app = [tuple(p.split("/", 1)) for p in app_patterns]
         self._resources = resources
         self._operator = operator
-        self._sidecars: dict[str, tuple[tuple[int, int, int], _Rules]] = {}
+        self._sidecars: dict[str, tuple[Stamp, _Rules]] = {}
         #: Each plugin's tools, with what they were made from (see :meth:`tools`).
         self._tools: dict[str, tuple[tuple[object, ...], dict[str, Tool]]] = {}
 
@@ -246,7 +248,7 @@ class Exposure:
         if len(found) != 1:
             return (), None, None  # none, or two (the host refuses to load such a plugin anyway)
         path, st = found[0]
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        stamp = file_stamp(st)
         cached = self._sidecars.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1]

@@ -22,13 +22,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from omnicore.filestamp import Stamp, stamp_of
 from omnicore.sandbox.compiled import CompiledPlugin
 
 __all__ = ["CompileAhead", "workers"]
 
 log = logging.getLogger("omnicore.plugins.host")
 
-_Identity = tuple[int, int, int]
 
 
 def workers() -> int:
@@ -39,12 +39,8 @@ def workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _identity(path: Path) -> _Identity | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+def _identity(path: Path) -> Stamp | None:
+    return stamp_of(path)
 
 
 class CompileAhead:
@@ -53,7 +49,7 @@ class CompileAhead:
     def __init__(self, compile_file: Callable[[Path], CompiledPlugin]) -> None:
         self._compile = compile_file
         self._lock = threading.Lock()
-        self._pending: dict[Path, tuple[_Identity | None, Future[CompiledPlugin]]] = {}
+        self._pending: dict[Path, tuple[Stamp | None, Future[CompiledPlugin]]] = {}
         self._running = 0
         self._idle = threading.Condition(self._lock)
 
@@ -61,7 +57,7 @@ class CompileAhead:
         """Start compiling ``paths``, smallest first; return them in that order."""
         paths = list(paths)
         sized = [(ident, path) for path in paths if (ident := _identity(path)) is not None]
-        order = [path for _, path in sorted(sized, key=lambda item: (item[0][1], item[1]))]
+        order = [path for _, path in sorted(sized, key=lambda item: (item[0][0], item[1]))]  # size
         order += [path for path in paths if path not in order]  # gone: the load says so
         if len(order) < 2:
             return order

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 from omnicore.config.watch import POLL_INTERVAL_S, Mode, follow
 from omnicore.core import heap
 from omnicore.errors import PluginNotFound
+from omnicore.filestamp import Stamp, stamp
 from omnicore.plugins.sidecar import SIDECAR_SUFFIXES
 
 __all__ = [
@@ -60,11 +61,9 @@ def resolve_plugin_file(folder: Path, name: str, manifest_name: Callable[[Path],
 
 
 # A file's fingerprint: cheap to take (stat only) and it changes whenever the wasm or any of
-# its sidecars (or its Extism manifest) is written, created or removed. Size and mtime alone
-# are not that: a deploy that keeps times (`rsync -t`, `cp -p`, tar) replaces a sidecar by one
-# of the same size and mtime, and a grant it revoked was still served. The inode and the
-# change time, which no writer can set, change with any such write (a chmod too: one reload).
-Fingerprint = tuple[tuple[str, int, int, int, int], ...]
+# its sidecars (or its Extism manifest) is written, created or removed: each file's suffix and
+# stamp (omnicore.filestamp: size and mtime alone missed a deploy that keeps times).
+Fingerprint = tuple[tuple[str, Stamp], ...]
 _COMPANIONS = (*SIDECAR_SUFFIXES, ".json")
 
 
@@ -77,7 +76,7 @@ def _fingerprint(wasm: Path) -> Fingerprint | None:
             if path == wasm:
                 return None
             continue
-        parts.append((path.suffix, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        parts.append((path.suffix, stamp(st)))
     return tuple(parts)
 
 
@@ -118,7 +117,7 @@ def diff(old: Mapping[Path, Fingerprint], new: Mapping[Path, Fingerprint]) -> Ch
 
 def sidecar_edited(old: Fingerprint | None, new: Fingerprint | None) -> bool:
     """Whether a plugin's sidecar was written, created or removed between two fingerprints."""
-    def sidecars(fp: Fingerprint | None) -> set[tuple[str, int, int, int, int]]:
+    def sidecars(fp: Fingerprint | None) -> set[tuple[str, Stamp]]:
         return {part for part in fp or () if part[0] in SIDECAR_SUFFIXES}
     return sidecars(old) != sidecars(new)
 

@@ -31,6 +31,7 @@ from omnicore.errors import (
     PluginError,
     PluginNotFound,
 )
+from omnicore.filestamp import stamp as file_stamp
 from omnicore.plugins.sidecar import SIDECAR_SUFFIXES
 from omnicore.routes.answer import Answer, RouteStats, release, warn, within
 from omnicore.routes.envelope import (
@@ -203,9 +204,7 @@ class RoutesServer:
         if len(found) != 1:
             return {}, "", None
         path, st = found[0]
-        # (its change time too: a text of the same length written in place with its time
-        # kept, as cp -p, tar and rsync --inplace do, moves no other field)
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
+        stamp = file_stamp(st)
         cached = self._sidecars.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1], path, stamp

@@ -2,10 +2,11 @@
 
 Every ``*.yaml``, ``*.yml`` and ``*.json`` directly in the folder (not dot-files) is one
 workflow, named by its ``name``. The folder is read at start and then every ``poll_s``
-(a changed size or mtime reloads the file; a removed file unloads it). A file that does not
-parse or check is listed as ``failed`` under its file name with every problem; it harms
-nothing else, and a workflow that was loaded from the same file before keeps serving until
-the file is fixed — runs already started stay on the version they were pinned to either way.
+(a changed stamp, :mod:`omnicore.filestamp`, reloads the file; a removed file unloads it). A
+file that does not parse or check is listed as ``failed`` under its file name with every
+problem; it harms nothing else, and a workflow that was loaded from the same file before
+keeps serving until the file is fixed — runs already started stay on the version they were
+pinned to either way.
 References to plugins, handlers, connectors and other workflows are checked again whenever a
 plugin is loaded or unloaded: a step whose plugin the app does not have is a warning (the
 workflow loads; the plugin may come), a handler the plugin lacks is an error (it fails).
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from omnicore.filestamp import Stamp, stamp
 from omnicore.logging import get_logger
 from omnicore.workflows.definition import Workflow, parse, read_definition
 from omnicore.workflows.errors import DefinitionError, Problem, WorkflowNotFound
@@ -78,7 +80,7 @@ class WorkflowEntries:
         self._digests = digests
         self._lock = threading.RLock()
         self._entries: dict[str, WorkflowEntry] = {}
-        self._files: dict[Path, tuple[float, int, str]] = {}   # path -> (mtime, size, name)
+        self._files: dict[Path, tuple[Stamp, str]] = {}   # path -> (its stamp, name)
         self.folder: Path | None = None
 
     def __iter__(self) -> Iterator[WorkflowEntry]:
@@ -149,49 +151,49 @@ class WorkflowEntries:
         changed = False
         with self._lock:
             for path in [p for p in self._files if p not in found]:
-                _, _, name = self._files.pop(path)
+                _, name = self._files.pop(path)
                 if self._entries.get(name) and self._entries[name].source == str(path):
                     del self._entries[name]
                     log.info("workflow %s unloaded (%s removed)", name, path.name)
                 changed = True
             for path, st in sorted(found.items()):
                 seen = self._files.get(path)
-                if seen is not None and seen[:2] == (st.st_mtime, st.st_size):
+                if seen is not None and seen[0] == stamp(st):
                     continue
                 changed = True
-                self._load_file(path, st.st_mtime, st.st_size)
+                self._load_file(path, stamp(st))
             if changed:
                 self.recheck()
         return changed
 
-    def _load_file(self, path: Path, mtime: float, size: int) -> None:
+    def _load_file(self, path: Path, seen: Stamp) -> None:
         previous = self._files.get(path)
-        old_name = previous[2] if previous else None
+        old_name = previous[1] if previous else None
         try:
             text = read_definition(path, path.name)
             wf = parse(text, path.name)
         except OSError as exc:
-            self._failed(path, old_name, [Problem("", f"cannot read: {exc}")], mtime, size)
+            self._failed(path, old_name, [Problem("", f"cannot read: {exc}")], seen)
             return
         except DefinitionError as exc:
-            self._failed(path, old_name, exc.problems, mtime, size)
+            self._failed(path, old_name, exc.problems, seen)
             return
         holder = self._entries.get(wf.name)
         if holder is not None and holder.source != str(path) and holder.workflow is not None:
             self._failed(path, old_name, [Problem("name", f"workflow {wf.name!r} is already "
                                                           f"defined by {holder.source}")],
-                         mtime, size)
+                         seen)
             return
         if old_name and old_name != wf.name and self._entries.get(old_name, None) and \
                 self._entries[old_name].source == str(path):
             del self._entries[old_name]
         self._entries[wf.name] = WorkflowEntry(wf.name, "loaded", str(path), wf, text=text)
-        self._files[path] = (mtime, size, wf.name)
+        self._files[path] = (seen, wf.name)
         self._on_version(wf)
         log.info("workflow %s loaded from %s (version %s)", wf.name, path.name, wf.version[:12])
 
     def _failed(self, path: Path, old_name: str | None, problems: list[Problem],
-                mtime: float, size: int) -> None:
+                seen: Stamp) -> None:
         old = self._entries.get(old_name) if old_name else None
         if old is not None and old.workflow is not None and old.source == str(path):
             # The last good version keeps serving; the entry says why the new one did not load.
@@ -207,7 +209,7 @@ class WorkflowEntries:
                 name = path.name
             self._entries[name] = WorkflowEntry(name, "failed", str(path),
                                                 problems=tuple(problems))
-        self._files[path] = (mtime, size, name)
+        self._files[path] = (seen, name)
         log.error("workflow file %s: %s", path.name, "; ".join(str(p) for p in problems))
 
     def recheck(self, plugins: Mapping[str, Iterable[str]] | None = None) -> None:
