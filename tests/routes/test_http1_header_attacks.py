@@ -62,18 +62,9 @@ def _post(authority: bytes, path: bytes, body: bytes, *, close: bool) -> bytes:
 def _raw(host: RouteHost, *blocks: bytes, path: bytes = b"/http/s") -> bytes:
     """Each block POSTed to ``path`` on one connection (pipelined, the last one closing it),
     and every byte the server sent until it closed."""
-    sock, authority = _connect(host)
-    got = b""
-    try:
-        sock.sendall(b"".join(_post(authority, path, b, close=i == len(blocks) - 1)
-                              for i, b in enumerate(blocks)))
-        while chunk := sock.recv(1 << 20):
-            got += chunk
-    except ConnectionResetError:
-        pass
-    finally:
-        sock.close()
-    return got
+    authority = _authority(host)
+    return _send_raw(host, b"".join(_post(authority, path, b, close=i == len(blocks) - 1)
+                                    for i, b in enumerate(blocks)))
 
 
 def _answers(data: bytes) -> list[tuple[int, list[tuple[bytes, bytes]], bytes]]:
@@ -251,6 +242,8 @@ def test_a_plugin_answering_unique_fields_fills_nothing_past_the_bound(
 
 
 def _send_raw(host: RouteHost, request: bytes) -> bytes:
+    """``request``'s bytes sent on a new connection, and every byte the server sent until it
+    closed."""
     sock, _ = _connect(host)
     got = b""
     try:
