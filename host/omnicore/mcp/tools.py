@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -49,7 +47,7 @@ from omnicore.filestamp import stamp as file_stamp
 from omnicore.plugins.expose import check_expose, unmatched_patterns
 from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.operator import OperatorSettings, overlay
-from omnicore.plugins.sidecar import Sidecar, read_sidecar
+from omnicore.plugins.sidecar import Sidecar, read_sidecar, sidecar_stat
 from omnicore.sandbox import configschema
 from omnicore.storage.errors import StorageError
 
@@ -235,19 +233,10 @@ class Exposure:
     def _sidecar(self, info: PluginInfo | Where) -> _Rules:
         if not info.source:
             return (), None, None
-        # Every list and call asks: plain os.stat on strings, not pathlib.
-        base = os.path.splitext(info.source)[0]
-        found = []
-        for suffix in (".toml", ".yaml", ".yml"):
-            try:
-                st = os.stat(base + suffix)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found.append((base + suffix, st))
-        if len(found) != 1:
+        found = sidecar_stat(info.source)
+        if found is None:
             return (), None, None  # none, or two (the host refuses to load such a plugin anyway)
-        path, st = found[0]
+        path, st = found
         stamp = file_stamp(st)
         cached = self._sidecars.get(path)
         if cached is not None and cached[0] == stamp:

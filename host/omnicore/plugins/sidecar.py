@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,24 @@ class Sidecar:
 def sidecar_paths(wasm: Path) -> list[Path]:
     """The sidecar files that exist next to ``wasm``."""
     return [p for p in (wasm.with_suffix(s) for s in SIDECAR_SUFFIXES) if p.is_file()]
+
+
+def sidecar_stat(source: str | os.PathLike[str]) -> tuple[str, os.stat_result] | None:
+    """The one sidecar of the plugin file ``source`` and its ``stat``; None for none, or for
+    two (the host refuses to load such a plugin). For what asks on every poll or call (the
+    route table, the MCP tool rules): one ``os.stat`` a suffix, on strings, no pathlib."""
+    base = os.path.splitext(os.fspath(source))[0]
+    found = None
+    for suffix in SIDECAR_SUFFIXES:
+        try:
+            st = os.stat(base + suffix)
+        except (OSError, ValueError):
+            continue
+        if stat.S_ISREG(st.st_mode):
+            if found is not None:
+                return None
+            found = (base + suffix, st)
+    return found
 
 
 def read_sidecar(wasm: Path) -> Sidecar:

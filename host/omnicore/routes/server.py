@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
-from stat import S_ISREG
 from typing import Any, Protocol
 
 from omnicore.config.routes import ServeConfig
@@ -32,7 +30,7 @@ from omnicore.errors import (
     PluginNotFound,
 )
 from omnicore.filestamp import stamp as file_stamp
-from omnicore.plugins.sidecar import SIDECAR_SUFFIXES
+from omnicore.plugins.sidecar import read_sidecar, sidecar_stat
 from omnicore.routes.answer import Answer, RouteStats, release, warn, within
 from omnicore.routes.envelope import (
     SANDBOX,
@@ -94,8 +92,6 @@ class RoutesServer:
         self._lock = threading.Lock()
         self._serve: ServeConfig | None = None
         self._sidecars: dict[str, tuple[Any, dict[str, Any], str]] = {}
-        #: Plugin file -> the paths its sidecar may have (plugins.sidecar's suffixes).
-        self._sidecar_names: dict[str, tuple[str, ...]] = {}
         self._key: Any = None
         self._checked = 0.0
         self._problems: list[str] = []
@@ -183,33 +179,16 @@ class RoutesServer:
         return sources, proposals, found
 
     def _sidecar_routes(self, source: str) -> tuple[dict[str, Any], str, Any]:
-        """The routes of the sidecar of the plugin file ``source``, its path and stamp (what
-        ``sidecar_paths`` and ``read_sidecar`` find, by one ``os.stat`` a sidecar name: this
-        runs every REFRESH_S for every plugin file)."""
-        names = self._sidecar_names.get(source)
-        if names is None:
-            if len(self._sidecar_names) >= 4096:  # (plugin files come and go)
-                self._sidecar_names.clear()
-            wasm = Path(source)
-            names = self._sidecar_names[source] = tuple(
-                str(wasm.with_suffix(suffix)) for suffix in SIDECAR_SUFFIXES)
-        found: list[tuple[str, os.stat_result]] = []
-        for name in names:
-            try:
-                st = os.stat(name)
-            except (OSError, ValueError):
-                continue
-            if S_ISREG(st.st_mode):
-                found.append((name, st))
-        if len(found) != 1:
+        """The routes of the sidecar of the plugin file ``source``, its path and stamp (found by
+        ``sidecar_stat``: this runs every REFRESH_S for every plugin file)."""
+        found = sidecar_stat(source)
+        if found is None:
             return {}, "", None
-        path, st = found[0]
+        path, st = found
         stamp = file_stamp(st)
         cached = self._sidecars.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1], path, stamp
-        from omnicore.plugins.sidecar import read_sidecar
-
         try:
             routes = dict(read_sidecar(Path(source)).routes)
         except (ConfigError, OSError) as exc:

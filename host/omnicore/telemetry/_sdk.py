@@ -426,11 +426,9 @@ def _ended(entry: Any, version: Any, handler: str, attributes: dict[str, Any], r
     else:
         parent_id = parent.span_id
         remote = parent.remote if parent.__class__ is Parent else False
-    batcher = _batcher
-    if batcher is not None:
-        batcher.put((context.trace_id, context.span_id, parent_id, name, INTERNAL, start_ns,
-                     _now(), attributes, shared, UNSET if error is None else ERROR, error,
-                     context.flags, remote, context.state))
+    queue((context.trace_id, context.span_id, parent_id, name, INTERNAL, start_ns, _now(),
+           attributes, shared, UNSET if error is None else ERROR, error, context.flags, remote,
+           context.state))
 
 
 def _memory_of(runtime: Any, usage: Callable[[], Any]) -> int:

@@ -85,12 +85,8 @@ class TraceRequests:
         finally:
             current.reset(token)
             route = getattr(scope.get("route"), "path", None)
-            if not isinstance(route, str):
-                route = None
-            scheme = scope.get("scheme", "http")
-            found = _sdk._served.get((method, scheme, route, status))  # (made once)
-            if found is None:
-                found = _sdk.served(method, scheme, route, status)
+            name, shared = _sdk.served(method, scope.get("scheme", "http"),
+                                       route if isinstance(route, str) else None, status)
             attributes: dict[str, Any] = {"url.path": scope["path"]}
             if error is not None:
                 attributes["error.type"] = error
@@ -99,9 +95,7 @@ class TraceRequests:
             else:
                 parent_id = parent.span_id
                 remote = parent.remote if parent.__class__ is _spans.Parent else False
-            batcher = _sdk._batcher
-            if batcher is not None:
-                batcher.put((context.trace_id, context.span_id, parent_id, found[0],
-                             _spans.SERVER, start_ns, _spans._now(), attributes, found[1],
-                             _spans.ERROR if error is not None or status >= 500
-                             else _spans.UNSET, error, context.flags, remote, context.state))
+            _sdk.queue((context.trace_id, context.span_id, parent_id, name, _spans.SERVER,
+                        start_ns, _spans._now(), attributes, shared,
+                        _spans.ERROR if error is not None or status >= 500 else _spans.UNSET,
+                        error, context.flags, remote, context.state))
