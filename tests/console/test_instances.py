@@ -67,7 +67,9 @@ def test_a_dead_host_is_listed_as_lost_with_its_reaper_and_the_jobs_it_handed_on
     assert version(host.app) != before and version(host.app).endswith("|rt-gone")
     (lost,) = admin.get("/api/v1/instances").json()["lost"]
     assert lost["runtime_id"] == "rt-gone" and lost["reaped_by"] == me
-    assert lost["heartbeat_at"] == now - 30 and lost["jobs"] == [job] and lost["steps"] == []
+    assert lost["jobs"] == [job] and lost["steps"] == []
+    # Its last beat: the time it registered with, moved on by what that write waited.
+    assert 0 <= lost["heartbeat_at"] - (now - 30) <= time.time() - now
     page = admin.get("/instances").text
     assert "Lost in the last 24 h" in page and "rt-gone" in page and f"job {job}" in page
     assert '&version=instances"' in page  # its live stream asks for the version

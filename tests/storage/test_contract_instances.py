@@ -20,7 +20,9 @@ def test_register_heartbeat_drain_and_leave(storage: Storage) -> None:
     assert (row.runtime_id, row.pid, row.hostname, row.draining) == ("rt-a", 4242, "host-1",
                                                                       False)
     beat = storage.instances.heartbeat("rt-a", now + 1, 2, "http://127.0.0.1:9/")
-    assert beat is not None and beat.jobs_held == 2 and beat.heartbeat_at == now + 1
+    assert beat is not None and beat.jobs_held == 2
+    # The time given, moved on by what the write waited (never more than has passed).
+    assert 0 <= beat.heartbeat_at - (now + 1) <= time.time() - now
     assert beat.console_url == "http://127.0.0.1:9/"
     assert storage.instances.set_draining("rt-a", True) is True
     assert storage.instances.set_draining("rt-missing", True) is False
@@ -78,7 +80,7 @@ def test_a_reaped_instance_stays_listed_as_lost_a_day_with_its_reaper_and_what_i
     assert storage.instances.reap("rt-me", now, 3.0) == ["rt-dead"]
     (lost,) = storage.instances.lost(now + 1)
     assert (lost.runtime_id, lost.hostname, lost.pid) == ("rt-dead", "host-1", 4242)
-    assert lost.heartbeat_at == now - 10  # when it stopped answering
+    assert 0 <= lost.heartbeat_at - (now - 10) <= time.time() - now  # when it stopped
     assert (lost.lost_at, lost.reaped_by) == (now, "rt-me")
     assert lost.jobs == (jobs[0],) and lost.steps == (f"{run}/s/-1",)
     assert lost.as_dict()["jobs"] == [jobs[0]]

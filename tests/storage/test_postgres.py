@@ -17,7 +17,7 @@ import pytest
 from omnicore.storage import JobSpec, StorageError, open_storage
 from omnicore.storage.instance_rows import Instance
 from omnicore.storage.postgres import PostgresStorage, masked_url
-from omnicore.storage.postgres.schema import SCHEMA_VERSION
+from omnicore.storage.postgres.schema import LIVENESS_KEY, SCHEMA_VERSION
 from tests.waiting import eventually
 
 _OPEN_AND_WRITE = """
@@ -282,6 +282,48 @@ def test_a_sigkilled_instance_is_reaped_at_once_and_its_jobs_are_due_again(pg_ur
         assert task.attempts == 2  # the second delivery: at-least-once, counted
         assert [i.runtime_id for i in s.instances.all()] == ["rt-me"]
     finally:
+        s.close()
+
+
+def test_a_registration_holds_its_lock_before_its_row_exists_and_is_stamped_when_written(
+        pg_url: str) -> None:
+    """A row seen without its liveness lock is dead to every reaper, and a heartbeat older
+    than the limit is too: a registration that waited (for its lock, a pooled connection;
+    a loaded host starting) must neither show its row before the lock is held nor land with
+    the time it was asked for. A rolling upgrade's new host was reaped by the old one so."""
+    import psycopg
+
+    s, other = PostgresStorage(pg_url), PostgresStorage(pg_url)
+    gate = psycopg.connect(pg_url, autocommit=True)
+    try:
+        last, called = gate.execute("SELECT last_value, is_called FROM instance_slots"
+                                    ).fetchone()  # type: ignore[misc]
+        slot = last + 1 if called else last  # the slot the registration draws
+        gate.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
+        given = time.time() - 10
+        entered = time.time()
+        registering = threading.Thread(target=s.instances.register,
+                                       args=(_instance("rt-new", given),))
+        registering.start()
+
+        def waiting() -> bool:
+            found = gate.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                 "AND objid = %s AND objsubid = 2 AND NOT granted",
+                                 (slot,)).fetchone()
+            return found is not None and found[0] == 1
+
+        eventually(waiting, "the registration waiting for its slot's lock")
+        assert other.instances.all() == []  # nothing a reaper could find without its lock
+        released = time.time()
+        gate.execute("SELECT pg_advisory_unlock(%s, %s)", (LIVENESS_KEY, slot))
+        registering.join(30)
+        assert not registering.is_alive()
+        (row,) = other.instances.all()
+        # Stamped when written: the time given, moved on by at least the wait for the lock.
+        assert row.heartbeat_at >= given + (released - entered)
+    finally:
+        gate.close()
+        other.close()
         s.close()
 
 

@@ -168,14 +168,14 @@ class Presence:
     """What proves a registered host alive besides its heartbeat. This default, for a database
     one host holds at a time (SQLite's data dir lock): the heartbeat alone."""
 
-    #: ``, column`` names and ``, value`` SQL a registration adds to the host's row of
-    #: ``instances``; the row's values of those columns come to :meth:`registered`.
-    columns = ""
-    values = ""
+    #: The columns a registration adds to the host's row of ``instances``.
+    columns: tuple[str, ...] = ()
 
-    def registered(self, row: Sequence[Any]) -> None:
-        """The host's row was written with ``row`` in :attr:`columns`: watch its liveness."""
-        return None
+    def claim(self, db: Backend) -> list[Any]:
+        """Before the host's row is written: hold the proof of its liveness and give the
+        row's values of :attr:`columns`. Held first, so no reaper ever sees the row without
+        it (a row whose proof is missing is dead)."""
+        return []
 
     def removed(self) -> None:
         """The host's row went (a clean stop)."""

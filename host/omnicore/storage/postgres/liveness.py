@@ -27,11 +27,11 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from omnicore.core.background import Background
-from omnicore.storage.backend import Presence
+from omnicore.storage.backend import Backend, Presence
 from omnicore.storage.postgres.schema import LIVENESS_KEY
 
 __all__ = ["CATALOG", "CHANNEL", "EVENTS", "SETTINGS", "Liveness", "LockPresence"]
@@ -100,6 +100,12 @@ class Liveness:
                 conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
             except Exception:
                 pass  # the thread reconnects and takes it again
+            else:
+                # Held now: not a wait for the listening thread's next turn, which a
+                # callback it runs may hold up for seconds.
+                with self._lock:
+                    if self._conn is conn and self._slot == slot:
+                        self._held = slot
         self._ensure_thread()
         deadline = time.monotonic() + self._timeout * 3
         while not self._holding() and time.monotonic() < deadline and \
@@ -237,14 +243,18 @@ class LockPresence(Presence):
     connection; a row whose lock is gone is dead without waiting for its heartbeat to age."""
 
     # A slot per row, from a sequence: the lock's second key.
-    columns = ", slot"
-    values = ", nextval('instance_slots')"
+    columns = ("slot",)
 
     def __init__(self, liveness: Liveness) -> None:
         self._liveness = liveness
 
-    def registered(self, row: Sequence[Any]) -> None:
-        self._liveness.hold(int(row[0]))
+    def claim(self, db: Backend) -> list[Any]:
+        # The slot's lock is taken before the row exists: a row written first and locked
+        # after was dead to every reaper for as long as the lock took (a loaded host's
+        # registration was reaped before its first heartbeat, in a rolling upgrade).
+        slot = int(db.write_one("SELECT nextval('instance_slots')", returning=True)[1][0][0])
+        self._liveness.hold(slot)
+        return [slot]
 
     def removed(self) -> None:
         self._liveness.release()

@@ -13,6 +13,7 @@ whatever the backend.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +36,14 @@ def _instance(r: Sequence[Any]) -> Instance:
                     int(r[7]), bool(r[8]), _plugins(r[9]))
 
 
+def _stamped(at: float, asked: float) -> float:
+    """``at``, moved on by the time since ``asked`` (monotonic): a heartbeat says when it was
+    written, not when it was asked for. A write that waited for a pooled connection or its
+    liveness lock (a loaded host starting) landed already seconds stale, and another host
+    reaped the row before the writer's next beat."""
+    return at + (time.monotonic() - asked)
+
+
 def _plugins(text: str) -> dict[str, Any]:
     # A report is the host's own JSON; a row damaged by hand must not break the listing.
     try:
@@ -53,25 +62,35 @@ class Instances(InstanceRows):
         db.prepare("instances")
 
     def register(self, instance: Instance) -> None:
+        asked = time.monotonic()
         p = self._presence
-        rows = self._db.write_one(
-            f"INSERT INTO instances ({_COLS}{p.columns}) VALUES (?,?,?,?,?,?,?,?,?{p.values}) "
-            "ON CONFLICT (runtime_id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at, "
-            f"console_url=excluded.console_url RETURNING runtime_id{p.columns}",
-            (instance.runtime_id, instance.hostname, instance.pid, instance.version,
-             instance.started_at, instance.heartbeat_at, instance.console_url,
-             instance.jobs_held, instance.draining), returning=True)[1]
-        p.registered(rows[0][1:])
-        # Declared dead once and back (a long pause): no longer lost.
-        self._db.write_one("DELETE FROM instances_lost WHERE runtime_id=?",
-                           (instance.runtime_id,))
+        proof = p.claim(self._db)  # held before the row exists
+        names = "".join(f", {c}" for c in p.columns)
+        marks = ",?" * len(proof)
+        again = "".join(f", {c}=excluded.{c}" for c in p.columns)
+
+        def run(tx: Tx) -> None:
+            tx.execute(
+                f"INSERT INTO instances ({_COLS}{names}) VALUES (?,?,?,?,?,?,?,?,?{marks}) "
+                "ON CONFLICT (runtime_id) DO UPDATE SET heartbeat_at=excluded.heartbeat_at, "
+                f"console_url=excluded.console_url{again}",
+                (instance.runtime_id, instance.hostname, instance.pid, instance.version,
+                 instance.started_at, _stamped(instance.heartbeat_at, asked),
+                 instance.console_url, instance.jobs_held, instance.draining, *proof))
+            # Declared dead once and back (a long pause): no longer lost.
+            tx.execute("DELETE FROM instances_lost WHERE runtime_id=?", (instance.runtime_id,))
+        self._db.write(run)
 
     def heartbeat(self, runtime_id: str, now: float, jobs_held: int,
                   console_url: str | None = None) -> Instance | None:
-        rows = self._db.write_one(
-            f"UPDATE instances SET heartbeat_at=?, jobs_held=?, console_url=COALESCE(?, "
-            f"console_url) WHERE runtime_id=? RETURNING {_READ}",
-            (now, jobs_held, console_url, runtime_id), returning=True)[1]
+        asked = time.monotonic()
+
+        def run(tx: Tx) -> list[Any]:
+            return list(tx.execute(
+                f"UPDATE instances SET heartbeat_at=?, jobs_held=?, console_url=COALESCE(?, "
+                f"console_url) WHERE runtime_id=? RETURNING {_READ}",
+                (_stamped(now, asked), jobs_held, console_url, runtime_id)).fetchall())
+        rows = self._db.write(run)
         return _instance(rows[0]) if rows else None
 
     def report(self, runtime_id: str, plugins: Mapping[str, Any]) -> bool:
