@@ -90,3 +90,20 @@ def test_a_saved_edit_is_built_and_served_by_the_running_host(
     source.write_text(source.read_text().replace(" nonsense;", "").replace('"%s, %s!!"',
                                                                          '"%s; %s"'))
     _until("the fix to serve", lambda: _answer(remote) == "Hi; Ada", proc)
+
+
+def test_a_source_replaced_with_the_same_size_and_time_is_seen(tmp_path: Path) -> None:
+    """A checkout or an unpacked archive that keeps times puts a new text of the same length
+    in place by a rename: the watch compared size and mtime alone and never built it."""
+    from omnicore.cli.dev import _files
+
+    source = tmp_path / "main.c"
+    source.write_text('const char *GREETING = "Hi";\n')
+    before, st = _files(tmp_path), source.stat()
+    staged = tmp_path / "main.c.new"
+    staged.write_text('const char *GREETING = "Yo";\n')
+    os.utime(staged, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(staged, source)
+    after = source.stat()
+    assert (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    assert _files(tmp_path) != before

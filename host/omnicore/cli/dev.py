@@ -1,7 +1,7 @@
 """``omnicore dev``: the author's loop. Build, serve, and on every save build again; the
 running host reloads what changed (as ``spin watch`` does for Spin apps).
 
-The watch is a poll of the projects' files (their size and modification time, every
+The watch is a poll of the projects' files (each one's :mod:`omnicore.filestamp`, every
 ``--interval``): no inotify dependency, and it works the same on network and container
 mounts, where inotify often misses changes. A change builds once the files stop moving (one
 quiet interval), so an editor's write-rename-chmod sequence builds once. A build that fails
@@ -20,15 +20,19 @@ import click
 from omnicore.cli.app import run
 from omnicore.cli.build import install, report
 from omnicore.cli.main import CONFIG_FILE
+from omnicore.filestamp import Stamp, stamp
 
 __all__ = ["dev_command"]
 
+#: Each watched file's path (relative to its project) and stamp.
+_Files = tuple[tuple[str, Stamp], ...]
 #: Files that hold more than this many entries are not watched file by file (a runaway tree).
 _MAX_FILES = 20_000
 
 
-def _files(project: Path) -> tuple[tuple[str, int, int], ...]:
-    """What a save changes: each source file's path, size and modification time."""
+def _files(project: Path) -> _Files:
+    """What a save changes: each source file's path and stamp (a checkout or an unpacked
+    archive that keeps times and sizes still moves its change time)."""
     from omnicore.toolchains import SKIP_DIRS  # not at import: `omnicore --help` stays light
 
     seen = []
@@ -40,7 +44,7 @@ def _files(project: Path) -> tuple[tuple[str, int, int], ...]:
             st = path.stat()
         except OSError:  # deleted between the listing and now: the next poll sees it
             continue
-        seen.append((str(rel), st.st_size, st.st_mtime_ns))
+        seen.append((str(rel), stamp(st)))
         if len(seen) >= _MAX_FILES:
             break
     return tuple(seen)
@@ -53,7 +57,7 @@ class Watcher:
         self.source, self.out_dir, self.app_dir = source, out_dir, app_dir
         self.interval = interval
         self.stop = threading.Event()
-        self._seen: dict[Path, tuple[tuple[str, int, int], ...]] = {}
+        self._seen: dict[Path, _Files] = {}
         self._thread = threading.Thread(target=self._loop, name="omnicore-dev-watch",
                                         daemon=True)
 
@@ -74,7 +78,7 @@ class Watcher:
         # the builds' and the module compilation's), the kernel hands a SIGINT or SIGTERM
         # to the main thread, whose handler runs at once.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        pending: dict[Path, tuple[tuple[str, int, int], ...]] = {}
+        pending: dict[Path, _Files] = {}
         while not self.stop.wait(self.interval):
             try:
                 now = {p: _files(p) for p in self._projects()}
@@ -88,7 +92,7 @@ class Watcher:
             for project in ready:
                 self._rebuild(project, now[project])
 
-    def _rebuild(self, project: Path, files: tuple[tuple[str, int, int], ...]) -> None:
+    def _rebuild(self, project: Path, files: _Files) -> None:
         from omnicore.toolchains import build_all
 
         started = time.monotonic()
