@@ -12,8 +12,13 @@
  * key-value list), None in an array or a mapping (an empty value), else its str(). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include "structmember.h"
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 /* OTLP's SpanFlags: the is-remote bit says something (0x100), and the parent is remote. */
 #define HAS_REMOTE 0x100u
@@ -519,6 +524,382 @@ put_span(Buf *b, PyObject *r)
     return close_field(b, body);
 }
 
+/* -- span contexts ------------------------------------------------------------------------
+ * omnicore.telemetry._spans.Parent and new_context, in C: a context is made for every request
+ * and plugin call, traced or sampled out. In Python one cost some 4-5 thousand instructions
+ * (a class's __init__ frame, and random.getrandbits at ~900 a draw: a word array allocated,
+ * filled and made an int); here a few hundred. The fields and what they hold are the Python
+ * class's (the slots of _spans.Parent, read and written by name). */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *trace_id, *span_id, *flags, *state, *remote, *attributes;
+} ParentObject;
+
+static PyTypeObject ParentType;
+
+static PyObject *
+parent_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"trace_id", "span_id", "flags", "state", "remote", "attributes",
+                            NULL};
+    PyObject *trace_id, *span_id, *flags, *state, *remote = Py_True, *attributes = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|OO:Parent", names, &trace_id, &span_id,
+                                     &flags, &state, &remote, &attributes))
+        return NULL;
+    ParentObject *self = (ParentObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->trace_id = Py_NewRef(trace_id);
+    self->span_id = Py_NewRef(span_id);
+    self->flags = Py_NewRef(flags);
+    self->state = Py_NewRef(state);
+    self->remote = Py_NewRef(remote);
+    self->attributes = Py_NewRef(attributes);
+    return (PyObject *)self;
+}
+
+static int
+parent_traverse(ParentObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->trace_id);
+    Py_VISIT(self->span_id);
+    Py_VISIT(self->flags);
+    Py_VISIT(self->state);
+    Py_VISIT(self->remote);
+    Py_VISIT(self->attributes);
+    return 0;
+}
+
+static int
+parent_clear(ParentObject *self)
+{
+    Py_CLEAR(self->trace_id);
+    Py_CLEAR(self->span_id);
+    Py_CLEAR(self->flags);
+    Py_CLEAR(self->state);
+    Py_CLEAR(self->remote);
+    Py_CLEAR(self->attributes);
+    return 0;
+}
+
+static void
+parent_dealloc(ParentObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_TRASHCAN_BEGIN(self, parent_dealloc)
+    parent_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+    Py_TRASHCAN_END
+}
+
+static PyMemberDef parent_members[] = {
+    {"trace_id", T_OBJECT_EX, offsetof(ParentObject, trace_id), 0, NULL},
+    {"span_id", T_OBJECT_EX, offsetof(ParentObject, span_id), 0, NULL},
+    {"flags", T_OBJECT_EX, offsetof(ParentObject, flags), 0, NULL},
+    {"state", T_OBJECT_EX, offsetof(ParentObject, state), 0, NULL},
+    {"remote", T_OBJECT_EX, offsetof(ParentObject, remote), 0, NULL},
+    {"attributes", T_OBJECT_EX, offsetof(ParentObject, attributes), 0,
+     "A span of this process made current without a Span (a plugin call's): its own\n"
+     "attributes, which what runs inside it may add to (count); None for a context alone."},
+    {NULL},
+};
+
+PyDoc_STRVAR(parent_doc,
+"Parent(trace_id, span_id, flags, state, remote=True, attributes=None)\n\n"
+"A span context: from elsewhere (a W3C traceparent, a stored job's, the embedding\n"
+"application's own OpenTelemetry span), or that of a span of this process made current\n"
+"without a Span (omnicore.telemetry._spans.Parent: its Python twin, where this is not built).");
+
+static PyTypeObject ParentType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "omnicore.telemetry._spans.Parent",
+    .tp_basicsize = sizeof(ParentObject),
+    .tp_dealloc = (destructor)parent_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = parent_doc,
+    .tp_traverse = (traverseproc)parent_traverse,
+    .tp_clear = (inquiry)parent_clear,
+    .tp_members = parent_members,
+    .tp_new = parent_new,
+};
+
+/* Span ids and trace ids: xoshiro256** (as random.getrandbits, not a cryptographic generator:
+ * ids are to be unique, not secret), seeded from the kernel's random source, and again in a
+ * forked child (which would draw its parent's ids). */
+static uint64_t rng[4];
+
+static void
+seed_rng(void)
+{
+    uint64_t s[4] = {0};
+    if (getrandom(s, sizeof s, 0) != (ssize_t)sizeof s) {
+        /* (no getrandom: the time, the process and the old state, spread by splitmix64) */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t x = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^
+                     ((uint64_t)getpid() << 32) ^ rng[0] ^ rng[3];
+        for (int i = 0; i < 4; i++) {
+            uint64_t z = (x += 0x9E3779B97F4A7C15u);
+            z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+            z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+            s[i] = z ^ (z >> 31);
+        }
+    }
+    if (!(s[0] | s[1] | s[2] | s[3]))
+        s[0] = 1;  /* (the one state xoshiro never leaves) */
+    memcpy(rng, s, sizeof rng);
+}
+
+static inline uint64_t
+rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* The next 64 bits (under the GIL: one caller at a time). */
+static inline uint64_t
+draw(void)
+{
+    uint64_t out = rotl(rng[1] * 5, 7) * 9, t = rng[1] << 17;
+    rng[2] ^= rng[0];
+    rng[3] ^= rng[1];
+    rng[1] ^= rng[2];
+    rng[0] ^= rng[3];
+    rng[2] ^= t;
+    rng[3] = rotl(rng[3], 45);
+    return out;
+}
+
+/* A 128-bit id as an int, from its halves. */
+static PyObject *
+int_of(uint64_t high, uint64_t low)
+{
+    if (high == 0)
+        return PyLong_FromUnsignedLongLong(low);
+    unsigned char le[16];
+    for (int i = 0; i < 8; i++) {
+        le[i] = (unsigned char)(low >> (8 * i));
+        le[8 + i] = (unsigned char)(high >> (8 * i));
+    }
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyLong_FromUnsignedNativeBytes(le, 16, Py_ASNATIVEBYTES_LITTLE_ENDIAN);
+#else
+    return _PyLong_FromByteArray(le, 16, 1, 0);
+#endif
+}
+
+static PyObject *str_bound, *str_parent_based, *str_trace_id, *str_span_id, *str_flags,
+    *str_state;
+static PyObject *two_to_64, *one;
+/* A sampler's bound (an int in [0, 2**64]) as the C side reads it: the last one seen, held
+ * (so no other int takes its address while it is). */
+static PyObject *seen_bound;
+static uint64_t seen_cut;
+static int seen_all;
+
+/* Whether a trace whose id's low 64 bits are `low` is kept under `bound` (low < bound):
+ * 1, 0, or -1 on an error. */
+static int
+under(PyObject *bound, uint64_t low)
+{
+    if (bound != seen_bound) {
+        if (!PyLong_Check(bound)) {
+            PyErr_SetString(PyExc_TypeError, "a sampler's bound must be an int");
+            return -1;
+        }
+        int all = PyObject_RichCompareBool(bound, two_to_64, Py_GE);
+        if (all < 0)
+            return -1;
+        uint64_t cut = 0;
+        if (!all && Py_SIZE(bound) > 0) {  /* (0 and a negative bound keep nothing) */
+            cut = PyLong_AsUnsignedLongLong(bound);
+            if (cut == (uint64_t)-1 && PyErr_Occurred())
+                return -1;
+        }
+        Py_XSETREF(seen_bound, Py_NewRef(bound));
+        seen_cut = cut;
+        seen_all = all;
+    }
+    return seen_all || low < seen_cut;
+}
+
+PyDoc_STRVAR(context_doc,
+"context(parent, sampler) -> Parent\n\n"
+"A new span's context (omnicore.telemetry._spans.new_context), the child of ``parent`` (a\n"
+"Parent, a Span, or None: a new trace): its ids, and kept (flags) as ``sampler`` says.");
+
+static PyObject *
+context(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "context(parent, sampler)");
+        return NULL;
+    }
+    PyObject *parent = args[0], *sampler = args[1];
+    PyObject *bound = PyObject_GetAttr(sampler, str_bound);
+    if (bound == NULL)
+        return NULL;
+    PyObject *trace_id = NULL, *flags = NULL, *state = NULL, *out = NULL;
+    int kept;
+    if (parent == Py_None) {
+        uint64_t high = draw(), low = draw();
+        if (!(high | low))
+            low = 1;
+        if ((kept = under(bound, low)) < 0 || (trace_id = int_of(high, low)) == NULL)
+            goto done;
+        state = Py_NewRef(Py_None);
+    } else {
+        if (Py_IS_TYPE(parent, &ParentType)) {
+            ParentObject *p = (ParentObject *)parent;
+            if (p->trace_id == NULL || p->flags == NULL || p->state == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "a parent without its ids");
+                goto done;
+            }
+            trace_id = Py_NewRef(p->trace_id);
+            flags = Py_NewRef(p->flags);
+            state = Py_NewRef(p->state);
+        } else if ((trace_id = PyObject_GetAttr(parent, str_trace_id)) == NULL ||
+                   (flags = PyObject_GetAttr(parent, str_flags)) == NULL ||
+                   (state = PyObject_GetAttr(parent, str_state)) == NULL)
+            goto done;
+        PyObject *based = PyObject_GetAttr(sampler, str_parent_based);
+        if (based == NULL)
+            goto done;
+        int parent_based = PyObject_IsTrue(based);
+        Py_DECREF(based);
+        if (parent_based < 0)
+            goto done;
+        if (parent_based) {
+            long bits = PyLong_AsLong(flags);  /* (flags & 0x01, as Python's int would) */
+            if (bits == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                PyObject *low_bit = PyNumber_And(flags, one);
+                if (low_bit == NULL)
+                    goto done;
+                kept = PyObject_IsTrue(low_bit);
+                Py_DECREF(low_bit);
+                if (kept < 0)
+                    goto done;
+            } else
+                kept = (int)(bits & 0x01);
+        } else {
+            unsigned long long low = PyLong_AsUnsignedLongLongMask(trace_id);
+            if (low == (unsigned long long)-1 && PyErr_Occurred())
+                goto done;
+            if ((kept = under(bound, (uint64_t)low)) < 0)
+                goto done;
+        }
+    }
+    uint64_t span = draw();
+    PyObject *span_id = PyLong_FromUnsignedLongLong(span ? span : 1);
+    if (span_id == NULL)
+        goto done;
+    ParentObject *made = PyObject_GC_New(ParentObject, &ParentType);
+    if (made == NULL) {
+        Py_DECREF(span_id);
+        goto done;
+    }
+    made->trace_id = trace_id;
+    made->span_id = span_id;
+    made->flags = PyLong_FromLong(kept);  /* (0 and 1: the interpreter's own, no allocation) */
+    made->state = state;
+    made->remote = Py_NewRef(Py_False);
+    made->attributes = Py_NewRef(Py_None);
+    trace_id = state = NULL;
+    PyObject_GC_Track(made);
+    out = (PyObject *)made;
+done:
+    Py_DECREF(bound);
+    Py_XDECREF(trace_id);
+    Py_XDECREF(flags);
+    Py_XDECREF(state);
+    return out;
+}
+
+PyDoc_STRVAR(ended_doc,
+"ended(context, parent, name, kind, start_ns, attributes, shared, status, description)\n"
+"-> Record\n\n"
+"A span ended now, made without a Span (a request's, a plugin call's): its record as the\n"
+"export queue holds it (omnicore.telemetry._spans.ended), of its ``context`` (a Parent: ids,\n"
+"flags, trace state) and ``parent`` (a Parent, a Span or None).");
+
+static PyObject *
+ended(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "ended(context, parent, name, kind, start_ns, "
+                        "attributes, shared, status, description)");
+        return NULL;
+    }
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    PyObject *context = args[0], *parent = args[1];
+    PyObject *record = PyTuple_New(RECORD_FIELDS);
+    if (record == NULL)
+        return NULL;
+    PyObject *end_ns = PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+    if (end_ns == NULL)
+        goto fail;
+    PyTuple_SET_ITEM(record, 6, end_ns);
+    if (Py_IS_TYPE(context, &ParentType)) {
+        ParentObject *c = (ParentObject *)context;
+        if (c->trace_id == NULL || c->span_id == NULL || c->flags == NULL || c->state == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "a context without its ids");
+            goto fail;
+        }
+        PyTuple_SET_ITEM(record, 0, Py_NewRef(c->trace_id));
+        PyTuple_SET_ITEM(record, 1, Py_NewRef(c->span_id));
+        PyTuple_SET_ITEM(record, 11, Py_NewRef(c->flags));
+        PyTuple_SET_ITEM(record, 13, Py_NewRef(c->state));
+    } else {
+        PyObject *got;
+        if ((got = PyObject_GetAttr(context, str_trace_id)) == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(record, 0, got);
+        if ((got = PyObject_GetAttr(context, str_span_id)) == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(record, 1, got);
+        if ((got = PyObject_GetAttr(context, str_flags)) == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(record, 11, got);
+        if ((got = PyObject_GetAttr(context, str_state)) == NULL)
+            goto fail;
+        PyTuple_SET_ITEM(record, 13, got);
+    }
+    PyObject *parent_id, *remote = Py_False;
+    if (parent == Py_None)
+        parent_id = PyLong_FromLong(0);
+    else if (Py_IS_TYPE(parent, &ParentType)) {
+        ParentObject *p = (ParentObject *)parent;
+        if (p->span_id == NULL || p->remote == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "a parent without its ids");
+            goto fail;
+        }
+        parent_id = Py_NewRef(p->span_id);
+        remote = p->remote;
+    } else  /* (a Span: never remote) */
+        parent_id = PyObject_GetAttr(parent, str_span_id);
+    if (parent_id == NULL)
+        goto fail;
+    PyTuple_SET_ITEM(record, 2, parent_id);
+    PyTuple_SET_ITEM(record, 12, Py_NewRef(remote));
+    static const int from[] = {3, 4, 5, 7, 8, 9, 10};  /* name ... description */
+    for (int i = 0; i < 7; i++)
+        PyTuple_SET_ITEM(record, from[i], Py_NewRef(args[2 + i]));
+    return record;
+fail:
+    Py_DECREF(record);
+    return NULL;
+}
+
+static void
+after_fork_in_child(void)
+{
+    seed_rng();
+}
+
 static int
 bytes_like(PyObject *o, const char *what, Py_buffer *view)
 {
@@ -604,6 +985,8 @@ attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef methods[] = {
     {"request", (PyCFunction)(void (*)(void))request, METH_FASTCALL, request_doc},
     {"attributes", (PyCFunction)(void (*)(void))attributes, METH_FASTCALL, attributes_doc},
+    {"context", (PyCFunction)(void (*)(void))context, METH_FASTCALL, context_doc},
+    {"ended", (PyCFunction)(void (*)(void))ended, METH_FASTCALL, ended_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -624,5 +1007,28 @@ PyInit__otlpenc(void)
     Py_DECREF(abc);
     if (sequence_abc == NULL || mapping_abc == NULL || (sixty_four = PyLong_FromLong(64)) == NULL)
         return NULL;
-    return PyModule_Create(&module_def);
+    if ((one = PyLong_FromLong(1)) == NULL ||
+        (two_to_64 = PyNumber_Lshift(one, sixty_four)) == NULL ||
+        (str_bound = PyUnicode_InternFromString("bound")) == NULL ||
+        (str_parent_based = PyUnicode_InternFromString("parent_based")) == NULL ||
+        (str_trace_id = PyUnicode_InternFromString("trace_id")) == NULL ||
+        (str_span_id = PyUnicode_InternFromString("span_id")) == NULL ||
+        (str_flags = PyUnicode_InternFromString("flags")) == NULL ||
+        (str_state = PyUnicode_InternFromString("state")) == NULL)
+        return NULL;
+    seed_rng();
+    if (pthread_atfork(NULL, NULL, after_fork_in_child) != 0) {
+        PyErr_SetString(PyExc_OSError, "pthread_atfork failed");
+        return NULL;
+    }
+    if (PyType_Ready(&ParentType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "Parent", (PyObject *)&ParentType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

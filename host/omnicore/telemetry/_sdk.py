@@ -47,6 +47,7 @@ from omnicore.telemetry._spans import (
     Sampler,
     Span,
     _now,
+    ended,
     new_context,
     new_span,
     parse_traceparent,
@@ -421,14 +422,8 @@ def _ended(entry: Any, version: Any, handler: str, attributes: dict[str, Any], r
         except Exception:  # a runtime closed meanwhile: the span goes without
             pass
     name, shared = _call_of(entry.name, version, handler)
-    if parent is None:
-        parent_id, remote = 0, False
-    else:
-        parent_id = parent.span_id
-        remote = parent.remote if parent.__class__ is Parent else False
-    queue((context.trace_id, context.span_id, parent_id, name, INTERNAL, start_ns, _now(),
-           attributes, shared, UNSET if error is None else ERROR, error, context.flags, remote,
-           context.state))
+    queue(ended(context, parent, name, INTERNAL, start_ns, attributes, shared,
+                UNSET if error is None else ERROR, error))
 
 
 def _memory_of(runtime: Any, usage: Callable[[], Any]) -> int:

@@ -1,14 +1,22 @@
 """omnicore's spans: small records made and ended on the call path, sent in batches by a
-thread of their own. Standard library only.
+thread of their own.
 
 The OpenTelemetry SDK's spans cost tens of microseconds each to make, end and encode (its
 span objects, attribute validation, locks, context tokens, then a protobuf message tree per
 span on export): two of them grew a REST invoke's host CPU by half. A span here is a slotted
-record (ids from ``random.getrandbits``, like the SDK's), its context one
+record (random ids, as the SDK's), its context one
 :class:`~contextvars.ContextVar`, its end one ``deque.append``; the export thread encodes a
 batch straight into OTLP's protobuf bytes (:mod:`._otlp`). What they carry (ids, parentage,
 W3C trace context, sampling, kinds, attributes, status) is the specification's; only the SDK's
 plumbing is left out.
+
+Standard library only, and the C extension ``_otlpenc`` where it is built: a context
+(:class:`Parent`, :func:`new_context`), made for every request and plugin call traced or not,
+and a record made of an ended span's context (:func:`ended`) are their C twins there (a
+context cost some 4-5 thousand instructions in Python, a class's ``__init__`` and two
+``random.getrandbits`` draws; a few hundred in C, its ids drawn by a generator of its own,
+seeded by the kernel and again in a forked child). The Python ones below are what a host
+without a compiler runs, and say what the C ones do.
 """
 
 from __future__ import annotations
@@ -22,9 +30,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["CURRENT", "Batcher", "Parent", "Record", "Sampler", "Span", "new_context",
+__all__ = ["CURRENT", "Batcher", "Parent", "Record", "Sampler", "Span", "ended", "new_context",
            "new_span", "parse_traceparent", "record", "took"]
 
 log = logging.getLogger("omnicore.telemetry")
@@ -231,6 +239,7 @@ def new_context(parent: Span | Parent | None, sampler: Sampler) -> Parent:
     return Parent(trace_id, _bits(64) or 1, flags, parent.state, False)
 
 
+
 def new_span(name: str, kind: int, attributes: dict[str, Any] | None,
              parent: Span | Parent | None, sampler: Sampler) -> Span:
     """A span, the child of ``parent`` (None: a new trace), kept as ``sampler`` says."""
@@ -253,6 +262,32 @@ def record(s: Span) -> Record:
     """``s`` (ended) as the export queue holds it."""
     return (s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns,
             s.attributes, s.shared, s.status, s.description, s.flags, s.remote, s.state)
+
+
+def ended(context: Parent, parent: Span | Parent | None, name: str, kind: int, start_ns: int,
+          attributes: dict[str, Any], shared: Mapping[str, Any] | None, status: int,
+          description: str | None) -> Record:
+    """A span made without a :class:`Span` (a request's, a plugin call's: its ``context``, the
+    child of ``parent``), ended now, as the export queue holds it."""
+    if parent is None:
+        parent_id, remote = 0, False
+    else:
+        parent_id = parent.span_id
+        remote = parent.remote if parent.__class__ is Parent else False
+    return (context.trace_id, context.span_id, parent_id, name, kind, start_ns, _now(),
+            attributes, shared, status, description, context.flags, remote, context.state)
+
+
+#: The Python ones, where the C twins are used (what tests/telemetry/test_context.py holds
+#: the C ones to).
+PYTHON_TWINS = {"Parent": Parent, "new_context": new_context, "ended": ended}
+
+if not TYPE_CHECKING:  # (typed as the Python ones: the same fields, the same rules)
+    try:
+        from omnicore.telemetry._otlpenc import Parent, ended
+        from omnicore.telemetry._otlpenc import context as new_context
+    except ImportError:  # not built (no compiler): the Python ones above
+        pass
 
 
 def took(result: object) -> bool:

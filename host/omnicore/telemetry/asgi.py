@@ -64,7 +64,7 @@ class TraceRequests:
                 current.reset(token)
             return
         # The span is never current (its context is) and nothing else holds it: its fields
-        # stay locals here, made into its record (_spans.Record) once the response is sent.
+        # stay locals here, made into its record (_spans.ended) once the response is sent.
         start_ns = _spans._now()
         status = 0
         error: str | None = None
@@ -90,12 +90,6 @@ class TraceRequests:
             attributes: dict[str, Any] = {"url.path": scope["path"]}
             if error is not None:
                 attributes["error.type"] = error
-            if parent is None:
-                parent_id, remote = 0, False
-            else:
-                parent_id = parent.span_id
-                remote = parent.remote if parent.__class__ is _spans.Parent else False
-            _sdk.queue((context.trace_id, context.span_id, parent_id, name, _spans.SERVER,
-                        start_ns, _spans._now(), attributes, shared,
-                        _spans.ERROR if error is not None or status >= 500 else _spans.UNSET,
-                        error, context.flags, remote, context.state))
+            _sdk.queue(_spans.ended(
+                context, parent, name, _spans.SERVER, start_ns, attributes, shared,
+                _spans.ERROR if error is not None or status >= 500 else _spans.UNSET, error))
