@@ -18,6 +18,10 @@ below):
 machine's load falls on both alike. A server's CPU is read from ``/proc/PID/stat`` (every
 thread's) before and after a round: CPU µs per request and requests/s, median [min-max]
 over the rounds; the ratio is each round's requests/s against the floor's of the same round.
+So are its threads' context switches (``/proc/PID/task/*/status``, summed over the threads
+alive at both ends): voluntary ones per request are the hand-overs (a thread waiting for a
+lock, the GIL, a wake-up), which load moves less than requests/s; involuntary ones are the
+machine's other work preempting it.
 
 The same host also serves an unmodified ``wasi:http/proxy`` component (issue 65,
 deliverable 1): tests/routes/proxy/app.py, built by componentize-py as the tests build it, on
@@ -116,14 +120,45 @@ class Server:
     path: str = PATH
     cpu_us: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
+    #: Voluntary and involuntary context switches per request, by round.
+    waits: list[float] = field(default_factory=list)
+    preempted: list[float] = field(default_factory=list)
 
     def cpu(self) -> float:
         """Seconds of CPU this server's process has used (all its threads)."""
         assert self.proc is not None
         return process_cpu_s(self.proc.pid)
 
+    def switches(self) -> dict[str, tuple[int, int]]:
+        """Each live thread's (voluntary, involuntary) context switches so far."""
+        assert self.proc is not None
+        return thread_switches(self.proc.pid)
+
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+def thread_switches(pid: int) -> dict[str, tuple[int, int]]:
+    """(voluntary, involuntary) context switches of each live thread of ``pid``, by id."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+        except OSError:  # (ended meanwhile)
+            continue
+        counts = dict(line.split(":", 1) for line in status.splitlines()
+                      if line.endswith(tuple("0123456789")))
+        out[tid] = (int(counts["voluntary_ctxt_switches"]),
+                    int(counts["nonvoluntary_ctxt_switches"]))
+    return out
+
+
+def switches_between(before: dict[str, tuple[int, int]],
+                     after: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """(voluntary, involuntary) switches from ``before`` to ``after``, threads in both."""
+    both = before.keys() & after.keys()
+    return (sum(after[t][0] - before[t][0] for t in both),
+            sum(after[t][1] - before[t][1] for t in both))
 
 
 def build_handler(out: Path) -> Path:
@@ -300,9 +335,12 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
             drive(s.url, min(seconds, 2.0), clients, s.path)
         for _ in range(rounds):
             for s in servers:
-                before = s.cpu()
+                before, switched = s.cpu(), s.switches()
                 n, rate = drive(s.url, seconds, clients, s.path)
                 s.cpu_us.append((s.cpu() - before) / n * 1e6)
+                waits, preempted = switches_between(switched, s.switches())
+                s.waits.append(waits / n)
+                s.preempted.append(preempted / n)
                 s.rates.append(rate)
     finally:
         route.stop()
@@ -315,7 +353,8 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
 
     rows = []
     for s in servers:
-        rows.append((s.label, _sample(s.cpu_us), _sample(s.rates),
+        rows.append((s.label, _sample(s.cpu_us), _sample(s.waits, "{:.2f}"),
+                     _sample(s.preempted, "{:.2f}"), _sample(s.rates),
                      "-" if s is bare else _sample(ratios(s, bare), "{:.2f}x"),
                      _sample(ratios(s, peer), "{:.2f}x") if s is proxy else "-"))
     ratio = statistics.median(ratios(route, bare))
@@ -326,7 +365,8 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
 
     return (f"{machine()}\nwrk, {clients} connections, {rounds} rounds of {seconds:g} s per "
             f"server; the proxy rows at /proxy/Ada?greeting=Hej (under /http on omnicore)\n\n"
-            + render([f"GET /http{PATH}", "server CPU µs/request", "requests/s",
+            + render([f"GET /http{PATH}", "server CPU µs/request",
+                      "voluntary switches/request", "involuntary switches/request", "requests/s",
                       "requests/s vs floor, by round", "vs wasmtime serve, by round"], rows,
                      markdown=markdown)
             + f"\n\ngoal: route >= {GOAL}x the floor's requests/s; median {ratio:.2f}x: "

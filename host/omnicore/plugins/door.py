@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 __all__ = ["CallDoor"]
 
+#: How long calls queued behind an awake worker may go untaken before the loop wakes another
+#: worker for them (CallDoor._unstick): well past a short call's run (microseconds, and
+#: its wait for the GIL), well short of a deadline.
+UNSTICK_S = 0.001
+
 
 class _Answers:
     """Answers on their way back to one event loop: the workers queue them and wake the loop
@@ -96,9 +101,11 @@ class _Worker:
 
 class CallDoor:
     """One plugin's worker threads for its ``acall``s: at most ``width`` of them, made as
-    calls need them. :meth:`submit` hands a call to the worker parked last (the one whose
-    caches are warm; a shared queue wakes them in turn), or queues it while all are busy, and
-    returns the loop's future for it. A call cancelled before a worker takes it never runs;
+    calls need them. :meth:`submit` queues a call for a worker that is awake, else hands it
+    to the worker parked last (the one whose caches are warm; a shared queue wakes them in
+    turn), and returns the loop's future for it; calls queued behind workers that are all in
+    long calls get another worker from the loop after :data:`UNSTICK_S`, up to ``width``.
+    A call cancelled before a worker takes it never runs;
     one running finishes (its deadline ends it) and its answer is dropped. Every call runs in
     the submitter's context (what it set reaches the call's host functions, as with
     ``run_in_executor``)."""
@@ -111,6 +118,13 @@ class CallDoor:
         self._waiting: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
         self._closed = False
+        #: Workers not parked: running a call, or on their way back to ``_waiting``.
+        self._awake = 0
+        #: Calls taken from ``_waiting`` so far, and that count when the loop's check of the
+        #: queue (:meth:`_unstick`) was set, on the loop it was set on.
+        self._taken = 0
+        self._taken_then = 0
+        self._checking: weakref.ref[asyncio.AbstractEventLoop] | None = None
         #: The loop submitted from last (weakly: a door outlives the loops it served).
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _Answers] | None = None
         import asyncio  # here: a process that never calls from async code need not load it
@@ -132,19 +146,68 @@ class CallDoor:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"plugin '{self.name}' takes no more calls (unloaded)")
-            if self._parked:
+            if self._awake:
+                # A worker is awake: it takes this call when its own is done, so no parked
+                # one is woken for it. Each worker woken is a futex wake, a context switch
+                # and two more hand-overs of the GIL (to it and back), where the awake one
+                # runs a batch of short calls in one hold of the GIL (bench_routes: 1.3
+                # voluntary switches per route request with every call waking a worker,
+                # 0.4 with one worker awake). A call that runs long would keep the queue
+                # waiting: the loop checks that it moves (_unstick).
+                self._waiting.append(item)
+                checking = self._checking
+                if (checking is None or checking() is not loop) and \
+                        (self._parked or len(self._threads) < self.width):
+                    self._check_later(loop)
+            elif self._parked:
+                self._awake += 1
                 worker = self._parked.pop()
                 worker.item = item
                 worker.wake.release()
-            elif len(self._threads) < self.width:
-                thread = threading.Thread(target=self._work, args=([item],), daemon=True,
-                                          name=f"omnicore-plugin-{self.name}_"
-                                               f"{len(self._threads)}")
-                self._threads.append(thread)
-                thread.start()
-            else:
-                self._waiting.append(item)
+            else:  # (none awake, none parked: no thread yet, or all ended)
+                self._start(item)
         return fut
+
+    def _start(self, item: tuple[Any, ...]) -> None:
+        # (under _lock)
+        self._awake += 1
+        thread = threading.Thread(target=self._work, args=([item],), daemon=True,
+                                  name=f"omnicore-plugin-{self.name}_{len(self._threads)}")
+        self._threads.append(thread)
+        thread.start()
+
+    def _check_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        # (under _lock)
+        self._taken_then = self._taken
+        self._checking = weakref.ref(loop)
+        loop.call_later(UNSTICK_S, self._unstick, loop)
+
+    def _unstick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop, :data:`UNSTICK_S` after a call queued behind an awake worker: if no
+        queued call was taken meanwhile (the awake workers are all in long calls), one more
+        worker takes the next, up to ``width``; checked again while calls are queued. A call
+        waits behind a long one at most this long per worker added."""
+        with self._lock:
+            checking = self._checking
+            if checking is not None and checking() is loop:
+                self._checking = None
+            if self._closed or not self._waiting:
+                return
+            if self._taken == self._taken_then:
+                if self._parked:
+                    self._awake += 1
+                    self._taken += 1
+                    worker = self._parked.pop()
+                    worker.item = self._waiting.popleft()
+                    worker.wake.release()
+                elif len(self._threads) < self.width:
+                    self._taken += 1
+                    self._start(self._waiting.popleft())
+            # Again while a worker could still be added (none can be once all are awake:
+            # each takes from the queue before it parks).
+            if self._waiting and self._checking is None and \
+                    (self._parked or len(self._threads) < self.width):
+                self._check_later(loop)
 
     def _work(self, first: list[tuple[Any, ...]]) -> None:
         # (Boxed: a thread keeps its args while it runs, and this one runs for the door's
@@ -167,11 +230,14 @@ class CallDoor:
             with lock:
                 if waiting:
                     item = waiting.popleft()
+                    self._taken += 1
                 elif self._closed:
                     item = None
+                    self._awake -= 1
                 else:
                     park = True
                     parked.append(me)
+                    self._awake -= 1
             if not fut.done():
                 answers.put(fut, out, failure)
             del answers, fut, context, fn, args, out, failure
