@@ -171,10 +171,11 @@ class Presence:
     #: The columns a registration adds to the host's row of ``instances``.
     columns: tuple[str, ...] = ()
 
-    def claim(self, db: Backend) -> list[Any]:
-        """Before the host's row is written: hold the proof of its liveness and give the
-        row's values of :attr:`columns`. Held first, so no reaper ever sees the row without
-        it (a row whose proof is missing is dead)."""
+    def claim(self, db: Backend, runtime_id: str) -> list[Any]:
+        """Before ``runtime_id``'s row is written: hold the proof of its liveness and give
+        the row's values of :attr:`columns`. Held first, so no reaper ever sees the row
+        without it (a row whose proof is missing is dead); raise StorageError if it can't be
+        held. A registration again of the same host proves it with what it holds already."""
         return []
 
     def removed(self) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 
 from omnicore.core.background import Background
 from omnicore.storage.backend import Backend, Presence
+from omnicore.storage.errors import StorageError
 from omnicore.storage.postgres.schema import LIVENESS_KEY
 
 __all__ = ["CATALOG", "CHANNEL", "EVENTS", "SETTINGS", "Liveness", "LockPresence"]
@@ -41,6 +42,10 @@ EVENTS = "omnicore_events"
 SETTINGS = "omnicore_settings"
 CATALOG = "omnicore_catalog"
 _log = logging.getLogger("omnicore.storage")
+#: Whether this session holds the liveness lock of a slot.
+_MINE = ("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() AND "
+         "locktype = 'advisory' AND classid = CAST(%s AS oid) AND objid = CAST(%s AS oid) AND "
+         "objsubid = 2 AND granted)")
 
 
 class Liveness:
@@ -90,14 +95,25 @@ class Liveness:
             self._catalog_callbacks.append(callback)
         self._ensure_thread()
 
-    def hold(self, slot: int) -> None:
-        """Take the liveness lock for ``slot`` now (and again after every reconnect)."""
+    @property
+    def slot(self) -> int | None:
+        """The slot whose lock this connection holds, or takes again once it is back."""
+        return self._slot
+
+    def hold(self, slot: int) -> bool:
+        """Take the liveness lock for ``slot`` now (and again after every reconnect): whether
+        it is held on return (False: the connection did not come back in time; the thread
+        goes on trying)."""
         with self._lock:
             self._slot = slot
             conn = self._conn
         if conn is not None:
             try:
-                conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
+                # Asked of the server, not of ``_held``: a connection it ended is not known
+                # broken until used (a registration again took a lock already gone as held).
+                # Taken only if not held already: one count of it, not one per registration.
+                if not conn.execute(_MINE, (LIVENESS_KEY, slot)).fetchone()[0]:
+                    conn.execute("SELECT pg_advisory_lock(%s, %s)", (LIVENESS_KEY, slot))
             except Exception:
                 pass  # the thread reconnects and takes it again
             else:
@@ -111,6 +127,7 @@ class Liveness:
         while not self._holding() and time.monotonic() < deadline and \
                 not self._listening.stopping.is_set():
             time.sleep(0.01)
+        return self._holding()
 
     def _holding(self) -> bool:
         conn = self._conn
@@ -248,12 +265,25 @@ class LockPresence(Presence):
     def __init__(self, liveness: Liveness) -> None:
         self._liveness = liveness
 
-    def claim(self, db: Backend) -> list[Any]:
+    def claim(self, db: Backend, runtime_id: str) -> list[Any]:
         # The slot's lock is taken before the row exists: a row written first and locked
         # after was dead to every reaper for as long as the lock took (a loaded host's
         # registration was reaped before its first heartbeat, in a rolling upgrade).
-        slot = int(db.write_one("SELECT nextval('instance_slots')", returning=True)[1][0][0])
-        self._liveness.hold(slot)
+        # The host registered again (declared dead and back, a retry): the slot this
+        # connection holds already. A new one left the old one's lock held beside it for the
+        # connection's life, one more at each registration of a flapping host. (A slot
+        # another runtime id's row names, one storage registering several: a new one, the
+        # other row's lock kept.)
+        slot = self._liveness.slot
+        if slot is None or db.read("SELECT 1 FROM instances WHERE slot = ? AND runtime_id <> ?",
+                                   (slot, runtime_id)):
+            slot = int(db.write_one("SELECT nextval('instance_slots')",
+                                    returning=True)[1][0][0])
+        if not self._liveness.hold(slot):
+            # A row no lock keeps is dead to every other host at once: write none, fail as
+            # an unreachable storage does (Membership tries again at its next tick).
+            raise StorageError(f"storage {db.location}: cannot hold this host's liveness lock "
+                               "(its own connection to the server is down)", path=db.location)
         return [slot]
 
     def removed(self) -> None:

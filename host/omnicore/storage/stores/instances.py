@@ -64,7 +64,7 @@ class Instances(InstanceRows):
     def register(self, instance: Instance) -> None:
         asked = time.monotonic()
         p = self._presence
-        proof = p.claim(self._db)  # held before the row exists
+        proof = p.claim(self._db, instance.runtime_id)  # held before the row exists
         names = "".join(f", {c}" for c in p.columns)
         marks = ",?" * len(proof)
         again = "".join(f", {c}=excluded.{c}" for c in p.columns)
