@@ -315,20 +315,20 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     TraceRequests.__call__ = counted  # type: ignore[method-assign]
     batcher = _sdk._batcher
     assert batcher is not None
-    add, put = batcher.add, batcher.put
+    add, put = batcher.add, _sdk.queue
 
     def adding(s: Any) -> None:
         queued[side[0]] += 1
         if side[0] != "unexported":
             add(s)
 
-    def putting(r: Any) -> None:  # (the request's and the plugin call's records come here)
+    def putting(r: Any) -> None:  # (the request's and the plugin call's records: _sdk.queue)
         queued[side[0]] += 1
         if side[0] != "unexported":
             put(r)
 
     batcher.add = adding  # type: ignore[method-assign]
-    batcher.put = putting  # type: ignore[method-assign]
+    _sdk.queue = putting
     exporter = next(t for t in threading.enumerate() if t.name == "omnicore-span-export")
     clock = time.pthread_getcpuclockid(exporter.ident)  # type: ignore[arg-type]
     app = OmniApp("bench", overrides={"data_dir": str(base / "data"),
@@ -381,7 +381,7 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     finally:
         TraceRequests.__call__ = passing  # type: ignore[method-assign]
         batcher.add = add  # type: ignore[method-assign]
-        batcher.put = put  # type: ignore[method-assign]
+        _sdk.queue = put
         telemetry.ON = True
         app.stop()
         telemetry.reset()

@@ -110,3 +110,40 @@ def test_a_full_batch_passed_by_two_threads_at_once_still_wakes_the_export() -> 
         assert batcher.dropped == 0
     finally:
         batcher.shutdown()
+
+
+def test_the_call_paths_sink_is_the_c_one_where_built() -> None:
+    """A request's and a plugin call's records go through ``Batcher.sink`` (``_sdk.queue``):
+    put's C twin where the extension is built, no Python frame on every call."""
+    from omnicore.telemetry import _otlpenc
+
+    batcher = Batcher(lambda batch: None, max_queue=10, batch=4, delay_s=3600)
+    try:
+        assert type(batcher.sink) is _otlpenc.Sink
+        assert (batcher.sink.max_queue, batcher.sink.batch) == (10, 4)
+    finally:
+        batcher.shutdown()
+
+
+def test_the_sink_queues_wakes_at_a_full_batch_and_drops_past_the_cap_as_put_does() -> None:
+    """The sink and put, side by side: each record queued in order until ``max_queue``, the
+    export thread woken at a full batch (held here: it is not set again while set), each
+    record past the cap dropped, counted, never waited for."""
+    for how in ("sink", "put"):
+        batcher = Batcher(lambda batch: None, max_queue=6, batch=4, delay_s=3600)
+        batcher._stopping = True  # (the thread's round ends; the queue is only looked at)
+        batcher._wake.set()
+        batcher._thread.join(10)
+        batcher._wake.clear()
+        add = batcher.sink if how == "sink" else batcher.put
+        woken = []
+        for i in range(9):
+            add(_record(i))
+            woken.append(batcher._wake.is_set())
+        assert [r[3] for r in batcher.queue] == [f"span {i}" for i in range(6)], how
+        assert woken == [False] * 3 + [True] * 6, how
+        assert batcher.dropped == 3, how
+        batcher._wake.clear()
+        batcher.queue.popleft()
+        add(_record(9))  # past a full batch, not set: set again
+        assert batcher._wake.is_set() and len(batcher.queue) == 6, how

@@ -108,6 +108,32 @@ def test_shared_attributes_are_encoded_once_and_decode_as_the_sdks() -> None:
         del other, s
 
 
+def test_a_key_a_span_shares_is_sent_once_after_spans_that_set_only_others() -> None:
+    """The encoder remembers which of spans' own keys a cached shared mapping does not set
+    (a key looked up once, not span after span): a later span of the same mapping that sets
+    one of its keys still has it sent once, its own value in the shared one's place, and a new
+    mapping at a freed one's address starts from nothing."""
+    for round_ in range(20):
+        shared = {"omnicore.plugin.name": f"p{round_}", "omnicore.plugin.handler": "h"}
+        spans = []
+        for own in ({"a": 1, "b": "x"}, {"a": 2}, {"b": "y", "omnicore.plugin.handler": "mine"},
+                    {"a": 3, "omnicore.plugin.name": "other"}):
+            s = _made("call p/h", _spans.INTERNAL, dict(own), None)
+            s.shared = shared
+            spans.append(s)
+        decoded = ExportTraceServiceRequest.FromString(
+            _otlp.request(b"", b"", map(_spans.record, spans)))
+        got = [[(a.key, a.value.string_value or a.value.int_value) for a in s.attributes]
+               for s in decoded.resource_spans[0].scope_spans[0].spans]
+        name = ("omnicore.plugin.name", f"p{round_}")
+        assert got == [
+            [name, ("omnicore.plugin.handler", "h"), ("a", 1), ("b", "x")],
+            [name, ("omnicore.plugin.handler", "h"), ("a", 2)],
+            [name, ("omnicore.plugin.handler", "mine"), ("b", "y")],
+            [("omnicore.plugin.name", "other"), ("omnicore.plugin.handler", "h"), ("a", 3)]]
+        del shared, spans, s
+
+
 def test_encoded_attributes_are_told_apart_by_type_though_equal() -> None:
     """1 == True and hash alike: the cache of encoded attributes must not mix them."""
     spans = [_made("a", _spans.INTERNAL, {"k": 1}, None),

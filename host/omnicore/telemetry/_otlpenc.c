@@ -349,9 +349,37 @@ put_attributes(Buf *b, unsigned char tag, PyObject *items)
  * all hold, which nobody changes), encoded, by the mapping's identity: a slot by its address,
  * the mapping held there (so no other takes its address while it is cached). */
 #define SHARED_SLOTS 256
+/* Keys of spans' own attributes a cached shared mapping was seen not to set (str keys, held):
+ * most spans of a kind set the same few, and each was looked up in the shared mapping, span
+ * after span, to learn again that it is not there. */
+#define ABSENT_KEYS 8
 static struct {
     PyObject *mapping, *encoded;
+    PyObject *absent[ABSENT_KEYS];
 } shared_cache[SHARED_SLOTS];
+
+static inline size_t
+slot_of(PyObject *shared)
+{
+    return ((uintptr_t)shared >> 4) % SHARED_SLOTS;
+}
+
+/* `key` (a str) known not to be set by the cached `shared`, if there is room (a reference
+ * taken). */
+static void
+remember_absent(size_t slot, PyObject *shared, PyObject *key)
+{
+    if (shared_cache[slot].mapping != shared || !PyUnicode_CheckExact(key))
+        return;
+    for (int i = 0; i < ABSENT_KEYS; i++) {
+        if (shared_cache[slot].absent[i] == key)
+            return;
+        if (shared_cache[slot].absent[i] == NULL) {
+            shared_cache[slot].absent[i] = Py_NewRef(key);
+            return;
+        }
+    }
+}
 
 /* Whether `own` sets a key `shared` sets too (1), or not (0); -1 on an error. */
 static int
@@ -360,11 +388,20 @@ overlaps(PyObject *shared, PyObject *own)
     if (PyDict_CheckExact(own) && PyDict_CheckExact(shared)) {
         /* (every span's case: no list of keys made; nothing here runs Python code but a
          * key's __eq__, so the keys are held while compared) */
+        size_t slot = slot_of(shared);
         Py_ssize_t pos = 0;
         PyObject *key, *value;
         while (PyDict_Next(own, &pos, &key, &value)) {
+            int known = 0;
+            if (shared_cache[slot].mapping == shared)
+                for (int i = 0; i < ABSENT_KEYS && !known; i++)
+                    known = shared_cache[slot].absent[i] == key;
+            if (known)
+                continue;
             Py_INCREF(key);
             int found = PyDict_Contains(shared, key);
+            if (found == 0)
+                remember_absent(slot, shared, key);
             Py_DECREF(key);
             if (found != 0)
                 return found;
@@ -381,10 +418,12 @@ overlaps(PyObject *shared, PyObject *own)
     return found;
 }
 
+/* `shared` (encoded once, then from the cache), for a span whose own attributes (`own`) set
+ * none of its keys: those keys are remembered as absent as it is cached (overlaps). */
 static int
-put_shared(Buf *b, PyObject *shared)
+put_shared(Buf *b, PyObject *shared, PyObject *own)
 {
-    size_t slot = ((uintptr_t)shared >> 4) % SHARED_SLOTS;
+    size_t slot = slot_of(shared);
     if (shared_cache[slot].mapping == shared) {
         PyObject *encoded = shared_cache[slot].encoded;
         return put(b, PyBytes_AS_STRING(encoded), PyBytes_GET_SIZE(encoded));
@@ -396,11 +435,22 @@ put_shared(Buf *b, PyObject *shared)
     if (encoded == NULL)
         return -1;
     PyObject *old_mapping = shared_cache[slot].mapping, *old_encoded = shared_cache[slot].encoded;
+    PyObject *old_absent[ABSENT_KEYS];
+    memcpy(old_absent, shared_cache[slot].absent, sizeof old_absent);
+    memset(shared_cache[slot].absent, 0, sizeof old_absent);
     Py_INCREF(shared);
     shared_cache[slot].mapping = shared;
     shared_cache[slot].encoded = encoded;
     Py_XDECREF(old_mapping);
     Py_XDECREF(old_encoded);
+    for (int i = 0; i < ABSENT_KEYS; i++)
+        Py_XDECREF(old_absent[i]);
+    if (PyDict_CheckExact(own)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(own, &pos, &key, &value))
+            remember_absent(slot, shared, key);
+    }
     return 0;
 }
 
@@ -434,7 +484,8 @@ put_span(Buf *b, PyObject *r)
         PyErr_SetString(PyExc_TypeError, "a span's trace id must be an int");
         return -1;
     }
-    /* the trace id's high and low 64 bits, big-endian (public API: no _PyLong_AsByteArray) */
+    /* the trace id's high and low 64 bits, big-endian (public API: no _PyLong_AsByteArray,
+     * which is no faster here) */
     uint64_t high = 0, low = 0, span = 0, parent = 0, start = 0, end = 0, kind_n = 0,
              flags_n = 0;
     PyObject *shifted = PyNumber_Rshift(trace_id, sixty_four);
@@ -442,7 +493,9 @@ put_span(Buf *b, PyObject *r)
         return -1;
     int rc = as_u64(shifted, &high);
     Py_DECREF(shifted);
-    if (rc < 0 || as_u64(trace_id, &low) < 0 ||
+    if (rc == 0)
+        rc = as_u64(trace_id, &low);
+    if (rc < 0 ||
         as_u64(span_id, &span) < 0 || as_u64(parent_id, &parent) < 0 ||
         as_u64(start_ns, &start) < 0 || as_u64(end_ns, &end) < 0 ||
         as_u64(kind, &kind_n) < 0 || as_u64(flags, &flags_n) < 0)
@@ -489,7 +542,7 @@ put_span(Buf *b, PyObject *r)
             Py_DECREF(merged);
             if (rc < 0)
                 return -1;
-        } else if (put_shared(b, shared) < 0 || put_attributes(b, 0x4A, own) < 0)
+        } else if (put_shared(b, shared, own) < 0 || put_attributes(b, 0x4A, own) < 0)
             return -1;
     } else if (put_attributes(b, 0x4A, own) < 0)
         return -1;
@@ -894,6 +947,153 @@ fail:
     return NULL;
 }
 
+/* -- the export queue's sink ---------------------------------------------------------------
+ * omnicore.telemetry._spans.Batcher.put, in C: every request's and plugin call's record goes
+ * through it (two Python frames, _sdk.queue's and put's, some 2 thousand instructions a span;
+ * here a few hundred). Under the GIL throughout but for the rare wake and drop: two threads'
+ * records cannot pass a full batch unseen by both. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *queue, *append, *wake, *drop;
+    Py_ssize_t max_queue, batch;
+    vectorcallfunc vectorcall;
+} SinkObject;
+
+static PyObject *str_append, *str_is_set, *str_set, *str_full;
+
+static PyObject *sink_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
+                                 PyObject *kwnames);
+
+static PyObject *
+sink_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"queue", "max_queue", "batch", "wake", "drop", NULL};
+    PyObject *queue, *wake, *drop;
+    Py_ssize_t max_queue, batch;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OnnOO:Sink", names, &queue, &max_queue,
+                                     &batch, &wake, &drop))
+        return NULL;
+    PyObject *append = PyObject_GetAttr(queue, str_append);
+    if (append == NULL)
+        return NULL;
+    SinkObject *self = (SinkObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(append);
+        return NULL;
+    }
+    self->queue = Py_NewRef(queue);
+    self->append = append;
+    self->wake = Py_NewRef(wake);
+    self->drop = Py_NewRef(drop);
+    self->max_queue = max_queue;
+    self->batch = batch;
+    self->vectorcall = (vectorcallfunc)sink_vectorcall;
+    return (PyObject *)self;
+}
+
+static PyObject *
+sink_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    SinkObject *self = (SinkObject *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "a sink takes one record");
+        return NULL;
+    }
+    Py_ssize_t n = PyObject_Size(self->queue);
+    if (n < 0)
+        return NULL;
+    if (n >= self->max_queue) {
+        PyObject *one = PyLong_FromLong(1);
+        if (one == NULL)
+            return NULL;
+        PyObject *call[2] = {one, str_full};
+        PyObject *done = PyObject_Vectorcall(self->drop, call, 2, NULL);
+        Py_DECREF(one);
+        if (done == NULL)
+            return NULL;
+        Py_DECREF(done);
+        Py_RETURN_NONE;
+    }
+    PyObject *done = PyObject_CallOneArg(self->append, args[0]);
+    if (done == NULL)
+        return NULL;
+    Py_DECREF(done);
+    if ((n = PyObject_Size(self->queue)) < 0)
+        return NULL;
+    if (n >= self->batch) {  /* (at a full batch or past one, as put) */
+        PyObject *set = PyObject_CallMethodNoArgs(self->wake, str_is_set);
+        if (set == NULL)
+            return NULL;
+        int is_set = PyObject_IsTrue(set);
+        Py_DECREF(set);
+        if (is_set < 0)
+            return NULL;
+        if (!is_set) {
+            if ((done = PyObject_CallMethodNoArgs(self->wake, str_set)) == NULL)
+                return NULL;
+            Py_DECREF(done);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+sink_traverse(SinkObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->queue);
+    Py_VISIT(self->append);
+    Py_VISIT(self->wake);
+    Py_VISIT(self->drop);
+    return 0;
+}
+
+static int
+sink_clear(SinkObject *self)
+{
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->append);
+    Py_CLEAR(self->wake);
+    Py_CLEAR(self->drop);
+    return 0;
+}
+
+static void
+sink_dealloc(SinkObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    sink_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef sink_members[] = {
+    {"max_queue", T_PYSSIZET, offsetof(SinkObject, max_queue), READONLY, NULL},
+    {"batch", T_PYSSIZET, offsetof(SinkObject, batch), READONLY, NULL},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(SinkObject, vectorcall), READONLY, NULL},
+    {NULL},
+};
+
+PyDoc_STRVAR(sink_doc,
+"Sink(queue, max_queue, batch, wake, drop)\n\n"
+"Called with an ended span's record: queues it on ``queue`` (a deque), unless it holds\n"
+"``max_queue`` already (then ``drop(1, 'full')``); at ``batch`` queued or past, sets the\n"
+"``wake`` event if it is not set (omnicore.telemetry._spans.Batcher.put, its Python twin).");
+
+static PyTypeObject SinkType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "omnicore.telemetry._spans.Sink",
+    .tp_basicsize = sizeof(SinkObject),
+    .tp_dealloc = (destructor)sink_dealloc,
+    .tp_vectorcall_offset = offsetof(SinkObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = sink_doc,
+    .tp_traverse = (traverseproc)sink_traverse,
+    .tp_clear = (inquiry)sink_clear,
+    .tp_members = sink_members,
+    .tp_new = sink_new,
+};
+
 static void
 after_fork_in_child(void)
 {
@@ -1021,12 +1221,18 @@ PyInit__otlpenc(void)
         PyErr_SetString(PyExc_OSError, "pthread_atfork failed");
         return NULL;
     }
-    if (PyType_Ready(&ParentType) < 0)
+    if ((str_append = PyUnicode_InternFromString("append")) == NULL ||
+        (str_is_set = PyUnicode_InternFromString("is_set")) == NULL ||
+        (str_set = PyUnicode_InternFromString("set")) == NULL ||
+        (str_full = PyUnicode_InternFromString("full")) == NULL)
+        return NULL;
+    if (PyType_Ready(&ParentType) < 0 || PyType_Ready(&SinkType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(module, "Parent", (PyObject *)&ParentType) < 0) {
+    if (PyModule_AddObjectRef(module, "Parent", (PyObject *)&ParentType) < 0 ||
+        PyModule_AddObjectRef(module, "Sink", (PyObject *)&SinkType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -112,7 +112,7 @@ def setup(settings: Settings, instance: str, exporter: SpanExporter | None = Non
           environ: Mapping[str, str] | None = None) -> None:
     """The resource, sampler, exporter and export thread (``exporter``: another than
     OTLP/HTTP's), before :data:`omnicore.telemetry.ON` is set."""
-    global _sampler, _batcher, _exporter
+    global _sampler, _batcher, _exporter, queue
     env = os.environ if environ is None else environ
     attributes: dict[str, Any] = {"service.name": settings.service_name,
                                   **settings.resource_attributes}
@@ -131,6 +131,7 @@ def setup(settings: Settings, instance: str, exporter: SpanExporter | None = Non
     _http.report_client_failures_ourselves()
     _batcher = Batcher(_export_of(exporter, resource, "omnicore", __version__),
                        max_queue=size, batch=batch, delay_s=delay_s)
+    queue = _batcher.sink
 
 
 def _otlp_exporter(settings: Settings) -> OTLPSpanExporter:
@@ -202,7 +203,8 @@ def readable(spans: Sequence[Record], resource: Resource, scope: Any) -> list[An
 def reset() -> None:
     """The export thread ended (what it held sent) and the exporter shut: for tests, through
     :func:`omnicore.telemetry.reset`."""
-    global _batcher, _exporter
+    global _batcher, _exporter, queue
+    queue = _nowhere
     if _batcher is not None:
         _batcher.shutdown()
     if _exporter is not None:
@@ -291,10 +293,14 @@ def end(s: Span) -> None:
         _batcher.add(s)
 
 
-def queue(r: Record) -> None:
-    """Queue an ended, sampled span's record (one made without a :class:`Span`)."""
-    if _batcher is not None:
-        _batcher.put(r)
+def _nowhere(r: Record) -> None:
+    """No export queue (tracing reset): the record is let go."""
+
+
+#: Queue an ended, sampled span's record (one made without a :class:`Span`): the export
+#: queue's :attr:`~._spans.Batcher.sink` once set up (a C call where the extension is built:
+#: no Python frame of its own on every request and plugin call), else nothing.
+queue: Callable[[Record], None] = _nowhere
 
 
 #: A server span's name and shared attributes by (method, scheme, route, status).

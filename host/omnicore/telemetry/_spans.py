@@ -12,7 +12,8 @@ plumbing is left out.
 
 Standard library only, and the C extension ``_otlpenc`` where it is built: a context
 (:class:`Parent`, :func:`new_context`), made for every request and plugin call traced or not,
-and a record made of an ended span's context (:func:`ended`) are their C twins there (a
+a record made of an ended span's context (:func:`ended`) and the queue's
+:meth:`Batcher.put` (:attr:`Batcher.sink`) are their C twins there (a
 context cost some 4-5 thousand instructions in Python, a class's ``__init__`` and two
 ``random.getrandbits`` draws; a few hundred in C, its ids drawn by a generator of its own,
 seeded by the kernel and again in a forked child). The Python ones below are what a host
@@ -281,10 +282,13 @@ def ended(context: Parent, parent: Span | Parent | None, name: str, kind: int, s
 #: The Python ones, where the C twins are used (what tests/telemetry/test_context.py holds
 #: the C ones to).
 PYTHON_TWINS = {"Parent": Parent, "new_context": new_context, "ended": ended}
+#: Batcher.put's C twin (Batcher.sink), None where the extension is not built.
+_Sink: Any = None
 
 if not TYPE_CHECKING:  # (typed as the Python ones: the same fields, the same rules)
     try:
         from omnicore.telemetry._otlpenc import Parent, ended
+        from omnicore.telemetry._otlpenc import Sink as _Sink
         from omnicore.telemetry._otlpenc import context as new_context
     except ImportError:  # not built (no compiler): the Python ones above
         pass
@@ -331,6 +335,12 @@ class Batcher:
         #: Notified after each of the thread's rounds: a flush waits on it.
         self._idle = threading.Condition()
         self._stopping = False
+        #: :meth:`put` as the call path calls it (``_sdk.queue``): the C twin where the
+        #: extension is built (a call of a few hundred instructions, not two Python frames),
+        #: of this queue and these bounds.
+        self.sink: Callable[[Record], None] = self.put
+        if _Sink is not None:
+            self.sink = _Sink(self.queue, max_queue, batch, self._wake, self._drop)
         self._thread = threading.Thread(target=self._run, name="omnicore-span-export",
                                         daemon=True)
         self._thread.start()
@@ -348,7 +358,8 @@ class Batcher:
             self._wake.set()
 
     def put(self, r: Record) -> None:
-        """Queue an ended, sampled span's record (from any thread)."""
+        """Queue an ended, sampled span's record (from any thread). (The call path calls
+        :attr:`sink`: this, or its C twin.)"""
         queue = self.queue
         if len(queue) >= self.max_queue:
             self._drop(1, "full")
