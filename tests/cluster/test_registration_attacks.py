@@ -393,6 +393,59 @@ def test_hosts_registering_at_once_each_hold_their_own_slot_and_a_killed_one_goe
                     pipe.close()
 
 
+_MEMBER = """
+import sys
+from omnicore.cluster import ClusterSettings, Membership
+from omnicore.storage.postgres import PostgresStorage
+s = PostgresStorage(sys.argv[1])
+m = Membership(lambda: s, sys.argv[2], "v",
+               settings=ClusterSettings(heartbeat_s=0.05, dead_after_s=100.0, check_s=0.05))
+m.start()
+print("registered", flush=True)
+sys.stdin.read()  # until the test closes it
+m.stop()
+s.close()
+"""
+
+
+def test_a_stopped_process_reaped_meanwhile_comes_back_holding_one_lock(pg_url: str,
+                                                                        gate: Any) -> None:
+    """A real host process paused (SIGSTOP: a long GC, a frozen VM) past its heartbeat
+    limit: another host reaps it, though its lock is still held (its connection stays open).
+    Resumed, its heartbeat finds no row and it registers again: the row back with a held lock,
+    the one lock its backend holds, no longer listed lost; a clean stop leaves none."""
+    proc = subprocess.Popen([sys.executable, "-c", _MEMBER, pg_url, "rt-p"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    other = PostgresStorage(pg_url)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "registered"
+        pid = _liveness_pid(gate, "rt-p")
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            assert _reap_lockless(other, "rt-other") == []  # its lock: alive
+            assert other.instances.reap("rt-other", time.time() + _LIMIT_S + 10, _LIMIT_S) \
+                == ["rt-p"]  # its heartbeat: dead
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        eventually(lambda: "rt-p" in _slots(gate), "rt-p registered again", watch=[proc])
+        _only_its_rows_locks(gate, "rt-p")
+        assert _liveness_pid(gate, "rt-p") == pid  # the same connection, one lock on it
+        assert _reap_lockless(other, "rt-other") == []
+        assert "rt-p" not in {i.runtime_id for i in other.instances.lost(time.time())}
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+        assert _held(gate) == {} and _slots(gate) == {}
+    finally:
+        other.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
 def _beat_behind_a_busy_pool(s: PostgresStorage, given_ago: float) -> None:
     db = s.backend
     got: list[Instance | None] = []
