@@ -381,33 +381,11 @@ remember_absent(size_t slot, PyObject *shared, PyObject *key)
     }
 }
 
-/* Whether `own` sets a key `shared` sets too (1), or not (0); -1 on an error. */
+/* Whether `own` sets a key `shared` sets too (1), or not (0); -1 on an error (a mapping not
+ * a dict: two exact dicts, every span's case, go through put_shared_then_own). */
 static int
 overlaps(PyObject *shared, PyObject *own)
 {
-    if (PyDict_CheckExact(own) && PyDict_CheckExact(shared)) {
-        /* (every span's case: no list of keys made; nothing here runs Python code but a
-         * key's __eq__, so the keys are held while compared) */
-        size_t slot = slot_of(shared);
-        Py_ssize_t pos = 0;
-        PyObject *key, *value;
-        while (PyDict_Next(own, &pos, &key, &value)) {
-            int known = 0;
-            if (shared_cache[slot].mapping == shared)
-                for (int i = 0; i < ABSENT_KEYS && !known; i++)
-                    known = shared_cache[slot].absent[i] == key;
-            if (known)
-                continue;
-            Py_INCREF(key);
-            int found = PyDict_Contains(shared, key);
-            if (found == 0)
-                remember_absent(slot, shared, key);
-            Py_DECREF(key);
-            if (found != 0)
-                return found;
-        }
-        return 0;
-    }
     PyObject *keys = PyMapping_Keys(own);
     if (keys == NULL)
         return -1;
@@ -418,10 +396,8 @@ overlaps(PyObject *shared, PyObject *own)
     return found;
 }
 
-/* `shared` (encoded once, then from the cache), for a span whose own attributes (`own`) set
- * none of its keys: those keys are remembered as absent as it is cached (overlaps). */
 static int
-put_shared(Buf *b, PyObject *shared, PyObject *own)
+put_shared(Buf *b, PyObject *shared)
 {
     size_t slot = slot_of(shared);
     if (shared_cache[slot].mapping == shared) {
@@ -445,11 +421,49 @@ put_shared(Buf *b, PyObject *shared, PyObject *own)
     Py_XDECREF(old_encoded);
     for (int i = 0; i < ABSENT_KEYS; i++)
         Py_XDECREF(old_absent[i]);
-    if (PyDict_CheckExact(own)) {
-        Py_ssize_t pos = 0;
-        PyObject *key, *value;
-        while (PyDict_Next(own, &pos, &key, &value))
-            remember_absent(slot, shared, key);
+    return 0;
+}
+
+/* A span's shared attributes (both exact dicts), then its own, in one pass over its own: each
+ * key looked up in `shared` (or known absent) as it is written. 1 (nothing written) when one
+ * of them is a key `shared` sets too: the caller writes the merged attributes instead. */
+static int
+put_shared_then_own(Buf *b, PyObject *shared, PyObject *own)
+{
+    Py_ssize_t mark = b->len;
+    if (put_shared(b, shared) < 0)
+        return -1;
+    size_t slot = slot_of(shared);
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(own, &pos, &key, &value)) {
+        int known = 0;  /* (absent, as seen before) */
+        if (shared_cache[slot].mapping == shared)
+            for (int i = 0; i < ABSENT_KEYS && !known; i++)
+                known = shared_cache[slot].absent[i] == key;
+        if (!known) {
+            Py_INCREF(key);
+            int found = PyDict_Contains(shared, key);
+            if (found == 0)
+                remember_absent(slot, shared, key);
+            Py_DECREF(key);
+            if (found < 0)
+                return -1;
+            if (found) {
+                b->len = mark;
+                return 1;
+            }
+        }
+        if (value == Py_None)
+            continue;
+        /* (held: a str() of an odd value runs Python code) */
+        Py_INCREF(key);
+        Py_INCREF(value);
+        int rc = put_attribute(b, 0x4A, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0)
+            return -1;
     }
     return 0;
 }
@@ -527,8 +541,18 @@ put_span(Buf *b, PyObject *r)
         put_byte(b, 0x30) < 0 || put_varint(b, kind_n) < 0 ||
         put_fixed64(b, 0x39, start) < 0 || put_fixed64(b, 0x41, end) < 0)
         return -1;
-    if (shared != Py_None) {
-        int both = overlaps(shared, own);
+    if (shared == Py_None) {
+        if (put_attributes(b, 0x4A, own) < 0)
+            return -1;
+    } else {
+        int both;
+        if (PyDict_CheckExact(shared) && PyDict_CheckExact(own))
+            both = put_shared_then_own(b, shared, own);  /* (every span's case: one pass) */
+        else {
+            both = overlaps(shared, own);
+            if (both == 0 && (put_shared(b, shared) < 0 || put_attributes(b, 0x4A, own) < 0))
+                return -1;
+        }
         if (both < 0)
             return -1;
         if (both) {
@@ -542,10 +566,8 @@ put_span(Buf *b, PyObject *r)
             Py_DECREF(merged);
             if (rc < 0)
                 return -1;
-        } else if (put_shared(b, shared, own) < 0 || put_attributes(b, 0x4A, own) < 0)
-            return -1;
-    } else if (put_attributes(b, 0x4A, own) < 0)
-        return -1;
+        }
+    }
     long code = PyLong_AsLong(status);
     if (code == -1 && PyErr_Occurred())
         return -1;
