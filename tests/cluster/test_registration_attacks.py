@@ -446,45 +446,55 @@ def test_a_stopped_process_reaped_meanwhile_comes_back_holding_one_lock(pg_url: 
                 pipe.close()
 
 
-def _beat_behind_a_busy_pool(s: PostgresStorage, given_ago: float) -> None:
+def _stamp_behind_a_busy_pool(s: PostgresStorage, given_ago: float, register: bool) -> None:
+    """A heartbeat (or a registration again) while the pool's one connection is held."""
     db = s.backend
-    got: list[Instance | None] = []
+    done = threading.Event()
+
+    def write(given: float) -> None:
+        if register:
+            s.instances.register(_me("rt-a", given))
+        else:
+            assert s.instances.heartbeat("rt-a", given, 0) is not None
+        done.set()
+
     with db._pool.connection():
         stats = db._pool.get_stats()
         queued, errors = stats.get("requests_queued", 0), stats.get("requests_errors", 0)
         given = time.time() - given_ago
         entered = time.monotonic()
-        beating = threading.Thread(target=lambda: got.append(
-            s.instances.heartbeat("rt-a", given, 0)))
-        beating.start()
+        writing = threading.Thread(target=write, args=(given,))
+        writing.start()
         eventually(lambda: db._pool.get_stats().get("requests_queued", 0) > queued,
-                   "the heartbeat waiting for the pool")
+                   "the write waiting for the pool")
         waiting = time.monotonic()  # it asked before this
         # Its first wait (connect_timeout_s) ends with the connection still held; it waits
         # on, the server being there (BUSY_WAIT_S).
         eventually(lambda: db._pool.get_stats().get("requests_errors", 0) > errors,
-                   "the heartbeat's first wait to end")
+                   "the write's first wait to end")
         released = time.monotonic()
-    beating.join(30)
+    writing.join(30)
     ended = time.monotonic()
-    (row,) = got
-    assert row is not None
+    assert done.is_set()
+    (row,) = s.instances.all()
     assert row.heartbeat_at >= given + (released - waiting)
     assert row.heartbeat_at <= given + (ended - entered)
     if not given_ago:
         assert row.heartbeat_at <= time.time()
 
 
-def test_a_heartbeat_that_waited_for_the_pool_is_stamped_when_written(pg_url: str) -> None:
-    """The pool's one connection busy: the heartbeat waits for it. Its stamp is the time
-    given, moved on by at least that wait and never by more than the whole call took (never
-    in the future of the write; an old time given is not made new)."""
+def test_a_write_that_waited_for_the_pool_is_stamped_when_written(pg_url: str) -> None:
+    """The pool's one connection busy: a heartbeat, and a registration again, wait for it.
+    The row's stamp is the time given, moved on by at least that wait and never by more than
+    the whole call took (never in the future of the write; an old time given is not made
+    new)."""
     s = PostgresStorage(pg_url, max_connections=1, connect_timeout_s=1.0)
     try:
         s.instances.register(_me("rt-a", time.time()))
         eventually(s.backend.liveness.reachable, "the storage's own connection")
-        _beat_behind_a_busy_pool(s, 0.0)
-        _beat_behind_a_busy_pool(s, 50.0)
+        for register in (False, True):
+            _stamp_behind_a_busy_pool(s, 0.0, register)
+            _stamp_behind_a_busy_pool(s, 50.0, register)
     finally:
         s.close()
 
