@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -18,9 +19,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CallDoor"]
 
-#: How long calls queued behind an awake worker may go untaken before the loop wakes another
-#: worker for them (CallDoor._unstick): well past a short call's run (microseconds, and
-#: its wait for the GIL), well short of a deadline.
+#: How long the calls of a door's awake workers must all have run before the loop wakes
+#: another worker for the calls queued behind them (CallDoor._unstick): well past a short
+#: call's run (microseconds), well short of a deadline.
 UNSTICK_S = 0.001
 
 
@@ -91,12 +92,15 @@ def _answers_for(loop: asyncio.AbstractEventLoop) -> _Answers:
 class _Worker:
     """One worker thread of a door: parked on its own lock until handed a call."""
 
-    __slots__ = ("item", "wake")
+    __slots__ = ("item", "since", "wake")
 
     def __init__(self) -> None:
         self.wake = threading.Lock()
         self.wake.acquire()
         self.item: tuple[Any, ...] | None = None
+        #: When the call it runs began (``time.monotonic``); None between calls, and while
+        #: it waits for the GIL to begin one.
+        self.since: float | None = None
 
 
 class CallDoor:
@@ -118,12 +122,10 @@ class CallDoor:
         self._waiting: deque[tuple[Any, ...]] = deque()
         self._lock = threading.Lock()
         self._closed = False
+        self._workers: list[_Worker] = []
         #: Workers not parked: running a call, or on their way back to ``_waiting``.
         self._awake = 0
-        #: Calls taken from ``_waiting`` so far, and that count when the loop's check of the
-        #: queue (:meth:`_unstick`) was set, on the loop it was set on.
-        self._taken = 0
-        self._taken_then = 0
+        #: The loop a check of the queue (:meth:`_unstick`) is set on.
         self._checking: weakref.ref[asyncio.AbstractEventLoop] | None = None
         #: The loop submitted from last (weakly: a door outlives the loops it served).
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _Answers] | None = None
@@ -171,37 +173,42 @@ class CallDoor:
     def _start(self, item: tuple[Any, ...]) -> None:
         # (under _lock)
         self._awake += 1
-        thread = threading.Thread(target=self._work, args=([item],), daemon=True,
+        worker = _Worker()
+        self._workers.append(worker)
+        thread = threading.Thread(target=self._work, args=([item], worker), daemon=True,
                                   name=f"omnicore-plugin-{self.name}_{len(self._threads)}")
         self._threads.append(thread)
         thread.start()
 
     def _check_later(self, loop: asyncio.AbstractEventLoop) -> None:
         # (under _lock)
-        self._taken_then = self._taken
         self._checking = weakref.ref(loop)
         loop.call_later(UNSTICK_S, self._unstick, loop)
 
     def _unstick(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On the loop, :data:`UNSTICK_S` after a call queued behind an awake worker: if no
-        queued call was taken meanwhile (the awake workers are all in long calls), one more
-        worker takes the next, up to ``width``; checked again while calls are queued. A call
-        waits behind a long one at most this long per worker added."""
+        """On the loop, :data:`UNSTICK_S` after a call queued behind an awake worker: if
+        every awake worker is in a call that began at least that long ago (long calls: their
+        guests let the GIL go), one more worker takes the next queued call, up to ``width``;
+        checked again while calls are queued. Not when one is between calls or waiting for
+        the GIL to begin one: it takes the queued calls once the GIL is its (a worker woken
+        then would wait for the GIL beside it; the loop's thread holds it for up to
+        ``sys.getswitchinterval()`` at a time)."""
         with self._lock:
             checking = self._checking
             if checking is not None and checking() is loop:
                 self._checking = None
             if self._closed or not self._waiting:
                 return
-            if self._taken == self._taken_then:
-                if self._parked:
+            now = time.monotonic()
+            parked = self._parked
+            if all(w.since is not None and now - w.since >= UNSTICK_S
+                   for w in self._workers if w not in parked):
+                if parked:
                     self._awake += 1
-                    self._taken += 1
-                    worker = self._parked.pop()
+                    worker = parked.pop()
                     worker.item = self._waiting.popleft()
                     worker.wake.release()
                 elif len(self._threads) < self.width:
-                    self._taken += 1
                     self._start(self._waiting.popleft())
             # Again while a worker could still be added (none can be once all are awake:
             # each takes from the queue before it parks).
@@ -209,28 +216,29 @@ class CallDoor:
                     (self._parked or len(self._threads) < self.width):
                 self._check_later(loop)
 
-    def _work(self, first: list[tuple[Any, ...]]) -> None:
+    def _work(self, first: list[tuple[Any, ...]], me: _Worker) -> None:
         # (Boxed: a thread keeps its args while it runs, and this one runs for the door's
         # life; its first call, future and loop with it, would stay.)
         item: tuple[Any, ...] | None = first.pop()
-        me = _Worker()
         lock, waiting, parked = self._lock, self._waiting, self._parked
+        monotonic = time.monotonic
         while item is not None:
             answers, fut, context, fn, args = item
             out: Any = None
             failure: BaseException | None = None
             if not fut.done():  # else cancelled before it began: it never runs
+                me.since = monotonic()
                 try:
                     out = context.run(fn, *args)
                 except BaseException as exc:
                     failure = exc
+                me.since = None
             # The next call first (a queued one), or parked before the answer goes: the call
             # its answer lets the loop make next finds this worker, not a new thread.
             park = False
             with lock:
                 if waiting:
                     item = waiting.popleft()
-                    self._taken += 1
                 elif self._closed:
                     item = None
                     self._awake -= 1
