@@ -140,3 +140,18 @@ def test_abandoned_probe_frees_the_slot() -> None:
     breaker.abandon()
     assert breaker.state == "half-open"
     breaker.before_call()  # a new probe is admitted
+
+
+def test_a_closed_breakers_state_is_read_without_waiting_for_its_lock() -> None:
+    """A traced call reads the state for its span on every call: while closed, that read is
+    one attribute, never a wait behind a transition holding the lock (nor its cost)."""
+    breaker, _clock, _changes = make()
+    read: list[str] = []
+    with breaker._lock:  # a transition in progress elsewhere
+        reader = threading.Thread(target=lambda: read.append(breaker.state))
+        reader.start()
+        reader.join(30)
+        assert not reader.is_alive() and read == ["closed"]
+    for _ in range(3):
+        breaker.record(Trap("x"))
+    assert breaker.state == "open"  # the locked path still decides the others

@@ -70,6 +70,10 @@ class CircuitBreaker:
     @property
     def state(self) -> BreakerState:
         """The current state; an open breaker whose cool-down passed reads ``half-open``."""
+        if self._state == "closed":
+            # One read, no lock (a traced call's span reads it on every call): a racing
+            # transition reads as either side of it, as before_call's hot path does.
+            return "closed"
         with self._lock:
             if self._state == "open" and self.clock() - self._opened_at >= self.cooldown_s:
                 return "half-open"
