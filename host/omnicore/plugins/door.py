@@ -155,7 +155,8 @@ class CallDoor:
                 # runs a batch of short calls in one hold of the GIL (bench_routes: 1.3
                 # voluntary switches per route request with every call waking a worker,
                 # 0.4 with one worker awake). A call that runs long would keep the queue
-                # waiting: the loop checks that it moves (_unstick).
+                # waiting: the loop checks the awake workers are not all in long calls
+                # (_unstick).
                 self._waiting.append(item)
                 checking = self._checking
                 if (checking is None or checking() is not loop) and \
