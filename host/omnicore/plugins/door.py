@@ -193,7 +193,11 @@ class CallDoor:
         checked again while calls are queued. Not when one is between calls or waiting for
         the GIL to begin one: it takes the queued calls once the GIL is its (a worker woken
         then would wait for the GIL beside it; the loop's thread holds it for up to
-        ``sys.getswitchinterval()`` at a time)."""
+        ``sys.getswitchinterval()`` at a time). The check runs on a loop that queued a
+        call: a loop whose thread blocks meanwhile (a caller's bug: nothing of it runs) adds
+        no worker, and its queued calls wait for the long ones to end (by their deadline at
+        the latest) unless another loop's submit sets a check of its own. A thread of the
+        door's own would check without a loop, at a wake-up (and the GIL) per check."""
         with self._lock:
             checking = self._checking
             if checking is not None and checking() is loop:
