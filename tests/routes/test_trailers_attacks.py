@@ -490,8 +490,11 @@ def test_the_console_api_ignores_trailers_and_they_are_no_credential(
         h.next()
         h.request(b"POST", b"/api/v1/plugins/hello/invoke",
                   [(b"transfer-encoding", b"chunked"), (b"content-type", b"application/json")])
-        h.send(h11.Data(data=body), h11.EndOfMessage(headers=[
-            (b"authorization", b"Bearer " + token), (b"cookie", b"omnicore_session=x")]))
+        # The head carries no credential: the console may answer 401 and close before the
+        # body comes (its rule above), and the body then meets a closed socket.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            h.send(h11.Data(data=body), h11.EndOfMessage(headers=[
+                (b"authorization", b"Bearer " + token), (b"cookie", b"omnicore_session=x")]))
         head, got, _ = h.response()
         assert head.status_code == 401, (head, got)
     finally:
