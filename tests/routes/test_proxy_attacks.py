@@ -466,3 +466,37 @@ def test_a_call_still_queued_at_its_route_deadline_never_starts(
                if ln.message == "started"]
     assert 0 < len(started) <= THREADS, len(started)
     unharmed(host, threads)
+
+
+def test_one_plugins_calls_held_to_their_deadline_leave_another_plugins_routes_served(
+        route_host: Callable[..., RouteHost]) -> None:
+    """THREADS calls of one proxy plugin that never answer, each held to its deadline: a
+    route of another proxy plugin answers meanwhile. Every proxy plugin's calls ran on one
+    shared pool of THREADS, so a hostile plugin held every thread the others' routes had,
+    for its whole deadline; each plugin's calls now run on its own door (plugins/door.py)."""
+    from tests.routes.test_proxy_components import proxy_wasm
+    from tests.routes.test_proxy_components import route as hello_route
+
+    held_s = 20  # (under the burst's own client timeout, 30 s)
+    host = route_host(plugins={"hostile.wasm": hostile_wasm(), "hello.wasm": proxy_wasm()},
+                      sidecars={"hostile.yaml": f"limits:\n  timeout_ms: {held_s * 1000}\n",
+                                "hello.yaml": "limits:\n  timeout_ms: 10000\n"},
+                      routes={"slow": {**route("/slow/{leaf}", timeout_ms=held_s * 1000),
+                                       "max_concurrent": 1000},
+                              "hello": hello_route("/hello/{rest...}")})
+    statuses: list[list[int]] = []
+    holding = threading.Thread(target=lambda: statuses.append(
+        host.burst("/http/slow/sleep", THREADS)), daemon=True)
+    holding.start()
+
+    def started() -> int:
+        return sum(1 for ln in host.app.plugins.logs("hostile").lines()
+                   if ln.message == "started")
+
+    eventually(lambda: started() == THREADS, "every held call started", timeout=60)
+    # Well inside the held calls' deadline: answered by the other plugin's own threads.
+    r = httpx.get(f"{host.url}/http/hello/x", timeout=held_s / 2)
+    assert r.status_code == 200 and r.text.startswith("hello GET /hello/x"), r.text
+    assert holding.is_alive() and not statuses  # the held calls still held
+    holding.join(held_s + 30)
+    assert statuses == [[504] * THREADS]
