@@ -27,7 +27,8 @@ from tests.waiting import eventually
 
 #: Long past anything a loaded machine needs: it only catches "never".
 NEVER_S = 30
-#: The same for a worker's start, in the cases that wait for one that never starts (xfail).
+#: The same for a worker's start, in the cases that wait for one that never started (before
+#: each loop kept a check of its own).
 START_S = 10
 
 
@@ -255,12 +256,6 @@ def _second_loop(door: CallDoor, then: Callable[[], None]) -> threading.Thread:
     return thread
 
 
-@pytest.mark.xfail(strict=True, reason="door.py (at ebc11c4b): the one check slot "
-                   "_checking is taken over by a second loop's submit (_check_later, line "
-                   "186); the first loop's _unstick then sees it is not None and never arms "
-                   "again (line 220), and the second loop closed before its timer ran: the "
-                   "first loop's calls queued behind held ones get one worker, then wait for "
-                   "the held calls to end (their deadline), not a new worker up to width")
 async def test_calls_queued_while_another_loop_comes_and_closes_still_get_workers(
         door: CallDoor) -> None:
     held = Held()
@@ -278,10 +273,6 @@ async def test_calls_queued_while_another_loop_comes_and_closes_still_get_worker
     assert await asyncio.wait_for(asyncio.gather(first, *queued), NEVER_S) == ["1", "2", "3"]
 
 
-@pytest.mark.xfail(strict=True, reason="door.py: as above, with the second loop alive but "
-                   "blocked (a blocking callback): _checking names it (line 186), this "
-                   "loop's _unstick stops arming (line 220), so this loop's queued calls "
-                   "wait for another loop's thread to run again")
 async def test_calls_queued_while_another_loop_comes_and_blocks_still_get_workers(
         door: CallDoor) -> None:
     held = Held()
@@ -382,12 +373,6 @@ def test_a_routes_cap_counts_a_call_queued_behind_a_spinning_one(
         _drain(host)
 
 
-@pytest.mark.xfail(strict=True, reason="routes/server.py _serve_route (lines 334-337): past the "
-                   "route's deadline the call is left to run ('a running call ends by its own "
-                   "deadline'), queued ones too: a call still queued when its client got 504 "
-                   "is taken later and runs to the plugin's deadline for nobody, holding the "
-                   "worker and the route's max_concurrent slot; the door would drop it unrun "
-                   "if the route cancelled it (its future not done: door.py line 234)")
 def test_a_call_still_queued_when_its_route_answered_504_never_runs(
         route_host: Callable[..., RouteHost]) -> None:
     # One worker, its guest spinning; a second request's call queues behind it. Both clients

@@ -125,8 +125,11 @@ class CallDoor:
         self._workers: list[_Worker] = []
         #: Workers not parked: running a call, or on their way back to ``_waiting``.
         self._awake = 0
-        #: The loop a check of the queue (:meth:`_unstick`) is set on.
-        self._checking: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        #: The loops a check of the queue (:meth:`_unstick`) is set on: one each, so a
+        #: loop's check goes on whatever another loop does (one slot for all let a second
+        #: loop's submit take it over, and the first loop's checks stopped with that loop
+        #: closed or blocked: its queued calls waited for the held calls' deadline).
+        self._checks: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         #: The loop submitted from last (weakly: a door outlives the loops it served).
         self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _Answers] | None = None
         import asyncio  # here: a process that never calls from async code need not load it
@@ -158,9 +161,8 @@ class CallDoor:
                 # waiting: the loop checks the awake workers are not all in long calls
                 # (_unstick).
                 self._waiting.append(item)
-                checking = self._checking
-                if (checking is None or checking() is not loop) and \
-                        (self._parked or len(self._threads) < self.width):
+                if (self._parked or len(self._threads) < self.width) and \
+                        loop not in self._checks:
                     self._check_later(loop)
             elif self._parked:
                 self._awake += 1
@@ -170,6 +172,20 @@ class CallDoor:
             else:  # (none awake, none parked: no thread yet, or all ended)
                 self._start(item)
         return fut
+
+    def withdraw(self, fut: asyncio.Future[Any]) -> bool:
+        """Take back the call of :meth:`submit`'s ``fut`` if no worker has taken it yet: True,
+        and it never runs (``fut`` cancelled); False when one has (it runs on to its end,
+        its answer dropped if ``fut`` is done) or it is not queued here."""
+        with self._lock:
+            for i, item in enumerate(self._waiting):
+                if item[1] is fut:
+                    del self._waiting[i]
+                    break
+            else:
+                return False
+        fut.cancel()
+        return True
 
     def _start(self, item: tuple[Any, ...]) -> None:
         # (under _lock)
@@ -183,7 +199,7 @@ class CallDoor:
 
     def _check_later(self, loop: asyncio.AbstractEventLoop) -> None:
         # (under _lock)
-        self._checking = weakref.ref(loop)
+        self._checks.add(loop)
         loop.call_later(UNSTICK_S, self._unstick, loop)
 
     def _unstick(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -194,14 +210,13 @@ class CallDoor:
         the GIL to begin one: it takes the queued calls once the GIL is its (a worker woken
         then would wait for the GIL beside it; the loop's thread holds it for up to
         ``sys.getswitchinterval()`` at a time). The check runs on a loop that queued a
-        call: a loop whose thread blocks meanwhile (a caller's bug: nothing of it runs) adds
-        no worker, and its queued calls wait for the long ones to end (by their deadline at
-        the latest) unless another loop's submit sets a check of its own. A thread of the
+        call, each loop its own: a loop whose thread blocks meanwhile (a caller's bug: nothing
+        of it runs) adds no worker, and the calls queued wait for the long ones to end (by
+        their deadline at the latest) unless another loop's check, which goes on whatever
+        this one does, adds one. A thread of the
         door's own would check without a loop, at a wake-up (and the GIL) per check."""
         with self._lock:
-            checking = self._checking
-            if checking is not None and checking() is loop:
-                self._checking = None
+            self._checks.discard(loop)
             if self._closed or not self._waiting:
                 return
             now = time.monotonic()
@@ -217,8 +232,7 @@ class CallDoor:
                     self._start(self._waiting.popleft())
             # Again while a worker could still be added (none can be once all are awake:
             # each takes from the queue before it parks).
-            if self._waiting and self._checking is None and \
-                    (self._parked or len(self._threads) < self.width):
+            if self._waiting and (self._parked or len(self._threads) < self.width):
                 self._check_later(loop)
 
     def _work(self, first: list[tuple[Any, ...]], me: _Worker) -> None:

@@ -546,6 +546,14 @@ class PluginHost:
             return asyncio.ensure_future(self.acall(name, handler, data, wait_s=wait_s))
         return self._door(name).submit(self.call, name, handler, data)
 
+    def withdraw(self, name: str, call: Future[bytes]) -> bool:
+        """Take back a :meth:`submit`'s ``call`` that no worker has begun: True, and it never
+        runs (a server whose own deadline passed frees what the call held at once); False
+        when it has begun (it runs on to its plugin's deadline) or is not found."""
+        entry = self._entries.get(name)
+        door = entry.door if entry is not None else None
+        return door is not None and door.withdraw(call)
+
     def call_json(self, name: str, handler: str, obj: Any = None) -> Any:
         """Call with ``obj`` encoded as JSON and decode the output as JSON.
 

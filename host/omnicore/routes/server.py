@@ -332,8 +332,12 @@ class RoutesServer:
             data = body if s.mode == "body" else encode_request(head, body)
             call = self.app.plugins.submit(route.plugin, route.handler, data)
             if not await within(call, deadline):
-                released = True
-                call.add_done_callback(lambda fut: release(fut, st))
+                # A call still queued for a worker never runs (its client has its 504, and it
+                # would hold a worker and this route's slot to the plugin's own deadline);
+                # one running keeps its slot until it ends.
+                if not self.app.plugins.withdraw(route.plugin, call):
+                    released = True
+                    call.add_done_callback(lambda fut: release(fut, st))
                 warn(route, st, f"no answer within {s.timeout_ms} ms")
                 raise Answer(504, f"the handler did not answer within {s.timeout_ms} ms",
                               "deadline")
