@@ -101,10 +101,12 @@ def measure_alternating(fns: Sequence[Callable[[], object]], iters: int, repeats
 
 
 
-def process_cpu_s(pid: int) -> float:
+def process_cpu_s(pid: int, thread: int | None = None) -> float:
     """Seconds of CPU process ``pid`` has used (all its threads, live or ended): a server's
-    cost measured from outside it, whatever load generator drives it."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cost measured from outside it, whatever load generator drives it; ``thread``: that one
+    thread's alone (its id, the process's own for its main thread)."""
+    where = f"/proc/{pid}" if thread is None else f"/proc/{pid}/task/{thread}"
+    fields = Path(f"{where}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 

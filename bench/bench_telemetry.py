@@ -4,14 +4,18 @@ Run: ``.venv/bin/python bench/bench_telemetry.py [--quick] [--markdown] [--round
 
 Real ``omnicore run`` hosts of the same app (the Rust greeter, embedded SQLite, console on a
 free port), each in its own process and all up at once: one with tracing off (the floor), one
-exporting every span over OTLP/HTTP to a receiver on loopback (another process, which decodes
-the protobuf and counts the spans, so none is lost unseen), and one with tracing on but its
+exporting every span over OTLP/HTTP to a receiver on loopback (another process, which keeps
+each batch's bytes and decodes them with ``opentelemetry-proto`` once the rounds are over,
+counting the spans so that none is lost unseen: decoding as they came, it took a share of
+the 2 cores the hosts and wrk share; its CPU during the traced host's rounds is printed), and
+one with tracing on but its
 sampler keeping nothing (``OTEL_TRACES_SAMPLER=always_off``: what a sampled-out request
 costs). ``wrk`` (``apt-get install wrk``; without it, keep-alive httpx clients in other
 processes) drives ``POST /api/v1/plugins/greeter-rust/invoke`` at each in turn, round after
 round, so a change in the machine's load falls on every host alike. A host's CPU is read from
 ``/proc/PID/stat`` (every thread's, the exporter's included) before and after a round: CPU µs
-per request, and requests/s, median [min-max] over the rounds, beside the floor's; the cost
+per request (and its main thread's, the event loop's, apart from the plugin calls' workers and
+the export thread), and requests/s, median [min-max] over the rounds, beside the floor's; the cost
 is each round's CPU per request against the floor's of the same round, median [min-max].
 A second table (``--only in-process``) takes the cost apart in one host, flipped every 100 ms
 among off, the call's span alone, both spans made but not queued, and both exported as they
@@ -55,8 +59,9 @@ PATH = "/api/v1/plugins/greeter-rust/invoke"
 BODY = {"handler": "greet", "input": '{"name": "Ada"}'}
 TICKS = os.sysconf("SC_CLK_TCK")
 
-#: An OTLP/HTTP receiver (traces and metrics) in its own process: it prints its port, then
-#: the spans and metric points it decoded so far each time a line comes on its stdin.
+#: An OTLP/HTTP receiver (traces and metrics) in its own process: it prints its port, then,
+#: each time a line comes on its stdin, decodes what it was sent since and prints the spans
+#: and metric points it has decoded so far.
 RECEIVER = textwrap.dedent("""
     import sys, threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +70,7 @@ RECEIVER = textwrap.dedent("""
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
         ExportMetricsServiceRequest)
     count = {"spans": 0, "metrics": 0}
+    bodies = []
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -72,17 +78,8 @@ RECEIVER = textwrap.dedent("""
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            if self.path == "/v1/traces":
-                req = ExportTraceServiceRequest.FromString(body)
-                n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
-                key = "spans"
-            else:
-                req = ExportMetricsServiceRequest.FromString(body)
-                n = sum(len(sm.metrics) for rm in req.resource_metrics
-                        for sm in rm.scope_metrics)
-                key = "metrics"
             with lock:
-                count[key] += n
+                bodies.append((self.path, body))
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
             self.send_header("Content-Length", "0")
@@ -94,8 +91,23 @@ RECEIVER = textwrap.dedent("""
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(server.server_address[1], flush=True)
+    def decode():
+        for path, body in bodies:
+            if path == "/v1/traces":
+                req = ExportTraceServiceRequest.FromString(body)
+                n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+                key = "spans"
+            else:
+                req = ExportMetricsServiceRequest.FromString(body)
+                n = sum(len(sm.metrics) for rm in req.resource_metrics
+                        for sm in rm.scope_metrics)
+                key = "metrics"
+            count[key] += n
+        bodies.clear()
+
     for _ in sys.stdin:
         with lock:
+            decode()
             print(count["spans"], count["metrics"], flush=True)
 """)
 
@@ -128,6 +140,9 @@ class Host:
     url: str = ""
     token: str = ""
     cpu_us: list[float] = field(default_factory=list)
+    #: Of which its main thread's, the event loop's (the plugin calls' workers and the
+    #: export thread are the others).
+    loop_us: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
     requests: int = 0
     #: What the host runs under (valgrind's callgrind, for ``--counter instructions``).
@@ -176,6 +191,11 @@ class Host:
         """Seconds of CPU this host's process has used (all its threads, live or ended)."""
         assert self.proc is not None
         return process_cpu_s(self.proc.pid)
+
+    def loop_cpu(self) -> float:
+        """Seconds of CPU this host's main thread (its event loop's) has used."""
+        assert self.proc is not None
+        return process_cpu_s(self.proc.pid, self.proc.pid)
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -231,11 +251,16 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
             host.start(base, i)
         for host in hosts:  # loaded, compiled, warm
             _drive(host, min(seconds, 2.0), clients, lua)
+        received: list[float] = []
         for _ in range(rounds):
             for host in hosts:
-                before = host.cpu()
+                before, took = host.cpu(), process_cpu_s(receiver.pid)
+                looped = host.loop_cpu()
                 n, rate = _drive(host, seconds, clients, lua)
                 host.cpu_us.append((host.cpu() - before) / n * 1e6)
+                host.loop_us.append((host.loop_cpu() - looped) / n * 1e6)
+                if host is hosts[1]:
+                    received.append((process_cpu_s(receiver.pid) - took) / n * 1e6)
                 host.rates.append(rate)
                 host.requests += n
         time.sleep(1.0)  # the batch processor's schedule (5 s by default) is not waited for
@@ -255,14 +280,17 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
         # Each round's against the floor's of the same round (measured moments apart): the
         # machine's load drifts between rounds, far less within one.
         more = [(c / f - 1) * 100 for c, f in zip(host.cpu_us, floor, strict=True)]
-        rows.append((host.label, _sample(host.cpu_us), _sample(host.rates),
+        rows.append((host.label, _sample(host.cpu_us), _sample(host.loop_us),
+                     _sample(host.rates),
                      "-" if host is hosts[0] else _sample(more, "{:+.1f} %")))
     traced = hosts[1].requests
     driver = "wrk" if shutil.which("wrk") else "httpx (no wrk)"
     return (f"{machine()}\n{driver}, {clients} connections, {rounds} rounds of {seconds:g} s "
-            f"per host; spans received: {spans} for {traced} traced requests (2 a request)\n\n"
+            f"per host; spans received: {spans} for {traced} traced requests (2 a request); "
+            f"the receiver's CPU while the traced host ran: {_sample(received)} µs a request\n\n"
             + render(["POST /api/v1/plugins/NAME/invoke", "host CPU µs/request",
-                      "requests/s", "CPU vs floor, by round"], rows, markdown=markdown))
+                      "of which the loop's thread", "requests/s", "CPU vs floor, by round"],
+                     rows, markdown=markdown))
 
 
 #: The in-process table's sides, flipped in turn: what each turns on.
