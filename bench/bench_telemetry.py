@@ -111,6 +111,19 @@ RECEIVER = textwrap.dedent("""
             print(count["spans"], count["metrics"], flush=True)
 """)
 
+#: ``--pin``: the CPUs the hosts run on, and those wrk and the receiver run on (None: the
+#: scheduler's choice).
+PIN: tuple[set[int], set[int]] | None = None
+
+
+def _pinned(which: int) -> Any:
+    """A ``preexec_fn`` putting a child (every thread it will start) on ``PIN[which]``."""
+    if PIN is None:
+        return None
+    cpus = PIN[which]
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 #: The keep-alive client used where wrk is missing: ``clients`` threads of one process.
 CLIENT = textwrap.dedent("""
     import json, sys, threading, time, httpx
@@ -163,7 +176,8 @@ class Host:
                                                           env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen([*self.wrap, sys.executable, "-m", "omnicore.cli", "run",
                                       str(app)], env=env, stdout=subprocess.DEVNULL,
-                                     stderr=(app / "host.log").open("wb"))
+                                     stderr=(app / "host.log").open("wb"),
+                                     preexec_fn=_pinned(0))
         console = app / ".omnicore" / "console.json"
         deadline = time.monotonic() + (900 if self.wrap else 180)
         while not console.is_file():
@@ -214,14 +228,14 @@ def _drive(host: Host, seconds: float, clients: int, lua: Path) -> tuple[int, fl
     """(requests, requests/s) of one round of ``seconds`` at ``host``."""
     if shutil.which("wrk"):
         out = subprocess.run(_command(host, seconds, clients, lua), capture_output=True,
-                             text=True, check=True).stdout
+                             text=True, check=True, preexec_fn=_pinned(1)).stdout
         if "Non-2xx" in out:
             sys.exit(f"the invoke failed under wrk:\n{out}")
         n = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
         rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
         return n, rate
     out = subprocess.run(_command(host, seconds, clients, lua), capture_output=True,
-                         text=True, check=True).stdout.split()
+                         text=True, check=True, preexec_fn=_pinned(1)).stdout.split()
     return int(out[0]), float(out[1])
 
 
@@ -235,7 +249,7 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
         sys.exit(f"build the examples first: {GREETER} is missing "
                  "(.venv/bin/omnicore build plugins/ --out build/plugins)")
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, text=True, preexec_fn=_pinned(1))
     assert receiver.stdin is not None and receiver.stdout is not None
     endpoint = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
     otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
@@ -285,6 +299,9 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
                      "-" if host is hosts[0] else _sample(more, "{:+.1f} %")))
     traced = hosts[1].requests
     driver = "wrk" if shutil.which("wrk") else "httpx (no wrk)"
+    if PIN is not None:
+        driver += (f" and the receiver on CPU {','.join(map(str, sorted(PIN[1])))}, the hosts "
+                   f"on CPU {','.join(map(str, sorted(PIN[0])))}")
     return (f"{machine()}\n{driver}, {clients} connections, {rounds} rounds of {seconds:g} s "
             f"per host; spans received: {spans} for {traced} traced requests (2 a request); "
             f"the receiver's CPU while the traced host ran: {_sample(received)} µs a request\n\n"
@@ -650,6 +667,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=5.0, help="one round at one host")
     ap.add_argument("--clients", type=int, default=4, help="keep-alive connections")
+    ap.add_argument("--pin", action="store_true",
+                    help="hosts table: each host on the last CPU, wrk and the receiver on the "
+                    "others (the rounds spread less; a host's threads then share one CPU)")
     ap.add_argument("--only", choices=["hosts", "in-process", "calls"],
                     help="one of the three tables")
     ap.add_argument("--counter", choices=["cpu", "instructions"], default="cpu",
@@ -662,6 +682,12 @@ def main() -> None:
     ap.add_argument("--sides", help="the in-process table's sides beside off, comma-separated "
                     f"(of {', '.join(k for k, _ in SIDES[1:])}; default all)")
     args = ap.parse_args()
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            sys.exit("--pin needs 2 CPUs or more")
+        global PIN
+        PIN = ({cpus[-1]}, set(cpus[:-1]))
     rounds, seconds = (1, 1.0) if args.quick or SMOKE else (args.rounds, args.seconds)
     if args.counter == "instructions":
         requests = 20 if args.quick or SMOKE else args.requests
