@@ -28,6 +28,7 @@ from omnicore.routes.wasihttp import MAX_HANDLES
 from tests.routes.conftest import RouteHost
 from tests.routes.test_proxy_components import (
     _H2,
+    HEAD_BY_MS,
     _authority,
     _connect,
     _h2_get,
@@ -237,7 +238,7 @@ def test_a_guest_spliced_to_a_trickling_client(route_host: Callable[..., RouteHo
 
 def test_a_streamed_answer_ends_unfinished_on_a_trap_or_the_deadline(
         route_host: Callable[..., RouteHost]) -> None:
-    host = start(route_host, keep=route("/keep/{leaf}", timeout_ms=1500),
+    host = start(route_host, keep=route("/keep/{leaf}", timeout_ms=HEAD_BY_MS),
                  big=route("/big/{leaf}", timeout_ms=10_000, max_response_bytes=500))
     threads = threading.active_count()
     for path, first in (("/http/any/trap-mid", b"part one\n"),
@@ -251,8 +252,8 @@ def test_a_streamed_answer_ends_unfinished_on_a_trap_or_the_deadline(
                 for chunk in r.iter_raw():
                     got += chunk
             assert got.startswith(first), (path, got[:100])
-        # the route's deadline (1.5 s), the cap (500 bytes at 100 a second) or the trap
-        assert time.monotonic() - began < 9, path
+        # the route's deadline (HEAD_BY_MS), the cap (500 bytes at 100 a second) or the trap
+        assert time.monotonic() - began < HEAD_BY_MS / 1000 + 6, path
     unharmed(host, threads)
 
 
@@ -365,7 +366,7 @@ def test_a_client_gone_mid_response_or_asking_head(route_host: Callable[..., Rou
                                                    caplog: pytest.LogCaptureFixture) -> None:
     """A client that hangs up after a streamed answer's first bytes, while the guest writes
     on, and one that asks HEAD of it: no host error, the call ends at its deadline."""
-    host = start(route_host, keep=route("/keep/{leaf}", timeout_ms=1500))
+    host = start(route_host, keep=route("/keep/{leaf}", timeout_ms=HEAD_BY_MS))
     threads = threading.active_count()
     for _ in range(3):
         with _connect(host) as sock:
