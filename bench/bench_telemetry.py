@@ -6,17 +6,17 @@ Real ``omnicore run`` hosts of the same app (the Rust greeter, embedded SQLite, 
 free port), each in its own process and all up at once: one with tracing off (the floor), one
 exporting every span over OTLP/HTTP to a receiver on loopback (another process, which keeps
 each batch's bytes and decodes them with ``opentelemetry-proto`` once the rounds are over,
-counting the spans so that none is lost unseen: decoding as they came, it took a share of
-the 2 cores the hosts and wrk share; its CPU during the traced host's rounds is printed), and
-one with tracing on but its
-sampler keeping nothing (``OTEL_TRACES_SAMPLER=always_off``: what a sampled-out request
-costs). ``wrk`` (``apt-get install wrk``; without it, keep-alive httpx clients in other
-processes) drives ``POST /api/v1/plugins/greeter-rust/invoke`` at each in turn, round after
-round, so a change in the machine's load falls on every host alike. A host's CPU is read from
-``/proc/PID/stat`` (every thread's, the exporter's included) before and after a round: CPU µs
-per request (and its main thread's, the event loop's, apart from the plugin calls' workers and
-the export thread), and requests/s, median [min-max] over the rounds, beside the floor's; the cost
-is each round's CPU per request against the floor's of the same round, median [min-max].
+counting the spans so that none is lost unseen: decoding as they came, it took a share of the 2
+cores the hosts and wrk share; its CPU during the traced host's rounds is printed), and one
+with tracing on but its sampler keeping nothing (``OTEL_TRACES_SAMPLER=always_off``: what a
+sampled-out request costs). ``wrk`` (``apt-get install wrk``; without it, keep-alive httpx
+clients in other processes) drives ``POST /api/v1/plugins/greeter-rust/invoke`` at each in
+turn, round after round, so a change in the machine's load falls on every host alike. A host's
+CPU is read from ``/proc/PID/stat`` (every thread's, the exporter's included) before and after
+a round: CPU µs per request (and its main thread's, the event loop's, apart from the plugin
+calls' workers and the export thread), and requests/s, median [min-max] over the rounds, beside
+the floor's; ``--pin`` runs every host on one CPU and wrk and the receiver on the others. The
+cost is each round's CPU per request against the floor's of the same round, median [min-max].
 A second table (``--only in-process``) takes the cost apart in one host, flipped every 100 ms
 among off, the call's span alone, both spans made but not queued, and both exported as they
 come (the export thread's CPU read from its own clock). A third table (``--only calls``) is
