@@ -31,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
@@ -141,8 +142,13 @@ class BodyLimits(HttpMiddleware):
                     message = queued.get_nowait()  # what awaiting get() would return now
                 else:
                     # A timeout scope, not wait_for: wait_for runs receive() as a task of its
-                    # own, a turn of the event loop more for every request with a body.
-                    async with asyncio.timeout_at(deadline):
+                    # own, a turn of the event loop more for every request with a body. Its
+                    # timer is made in a context of nothing: cancelled, it stays in the loop's
+                    # heap until its time (the body's deadline, 30 s and more), and would hold
+                    # the context current (a traced request's span context, and the objects
+                    # that keep it, brought on the young collections of issue 62).
+                    async with asyncio.timeout_at(None) as scope_of:
+                        contextvars.Context().run(scope_of.reschedule, deadline)
                         message = await receive()
             except TimeoutError:
                 raise ApiError(408, f"the request body did not arrive in time (it has "
