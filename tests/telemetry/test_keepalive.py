@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from omnicore import OmniApp, telemetry
 from omnicore.console import ConsoleModule
 from omnicore.telemetry import _spans
+from tests.waiting import eventually
 
 GREETER = Path(__file__).resolve().parents[2] / "build" / "plugins" / "greeter-rust.wasm"
 
@@ -63,14 +65,19 @@ def test_the_connections_keep_alive_does_not_hold_a_requests_span(
             # context is a copy, which keeps the span's context) is answered and traced.
             r = client.get("/static/console.css")
             assert r.status_code == 200 and r.content
-        # ... while the requests were traced, each with its plugin call beneath.
-        telemetry.flush()
-        (static,) = [s for s in spans.get_finished_spans() if s.name == "GET /static"]
+        # ... while the requests were traced, each with its plugin call beneath. (A request's
+        # span ends once its last message is sent: the client may have its answer first.)
+        def ended() -> list[ReadableSpan] | None:
+            telemetry.flush()
+            found = spans.get_finished_spans()
+            return list(found) if sum(s.kind.name == "SERVER" for s in found) >= 4 else None
+
+        finished = eventually(ended, "the four requests' spans")
+        (static,) = [s for s in finished if s.name == "GET /static"]
         assert static.attributes is not None
         assert static.attributes["http.response.status_code"] == 200
-        served = [s for s in spans.get_finished_spans()
-                  if s.name == "POST /api/v1/plugins/{name}/invoke"]
-        calls = [s for s in spans.get_finished_spans() if s.name == "call greeter-rust/greet"]
+        served = [s for s in finished if s.name == "POST /api/v1/plugins/{name}/invoke"]
+        calls = [s for s in finished if s.name == "call greeter-rust/greet"]
         assert len(served) == len(calls) == 3
         assert {c.parent.span_id for c in calls if c.parent} == \
             {s.context.span_id for s in served}

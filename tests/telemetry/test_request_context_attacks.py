@@ -367,13 +367,6 @@ def test_http2_streams_keep_their_spans_and_links(
         sorted(s.context.span_id for s in server[:5])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bodies.py BodyLimits.answer starts _discard (asyncio.wait_for(receive(), "
-    "DISCARD_IDLE_S=5)) whenever the last message goes out before the body was read (a 408, "
-    "a refusal before reading, and every HTTP/2 request whose route reads no body: each GET), "
-    "from inside the request's context, before TraceRequests' send takes it back: its live "
-    "5 s timer (then cancelled ones) holds the finished request's span context, the leak "
-    "02f61518 removed from the keep-alive wait and the body deadline"))
 @pytest.mark.parametrize("case", ["408-trickled", "401-anonymous-body", "h2-get"])
 def test_an_answer_before_its_body_leaves_no_span_context(
         served: tuple[OmniApp, str, str], spans: InMemorySpanExporter, case: str) -> None:

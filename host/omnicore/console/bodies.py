@@ -173,7 +173,9 @@ class BodyLimits(HttpMiddleware):
             # the queue that unread body chunks filled: empty it first, or that send hangs.
             if message["type"] == "http.response.body" and not message.get("more_body") \
                     and not done:
-                task = loop.create_task(_discard(receive))
+                # In a context of nothing: its waits' timers (5 s) would hold the request's
+                # (a traced request's span context, issue 62) long after its answer.
+                task = loop.create_task(_discard(receive), context=contextvars.Context())
                 _discarding.add(task)
                 task.add_done_callback(_discarding.discard)
             await send(message)
