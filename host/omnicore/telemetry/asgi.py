@@ -52,10 +52,11 @@ class TraceRequests:
             if parent is None and (_sdk._OTEL_CONTEXT is None or _sdk._OTEL_CONTEXT.get()):
                 parent = _sdk._outer()
         # What the request's work sees as its parent: the span's context alone, not the span.
-        # Contexts copied during a request outlive it (a cancelled timeout's timer keeps its
-        # context until the loop drops it, seconds later), and with them what they hold:
-        # every request's span and attributes, thousands at a time, each walked by the young
-        # collections they brought on (in process, 10 per 1000 requests; 4 with this).
+        # A context copied during a request can outlive it: a task or timer made then keeps
+        # it until the loop drops it, a cancelled timer seconds later. The console's own are
+        # made in an empty context (console/bodies.py); Hypercorn's keep-alive wait is kept
+        # off it below; a streamed answer's task still copies it. What such a copy holds is
+        # this context, not the span and its attributes.
         context = _spans.new_context(parent, _sdk._sampler)
         token: Token[Any] | None = current.set(context)
         # A span sampled out is its context alone, for what the request calls. A kept one is
@@ -77,10 +78,9 @@ class TraceRequests:
                 # The request's context current no more for its last message: Hypercorn's
                 # send of it starts the connection's keep-alive wait, a task made in the
                 # context current then, whose timer (cancelled by the next request) stays in
-                # the loop's heap for the keep-alive's 5 s, holding that context. Holding
-                # the request's (its span's context and the context's own mapping), it kept
-                # three objects a request for seconds: the young collections they brought
-                # on, 9 per thousand requests against none untraced (bench_telemetry.py).
+                # the loop's heap for 5 s. Holding the request's, it kept three objects a
+                # request for seconds, and the young collections they brought on ran at 9
+                # per thousand requests against none untraced (issue 62).
                 try:
                     current.reset(token)
                     token = None
