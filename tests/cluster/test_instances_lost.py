@@ -44,8 +44,7 @@ def _settled(pid: int, url: str, hosts: list[Any]) -> str:
     PostgreSQL backend serving its connections runs a statement: a job claim it sent just
     before (once seen: job 3 claimed while the test read [1]) has committed by then, and it
     can claim nothing more, so what it holds can be read once and for all. Says how long each
-    wait took, and the victim's backends when the second took over a second (a run once
-    lost its job to the reaper's 30 s while it waited here, why unknown)."""
+    wait took, and the victim's backends when the second took over a second."""
     began = time.monotonic()
     stopped = until(lambda: all_threads_stopped(pid), "the victim stopped", hosts)
     ports = _tcp_ports(pid)
@@ -69,10 +68,14 @@ def _settled(pid: int, url: str, hosts: list[Any]) -> str:
 def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
         cluster: Any, pg_url: str, browser: Browser,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # A host is dead after 30 s of silence, so a paused host is seen silent (two beats
-    # missed) long before the reaper hands its work on, with room for a loaded machine (12 s,
-    # the issue's setting, left the page 10 s to show it: too tight under load).
-    monkeypatch.setenv("OMNICORE_CLUSTER__DEAD_AFTER_S", "30")
+    # The paused host must be seen silent (two beats missed), and then killed, before the
+    # reaper declares it dead of silence: the kill, not the silence, is what this test proves
+    # PostgreSQL reports at once. The window from its last beat to the kill is the victim's
+    # pause settling, the page's badge and a screenshot, unbounded on a loaded machine (12 s,
+    # the issue's setting, was too tight; 30 s was overrun once: reaped 0.7 s before the
+    # kill), so the silence limit is far beyond it, and the kill is checked to come first.
+    dead_after_s = 600
+    monkeypatch.setenv("OMNICORE_CLUSTER__DEAD_AFTER_S", str(dead_after_s))
     hosts, store = cluster(2)
     ids = {i.pid: i.runtime_id for i in store.instances.all()}
     survivor, victim = hosts
@@ -124,9 +127,12 @@ def test_a_killed_host_turns_lost_on_the_api_the_log_and_the_open_page(
         stopped = time.time()
         row = page.locator("#instances tr", has_text=gone)
         expect(row.locator(".badge")).to_have_text("silent", timeout=25_000)
-        assert time.time() - stopped < 30  # before the reaper's limit
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "3-instances-silent.png"), full_page=True)
+        # Still registered, not reaped, when the kill comes.
+        assert gone in [i.runtime_id for i in store.instances.all()]
+        assert not any(i.runtime_id == gone for i in store.instances.lost(time.time()))
+        assert time.time() - paused < dead_after_s
         killed = time.time()  # before: the reaper may see the death before kill() returns
         victim.kill()
         # Killed: PostgreSQL proves the death at once (its liveness lock is gone); the page
