@@ -207,13 +207,15 @@ def pg_cluster() -> Iterator[Any]:
 
 
 @pytest.fixture
-def pg_url(pg_cluster: Any, request: pytest.FixtureRequest) -> str:
-    """A fresh, empty database for this test, owned by a role that is not a superuser."""
+def pg_url(pg_cluster: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty database for this test, owned by a role that is not a superuser;
+    dropped after it."""
     import re
     import uuid
 
     name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
-    return str(pg_cluster.database(name))
+    yield str(pg_cluster.database(name))
+    pg_cluster.drop(name)
 
 
 # --- What a test needs: markers by construction --------------------------------------------
