@@ -218,3 +218,33 @@ def test_an_http2_body_without_a_length_is_counted(make_host: Callable[..., Host
         until(lambda: 3 in ended)
     assert statuses == {1: b"413", 3: b"200"}, statuses
     assert sorted(p.name for p in h.plugins_dir.iterdir()) == ["greeter-rust.wasm"]
+
+
+def test_a_drain_ends_at_the_bodys_end_not_after_an_idle_wait(
+        host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What is left of a request's body when its answer ends is taken up to the body's end,
+    and no longer: every HTTP/2 request whose route reads no body leaves its stream's end (an
+    empty last chunk) unread, and each had started a drain that then waited out
+    ``DISCARD_IDLE_S`` (5 s) for more. Here the idle wait is ten minutes: the drains must end
+    on their own. A body still on its way (an anonymous upload, refused before it is read) is
+    drained too, and the connection carries on."""
+    from omnicore.console import bodies
+    from tests.waiting import eventually
+
+    monkeypatch.setattr(bodies, "DISCARD_IDLE_S", 600.0)
+    before = set(bodies._discarding)  # (an earlier test's host's, in this process)
+
+    def drained() -> bool | None:
+        return not (bodies._discarding - before) or None
+
+    with httpx.Client(base_url=host.url, http1=False, http2=True, timeout=30,
+                      headers={"Authorization": f"Bearer {host.admin_token}"}) as client:
+        for _ in range(5):
+            r = client.get("/api/v1/info")
+            assert r.status_code == 200 and r.http_version == "HTTP/2"
+        eventually(drained, "the drains to end")
+        refused = client.post("/api/v1/plugins?filename=x.wasm", headers={"Authorization": ""},
+                              content=iter([b"\0asm"] + [b"x" * 4096] * 4))
+        assert refused.status_code == 401
+        assert client.get("/api/v1/info").status_code == 200
+        eventually(drained, "the upload's drain to end")

@@ -165,6 +165,7 @@ class BodyLimits(HttpMiddleware):
         # body would be read as the next request); an HTTP/2 stream is the server's to end
         # (a connection header there is a protocol error: the connection dropped).
         async def answer(message: Message) -> None:
+            nonlocal done
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *extra] \
                     if done or not http1 \
@@ -173,11 +174,20 @@ class BodyLimits(HttpMiddleware):
             # the queue that unread body chunks filled: empty it first, or that send hangs.
             if message["type"] == "http.response.body" and not message.get("more_body") \
                     and not done:
-                # In a context of nothing: its waits' timers (5 s) would hold the request's
-                # (a traced request's span context, issue 62) long after its answer.
-                task = loop.create_task(_discard(receive), context=contextvars.Context())
-                _discarding.add(task)
-                task.add_done_callback(_discarding.discard)
+                # What is queued already is taken here: the end of a body that came whole (a
+                # small body a refusal never read; an HTTP/2 stream's end, an empty last
+                # chunk, when it was queued before the answer) needs no task to wait for it.
+                # Else a task takes the rest, up to the body's end.
+                while queued is not None and not done and not queued.empty():
+                    taken = queued.get_nowait()
+                    done = taken["type"] != "http.request" or not taken.get("more_body", False)
+                if not done:
+                    # In a context of nothing: its waits' timers (5 s) would hold the
+                    # request's (a traced request's span context, issue 62) long after its
+                    # answer.
+                    task = loop.create_task(_discard(receive), context=contextvars.Context())
+                    _discarding.add(task)
+                    task.add_done_callback(_discarding.discard)
             await send(message)
 
         refused = self.check(scope) if self.check is not None else None
@@ -202,15 +212,21 @@ class BodyLimits(HttpMiddleware):
 
 
 async def _discard(receive: Receive) -> None:
-    """Take what the server still queues for an unread body until nothing comes for a while.
+    """Take what the server still queues for an unread body, until its end (its last chunk,
+    or the request's end) or until nothing comes for :data:`DISCARD_IDLE_S`.
 
     Both the connection's reader (more chunks) and the server's own end of the request (the
     disconnect message it puts before it closes the socket) wait on that queue; once the
-    socket is closed, nothing more comes.
+    body's last chunk is taken, the queue has room for what the server puts after it. (It
+    waited out the idle time after every body, 5 s a request: over HTTP/2, a stream's end
+    comes as an empty last chunk, often queued only after the answer.)
     """
     with contextlib.suppress(TimeoutError, asyncio.CancelledError):
         while True:
-            await asyncio.wait_for(receive(), DISCARD_IDLE_S)
+            async with asyncio.timeout(DISCARD_IDLE_S):
+                message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
 
 
 async def read_body(request: Request, limit: int) -> bytes:
