@@ -17,6 +17,9 @@ a round: CPU µs per request (and its main thread's, the event loop's, apart fro
 calls' workers and the export thread), and requests/s, median [min-max] over the rounds, beside
 the floor's; ``--pin`` runs every host on one CPU and wrk and the receiver on the others. The
 cost is each round's CPU per request against the floor's of the same round, median [min-max].
+Each round has hosts of its own, started afresh (``--fresh N``: every N rounds), and a second
+untraced host, the control, reads what the method gives for no difference: a process's own
+layout moved one host's CPU by a few percent against another's for a whole run.
 A second table (``--only in-process``) takes the cost apart in one host, flipped every 100 ms
 among off, the call's span alone, both spans made but not queued, and both exported as they
 come (the export thread's CPU read from its own clock). A third table (``--only calls``) is
@@ -244,7 +247,14 @@ def _sample(values: list[float], fmt: str = "{:.0f}") -> str:
             f"[{fmt.format(min(values))}-{fmt.format(max(values))}]")
 
 
-def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> str:
+def table(rounds: int, seconds: float, clients: int, markdown: bool = False,
+          fresh: int = 1) -> str:
+    """The hosts table: ``rounds`` rounds at each host, the hosts started afresh every
+    ``fresh`` rounds. A host process carries a bias of its own (where its heap and code
+    landed, its hash seed): two untraced hosts of the same code read a few percent apart for
+    all of a run's rounds, so a run of one set of hosts measures them as much as the code.
+    Fresh hosts spread that bias over the rounds, and a second untraced host (the control)
+    shows in the same run what the method reads for no difference at all."""
     if not GREETER.is_file():
         sys.exit(f"build the examples first: {GREETER} is missing "
                  "(.venv/bin/omnicore build plugins/ --out build/plugins)")
@@ -254,32 +264,39 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
     endpoint = f"http://127.0.0.1:{receiver.stdout.readline().strip()}"
     otlp = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
     hosts = [Host("off (the floor)", {}),
+             Host("off, a second host (the control)", {}),
              Host("on, every span exported over OTLP/HTTP", otlp),
              Host("on, sampler always_off", {**otlp, "OTEL_TRACES_SAMPLER": "always_off"})]
+    traced_host = hosts[2]
     base = Path(tempfile.mkdtemp(prefix="bench-telemetry-"))
     lua = base / "post.lua"
     lua.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(json.dumps(BODY))}\n'
                    'wrk.headers["Content-Type"] = "application/json"\n')
+    received: list[float] = []
+    starts = 0
     try:
-        for i, host in enumerate(hosts):
-            host.start(base, i)
-        for host in hosts:  # loaded, compiled, warm
-            _drive(host, min(seconds, 2.0), clients, lua)
-        received: list[float] = []
-        for _ in range(rounds):
+        for r in range(rounds):
+            if r % max(1, fresh) == 0:
+                for host in hosts:
+                    host.stop()  # each flushes its spans on its way out
+                starts += 1
+                for i, host in enumerate(hosts):
+                    host.start(base / f"set{starts}", i)
+                for host in hosts:  # loaded, compiled, warm
+                    _drive(host, min(seconds, 2.0), clients, lua)
             for host in hosts:
                 before, took = host.cpu(), process_cpu_s(receiver.pid)
                 looped = host.loop_cpu()
                 n, rate = _drive(host, seconds, clients, lua)
                 host.cpu_us.append((host.cpu() - before) / n * 1e6)
                 host.loop_us.append((host.loop_cpu() - looped) / n * 1e6)
-                if host is hosts[1]:
+                if host is traced_host:
                     received.append((process_cpu_s(receiver.pid) - took) / n * 1e6)
                 host.rates.append(rate)
                 host.requests += n
         time.sleep(1.0)  # the batch processor's schedule (5 s by default) is not waited for
         for host in hosts:
-            host.stop()  # each flushes its spans on its way out
+            host.stop()
         receiver.stdin.write("\n")
         receiver.stdin.flush()
         spans = int(receiver.stdout.readline().split()[0])
@@ -297,13 +314,14 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False) -> 
         rows.append((host.label, _sample(host.cpu_us), _sample(host.loop_us),
                      _sample(host.rates),
                      "-" if host is hosts[0] else _sample(more, "{:+.1f} %")))
-    traced = hosts[1].requests
+    traced = traced_host.requests
     driver = "wrk" if shutil.which("wrk") else "httpx (no wrk)"
     if PIN is not None:
         driver += (f" and the receiver on CPU {','.join(map(str, sorted(PIN[1])))}, the hosts "
                    f"on CPU {','.join(map(str, sorted(PIN[0])))}")
     return (f"{machine()}\n{driver}, {clients} connections, {rounds} rounds of {seconds:g} s "
-            f"per host; spans received: {spans} for {traced} traced requests (2 a request); "
+            f"per host, {starts} set(s) of hosts (started afresh every {max(1, fresh)} "
+            f"round(s)); spans received: {spans} for {traced} traced requests (2 a request); "
             f"the receiver's CPU while the traced host ran: {_sample(received)} µs a request\n\n"
             + render(["POST /api/v1/plugins/NAME/invoke", "host CPU µs/request",
                       "of which the loop's thread", "requests/s", "CPU vs floor, by round"],
@@ -667,6 +685,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=5.0, help="one round at one host")
     ap.add_argument("--clients", type=int, default=4, help="keep-alive connections")
+    ap.add_argument("--fresh", type=int, default=1, metavar="N",
+                    help="hosts table: start the hosts afresh every N rounds (default 1: each "
+                    "round its own processes)")
     ap.add_argument("--pin", action="store_true",
                     help="hosts table: each host on the last CPU, wrk and the receiver on the "
                     "others (the rounds spread less; a host's threads then share one CPU)")
@@ -695,7 +716,7 @@ def main() -> None:
                            else 10.0, args.markdown, args.keep))
         return
     if args.only in (None, "hosts"):
-        print(table(rounds, seconds, args.clients, args.markdown))
+        print(table(rounds, seconds, args.clients, args.markdown, args.fresh))
     if args.only in (None, "in-process"):
         print()
         sides = tuple(args.sides.split(",")) if args.sides else None
