@@ -239,3 +239,59 @@ def test_an_array_holding_itself_is_an_error_not_a_crash() -> None:
     s = _made("x", _spans.INTERNAL, {"k": looped}, None)
     with pytest.raises(RecursionError):
         _otlp.request(b"", b"", [_spans.record(s)])
+
+
+def test_spans_queued_as_their_bytes_make_the_same_request_as_their_records() -> None:
+    """On the OTLP path a span's record is encoded as it is queued (``Batcher(encode=True)``:
+    its bytes wait for the batch, not it): a request of those bytes, or of records and bytes
+    mixed (a job's ``Span`` is queued as its record), is the request of the records, byte for
+    byte; the sink queues ``span(record)`` and nothing else, and drops past its cap as
+    before."""
+    from omnicore.telemetry import _otlpenc
+
+    remote = parse_traceparent(f"00-{TRACE}-00f067aa0ba902b7-01", "vendor=abc")
+    root = _made("POST /x", _spans.SERVER, {"url.path": "/x", "n": 1, "list": ["a", 2]},
+                 remote)
+    call = _made("call greeter/greet", _spans.INTERNAL, {"big": "é" * 5000}, root,
+                 error="Trap")  # past the encoder's first 512 bytes
+    call.shared = {"omnicore.plugin.name": "greeter", "omnicore.plugin.input_bytes": 3}
+    plain = _made("job", _spans.CONSUMER, {}, None)
+    records = [_spans.record(s) for s in (root, call, plain)]
+    resource, scope = _otlp.scope({"service.name": "shop"}, "omnicore", "1")
+    whole = _otlp.request(resource, scope, records)
+    encoded = [_otlpenc.span(r) for r in records]
+    assert _otlp.request(resource, scope, encoded) == whole
+    assert _otlp.request(resource, scope, [encoded[0], records[1], encoded[2]]) == whole
+    decoded = ExportTraceServiceRequest.FromString(whole).resource_spans[0].scope_spans[0]
+    assert [s.name for s in decoded.spans] == ["POST /x", "call greeter/greet", "job"]
+
+    batcher = _spans.Batcher(lambda batch: None, max_queue=2, batch=100, delay_s=3600,
+                             encode=True)
+    try:
+        assert batcher.sink.encode  # type: ignore[attr-defined]
+        for r in records:
+            batcher.sink(r)
+        assert list(batcher.queue) == encoded[:2] and batcher.dropped == 1
+    finally:
+        batcher.shutdown()
+
+
+def test_the_otlp_path_queues_bytes_and_another_exporter_records(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where spans go to the SDK's OTLP/HTTP exporter (the C encoder's path) they are queued
+    as their bytes; an exporter of another kind is handed ``ReadableSpan``s, so its queue
+    holds records."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from omnicore import telemetry
+
+    settings = Settings(service_name="t", traces_endpoint="http://127.0.0.1:9/v1/traces")
+    try:
+        telemetry.start(settings, "t")
+        assert _sdk._batcher is not None and _sdk._batcher.sink.encode  # type: ignore[attr-defined]
+        telemetry.reset()
+        memory = InMemorySpanExporter()
+        telemetry.start(settings, "t", exporter=memory)
+        assert _sdk._batcher is not None and not _sdk._batcher.sink.encode  # type: ignore[attr-defined]
+    finally:
+        telemetry.reset()

@@ -491,3 +491,47 @@ class _Slow:
 
     def __str__(self) -> str:
         return "".join(str(self.t) for _ in range(20))
+
+
+def test_bytes_that_are_not_one_encoded_span_are_refused() -> None:
+    """A queue item that is bytes is put into the request as it is, so it must be one whole
+    span field as ``span()`` makes it: its tag, and a length that is exactly the rest."""
+    from omnicore.telemetry import _otlpenc
+
+    good = _otlpenc.span(_record(attributes={"k": "v" * 300}))  # a two-byte length
+    assert good[0] == 0x12 and good[1] & 0x80
+    for bad in (b"", b"\x12", good[:-1], good + b"\x00", b"\x0a" + good[1:],
+                b"\x12\xff\xff\xff\xff\xff\x01", b"\x12\x80", b"\x12\x05abc",
+                b"\x12\x00\x00"):
+        with pytest.raises(ValueError, match="one ScopeSpans span field"):
+            _otlp.request(b"", b"", [bad])
+    assert _otlp.request(b"", b"", [b"\x12\x00"])  # an empty span: well framed
+    with pytest.raises(TypeError):
+        _otlp.request(b"", b"", [bytearray(good)])  # (not bytes: taken for a record)
+
+
+def test_a_span_that_cannot_be_encoded_as_it_is_queued_is_dropped_not_raised(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """On the OTLP path a record is encoded where its span ends, on a request's or a plugin
+    call's path: a span whose attributes cannot be encoded is dropped there and counted, with
+    a warning naming why, and the caller goes on; the spans around it are queued."""
+    from omnicore.telemetry._spans import Batcher
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    looped: list[Any] = []
+    looped.append(looped)
+    batcher = Batcher(lambda batch: None, max_queue=10, batch=10, delay_s=3600, encode=True)
+    try:
+        with caplog.at_level("WARNING", logger="omnicore.telemetry"):
+            batcher.sink(_record(name="before"))
+            batcher.sink(_record(attributes={"k": looped}))
+            batcher.sink(_record(attributes={"k": Unprintable()}))
+            batcher.sink(_record(name="after"))
+        assert batcher.dropped == 2 and len(batcher.queue) == 2
+        assert [b"before" in q and b"after" not in q for q in batcher.queue] == [True, False]
+        assert "could not be encoded" in caplog.text
+    finally:
+        batcher.shutdown()

@@ -36,6 +36,9 @@ static PyObject *sixty_four;
 typedef struct {
     char *data;
     Py_ssize_t len, cap;
+    /* Not NULL: the caller's memory (on its stack) that data starts in, never reallocated
+     * or freed here. */
+    char *fixed;
 } Buf;
 
 /* Room for `more` bytes: the buffer doubled (from 1 KiB) when short. */
@@ -50,7 +53,12 @@ grow(Buf *b, Py_ssize_t more)
         }
         cap *= 2;
     }
-    char *data = PyMem_Realloc(b->data, (size_t)cap);
+    char *data;
+    if (b->data != NULL && b->data == b->fixed) {
+        if ((data = PyMem_Malloc((size_t)cap)) != NULL)
+            memcpy(data, b->data, (size_t)b->len);
+    } else
+        data = PyMem_Realloc(b->data, (size_t)cap);
     if (data == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -599,6 +607,48 @@ put_span(Buf *b, PyObject *r)
     return close_field(b, body);
 }
 
+/* One span (a Record) as ScopeSpans' field 2, in bytes of its own: what request() puts as it
+ * is. */
+static PyObject *
+span_bytes(PyObject *r)
+{
+    char small[512];
+    Buf b = {small, 0, sizeof small, small};
+    PyObject *out = NULL;
+    if (put_span(&b, r) == 0)
+        out = PyBytes_FromStringAndSize(b.data, b.len);
+    if (b.data != small)
+        PyMem_Free(b.data);
+    return out;
+}
+
+/* A span's bytes from span_bytes, put as they are: refused (ValueError) unless they are one
+ * whole ScopeSpans field 2, its tag and a length that is the rest. */
+static int
+put_encoded(Buf *b, PyObject *encoded)
+{
+    const unsigned char *at = (const unsigned char *)PyBytes_AS_STRING(encoded);
+    Py_ssize_t n = PyBytes_GET_SIZE(encoded), i = 1;
+    uint64_t length = 0;
+    int shift = 0;
+    if (n < 2 || at[0] != 0x12)
+        goto bad;
+    for (;; i++, shift += 7) {
+        if (i >= n || shift > 28)
+            goto bad;
+        length |= (uint64_t)(at[i] & 0x7F) << shift;
+        if (!(at[i] & 0x80))
+            break;
+    }
+    if (length != (uint64_t)(n - i - 1))
+        goto bad;
+    return put(b, at, n);
+bad:
+    PyErr_SetString(PyExc_ValueError, "a span's bytes must be one ScopeSpans span field "
+                    "(from span())");
+    return -1;
+}
+
 /* -- span contexts ------------------------------------------------------------------------
  * omnicore.telemetry._spans.Parent and new_context, in C: a context is made for every request
  * and plugin call, traced or sampled out. In Python one cost some 4-5 thousand instructions
@@ -979,10 +1029,12 @@ typedef struct {
     PyObject_HEAD
     PyObject *queue, *append, *wake, *drop;
     Py_ssize_t max_queue, batch;
+    /* Queue a record's encoded bytes (span_bytes), not the record. */
+    int encode;
     vectorcallfunc vectorcall;
 } SinkObject;
 
-static PyObject *str_append, *str_is_set, *str_set, *str_full;
+static PyObject *str_append, *str_is_set, *str_set, *str_full, *str_unencodable;
 
 static PyObject *sink_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
                                  PyObject *kwnames);
@@ -990,11 +1042,12 @@ static PyObject *sink_vectorcall(PyObject *callable, PyObject *const *args, size
 static PyObject *
 sink_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *names[] = {"queue", "max_queue", "batch", "wake", "drop", NULL};
+    static char *names[] = {"queue", "max_queue", "batch", "wake", "drop", "encode", NULL};
     PyObject *queue, *wake, *drop;
     Py_ssize_t max_queue, batch;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OnnOO:Sink", names, &queue, &max_queue,
-                                     &batch, &wake, &drop))
+    int encode = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OnnOO|$p:Sink", names, &queue, &max_queue,
+                                     &batch, &wake, &drop, &encode))
         return NULL;
     PyObject *append = PyObject_GetAttr(queue, str_append);
     if (append == NULL)
@@ -1010,6 +1063,7 @@ sink_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->drop = Py_NewRef(drop);
     self->max_queue = max_queue;
     self->batch = batch;
+    self->encode = encode;
     self->vectorcall = (vectorcallfunc)sink_vectorcall;
     return (PyObject *)self;
 }
@@ -1037,7 +1091,36 @@ sink_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         Py_DECREF(done);
         Py_RETURN_NONE;
     }
-    PyObject *done = PyObject_CallOneArg(self->append, args[0]);
+    PyObject *done;
+    if (self->encode) {
+        PyObject *encoded = span_bytes(args[0]);
+        if (encoded == NULL) {
+            /* Dropped and counted, never raised: this runs on the request's or the call's
+             * path, which a span's attribute (an array holding itself, a value whose str()
+             * raises) must not fail. Queued as a record, it failed the export thread's batch. */
+            PyObject *kind, *error, *trace;
+            PyErr_Fetch(&kind, &error, &trace);
+            PyErr_NormalizeException(&kind, &error, &trace);
+            Py_XDECREF(kind);
+            Py_XDECREF(trace);
+            PyObject *one = PyLong_FromLong(1);
+            if (one == NULL) {
+                Py_XDECREF(error);
+                return NULL;
+            }
+            PyObject *call[3] = {one, str_unencodable, error ? error : Py_None};
+            done = PyObject_Vectorcall(self->drop, call, 3, NULL);
+            Py_DECREF(one);
+            Py_XDECREF(error);
+            if (done == NULL)
+                return NULL;
+            Py_DECREF(done);
+            Py_RETURN_NONE;
+        }
+        done = PyObject_CallOneArg(self->append, encoded);
+        Py_DECREF(encoded);
+    } else
+        done = PyObject_CallOneArg(self->append, args[0]);
     if (done == NULL)
         return NULL;
     Py_DECREF(done);
@@ -1091,15 +1174,17 @@ sink_dealloc(SinkObject *self)
 static PyMemberDef sink_members[] = {
     {"max_queue", T_PYSSIZET, offsetof(SinkObject, max_queue), READONLY, NULL},
     {"batch", T_PYSSIZET, offsetof(SinkObject, batch), READONLY, NULL},
+    {"encode", T_BOOL, offsetof(SinkObject, encode), READONLY, NULL},
     {"__vectorcalloffset__", T_PYSSIZET, offsetof(SinkObject, vectorcall), READONLY, NULL},
     {NULL},
 };
 
 PyDoc_STRVAR(sink_doc,
-"Sink(queue, max_queue, batch, wake, drop)\n\n"
+"Sink(queue, max_queue, batch, wake, drop, *, encode=False)\n\n"
 "Called with an ended span's record: queues it on ``queue`` (a deque), unless it holds\n"
 "``max_queue`` already (then ``drop(1, 'full')``); at ``batch`` queued or past, sets the\n"
-"``wake`` event if it is not set (omnicore.telemetry._spans.Batcher.put, its Python twin).");
+"``wake`` event if it is not set (omnicore.telemetry._spans.Batcher.put, its Python twin).\n"
+"``encode``: queues the record's bytes (``span(record)``) instead of the record.");
 
 static PyTypeObject SinkType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -1134,7 +1219,8 @@ bytes_like(PyObject *o, const char *what, Py_buffer *view)
 
 PyDoc_STRVAR(request_doc,
 "request(resource, scope, spans) -> bytes\n\n"
-"An ExportTraceServiceRequest of ``spans`` (ended spans' records), all of one resource and\n"
+"An ExportTraceServiceRequest of ``spans`` (ended spans' records, or their bytes from\n"
+"``span``), all of one resource and\n"
 "scope: ``resource`` the encoded Resource as ResourceSpans' field 1, ``scope`` the encoded\n"
 "InstrumentationScope as ScopeSpans' field 1 (omnicore.telemetry._otlp.scope).");
 
@@ -1161,7 +1247,7 @@ request(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if ((it = PyObject_GetIter(args[2])) == NULL)
         goto done;
     while ((r = PyIter_Next(it)) != NULL) {
-        int rc = put_span(&b, r);
+        int rc = PyBytes_CheckExact(r) ? put_encoded(&b, r) : put_span(&b, r);
         Py_DECREF(r);
         if (rc < 0)
             goto done;
@@ -1204,7 +1290,18 @@ attributes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+PyDoc_STRVAR(span_doc,
+"span(record) -> bytes\n\n"
+"One ended span's record as ScopeSpans' field 2: what ``request`` puts as it is.");
+
+static PyObject *
+span(PyObject *module, PyObject *record)
+{
+    return span_bytes(record);
+}
+
 static PyMethodDef methods[] = {
+    {"span", (PyCFunction)span, METH_O, span_doc},
     {"request", (PyCFunction)(void (*)(void))request, METH_FASTCALL, request_doc},
     {"attributes", (PyCFunction)(void (*)(void))attributes, METH_FASTCALL, attributes_doc},
     {"context", (PyCFunction)(void (*)(void))context, METH_FASTCALL, context_doc},
@@ -1246,7 +1343,8 @@ PyInit__otlpenc(void)
     if ((str_append = PyUnicode_InternFromString("append")) == NULL ||
         (str_is_set = PyUnicode_InternFromString("is_set")) == NULL ||
         (str_set = PyUnicode_InternFromString("set")) == NULL ||
-        (str_full = PyUnicode_InternFromString("full")) == NULL)
+        (str_full = PyUnicode_InternFromString("full")) == NULL ||
+        (str_unencodable = PyUnicode_InternFromString("unencodable")) == NULL)
         return NULL;
     if (PyType_Ready(&ParentType) < 0 || PyType_Ready(&SinkType) < 0)
         return NULL;

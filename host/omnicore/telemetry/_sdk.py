@@ -129,8 +129,8 @@ def setup(settings: Settings, instance: str, exporter: SpanExporter | None = Non
     delay_s = _env_number(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
     _exporter = exporter
     _http.report_client_failures_ourselves()
-    _batcher = Batcher(_export_of(exporter, resource, "omnicore", __version__),
-                       max_queue=size, batch=batch, delay_s=delay_s)
+    export, encoded = _export_of(exporter, resource, "omnicore", __version__)
+    _batcher = Batcher(export, max_queue=size, batch=batch, delay_s=delay_s, encode=encoded)
     queue = _batcher.sink
 
 
@@ -155,23 +155,24 @@ def _otlp_exporter(settings: Settings) -> OTLPSpanExporter:
 
 
 def _export_of(exporter: SpanExporter, resource: Resource, name: str,
-               version: str) -> Callable[[list[Record]], object]:
-    """How a batch reaches ``exporter``: as OTLP's bytes (:mod:`._otlp`'s C encoder) where
-    it is the SDK's OTLP/HTTP exporter with the client this was written against, else (and
-    where the encoder was not built) as ``ReadableSpan``s."""
+               version: str) -> tuple[Callable[[list[Any]], object], bool]:
+    """How a batch reaches ``exporter``, and whether its spans may be queued as their bytes:
+    as OTLP's bytes (:mod:`._otlp`'s C encoder) where it is the SDK's OTLP/HTTP exporter with
+    the client this was written against (True), else (and where the encoder was not built) as
+    ``ReadableSpan``s (False)."""
     client = getattr(exporter, "_client", None)
     send = getattr(client, "export", None)
     if type(exporter) is OTLPSpanExporter and callable(send) and _otlp.AVAILABLE:
         encoded_resource, scope = _otlp.scope(resource.attributes, name, version)
 
-        def post(spans: list[Record]) -> object:
+        def post(spans: list[Any]) -> object:
             return send(_otlp.request(encoded_resource, scope, spans))
 
-        return post
+        return post, True
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
     instrumentation = InstrumentationScope(name, version)
-    return lambda spans: exporter.export(readable(spans, resource, instrumentation))
+    return lambda spans: exporter.export(readable(spans, resource, instrumentation)), False
 
 
 def readable(spans: Sequence[Record], resource: Resource, scope: Any) -> list[Any]:
