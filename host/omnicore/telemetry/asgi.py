@@ -55,8 +55,8 @@ class TraceRequests:
         # A context copied during a request can outlive it: a task or timer made then keeps
         # it until the loop drops it, a cancelled timer seconds later. The console's own are
         # made in an empty context (console/bodies.py); Hypercorn's keep-alive wait is kept
-        # off it below; a streamed answer's task still copies it. What such a copy holds is
-        # this context, not the span and its attributes.
+        # off it below, a streamed answer's too (its task's copy is set back at its last
+        # send). What such a copy holds is this context, not the span and its attributes.
         context = _spans.new_context(parent, _sdk._sampler)
         token: Token[Any] | None = current.set(context)
         # A span sampled out is its context alone, for what the request calls. A kept one is
@@ -84,8 +84,13 @@ class TraceRequests:
                 try:
                     current.reset(token)
                     token = None
-                except ValueError:  # sent from a task of its own (a streamed answer's)
-                    pass
+                except ValueError:
+                    # Sent from a task of its own (a streamed answer's: Starlette's task
+                    # group), whose context is a copy: the token is not that context's to
+                    # reset, so the copy is set back to what was current before the request,
+                    # and the wait copies that. (The request's own is reset below.)
+                    old = token.old_value
+                    current.set(None if old is Token.MISSING else old)
             return send(message)
 
         try:
