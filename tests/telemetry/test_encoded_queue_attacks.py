@@ -4,7 +4,11 @@ span ends, on the loop or a plugin call's worker thread, and queues the bytes; o
 cannot be encoded is dropped and counted ('unencodable'), never raised into the caller;
 ``request()`` takes bytes that are one whole span field.
 
-What holds is a plain test; what breaks is a strict xfail naming the defect. Real plugins
+Three defects it found are fixed and held here: the queue's bound read before the encoding
+(which can run an attribute's str() and let other threads in), an encoding error whose own
+str() raised out of the drop, and the spans queued by ``Batcher.add`` (``telemetry.span``,
+database and HTTP client spans) left as records, one unencodable taking its whole batch down
+on the export thread. Real plugins
 (build/plugins/greeter-rust.wasm) in a plugin host in this process, exporting over real
 OTLP/HTTP to the loopback receiver (tests/telemetry/receiver.py)."""
 
@@ -336,11 +340,9 @@ def test_unencodable_spans_warn_once_a_minute_and_are_all_counted(
         batcher.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: the encoding Sink reads the queue's length before span_bytes, which can run "
-    "Python code (an attribute's str()) and so let other threads in; each then appends: "
-    "the queue grows past max_queue (4 spans in a queue of 1 here)"))
 def test_the_queue_bound_holds_while_spans_are_being_encoded() -> None:
+    """Threads that meet inside an attribute's str() while their spans are encoded each
+    append after the queue's length is read: the bound is read after the encoding."""
     threads = 4
     gate = threading.Barrier(threads, timeout=60)
 
@@ -364,11 +366,9 @@ def test_the_queue_bound_holds_while_spans_are_being_encoded() -> None:
         batcher.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: Batcher._drop words the warning with str(error) on the caller's thread; an "
-    "encoding error whose own str() raises (or is not text) escapes the sink into the "
-    "request or call that ended the span, which 'dropped, never raised' promises against"))
 def test_an_error_that_cannot_be_worded_is_still_dropped_not_raised() -> None:
+    """The drop's warning words the encoding error on the thread that ended the span: an
+    error whose own str() raises is named by its class, not raised into that call."""
     batcher = _batcher()
     try:
         batcher.sink(_record(attributes={"k": RaisesLoud()}))
@@ -511,13 +511,10 @@ def test_a_plugin_call_inside_a_span_that_cannot_be_encoded_returns_its_result(
     assert _sdk._batcher is not None and _sdk._batcher.dropped >= 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: only spans queued through the sink (plugin calls, requests) are encoded where "
-    "they end; a telemetry.span() is queued by Batcher.add as its record, and one whose "
-    "attribute cannot be encoded fails request() on the export thread for its whole batch, "
-    "so the plugin call's span, encoded fine and queued as bytes beside it, is dropped too"))
 def test_a_span_that_cannot_be_encoded_does_not_take_its_batch_down(
         otlp: Receiver, tmp_path: Path) -> None:
+    """An application's span (``Batcher.add``) is encoded where it ends too: one that cannot
+    be is dropped alone, and the plugin call's span beside it arrives."""
     with PluginHost(data_dir=tmp_path) as host:
         host.load(GREETER, name="greeter", grants=["config", "log"])
         with telemetry.span("outer", {"evil": Unprintable()}):

@@ -55,9 +55,9 @@ def scope(resource: Mapping[str, Any], name: str, version: str | None) -> tuple[
     return _field(b"\x0a", attributes(b"\x0a", resource)), _field(b"\x0a", scope_fields)
 
 
-def request(resource: bytes, scope_bytes: bytes, spans: Iterable[Record]) -> bytes:
-    """An ``ExportTraceServiceRequest`` of ``spans`` (ended spans' records), all of one
-    resource and scope."""
+def request(resource: bytes, scope_bytes: bytes, spans: Iterable[Record | bytes]) -> bytes:
+    """An ``ExportTraceServiceRequest`` of ``spans`` (ended spans' records, or the bytes
+    the export queue's sink made of them), all of one resource and scope."""
     assert _otlpenc is not None
     encoded: bytes = _otlpenc.request(resource, scope_bytes, spans)
     return encoded

@@ -1068,6 +1068,41 @@ sink_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     return (PyObject *)self;
 }
 
+/* The span's record, or (encode) its bytes; NULL and no error when it cannot be encoded:
+ * dropped, counted and said (drop(1, 'unencodable', error)), never raised, since this runs
+ * on the request's or the call's path, which a span's attribute (an array holding itself, a
+ * value whose str() raises) must not fail. (Queued as a record, it failed the export
+ * thread's whole batch.) */
+static PyObject *
+sink_item(SinkObject *self, PyObject *record, int *failed)
+{
+    *failed = 0;
+    if (!self->encode)
+        return Py_NewRef(record);
+    PyObject *encoded = span_bytes(record);
+    if (encoded != NULL)
+        return encoded;
+    PyObject *kind, *error, *trace;
+    PyErr_Fetch(&kind, &error, &trace);
+    PyErr_NormalizeException(&kind, &error, &trace);
+    Py_XDECREF(kind);
+    Py_XDECREF(trace);
+    PyObject *one = PyLong_FromLong(1);
+    if (one == NULL) {
+        Py_XDECREF(error);
+        *failed = 1;
+        return NULL;
+    }
+    PyObject *call[3] = {one, str_unencodable, error ? error : Py_None};
+    PyObject *done = PyObject_Vectorcall(self->drop, call, 3, NULL);
+    Py_DECREF(one);
+    Py_XDECREF(error);
+    if (done == NULL)
+        *failed = 1;
+    Py_XDECREF(done);
+    return NULL;
+}
+
 static PyObject *
 sink_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -1076,10 +1111,23 @@ sink_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         PyErr_SetString(PyExc_TypeError, "a sink takes one record");
         return NULL;
     }
+    /* Encoded first: encoding may run Python code (an attribute's str()), which lets other
+     * threads in. The length read and the append that follow run no Python code, so no
+     * thread can pass the bound between them. */
+    int failed;
+    PyObject *item = sink_item(self, args[0], &failed);
+    if (item == NULL) {
+        if (failed)
+            return NULL;
+        Py_RETURN_NONE;
+    }
     Py_ssize_t n = PyObject_Size(self->queue);
-    if (n < 0)
+    if (n < 0) {
+        Py_DECREF(item);
         return NULL;
+    }
     if (n >= self->max_queue) {
+        Py_DECREF(item);
         PyObject *one = PyLong_FromLong(1);
         if (one == NULL)
             return NULL;
@@ -1091,36 +1139,8 @@ sink_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         Py_DECREF(done);
         Py_RETURN_NONE;
     }
-    PyObject *done;
-    if (self->encode) {
-        PyObject *encoded = span_bytes(args[0]);
-        if (encoded == NULL) {
-            /* Dropped and counted, never raised: this runs on the request's or the call's
-             * path, which a span's attribute (an array holding itself, a value whose str()
-             * raises) must not fail. Queued as a record, it failed the export thread's batch. */
-            PyObject *kind, *error, *trace;
-            PyErr_Fetch(&kind, &error, &trace);
-            PyErr_NormalizeException(&kind, &error, &trace);
-            Py_XDECREF(kind);
-            Py_XDECREF(trace);
-            PyObject *one = PyLong_FromLong(1);
-            if (one == NULL) {
-                Py_XDECREF(error);
-                return NULL;
-            }
-            PyObject *call[3] = {one, str_unencodable, error ? error : Py_None};
-            done = PyObject_Vectorcall(self->drop, call, 3, NULL);
-            Py_DECREF(one);
-            Py_XDECREF(error);
-            if (done == NULL)
-                return NULL;
-            Py_DECREF(done);
-            Py_RETURN_NONE;
-        }
-        done = PyObject_CallOneArg(self->append, encoded);
-        Py_DECREF(encoded);
-    } else
-        done = PyObject_CallOneArg(self->append, args[0]);
+    PyObject *done = PyObject_CallOneArg(self->append, item);
+    Py_DECREF(item);
     if (done == NULL)
         return NULL;
     Py_DECREF(done);

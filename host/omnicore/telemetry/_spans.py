@@ -356,16 +356,12 @@ class Batcher:
         self._thread.start()
 
     def add(self, s: Span) -> None:
-        """Queue an ended, sampled span (from any thread), as its :data:`Record`."""
-        queue = self.queue
-        if len(queue) >= self.max_queue:
-            self._drop(1, "full")
-            return
-        queue.append((s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns,
-                      s.attributes, s.shared, s.status, s.description, s.flags, s.remote,
-                      s.state))
-        if len(queue) >= self.batch and not self._wake.is_set():  # (as put's)
-            self._wake.set()
+        """Queue an ended, sampled span (from any thread), as its :data:`Record` through
+        :attr:`sink` (encoded there too, where records are: an application's span, a
+        database or HTTP client's, as a request's or a plugin call's)."""
+        self.sink((s.trace_id, s.span_id, s.parent_id, s.name, s.kind, s.start_ns, s.end_ns,
+                   s.attributes, s.shared, s.status, s.description, s.flags, s.remote,
+                   s.state))
 
     def put(self, r: Record) -> None:
         """Queue an ended, sampled span's record (from any thread). (The call path calls
@@ -392,8 +388,14 @@ class Batcher:
             log.warning("the span queue is full (the collector is slow or away): %d span(s) "
                         "dropped so far (telemetry.max_queue_size)", self.dropped)
         elif why == "unencodable":
+            # (On the thread that ended the span: an error that cannot say itself is named
+            # by its class, never raised into that request or call.)
+            try:
+                said = str(error)[:200]
+            except Exception:
+                said = ""
             log.warning("a span could not be encoded (%s): dropped, %d so far",
-                        str(error)[:200] or type(error).__name__, self.dropped)
+                        said or type(error).__name__, self.dropped)
         else:
             log.warning("the collector did not take a batch of %d span(s) (%s): dropped, %d "
                         "so far (telemetry, OTEL_EXPORTER_OTLP_ENDPOINT)", count,

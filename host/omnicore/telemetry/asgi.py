@@ -81,15 +81,16 @@ class TraceRequests:
                 # the loop's heap for 5 s. Holding the request's, it kept three objects a
                 # request for seconds, and the young collections they brought on ran at 9
                 # per thousand requests against none untraced (issue 62).
+                held = token
                 try:
-                    current.reset(token)
+                    current.reset(held)
                     token = None
                 except ValueError:
                     # Sent from a task of its own (a streamed answer's: Starlette's task
                     # group), whose context is a copy: the token is not that context's to
                     # reset, so the copy is set back to what was current before the request,
                     # and the wait copies that. (The request's own is reset below.)
-                    old = token.old_value
+                    old = held.old_value
                     current.set(None if old is Token.MISSING else old)
             return send(message)
 
