@@ -323,8 +323,8 @@ class Batcher:
         self.max_queue = max_queue
         self.batch = batch
         self.delay_s = delay_s
-        #: Ended spans: their records, or (``encode``) the bytes of the records the call
-        #: path queues (:attr:`sink`), which ``export`` takes alike (``_otlp.request``).
+        #: Ended spans: their records, or (``encode``) their bytes, every span going
+        #: through :attr:`sink` (:meth:`add` too); ``export`` takes both (``_otlp.request``).
         self.queue: deque[Record | bytes] = deque()
         self.dropped = 0
         self.exported = 0
