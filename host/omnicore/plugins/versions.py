@@ -31,13 +31,16 @@ log = logging.getLogger("omnicore.plugins.host")
 class Version:
     """One loaded build of a plugin and the calls currently using it."""
 
-    __slots__ = ("inflight", "module", "retired", "runtime")
+    __slots__ = ("inflight", "module", "retired", "runtime", "spans")
 
     def __init__(self, module: CompiledPlugin, runtime: Runtime) -> None:
         self.module = module
         self.runtime = runtime
         self.inflight = 0
         self.retired = False
+        #: Its calls' span names and shared attributes by handler, made once while tracing
+        #: is on (omnicore.telemetry); they go with the version.
+        self.spans: dict[str, tuple[str, dict[str, object]]] = {}
 
 
 class Entry:

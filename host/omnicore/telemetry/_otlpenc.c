@@ -1221,6 +1221,512 @@ static PyTypeObject SinkType = {
     .tp_new = sink_new,
 };
 
+/* -- a plugin call's span ------------------------------------------------------------------
+ * omnicore.telemetry._sdk.plugin_call, in C: made around every plugin call while tracing is
+ * on, on the worker that runs the call. In Python its frame, its attributes' stores and the
+ * reads of the call's version, runtime and breaker took some 1.8 us a call there, and work on
+ * a call's worker costs a REST invoke some 2.5 times over (the event loop and the worker hand
+ * the GIL to and fro on every call: docs/reference/performance.md). The names it uses
+ * (CURRENT, _sampler, _outer, _call_of, MEMORY_TTL_S, queue, PluginError...) are read from the
+ * module it serves, on every call, as that module's own Python twin reads its globals: a
+ * set-up or a test that rebinds one is seen. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *globals;
+    vectorcallfunc vectorcall;
+} CallsObject;
+
+static PyObject *str_CURRENT, *str_OTEL_CONTEXT, *str_outer, *str_sampler, *str_queue,
+    *str_call_of, *str_memory_ttl, *str_spans, *str_PluginError, *str_version, *str_runtime, *str_usage,
+    *str_fuel_enabled, *str_fuel, *str_memory_bytes, *str_breaker, *str_name,
+    *key_input_bytes, *key_outcome, *key_output_bytes, *key_error_type, *key_breaker,
+    *key_memory, *key_fuel, *str_ok, *str_error, *str_host_error, *traced_kwnames;
+
+/* A name of the served module (a borrowed reference), or NameError. */
+static PyObject *
+global(PyObject *globals, PyObject *name)
+{
+    PyObject *value = PyDict_GetItemWithError(globals, name);
+    if (value == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_NameError, "name '%U' is not defined", name);
+    return value;
+}
+
+/* A name of the served module called with `args` (a new reference, or NULL). */
+static PyObject *
+call_global(PyObject *globals, PyObject *name, PyObject *const *args, size_t nargs)
+{
+    PyObject *f = global(globals, name);
+    if (f == NULL)
+        return NULL;
+    Py_INCREF(f);  /* (the call may rebind the name) */
+    PyObject *out = PyObject_Vectorcall(f, args, nargs, NULL);
+    Py_DECREF(f);
+    return out;
+}
+
+/* getattr(o, name, None): a new reference; NULL only on an error other than AttributeError. */
+static PyObject *
+attr_or_none(PyObject *o, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(o, name);
+    if (value == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        value = Py_NewRef(Py_None);
+    }
+    return value;
+}
+
+/* An error raised while another is pending, as Python raises one in a finally block: the
+ * new one goes on, the pending one (t, v, tb, taken here) its __context__. */
+static void
+chain(PyObject *t, PyObject *v, PyObject *tb)
+{
+    if (t == NULL)
+        return;
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb != NULL && v != NULL)
+        PyException_SetTraceback(v, tb);
+    PyObject *t2, *v2, *tb2;
+    PyErr_Fetch(&t2, &v2, &tb2);
+    PyErr_NormalizeException(&t2, &v2, &tb2);
+    if (v2 != NULL && v != NULL && v2 != v)
+        PyException_SetContext(v2, Py_NewRef(v));
+    Py_DECREF(t);
+    Py_XDECREF(v);
+    Py_XDECREF(tb);
+    PyErr_Restore(t2, v2, tb2);
+}
+
+/* The call itself: body(entry, handler, data, run, traced=True). */
+static PyObject *
+call_body(PyObject *const *args)
+{
+    PyObject *call[5] = {args[1], args[2], args[3], args[4], Py_True};
+    return PyObject_Vectorcall(args[0], call, 4, traced_kwnames);
+}
+
+/* Its instances' memory, as _sdk._memory_of reads it (int(usage().memory_bytes), read again
+ * after MEMORY_TTL_S: reading it walks the plugin's instances), kept here by runtime in a
+ * few slots (a weak reference says the slot is still that runtime's): the Python one's
+ * weak-keyed table cost a frame, a weak reference and a lookup on every call. */
+#define MEMORY_SLOTS 16
+static struct {
+    PyObject *ref, *value;
+    double at;
+} memory_seen[MEMORY_SLOTS];
+
+static PyObject *
+memory_of(PyObject *g, PyObject *runtime, PyObject *usage)
+{
+    PyObject *ttl = global(g, str_memory_ttl);
+    double keep = ttl == NULL ? -1.0 : PyFloat_AsDouble(ttl);
+    if (keep == -1.0 && PyErr_Occurred())
+        return NULL;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    size_t i = ((uintptr_t)runtime >> 4) % MEMORY_SLOTS;
+    if (memory_seen[i].ref != NULL && PyWeakref_GetObject(memory_seen[i].ref) == runtime &&
+            now - memory_seen[i].at < keep)
+        return Py_NewRef(memory_seen[i].value);
+    PyObject *now_usage = PyObject_CallNoArgs(usage);
+    if (now_usage == NULL)
+        return NULL;
+    PyObject *got = PyObject_GetAttr(now_usage, str_memory_bytes);
+    Py_DECREF(now_usage);
+    if (got == NULL)
+        return NULL;
+    PyObject *memory = PyNumber_Long(got);
+    Py_DECREF(got);
+    if (memory == NULL)
+        return NULL;
+    PyObject *ref = PyWeakref_NewRef(runtime, NULL);
+    if (ref == NULL) {  /* (a runtime that takes no weak reference: read every time) */
+        PyErr_Clear();
+        return memory;
+    }
+    Py_XSETREF(memory_seen[i].ref, ref);
+    Py_XSETREF(memory_seen[i].value, Py_NewRef(memory));
+    memory_seen[i].at = now;
+    return memory;
+}
+
+/* A call's span name and shared attributes: the version's own (Version.spans, by handler),
+ * else made by _sdk._call_of (which keeps them there). A new reference, or NULL. */
+static PyObject *
+call_of(PyObject *g, PyObject *entry, PyObject *version, PyObject *handler)
+{
+    if (version != Py_None) {
+        PyObject *kept = PyObject_GetAttr(version, str_spans);
+        if (kept == NULL)
+            return NULL;
+        PyObject *found = PyDict_CheckExact(kept) ? PyDict_GetItemWithError(kept, handler)
+                                                  : NULL;
+        Py_XINCREF(found);
+        Py_DECREF(kept);
+        if (found != NULL || PyErr_Occurred())
+            return found;
+    }
+    PyObject *name = PyObject_GetAttr(entry, str_name);
+    if (name == NULL)
+        return NULL;
+    PyObject *of[3] = {name, version, handler};
+    PyObject *pair = call_global(g, str_call_of, of, 3);
+    Py_DECREF(name);
+    return pair;
+}
+
+/* What the call's span ends with, whatever the call did (plugin_call's finally block):
+ * the breaker's state, memory and fuel, its name and shared attributes, its record queued.
+ * 0, or -1 with an error set. */
+static int
+end_call(PyObject *g, PyObject *entry, PyObject *handler, PyObject *version,
+         PyObject *runtime, PyObject *usage, PyObject *fuel, PyObject *context_,
+         PyObject *parent, PyObject *start_ns, PyObject *attributes, PyObject *error)
+{
+    PyObject *breaker = PyObject_GetAttr(entry, str_breaker);
+    if (breaker == NULL)
+        return -1;
+    PyObject *state = PyObject_GetAttr(breaker, str_state);
+    Py_DECREF(breaker);
+    if (state == NULL)
+        return -1;
+    int rc = PyDict_SetItem(attributes, key_breaker, state);
+    Py_DECREF(state);
+    if (rc < 0)
+        return -1;
+    if (usage != Py_None) {  /* (try: ... except Exception: pass, a runtime closed meanwhile) */
+        int failed = 0;
+        if (fuel != Py_None) {
+            PyObject *after = PyObject_CallNoArgs(usage), *got = NULL;
+            failed = after == NULL ||
+                (got = PyObject_GetAttr(after, str_memory_bytes)) == NULL ||
+                PyDict_SetItem(attributes, key_memory, got) < 0;
+            Py_XDECREF(got);
+            got = NULL;
+            if (!failed) {
+                PyObject *now = PyObject_GetAttr(after, str_fuel), *spent = NULL;
+                failed = now == NULL ||
+                    (now != Py_None && ((spent = PyNumber_Subtract(now, fuel)) == NULL ||
+                                        PyDict_SetItem(attributes, key_fuel, spent) < 0));
+                Py_XDECREF(now);
+                Py_XDECREF(spent);
+            }
+            Py_XDECREF(after);
+        } else {
+            PyObject *memory = memory_of(g, runtime, usage);
+            failed = memory == NULL || PyDict_SetItem(attributes, key_memory, memory) < 0;
+            Py_XDECREF(memory);
+        }
+        if (failed) {
+            if (!PyErr_ExceptionMatches(PyExc_Exception))
+                return -1;
+            PyErr_Clear();
+        }
+    }
+    PyObject *pair = call_of(g, entry, version, handler);
+    if (pair == NULL)
+        return -1;
+    PyObject *both = PySequence_Fast(pair, "a call's name and shared attributes");
+    Py_DECREF(pair);
+    if (both == NULL)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(both) != 2) {
+        Py_DECREF(both);
+        PyErr_SetString(PyExc_ValueError, "a call's name and shared attributes: 2 values");
+        return -1;
+    }
+    PyObject *kind = PyLong_FromLong(1), *status = PyLong_FromLong(error == Py_None ? 0
+                                                                    : STATUS_ERROR);
+    PyObject *record = NULL;
+    if (kind != NULL && status != NULL) {
+        PyObject *fields[9] = {context_, parent, PySequence_Fast_GET_ITEM(both, 0), kind,
+                               start_ns, attributes, PySequence_Fast_GET_ITEM(both, 1),
+                               status, error};
+        record = ended(NULL, fields, 9);
+    }
+    Py_XDECREF(kind);
+    Py_XDECREF(status);
+    Py_DECREF(both);
+    if (record == NULL)
+        return -1;
+    PyObject *done = call_global(g, str_queue, &record, 1);
+    Py_DECREF(record);
+    if (done == NULL)
+        return -1;
+    Py_DECREF(done);
+    return 0;
+}
+
+static PyObject *
+calls_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    if (PyVectorcall_NARGS(nargsf) != 5 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "plugin_call(body, entry, handler, data, run)");
+        return NULL;
+    }
+    PyObject *g = ((CallsObject *)callable)->globals, *entry = args[1];
+    PyObject *current = NULL, *parent = NULL, *made = NULL, *token = NULL, *out = NULL;
+    PyObject *attributes = NULL, *version = NULL, *runtime = NULL, *usage = NULL;
+    PyObject *fuel = NULL, *start_ns = NULL, *error = NULL;
+    PyObject *t = NULL, *v = NULL, *tb = NULL;
+    if ((current = global(g, str_CURRENT)) == NULL)
+        return NULL;
+    Py_INCREF(current);
+    if (PyContextVar_Get(current, Py_None, &parent) < 0)
+        goto done;
+    if (parent == Py_None) {  /* the embedding application's span, if it made one current */
+        PyObject *otel = global(g, str_OTEL_CONTEXT);
+        if (otel == NULL)
+            goto done;
+        int outer = 1;
+        if (otel != Py_None) {
+            PyObject *value;
+            if (PyContextVar_Get(otel, NULL, &value) < 0)
+                goto done;
+            if (value == NULL) {
+                PyErr_SetObject(PyExc_LookupError, otel);
+                goto done;
+            }
+            outer = PyObject_IsTrue(value);
+            Py_DECREF(value);
+            if (outer < 0)
+                goto done;
+        }
+        if (outer) {
+            PyObject *found = call_global(g, str_outer, NULL, 0);
+            if (found == NULL)
+                goto done;
+            Py_SETREF(parent, found);
+        }
+    }
+    PyObject *sampler = global(g, str_sampler);
+    if (sampler == NULL)
+        goto done;
+    Py_INCREF(sampler);
+    PyObject *of[2] = {parent, sampler};
+    made = context(NULL, of, 2);
+    Py_DECREF(sampler);
+    if (made == NULL)
+        goto done;
+    ParentObject *c = (ParentObject *)made;
+    int kept = PyObject_IsTrue(c->flags);
+    if (kept < 0)
+        goto done;
+    if (!kept) {  /* sampled out: its context alone, for what the call sends on */
+        if ((token = PyContextVar_Set(current, made)) == NULL)
+            goto done;
+        out = call_body(args);
+        PyErr_Fetch(&t, &v, &tb);
+        if (PyContextVar_Reset(current, token) < 0) {
+            Py_CLEAR(out);
+            chain(t, v, tb);
+        } else
+            PyErr_Restore(t, v, tb);
+        t = v = tb = NULL;
+        goto done;
+    }
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto done;
+    }
+    if ((start_ns = PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL + ts.tv_nsec))
+            == NULL)
+        goto done;
+    Py_ssize_t size = PyObject_Size(args[3]);
+    if (size < 0 || (attributes = PyDict_New()) == NULL)
+        goto done;
+    PyObject *n = PyLong_FromSsize_t(size);
+    if (n == NULL || PyDict_SetItem(attributes, key_input_bytes, n) < 0) {
+        Py_XDECREF(n);
+        goto done;
+    }
+    Py_DECREF(n);
+    Py_SETREF(c->attributes, Py_NewRef(attributes));
+    if ((version = PyObject_GetAttr(entry, str_version)) == NULL)
+        goto done;
+    runtime = Py_NewRef(Py_None);
+    usage = Py_NewRef(Py_None);
+    fuel = Py_NewRef(Py_None);
+    if (version != Py_None) {
+        Py_SETREF(runtime, PyObject_GetAttr(version, str_runtime));
+        if (runtime == NULL)
+            goto done;
+        Py_SETREF(usage, attr_or_none(runtime, str_usage));  /* (a component's has none) */
+        if (usage == NULL)
+            goto done;
+        if (usage != Py_None) {
+            PyObject *enabled = PyObject_GetAttr(runtime, str_fuel_enabled);
+            int on = 0;
+            if (enabled == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                    goto done;
+                PyErr_Clear();
+            } else {
+                on = PyObject_IsTrue(enabled);
+                Py_DECREF(enabled);
+                if (on < 0)
+                    goto done;
+            }
+            if (on) {
+                PyObject *now = PyObject_CallNoArgs(usage);
+                if (now == NULL)
+                    goto done;
+                Py_SETREF(fuel, PyObject_GetAttr(now, str_fuel));
+                Py_DECREF(now);
+                if (fuel == NULL)
+                    goto done;
+            }
+        }
+    }
+    if ((token = PyContextVar_Set(current, made)) == NULL)
+        goto done;
+    out = call_body(args);
+    if (out != NULL) {
+        Py_ssize_t m = PyObject_Size(out);
+        PyObject *length = m < 0 ? NULL : PyLong_FromSsize_t(m);
+        if (length == NULL || PyDict_SetItem(attributes, key_outcome, str_ok) < 0 ||
+                PyDict_SetItem(attributes, key_output_bytes, length) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(length);
+    }
+    error = Py_NewRef(Py_None);
+    if (out == NULL) {  /* its class, never its message (a guest's input may be in it) */
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_NormalizeException(&t, &v, &tb);
+        PyObject *plugin_error = global(g, str_PluginError), *name = NULL;
+        int ours = plugin_error == NULL ? -1 : PyObject_IsInstance(v, plugin_error);
+        if (ours < 0 || (name = PyType_GetName((PyTypeObject *)t)) == NULL ||
+                PyDict_SetItem(attributes, key_outcome, ours ? str_error : str_host_error) < 0 ||
+                PyDict_SetItem(attributes, key_error_type, name) < 0) {
+            /* (raised in the except block: that error goes on through the finally block,
+             * the call's its context) */
+            chain(t, v, tb);
+            PyErr_Fetch(&t, &v, &tb);
+        }
+        if (name != NULL)
+            Py_SETREF(error, name);
+    }
+    /* finally: (with the call's error, if any, taken aside in t, v, tb) */
+    if (PyContextVar_Reset(current, token) < 0 ||
+            end_call(g, entry, args[2], version, runtime, usage, fuel, made, parent, start_ns,
+                     attributes, error) < 0) {
+        Py_CLEAR(out);
+        chain(t, v, tb);
+    } else
+        PyErr_Restore(t, v, tb);
+    t = v = tb = NULL;
+done:
+    Py_XDECREF(current);
+    Py_XDECREF(parent);
+    Py_XDECREF(made);
+    Py_XDECREF(token);
+    Py_XDECREF(attributes);
+    Py_XDECREF(version);
+    Py_XDECREF(runtime);
+    Py_XDECREF(usage);
+    Py_XDECREF(fuel);
+    Py_XDECREF(start_ns);
+    Py_XDECREF(error);
+    return out;
+}
+
+static PyObject *
+calls_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"globals", NULL};
+    PyObject *globals;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:PluginCalls", names, &PyDict_Type,
+                                     &globals))
+        return NULL;
+    CallsObject *self = (CallsObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->globals = Py_NewRef(globals);
+    self->vectorcall = (vectorcallfunc)calls_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+calls_traverse(CallsObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->globals);
+    return 0;
+}
+
+static int
+calls_clear(CallsObject *self)
+{
+    Py_CLEAR(self->globals);
+    return 0;
+}
+
+static void
+calls_dealloc(CallsObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    calls_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef calls_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(CallsObject, vectorcall), READONLY, NULL},
+    {NULL},
+};
+
+PyDoc_STRVAR(calls_doc,
+"PluginCalls(globals)\n\n"
+"Called as ``plugin_call(body, entry, handler, data, run)``: a plugin call's span around\n"
+"``body(entry, handler, data, run, traced=True)`` (omnicore.telemetry._sdk.plugin_call, its\n"
+"Python twin, whose module's ``globals`` it reads its names from on every call).");
+
+static PyTypeObject CallsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "omnicore.telemetry._sdk.PluginCalls",
+    .tp_basicsize = sizeof(CallsObject),
+    .tp_dealloc = (destructor)calls_dealloc,
+    .tp_vectorcall_offset = offsetof(CallsObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = calls_doc,
+    .tp_traverse = (traverseproc)calls_traverse,
+    .tp_clear = (inquiry)calls_clear,
+    .tp_members = calls_members,
+    .tp_new = calls_new,
+};
+
+/* The names plugin_call reads and writes, interned once. */
+static int
+intern_calls_names(void)
+{
+    struct { PyObject **at; const char *text; } names[] = {
+        {&str_CURRENT, "CURRENT"}, {&str_OTEL_CONTEXT, "_OTEL_CONTEXT"},
+        {&str_outer, "_outer"}, {&str_sampler, "_sampler"}, {&str_queue, "queue"},
+        {&str_call_of, "_call_of"}, {&str_memory_ttl, "MEMORY_TTL_S"}, {&str_spans, "spans"},
+        {&str_PluginError, "PluginError"}, {&str_version, "version"},
+        {&str_runtime, "runtime"}, {&str_usage, "usage"}, {&str_fuel_enabled, "fuel_enabled"},
+        {&str_fuel, "fuel"}, {&str_memory_bytes, "memory_bytes"}, {&str_breaker, "breaker"},
+        {&str_name, "name"}, {&key_input_bytes, "omnicore.plugin.input_bytes"},
+        {&key_outcome, "omnicore.plugin.outcome"},
+        {&key_output_bytes, "omnicore.plugin.output_bytes"}, {&key_error_type, "error.type"},
+        {&key_breaker, "omnicore.plugin.breaker"},
+        {&key_memory, "omnicore.plugin.memory_bytes"}, {&key_fuel, "omnicore.plugin.fuel"},
+        {&str_ok, "ok"}, {&str_error, "error"}, {&str_host_error, "host-error"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((*names[i].at = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    PyObject *traced = PyUnicode_InternFromString("traced");
+    if (traced == NULL)
+        return -1;
+    traced_kwnames = PyTuple_Pack(1, traced);
+    Py_DECREF(traced);
+    return traced_kwnames == NULL ? -1 : 0;
+}
+
 static void
 after_fork_in_child(void)
 {
@@ -1366,13 +1872,15 @@ PyInit__otlpenc(void)
         (str_full = PyUnicode_InternFromString("full")) == NULL ||
         (str_unencodable = PyUnicode_InternFromString("unencodable")) == NULL)
         return NULL;
-    if (PyType_Ready(&ParentType) < 0 || PyType_Ready(&SinkType) < 0)
+    if (intern_calls_names() < 0 || PyType_Ready(&ParentType) < 0 ||
+            PyType_Ready(&SinkType) < 0 || PyType_Ready(&CallsType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
     if (PyModule_AddObjectRef(module, "Parent", (PyObject *)&ParentType) < 0 ||
-        PyModule_AddObjectRef(module, "Sink", (PyObject *)&SinkType) < 0) {
+        PyModule_AddObjectRef(module, "Sink", (PyObject *)&SinkType) < 0 ||
+        PyModule_AddObjectRef(module, "PluginCalls", (PyObject *)&CallsType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

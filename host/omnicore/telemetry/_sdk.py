@@ -20,7 +20,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from opentelemetry import context as _context
@@ -340,25 +340,25 @@ _memory_seen: Callable[[Any], tuple[float, int] | None] = \
     _memory.data.get  # type: ignore[attr-defined]
 _ref = weakref.ref
 _monotonic = time.monotonic
-#: A call span's shared attributes (its plugin, handler, digest and version) and its name,
-#: by (digest, plugin, handler): made once, shared by every span of those calls.
-_calls: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+#: How many handlers' span names a version keeps (handler names come from callers: bounded).
 _CALLS_MAX = 4096
 
 
 def _call_of(name: str, version: Any, handler: str) -> tuple[str, dict[str, Any]]:
-    module = None if version is None else version.module
-    key = ("" if module is None else module.sha256, name, handler)
-    found = _calls.get(key)
+    """A call span's name and shared attributes (its plugin, handler, digest and version):
+    made once, kept by the version (``Version.spans``) for every span of its calls."""
+    found = None if version is None else version.spans.get(handler)
     if found is None:
         shared = {"omnicore.plugin.name": name, "omnicore.plugin.handler": handler}
+        module = None if version is None else version.module
         if module is not None:
             shared["omnicore.plugin.digest"] = "sha256:" + module.sha256
             shared["omnicore.plugin.version"] = str(module.manifest.get("version", "0.0.0"))
         found = (f"call {name}/{handler}", shared)
-        if len(_calls) >= _CALLS_MAX:  # handler names come from callers: bounded
-            _calls.clear()
-        _calls[key] = found
+        if version is not None:
+            if len(version.spans) >= _CALLS_MAX:
+                version.spans.clear()
+            version.spans[handler] = found
     return found
 
 
@@ -385,7 +385,6 @@ def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
     start_ns = _now()
     attributes: dict[str, Any] = {"omnicore.plugin.input_bytes": len(data)}
     context.attributes = attributes
-    token = CURRENT.set(context)
     version = entry.version
     runtime = usage = fuel = None
     if version is not None:
@@ -393,6 +392,7 @@ def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
         usage = getattr(runtime, "usage", None)  # (a component's runtime has none)
         if usage is not None and getattr(runtime, "fuel_enabled", False):
             fuel = usage().fuel
+    token = CURRENT.set(context)  # (after what can fail before the call: reset below)
     error = None
     try:
         out = body(entry, handler, data, run, traced=True)
@@ -422,6 +422,24 @@ def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
         name, shared = _call_of(entry.name, version, handler)
         queue(ended(context, parent, name, INTERNAL, start_ns, attributes, shared,
                     UNSET if error is None else ERROR, error))
+
+
+#: plugin_call as the Python it is written in, where the C twin is used (what
+#: tests/telemetry/test_plugin_span.py holds the C one to).
+PYTHON_PLUGIN_CALL = plugin_call
+
+if not TYPE_CHECKING:  # (typed as the Python one: the same names read, the same span made)
+    try:
+        from omnicore.telemetry._otlpenc import PluginCalls
+
+        # Its frame, its attributes' stores and its reads of the call's version, runtime and
+        # breaker took some 1.8 us a call in Python, on the worker that runs the call, where
+        # a REST invoke pays for work some 2.5 times over (the loop and the worker hand the
+        # GIL to and fro on every call: docs/reference/performance.md). It reads the names
+        # it uses from this module's globals on every call, as the Python one does.
+        plugin_call = PluginCalls(globals())
+    except ImportError:  # not built (no compiler): the Python one above
+        pass
 
 
 def _memory_of(runtime: Any, usage: Callable[[], Any]) -> int:
