@@ -31,7 +31,7 @@ log = logging.getLogger("omnicore.plugins.host")
 class Version:
     """One loaded build of a plugin and the calls currently using it."""
 
-    __slots__ = ("inflight", "module", "retired", "runtime", "spans")
+    __slots__ = ("inflight", "memory_read", "module", "retired", "runtime", "spans")
 
     def __init__(self, module: CompiledPlugin, runtime: Runtime) -> None:
         self.module = module
@@ -39,8 +39,10 @@ class Version:
         self.inflight = 0
         self.retired = False
         #: Its calls' span names and shared attributes by handler, made once while tracing
-        #: is on (omnicore.telemetry); they go with the version.
+        #: is on (omnicore.telemetry), and its runtime's last memory reading for them
+        #: (``time.monotonic()``, bytes): they go with the version.
         self.spans: dict[str, tuple[str, dict[str, object]]] = {}
+        self.memory_read: tuple[float, int] | None = None
 
 
 class Entry:

@@ -815,7 +815,7 @@ int_of(uint64_t high, uint64_t low)
 }
 
 static PyObject *str_bound, *str_parent_based, *str_trace_id, *str_span_id, *str_flags,
-    *str_state;
+    *str_state, *str_attributes;
 static PyObject *two_to_64, *one;
 /* A sampler's bound (an int in [0, 2**64]) as the C side reads it: the last one seen, held
  * (so no other int takes its address while it is). */
@@ -1238,7 +1238,7 @@ typedef struct {
 } CallsObject;
 
 static PyObject *str_CURRENT, *str_OTEL_CONTEXT, *str_outer, *str_sampler, *str_queue,
-    *str_call_of, *str_memory_ttl, *str_spans, *str_PluginError, *str_version, *str_runtime, *str_usage,
+    *str_call_of, *str_memory_ttl, *str_spans, *str_memory_read, *str_PluginError, *str_version, *str_runtime, *str_usage,
     *str_fuel_enabled, *str_fuel, *str_memory_bytes, *str_breaker, *str_name,
     *key_input_bytes, *key_outcome, *key_output_bytes, *key_error_type, *key_breaker,
     *key_memory, *key_fuel, *str_ok, *str_error, *str_host_error, *traced_kwnames;
@@ -1308,17 +1308,10 @@ call_body(PyObject *const *args)
 }
 
 /* Its instances' memory, as _sdk._memory_of reads it (int(usage().memory_bytes), read again
- * after MEMORY_TTL_S: reading it walks the plugin's instances), kept here by runtime in a
- * few slots (a weak reference says the slot is still that runtime's): the Python one's
- * weak-keyed table cost a frame, a weak reference and a lookup on every call. */
-#define MEMORY_SLOTS 16
-static struct {
-    PyObject *ref, *value;
-    double at;
-} memory_seen[MEMORY_SLOTS];
-
+ * after MEMORY_TTL_S: reading it walks the plugin's instances), the last reading kept by the
+ * version (Version.memory_read: a (time.monotonic(), bytes) tuple). */
 static PyObject *
-memory_of(PyObject *g, PyObject *runtime, PyObject *usage)
+memory_of(PyObject *g, PyObject *version, PyObject *usage)
 {
     PyObject *ttl = global(g, str_memory_ttl);
     double keep = ttl == NULL ? -1.0 : PyFloat_AsDouble(ttl);
@@ -1327,10 +1320,22 @@ memory_of(PyObject *g, PyObject *runtime, PyObject *usage)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
-    size_t i = ((uintptr_t)runtime >> 4) % MEMORY_SLOTS;
-    if (memory_seen[i].ref != NULL && PyWeakref_GetObject(memory_seen[i].ref) == runtime &&
-            now - memory_seen[i].at < keep)
-        return Py_NewRef(memory_seen[i].value);
+    PyObject *seen = PyObject_GetAttr(version, str_memory_read);
+    if (seen == NULL)
+        return NULL;
+    if (PyTuple_CheckExact(seen) && PyTuple_GET_SIZE(seen) == 2) {
+        double at = PyFloat_AsDouble(PyTuple_GET_ITEM(seen, 0));
+        if (at == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seen);
+            return NULL;
+        }
+        if (now - at < keep) {
+            PyObject *memory = Py_NewRef(PyTuple_GET_ITEM(seen, 1));
+            Py_DECREF(seen);
+            return memory;
+        }
+    }
+    Py_DECREF(seen);
     PyObject *now_usage = PyObject_CallNoArgs(usage);
     if (now_usage == NULL)
         return NULL;
@@ -1342,14 +1347,15 @@ memory_of(PyObject *g, PyObject *runtime, PyObject *usage)
     Py_DECREF(got);
     if (memory == NULL)
         return NULL;
-    PyObject *ref = PyWeakref_NewRef(runtime, NULL);
-    if (ref == NULL) {  /* (a runtime that takes no weak reference: read every time) */
-        PyErr_Clear();
-        return memory;
+    PyObject *when = PyFloat_FromDouble(now);
+    PyObject *read = when == NULL ? NULL : PyTuple_Pack(2, when, memory);
+    Py_XDECREF(when);
+    if (read == NULL || PyObject_SetAttr(version, str_memory_read, read) < 0) {
+        Py_XDECREF(read);
+        Py_DECREF(memory);
+        return NULL;
     }
-    Py_XSETREF(memory_seen[i].ref, ref);
-    Py_XSETREF(memory_seen[i].value, Py_NewRef(memory));
-    memory_seen[i].at = now;
+    Py_DECREF(read);
     return memory;
 }
 
@@ -1383,7 +1389,7 @@ call_of(PyObject *g, PyObject *entry, PyObject *version, PyObject *handler)
  * 0, or -1 with an error set. */
 static int
 end_call(PyObject *g, PyObject *entry, PyObject *handler, PyObject *version,
-         PyObject *runtime, PyObject *usage, PyObject *fuel, PyObject *context_,
+         PyObject *usage, PyObject *fuel, PyObject *context_,
          PyObject *parent, PyObject *start_ns, PyObject *attributes, PyObject *error)
 {
     PyObject *breaker = PyObject_GetAttr(entry, str_breaker);
@@ -1416,7 +1422,7 @@ end_call(PyObject *g, PyObject *entry, PyObject *handler, PyObject *version,
             }
             Py_XDECREF(after);
         } else {
-            PyObject *memory = memory_of(g, runtime, usage);
+            PyObject *memory = memory_of(g, version, usage);
             failed = memory == NULL || PyDict_SetItem(attributes, key_memory, memory) < 0;
             Py_XDECREF(memory);
         }
@@ -1612,7 +1618,7 @@ calls_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     }
     /* finally: (with the call's error, if any, taken aside in t, v, tb) */
     if (PyContextVar_Reset(current, token) < 0 ||
-            end_call(g, entry, args[2], version, runtime, usage, fuel, made, parent, start_ns,
+            end_call(g, entry, args[2], version, usage, fuel, made, parent, start_ns,
                      attributes, error) < 0) {
         Py_CLEAR(out);
         chain(t, v, tb);
@@ -1706,6 +1712,7 @@ intern_calls_names(void)
         {&str_CURRENT, "CURRENT"}, {&str_OTEL_CONTEXT, "_OTEL_CONTEXT"},
         {&str_outer, "_outer"}, {&str_sampler, "_sampler"}, {&str_queue, "queue"},
         {&str_call_of, "_call_of"}, {&str_memory_ttl, "MEMORY_TTL_S"}, {&str_spans, "spans"},
+        {&str_memory_read, "memory_read"},
         {&str_PluginError, "PluginError"}, {&str_version, "version"},
         {&str_runtime, "runtime"}, {&str_usage, "usage"}, {&str_fuel_enabled, "fuel_enabled"},
         {&str_fuel, "fuel"}, {&str_memory_bytes, "memory_bytes"}, {&str_breaker, "breaker"},
@@ -1725,6 +1732,605 @@ intern_calls_names(void)
     traced_kwnames = PyTuple_Pack(1, traced);
     Py_DECREF(traced);
     return traced_kwnames == NULL ? -1 : 0;
+}
+
+/* -- a request's span -----------------------------------------------------------------------
+ * omnicore.telemetry.asgi.ServerSpan, in C: what the console's tracing middleware does for
+ * every HTTP request, traced or sampled out (its context made and current, the response's
+ * status seen as it is sent, its record queued at the end). In Python the middleware's own
+ * code was some 17 thousand instructions a request, its send wrapper a frame for every
+ * message. The names it uses (CURRENT, _sampler, _outer, served, queue, parse_traceparent)
+ * are read from omnicore.telemetry._sdk's globals, as PluginCalls reads them. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *globals, *current, *send, *scope, *method, *context, *parent, *token, *start_ns;
+    long status;
+    vectorcallfunc vectorcall;
+} ServerObject;
+
+static PyTypeObject ServerType;
+static PyObject *str_type, *str_status, *str_more_body, *str_headers, *str_method, *str_path,
+    *str_route, *str_scheme, *str_http, *str_served, *str_parse_traceparent, *str_decode,
+    *str_latin1, *str_old_value, *str_MISSING, *str_get, *key_url_path, *bytes_traceparent,
+    *bytes_tracestate;
+
+/* scope[key] of a dict, as Python's subscript (a new reference, or NULL: KeyError). */
+static PyObject *
+item(PyObject *mapping, PyObject *key)
+{
+    if (PyDict_CheckExact(mapping)) {
+        PyObject *found = PyDict_GetItemWithError(mapping, key);
+        if (found == NULL && !PyErr_Occurred())
+            PyErr_SetObject(PyExc_KeyError, key);
+        return Py_XNewRef(found);
+    }
+    return PyObject_GetItem(mapping, key);
+}
+
+/* mapping.get(key, default), a new reference. */
+static PyObject *
+item_or(PyObject *mapping, PyObject *key, PyObject *otherwise)
+{
+    if (PyDict_CheckExact(mapping)) {
+        PyObject *found = PyDict_GetItemWithError(mapping, key);
+        if (found == NULL && PyErr_Occurred())
+            return NULL;
+        return Py_NewRef(found ? found : otherwise);
+    }
+    PyObject *args[3] = {mapping, key, otherwise};
+    return PyObject_VectorcallMethod(str_get, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* The first header named `name` of `headers` (a borrowed reference; NULL, no error: none). */
+static int
+header(PyObject *headers, PyObject *name, PyObject **value)
+{
+    *value = NULL;
+    PyObject *it = PyObject_GetIter(headers), *pair;
+    if (it == NULL)
+        return -1;
+    while ((pair = PyIter_Next(it)) != NULL) {
+        PyObject *key = NULL, *found = NULL;
+        int same = -1;
+        if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
+            key = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+        } else
+            key = PySequence_GetItem(pair, 0);
+        if (key != NULL)
+            same = PyObject_RichCompareBool(key, name, Py_EQ);
+        Py_XDECREF(key);
+        if (same > 0)
+            found = PySequence_GetItem(pair, 1);
+        Py_DECREF(pair);
+        if (same < 0 || (same > 0 && found == NULL)) {
+            Py_DECREF(it);
+            return -1;
+        }
+        if (same > 0) {
+            Py_DECREF(it);
+            *value = found;  /* (a new reference: the caller's) */
+            return 0;
+        }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* A header's bytes as text (value.decode("latin-1")). */
+static PyObject *
+latin1(PyObject *value)
+{
+    if (PyBytes_CheckExact(value))
+        return PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
+    return PyObject_CallMethodOneArg(value, str_decode, str_latin1);
+}
+
+static PyObject *server_send(PyObject *callable, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames);
+
+PyDoc_STRVAR(server_span_doc,
+"server_span(globals, scope, send) -> ServerSpan\n\n"
+"An HTTP request's span begun (omnicore.telemetry.asgi.ServerSpan, its Python twin): an\n"
+"incoming traceparent continued, its context made and current. Called with each of the\n"
+"response's messages, it hands them to ``send``; ``end(error)`` ends it.");
+
+static PyObject *
+server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyDict_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "server_span(globals, scope, send)");
+        return NULL;
+    }
+    PyObject *g = args[0], *scope = args[1];
+    ServerObject *self = PyObject_GC_New(ServerObject, &ServerType);
+    if (self == NULL)
+        return NULL;
+    self->globals = Py_NewRef(g);
+    self->send = Py_NewRef(args[2]);
+    self->scope = Py_NewRef(scope);
+    self->current = self->method = self->context = self->parent = self->token = NULL;
+    self->start_ns = NULL;
+    self->status = 0;
+    self->vectorcall = (vectorcallfunc)NULL;
+    PyObject_GC_Track(self);
+    PyObject *headers = NULL, *parent = NULL, *value = NULL;
+    if ((self->current = Py_XNewRef(global(g, str_CURRENT))) == NULL ||
+            (headers = item(scope, str_headers)) == NULL ||
+            header(headers, bytes_traceparent, &value) < 0)
+        goto fail;
+    if (value != NULL) {  /* (most requests have none) */
+        PyObject *state = NULL, *text = NULL, *state_text = NULL;
+        int rc = header(headers, bytes_tracestate, &state);
+        if (rc == 0 && (text = latin1(value)) != NULL &&
+                (state == NULL || (state_text = latin1(state)) != NULL)) {
+            PyObject *of[2] = {text, state_text ? state_text : Py_None};
+            parent = call_global(g, str_parse_traceparent, of, 2);
+        }
+        Py_XDECREF(state);
+        Py_XDECREF(text);
+        Py_XDECREF(state_text);
+        Py_CLEAR(value);
+        if (parent == NULL)
+            goto fail;
+    }
+    if ((self->method = item(scope, str_method)) == NULL)
+        goto fail;
+    if (parent == NULL || parent == Py_None) {
+        Py_XDECREF(parent);
+        if (PyContextVar_Get(self->current, Py_None, &parent) < 0)
+            goto fail;
+        if (parent == Py_None) {
+            PyObject *otel = global(g, str_OTEL_CONTEXT);
+            if (otel == NULL)
+                goto fail;
+            int outer = 1;
+            if (otel != Py_None) {
+                PyObject *got;
+                if (PyContextVar_Get(otel, NULL, &got) < 0)
+                    goto fail;
+                if (got == NULL) {
+                    PyErr_SetObject(PyExc_LookupError, otel);
+                    goto fail;
+                }
+                outer = PyObject_IsTrue(got);
+                Py_DECREF(got);
+                if (outer < 0)
+                    goto fail;
+            }
+            if (outer) {
+                PyObject *found = call_global(g, str_outer, NULL, 0);
+                if (found == NULL)
+                    goto fail;
+                Py_SETREF(parent, found);
+            }
+        }
+    }
+    self->parent = parent;
+    parent = NULL;
+    PyObject *sampler = Py_XNewRef(global(g, str_sampler));
+    if (sampler == NULL)
+        goto fail;
+    PyObject *of[2] = {self->parent, sampler};
+    self->context = context(NULL, of, 2);
+    Py_DECREF(sampler);
+    if (self->context == NULL)
+        goto fail;
+    /* What the request's work sees as its parent: the span's context alone (see asgi.py). */
+    if ((self->token = PyContextVar_Set(self->current, self->context)) == NULL)
+        goto fail;
+    int kept = PyObject_IsTrue(((ParentObject *)self->context)->flags);
+    if (kept < 0)
+        goto fail;
+    if (kept) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if ((self->start_ns = PyLong_FromLongLong((long long)ts.tv_sec * 1000000000LL +
+                                                  ts.tv_nsec)) == NULL)
+            goto fail;
+    }
+    Py_DECREF(headers);
+    self->vectorcall = (vectorcallfunc)server_send;
+    return (PyObject *)self;
+fail:
+    Py_XDECREF(headers);
+    Py_XDECREF(parent);
+    Py_XDECREF(value);
+    if (self->token != NULL) {  /* (nothing made current stays so) */
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        if (PyContextVar_Reset(self->current, self->token) < 0)
+            PyErr_Clear();
+        PyErr_Restore(t, v, tb);
+        Py_CLEAR(self->token);
+    }
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* Whether `kind` (a message's type) is the str `text`. */
+static int
+is(PyObject *kind, const char *text)
+{
+    return PyUnicode_Check(kind) && PyUnicode_CompareWithASCIIString(kind, text) == 0;
+}
+
+/* The response's messages: its status seen, the request's context current no more for its
+ * last one, each handed to send (its awaitable returned, for the caller to await). */
+static PyObject *
+server_send(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    ServerObject *self = (ServerObject *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError, "a span's send takes one message");
+        return NULL;
+    }
+    PyObject *message = args[0];
+    PyObject *kind = item(message, str_type);
+    if (kind == NULL)
+        return NULL;
+    if (is(kind, "http.response.start")) {
+        PyObject *status = item(message, str_status), *number = NULL;
+        if (status != NULL)
+            number = PyNumber_Long(status);
+        Py_XDECREF(status);
+        long code = number == NULL ? -1 : PyLong_AsLong(number);
+        Py_XDECREF(number);
+        if (code == -1 && PyErr_Occurred()) {
+            Py_DECREF(kind);
+            return NULL;
+        }
+        self->status = code;
+    } else if (is(kind, "http.response.body") && self->token != NULL) {
+        PyObject *more = item_or(message, str_more_body, Py_None);
+        int going = more == NULL ? -1 : PyObject_IsTrue(more);
+        Py_XDECREF(more);
+        if (going < 0) {
+            Py_DECREF(kind);
+            return NULL;
+        }
+        /* The request's context current no more for its last message: the server's send of
+         * it starts the connection's keep-alive wait, a task made in the context current
+         * then, whose timer stays in the loop's heap for 5 s (asgi.py says more). */
+        if (!going) {
+            if (PyContextVar_Reset(self->current, self->token) == 0)
+                Py_CLEAR(self->token);
+            else if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+                /* Sent from a task of its own (a streamed answer's), whose context is a copy:
+                 * set back to what was current before the request; the request's own is
+                 * reset at the end. */
+                PyErr_Clear();
+                PyObject *old = PyObject_GetAttr(self->token, str_old_value);
+                PyObject *missing = old == NULL ? NULL
+                    : PyObject_GetAttr((PyObject *)Py_TYPE(self->token), str_MISSING);
+                PyObject *back = missing == NULL ? NULL
+                    : PyContextVar_Set(self->current, old == missing ? Py_None : old);
+                Py_XDECREF(old);
+                Py_XDECREF(missing);
+                if (back == NULL) {
+                    Py_DECREF(kind);
+                    return NULL;
+                }
+                Py_DECREF(back);
+            } else {
+                Py_DECREF(kind);
+                return NULL;
+            }
+        }
+    }
+    Py_DECREF(kind);
+    return PyObject_CallOneArg(self->send, message);
+}
+
+PyDoc_STRVAR(server_end_doc,
+"end(error)\n\n"
+"The request's context reset, and its span, if kept, ended and queued: ``error`` is what\n"
+"escaped the app (its class is named, never its message), or None.");
+
+static PyObject *
+server_end(ServerObject *self, PyObject *error)
+{
+    if (self->token != NULL) {
+        int rc = PyContextVar_Reset(self->current, self->token);
+        Py_CLEAR(self->token);
+        if (rc < 0)
+            return NULL;
+    }
+    if (self->start_ns == NULL)  /* sampled out, or ended already */
+        Py_RETURN_NONE;
+    PyObject *start_ns = self->start_ns;
+    self->start_ns = NULL;  /* (once) */
+    PyObject *g = self->globals, *scope = self->scope, *out = NULL;
+    PyObject *route = NULL, *path = NULL, *scheme = NULL, *status = NULL, *pair = NULL;
+    PyObject *attributes = NULL, *name = NULL, *both = NULL, *kind = NULL, *code = NULL;
+    PyObject *record = NULL;
+    PyObject *found = item_or(scope, str_route, Py_None);
+    if (found == NULL)
+        goto done;
+    route = attr_or_none(found, str_path);
+    Py_DECREF(found);
+    if (route == NULL)
+        goto done;
+    if (!PyUnicode_Check(route))
+        Py_SETREF(route, Py_NewRef(Py_None));
+    if ((scheme = item_or(scope, str_scheme, str_http)) == NULL ||
+            (status = PyLong_FromLong(self->status)) == NULL)
+        goto done;
+    PyObject *of[4] = {self->method, scheme, route, status};
+    if ((pair = call_global(g, str_served, of, 4)) == NULL ||
+            (both = PySequence_Fast(pair, "a request's name and shared attributes")) == NULL)
+        goto done;
+    if (PySequence_Fast_GET_SIZE(both) != 2) {
+        PyErr_SetString(PyExc_ValueError, "a request's name and shared attributes: 2 values");
+        goto done;
+    }
+    if ((path = item(scope, str_path)) == NULL || (attributes = PyDict_New()) == NULL ||
+            PyDict_SetItem(attributes, key_url_path, path) < 0)
+        goto done;
+    if (error != Py_None) {
+        if ((name = PyType_GetName(Py_TYPE(error))) == NULL ||
+                PyDict_SetItem(attributes, key_error_type, name) < 0)
+            goto done;
+    }
+    if ((kind = PyLong_FromLong(2)) == NULL ||
+            (code = PyLong_FromLong(error != Py_None || self->status >= 500 ? STATUS_ERROR
+                                    : 0)) == NULL)
+        goto done;
+    PyObject *fields[9] = {self->context, self->parent, PySequence_Fast_GET_ITEM(both, 0), kind,
+                           start_ns, attributes, PySequence_Fast_GET_ITEM(both, 1), code,
+                           name ? name : Py_None};
+    if ((record = ended(NULL, fields, 9)) == NULL)
+        goto done;
+    PyObject *done_ = call_global(g, str_queue, &record, 1);
+    if (done_ == NULL)
+        goto done;
+    Py_DECREF(done_);
+    out = Py_NewRef(Py_None);
+done:
+    Py_DECREF(start_ns);
+    Py_XDECREF(route);
+    Py_XDECREF(path);
+    Py_XDECREF(scheme);
+    Py_XDECREF(status);
+    Py_XDECREF(pair);
+    Py_XDECREF(both);
+    Py_XDECREF(attributes);
+    Py_XDECREF(name);
+    Py_XDECREF(kind);
+    Py_XDECREF(code);
+    Py_XDECREF(record);
+    return out;
+}
+
+static int
+server_traverse(ServerObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->globals);
+    Py_VISIT(self->current);
+    Py_VISIT(self->send);
+    Py_VISIT(self->scope);
+    Py_VISIT(self->method);
+    Py_VISIT(self->context);
+    Py_VISIT(self->parent);
+    Py_VISIT(self->token);
+    return 0;
+}
+
+static int
+server_clear(ServerObject *self)
+{
+    Py_CLEAR(self->globals);
+    Py_CLEAR(self->current);
+    Py_CLEAR(self->send);
+    Py_CLEAR(self->scope);
+    Py_CLEAR(self->method);
+    Py_CLEAR(self->context);
+    Py_CLEAR(self->parent);
+    Py_CLEAR(self->token);
+    Py_CLEAR(self->start_ns);
+    return 0;
+}
+
+static void
+server_dealloc(ServerObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    server_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+server_status(ServerObject *self, void *closure)
+{
+    return PyLong_FromLong(self->status);
+}
+
+static PyGetSetDef server_getset[] = {
+    {"status", (getter)server_status, NULL, "The response's status, once its start is sent.",
+     NULL},
+    {NULL},
+};
+
+static PyMethodDef server_methods[] = {
+    {"end", (PyCFunction)server_end, METH_O, server_end_doc},
+    {NULL},
+};
+
+static PyMemberDef server_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(ServerObject, vectorcall), READONLY, NULL},
+    {NULL},
+};
+
+static PyTypeObject ServerType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "omnicore.telemetry.asgi.ServerSpan",
+    .tp_basicsize = sizeof(ServerObject),
+    .tp_dealloc = (destructor)server_dealloc,
+    .tp_vectorcall_offset = offsetof(ServerObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = server_span_doc,
+    .tp_traverse = (traverseproc)server_traverse,
+    .tp_clear = (inquiry)server_clear,
+    .tp_methods = server_methods,
+    .tp_members = server_members,
+    .tp_getset = server_getset,
+};
+
+static int
+intern_server_names(void)
+{
+    struct { PyObject **at; const char *text; } names[] = {
+        {&str_type, "type"}, {&str_status, "status"}, {&str_more_body, "more_body"},
+        {&str_headers, "headers"}, {&str_method, "method"}, {&str_path, "path"},
+        {&str_route, "route"}, {&str_scheme, "scheme"}, {&str_http, "http"},
+        {&str_served, "served"}, {&str_parse_traceparent, "parse_traceparent"},
+        {&str_decode, "decode"}, {&str_latin1, "latin-1"}, {&str_old_value, "old_value"},
+        {&str_MISSING, "MISSING"}, {&str_get, "get"}, {&key_url_path, "url.path"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if ((*names[i].at = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    if ((bytes_traceparent = PyBytes_FromString("traceparent")) == NULL ||
+            (bytes_tracestate = PyBytes_FromString("tracestate")) == NULL)
+        return -1;
+    return 0;
+}
+
+/* -- a plugin's log line's ids, its host calls counted -------------------------------------
+ * omnicore.telemetry._sdk.log_ids and count, in C (each bound to CURRENT with
+ * functools.partial): both run on the plugin call's worker, a log line's ids on every line a
+ * plugin writes, a count on every kv and config call. */
+
+/* The span context current (a Parent, a Span or None): its trace and span ids, or -1. */
+static int
+ids_of(PyObject *current, unsigned char trace[16], unsigned char span[8])
+{
+    PyObject *trace_id, *span_id;
+    if (Py_IS_TYPE(current, &ParentType)) {
+        trace_id = Py_XNewRef(((ParentObject *)current)->trace_id);
+        span_id = Py_XNewRef(((ParentObject *)current)->span_id);
+        if (trace_id == NULL || span_id == NULL) {
+            Py_XDECREF(trace_id);
+            Py_XDECREF(span_id);
+            PyErr_SetString(PyExc_AttributeError, "a context without its ids");
+            return -1;
+        }
+    } else {
+        if ((trace_id = PyObject_GetAttr(current, str_trace_id)) == NULL)
+            return -1;
+        if ((span_id = PyObject_GetAttr(current, str_span_id)) == NULL) {
+            Py_DECREF(trace_id);
+            return -1;
+        }
+    }
+    int rc = -1;
+    if (!PyLong_Check(trace_id) || !PyLong_Check(span_id))
+        PyErr_SetString(PyExc_TypeError, "a span's ids are ints");
+    else if (_PyLong_AsByteArray((PyLongObject *)trace_id, trace, 16, 0, 0) == 0 &&
+             _PyLong_AsByteArray((PyLongObject *)span_id, span, 8, 0, 0) == 0)
+        rc = 0;
+    Py_DECREF(trace_id);
+    Py_DECREF(span_id);
+    return rc;
+}
+
+PyDoc_STRVAR(log_ids_doc,
+"log_ids(var) -> str\n\n"
+"What a plugin's log line ends with inside a span, the span current in ``var``:\n"
+"`` trace_id=... span_id=...`` (lower-case hex); empty outside one.");
+
+static PyObject *
+log_ids(PyObject *module, PyObject *var)
+{
+    PyObject *current;
+    if (!PyContextVar_CheckExact(var)) {
+        PyErr_SetString(PyExc_TypeError, "log_ids(var): a ContextVar");
+        return NULL;
+    }
+    if (PyContextVar_Get(var, Py_None, &current) < 0)
+        return NULL;
+    if (current == Py_None) {
+        Py_DECREF(current);
+        return PyUnicode_New(0, 0);
+    }
+    unsigned char trace[16], span[8];
+    int rc = ids_of(current, trace, span);
+    Py_DECREF(current);
+    if (rc < 0)
+        return NULL;
+    static const char hex[] = "0123456789abcdef";
+    static const char head[] = " trace_id=", middle[] = " span_id=";
+    char text[sizeof head - 1 + 32 + sizeof middle - 1 + 16], *at = text;
+    memcpy(at, head, sizeof head - 1);
+    at += sizeof head - 1;
+    for (int i = 0; i < 16; i++) {
+        *at++ = hex[trace[i] >> 4];
+        *at++ = hex[trace[i] & 15];
+    }
+    memcpy(at, middle, sizeof middle - 1);
+    at += sizeof middle - 1;
+    for (int i = 0; i < 8; i++) {
+        *at++ = hex[span[i] >> 4];
+        *at++ = hex[span[i] & 15];
+    }
+    return PyUnicode_FromStringAndSize(text, at - text);
+}
+
+PyDoc_STRVAR(count_doc,
+"count(var, attribute)\n\n"
+"Add one to the integer ``attribute`` of the span current in ``var``, if it is recorded\n"
+"and has attributes of its own (a Span's, a plugin call's).");
+
+static PyObject *
+count(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyContextVar_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "count(var, attribute)");
+        return NULL;
+    }
+    PyObject *current, *flags = NULL, *attributes = NULL, *out = NULL;
+    if (PyContextVar_Get(args[0], Py_None, &current) < 0)
+        return NULL;
+    if (current == Py_None) {
+        Py_DECREF(current);
+        Py_RETURN_NONE;
+    }
+    if (Py_IS_TYPE(current, &ParentType)) {
+        flags = Py_XNewRef(((ParentObject *)current)->flags);
+        attributes = Py_XNewRef(((ParentObject *)current)->attributes);
+        if (flags == NULL || attributes == NULL) {
+            PyErr_SetString(PyExc_AttributeError, "a context without its fields");
+            goto done;
+        }
+    } else if ((flags = PyObject_GetAttr(current, str_flags)) == NULL ||
+               (attributes = PyObject_GetAttr(current, str_attributes)) == NULL)
+        goto done;
+    long bits = PyLong_AsLong(flags);
+    if (bits == -1 && PyErr_Occurred())
+        goto done;
+    if (!(bits & 0x01) || attributes == Py_None) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    PyObject *zero = PyLong_FromLong(0);  /* (the interpreter's own) */
+    PyObject *now = zero == NULL ? NULL : item_or(attributes, args[1], zero), *more = NULL;
+    Py_XDECREF(zero);
+    if (now != NULL) {
+        more = PyNumber_Add(now, one);
+        Py_DECREF(now);
+    }
+    if (more == NULL)
+        goto done;
+    int rc = PyObject_SetItem(attributes, args[1], more);
+    Py_DECREF(more);
+    if (rc == 0)
+        out = Py_NewRef(Py_None);
+done:
+    Py_DECREF(current);
+    Py_XDECREF(flags);
+    Py_XDECREF(attributes);
+    return out;
 }
 
 static void
@@ -1832,6 +2438,9 @@ static PyMethodDef methods[] = {
     {"attributes", (PyCFunction)(void (*)(void))attributes, METH_FASTCALL, attributes_doc},
     {"context", (PyCFunction)(void (*)(void))context, METH_FASTCALL, context_doc},
     {"ended", (PyCFunction)(void (*)(void))ended, METH_FASTCALL, ended_doc},
+    {"server_span", (PyCFunction)(void (*)(void))server_span, METH_FASTCALL, server_span_doc},
+    {"log_ids", (PyCFunction)log_ids, METH_O, log_ids_doc},
+    {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL, count_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1859,7 +2468,8 @@ PyInit__otlpenc(void)
         (str_trace_id = PyUnicode_InternFromString("trace_id")) == NULL ||
         (str_span_id = PyUnicode_InternFromString("span_id")) == NULL ||
         (str_flags = PyUnicode_InternFromString("flags")) == NULL ||
-        (str_state = PyUnicode_InternFromString("state")) == NULL)
+        (str_state = PyUnicode_InternFromString("state")) == NULL ||
+        (str_attributes = PyUnicode_InternFromString("attributes")) == NULL)
         return NULL;
     seed_rng();
     if (pthread_atfork(NULL, NULL, after_fork_in_child) != 0) {
@@ -1872,8 +2482,9 @@ PyInit__otlpenc(void)
         (str_full = PyUnicode_InternFromString("full")) == NULL ||
         (str_unencodable = PyUnicode_InternFromString("unencodable")) == NULL)
         return NULL;
-    if (intern_calls_names() < 0 || PyType_Ready(&ParentType) < 0 ||
-            PyType_Ready(&SinkType) < 0 || PyType_Ready(&CallsType) < 0)
+    if (intern_calls_names() < 0 || intern_server_names() < 0 ||
+            PyType_Ready(&ParentType) < 0 || PyType_Ready(&SinkType) < 0 ||
+            PyType_Ready(&CallsType) < 0 || PyType_Ready(&ServerType) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL)

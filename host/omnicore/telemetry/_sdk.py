@@ -17,9 +17,9 @@ import logging
 import os
 import re
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -335,10 +335,6 @@ def span(name: str, attributes: Mapping[str, Any] | None, kind: str,
                         parse_traceparent(parent) if parent else None))
 
 
-_memory: weakref.WeakKeyDictionary[Any, tuple[float, int]] = weakref.WeakKeyDictionary()
-_memory_seen: Callable[[Any], tuple[float, int] | None] = \
-    _memory.data.get  # type: ignore[attr-defined]
-_ref = weakref.ref
 _monotonic = time.monotonic
 #: How many handlers' span names a version keeps (handler names come from callers: bounded).
 _CALLS_MAX = 4096
@@ -416,7 +412,7 @@ def plugin_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
                     if after.fuel is not None:
                         attributes["omnicore.plugin.fuel"] = after.fuel - fuel
                 else:
-                    attributes["omnicore.plugin.memory_bytes"] = _memory_of(runtime, usage)
+                    attributes["omnicore.plugin.memory_bytes"] = _memory_of(version, usage)
             except Exception:  # a runtime closed meanwhile: the span goes without
                 pass
         name, shared = _call_of(entry.name, version, handler)
@@ -442,12 +438,13 @@ if not TYPE_CHECKING:  # (typed as the Python one: the same names read, the same
         pass
 
 
-def _memory_of(runtime: Any, usage: Callable[[], Any]) -> int:
+def _memory_of(version: Any, usage: Callable[[], Any]) -> int:
+    """Its instances' memory, read again after :data:`MEMORY_TTL_S` (reading it walks them),
+    the last reading kept by the version (``Version.memory_read``)."""
     now = _monotonic()
-    seen = _memory_seen(_ref(runtime))  # (WeakKeyDictionary.get, without its frame)
+    seen: tuple[float, int] | None = version.memory_read
     if seen is None or now - seen[0] >= MEMORY_TTL_S:
-        seen = (now, int(usage().memory_bytes))
-        _memory[runtime] = seen
+        seen = version.memory_read = (now, int(usage().memory_bytes))
     return seen[1]
 
 
@@ -520,3 +517,20 @@ def ids() -> tuple[str, str] | None:
     if current is None:
         return None
     return current.trace_id.to_bytes(16, "big").hex(), current.span_id.to_bytes(8, "big").hex()
+
+
+#: count and log_ids as the Python they are written in, where the C twins are used (what
+#: tests/telemetry/test_call_span_twins.py holds them to).
+PYTHON_TWINS = {"count": count, "log_ids": log_ids}
+
+if not TYPE_CHECKING:  # (typed as the Python ones)
+    try:
+        from omnicore.telemetry import _otlpenc
+
+        # Both run on a plugin call's worker: a log line's ids on every line a plugin writes
+        # (two frames, two int-to-bytes and two hex strings in Python), a count on every kv
+        # and config call. Bound to CURRENT here, read on every call.
+        count = partial(_otlpenc.count, CURRENT)
+        log_ids = partial(_otlpenc.log_ids, CURRENT)
+    except ImportError:  # not built (no compiler): the Python ones above
+        pass

@@ -3,17 +3,111 @@ only while tracing is on. An incoming W3C ``traceparent`` (and ``tracestate``) i
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextvars import Token
+from functools import partial
 from operator import itemgetter
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["TraceRequests"]
+import omnicore.telemetry as door
+from omnicore.telemetry import _sdk, _spans
+from omnicore.telemetry._spans import CURRENT, Parent, Span
+
+__all__ = ["ServerSpan", "TraceRequests"]
 
 #: A header's name, of its ``(name, value)`` pair.
 _name = itemgetter(0)
+
+
+class ServerSpan:
+    """One HTTP request's span, begun with the request (``ServerSpan(scope, send)``): an
+    incoming ``traceparent`` continued, its context made and current for what the request
+    calls. Called with each of the response's messages, it hands them on to ``send``;
+    :meth:`end` ends it. (The Python twin of ``_otlpenc.server_span``, which the middleware
+    uses where the extension is built.)"""
+
+    __slots__ = ("context", "method", "parent", "scope", "send", "start_ns", "status", "token")
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        parent: Span | Parent | None = None
+        headers = scope["headers"]
+        if b"traceparent" in map(_name, headers):  # (looked for in C: most requests have none)
+            for key, value in headers:
+                if key == b"traceparent":
+                    state = next((v.decode("latin-1") for k, v in headers
+                                  if k == b"tracestate"), None)
+                    parent = _spans.parse_traceparent(value.decode("latin-1"), state)
+                    break
+        self.scope = scope
+        self.send = send
+        self.method = scope["method"]
+        if parent is None:
+            parent = CURRENT.get()
+            if parent is None and (_sdk._OTEL_CONTEXT is None or _sdk._OTEL_CONTEXT.get()):
+                parent = _sdk._outer()
+        self.parent = parent
+        # What the request's work sees as its parent: the span's context alone, not the
+        # span. A context copied during a request can outlive it: a task or timer made then
+        # keeps it until the loop drops it, a cancelled timer seconds later. The console's
+        # own are made in an empty context (console/bodies.py); Hypercorn's keep-alive wait
+        # is kept off it below, a streamed answer's too (its task's copy is set back at its
+        # last send). What such a copy holds is this context, not the span's attributes.
+        self.context = _spans.new_context(parent, _sdk._sampler)
+        self.token: Token[Any] | None = CURRENT.set(self.context)
+        # A span sampled out is its context alone, for what the request calls. A kept one
+        # is never current (its context is): its record is made when it ends.
+        self.start_ns = _spans._now() if self.context.flags else 0
+        self.status = 0
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        # Not a coroutine: ``send``'s awaitable, handed back to be awaited (a frame less
+        # for each message of every response).
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = int(message["status"])
+        elif kind == "http.response.body" and not message.get("more_body") and \
+                self.token is not None:
+            # The request's context current no more for its last message: Hypercorn's send
+            # of it starts the connection's keep-alive wait, a task made in the context
+            # current then, whose timer (cancelled by the next request) stays in the loop's
+            # heap for 5 s. Holding the request's, it kept three objects a request for
+            # seconds, and the young collections they brought on ran at 9 per thousand
+            # requests against none untraced (issue 62).
+            held = self.token
+            try:
+                CURRENT.reset(held)
+                self.token = None
+            except ValueError:
+                # Sent from a task of its own (a streamed answer's: Starlette's task group),
+                # whose context is a copy: the token is not that context's to reset, so the
+                # copy is set back to what was current before the request, and the wait
+                # copies that. (The request's own is reset at its end.)
+                old = held.old_value
+                CURRENT.set(None if old is Token.MISSING else old)
+        return self.send(message)
+
+    def end(self, error: BaseException | None) -> None:
+        """The request's context reset, and its span, if kept, ended and queued: ``error``
+        is what escaped the app (its class is named, never its message), or None."""
+        if self.token is not None:
+            token, self.token = self.token, None
+            CURRENT.reset(token)
+        if not self.start_ns:
+            return
+        start_ns, self.start_ns = self.start_ns, 0  # (once)
+        scope = self.scope
+        route = getattr(scope.get("route"), "path", None)
+        name, shared = _sdk.served(self.method, scope.get("scheme", "http"),
+                                   route if isinstance(route, str) else None, self.status)
+        attributes: dict[str, Any] = {"url.path": scope["path"]}
+        kind = None
+        if error is not None:
+            kind = attributes["error.type"] = type(error).__name__
+        _sdk.queue(_spans.ended(
+            self.context, self.parent, name, _spans.SERVER, start_ns, attributes, shared,
+            _spans.ERROR if error is not None or self.status >= 500 else _spans.UNSET, kind))
 
 
 class TraceRequests:
@@ -23,93 +117,26 @@ class TraceRequests:
     one route and status (``Span.shared``: made and encoded once)."""
 
     def __init__(self, app: ASGIApp) -> None:
-        import omnicore.telemetry as door
-        from omnicore.telemetry import _sdk, _spans
-
         self.app = app
         self._door = door
-        self._sdk = _sdk
-        self._spans = _spans
+        #: A request's span begun: ``_otlpenc.server_span`` where the extension is built (the
+        #: middleware's work in C: in Python it was some 17 thousand instructions a request,
+        #: and a frame for each message), reading the names it uses from _sdk as
+        #: :class:`ServerSpan` does; else that, its Python twin.
+        self.begin: Callable[[Scope, Send], Any] = ServerSpan
+        if _spans._Sink is not None:
+            from omnicore.telemetry._otlpenc import server_span
+
+            self.begin = partial(server_span, vars(_sdk))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._door.ON:  # (off again: a test's reset)
             await self.app(scope, receive, send)
             return
-        _sdk, _spans = self._sdk, self._spans
-        parent = None
-        headers = scope["headers"]
-        if b"traceparent" in map(_name, headers):  # (looked for in C: most requests have none)
-            for key, value in headers:
-                if key == b"traceparent":
-                    state = next((v.decode("latin-1") for k, v in headers
-                                  if k == b"tracestate"), None)
-                    parent = _spans.parse_traceparent(value.decode("latin-1"), state)
-                    break
-        method = scope["method"]
-        current = _spans.CURRENT
-        if parent is None:
-            parent = current.get()
-            if parent is None and (_sdk._OTEL_CONTEXT is None or _sdk._OTEL_CONTEXT.get()):
-                parent = _sdk._outer()
-        # What the request's work sees as its parent: the span's context alone, not the span.
-        # A context copied during a request can outlive it: a task or timer made then keeps
-        # it until the loop drops it, a cancelled timer seconds later. The console's own are
-        # made in an empty context (console/bodies.py); Hypercorn's keep-alive wait is kept
-        # off it below, a streamed answer's too (its task's copy is set back at its last
-        # send). What such a copy holds is this context, not the span and its attributes.
-        context = _spans.new_context(parent, _sdk._sampler)
-        token: Token[Any] | None = current.set(context)
-        # A span sampled out is its context alone, for what the request calls. A kept one is
-        # never current (its context is) and nothing else holds it: its fields stay locals
-        # here, made into its record (_spans.ended) once the response is sent.
-        start_ns = _spans._now() if context.flags else 0
-        status = 0
-        error: str | None = None
-
-        def sending(message: Message) -> Awaitable[None]:
-            # Not a coroutine of its own: ``send``'s awaitable, handed back to be awaited (a
-            # frame less for each message of every response).
-            nonlocal status, token
-            kind = message["type"]
-            if kind == "http.response.start":
-                status = int(message["status"])
-            elif kind == "http.response.body" and not message.get("more_body") and \
-                    token is not None:
-                # The request's context current no more for its last message: Hypercorn's
-                # send of it starts the connection's keep-alive wait, a task made in the
-                # context current then, whose timer (cancelled by the next request) stays in
-                # the loop's heap for 5 s. Holding the request's, it kept three objects a
-                # request for seconds, and the young collections they brought on ran at 9
-                # per thousand requests against none untraced (issue 62).
-                held = token
-                try:
-                    current.reset(held)
-                    token = None
-                except ValueError:
-                    # Sent from a task of its own (a streamed answer's: Starlette's task
-                    # group), whose context is a copy: the token is not that context's to
-                    # reset, so the copy is set back to what was current before the request,
-                    # and the wait copies that. (The request's own is reset below.)
-                    old = held.old_value
-                    current.set(None if old is Token.MISSING else old)
-            return send(message)
-
+        span = self.begin(scope, send)
         try:
-            await self.app(scope, receive, sending)
+            await self.app(scope, receive, span)
         except BaseException as exc:
-            error = type(exc).__name__  # (its class, never its message)
+            span.end(exc)
             raise
-        finally:
-            if token is not None:
-                current.reset(token)
-            if start_ns:
-                route = getattr(scope.get("route"), "path", None)
-                name, shared = _sdk.served(method, scope.get("scheme", "http"),
-                                           route if isinstance(route, str) else None, status)
-                attributes: dict[str, Any] = {"url.path": scope["path"]}
-                if error is not None:
-                    attributes["error.type"] = error
-                _sdk.queue(_spans.ended(
-                    context, parent, name, _spans.SERVER, start_ns, attributes, shared,
-                    _spans.ERROR if error is not None or status >= 500 else _spans.UNSET,
-                    error))
+        span.end(None)
