@@ -184,12 +184,6 @@ def test_many_threads_calling_on_shared_versions_keep_names_bounded_and_nothing_
     assert sum(len(e.version.spans) for e in shared) > 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PluginCalls: when the call's error cannot be classed (PluginError missing from _sdk, or "
-    "not a class: isinstance raises), the C twin skips naming it (`ours < 0 ||` short-"
-    "circuits PyType_GetName) and queues the span with status UNSET and no description; "
-    "Python's except block set `error = type(exc).__name__` first, so its span is ERROR "
-    "'ValueError'"))
 def test_a_call_whose_error_cannot_be_classed_is_still_an_error_span(
         queued: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(_sdk, "PluginError")
@@ -206,11 +200,6 @@ def test_a_call_whose_error_cannot_be_classed_is_still_an_error_span(
     assert records["c"] == records["python"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PluginCalls memory_of reads MEMORY_TTL_S (PyFloat_AsDouble) before it looks at "
-    "Version.memory_read: a TTL that is not a number fails the first call's memory reading, "
-    "and the span goes without memory_bytes; Python's _memory_of compares the TTL only once "
-    "there is a reading, so its first span has the memory"))
 def test_a_ttl_that_is_not_a_number_is_read_as_the_python_twin_reads_it(
         queued: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_sdk, "MEMORY_TTL_S", "1")
@@ -224,12 +213,6 @@ def test_a_ttl_that_is_not_a_number_is_read_as_the_python_twin_reads_it(
     assert records["c"] == records["python"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PluginCalls' chain() sets the new error's __context__ to the call's error without "
-    "Python's cycle check (_PyErr_SetObject cuts the old chain where it meets the new "
-    "error): a queue that raises the very exception the call's error has as its context "
-    "makes a __context__ cycle (X -> ValueError -> X) where Python's finally block leaves "
-    "ValueError's context None"))
 def test_an_error_raised_while_the_span_ends_makes_no_context_cycle(
         queued: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
     got = {}
@@ -346,11 +329,6 @@ def test_log_ids_and_count_on_out_of_range_ids_and_odd_attributes_match_python(
         CURRENT.reset(token)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "_otlpenc.count reads flags with PyLong_AsLong (OverflowError past 63 bits) and reads "
-    "`attributes` before testing the sampled bit: a current span with flags 2**64 | 1 raises "
-    "where Python's `current.flags & 0x01` counts, and one sampled out without attributes "
-    "raises AttributeError where Python returns None"))
 @pytest.mark.parametrize("current", [SimpleNamespace(flags=(1 << 64) | 1, attributes={}),
                                      SimpleNamespace(flags=0)])
 def test_count_on_wide_flags_or_a_sampled_out_span_without_attributes_matches_python(
@@ -428,11 +406,6 @@ def test_hostile_request_headers_begin_the_same_span_or_raise_the_same_in_both(
         assert got["c"][1] == int(TRACE, 16)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server_span's header() takes a header's name and value as pair[0] and pair[1]: a "
-    "traceparent header of three items is continued by C where ServerSpan's `for key, value "
-    "in headers` raises ValueError, and one of a single item raises IndexError, not "
-    "ValueError"))
 @pytest.mark.parametrize("header", [(b"traceparent", PARENT.encode(), b"x"),
                                     [b"traceparent"]])
 def test_a_traceparent_header_that_is_not_a_pair_is_refused_as_in_python(
@@ -447,10 +420,6 @@ def test_a_traceparent_header_that_is_not_a_pair_is_refused_as_in_python(
     assert got["c"] == got["python"] == ("raised", ValueError)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server_span's send reads a response's status with PyLong_AsLong: a status past "
-    "LONG_MAX (2**70) raises OverflowError there, where ServerSpan's int(message['status']) "
-    "takes it and the span ends as an error (status >= 500)"))
 def test_a_status_past_long_max_is_taken_as_python_takes_it(queued: list[Any]) -> None:
     got = {}
     for name in TWINS:
@@ -501,10 +470,6 @@ def test_hostile_response_messages_are_handed_on_or_refused_the_same_in_both(
     assert got["c"] == got["python"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server_span's send tests more_body only while the request's token is held: a body "
-    "message after the last one whose more_body's truth test raises is handed on by C, "
-    "where ServerSpan evaluates message.get('more_body') first and raises"))
 def test_a_more_body_that_cannot_be_tested_after_the_last_message_raises_as_in_python(
         queued: list[Any]) -> None:
     got = {}
@@ -625,12 +590,6 @@ def test_a_half_built_span_found_by_a_hook_refuses_sends_and_ends_as_nothing(
     assert CURRENT.get() is None and len(queued) == 1 and queued[0][2] == 0x00F067AA0BA902B7
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server_span double-decrefs the parent when parse_traceparent returns None (a malformed "
-    "traceparent) and PyContextVar_Get then fails (CURRENT not a ContextVar): `parent` is "
-    "Py_XDECREF'd before the get, which leaves it unset on failure, and the fail path "
-    "decrefs it again: each such request takes a reference from None (3.11: not immortal); "
-    "10,000 of them and the child aborts 'deallocating None'"))
 def test_a_malformed_traceparent_with_current_not_a_contextvar_keeps_none_s_references(
 ) -> None:
     done = in_child("""

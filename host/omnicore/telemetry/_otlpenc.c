@@ -1227,9 +1227,11 @@ static PyTypeObject SinkType = {
  * reads of the call's version, runtime and breaker took some 1.8 us a call there, and work on
  * a call's worker costs a REST invoke some 2.5 times over (the event loop and the worker hand
  * the GIL to and fro on every call: docs/reference/performance.md). The names it uses
- * (CURRENT, _sampler, _outer, _call_of, MEMORY_TTL_S, queue, PluginError...) are read from the
- * module it serves, on every call, as that module's own Python twin reads its globals: a
- * set-up or a test that rebinds one is seen. */
+ * (CURRENT, _sampler, _outer, MEMORY_TTL_S, queue, PluginError...) are read from the module
+ * it serves, on every call, as that module's own Python twin reads its globals: a set-up or
+ * a test that rebinds one is seen. (_call_of is called on a miss of the version's own span
+ * names, as the Python one looks there first; the clocks are the C library's own, the ones
+ * time.time_ns and time.monotonic read.) */
 
 typedef struct {
     PyObject_HEAD
@@ -1291,8 +1293,20 @@ chain(PyObject *t, PyObject *v, PyObject *tb)
     PyObject *t2, *v2, *tb2;
     PyErr_Fetch(&t2, &v2, &tb2);
     PyErr_NormalizeException(&t2, &v2, &tb2);
-    if (v2 != NULL && v != NULL && v2 != v)
+    if (v2 != NULL && v != NULL && v2 != v) {
+        /* As the interpreter sets a context: a link of v's chain that is v2 is cut there,
+         * so no cycle is made (v2 -> v -> ... -> v2). */
+        PyObject *o = v, *context;
+        while ((context = PyException_GetContext(o)) != NULL) {
+            Py_DECREF(context);
+            if (context == v2) {
+                PyException_SetContext(o, NULL);
+                break;
+            }
+            o = context;
+        }
         PyException_SetContext(v2, Py_NewRef(v));
+    }
     Py_DECREF(t);
     Py_XDECREF(v);
     Py_XDECREF(tb);
@@ -1313,49 +1327,47 @@ call_body(PyObject *const *args)
 static PyObject *
 memory_of(PyObject *g, PyObject *version, PyObject *usage)
 {
-    PyObject *ttl = global(g, str_memory_ttl);
-    double keep = ttl == NULL ? -1.0 : PyFloat_AsDouble(ttl);
-    if (keep == -1.0 && PyErr_Occurred())
-        return NULL;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
-    PyObject *seen = PyObject_GetAttr(version, str_memory_read);
-    if (seen == NULL)
+    PyObject *now = PyFloat_FromDouble((double)ts.tv_sec + ts.tv_nsec / 1e9);
+    if (now == NULL)
         return NULL;
-    if (PyTuple_CheckExact(seen) && PyTuple_GET_SIZE(seen) == 2) {
-        double at = PyFloat_AsDouble(PyTuple_GET_ITEM(seen, 0));
-        if (at == -1.0 && PyErr_Occurred()) {
-            Py_DECREF(seen);
-            return NULL;
-        }
-        if (now - at < keep) {
-            PyObject *memory = Py_NewRef(PyTuple_GET_ITEM(seen, 1));
-            Py_DECREF(seen);
-            return memory;
+    PyObject *seen = PyObject_GetAttr(version, str_memory_read), *memory = NULL;
+    if (seen == NULL)
+        goto done;
+    if (seen != Py_None) {  /* now - seen[0] >= MEMORY_TTL_S: read again */
+        PyObject *at = PySequence_GetItem(seen, 0), *ttl = global(g, str_memory_ttl);
+        PyObject *elapsed = at == NULL || ttl == NULL ? NULL : PyNumber_Subtract(now, at);
+        Py_XDECREF(at);
+        if (elapsed == NULL)
+            goto done;
+        int stale = PyObject_RichCompareBool(elapsed, ttl, Py_GE);
+        Py_DECREF(elapsed);
+        if (stale < 0)
+            goto done;
+        if (!stale) {
+            memory = PySequence_GetItem(seen, 1);
+            goto done;
         }
     }
-    Py_DECREF(seen);
     PyObject *now_usage = PyObject_CallNoArgs(usage);
     if (now_usage == NULL)
-        return NULL;
+        goto done;
     PyObject *got = PyObject_GetAttr(now_usage, str_memory_bytes);
     Py_DECREF(now_usage);
     if (got == NULL)
-        return NULL;
-    PyObject *memory = PyNumber_Long(got);
+        goto done;
+    memory = PyNumber_Long(got);
     Py_DECREF(got);
     if (memory == NULL)
-        return NULL;
-    PyObject *when = PyFloat_FromDouble(now);
-    PyObject *read = when == NULL ? NULL : PyTuple_Pack(2, when, memory);
-    Py_XDECREF(when);
-    if (read == NULL || PyObject_SetAttr(version, str_memory_read, read) < 0) {
-        Py_XDECREF(read);
-        Py_DECREF(memory);
-        return NULL;
-    }
-    Py_DECREF(read);
+        goto done;
+    PyObject *read = PyTuple_Pack(2, now, memory);
+    if (read == NULL || PyObject_SetAttr(version, str_memory_read, read) < 0)
+        Py_CLEAR(memory);
+    Py_XDECREF(read);
+done:
+    Py_DECREF(now);
+    Py_XDECREF(seen);
     return memory;
 }
 
@@ -1603,13 +1615,15 @@ calls_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     if (out == NULL) {  /* its class, never its message (a guest's input may be in it) */
         PyErr_Fetch(&t, &v, &tb);
         PyErr_NormalizeException(&t, &v, &tb);
-        PyObject *plugin_error = global(g, str_PluginError), *name = NULL;
-        int ours = plugin_error == NULL ? -1 : PyObject_IsInstance(v, plugin_error);
-        if (ours < 0 || (name = PyType_GetName((PyTypeObject *)t)) == NULL ||
+        /* (in the except block's order: its class named first, then classed; an error
+         * raised on the way stops the block there, and goes on through the finally block
+         * with the call's as its context) */
+        PyObject *name = PyType_GetName((PyTypeObject *)t), *plugin_error;
+        int ours = -1;
+        if (name == NULL || (plugin_error = global(g, str_PluginError)) == NULL ||
+                (ours = PyObject_IsInstance(v, plugin_error)) < 0 ||
                 PyDict_SetItem(attributes, key_outcome, ours ? str_error : str_host_error) < 0 ||
                 PyDict_SetItem(attributes, key_error_type, name) < 0) {
-            /* (raised in the except block: that error goes on through the finally block,
-             * the call's its context) */
             chain(t, v, tb);
             PyErr_Fetch(&t, &v, &tb);
         }
@@ -1745,7 +1759,7 @@ intern_calls_names(void)
 typedef struct {
     PyObject_HEAD
     PyObject *globals, *current, *send, *scope, *method, *context, *parent, *token, *start_ns;
-    long status;
+    PyObject *status;  /* int(message["status"]) of the response's start; 0 before it */
     vectorcallfunc vectorcall;
 } ServerObject;
 
@@ -1782,7 +1796,56 @@ item_or(PyObject *mapping, PyObject *key, PyObject *otherwise)
     return PyObject_VectorcallMethod(str_get, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
-/* The first header named `name` of `headers` (a borrowed reference; NULL, no error: none). */
+/* `key, value = pair`, as Python unpacks a header (ValueError for another length): new
+ * references, or -1. */
+static int
+unpack_pair(PyObject *pair, PyObject **key, PyObject **value)
+{
+    PyObject *fast = PySequence_Fast(pair, "cannot unpack a header that is not iterable");
+    if (fast == NULL)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    if (n != 2) {
+        PyErr_Format(PyExc_ValueError, n < 2 ? "not enough values to unpack (expected 2, got "
+                     "%zd)" : "too many values to unpack (expected 2)", n);
+        Py_DECREF(fast);
+        return -1;
+    }
+    *key = Py_NewRef(PySequence_Fast_GET_ITEM(fast, 0));
+    *value = Py_NewRef(PySequence_Fast_GET_ITEM(fast, 1));
+    Py_DECREF(fast);
+    return 0;
+}
+
+/* Whether a header is named `name` (`name in map(itemgetter(0), headers)`): 1, 0 or -1. */
+static int
+has_header(PyObject *headers, PyObject *name)
+{
+    PyObject *it = PyObject_GetIter(headers), *pair;
+    if (it == NULL)
+        return -1;
+    int found = 0;
+    while (!found && (pair = PyIter_Next(it)) != NULL) {
+        PyObject *key = PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) > 0
+            ? Py_NewRef(PyTuple_GET_ITEM(pair, 0)) : PySequence_GetItem(pair, 0);
+        Py_DECREF(pair);
+        if (key == NULL) {
+            Py_DECREF(it);
+            return -1;
+        }
+        found = PyObject_RichCompareBool(key, name, Py_EQ);
+        Py_DECREF(key);
+        if (found < 0) {
+            Py_DECREF(it);
+            return -1;
+        }
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : found;
+}
+
+/* The value of the first header named `name` (a new reference; NULL, no error: none), each
+ * header before it unpacked as Python's `for key, value in headers` does. */
 static int
 header(PyObject *headers, PyObject *name, PyObject **value)
 {
@@ -1791,27 +1854,25 @@ header(PyObject *headers, PyObject *name, PyObject **value)
     if (it == NULL)
         return -1;
     while ((pair = PyIter_Next(it)) != NULL) {
-        PyObject *key = NULL, *found = NULL;
-        int same = -1;
-        if (PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2) {
-            key = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
-        } else
-            key = PySequence_GetItem(pair, 0);
-        if (key != NULL)
-            same = PyObject_RichCompareBool(key, name, Py_EQ);
-        Py_XDECREF(key);
-        if (same > 0)
-            found = PySequence_GetItem(pair, 1);
+        PyObject *key, *found;
+        int rc = unpack_pair(pair, &key, &found);
         Py_DECREF(pair);
-        if (same < 0 || (same > 0 && found == NULL)) {
+        if (rc < 0) {
             Py_DECREF(it);
             return -1;
         }
-        if (same > 0) {
+        int same = PyObject_RichCompareBool(key, name, Py_EQ);
+        Py_DECREF(key);
+        if (same != 0) {
             Py_DECREF(it);
-            *value = found;  /* (a new reference: the caller's) */
+            if (same < 0) {
+                Py_DECREF(found);
+                return -1;
+            }
+            *value = found;
             return 0;
         }
+        Py_DECREF(found);
     }
     Py_DECREF(it);
     return PyErr_Occurred() ? -1 : 0;
@@ -1851,13 +1912,15 @@ server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     self->scope = Py_NewRef(scope);
     self->current = self->method = self->context = self->parent = self->token = NULL;
     self->start_ns = NULL;
-    self->status = 0;
+    self->status = PyLong_FromLong(0);
     self->vectorcall = (vectorcallfunc)NULL;
     PyObject_GC_Track(self);
     PyObject *headers = NULL, *parent = NULL, *value = NULL;
     if ((self->current = Py_XNewRef(global(g, str_CURRENT))) == NULL ||
-            (headers = item(scope, str_headers)) == NULL ||
-            header(headers, bytes_traceparent, &value) < 0)
+            (headers = item(scope, str_headers)) == NULL)
+        goto fail;
+    int any = has_header(headers, bytes_traceparent);  /* (most requests have none) */
+    if (any < 0 || (any && header(headers, bytes_traceparent, &value) < 0))
         goto fail;
     if (value != NULL) {  /* (most requests have none) */
         PyObject *state = NULL, *text = NULL, *state_text = NULL;
@@ -1877,7 +1940,7 @@ server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if ((self->method = item(scope, str_method)) == NULL)
         goto fail;
     if (parent == NULL || parent == Py_None) {
-        Py_XDECREF(parent);
+        Py_CLEAR(parent);
         if (PyContextVar_Get(self->current, Py_None, &parent) < 0)
             goto fail;
         if (parent == Py_None) {
@@ -1974,14 +2037,12 @@ server_send(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *
         if (status != NULL)
             number = PyNumber_Long(status);
         Py_XDECREF(status);
-        long code = number == NULL ? -1 : PyLong_AsLong(number);
-        Py_XDECREF(number);
-        if (code == -1 && PyErr_Occurred()) {
+        if (number == NULL) {
             Py_DECREF(kind);
             return NULL;
         }
-        self->status = code;
-    } else if (is(kind, "http.response.body") && self->token != NULL) {
+        Py_SETREF(self->status, number);
+    } else if (is(kind, "http.response.body")) {
         PyObject *more = item_or(message, str_more_body, Py_None);
         int going = more == NULL ? -1 : PyObject_IsTrue(more);
         Py_XDECREF(more);
@@ -1992,7 +2053,7 @@ server_send(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *
         /* The request's context current no more for its last message: the server's send of
          * it starts the connection's keep-alive wait, a task made in the context current
          * then, whose timer stays in the loop's heap for 5 s (asgi.py says more). */
-        if (!going) {
+        if (!going && self->token != NULL) {
             if (PyContextVar_Reset(self->current, self->token) == 0)
                 Py_CLEAR(self->token);
             else if (PyErr_ExceptionMatches(PyExc_ValueError)) {
@@ -2041,7 +2102,7 @@ server_end(ServerObject *self, PyObject *error)
     PyObject *start_ns = self->start_ns;
     self->start_ns = NULL;  /* (once) */
     PyObject *g = self->globals, *scope = self->scope, *out = NULL;
-    PyObject *route = NULL, *path = NULL, *scheme = NULL, *status = NULL, *pair = NULL;
+    PyObject *route = NULL, *path = NULL, *scheme = NULL, *pair = NULL;
     PyObject *attributes = NULL, *name = NULL, *both = NULL, *kind = NULL, *code = NULL;
     PyObject *record = NULL;
     PyObject *found = item_or(scope, str_route, Py_None);
@@ -2053,10 +2114,9 @@ server_end(ServerObject *self, PyObject *error)
         goto done;
     if (!PyUnicode_Check(route))
         Py_SETREF(route, Py_NewRef(Py_None));
-    if ((scheme = item_or(scope, str_scheme, str_http)) == NULL ||
-            (status = PyLong_FromLong(self->status)) == NULL)
+    if ((scheme = item_or(scope, str_scheme, str_http)) == NULL)
         goto done;
-    PyObject *of[4] = {self->method, scheme, route, status};
+    PyObject *of[4] = {self->method, scheme, route, self->status};
     if ((pair = call_global(g, str_served, of, 4)) == NULL ||
             (both = PySequence_Fast(pair, "a request's name and shared attributes")) == NULL)
         goto done;
@@ -2072,9 +2132,17 @@ server_end(ServerObject *self, PyObject *error)
                 PyDict_SetItem(attributes, key_error_type, name) < 0)
             goto done;
     }
+    int failed = error != Py_None;
+    if (!failed) {
+        PyObject *five_hundred = PyLong_FromLong(500);
+        failed = five_hundred == NULL ? -1
+            : PyObject_RichCompareBool(self->status, five_hundred, Py_GE);
+        Py_XDECREF(five_hundred);
+        if (failed < 0)
+            goto done;
+    }
     if ((kind = PyLong_FromLong(2)) == NULL ||
-            (code = PyLong_FromLong(error != Py_None || self->status >= 500 ? STATUS_ERROR
-                                    : 0)) == NULL)
+            (code = PyLong_FromLong(failed ? STATUS_ERROR : 0)) == NULL)
         goto done;
     PyObject *fields[9] = {self->context, self->parent, PySequence_Fast_GET_ITEM(both, 0), kind,
                            start_ns, attributes, PySequence_Fast_GET_ITEM(both, 1), code,
@@ -2091,7 +2159,6 @@ done:
     Py_XDECREF(route);
     Py_XDECREF(path);
     Py_XDECREF(scheme);
-    Py_XDECREF(status);
     Py_XDECREF(pair);
     Py_XDECREF(both);
     Py_XDECREF(attributes);
@@ -2113,6 +2180,7 @@ server_traverse(ServerObject *self, visitproc visit, void *arg)
     Py_VISIT(self->context);
     Py_VISIT(self->parent);
     Py_VISIT(self->token);
+    Py_VISIT(self->status);
     return 0;
 }
 
@@ -2128,6 +2196,7 @@ server_clear(ServerObject *self)
     Py_CLEAR(self->parent);
     Py_CLEAR(self->token);
     Py_CLEAR(self->start_ns);
+    Py_CLEAR(self->status);
     return 0;
 }
 
@@ -2142,7 +2211,7 @@ server_dealloc(ServerObject *self)
 static PyObject *
 server_status(ServerObject *self, void *closure)
 {
-    return PyLong_FromLong(self->status);
+    return Py_NewRef(self->status);
 }
 
 static PyGetSetDef server_getset[] = {
@@ -2296,20 +2365,17 @@ count(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(current);
         Py_RETURN_NONE;
     }
-    if (Py_IS_TYPE(current, &ParentType)) {
-        flags = Py_XNewRef(((ParentObject *)current)->flags);
-        attributes = Py_XNewRef(((ParentObject *)current)->attributes);
-        if (flags == NULL || attributes == NULL) {
-            PyErr_SetString(PyExc_AttributeError, "a context without its fields");
-            goto done;
-        }
-    } else if ((flags = PyObject_GetAttr(current, str_flags)) == NULL ||
-               (attributes = PyObject_GetAttr(current, str_attributes)) == NULL)
+    /* current.flags & 0x01, then current.attributes, as the Python one reads them */
+    if ((flags = PyObject_GetAttr(current, str_flags)) == NULL)
         goto done;
-    long bits = PyLong_AsLong(flags);
-    if (bits == -1 && PyErr_Occurred())
+    PyObject *bit = PyNumber_And(flags, one);
+    int kept = bit == NULL ? -1 : PyObject_IsTrue(bit);
+    Py_XDECREF(bit);
+    if (kept < 0)
         goto done;
-    if (!(bits & 0x01) || attributes == Py_None) {
+    if (kept && (attributes = PyObject_GetAttr(current, str_attributes)) == NULL)
+        goto done;
+    if (!kept || attributes == Py_None) {
         out = Py_NewRef(Py_None);
         goto done;
     }
