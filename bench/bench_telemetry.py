@@ -351,8 +351,10 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     from omnicore.telemetry import Settings, _sdk
     from omnicore.telemetry.asgi import TraceRequests
 
+    if PIN is not None:  # (--pin: this process's threads, made after this, on the hosts' CPU)
+        os.sched_setaffinity(0, PIN[0])
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, text=True, preexec_fn=_pinned(1))
     assert receiver.stdin is not None and receiver.stdout is not None
     endpoint = f"http://127.0.0.1:{receiver.stdout.readline().strip()}/v1/traces"
     base = Path(tempfile.mkdtemp(prefix="bench-telemetry-"))
@@ -418,7 +420,7 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
             begun.update(dict.fromkeys(keys, 0))
             queued.update(dict.fromkeys(keys, 0))
             driver = subprocess.Popen(_command(host, seconds, clients, lua),
-                                      stdout=subprocess.DEVNULL)
+                                      stdout=subprocess.DEVNULL, preexec_fn=_pinned(1))
             turn, last, exported = 0, time.process_time(), time.clock_gettime(clock)
             export_cpu = -exported
             while driver.poll() is None:
@@ -689,8 +691,9 @@ def main() -> None:
                     help="hosts table: start the hosts afresh every N rounds (default 1: each "
                     "round its own processes)")
     ap.add_argument("--pin", action="store_true",
-                    help="hosts table: each host on the last CPU, wrk and the receiver on the "
-                    "others (the rounds spread less; a host's threads then share one CPU)")
+                    help="hosts and in-process tables: each host (this process, in-process) "
+                    "on the last CPU, wrk and the receiver on the others (the rounds spread "
+                    "less; a host's threads then share one CPU)")
     ap.add_argument("--only", choices=["hosts", "in-process", "calls"],
                     help="one of the three tables")
     ap.add_argument("--counter", choices=["cpu", "instructions"], default="cpu",
