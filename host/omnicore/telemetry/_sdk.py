@@ -525,12 +525,13 @@ PYTHON_TWINS = {"count": count, "log_ids": log_ids}
 
 if not TYPE_CHECKING:  # (typed as the Python ones)
     try:
-        from omnicore.telemetry import _otlpenc
+        from omnicore.telemetry._otlpenc import count as _count_in
+        from omnicore.telemetry._otlpenc import log_ids as _log_ids_in
 
         # Both run on a plugin call's worker: a log line's ids on every line a plugin writes
         # (two frames, two int-to-bytes and two hex strings in Python), a count on every kv
         # and config call. Bound to CURRENT here, read on every call.
-        count = partial(_otlpenc.count, CURRENT)
-        log_ids = partial(_otlpenc.log_ids, CURRENT)
+        count = partial(_count_in, CURRENT)
+        log_ids = partial(_log_ids_in, CURRENT)
     except ImportError:  # not built (no compiler): the Python ones above
         pass
