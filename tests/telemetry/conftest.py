@@ -1,15 +1,19 @@
 """The telemetry tests' in-process tracing: ``spans``, every span the host ends, kept in
-memory (OpenTelemetry SDK's own exporter), tracing on for the test and off after it."""
+memory (OpenTelemetry SDK's own exporter), tracing on for the test and off after it;
+``queued``, the records of spans ended (a plugin call's, a request's) as the export queue
+would take them, kept in a list instead."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from omnicore import telemetry
-from omnicore.telemetry import Settings
+from omnicore.telemetry import Settings, _sdk
+from omnicore.telemetry._spans import CURRENT
 
 
 @pytest.fixture
@@ -21,3 +25,16 @@ def spans() -> Iterator[InMemorySpanExporter]:
     finally:
         telemetry.reset()
     assert telemetry.ON is False
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    telemetry.start(Settings(service_name="test"), "i", InMemorySpanExporter())
+    got: list[Any] = []
+    monkeypatch.setattr(_sdk, "queue", got.append)
+    try:
+        yield got
+    finally:
+        telemetry.reset()
+        # (a failed case's span left current would be every later case's parent)
+        CURRENT.set(None)

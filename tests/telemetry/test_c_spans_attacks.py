@@ -24,11 +24,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from omnicore import telemetry
 from omnicore.plugins.breaker import CircuitBreaker
-from omnicore.telemetry import Settings, _otlp, _sdk
+from omnicore.telemetry import _otlp, _sdk
 from omnicore.telemetry._spans import CURRENT
 from omnicore.telemetry.asgi import ServerSpan, TraceRequests
 from tests.hosts import Host
@@ -65,19 +63,6 @@ def entry(name: str = "p", runtime: Any = None) -> Any:
     made = SimpleNamespace(module=None, runtime=runtime or Runtime(), spans={},
                            memory_read=None)
     return SimpleNamespace(name=name, version=made, breaker=CircuitBreaker(name))
-
-
-@pytest.fixture
-def queued(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    telemetry.start(Settings(service_name="test"), "i", InMemorySpanExporter())
-    got: list[Any] = []
-    monkeypatch.setattr(_sdk, "queue", got.append)
-    try:
-        yield got
-    finally:
-        telemetry.reset()
-        # (a failed case's span left current would be every later case's parent)
-        CURRENT.set(None)
 
 
 def call_twin(name: str) -> Any:

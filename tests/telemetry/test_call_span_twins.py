@@ -8,17 +8,15 @@ block raises it. Real plugins' spans are tests/telemetry/test_plugin_span.py's."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from omnicore import telemetry
 from omnicore.errors import GuestError
 from omnicore.plugins.breaker import CircuitBreaker
-from omnicore.telemetry import Settings, _sdk, _spans
+from omnicore.telemetry import _sdk, _spans
 from omnicore.telemetry._spans import CURRENT, Sampler
 
 TWINS = ["c", "python"]
@@ -51,18 +49,6 @@ def entry(name: str = "p", *, fuel: bool = False, version: bool = True) -> Any:
     made = SimpleNamespace(module=module, runtime=Runtime(fuel), spans={},
                            memory_read=None) if version else None
     return SimpleNamespace(name=name, version=made, breaker=CircuitBreaker(name))
-
-
-@pytest.fixture
-def queued(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Tracing on, every record queued kept here instead of exported."""
-    telemetry.start(Settings(service_name="test"), "i", InMemorySpanExporter())
-    got: list[Any] = []
-    monkeypatch.setattr(_sdk, "queue", got.append)
-    try:
-        yield got
-    finally:
-        telemetry.reset()
 
 
 def twin(name: str) -> Any:

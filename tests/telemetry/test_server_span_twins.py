@@ -10,31 +10,17 @@ real requests are test_traces.py's, test_keepalive.py's and test_request_context
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from omnicore import telemetry
-from omnicore.telemetry import Settings, _sdk, _spans
+from omnicore.telemetry import _sdk, _spans
 from omnicore.telemetry._spans import CURRENT, Sampler
 from omnicore.telemetry.asgi import ServerSpan, TraceRequests
 
 TWINS = ["c", "python"]
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-@pytest.fixture
-def queued(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    telemetry.start(Settings(service_name="test"), "i", InMemorySpanExporter())
-    got: list[Any] = []
-    monkeypatch.setattr(_sdk, "queue", got.append)
-    try:
-        yield got
-    finally:
-        telemetry.reset()
 
 
 def begin(twin: str) -> Any:

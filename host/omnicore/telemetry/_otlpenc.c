@@ -1313,6 +1313,45 @@ chain(PyObject *t, PyObject *v, PyObject *tb)
     PyErr_Restore(t2, v2, tb2);
 }
 
+/* The parent of a span begun now: the span current in `current` (the served module's
+ * CURRENT), else the embedding application's OpenTelemetry span if it made one current
+ * (_outer(), asked only while the API's own context variable, _OTEL_CONTEXT, holds a
+ * context: None there means another runtime context, always asked), else None. A new
+ * reference, or NULL. */
+static PyObject *
+parent_now(PyObject *g, PyObject *current)
+{
+    PyObject *parent;
+    if (PyContextVar_Get(current, Py_None, &parent) < 0)
+        return NULL;
+    if (parent != Py_None)
+        return parent;
+    PyObject *otel = global(g, str_OTEL_CONTEXT);
+    if (otel == NULL)
+        goto fail;
+    if (otel != Py_None) {
+        PyObject *value;
+        if (PyContextVar_Get(otel, NULL, &value) < 0)
+            goto fail;
+        if (value == NULL) {
+            PyErr_SetObject(PyExc_LookupError, otel);
+            goto fail;
+        }
+        int outer = PyObject_IsTrue(value);
+        Py_DECREF(value);
+        if (outer <= 0) {
+            if (outer < 0)
+                goto fail;
+            return parent;
+        }
+    }
+    Py_SETREF(parent, call_global(g, str_outer, NULL, 0));
+    return parent;
+fail:
+    Py_DECREF(parent);
+    return NULL;
+}
+
 /* The call itself: body(entry, handler, data, run, traced=True). */
 static PyObject *
 call_body(PyObject *const *args)
@@ -1493,33 +1532,8 @@ calls_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObj
     if ((current = global(g, str_CURRENT)) == NULL)
         return NULL;
     Py_INCREF(current);
-    if (PyContextVar_Get(current, Py_None, &parent) < 0)
+    if ((parent = parent_now(g, current)) == NULL)
         goto done;
-    if (parent == Py_None) {  /* the embedding application's span, if it made one current */
-        PyObject *otel = global(g, str_OTEL_CONTEXT);
-        if (otel == NULL)
-            goto done;
-        int outer = 1;
-        if (otel != Py_None) {
-            PyObject *value;
-            if (PyContextVar_Get(otel, NULL, &value) < 0)
-                goto done;
-            if (value == NULL) {
-                PyErr_SetObject(PyExc_LookupError, otel);
-                goto done;
-            }
-            outer = PyObject_IsTrue(value);
-            Py_DECREF(value);
-            if (outer < 0)
-                goto done;
-        }
-        if (outer) {
-            PyObject *found = call_global(g, str_outer, NULL, 0);
-            if (found == NULL)
-                goto done;
-            Py_SETREF(parent, found);
-        }
-    }
     PyObject *sampler = global(g, str_sampler);
     if (sampler == NULL)
         goto done;
@@ -1941,33 +1955,8 @@ server_span(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto fail;
     if (parent == NULL || parent == Py_None) {
         Py_CLEAR(parent);
-        if (PyContextVar_Get(self->current, Py_None, &parent) < 0)
+        if ((parent = parent_now(g, self->current)) == NULL)
             goto fail;
-        if (parent == Py_None) {
-            PyObject *otel = global(g, str_OTEL_CONTEXT);
-            if (otel == NULL)
-                goto fail;
-            int outer = 1;
-            if (otel != Py_None) {
-                PyObject *got;
-                if (PyContextVar_Get(otel, NULL, &got) < 0)
-                    goto fail;
-                if (got == NULL) {
-                    PyErr_SetObject(PyExc_LookupError, otel);
-                    goto fail;
-                }
-                outer = PyObject_IsTrue(got);
-                Py_DECREF(got);
-                if (outer < 0)
-                    goto fail;
-            }
-            if (outer) {
-                PyObject *found = call_global(g, str_outer, NULL, 0);
-                if (found == NULL)
-                    goto fail;
-                Py_SETREF(parent, found);
-            }
-        }
     }
     self->parent = parent;
     parent = NULL;
