@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import omnicore.plugins.linking as linking_mod
 from omnicore.app import OmniApp
 from omnicore.errors import InvalidModule, PluginNotFound
 from omnicore.plugins.catalog import BadPublish, Catalog, ModuleTooLarge, app_catalog
@@ -125,6 +126,48 @@ def test_the_catalog_wins_over_the_folder_and_the_folder_serves_again_when_remov
     catalog.remove("shared", by="ops")
     eventually(lambda: serves(app, "shared", "folder-2"))
     assert app.plugins.get("shared").origin == "file"
+
+
+def test_a_snapshot_taken_while_the_catalog_takes_a_name_is_never_half_old(
+        start_host: Any, tmp_path: Path, cli_catalog: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A link is held open at a gate; what plugins.get() says meanwhile names the module
+    # serving and where it came from together: the old pair until the link commits, the new
+    # one after. Both ways: the catalog's version over the file, and the file back under it.
+    folder_wasm, catalog_wasm = echo_wasm("shared", "folder"), echo_wasm("shared", "catalog")
+    write(tmp_path / "plugins", "shared.wasm", folder_wasm)
+    app = start_host()
+    linking, go = threading.Event(), threading.Event()
+    real_link = linking_mod._link
+
+    def gated(link: Any, name: str) -> Any:
+        if name == "shared" and not go.is_set():
+            linking.set()
+            assert go.wait(60), "the test never opened the gate"
+        return real_link(link, name)
+
+    monkeypatch.setattr(linking_mod, "_link", gated)
+    catalog = cli_catalog(app)
+    folder = ("file", digest(folder_wasm), str(tmp_path / "plugins" / "shared.wasm"))
+    published = ("catalog", digest(catalog_wasm))
+
+    def snapshot() -> tuple[str, ...]:
+        info = app.plugins.get("shared")
+        return (info.origin, f"sha256:{info.sha256}", *([info.source] if info.origin ==
+                                                            "file" else []))
+
+    for change, before, after in ((lambda: catalog.publish(catalog_wasm), folder, published),
+                                  (lambda: catalog.remove("shared", by="ops"), published,
+                                   folder)):
+        linking.clear()
+        go.clear()
+        change()
+        assert linking.wait(60), "the link never started"
+        for _ in range(20):
+            assert snapshot() == before
+        go.set()
+        eventually(lambda after=after: snapshot() == after)  # type: ignore[misc]
+    assert serves(app, "shared", "folder")
 
 
 def test_a_host_started_after_a_publish_loads_it_before_its_folder(

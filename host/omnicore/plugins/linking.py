@@ -37,7 +37,7 @@ from omnicore.plugins.runtimes import Link, Runtime, kind_of
 from omnicore.plugins.settings import PluginSettings
 from omnicore.plugins.sidecar import Sidecar
 from omnicore.plugins.tiers import TierUp
-from omnicore.plugins.versions import Entry, Version
+from omnicore.plugins.versions import Entry, Origin, Version
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.capability import (
     Capability,
@@ -325,17 +325,19 @@ class Linker:
             module = self._compile(source, path, name, True)
         return Plan(module, settings, abi_manifest)
 
-    def activate(self, entry: Entry, plan: Plan, *, keep_serving: bool = False) -> None:
+    def activate(self, entry: Entry, plan: Plan, *, keep_serving: bool = False,
+                 origin: Origin | None = None) -> None:
         """Link ``plan`` and make it ``entry``'s current version.
 
-        Settings are committed only when the result is a state the plugin can be in
-        (loaded, needs-grant, disabled); any other failure raises and leaves the entry (and
-        the version serving it) untouched. With ``keep_serving`` (a rollout of a new module,
-        not a change of the operator's settings), a plan that lacks a grant while a version
-        serves raises :class:`NeedsGrant` too, and that version keeps serving.
+        Settings, and the module's ``origin`` when it changes, are committed only when the
+        result is a state the plugin can be in (loaded, needs-grant, disabled), all at once;
+        any other failure raises and leaves the entry (and the version serving it)
+        untouched. With ``keep_serving`` (a rollout of a new module, not a change of the
+        operator's settings), a plan that lacks a grant while a version serves raises
+        :class:`NeedsGrant` too, and that version keeps serving.
         """
         with entry.relink:
-            self._activate_locked(entry, plan, keep_serving=keep_serving)
+            self._activate_locked(entry, plan, keep_serving=keep_serving, origin=origin)
         if self._tiers.is_baseline(plan.module) and not self.one_off:
             self._tiers.submit(entry, plan.module)
 
@@ -351,13 +353,13 @@ class Linker:
         return entry.info()
 
     def _activate_locked(self, entry: Entry, plan: Plan, *, tier_up: bool = False,
-                         keep_serving: bool = False) -> None:
+                         keep_serving: bool = False, origin: Origin | None = None) -> None:
         module, settings = plan.module, plan.settings
         if entry.removed:
             raise PluginNotFound(f"plugin '{entry.name}' was unloaded while it was being "
                                  "linked; load it again", plugin=entry.name)
         if settings.disabled:
-            _commit(entry, plan, ())
+            _commit(entry, plan, (), origin)
             entry.swap(None)
             self._set_state(entry, "disabled")
             return
@@ -375,14 +377,14 @@ class Linker:
         except NeedsGrant as exc:
             if keep_serving and entry.version is not None:
                 raise
-            _commit(entry, plan, tuple(exc.missing))
+            _commit(entry, plan, tuple(exc.missing), origin)
             entry.last_error = str(exc)
             entry.swap(None)
             self._set_state(entry, "needs-grant")
             if not tier_up:  # said once, at the load
                 log.warning("%s", exc)
             return
-        _commit(entry, plan, ())
+        _commit(entry, plan, (), origin)
         if tier_up:
             # The same plugin on faster code: its breaker, stats and load time stand.
             entry.swap(Version(module, runtime))
@@ -457,13 +459,18 @@ def _is_cached(engine: SandboxEngine, wasm: bytes) -> bool:
     return engine.has_entry(cache_path(engine, sha))
 
 
-def _commit(entry: Entry, plan: Plan, missing: tuple[str, ...]) -> None:
-    entry.module = plan.module
-    entry.settings = plan.settings
-    entry.abi_manifest = plan.abi_manifest
-    entry.missing = missing
-    entry.last_error = None
-    entry.stale = False
+def _commit(entry: Entry, plan: Plan, missing: tuple[str, ...], origin: Origin | None) -> None:
+    # Under the entry's lock, as Entry.info reads them: a snapshot taken while a catalog's
+    # version replaces a file's never names the catalog beside the file's module.
+    with entry.lock:
+        entry.module = plan.module
+        entry.settings = plan.settings
+        entry.abi_manifest = plan.abi_manifest
+        entry.missing = missing
+        entry.last_error = None
+        entry.stale = False
+        if origin is not None:
+            entry.source, entry.published, entry.beneath = origin
 
 
 def version_of(module: CompiledPlugin) -> str:

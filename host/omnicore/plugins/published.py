@@ -41,7 +41,7 @@ from omnicore.plugins.info import PluginInfo
 from omnicore.plugins.linking import Linker, Plan
 from omnicore.plugins.locks import PluginLocks, plugin_key
 from omnicore.plugins.sidecar import Sidecar, read_sidecar, sidecar_from
-from omnicore.plugins.versions import Entry
+from omnicore.plugins.versions import Entry, Origin
 from omnicore.sandbox import grants as grant_rules
 from omnicore.sandbox.compiled import CompiledPlugin
 from omnicore.sandbox.grants import GrantLayer
@@ -181,17 +181,10 @@ class PublishedPlugins:
         return self._linker.activate_new(entries, entry, plan)
 
     def _replace(self, entry: Entry, p: Published, plan: Plan) -> PluginInfo:
-        before = entry.source, entry.published, entry.beneath
-        if entry.published is None and entry.source is not None:
-            # A file served the name: it stays the layer beneath, for when the catalog drops it.
-            entry.beneath = entry.source
-        # Before linking: the load's log line and event name where the module came from.
-        entry.source, entry.published = p.path, p.digest
-        try:
-            self._linker.activate(entry, plan, keep_serving=True)
-        except BaseException:
-            entry.source, entry.published, entry.beneath = before
-            raise
+        # A file served the name: it stays the layer beneath, for when the catalog drops it.
+        beneath = entry.source if entry.published is None else entry.beneath
+        self._linker.activate(entry, plan, keep_serving=True,
+                              origin=Origin(p.path, p.digest, beneath))
         return entry.info()
 
     def _failed(self, p: Published, exc: Exception) -> None:
@@ -247,13 +240,7 @@ class PublishedPlugins:
                                   plugin=entry.name)
         plan = self._linker.plan(module, path, path, None, read_sidecar(path),
                                  host_grants=self._host_grants(entry.name))
-        before = entry.source, entry.published, entry.beneath
-        entry.source, entry.published, entry.beneath = path, None, None
-        try:
-            self._linker.activate(entry, plan)
-        except BaseException:
-            entry.source, entry.published, entry.beneath = before
-            raise
+        self._linker.activate(entry, plan, origin=Origin(path))
 
     # ---- the operator's settings changed ----------------------------------------------
 

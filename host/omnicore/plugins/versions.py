@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from omnicore.plugins.breaker import CircuitBreaker
 from omnicore.plugins.info import PluginInfo, PluginState
@@ -23,9 +23,18 @@ from omnicore.sandbox.pluginlog import PluginLog
 if TYPE_CHECKING:
     from omnicore.plugins.door import CallDoor
 
-__all__ = ["Entry", "Version"]
+__all__ = ["Entry", "Origin", "Version"]
 
 log = logging.getLogger("omnicore.plugins.host")
+
+
+class Origin(NamedTuple):
+    """Where the module serving a name came from: a file or bytes (``published`` None), or
+    the catalog's version ``published`` loaded over the folder's file ``beneath``."""
+
+    source: Path | None
+    published: str | None = None
+    beneath: Path | None = None
 
 
 class Version:
@@ -78,6 +87,7 @@ class Entry:
         self.stats = stats
         self.breaker = breaker
         self.log = PluginLog(name)
+        #: Held for a version's leases, and while a link commits what info() reads together.
         self.lock = threading.Lock()
         # Serializes re-linking (reload, grant) so two of them cannot interleave; never held
         # on the call path.
@@ -87,8 +97,12 @@ class Entry:
         self.door: CallDoor | None = None
 
     def info(self) -> PluginInfo:
-        """A snapshot of this plugin for code, CLI and console."""
-        module, settings = self.module, self.settings
+        """A snapshot of this plugin for code, CLI and console: its module, settings and
+        origin read under the lock a link commits them under, so never half old, half new."""
+        with self.lock:
+            module, settings, source, published, beneath, missing, last_error, stale = (
+                self.module, self.settings, self.source, self.published, self.beneath,
+                self.missing, self.last_error, self.stale)
         manifest = dict(module.manifest) if module is not None else {}
         state: PluginState = self.state
         breaker = self.breaker.state
@@ -99,7 +113,7 @@ class Entry:
         return PluginInfo(
             name=self.name,
             state=state,
-            source=str(self.source) if self.source else None,
+            source=str(source) if source else None,
             sha256=module.sha256 if module is not None else None,
             size=module.size if module is not None else None,
             version=str(manifest.get("version", "0.0.0")) if module is not None else None,
@@ -107,19 +121,19 @@ class Entry:
             handlers=module.handlers if module is not None else (),
             requested=tuple(sorted(module.requested)) if module is not None else (),
             granted={k: dict(v) for k, v in settings.grants.items()} if settings else {},
-            missing=self.missing,
+            missing=missing,
             limits=settings.limits if settings else None,
             config=dict(settings.config) if settings else {},
             stats=self.stats.snapshot(),
             breaker=breaker,
-            last_error=self.last_error,
-            stale=self.stale,
+            last_error=last_error,
+            stale=stale,
             loaded_at=self.loaded_at,
             manifest=manifest,
             abi=str(module.abi) if module is not None else None,
             world=tuple(world.lines) if (world := getattr(module, "world", None)) else (),
-            origin="catalog" if self.published else "file" if self.source else "bytes",
-            shadows=str(self.beneath) if self.beneath is not None else None,
+            origin="catalog" if published else "file" if source else "bytes",
+            shadows=str(beneath) if beneath is not None else None,
         )
 
     def acquire(self) -> Version | None:
