@@ -3,6 +3,8 @@ streams and timed, and one bounded JSON reader for every route."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 
 import httpx
@@ -139,6 +141,40 @@ def test_deep_json_in_a_form_field_is_refused(host: Host) -> None:
         r = browser.post("/plugins/greeter-rust", data={"csrf": csrf, **fields})
         assert r.status_code == 422 and "nested" in r.text, fields["action"]
     assert host.app.plugins.get("greeter-rust").config == {}
+
+
+def test_a_lone_surrogate_is_a_400_on_every_json_operation(host: Host,
+                                                          admin: httpx.Client) -> None:
+    # JSON's grammar takes "\\ud800", but no UTF-8 holds it: a plugin's input, a key or a
+    # secret made of it failed with 500. Every operation the OpenAPI document gives a JSON
+    # body, a value, a key and a nested string in turn; a pair of escapes is one character.
+    doc = admin.get("/api/v1/openapi.json").json()
+    operations = [(method.upper(), re.sub(r"\{[^}]+\}", "greeter-rust", path))
+                  for path, item in doc["paths"].items() for method, op in item.items()
+                  if "application/json" in op.get("requestBody", {}).get("content", {})]
+    assert len(operations) >= 20 and ("POST", "/api/v1/plugins/greeter-rust/invoke") in \
+        operations
+    for method, path in operations:
+        for body in (b'{"input": "\\ud800"}', b'{"\\uDC00": 1}',
+                     b'{"a": [{"b": "x\\udbff\\u0041"}]}'):
+            r = admin.request(method, path, content=body,
+                              headers={"Content-Type": "application/json"})
+            assert r.status_code == 400, (method, path, body, r.status_code, r.text[:200])
+            err = r.json()["error"]
+            assert err["type"] == "InvalidJson" and "lone surrogate" in err["message"], path
+    host.app.plugins.grant("greeter-rust", "config")
+    r = admin.post("/api/v1/plugins/greeter-rust/invoke", content=b'{"handler": "greet", '
+                   b'"input": "{\\"name\\": \\"\\ud83d\\ude00 \\\\\\\\ud800\\"}"}',
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    # (An escaped backslash before "ud800" is text.)
+    assert json.loads(r.json()["output"]) == {"message": "Hello, \N{GRINNING FACE} \\ud800!"}
+    # The console's form takes the same JSON parser.
+    browser, csrf = host.browser_session()
+    r = browser.post("/plugins/greeter-rust", data={
+        "csrf": csrf, "action": "invoke", "handler": "greet", "format": "json",
+        "input": '{"name": "\\ud800"}'})
+    assert r.status_code == 422 and "lone surrogate" in r.text
 
 
 @pytest.mark.parametrize(("value", "encoding", "data"), [

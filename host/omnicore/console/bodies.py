@@ -32,6 +32,7 @@ import base64
 import binascii
 import contextlib
 import contextvars
+import re
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
@@ -239,13 +240,48 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(raw: bytes | str, what: str = "the body") -> Any:
-    """``raw`` as JSON, refused with 400 when invalid or nested deeper than
-    :data:`~omnicore.capabilities.guestjson.MAX_DEPTH` levels."""
+    """``raw`` as JSON, refused with 400 when invalid, nested deeper than
+    :data:`~omnicore.capabilities.guestjson.MAX_DEPTH` levels, or holding a string that is not
+    Unicode text (a ``\\uD800`` escape with no pair: JSON's grammar takes it, RFC 8259 §8.2
+    leaves its meaning open, I-JSON refuses it). Refused here, once, for every route: such a
+    string cannot become UTF-8 bytes, and each route that made it some (a plugin's input,
+    a key, a secret) failed with 500."""
     try:
-        return guestjson.loads(raw, max_depth=guestjson.MAX_DEPTH)
+        doc = guestjson.loads(raw, max_depth=guestjson.MAX_DEPTH)
     except ValueError as exc:  # UnicodeDecodeError too; over-long integers
         raise ApiError(400, f"{what} is not valid JSON: {str(exc)[:200]}",
                        type="InvalidJson") from None
+    # Only an escape makes one (raw UTF-8 cannot hold a surrogate): most bodies skip the walk.
+    if _SURROGATE_ESCAPE.search(raw if isinstance(raw, bytes) else raw.encode(
+            "utf-8", "surrogatepass")):
+        lone = _lone_surrogate(doc)
+        if lone is not None:
+            raise ApiError(400, f"{what} is not valid JSON text: a string holds a lone "
+                                f"surrogate (\\u{lone:04x}), which is not Unicode; send bytes "
+                                "that are not text as base64", type="InvalidJson")
+    return doc
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(doc: Any) -> int | None:
+    """The first lone surrogate's code point in a string of ``doc`` (keys too), or None.
+    (A pair of escapes is one character once parsed.) Iterative: ``doc`` nests 64 deep."""
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found:
+                return ord(found.group())
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 async def json_body(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
