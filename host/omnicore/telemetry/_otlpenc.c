@@ -1103,6 +1103,22 @@ sink_item(SinkObject *self, PyObject *record, int *failed)
     return NULL;
 }
 
+/* drop(1, "full"), and None. */
+static PyObject *
+sink_full(SinkObject *self)
+{
+    PyObject *one = PyLong_FromLong(1);
+    if (one == NULL)
+        return NULL;
+    PyObject *call[2] = {one, str_full};
+    PyObject *done = PyObject_Vectorcall(self->drop, call, 2, NULL);
+    Py_DECREF(one);
+    if (done == NULL)
+        return NULL;
+    Py_DECREF(done);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 sink_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -1111,9 +1127,15 @@ sink_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
         PyErr_SetString(PyExc_TypeError, "a sink takes one record");
         return NULL;
     }
-    /* Encoded first: encoding may run Python code (an attribute's str()), which lets other
-     * threads in. The length read and the append that follow run no Python code, so no
-     * thread can pass the bound between them. */
+    /* A full queue drops the span before it is encoded: a collector away must not cost
+     * every call an encoding thrown away. Encoding may run Python code (an attribute's
+     * str()), which lets other threads in, so the bound is read again after it: that read
+     * and the append run no Python code, and no thread can pass the bound between them. */
+    Py_ssize_t n = PyObject_Size(self->queue);
+    if (n < 0)
+        return NULL;
+    if (n >= self->max_queue)
+        return sink_full(self);
     int failed;
     PyObject *item = sink_item(self, args[0], &failed);
     if (item == NULL) {
@@ -1121,23 +1143,13 @@ sink_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObje
             return NULL;
         Py_RETURN_NONE;
     }
-    Py_ssize_t n = PyObject_Size(self->queue);
-    if (n < 0) {
+    if ((n = PyObject_Size(self->queue)) < 0) {
         Py_DECREF(item);
         return NULL;
     }
     if (n >= self->max_queue) {
         Py_DECREF(item);
-        PyObject *one = PyLong_FromLong(1);
-        if (one == NULL)
-            return NULL;
-        PyObject *call[2] = {one, str_full};
-        PyObject *done = PyObject_Vectorcall(self->drop, call, 2, NULL);
-        Py_DECREF(one);
-        if (done == NULL)
-            return NULL;
-        Py_DECREF(done);
-        Py_RETURN_NONE;
+        return sink_full(self);
     }
     PyObject *done = PyObject_CallOneArg(self->append, item);
     Py_DECREF(item);
