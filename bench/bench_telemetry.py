@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -345,7 +346,8 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     shared among the sides that queued spans, by the spans each queued. Spans are exported as
     they come, as in production. A round's figure: a side's CPU per request against the off
     side's of the same round; the rows take the cost apart (the call's span, the request's,
-    the export)."""
+    the export). Beside it, each side's system CPU and context switches per request (the
+    process's, ``getrusage``): the kernel's share, which an instruction count does not see."""
     from omnicore import OmniApp, telemetry
     from omnicore.console import ConsoleModule
     from omnicore.telemetry import Settings, _sdk
@@ -405,6 +407,8 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     per_request: dict[str, list[float]] = {k: [] for k in keys}
     export_us: dict[str, list[float]] = {k: [] for k in keys}
     costs: dict[str, list[float]] = {k: [] for k in keys}
+    system_us: dict[str, list[float]] = {k: [] for k in keys}
+    switches: dict[str, list[float]] = {k: [] for k in keys}
     try:
         assert module.url is not None and module.console is not None
         host = Host("in-process", {})
@@ -423,13 +427,20 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
                                       stdout=subprocess.DEVNULL, preexec_fn=_pinned(1))
             turn, last, exported = 0, time.process_time(), time.clock_gettime(clock)
             export_cpu = -exported
+            kernel = dict.fromkeys(keys, 0.0)
+            switched = dict.fromkeys(keys, 0)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
             while driver.poll() is None:
                 name = side[0] = keys[turn % len(keys)]
                 telemetry.ON = name != "off"
                 time.sleep(slice_s)
                 now, exported_now = time.process_time(), time.clock_gettime(clock)
+                usage_now = resource.getrusage(resource.RUSAGE_SELF)
                 cpu[name] += (now - last) - (exported_now - exported)
-                last, exported, turn = now, exported_now, turn + 1
+                kernel[name] += usage_now.ru_stime - usage.ru_stime
+                switched[name] += (usage_now.ru_nvcsw + usage_now.ru_nivcsw
+                                   - usage.ru_nvcsw - usage.ru_nivcsw)
+                last, exported, turn, usage = now, exported_now, turn + 1, usage_now
             side[0] = "off"
             telemetry.ON = False
             before = time.thread_time()
@@ -441,6 +452,8 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
                 n = max(begun[name], 1)
                 per_request[name].append((cpu[name] + share) / n * 1e6)
                 export_us[name].append(share / n * 1e6)
+                system_us[name].append(kernel[name] / n * 1e6)
+                switches[name].append(switched[name] / n)
             for name in keys:
                 costs[name].append((per_request[name][-1] / per_request["off"][-1] - 1) * 100)
     finally:
@@ -454,6 +467,7 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
         shutil.rmtree(base, ignore_errors=True)
     rows = [(label, _sample(per_request[name]),
              "-" if name in ("off", "unexported") else _sample(export_us[name], "{:.1f}"),
+             _sample(system_us[name], "{:.1f}"), _sample(switches[name], "{:.2f}"),
              "-" if name == "off" else _sample(costs[name], "{:+.1f} %"))
             for name, label in chosen]
     driver = "wrk" if shutil.which("wrk") else "httpx (no wrk)"
@@ -461,7 +475,8 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
             f"{slice_s * 1000:g} ms among {len(chosen)} sides under {driver} ({clients} "
             f"connections), {rounds} rounds of {seconds:g} s; spans exported as they come\n\n"
             + render(["POST /api/v1/plugins/NAME/invoke", "process CPU µs/request",
-                      "of which export µs", "CPU vs off, by round"], rows,
+                      "of which export µs", "system µs", "switches", "CPU vs off, by round"],
+                     rows,
                      markdown=markdown))
 
 
@@ -703,6 +718,8 @@ def main() -> None:
                     help="--counter instructions: requests a round at one host")
     ap.add_argument("--keep", type=Path, help="--counter instructions: keep the callgrind "
                     "dumps in this folder (callgrind_annotate)")
+    ap.add_argument("--slice", type=float, default=100.0, metavar="MS",
+                    help="the in-process table: how long each side runs before the next")
     ap.add_argument("--sides", help="the in-process table's sides beside off, comma-separated "
                     f"(of {', '.join(k for k, _ in SIDES[1:])}; default all)")
     args = ap.parse_args()
@@ -723,8 +740,8 @@ def main() -> None:
     if args.only in (None, "in-process"):
         print()
         sides = tuple(args.sides.split(",")) if args.sides else None
-        print(interleaved(rounds, max(seconds, 2.0), args.clients, markdown=args.markdown,
-                          sides=sides))
+        print(interleaved(rounds, max(seconds, 2.0), args.clients, args.slice / 1000,
+                          markdown=args.markdown, sides=sides))
     if args.only in (None, "calls"):
         print()
         print(calls(args.markdown))
