@@ -85,3 +85,36 @@ def test_outside_a_recorded_span_nothing_is_counted(tmp_path: Path) -> None:
             assert outer.attributes[kv.COUNTED] == 1
     finally:
         telemetry.reset()
+
+
+def test_a_host_traced_then_not_spans_logs_and_counts_only_while_on(
+        tmp_path: Path) -> None:
+    """While on, the door's count, log_ids and traced_call are the SDK's own (no frame of the
+    door's on every call); reset puts the door's back: one host, traced, then not, then traced
+    again, spans its calls, puts its ids on a plugin's log lines and counts its config reads
+    only while on."""
+    with PluginHost(data_dir=tmp_path) as host:
+        host.load(PLUGINS / "greeter-rust.wasm", name="greeter", grants=["config", "log"])
+        log = host._entries.require("greeter").log
+        for on in (True, False, True):
+            exporter = InMemorySpanExporter()
+            if on:
+                telemetry.start(Settings(service_name="test"), "i", exporter)
+            try:
+                host.call("greeter", "greet", b'{"name": "Ada"}')
+                made = calls(exporter, "call greeter/greet")
+            finally:
+                if on:
+                    telemetry.reset()
+            line = log.lines()[-1].message
+            if on:
+                assert len(made) == 1 and made[0].attributes is not None
+                assert made[0].attributes[CONFIG] == 1
+                context = made[0].context
+                assert context is not None
+                assert line.endswith(f" trace_id={context.trace_id:032x} "
+                                     f"span_id={context.span_id:016x}")
+            else:
+                assert made == [] and "trace_id=" not in line
+    telemetry.count(CONFIG)  # the door's again: nothing while off
+    assert telemetry.log_ids() == "" and telemetry.ON is False

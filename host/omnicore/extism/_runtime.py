@@ -143,6 +143,7 @@ class ExtismRuntime(PooledRuntime["Instance"]):
         self.fuel: int | None = None
         if engine.fuel:
             self.fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
+        self.fuel_enabled = self.fuel is not None  # (read by a traced call's span)
         self._handlers = frozenset(module.handlers)
         #: The handlers of type () -> (): their "code" is 0.
         self.void_handlers = frozenset(
@@ -165,10 +166,6 @@ class ExtismRuntime(PooledRuntime["Instance"]):
     def handlers(self) -> tuple[str, ...]:
         """The plugin's handler names (its ``() -> i32`` / ``() -> ()`` exports)."""
         return self.module.handlers
-
-    @property
-    def fuel_enabled(self) -> bool:
-        return self.fuel is not None
 
     def _new_instance(self, handler: str | None) -> Instance:
         try:

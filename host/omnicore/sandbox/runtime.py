@@ -116,6 +116,9 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         self._fuel: int | None = None
         if engine.fuel:
             self._fuel = self.limits.fuel if self.limits.fuel is not None else 2**62
+        #: Whether calls are metered (the engine has fuel on); Limits.fuel is ignored if not.
+        #: (An attribute: a traced call's span reads it on every call.)
+        self.fuel_enabled = self._fuel is not None
         # One instance starts now: a broken _initialize shows at load, not at the first call.
         engine.reaper.watch(self._open_pool(
             self._new_instance,
@@ -134,11 +137,6 @@ class PluginRuntime(PooledRuntime["RawInstance"]):
         """Memory its live instances hold and fuel its calls burnt (:mod:`sandbox.usage`)."""
         return measure(self._pool, self._live,
                        self._meter.total if self._fuel is not None else None)
-
-    @property
-    def fuel_enabled(self) -> bool:
-        """Whether calls are metered (the engine has fuel on); Limits.fuel is ignored if not."""
-        return self._fuel is not None
 
     @property
     def handlers(self) -> tuple[str, ...]:

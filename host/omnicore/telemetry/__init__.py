@@ -71,6 +71,7 @@ def start(settings: Settings, instance: str, exporter: Any = None,
 
     _sdk.setup(settings, instance, exporter, environ)
     _impl = _sdk
+    _bind((_sdk.count, _sdk.log_ids, _sdk.plugin_call))
     ON = True
 
 
@@ -78,6 +79,7 @@ def reset() -> None:
     """Off again, the provider shut down (its exporter thread ended): for tests."""
     global ON
     ON = False
+    _bind(_OFF_FUNCTIONS)
     from omnicore.telemetry import _sdk
 
     _sdk.reset()
@@ -148,3 +150,16 @@ def traced_call(body: Callable[..., bytes], entry: Any, handler: str, data: byte
     """``body(entry, handler, data, run, traced=True)`` (plugins.calls.call) inside a plugin
     call's span."""
     return _impl.plugin_call(body, entry, handler, data, run)  # type: ignore[no-any-return]
+
+
+#: count, log_ids and traced_call as this module defines them, for :func:`reset`.
+_OFF_FUNCTIONS = (count, log_ids, traced_call)
+
+
+def _bind(functions: tuple[Any, Any, Any]) -> None:
+    """While on, the door's functions on a plugin call's path are the SDK's own (C where the
+    extension is built): a call site's ``telemetry.count(...)`` is then one call, not a
+    frame of the door's around the SDK's, on every call, log line and kv or config read.
+    Their callers check ON first, as they do while off."""
+    global count, log_ids, traced_call
+    count, log_ids, traced_call = functions
