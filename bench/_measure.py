@@ -150,12 +150,18 @@ class Callgrind:
     :meth:`wrap`; bench_telemetry.py and bench_routes.py count with it
     (``--counter instructions``)."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, cache: bool = False) -> None:
         self.out = out
         self.dumps = 0
+        #: ``cache``: valgrind's simulated caches too (``--cache-sim=yes``: its L1 and
+        #: last-level misses, in :attr:`events` after each count; a run takes twice as long).
+        self.cache = cache
+        #: Every event of the last count's dump by name (``Ir``, ``I1mr``, ``D1mr``...).
+        self.events: dict[str, int] = {}
 
     def wrap(self) -> list[str]:
         return ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--dump-instr=no",
+                *(["--cache-sim=yes"] if self.cache else []),
                 f"--callgrind-out-file={self.out}"]
 
     @staticmethod
@@ -173,7 +179,10 @@ class Callgrind:
         self._control(pid, "-d", label)
         self._control(pid, "-i", "off")
         self.dumps += 1
-        dump = Path(f"{self.out}.{self.dumps}")
-        found = re.search(r"^totals: (\d+)", dump.read_text(), re.M)
-        assert found is not None, dump
-        return int(found.group(1)), took
+        text = Path(f"{self.out}.{self.dumps}").read_text()
+        names = re.search(r"^events: (.+)$", text, re.M)
+        totals = re.search(r"^totals: (.+)$", text, re.M)
+        assert names is not None and totals is not None, f"{self.out}.{self.dumps}"
+        self.events = dict(zip(names.group(1).split(), map(int, totals.group(1).split()),
+                               strict=True))
+        return self.events["Ir"], took

@@ -32,7 +32,9 @@ host's instructions per request (its idle rate taken out) against the floor's. A
 not move with the machine's load, where the CPU time of a shared 2-core machine moves by
 half between rounds; it does not see the kernel's part, caches or the GIL's hand-overs.
 (``perf stat -e instructions:u`` would count the same on hardware with a PMU; this virtual
-machine has none: ``perf`` reports the events not supported.)
+machine has none: ``perf`` reports the events not supported.) ``--cache`` adds valgrind's
+simulated L1 misses per request, and per thousand of the instructions tracing adds beside the
+floor's rate: code that misses more often than the rest costs more CPU than its count.
 """
 
 from __future__ import annotations
@@ -594,7 +596,7 @@ def _fixed(host: Host, requests: int, clients: int) -> None:
 
 
 def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
-                 markdown: bool = False, keep: Path | None = None) -> str:
+                 markdown: bool = False, keep: Path | None = None, cache: bool = False) -> str:
     """The hosts table's three hosts (off, every span exported, sampled out), each run under
     callgrind: instructions per request, counted over a fixed number of requests instead of
     CPU time over a fixed time. A count does not move with the machine's load (this one
@@ -609,7 +611,9 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
     ``idle_s / 2`` after each: one window alone read a host's minute-long polls when one
     fell in it (0.40 against 0.28 M/s between hosts idling alike), which, scaled by rounds
     of 40 s on a loaded machine, moved a host's figure by 8 thousand instructions a request.
-    ``keep``: where the dumps stay, for ``callgrind_annotate``."""
+    ``keep``: where the dumps stay, for ``callgrind_annotate``. ``cache``: valgrind's
+    simulated L1 caches too, their misses per request (instruction and data, idle taken out
+    alike): what a request's extra instructions cost beyond their count."""
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         sys.exit("--counter instructions needs valgrind (apt-get install valgrind)")
     if not GREETER.is_file():
@@ -625,7 +629,7 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
             "OTEL_BSP_SCHEDULE_DELAY": "600000"}
     base = Path(tempfile.mkdtemp(prefix="bench-telemetry-")) if keep is None else keep
     base.mkdir(parents=True, exist_ok=True)
-    counters = [Callgrind(base / f"callgrind.{name}") for name in ("off", "on", "out")]
+    counters = [Callgrind(base / f"callgrind.{name}", cache) for name in ("off", "on", "out")]
     # The host's own polls (its heartbeat, the catalog's, the jobs queue's, the workflows
     # folder's: each a second by default) once a minute: at callgrind's pace (a request some
     # 50 times as long) they would be a tenth of a request's count, and lumpy. The plugin
@@ -645,6 +649,13 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
     idle_rates: list[list[float]] = [[] for _ in hosts]
     took_s: list[list[float]] = [[] for _ in hosts]
     counts: list[list[int]] = [[] for _ in hosts]
+    #: L1 misses (instruction and data), as counts and idle_rates are for instructions.
+    misses: list[list[int]] = [[] for _ in hosts]
+    idle_misses: list[list[float]] = [[] for _ in hosts]
+
+    def l1(counter: Callgrind) -> int:
+        return sum(counter.events.get(e, 0) for e in ("I1mr", "D1mr", "D1mw"))
+
     try:
         for i, host in enumerate(hosts):
             host.start(base, i)
@@ -654,21 +665,28 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
             assert host.proc is not None
             n, took = counter.count(host.proc.pid, "idle", lambda: time.sleep(idle_s))
             idle_rates[i].append(n / took)
+            idle_misses[i].append(l1(counter) / took)
         for r in range(rounds):
             for i, (host, counter) in enumerate(zip(hosts, counters, strict=True)):
                 assert host.proc is not None
                 n, took = counter.count(host.proc.pid, f"round-{r}",
                                         lambda h=host: _fixed(h, requests, clients))
                 counts[i].append(n)
+                misses[i].append(l1(counter))
                 took_s[i].append(took)
                 host.requests += requests
                 n, took = counter.count(host.proc.pid, f"idle-{r}",
                                         lambda: time.sleep(idle_s / 2))
                 idle_rates[i].append(n / took)
+                idle_misses[i].append(l1(counter) / took)
         idle = [statistics.median(rates) for rates in idle_rates]
+        missed: list[list[float]] = [[] for _ in hosts]
         for i in range(len(hosts)):
             per[i] = [(n - idle[i] * took) / requests
                       for n, took in zip(counts[i], took_s[i], strict=True)]
+            idle_missing = statistics.median(idle_misses[i])
+            missed[i] = [(m - idle_missing * took) / requests
+                         for m, took in zip(misses[i], took_s[i], strict=True)]
         for host in hosts:
             host.stop()
         receiver.stdin.write("\n")
@@ -684,15 +702,28 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
     rows = []
     for i, host in enumerate(hosts):
         more = [(c / f - 1) * 100 for c, f in zip(per[i], floor, strict=True)]
-        rows.append((host.label, _sample([c / 1000 for c in per[i]], "{:.1f}"),
-                     _sample([rate / 1e6 for rate in idle_rates[i]], "{:.2f}"),
-                     "-" if i == 0 else _sample(more, "{:+.1f} %")))
+        row = [host.label, _sample([c / 1000 for c in per[i]], "{:.1f}"),
+               _sample([rate / 1e6 for rate in idle_rates[i]], "{:.2f}"),
+               "-" if i == 0 else _sample(more, "{:+.1f} %")]
+        if cache:
+            # The L1 misses of what tracing adds, per thousand of its instructions, beside
+            # the floor's rate: code that misses more often costs more than its count.
+            row.append(_sample([m / 1000 for m in missed[i]], "{:.1f}"))
+            row.append(_sample([m / c * 1000 for m, c in zip(missed[i], per[i], strict=True)]
+                               if i == 0 else
+                               [(m - fm) / (c - fc) * 1000 if c != fc else 0.0
+                                for m, c, fm, fc in zip(missed[i], per[i], missed[0], floor,
+                                                        strict=True)], "{:.1f}"))
+        rows.append(tuple(row))
     return (f"{machine()}\ncallgrind (valgrind), {requests} requests a round over {clients} "
             f"kept-alive connections, {rounds} rounds per host taking turns; spans received: "
             f"{spans} for {hosts[1].requests} traced requests and the warm-up's\n\n"
             + render(["POST /api/v1/plugins/NAME/invoke",
                       "thousand instructions/request", "idle, M instructions/s",
-                      "instructions vs floor, by round"], rows, markdown=markdown))
+                      "instructions vs floor, by round",
+                      *(["thousand L1 misses/request",
+                         "misses per 1,000 instructions (of the floor; of what is added)"]
+                        if cache else [])], rows, markdown=markdown))
 
 
 def main() -> None:
@@ -716,6 +747,8 @@ def main() -> None:
                     "(valgrind's callgrind, a fixed number of requests) instead of CPU time")
     ap.add_argument("--requests", type=int, default=1000,
                     help="--counter instructions: requests a round at one host")
+    ap.add_argument("--cache", action="store_true", help="--counter instructions: "
+                    "valgrind's simulated L1 caches too, their misses per request")
     ap.add_argument("--keep", type=Path, help="--counter instructions: keep the callgrind "
                     "dumps in this folder (callgrind_annotate)")
     ap.add_argument("--slice", type=float, default=100.0, metavar="MS",
@@ -733,7 +766,7 @@ def main() -> None:
     if args.counter == "instructions":
         requests = 20 if args.quick or SMOKE else args.requests
         print(instructions(rounds, requests, args.clients, 2.0 if args.quick or SMOKE
-                           else 10.0, args.markdown, args.keep))
+                           else 10.0, args.markdown, args.keep, args.cache))
         return
     if args.only in (None, "hosts"):
         print(table(rounds, seconds, args.clients, args.markdown, args.fresh))
