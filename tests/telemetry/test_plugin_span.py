@@ -95,7 +95,7 @@ def test_a_host_traced_then_not_spans_logs_and_counts_only_while_on(
     only while on."""
     with PluginHost(data_dir=tmp_path) as host:
         host.load(PLUGINS / "greeter-rust.wasm", name="greeter", grants=["config", "log"])
-        log = host._entries.require("greeter").log
+        log = host.logs("greeter")
         for on in (True, False, True):
             exporter = InMemorySpanExporter()
             if on:
