@@ -5,7 +5,9 @@ in-memory exporter, turned off again after each test."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -118,3 +120,35 @@ def test_a_host_traced_then_not_spans_logs_and_counts_only_while_on(
                 assert made == [] and "trace_id=" not in line
     telemetry.count(CONFIG)  # the door's again: nothing while off
     assert telemetry.log_ids() == "" and telemetry.ON is False
+
+
+def test_a_traced_call_is_one_span_around_one_run_of_the_call_path(tmp_path: Path) -> None:
+    """``PluginHost.call`` makes a traced call's span itself, around ``plugins.calls.call``,
+    rather than ``calls.call`` calling itself again inside its span (a Python frame more on
+    every traced call, issue 62): one span a call, and the call path run once, traced or
+    not."""
+    from omnicore.plugins import calls as call_path
+
+    runs: list[str] = []
+
+    def profile(frame: Any, event: str, _arg: Any) -> None:
+        if event == "call" and frame.f_code is call_path.call.__code__:
+            runs.append(frame.f_code.co_name)
+
+    with PluginHost(data_dir=tmp_path) as host:
+        host.load(PLUGINS / "greeter-rust.wasm", name="greeter", grants=["config"])
+        for on in (False, True):
+            exporter = InMemorySpanExporter()
+            if on:
+                telemetry.start(Settings(service_name="test"), "i", exporter)
+            runs.clear()
+            sys.setprofile(profile)
+            try:
+                out = host.call("greeter", "greet", b'{"name": "Ada"}')
+            finally:
+                sys.setprofile(None)
+                if on:
+                    telemetry.reset()
+            assert b"Ada" in out
+            assert runs == ["call"], (on, runs)
+            assert len(calls(exporter, "call greeter/greet")) == (1 if on else 0)
