@@ -17,14 +17,14 @@ import pytest
 
 from omnicore.telemetry import _sdk, _spans
 from omnicore.telemetry._spans import CURRENT, Sampler
-from omnicore.telemetry.asgi import ServerSpan, TraceRequests
+from omnicore.telemetry.asgi import ServerSpan, request_spans
 
 TWINS = ["c", "python"]
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def begin(twin: str) -> Any:
-    return TraceRequests(lambda *_: None).begin if twin == "c" else ServerSpan
+    return request_spans() if twin == "c" else ServerSpan
 
 
 def scope(headers: list[Any] | None = None, route: Any = None, path: str = "/api/x") -> dict[
@@ -67,7 +67,7 @@ def run(twin: str, s: dict[str, Any], messages: list[Any], error: BaseException 
 def test_the_c_twin_is_the_one_the_middleware_uses() -> None:
     from omnicore.telemetry import _otlpenc
 
-    assert TraceRequests(lambda *_: None).begin.func is _otlpenc.server_span  # type: ignore[attr-defined]
+    assert request_spans().func is _otlpenc.server_span  # type: ignore[attr-defined]
 
 
 START = {"type": "http.response.start", "status": 201, "headers": []}
@@ -106,6 +106,35 @@ def test_a_request_is_the_same_span_from_both(queued: list[Any], headers: Any) -
         assert insides["c"][1] == ("a=1,b=2" if headers[0][0] == b"traceparent" else "k=v")
     else:
         assert records["c"][0] is None and records["c"][8] is False
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_a_routes_name_is_made_once_then_read_from_the_table_without_a_call(
+        queued: list[Any], twin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A route's span name and shared attributes are made once (``_sdk.served``) and read
+    from ``_sdk._served`` by both twins; the C one reads the table itself (no Python frame a
+    request, issue 62). Only a key not in it (another status) asks ``served``."""
+    monkeypatch.setattr(_sdk, "_served", {})
+    asked: list[tuple[Any, ...]] = []
+    making = _sdk.served
+
+    def served(*key: Any) -> Any:
+        asked.append(key)
+        return making(*key)
+
+    monkeypatch.setattr(_sdk, "served", served)
+    route = SimpleNamespace(path="/api/{x}")
+    for status in (201, 201, 201, 404):
+        run(twin, scope(route=route), [{**START, "status": status}, BODY])
+    names = [(r[3], r[8]["http.response.status_code"]) for r in queued]
+    assert names == [("POST /api/{x}", 201)] * 3 + [("POST /api/{x}", 404)]
+    assert len({id(r[8]) for r in queued[:3]}) == 1  # one shared dict: encoded once
+    if twin == "c":
+        assert asked == [("POST", "https", "/api/{x}", 201), ("POST", "https", "/api/{x}", 404)]
+    else:  # (the Python twin calls served, which reads the table)
+        assert len(asked) == 4
+    assert set(_sdk._served) == {("POST", "https", "/api/{x}", 201),
+                                 ("POST", "https", "/api/{x}", 404)}
 
 
 @pytest.mark.parametrize("error, status", [(None, 503), (ValueError("secret words"), 0),

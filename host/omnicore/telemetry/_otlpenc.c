@@ -1791,8 +1791,8 @@ typedef struct {
 
 static PyTypeObject ServerType;
 static PyObject *str_type, *str_status, *str_more_body, *str_headers, *str_method, *str_path,
-    *str_route, *str_scheme, *str_http, *str_served, *str_parse_traceparent, *str_decode,
-    *str_latin1, *str_old_value, *str_MISSING, *str_get, *key_url_path, *bytes_traceparent,
+    *str_route, *str_scheme, *str_http, *str_served, *str__served, *str_parse_traceparent,
+    *str_decode, *str_latin1, *str_old_value, *str_MISSING, *str_get, *key_url_path, *bytes_traceparent,
     *bytes_tracestate;
 
 /* scope[key] of a dict, as Python's subscript (a new reference, or NULL: KeyError). */
@@ -2117,8 +2117,22 @@ server_end(ServerObject *self, PyObject *error)
         Py_SETREF(route, Py_NewRef(Py_None));
     if ((scheme = item_or(scope, str_scheme, str_http)) == NULL)
         goto done;
+    /* The route's name and shared attributes, made once by _sdk.served and kept in its
+     * _served by the same key: read here, they cost a request no Python frame (issue 62). */
     PyObject *of[4] = {self->method, scheme, route, self->status};
-    if ((pair = call_global(g, str_served, of, 4)) == NULL ||
+    PyObject *made = PyDict_GetItemWithError(g, str__served), *key;  /* (none: served) */
+    if (made == NULL && PyErr_Occurred())
+        goto done;
+    if (made != NULL && PyDict_CheckExact(made)) {
+        if ((key = PyTuple_Pack(4, of[0], of[1], of[2], of[3])) == NULL)
+            goto done;
+        pair = PyDict_GetItemWithError(made, key);  /* (borrowed) */
+        Py_DECREF(key);
+        if (pair == NULL && PyErr_Occurred())
+            goto done;
+        Py_XINCREF(pair);
+    }
+    if ((pair == NULL && (pair = call_global(g, str_served, of, 4)) == NULL) ||
             (both = PySequence_Fast(pair, "a request's name and shared attributes")) == NULL)
         goto done;
     if (PySequence_Fast_GET_SIZE(both) != 2) {
@@ -2254,7 +2268,8 @@ intern_server_names(void)
         {&str_type, "type"}, {&str_status, "status"}, {&str_more_body, "more_body"},
         {&str_headers, "headers"}, {&str_method, "method"}, {&str_path, "path"},
         {&str_route, "route"}, {&str_scheme, "scheme"}, {&str_http, "http"},
-        {&str_served, "served"}, {&str_parse_traceparent, "parse_traceparent"},
+        {&str_served, "served"}, {&str__served, "_served"},
+        {&str_parse_traceparent, "parse_traceparent"},
         {&str_decode, "decode"}, {&str_latin1, "latin-1"}, {&str_old_value, "old_value"},
         {&str_MISSING, "MISSING"}, {&str_get, "get"}, {&key_url_path, "url.path"},
     };
