@@ -352,8 +352,8 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     process's, ``getrusage``): the kernel's share, which an instruction count does not see."""
     from omnicore import OmniApp, telemetry
     from omnicore.console import ConsoleModule
-    from omnicore.telemetry import Settings, _sdk
-    from omnicore.telemetry.asgi import TraceRequests
+    from omnicore.console.bodies import BodyLimits
+    from omnicore.telemetry import Settings, _sdk, asgi
 
     if PIN is not None:  # (--pin: this process's threads, made after this, on the hosts' CPU)
         os.sched_setaffinity(0, PIN[0])
@@ -371,17 +371,20 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     side = ["off"]
     begun = dict.fromkeys(keys, 0)
     queued = dict.fromkeys(keys, 0)
-    passing = TraceRequests.__call__
+    # Each request counted to the side it began on (a coroutine around the middleware's
+    # pass, on every side alike); on the calls side, no request span: the call's is a root.
+    passing, spans_of = BodyLimits.http, asgi.request_spans
 
-    async def counted(self: TraceRequests, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            begun[side[0]] += 1
-            if side[0] == "calls":  # no request span: the call's span is a root
-                await self.app(scope, receive, send)
-                return
+    async def counted(self: BodyLimits, scope: Any, receive: Any, send: Any) -> None:
+        begun[side[0]] += 1
         await passing(self, scope, receive, send)
 
-    TraceRequests.__call__ = counted  # type: ignore[method-assign]
+    def request_spans() -> Any:
+        begin = spans_of()
+        return lambda scope, send: None if side[0] == "calls" else begin(scope, send)
+
+    BodyLimits.http = counted  # type: ignore[method-assign]
+    asgi.request_spans = request_spans  # (read as the console is made, below)
     batcher = _sdk._batcher
     assert batcher is not None
     add, put = batcher.add, _sdk.queue
@@ -459,7 +462,8 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
             for name in keys:
                 costs[name].append((per_request[name][-1] / per_request["off"][-1] - 1) * 100)
     finally:
-        TraceRequests.__call__ = passing  # type: ignore[method-assign]
+        BodyLimits.http = passing  # type: ignore[method-assign]
+        asgi.request_spans = spans_of
         batcher.add = add  # type: ignore[method-assign]
         _sdk.queue = put
         telemetry.ON = True

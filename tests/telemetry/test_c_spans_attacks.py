@@ -28,7 +28,7 @@ import pytest
 from omnicore.plugins.breaker import CircuitBreaker
 from omnicore.telemetry import _otlp, _sdk
 from omnicore.telemetry._spans import CURRENT
-from omnicore.telemetry.asgi import ServerSpan, TraceRequests
+from omnicore.telemetry.asgi import ServerSpan, request_spans
 from tests.hosts import Host
 from tests.telemetry.receiver import receiving
 
@@ -70,8 +70,7 @@ def call_twin(name: str) -> Any:
 
 
 def server_twin(name: str) -> Any:
-    app: Any = lambda *_: None  # noqa: E731
-    return TraceRequests(app).begin if name == "c" else ServerSpan
+    return request_spans() if name == "c" else ServerSpan
 
 
 def comparable(record: Any) -> tuple[Any, ...]:
@@ -581,10 +580,10 @@ def test_a_malformed_traceparent_with_current_not_a_contextvar_keeps_none_s_refe
         import sys
         from omnicore import telemetry
         from omnicore.telemetry import Settings, _sdk
-        from omnicore.telemetry.asgi import TraceRequests
+        from omnicore.telemetry.asgi import request_spans
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
         telemetry.start(Settings(service_name="t"), "i", InMemorySpanExporter())
-        begin = TraceRequests(lambda *_: None).begin
+        begin = request_spans()
         real, _sdk.CURRENT = _sdk.CURRENT, object()
         scope = {"type": "http", "method": "GET", "path": "/",
                  "headers": [(b"traceparent", b"garbled")]}
@@ -612,7 +611,7 @@ from omnicore import telemetry
 from omnicore.plugins.breaker import CircuitBreaker
 from omnicore.telemetry import Settings, _sdk
 from omnicore.telemetry._spans import CURRENT
-from omnicore.telemetry.asgi import TraceRequests
+from omnicore.telemetry.asgi import request_spans
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 telemetry.start(Settings(service_name="t"), "i", InMemorySpanExporter())
@@ -623,7 +622,7 @@ def keep(r):
     queued.append(r)
 _sdk.queue = keep
 call = _sdk.plugin_call
-begin = TraceRequests(lambda *_: None).begin
+begin = request_spans()
 PARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 class Usage:

@@ -1,4 +1,4 @@
-"""Attacks on the request context's end (02f61518, adf5c7f9): TraceRequests takes the
+"""Attacks on the request context's end (02f61518, adf5c7f9): the request's span takes the
 request's span context back before the response's last message, the body deadline's timer is
 made in a context of nothing, and a plugin call's span ends inline. What a hostile client (or
 a failing plugin) does must still give each request its span, with the right status and

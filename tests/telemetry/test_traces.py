@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,6 +132,34 @@ def test_a_rest_invoke_is_a_server_span_with_its_plugin_call_beneath(
     assert request.resource["service.name"] == "traced"
     assert request.resource["deployment.environment"] == "test"
     assert request.resource["service.instance.id"]
+
+
+def test_what_the_consoles_middleware_refuses_is_a_span_too(
+        traced: tuple[Host, Receiver]) -> None:
+    """The request's span is begun first in the console's one middleware pass, so a request
+    it refuses before any route (a body declared past the cap: 413; a Host it does not
+    answer to: 400) is a span of its own, continuing its traceparent."""
+    import http.client
+
+    host, receiver = traced
+    url = urllib.parse.urlsplit(host.until(lambda: host.console_file, "its console file")["url"])
+    cases = {"4bf92f3577b34da6a3ce929d0e0e4001": ({"Content-Length": str(1 << 40)}, 413),
+             "4bf92f3577b34da6a3ce929d0e0e4002": ({"Host": "evil.example"}, 400)}
+    for trace_id, (headers, status) in cases.items():
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        try:
+            conn.putrequest("POST", "/api/v1/plugins/greeter-rust/invoke",
+                            skip_host="Host" in headers)
+            for k, v in {**headers, "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}.items():
+                conn.putheader(k, v)
+            conn.endheaders()
+            assert conn.getresponse().status == status
+        finally:
+            conn.close()
+        (span,) = _trace(host, receiver, trace_id, ("POST",))
+        assert span.kind == "server" and span.parent_id == "00f067aa0ba902b7"
+        assert span.attributes["http.response.status_code"] == status
+        assert "http.route" not in span.attributes  # refused before any route
 
 
 def test_an_incoming_traceparent_is_continued_and_the_plugin_log_carries_the_ids(

@@ -237,19 +237,21 @@ def create_app(state: ConsoleState) -> Starlette:
     # (BodyLimits hands its requests over itself, past the router: see there.)
     plugin_mount = Mount(plugin_routes.prefix, plugin_routes)
     routes.insert(1, plugin_mount)
+    trace = None
+    if telemetry.ON:  # (begun first: a refused request is a span too)
+        from omnicore.telemetry.asgi import request_spans
+
+        trace = request_spans()
     middleware = [
-        # One middleware, one pass (issue 63): the security headers on every answer, the
-        # body limits, and the request guard (its refusals leave a body unread too, and
-        # close the connection and discard what is left of it like any other).
+        # One middleware, one pass (issue 63): the request's span while tracing is on, the
+        # security headers on every answer, the body limits, and the request guard (its
+        # refusals leave a body unread too, and close the connection and discard what is
+        # left of it like any other).
         Middleware(BodyLimits, max_bytes=max(state.max_upload_bytes + UPLOAD_SLACK,
                                              MAX_JSON_BYTES),
                    timeout_s=state.body_timeout_s, headers=SECURITY_HEADERS,
-                   check=partial(refusal, state.hosts), mounts=(plugin_mount,)),
+                   check=partial(refusal, state.hosts), mounts=(plugin_mount,), trace=trace),
     ]
-    if telemetry.ON:  # outermost: a refused request is a span too
-        from omnicore.telemetry.asgi import TraceRequests
-
-        middleware.insert(0, Middleware(TraceRequests))
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={ApiError: on_api_error, HTTPException: on_http_error,
                                         OmniError: on_omni_error, OSError: on_io_error,

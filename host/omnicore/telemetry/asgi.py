@@ -1,5 +1,6 @@
-"""The console's request spans (REST, pages, ``/mcp``): an ASGI middleware the console adds
-only while tracing is on. An incoming W3C ``traceparent`` (and ``tracestate``) is continued."""
+"""The console's request spans (REST, pages, ``/mcp``), begun by the console's one middleware
+while tracing is on (:func:`request_spans`). An incoming W3C ``traceparent`` (and
+``tracestate``) is continued."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ from functools import partial
 from operator import itemgetter
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope, Send
 
-import omnicore.telemetry as door
 from omnicore.telemetry import _sdk, _spans
 from omnicore.telemetry._spans import CURRENT, Parent, Span
 
-__all__ = ["ServerSpan", "TraceRequests"]
+__all__ = ["ServerSpan", "request_spans"]
 
 #: A header's name, of its ``(name, value)`` pair.
 _name = itemgetter(0)
@@ -110,33 +110,20 @@ class ServerSpan:
             _spans.ERROR if error is not None or self.status >= 500 else _spans.UNSET, kind))
 
 
-class TraceRequests:
-    """A server span per HTTP request: ``http.request.method``, ``url.path``, ``http.route``
-    (the route's template once routed) and ``http.response.status_code``; never the query
-    string or a header but the trace context's. All but the path are shared by the spans of
-    one route and status (``Span.shared``: made and encoded once)."""
+def request_spans() -> Callable[[Scope, Send], Any]:
+    """What begins a request's span, ``begin(scope, send)``: ``_otlpenc.server_span`` where
+    the extension is built (the span's work in C: in Python it was some 17 thousand
+    instructions a request, and a frame for each message), reading the names it uses from
+    _sdk as :class:`ServerSpan` does; else that, its Python twin.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._door = door
-        #: A request's span begun: ``_otlpenc.server_span`` where the extension is built (the
-        #: middleware's work in C: in Python it was some 17 thousand instructions a request,
-        #: and a frame for each message), reading the names it uses from _sdk as
-        #: :class:`ServerSpan` does; else that, its Python twin.
-        self.begin: Callable[[Scope, Send], Any] = ServerSpan
-        if _spans._Sink is not None:
-            from omnicore.telemetry._otlpenc import server_span
+    The console begins one per HTTP request in its one middleware's pass
+    (:class:`omnicore.console.bodies.BodyLimits`), before anything else, refusals included:
+    ``http.request.method``, ``url.path``, ``http.route`` (the route's template once routed)
+    and ``http.response.status_code``; never the query string or a header but the trace
+    context's. All but the path are shared by the spans of one route and status
+    (``Span.shared``: made and encoded once)."""
+    if _spans._Sink is not None:
+        from omnicore.telemetry._otlpenc import server_span
 
-            self.begin = partial(server_span, vars(_sdk))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._door.ON:  # (off again: a test's reset)
-            await self.app(scope, receive, send)
-            return
-        span = self.begin(scope, send)
-        try:
-            await self.app(scope, receive, span)
-        except BaseException as exc:
-            span.end(exc)
-            raise
-        span.end(None)
+        return partial(server_span, vars(_sdk))
+    return ServerSpan
