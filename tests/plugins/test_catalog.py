@@ -170,6 +170,71 @@ def test_a_snapshot_taken_while_the_catalog_takes_a_name_is_never_half_old(
     assert serves(app, "shared", "folder")
 
 
+def test_a_withdraw_racing_an_adopt_leaves_no_version_named_as_serving(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An adopt holds the name (its link held at a gate) while the catalog drops the name:
+    the withdraw waits for it, then unloads what it made. Nothing is then named as serving
+    the name (``published.served``): the withdraw once forgot it before it waited, and the
+    adopt, finishing meanwhile, named its version as serving a plugin that was gone."""
+    import hashlib
+
+    from omnicore.plugins.host import PluginHost
+    from omnicore.plugins.published import Published
+
+    def version(number: int) -> Published:
+        wasm = echo_wasm("shared", f"{number}.0.0")
+        path = tmp_path / f"shared@{number}.wasm"
+        path.write_bytes(wasm)
+        return Published("shared", "sha256:" + hashlib.sha256(wasm).hexdigest(), number, path)
+
+    linking, go, unloading = threading.Event(), threading.Event(), threading.Event()
+    real_link = linking_mod._link
+
+    def gated(link: Any, name: str) -> Any:
+        # (the adopt's own link: not a tier-up's of the first version, on a thread of its own)
+        if threading.current_thread().name == "adopt" and not go.is_set():
+            linking.set()
+            assert go.wait(60), "the test never opened the gate"
+        return real_link(link, name)
+
+    with PluginHost(data_dir=tmp_path / "data") as host:
+        published = host.published
+        first, second = version(1), version(2)
+        published.adopt(first)
+        assert published.served("shared") == first
+        monkeypatch.setattr(linking_mod, "_link", gated)
+        real_unload = published._unload
+
+        def unload(name: str, why: str) -> None:
+            unloading.set()  # (it waits for the name's lock, held by the adopt)
+            real_unload(name, why)
+
+        monkeypatch.setattr(published, "_unload", unload)
+        errors: list[BaseException] = []
+
+        def run(name: str, f: Callable[[], object]) -> threading.Thread:
+            def body() -> None:
+                try:
+                    f()
+                except BaseException as exc:
+                    errors.append(exc)
+
+            t = threading.Thread(target=body, name=name)
+            t.start()
+            return t
+
+        adopting = run("adopt", lambda: published.adopt(second))
+        assert linking.wait(60), "the link never started"
+        withdrawing = run("withdraw", lambda: published.withdraw("shared"))
+        assert unloading.wait(60), "the withdraw never came to the unload"
+        go.set()
+        adopting.join(60)
+        withdrawing.join(60)
+        assert not errors and not adopting.is_alive() and not withdrawing.is_alive()
+        assert [info.name for info in host] == []
+        assert published.served("shared") is None
+
+
 def test_a_host_started_after_a_publish_loads_it_before_its_folder(
         start_host: Any, tmp_path: Path) -> None:
     """A host that was down during a publish catches up at start, and its folder's file of

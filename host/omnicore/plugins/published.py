@@ -214,24 +214,36 @@ class PublishedPlugins:
         """The catalog no longer names ``name``: the folder's file beneath serves again (a
         reload onto the same entry), or the plugin is unloaded."""
         self._wanted.pop(name, None)
-        self._served.pop(name, None)
-        entry = self._entries.get(name)
-        if entry is None or entry.published is None:
-            return
-        beneath = entry.beneath
-        if beneath is not None and beneath.is_file():
-            # The file's lock before the name's: the folder's thread takes them in that order.
-            with self._locks.hold(plugin_key(beneath, "")), \
-                    self._locks.hold_entry(name, self._entries.get) as held:
-                if held is None or held.published is None:
-                    return
-                try:
-                    self._fall_back(held, beneath)
-                    return
-                except (PluginError, ConfigError, OSError) as exc:
-                    log.warning("plugin '%s': the catalog dropped it and %s cannot be loaded "
-                                "in its place: %s", name, beneath, exc)
-        self._unload(name, "removed from the plugin catalog")
+        try:
+            entry = self._entries.get(name)
+            if entry is None or entry.published is None:
+                return
+            beneath = entry.beneath
+            if beneath is not None and beneath.is_file():
+                # The file's lock before the name's: the folder's thread takes them in that
+                # order.
+                with self._locks.hold(plugin_key(beneath, "")), \
+                        self._locks.hold_entry(name, self._entries.get) as held:
+                    if held is None or held.published is None:
+                        return
+                    try:
+                        self._fall_back(held, beneath)
+                        return
+                    except (PluginError, ConfigError, OSError) as exc:
+                        log.warning("plugin '%s': the catalog dropped it and %s cannot be "
+                                    "loaded in its place: %s", name, beneath, exc)
+            self._unload(name, "removed from the plugin catalog")
+        finally:
+            self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        """No catalog version serves ``name`` here now: :meth:`served` says so, under the
+        name's lock, where an adopt sets it. (Forgotten before the unload, an adopt that
+        finished while the withdraw waited for the name left its version named as serving
+        a plugin that was gone.) One that serves the name again after the withdraw stays."""
+        with self._locks.hold_entry(name, self._entries.get) as held:
+            if held is None or held.published is None:
+                self._served.pop(name, None)
 
     def _fall_back(self, entry: Entry, path: Path) -> None:
         module = self._linker.compile(path, path, None)
