@@ -633,7 +633,8 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
             "OTEL_BSP_SCHEDULE_DELAY": "600000"}
     base = Path(tempfile.mkdtemp(prefix="bench-telemetry-")) if keep is None else keep
     base.mkdir(parents=True, exist_ok=True)
-    counters = [Callgrind(base / f"callgrind.{name}", cache) for name in ("off", "on", "out")]
+    counters = [Callgrind(base / f"callgrind.{name}", cache)
+                for name in ("off", "control", "on", "out")]
     # The host's own polls (its heartbeat, the catalog's, the jobs queue's, the workflows
     # folder's: each a second by default) once a minute: at callgrind's pace (a request some
     # 50 times as long) they would be a tenth of a request's count, and lumpy. The plugin
@@ -644,11 +645,15 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
     quiet = {"cluster": {"heartbeat_s": 60, "dead_after_s": 3600}, "catalog": {"poll_s": 60},
              "workflows": {"watch": False, "poll_s": 60},
              "capabilities": {"jobs": {"poll_s": 60}}, "sandbox": {"watch": False}}
+    # A second untraced host, the control, as in the CPU table: two processes of the same
+    # code count apart by where their heaps and code landed (pymalloc's pools, dict probes).
     hosts = [Host("off (the floor)", {}, wrap=counters[0].wrap(), config=quiet),
-             Host("on, every span exported over OTLP/HTTP", otlp, wrap=counters[1].wrap(),
+             Host("off, a second host (the control)", {}, wrap=counters[1].wrap(),
+                  config=quiet),
+             Host("on, every span exported over OTLP/HTTP", otlp, wrap=counters[2].wrap(),
                   config=quiet),
              Host("on, sampler always_off", {**otlp, "OTEL_TRACES_SAMPLER": "always_off"},
-                  wrap=counters[2].wrap(), config=quiet)]
+                  wrap=counters[3].wrap(), config=quiet)]
     per: list[list[float]] = [[] for _ in hosts]
     idle_rates: list[list[float]] = [[] for _ in hosts]
     took_s: list[list[float]] = [[] for _ in hosts]
@@ -721,7 +726,7 @@ def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
         rows.append(tuple(row))
     return (f"{machine()}\ncallgrind (valgrind), {requests} requests a round over {clients} "
             f"kept-alive connections, {rounds} rounds per host taking turns; spans received: "
-            f"{spans} for {hosts[1].requests} traced requests and the warm-up's\n\n"
+            f"{spans} for {hosts[2].requests} traced requests and the warm-up's\n\n"
             + render(["POST /api/v1/plugins/NAME/invoke",
                       "thousand instructions/request", "idle, M instructions/s",
                       "instructions vs floor, by round",

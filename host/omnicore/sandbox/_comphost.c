@@ -88,7 +88,8 @@ enum_name(HostCall *h, const cval *v)
     memcpy(&n, v->of.bytes, sizeof n);
     for (int i = 0; i < h->nnames; i++) {
         PyObject *s = h->names[i];
-        if ((size_t)PyUnicode_GET_LENGTH(s) == n.size && memcmp(PyUnicode_DATA(s), n.data, n.size) == 0)
+        if ((size_t)PyUnicode_GET_LENGTH(s) == n.size
+                && memcmp(PyUnicode_DATA(s), n.data, n.size) == 0)
             return Py_NewRef(s);
     }
     PyObject *s = PyUnicode_DecodeUTF8(n.size ? n.data : "", (Py_ssize_t)n.size, NULL);

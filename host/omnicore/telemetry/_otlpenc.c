@@ -1252,8 +1252,9 @@ typedef struct {
 } CallsObject;
 
 static PyObject *str_CURRENT, *str_OTEL_CONTEXT, *str_outer, *str_sampler, *str_queue,
-    *str_call_of, *str_memory_ttl, *str_spans, *str_memory_read, *str_PluginError, *str_version, *str_runtime, *str_usage,
-    *str_fuel_enabled, *str_fuel, *str_memory_bytes, *str_breaker, *str_name,
+    *str_call_of, *str_memory_ttl, *str_spans, *str_memory_read, *str_PluginError,
+    *str_version, *str_runtime, *str_usage, *str_fuel_enabled, *str_fuel, *str_memory_bytes,
+    *str_breaker, *str_name,
     *key_input_bytes, *key_outcome, *key_output_bytes, *key_error_type, *key_breaker,
     *key_memory, *key_fuel, *str_ok, *str_error, *str_host_error, *traced_kwnames;
 
@@ -1792,8 +1793,8 @@ typedef struct {
 static PyTypeObject ServerType;
 static PyObject *str_type, *str_status, *str_more_body, *str_headers, *str_method, *str_path,
     *str_route, *str_scheme, *str_http, *str_served, *str__served, *str_parse_traceparent,
-    *str_decode, *str_latin1, *str_old_value, *str_MISSING, *str_get, *key_url_path, *bytes_traceparent,
-    *bytes_tracestate;
+    *str_decode, *str_latin1, *str_old_value, *str_MISSING, *str_get, *key_url_path,
+    *bytes_traceparent, *bytes_tracestate;
 
 /* scope[key] of a dict, as Python's subscript (a new reference, or NULL: KeyError). */
 static PyObject *
