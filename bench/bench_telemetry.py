@@ -21,14 +21,16 @@ Each round has hosts of its own, started afresh (``--fresh N``: every N rounds),
 untraced host, the control, reads what the method gives for no difference: a process's own
 layout moved one host's CPU by a few percent against another's for a whole run.
 A second table (``--only in-process``) takes the cost apart in one host, flipped every 100 ms
-among off, the call's span alone, both spans made but not queued, and both exported as they
-come (the export thread's CPU read from its own clock). A third table (``--only calls``) is
+among off, the call's span alone, both spans made but not queued, both made and encoded as
+the queue encodes them but never sent, and both exported as they come (the export thread's
+CPU read from its own clock). A third table (``--only calls``) is
 bench_host.py's 100 B ``app.plugins.call`` with tracing off, on and sampled out: the caller's
 CPU per call, and the export thread's per span.
 
 ``--counter instructions`` counts the hosts table in instructions instead of CPU time: the
-three hosts run under valgrind's callgrind, each round a fixed number of requests, and a
-host's instructions per request (its idle rate taken out) against the floor's. A count does
+hosts (the control among them) run under valgrind's callgrind, each round a fixed number of
+requests, and a host's instructions per request (its idle rate taken out) against the
+floor's. A count does
 not move with the machine's load, where the CPU time of a shared 2-core machine moves by
 half between rounds; it does not see the kernel's part, caches or the GIL's hand-overs.
 (``perf stat -e instructions:u`` would count the same on hardware with a PMU; this virtual
@@ -53,6 +55,7 @@ import textwrap
 import threading
 import time
 import urllib.request
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -335,7 +338,10 @@ def table(rounds: int, seconds: float, clients: int, markdown: bool = False,
 SIDES = (("off", "off"),
          ("calls", "on, the plugin call's span only (no request span)"),
          ("unexported", "on, both spans made but never queued for export"),
+         ("encoded", "on, both spans made and encoded, never sent"),
          ("on", "on, both spans exported over OTLP/HTTP"))
+#: The sides whose spans are never sent: no share of the export thread's CPU.
+UNSENT = ("unexported", "encoded")
 
 
 def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
@@ -353,7 +359,7 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     from omnicore import OmniApp, telemetry
     from omnicore.console import ConsoleModule
     from omnicore.console.bodies import BodyLimits
-    from omnicore.telemetry import Settings, _sdk, asgi
+    from omnicore.telemetry import Settings, _sdk, _spans, asgi
 
     if PIN is not None:  # (--pin: this process's threads, made after this, on the hosts' CPU)
         os.sched_setaffinity(0, PIN[0])
@@ -389,14 +395,30 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     assert batcher is not None
     add, put = batcher.add, _sdk.queue
 
+    # The encoded side: each record made into its OTLP bytes as the queue's C twin makes it,
+    # on the thread that ended its span, and the bytes let go a batch at a time (the
+    # export thread's part, and the post, left out).
+    kept: deque[Any] = deque()
+    encode = (_spans._Sink(kept, 1 << 30, 1 << 30, threading.Event(), lambda *_: None,
+                           encode=True) if _spans._Sink is not None else kept.append)
+
+    def encoding(r: Any) -> None:
+        encode(r)
+        if len(kept) >= batcher.batch:
+            kept.clear()
+
     def adding(s: Any) -> None:
         queued[side[0]] += 1
-        if side[0] != "unexported":
+        if side[0] == "encoded":
+            encoding(_spans.record(s))
+        elif side[0] != "unexported":
             add(s)
 
     def putting(r: Any) -> None:  # (the request's and the plugin call's records: _sdk.queue)
         queued[side[0]] += 1
-        if side[0] != "unexported":
+        if side[0] == "encoded":
+            encoding(r)
+        elif side[0] != "unexported":
             put(r)
 
     batcher.add = adding  # type: ignore[method-assign]
@@ -451,9 +473,9 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
             before = time.thread_time()
             _sdk.flush(60)  # what is left, on this thread
             export_cpu += time.clock_gettime(clock) + time.thread_time() - before
-            spans = sum(queued[k] for k in keys if k != "unexported") or 1
+            spans = sum(queued[k] for k in keys if k not in UNSENT) or 1
             for name in keys:
-                share = 0.0 if name == "unexported" else export_cpu * queued[name] / spans
+                share = 0.0 if name in UNSENT else export_cpu * queued[name] / spans
                 n = max(begun[name], 1)
                 per_request[name].append((cpu[name] + share) / n * 1e6)
                 export_us[name].append(share / n * 1e6)
@@ -472,7 +494,7 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
         receiver.terminate()
         shutil.rmtree(base, ignore_errors=True)
     rows = [(label, _sample(per_request[name]),
-             "-" if name in ("off", "unexported") else _sample(export_us[name], "{:.1f}"),
+             "-" if name == "off" or name in UNSENT else _sample(export_us[name], "{:.1f}"),
              _sample(system_us[name], "{:.1f}"), _sample(switches[name], "{:.2f}"),
              "-" if name == "off" else _sample(costs[name], "{:+.1f} %"))
             for name, label in chosen]
