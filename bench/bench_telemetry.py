@@ -23,20 +23,20 @@ layout moved one host's CPU by a few percent against another's for a whole run.
 A second table (``--only in-process``) takes the cost apart in one host, flipped every 100 ms
 among off, the call's span alone, both spans made but not queued, both made and encoded as
 the queue encodes them but never sent, and both exported as they come (the export thread's
-CPU read from its own clock). A third table (``--only calls``) is
-bench_host.py's 100 B ``app.plugins.call`` with tracing off, on and sampled out: the caller's
-CPU per call, and the export thread's per span.
+CPU read from its own clock). A third table (``--only calls``) is bench_host.py's 100 B
+``app.plugins.call`` with tracing off, on and sampled out: the caller's CPU per call, and the
+export thread's per span.
 
 ``--counter instructions`` counts the hosts table in instructions instead of CPU time: the
 hosts (the control among them) run under valgrind's callgrind, each round a fixed number of
-requests, and a host's instructions per request (its idle rate taken out) against the
-floor's. A count does
-not move with the machine's load, where the CPU time of a shared 2-core machine moves by
-half between rounds; it does not see the kernel's part, caches or the GIL's hand-overs.
-(``perf stat -e instructions:u`` would count the same on hardware with a PMU; this virtual
-machine has none: ``perf`` reports the events not supported.) ``--cache`` adds valgrind's
-simulated L1 misses per request, and per thousand of the instructions tracing adds beside the
-floor's rate: code that misses more often than the rest costs more CPU than its count.
+requests, and a host's instructions per request (its idle rate taken out) against the floor's.
+A count does not move with the machine's load, where the CPU time of a shared 2-core machine
+moves by half between rounds; it does not see the kernel's part, caches or the GIL's
+hand-overs. (``perf stat -e instructions:u`` would count the same on hardware with a PMU; this
+virtual machine has none: ``perf`` reports the events not supported.) ``--cache`` adds
+valgrind's simulated L1 misses per request, and per thousand of the instructions tracing adds
+beside the floor's rate: code that misses more often than the rest costs more CPU than its
+count.
 """
 
 from __future__ import annotations
@@ -623,7 +623,7 @@ def _fixed(host: Host, requests: int, clients: int) -> None:
 
 def instructions(rounds: int, requests: int, clients: int, idle_s: float = 10.0,
                  markdown: bool = False, keep: Path | None = None, cache: bool = False) -> str:
-    """The hosts table's three hosts (off, every span exported, sampled out), each run under
+    """The hosts table's hosts (off, the control, every span exported, sampled out), each under
     callgrind: instructions per request, counted over a fixed number of requests instead of
     CPU time over a fixed time. A count does not move with the machine's load (this one
     reads +-0.5 % between rounds where CPU time moves by half), so it resolves the 5 % goal;
