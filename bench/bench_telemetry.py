@@ -42,6 +42,7 @@ count.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -349,17 +350,19 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     """One host in this process, tracing set up once, and what it does switched every
     ``slice_s`` among :data:`SIDES` while wrk drives it for ``seconds``: the process's CPU of
     each slice, less the export thread's, goes to the side it ran on, each request to the side
-    it began on, so the machine's load falls on every side alike, however it moves. The export
-    thread's CPU (its own clock, ``pthread_getcpuclockid``) and the round's last flush are
-    shared among the sides that queued spans, by the spans each queued. Spans are exported as
-    they come, as in production. A round's figure: a side's CPU per request against the off
+    its plugin call ended on (the plugin's own call count), so the machine's load falls on every
+    side alike, however it moves. A side swaps what the product looks up (the queue a span's
+    record goes to, the console's request span) and wraps nothing: a traced side runs the
+    product's code and none of the bench's. The export thread's CPU (its own clock,
+    ``pthread_getcpuclockid``) and the round's last flush are shared among the sides that
+    queued spans, by the spans each queued. Spans are exported as they come, as in production. A round's figure: a side's CPU per request against the off
     side's of the same round; the rows take the cost apart (the call's span, the request's,
     the export). Beside it, each side's system CPU and context switches per request (the
     process's, ``getrusage``): the kernel's share, which an instruction count does not see."""
     from omnicore import OmniApp, telemetry
     from omnicore.console import ConsoleModule
     from omnicore.console.bodies import BodyLimits
-    from omnicore.telemetry import Settings, _sdk, _spans, asgi
+    from omnicore.telemetry import Settings, _sdk, _spans
 
     if PIN is not None:  # (--pin: this process's threads, made after this, on the hosts' CPU)
         os.sched_setaffinity(0, PIN[0])
@@ -377,52 +380,33 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     side = ["off"]
     begun = dict.fromkeys(keys, 0)
     queued = dict.fromkeys(keys, 0)
-    # Each request counted to the side it began on (a coroutine around the middleware's
-    # pass, on every side alike); on the calls side, no request span: the call's is a root.
-    passing, spans_of = BodyLimits.http, asgi.request_spans
-
-    async def counted(self: BodyLimits, scope: Any, receive: Any, send: Any) -> None:
-        begun[side[0]] += 1
-        await passing(self, scope, receive, send)
-
-    def request_spans() -> Any:
-        begin = spans_of()
-        return lambda scope, send: None if side[0] == "calls" else begin(scope, send)
-
-    BodyLimits.http = counted  # type: ignore[method-assign]
-    asgi.request_spans = request_spans  # (read as the console is made, below)
     batcher = _sdk._batcher
     assert batcher is not None
-    add, put = batcher.add, _sdk.queue
+    put = _sdk.queue
 
     # The encoded side: each record made into its OTLP bytes as the queue's C twin makes it,
     # on the thread that ended its span, and the bytes let go a batch at a time (the
     # export thread's part, and the post, left out).
     kept: deque[Any] = deque()
-    encode = (_spans._Sink(kept, 1 << 30, 1 << 30, threading.Event(), lambda *_: None,
-                           encode=True) if _spans._Sink is not None else kept.append)
 
-    def encoding(r: Any) -> None:
-        encode(r)
-        if len(kept) >= batcher.batch:
+    class LetGo:  # (the sink's wake: a full batch is let go, not sent)
+        def is_set(self) -> bool:
+            return False
+
+        def set(self) -> None:
             kept.clear()
 
-    def adding(s: Any) -> None:
-        queued[side[0]] += 1
-        if side[0] == "encoded":
-            encoding(_spans.record(s))
-        elif side[0] != "unexported":
-            add(s)
-
-    def putting(r: Any) -> None:  # (the request's and the plugin call's records: _sdk.queue)
-        queued[side[0]] += 1
-        if side[0] == "encoded":
-            encoding(r)
-        elif side[0] != "unexported":
-            put(r)
-
-    batcher.add = adding  # type: ignore[method-assign]
-    _sdk.queue = putting
+    encode = (_spans._Sink(kept, 1 << 30, batcher.batch, LetGo(), lambda *_: None,
+                           encode=True) if _spans._Sink is not None else kept.append)
+    # What a side's records go to: the request's and the plugin call's spans are queued
+    # through _sdk.queue, which the C twins look up at every span's end, so a side swaps it
+    # (and the console's request span, below) rather than wrapping it: a traced side runs
+    # the product's code alone, no frame of the bench's (three a request, when it wrapped).
+    # (``id``: a C call that keeps nothing, for spans made and never queued.)
+    queues: dict[str, Any] = {"off": put, "calls": put, "unexported": id, "encoded": encode,
+                              "on": put}
+    #: Spans a request queues on a side (the invoke makes its request's and its call's).
+    spans_per = {"off": 0, "calls": 1, "unexported": 2, "encoded": 2, "on": 2}
     exporter = next(t for t in threading.enumerate() if t.name == "omnicore-span-export")
     clock = time.pthread_getcpuclockid(exporter.ident)  # type: ignore[arg-type]
     app = OmniApp("bench", overrides={"data_dir": str(base / "data"),
@@ -441,9 +425,22 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
         host = Host("in-process", {})
         host.url, host.token = module.url, module.console.auth.local_token
         app.plugins.load(GREETER.read_bytes(), grants=["config"])
-        for name in keys:  # warm, every side
+        # The console's one BodyLimits, whose trace begins a request's span (none on the
+        # calls side), and the plugin's call count: a request a call, counted by the
+        # product's own stats, on every side alike.
+        limits = next(o for o in gc.get_objects() if type(o) is BodyLimits)
+        begin = limits.trace
+        assert begin is not None
+        stats = dict(app.plugins.stats_items())["greeter-rust"]
+
+        def switch(name: str) -> None:
             side[0] = name
+            _sdk.queue = queues[name]
+            limits.trace = None if name == "calls" else begin
             telemetry.ON = name != "off"
+
+        for name in keys:  # warm, every side
+            switch(name)
             _drive(host, min(seconds, 1.0), clients, lua)
         _sdk.flush(30)
         for _ in range(rounds):
@@ -457,19 +454,23 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
             kernel = dict.fromkeys(keys, 0.0)
             switched = dict.fromkeys(keys, 0)
             usage = resource.getrusage(resource.RUSAGE_SELF)
+            made = stats._calls
             while driver.poll() is None:
-                name = side[0] = keys[turn % len(keys)]
-                telemetry.ON = name != "off"
+                name = keys[turn % len(keys)]
+                switch(name)
                 time.sleep(slice_s)
                 now, exported_now = time.process_time(), time.clock_gettime(clock)
+                made_now = stats._calls
+                begun[name] += made_now - made
+                queued[name] += (made_now - made) * spans_per[name]
+                made = made_now
                 usage_now = resource.getrusage(resource.RUSAGE_SELF)
                 cpu[name] += (now - last) - (exported_now - exported)
                 kernel[name] += usage_now.ru_stime - usage.ru_stime
                 switched[name] += (usage_now.ru_nvcsw + usage_now.ru_nivcsw
                                    - usage.ru_nvcsw - usage.ru_nivcsw)
                 last, exported, turn, usage = now, exported_now, turn + 1, usage_now
-            side[0] = "off"
-            telemetry.ON = False
+            switch("off")
             before = time.thread_time()
             _sdk.flush(60)  # what is left, on this thread
             export_cpu += time.clock_gettime(clock) + time.thread_time() - before
@@ -484,9 +485,6 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
             for name in keys:
                 costs[name].append((per_request[name][-1] / per_request["off"][-1] - 1) * 100)
     finally:
-        BodyLimits.http = passing  # type: ignore[method-assign]
-        asgi.request_spans = spans_of
-        batcher.add = add  # type: ignore[method-assign]
         _sdk.queue = put
         telemetry.ON = True
         app.stop()
