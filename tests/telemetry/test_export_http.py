@@ -1,6 +1,6 @@
 """How spans reach the collector (omnicore.telemetry._http, issue 62, item 4): the SDK's
 OTLP/HTTP client (its retries, headers, compression, timeout) posting over one kept-alive
-``http.client`` connection instead of a ``requests`` session; TLS as the SDK's variables set
+HTTP/1.1 connection of its own instead of a ``requests`` session; TLS as the SDK's variables set
 it; the SDK's own transport kept where a proxy or a credential provider is configured. A real
 HTTP(S) server on loopback decoding the protobuf."""
 

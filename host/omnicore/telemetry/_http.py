@@ -1,4 +1,4 @@
-"""The OTLP/HTTP exporter's transport: one kept-alive ``http.client`` connection.
+"""The OTLP/HTTP exporter's transport: one kept-alive HTTP/1.1 connection of its own.
 
 The SDK's OTLP/HTTP client (retries, backoff, ``Retry-After``, compression, headers,
 timeout: ``OTEL_EXPORTER_OTLP_*``) sends through a transport; its default is ``requests``,
@@ -8,6 +8,18 @@ same bytes over one connection the export thread keeps, TLS as the SDK's transpo
 (``OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE``, ``..._CLIENT_KEY``, ``..._CLIENT_CERTIFICATE``).
 It is used only where it changes nothing else: no proxy in the environment for the endpoint,
 no credential provider (:func:`lean_transport` says None, and the SDK's default is kept).
+
+It speaks the one exchange it needs itself, as RFC 9112 frames it: a POST with a
+``Content-Length`` (its head made once for the endpoint and headers, sent with the body in one
+write), and the answer's status, fields and body, read by length, by chunks or to the close.
+``http.client`` cost some 300 µs of the export thread's CPU a post (issue 62: 131 sending, 162
+reading the answer's fields through the ``email`` package's parser; the thread runs every
+70 ms under load, so its code is cold each time), more than joining 512 spans' bytes. What a
+collector answers is input: a line, the fields, the interim answers and the body are bounded
+(http.client's own bounds, and a body no OTLP answer comes near), the whole answer is read
+against the export's timeout (http.client's was a timeout on each read, which a collector
+sending a byte at a time never met), and an answer past a bound or out of the grammar is an
+error result, the connection closed: the SDK's client retries it once, then drops the batch.
 """
 
 from __future__ import annotations
@@ -15,7 +27,10 @@ from __future__ import annotations
 import http.client
 import logging
 import os
+import re
+import socket
 import ssl
+import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +45,21 @@ __all__ = ["ClientTransport", "lean_transport", "report_client_failures_ourselve
 #: transport is kept for them.
 _PROVIDERS = ("OTEL_PYTHON_EXPORTER_OTLP_HTTP_CREDENTIAL_PROVIDER",
               "OTEL_PYTHON_EXPORTER_OTLP_HTTP_TRACES_CREDENTIAL_PROVIDER")
+
+#: A line of the answer's head, its fields, and the 1xx answers before the final one:
+#: http.client's bounds (_MAXLINE, _MAXHEADERS).
+MAX_LINE = 65536
+MAX_FIELDS = 100
+MAX_INTERIM = 10
+#: The answer's body: an ExportTraceServiceResponse is a count and a message.
+MAX_BODY = 1 << 20
+
+#: RFC 9110 §5.6.2's token (a field's name, a method), and what a field's value may not hold
+#: (CR, LF, NUL: a value that would end the line or the head).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_NOT_IN_VALUE = re.compile(r"[\r\n\x00]")
+#: A request target's characters (RFC 3986's, and '%'): no space or control to split the line.
+_TARGET = re.compile(r"[!#$%&'()*+,\-./0-9:;=?@A-Z\[\]_a-z~]+")
 
 
 class _Headers(dict[str, str]):
@@ -57,17 +87,173 @@ class ClientResult(BaseHTTPResult):
         return self.head
 
 
+class _Answer:
+    """What the collector sends back, read from the socket against one deadline for the
+    whole answer (``timeout`` from the request's start, the SDK's remaining time): a
+    collector that trickles its answer a byte at a time cannot hold the export thread past
+    it, as a timeout on each read would let it. Bytes past an answer are kept for the next
+    on the connection."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.deadline: float | None = None
+
+    def _more(self) -> bool:
+        """Read what has come (at least a byte): False at the close."""
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the collector did not answer within the export's timeout")
+            self.sock.settimeout(left)
+        got = self.sock.recv(65536)
+        self.buf += got
+        return bool(got)
+
+    def line(self, what: str) -> bytes:
+        """One line (its CRLF or LF kept), at most :data:`MAX_LINE` bytes."""
+        start = 0
+        while (end := self.buf.find(b"\n", start)) < 0:
+            if len(self.buf) > MAX_LINE:
+                raise http.client.LineTooLong(what)
+            start = len(self.buf)
+            if not self._more():
+                raise http.client.RemoteDisconnected(f"the collector closed the connection "
+                                                     f"within the answer's {what}")
+        if end >= MAX_LINE:
+            raise http.client.LineTooLong(what)
+        line = bytes(self.buf[:end + 1])
+        del self.buf[:end + 1]
+        return line
+
+    def exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            if not self._more():
+                raise http.client.IncompleteRead(bytes(self.buf), n - len(self.buf))
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    def to_close(self) -> bytes:
+        """The rest, to the close, at most :data:`MAX_BODY` bytes."""
+        while self._more():
+            if len(self.buf) > MAX_BODY:
+                raise http.client.HTTPException(f"the collector's answer is past {MAX_BODY} "
+                                                "bytes")
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data
+
+
+def _fields(reader: _Answer) -> _Headers:
+    """The fields of a head or a trailer section, to its empty line: names lower-cased, a
+    repeated field's values joined by commas (RFC 9110 §5.3), a folded line (obs-fold) taken
+    as one space (RFC 9112 §5.2)."""
+    fields = _Headers()
+    last = ""
+    for _ in range(MAX_FIELDS + 1):
+        line = reader.line("header line")
+        if line in (b"\r\n", b"\n"):
+            return fields
+        text = line.rstrip(b"\r\n").decode("latin-1")
+        if text[0] in " \t" and last:
+            fields[last] = f"{dict.__getitem__(fields, last)} {text.strip()}".strip()
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise http.client.HTTPException(f"the collector answered a malformed header "
+                                            f"line: {text[:80]!r}")
+        last = name.lower()
+        value = value.strip(" \t")
+        old = dict.get(fields, last)
+        dict.__setitem__(fields, last, value if old is None else f"{old}, {value}")
+    raise http.client.HTTPException(f"the collector answered more than {MAX_FIELDS} header "
+                                    "fields")
+
+
+def _chunks(reader: _Answer) -> bytes:
+    """A chunked body (RFC 9112 §7.1), its extensions and trailer fields read and let go."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        size = reader.line("chunk size").split(b";", 1)[0].strip()
+        if not 0 < len(size) <= 16 or size.strip(b"0123456789abcdefABCDEF"):
+            raise http.client.HTTPException(f"the collector answered a malformed chunk size: "
+                                            f"{size[:20]!r}")
+        n = int(size, 16)
+        if n == 0:
+            _fields(reader)
+            return b"".join(parts)
+        total += n
+        if total > MAX_BODY:
+            raise http.client.HTTPException(f"the collector's answer is past {MAX_BODY} bytes")
+        parts.append(reader.exactly(n))
+        if reader.exactly(2) != b"\r\n":
+            raise http.client.HTTPException("the collector answered a chunk without its CRLF")
+
+
+def _length(fields: _Headers) -> int:
+    """The body's Content-Length: one number (a list of the same one, RFC 9110 §8.6)."""
+    values = {v.strip() for v in dict.__getitem__(fields, "content-length").split(",")}
+    if len(values) != 1 or not (n := values.pop()).isdigit() or not n.isascii():
+        raise http.client.HTTPException("the collector answered a malformed Content-Length")
+    length = int(n)
+    if length > MAX_BODY:
+        raise http.client.HTTPException(f"the collector's answer is past {MAX_BODY} bytes")
+    return length
+
+
+def _answer(reader: _Answer, method: str) -> tuple[int, str, _Headers, bytes, bool]:
+    """The final answer: its status, reason, fields and body, and whether the connection
+    ends with it (RFC 9112 §9.3: ``Connection: close``, HTTP/1.0 without keep-alive, a body
+    read to the close)."""
+    for _ in range(MAX_INTERIM + 1):
+        line = reader.line("status line").rstrip(b"\r\n")
+        version, _, rest = line.partition(b" ")
+        code, _, reason = rest.partition(b" ")
+        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or \
+                not code.isdigit():
+            raise http.client.BadStatusLine(line[:80].decode("latin-1"))
+        status = int(code)
+        fields = _fields(reader)
+        if status == 101:  # (nothing asked to switch)
+            raise http.client.HTTPException("the collector answered 101 Switching Protocols")
+        if status >= 200:
+            break
+    else:
+        raise http.client.HTTPException(f"the collector answered more than {MAX_INTERIM} "
+                                        "interim (1xx) answers")
+    tokens = {t.strip().lower() for t in fields.get("connection", "").split(",")}
+    close = "close" in tokens or (version == b"HTTP/1.0" and "keep-alive" not in tokens)
+    if method == "HEAD" or status in (204, 304):
+        body = b""
+    elif "transfer-encoding" in fields:
+        if fields["transfer-encoding"].rsplit(",", 1)[-1].strip().lower() != "chunked":
+            raise http.client.HTTPException("the collector answered a transfer coding other "
+                                            "than chunked last")
+        body = _chunks(reader)
+    elif "content-length" in fields:
+        body = reader.exactly(_length(fields))
+    else:  # (the body runs to the close)
+        body = reader.to_close()
+        close = True
+    return status, reason.decode("latin-1"), fields, body, close
+
+
 class ClientTransport(BaseHTTPTransport):
-    """POSTs over one ``http.client`` connection, opened on first use and again after an
-    error (the SDK's client retries a connection error once at once)."""
+    """POSTs over one HTTP/1.1 connection, opened on first use and again after an error or
+    an answer that ends it (the SDK's client retries a connection error once at once)."""
 
     def __init__(self, *, verify: bool | str = True,
                  cert: str | tuple[str, str] | None = None) -> None:
         self._verify = verify
         self._cert = cert
         self._context: ssl.SSLContext | None = None
-        self._conn: http.client.HTTPConnection | None = None
+        self._sock: socket.socket | None = None
+        self._reader: _Answer | None = None
         self._origin: tuple[str, str, int | None] | None = None
+        #: The last request's head but its length: (method, url, headers) and the bytes.
+        self._head: tuple[tuple[Any, ...], bytes] | None = None
 
     def _tls(self) -> ssl.SSLContext:
         if self._context is None:
@@ -84,46 +270,78 @@ class ClientTransport(BaseHTTPTransport):
         return self._context
 
     def _connection(self, scheme: str, host: str, port: int | None,
-                    timeout: float | None) -> http.client.HTTPConnection:
+                    timeout: float | None) -> tuple[socket.socket, _Answer]:
         origin = (scheme, host, port)
-        if self._conn is None or self._origin != origin:
+        if self._sock is None or self._reader is None or self._origin != origin:
             self.close()
-            if scheme == "https":
-                self._conn = http.client.HTTPSConnection(host, port, timeout=timeout,
-                                                         context=self._tls())
-            else:
-                self._conn = http.client.HTTPConnection(host, port, timeout=timeout)
-            self._origin = origin
-        elif self._conn.sock is not None:
-            self._conn.sock.settimeout(timeout)
-        self._conn.timeout = timeout
-        return self._conn
+            default = 443 if scheme == "https" else 80
+            sock = socket.create_connection((host, port or default), timeout)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if scheme == "https":
+                    sock = self._tls().wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
+            self._sock, self._reader, self._origin = sock, _Answer(sock), origin
+        else:
+            self._sock.settimeout(timeout)
+        return self._sock, self._reader
 
-    def request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
-                timeout: float | None = None, data: bytes | None = None) -> BaseHTTPResult:
+    def _prefix(self, method: str, url: str, headers: dict[str, str] | None) -> bytes:
+        """The request's head up to its Content-Length value, made once for a method, URL
+        and headers (the SDK's client sends the same ones every time); a name or value that
+        could end a line or the head is refused (ValueError), as http.client refuses it."""
+        key = (method, url, tuple((headers or {}).items()))
+        if self._head is not None and self._head[0] == key:
+            return self._head[1]
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host = parts.hostname or ""
+        if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
+            raise ValueError(f"cannot send {method} {target!r}: not a request line")
+        authority = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            authority += f":{parts.port}"
         sent = dict(headers or {})  # the SDK's: content-type, user-agent, the operator's
         if not any(k.lower() == "content-type" for k in sent):
             sent["Content-Type"] = "application/x-protobuf"
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {authority}"]
+        for name, value in sent.items():
+            if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
+                continue  # (this transport's to say)
+            if not _TOKEN.fullmatch(name) or _NOT_IN_VALUE.search(value):
+                raise ValueError(f"cannot send the header {name!r}: not a field name and "
+                                 "value (a line break or a character outside a name)")
+            lines.append(f"{name}: {value}")
+        prefix = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
+        self._head = (key, prefix)
+        return prefix
+
+    def request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
+                timeout: float | None = None, data: bytes | None = None) -> BaseHTTPResult:
+        start = time.monotonic()
         try:
-            conn = self._connection(parts.scheme, parts.hostname or "", parts.port, timeout)
-            conn.request(method, target, body=data, headers=sent)
-            response = conn.getresponse()
-            body = response.read()
-            head = _Headers((k.lower(), v) for k, v in response.getheaders())
-            if response.will_close:
+            body = data or b""
+            head = self._prefix(method, url, headers) + b"%d\r\n\r\n" % len(body)
+            parts = urlsplit(url)
+            sock, reader = self._connection(parts.scheme, parts.hostname or "", parts.port,
+                                            timeout)
+            sock.sendall(head + body)  # (one write: no wait for the head's ACK)
+            reader.deadline = None if timeout is None else start + timeout
+            status, reason, fields, answer, close = _answer(reader, method)
+            if close:
                 self.close()
-            return ClientResult(status_code=response.status, reason=response.reason,
-                                body=body, head=head)
+            return ClientResult(status_code=status, reason=reason, body=answer, head=fields)
         except Exception as exc:  # the SDK's client decides: retried, or logged
             self.close()
             return ClientResult(error=exc)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self._reader = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     def is_connection_error(self, exception: Exception | None) -> bool:
         return isinstance(exception, (ConnectionError, TimeoutError, http.client.HTTPException,
