@@ -355,10 +355,11 @@ def interleaved(rounds: int, seconds: float, clients: int, slice_s: float = 0.1,
     record goes to, the console's request span) and wraps nothing: a traced side runs the
     product's code and none of the bench's. The export thread's CPU (its own clock,
     ``pthread_getcpuclockid``) and the round's last flush are shared among the sides that
-    queued spans, by the spans each queued. Spans are exported as they come, as in production. A round's figure: a side's CPU per request against the off
-    side's of the same round; the rows take the cost apart (the call's span, the request's,
-    the export). Beside it, each side's system CPU and context switches per request (the
-    process's, ``getrusage``): the kernel's share, which an instruction count does not see."""
+    queued spans, by the spans each queued. Spans are exported as they come, as in production.
+    A round's figure: a side's CPU per request against the off side's of the same round; the
+    rows take the cost apart (the call's span, the request's, the export). Beside it, each
+    side's system CPU and context switches per request (the process's, ``getrusage``): the
+    kernel's share, which an instruction count does not see."""
     from omnicore import OmniApp, telemetry
     from omnicore.console import ConsoleModule
     from omnicore.console.bodies import BodyLimits

@@ -173,6 +173,22 @@ def test_a_proxy_or_a_credential_provider_keeps_the_sdks_transport(
         assert _http.lean_transport("http://collector.example:4318/v1/traces", {}) is not None
 
 
+def test_credentials_the_sdks_session_would_send_keep_its_transport(tmp_path: Path) -> None:
+    """The SDK's requests session sends Basic authorization from the endpoint's userinfo or a
+    .netrc entry for its host; the host's own transport sends neither, so it is not used."""
+    url = "http://collector.example:4318/v1/traces"
+    assert _http.lean_transport(url, {}) is not None
+    assert _http.lean_transport("http://user:pw@collector.example:4318/v1/traces", {}) is None
+    assert _http.lean_transport("http://user@collector.example:4318/v1/traces", {}) is None
+    rc = tmp_path / "netrc"
+    rc.write_text("machine collector.example login u password p\n")
+    assert _http.lean_transport(url, {"NETRC": str(rc)}) is None
+    assert _http.lean_transport("http://other.example/v1/traces", {"NETRC": str(rc)}) \
+        is not None
+    rc.write_text("bogus token\n")  # (requests reads no credentials from what it cannot parse)
+    assert _http.lean_transport(url, {"NETRC": str(rc)}) is not None
+
+
 def test_without_the_c_encoder_the_sdks_encoder_sends_the_spans(
         collector: Collector, clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """A host installed without a compiler (omnicore.telemetry._otlpenc not built) hands its

@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import http.client
 import logging
+import netrc
 import os
 import re
+import select
 import socket
 import ssl
 import time
@@ -87,6 +89,22 @@ class ClientResult(BaseHTTPResult):
         return self.head
 
 
+def _left(deadline: float | None) -> float | None:
+    """What is left of ``deadline`` (None: no bound), a TimeoutError once it has passed."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the collector did not answer within the export's timeout")
+    return left
+
+
+def _ascii_host(host: str) -> str:
+    """``host`` as it goes on the wire: an internationalised name in its IDNA form (as
+    http.client and the socket's resolver write it)."""
+    return host if host.isascii() else host.encode("idna").decode("ascii")
+
+
 class _Answer:
     """What the collector sends back, read from the socket against one deadline for the
     whole answer (``timeout`` from the request's start, the SDK's remaining time): a
@@ -102,10 +120,7 @@ class _Answer:
     def _more(self) -> bool:
         """Read what has come (at least a byte): False at the close."""
         if self.deadline is not None:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("the collector did not answer within the export's timeout")
-            self.sock.settimeout(left)
+            self.sock.settimeout(_left(self.deadline))
         got = self.sock.recv(65536)
         self.buf += got
         return bool(got)
@@ -156,7 +171,7 @@ def _fields(reader: _Answer) -> _Headers:
         if line in (b"\r\n", b"\n"):
             return fields
         text = line.rstrip(b"\r\n").decode("latin-1")
-        if text[0] in " \t" and last:
+        if text[:1] in (" ", "\t") and last:
             fields[last] = f"{dict.__getitem__(fields, last)} {text.strip()}".strip()
             continue
         name, colon, value = text.partition(":")
@@ -197,10 +212,10 @@ def _length(fields: _Headers) -> int:
     values = {v.strip() for v in dict.__getitem__(fields, "content-length").split(",")}
     if len(values) != 1 or not (n := values.pop()).isdigit() or not n.isascii():
         raise http.client.HTTPException("the collector answered a malformed Content-Length")
-    length = int(n)
-    if length > MAX_BODY:
+    n = n.lstrip("0") or "0"
+    if len(n) > len(str(MAX_BODY)) or int(n) > MAX_BODY:
         raise http.client.HTTPException(f"the collector's answer is past {MAX_BODY} bytes")
-    return length
+    return int(n)
 
 
 def _answer(reader: _Answer, method: str) -> tuple[int, str, _Headers, bytes, bool]:
@@ -215,6 +230,8 @@ def _answer(reader: _Answer, method: str) -> tuple[int, str, _Headers, bytes, bo
                 not code.isdigit():
             raise http.client.BadStatusLine(line[:80].decode("latin-1"))
         status = int(code)
+        if status < 100:
+            raise http.client.BadStatusLine(line[:80].decode("latin-1"))
         fields = _fields(reader)
         if status == 101:  # (nothing asked to switch)
             raise http.client.HTTPException("the collector answered 101 Switching Protocols")
@@ -228,6 +245,12 @@ def _answer(reader: _Answer, method: str) -> tuple[int, str, _Headers, bytes, bo
     if method == "HEAD" or status in (204, 304):
         body = b""
     elif "transfer-encoding" in fields:
+        # Framed two ways, or chunked in HTTP/1.0 (which has no chunks): RFC 9112 §6.1 and
+        # §6.3 name it a sign of smuggling or splitting, to be handled as an error.
+        if "content-length" in fields or version == b"HTTP/1.0":
+            raise http.client.HTTPException("the collector answered a body framed two ways "
+                                            "(Transfer-Encoding with Content-Length, or in "
+                                            "HTTP/1.0)")
         if fields["transfer-encoding"].rsplit(",", 1)[-1].strip().lower() != "chunked":
             raise http.client.HTTPException("the collector answered a transfer coding other "
                                             "than chunked last")
@@ -270,23 +293,50 @@ class ClientTransport(BaseHTTPTransport):
         return self._context
 
     def _connection(self, scheme: str, host: str, port: int | None,
-                    timeout: float | None) -> tuple[socket.socket, _Answer]:
+                    deadline: float | None) -> tuple[socket.socket, _Answer]:
+        """The kept connection, if it is to the same origin and quiet: a connection with
+        bytes waiting (an answer to no request, the rest of one) or closed by the collector
+        is not used again, as urllib3 checks a pooled one (else the next request would read
+        what was sent before it, and the connection stay an answer behind). Else a new one,
+        each of its steps (every address's connect, the TLS handshake) within ``deadline``."""
         origin = (scheme, host, port)
-        if self._sock is None or self._reader is None or self._origin != origin:
-            self.close()
-            default = 443 if scheme == "https" else 80
-            sock = socket.create_connection((host, port or default), timeout)
+        if self._sock is not None and self._reader is not None and self._origin == origin \
+                and not self._reader.buf and not select.select([self._sock], [], [], 0)[0]:
+            return self._sock, self._reader
+        self.close()
+        if port == 0:
+            raise ValueError(f"cannot post to {host}:0: no port")
+        sock = self._connect(host, (443 if scheme == "https" else 80) if port is None else port,
+                             deadline)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                sock.settimeout(_left(deadline))
+                sock = self._tls().wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock, self._reader, self._origin = sock, _Answer(sock), origin
+        return sock, self._reader
+
+    @staticmethod
+    def _connect(host: str, port: int, deadline: float | None) -> socket.socket:
+        """socket.create_connection's loop over the host's addresses, each connect given
+        what is left of the deadline, not the whole timeout."""
+        error: OSError | None = None
+        for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0,
+                                                                   socket.SOCK_STREAM):
+            sock = socket.socket(family, kind, proto)
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                if scheme == "https":
-                    sock = self._tls().wrap_socket(sock, server_hostname=host)
-            except BaseException:
+                sock.settimeout(_left(deadline))
+                sock.connect(address)
+                return sock
+            except OSError as exc:
                 sock.close()
-                raise
-            self._sock, self._reader, self._origin = sock, _Answer(sock), origin
-        else:
-            self._sock.settimeout(timeout)
-        return self._sock, self._reader
+                error = exc
+                if isinstance(exc, TimeoutError):
+                    break
+        raise error if error is not None else OSError(f"no address for {host!r}")
 
     def _prefix(self, method: str, url: str, headers: dict[str, str] | None) -> bytes:
         """The request's head up to its Content-Length value, made once for a method, URL
@@ -297,7 +347,7 @@ class ClientTransport(BaseHTTPTransport):
             return self._head[1]
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host = parts.hostname or ""
+        host = _ascii_host(parts.hostname or "")
         if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
             raise ValueError(f"cannot send {method} {target!r}: not a request line")
         authority = f"[{host}]" if ":" in host else host
@@ -320,22 +370,29 @@ class ClientTransport(BaseHTTPTransport):
 
     def request(self, method: str, url: str, *, headers: dict[str, str] | None = None,
                 timeout: float | None = None, data: bytes | None = None) -> BaseHTTPResult:
-        start = time.monotonic()
+        """One exchange, every step of it (connect, TLS, send, the answer) within
+        ``timeout`` from now; an error is a result (the SDK's client decides: retried, or
+        logged), and whatever cut it short, its connection is not used again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             body = data or b""
             head = self._prefix(method, url, headers) + b"%d\r\n\r\n" % len(body)
             parts = urlsplit(url)
-            sock, reader = self._connection(parts.scheme, parts.hostname or "", parts.port,
-                                            timeout)
+            sock, reader = self._connection(parts.scheme, _ascii_host(parts.hostname or ""),
+                                            parts.port, deadline)
+            sock.settimeout(_left(deadline))  # (the whole send: one timeout since 3.5)
             sock.sendall(head + body)  # (one write: no wait for the head's ACK)
-            reader.deadline = None if timeout is None else start + timeout
+            reader.deadline = deadline
             status, reason, fields, answer, close = _answer(reader, method)
-            if close:
+            if close or reader.buf:  # (bytes past the answer: an answer to no request)
                 self.close()
             return ClientResult(status_code=status, reason=reason, body=answer, head=fields)
-        except Exception as exc:  # the SDK's client decides: retried, or logged
+        except Exception as exc:
             self.close()
             return ClientResult(error=exc)
+        except BaseException:  # (an interrupt: the exchange is cut short, and so is it)
+            self.close()
+            raise
 
     def close(self) -> None:
         self._reader = None
@@ -348,14 +405,34 @@ class ClientTransport(BaseHTTPTransport):
                                       OSError))
 
 
+def _netrc_names(host: str, env: Mapping[str, str]) -> bool:
+    """Whether requests would find credentials for ``host`` in a .netrc: the file ``NETRC``
+    names, else ``~/.netrc`` or ``~/_netrc``, the first that is there (a file it cannot
+    parse gives requests none)."""
+    paths = [env["NETRC"]] if env.get("NETRC") else ["~/.netrc", "~/_netrc"]
+    for path in paths:
+        full = os.path.expanduser(path)
+        if os.path.exists(full):
+            try:
+                return netrc.netrc(full).authenticators(host) is not None
+            except (netrc.NetrcParseError, OSError):
+                return False
+    return False
+
+
 def lean_transport(endpoint: str, environ: Mapping[str, str] | None = None
                    ) -> ClientTransport | None:
     """The transport for ``endpoint`` (the traces URL), TLS from the SDK's variables; None
-    where the SDK's own must stay (a proxy for the endpoint, a credential provider, a scheme
-    other than http(s))."""
+    where the SDK's own must stay (a proxy for the endpoint, a credential provider or
+    credentials its session would send, a scheme other than http(s))."""
     env = os.environ if environ is None else environ
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or any(env.get(v) for v in _PROVIDERS):
+        return None
+    # Credentials the SDK's requests session would send (Basic authorization): from the
+    # endpoint's userinfo, or a .netrc entry for its host.
+    if parts.username is not None or parts.password is not None or \
+            _netrc_names(parts.hostname or "", env):
         return None
     proxies = urllib.request.getproxies_environment()
     bypass = getattr(urllib.request, "proxy_bypass_environment", None)  # (not in typeshed)
