@@ -165,6 +165,8 @@ def test_the_answers_fields_are_read_without_regard_to_case_folded_and_repeated(
     b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (_http.MAX_BODY + 1),
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     + (b"80000\r\n" + b"x" * 0x80000 + b"\r\n") * 3 + b"0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    + b"1\r\nx\r\n" * (_http.MAX_CHUNKS + 1) + b"0\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhi\r\n0\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"f" * 17 + b"\r\n",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiXX0\r\n\r\n",
@@ -181,7 +183,8 @@ def test_the_answers_fields_are_read_without_regard_to_case_folded_and_repeated(
     b"HTTP/1.1 200 OK\r\nContent-Le",
     b"",
 ], ids=["status-line-long", "field-long", "fields-many", "interim-many", "switch",
-        "length-past-bound", "chunks-past-bound", "chunk-size-not-hex", "chunk-size-long",
+        "length-past-bound", "chunks-past-bound", "chunks-many", "chunk-size-not-hex",
+        "chunk-size-long",
         "chunk-without-crlf", "coding-not-chunked", "length-conflicting", "length-negative",
         "length-not-ascii", "field-name-space", "field-no-colon", "version-2", "status-4-digits",
         "not-http", "body-cut", "head-cut", "closed-unanswered"])

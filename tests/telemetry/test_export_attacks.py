@@ -243,7 +243,9 @@ def test_an_answer_that_never_ends_is_cut_at_the_exports_timeout(
         result = transport.request("POST", p.url, data=b"spans", timeout=1.0)
     finally:
         stop.set()
-    assert isinstance(result.error, TimeoutError)
+    # (A flood of chunks may meet the chunk count's bound before the deadline.)
+    cut = (TimeoutError, http.client.HTTPException) if pace == 0 else TimeoutError
+    assert isinstance(result.error, cut)
     assert time.monotonic() - began < 3
 
 

@@ -60,6 +60,9 @@ MAX_FIELDS = 100
 MAX_INTERIM = 10
 #: The answer's body: an ExportTraceServiceResponse is a count and a message.
 MAX_BODY = 1 << 20
+#: Chunks in a chunked body: each costs the export thread a few Python calls under the GIL
+#: whatever its size (a megabyte of 1-byte chunks took a second of CPU).
+MAX_CHUNKS = 1024
 
 #: RFC 9110 §5.6.2's token (a field's name, a method), and what a field's value may not hold
 #: (CR, LF, NUL: a value that would end the line or the head).
@@ -100,7 +103,8 @@ def _left(deadline: float | None) -> float | None:
         return None
     left = deadline - time.monotonic()
     if left <= 0:
-        raise TimeoutError("the collector did not answer within the export's timeout")
+        raise TimeoutError("the post to the collector passed the export's timeout "
+                           "(OTEL_EXPORTER_OTLP_TIMEOUT)")
     return left
 
 
@@ -114,8 +118,8 @@ class _Answer:
     """What the collector sends back, read from the socket against one deadline for the
     whole answer (``timeout`` from the request's start, the SDK's remaining time): a
     collector that trickles its answer a byte at a time cannot hold the export thread past
-    it, as a timeout on each read would let it. Bytes past an answer are kept for the next
-    on the connection."""
+    it, as a timeout on each read would let it. (Bytes read past an answer end the
+    connection: :meth:`ClientTransport.request`.)"""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -195,7 +199,7 @@ def _chunks(reader: _Answer) -> bytes:
     """A chunked body (RFC 9112 §7.1), its extensions and trailer fields read and let go."""
     parts: list[bytes] = []
     total = 0
-    while True:
+    for _ in range(MAX_CHUNKS + 1):
         size = reader.line("chunk size").split(b";", 1)[0].strip()
         if not 0 < len(size) <= 16 or size.strip(b"0123456789abcdefABCDEF"):
             raise http.client.HTTPException(f"the collector answered a malformed chunk size: "
@@ -210,6 +214,7 @@ def _chunks(reader: _Answer) -> bytes:
         parts.append(reader.exactly(n))
         if reader.exactly(2) != b"\r\n":
             raise http.client.HTTPException("the collector answered a chunk without its CRLF")
+    raise http.client.HTTPException(f"the collector answered more than {MAX_CHUNKS} chunks")
 
 
 def _length(fields: _Headers) -> int:
