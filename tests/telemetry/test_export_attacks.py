@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import http.client
 import os
+import resource
 import select
 import socket
 import ssl
@@ -60,6 +61,28 @@ def _unsolicited_later(sent: threading.Event, go: threading.Event) -> Answer:
             conn.sendall(STALE)
         sent.set()
     return send
+
+
+def test_a_kept_connection_on_a_descriptor_past_1023_is_used_again(
+        peer: Callable[[list[Answer]], Peer], transport: _http.ClientTransport) -> None:
+    """Whether a kept connection has bytes waiting is asked with poll: select refuses a
+    descriptor past 1,023 (ValueError), which would have failed every post of a host with
+    that many files and sockets open, after its first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        p = peer([SECOND, SECOND])
+        first = transport.request("POST", p.url, data=b"one", timeout=5)
+        assert first.status_code == 200
+        assert transport._sock is not None and transport._sock.fileno() > 1023
+        again = transport.request("POST", p.url, data=b"two", timeout=5)
+        assert again.error is None and again.content() == b"second"
+        assert p.connections == 1
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @pytest.mark.parametrize("how", ["same-write", "no-content-with-body", "later"])

@@ -108,6 +108,19 @@ def _left(deadline: float | None) -> float | None:
     return left
 
 
+def _waiting(sock: socket.socket) -> bool:
+    """Whether anything waits to be read on ``sock`` (bytes, or the peer's close): TLS
+    records already decrypted, or the kernel's buffer, asked with poll (select refuses a
+    descriptor past 1,023, which a busy host's sockets reach)."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])
+
+
 def _ascii_host(host: str) -> str:
     """``host`` as it goes on the wire: an internationalised name in its IDNA form (as
     http.client and the socket's resolver write it)."""
@@ -311,7 +324,7 @@ class ClientTransport(BaseHTTPTransport):
         each of its steps (every address's connect, the TLS handshake) within ``deadline``."""
         origin = (scheme, host, port)
         if self._sock is not None and self._reader is not None and self._origin == origin \
-                and not self._reader.buf and not select.select([self._sock], [], [], 0)[0]:
+                and not self._reader.buf and not _waiting(self._sock):
             return self._sock, self._reader
         self.close()
         if port == 0:
