@@ -19,7 +19,8 @@ reading the answer's fields through the ``email`` package's parser; the thread r
 one about 200 µs with the SDK's client around it. What a collector answers is input: a line,
 the fields, the interim answers and the body are bounded (http.client's own bounds, and a body
 no OTLP answer comes near); every step, each address's connect, the TLS handshake, the send
-and the whole answer, is within the export's timeout from the request's start (http.client's
+and the whole answer, is within the export's timeout from the request's start (the name's
+resolution aside, as with requests and http.client; http.client's
 was a timeout on each read, which a collector sending a byte at a time never met); a kept
 connection with bytes waiting is not used again; and an answer past a bound, out of the
 grammar or framed two ways is an error result, the connection closed: the SDK's client
@@ -122,9 +123,18 @@ def _waiting(sock: socket.socket) -> bool:
 
 
 def _ascii_host(host: str) -> str:
-    """``host`` as it goes on the wire: an internationalised name in its IDNA form (as
-    http.client and the socket's resolver write it)."""
-    return host if host.isascii() else host.encode("idna").decode("ascii")
+    """``host`` as it goes on the wire: an internationalised name in its IDNA form, encoded
+    as the SDK's requests transport encodes it (the ``idna`` package, UTS 46: Python's own
+    codec, IDNA 2003, sends ``straße.example`` to ``strasse.example``, another domain); a
+    name it refuses is refused (ValueError), as requests refuses the URL."""
+    if host.isascii():
+        return host
+    import idna  # (its tables are loaded only for a name that needs them)
+
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValueError(f"cannot post to {host!r}: not a host name ({exc})") from None
 
 
 class _Answer:
@@ -300,20 +310,33 @@ class ClientTransport(BaseHTTPTransport):
         self._origin: tuple[str, str, int | None] | None = None
         #: The last request's head but its length: (method, url, headers) and the bytes.
         self._head: tuple[tuple[Any, ...], bytes] | None = None
+        #: How many times :meth:`close` was called.
+        self._closes = 0
 
     def _tls(self) -> ssl.SSLContext:
+        """The TLS context, made once. Settings it cannot use (a CA, certificate or key file
+        missing or unreadable) are a ValueError: the operator's to fix, which the SDK's
+        client does not retry as it retries the network."""
         if self._context is None:
-            if self._verify is False:
-                context = ssl._create_unverified_context()
-            else:
-                context = ssl.create_default_context(
-                    cafile=self._verify if isinstance(self._verify, str) else None)
-            if isinstance(self._cert, tuple):
-                context.load_cert_chain(self._cert[0], self._cert[1])
-            elif self._cert:
-                context.load_cert_chain(self._cert)
-            self._context = context
+            try:
+                self._context = self._make_tls()
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"the OTLP exporter's TLS settings cannot be used: {exc} "
+                                 "(OTEL_EXPORTER_OTLP_CERTIFICATE, _CLIENT_KEY, "
+                                 "_CLIENT_CERTIFICATE)") from exc
         return self._context
+
+    def _make_tls(self) -> ssl.SSLContext:
+        if self._verify is False:
+            context = ssl._create_unverified_context()
+        else:
+            context = ssl.create_default_context(
+                cafile=self._verify if isinstance(self._verify, str) else None)
+        if isinstance(self._cert, tuple):
+            context.load_cert_chain(self._cert[0], self._cert[1])
+        elif self._cert:
+            context.load_cert_chain(self._cert)
+        return context
 
     def _connection(self, scheme: str, host: str, port: int | None,
                     deadline: float | None) -> tuple[socket.socket, _Answer]:
@@ -326,16 +349,21 @@ class ClientTransport(BaseHTTPTransport):
         if self._sock is not None and self._reader is not None and self._origin == origin \
                 and not self._reader.buf and not _waiting(self._sock):
             return self._sock, self._reader
-        self.close()
+        self._drop()
         if port == 0:
             raise ValueError(f"cannot post to {host}:0: no port")
+        tls = self._tls() if scheme == "https" else None  # (before any connection is made)
         sock = self._connect(host, (443 if scheme == "https" else 80) if port is None else port,
                              deadline)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if scheme == "https":
+            if tls is not None:
                 sock.settimeout(_left(deadline))
-                sock = self._tls().wrap_socket(sock, server_hostname=host)
+                # (the handshake apart from the wrap: ssl closes what it wrapped only on an
+                # OSError or a ValueError, and an interrupt must not leave it open)
+                sock = tls.wrap_socket(sock, server_hostname=host,
+                                       do_handshake_on_connect=False)
+                sock.do_handshake()
         except BaseException:
             sock.close()
             raise
@@ -354,11 +382,12 @@ class ClientTransport(BaseHTTPTransport):
                 sock.settimeout(_left(deadline))
                 sock.connect(address)
                 return sock
-            except OSError as exc:
+            except OSError as exc:  # (the next address, while time is left: _left says)
                 sock.close()
                 error = exc
-                if isinstance(exc, TimeoutError):
-                    break
+            except BaseException:
+                sock.close()
+                raise
         raise error if error is not None else OSError(f"no address for {host!r}")
 
     def _prefix(self, method: str, url: str, headers: dict[str, str] | None) -> bytes:
@@ -397,6 +426,7 @@ class ClientTransport(BaseHTTPTransport):
         ``timeout`` from now; an error is a result (the SDK's client decides: retried, or
         logged), and whatever cut it short, its connection is not used again."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        closes = self._closes
         try:
             body = data or b""
             head = self._prefix(method, url, headers) + b"%d\r\n\r\n" % len(body)
@@ -407,21 +437,31 @@ class ClientTransport(BaseHTTPTransport):
             sock.sendall(head + body)  # (one write: no wait for the head's ACK)
             reader.deadline = deadline
             status, reason, fields, answer, close = _answer(reader, method)
-            if close or reader.buf:  # (bytes past the answer: an answer to no request)
-                self.close()
+            # (bytes past the answer: an answer to no request; closed meanwhile: the
+            # exporter's shutdown, whose close this connection was made too late for)
+            if close or reader.buf or self._closes != closes:
+                self._drop()
             return ClientResult(status_code=status, reason=reason, body=answer, head=fields)
         except Exception as exc:
-            self.close()
+            self._drop()
             return ClientResult(error=exc)
         except BaseException:  # (an interrupt: the exchange is cut short, and so is it)
-            self.close()
+            self._drop()
             raise
 
     def close(self) -> None:
+        """Close the connection (the exporter's shutdown, from any thread): a post under
+        way when it comes keeps no connection after it."""
+        self._closes += 1
+        self._drop()
+
+    def _drop(self) -> None:
+        # (taken from the attribute before it is closed: another thread's close may run
+        # between a check and a use)
+        sock, self._sock = self._sock, None
         self._reader = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        if sock is not None:
+            sock.close()
 
     def is_connection_error(self, exception: Exception | None) -> bool:
         return isinstance(exception, (ConnectionError, TimeoutError, http.client.HTTPException,
@@ -440,6 +480,8 @@ def _netrc_names(host: str, env: Mapping[str, str]) -> bool:
                 return netrc.netrc(full).authenticators(host) is not None
             except (netrc.NetrcParseError, OSError):
                 return False
+            except ValueError:  # (not text: requests fails each post on it; its to do so)
+                return True
     return False
 
 
@@ -459,8 +501,9 @@ def lean_transport(endpoint: str, environ: Mapping[str, str] | None = None
         return None
     proxies = urllib.request.getproxies_environment()
     bypass = getattr(urllib.request, "proxy_bypass_environment", None)  # (not in typeshed)
-    if proxies.get(parts.scheme) and not (bypass and bypass(parts.hostname or "", proxies)):
-        return None
+    if (proxies.get(parts.scheme) or proxies.get("all")) and \
+            not (bypass and bypass(parts.hostname or "", proxies)):
+        return None  # (ALL_PROXY too: requests sends through it where no scheme's is set)
 
     def first(*names: str) -> str | None:
         return next((env[n] for n in names if env.get(n)), None)
