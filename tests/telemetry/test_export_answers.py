@@ -134,6 +134,12 @@ def test_a_collector_that_trickles_its_answer_is_cut_at_the_exports_timeout(
     {"x tenant": "blue"},
     {"x-tenant:": "blue"},
     {"x-tenant": "bl\u0119"},
+    {"x-a": "1\r"},
+    {"x-a": "\r\nHost: evil"},
+    {"X-A\r\nHost": "evil"},
+    {"x-a": "\u2028"},
+    {"\u212aey": "1"},  # (the Kelvin sign: lower() would make it an ASCII k)
+    {"": "1"},
 ])
 def test_a_header_that_would_split_the_head_is_refused_and_nothing_is_sent(
         peer: Callable[[list[Answer]], Peer], transport: _http.ClientTransport,
