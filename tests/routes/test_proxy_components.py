@@ -530,18 +530,21 @@ def test_response_trailers_reach_an_http2_client(route_host: Callable[..., Route
     assert (b":status", b"200") in head and body == b"with trailers"
     assert tail == [(b"x-checksum", b"abc123")], tail
     # streamed: the echo's head and first chunk reach the client before it sends the rest
-    # of its body (the gate), the trailers the guest announced come after the body's end
-    h = _H2(host, "POST", "/http/stream/echo", more=True)
-    try:
-        h.send(b"first,")
-        h.until(lambda: b"first," in h.body)
-        assert (b":status", b"200") in h.head and (b"x-echo", b"yes") in h.head
-        h.send(b"last", end=True)
-        h.until(lambda: h.ended)
-    finally:
-        h.close()
-    assert h.body == b"first,last|StreamError_Closed", h.body
-    assert h.tail == [(b"x-echoed", b"10")], h.tail
+    # of its body (the gate), the trailers the guest gives come after the body's end,
+    # announced in its head or not; none given: the stream ends with no trailer section
+    for query, want in (("", [(b"x-echoed", b"10")]), ("?unannounced", [(b"x-echoed", b"10")]),
+                        ("?no-trailers", None)):
+        h = _H2(host, "POST", "/http/stream/echo" + query, more=True)
+        try:
+            h.send(b"first,")
+            h.until(lambda: b"first," in h.body)  # noqa: B023 (called within the iteration)
+            assert (b":status", b"200") in h.head and (b"x-echo", b"yes") in h.head
+            h.send(b"last", end=True)
+            h.until(lambda: h.ended)  # noqa: B023
+        finally:
+            h.close()
+        assert h.body == b"first,last|StreamError_Closed", (query, h.body)
+        assert h.tail == want, (query, h.tail)
     # answered whole: its trailers known when the head goes
     head, body, tail = _h2_get(host, "/http/hello/echo")
     assert body == b"|StreamError_Closed" and tail == [(b"x-echoed", b"0")], (body, tail)

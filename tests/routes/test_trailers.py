@@ -126,6 +126,10 @@ def test_response_trailers_reach_an_http11_client_that_takes_them(
         h.next()
         head, body, tail = _get(h, b"/http/hello/trailers", [(b"te", b"gzip;q=0.5, trailers")])
         assert tail == [(b"x-checksum", b"abc123")], tail
+        # a coding whose name holds "trailers" is not trailers
+        h.next()
+        head, body, tail = _get(h, b"/http/hello/trailers", [(b"te", b"x-trailers-not")])
+        assert body == b"with trailers" and tail == [], tail
         # no trailers set: a plain answer
         h.next()
         head, body, tail = _get(h, b"/http/hello/x", [(b"te", b"trailers")])
@@ -139,22 +143,25 @@ def test_response_trailers_reach_an_http11_client_that_takes_them(
     finally:
         h.close()
     # streamed: the echo's head and first chunk come before the client sends the rest;
-    # the trailer it announced comes after the body's end (an answer begun before its
-    # request's end closes the connection after it: the console's rule, not the trailers')
-    h = _H1(host)
-    try:
-        h.request(b"POST", b"/http/stream/echo",
-                  [(b"te", b"trailers"), (b"transfer-encoding", b"chunked")])
-        h.send(h11.Data(data=b"first,"))
-        head_seen, got = h.until_body(b"first,")
-        assert (b"x-echo", b"yes") in head_seen.headers
-        assert _raw_header(head_seen, b"transfer-encoding") == [b"chunked"]
-        h.send(h11.Data(data=b"last"), h11.EndOfMessage())
-        _head, rest, tail = h.response(head_seen)
-        assert got + rest == b"first,last|StreamError_Closed", got + rest
-        assert tail == [(b"x-echoed", b"10")], tail
-    finally:
-        h.close()
+    # the trailers it gives come after the body's end, announced in its head or not (an
+    # answer begun before its request's end closes the connection after it: the console's
+    # rule, not the trailers'); none given: an empty trailer section
+    for query, want in ((b"", [(b"x-echoed", b"10")]), (b"?unannounced", [(b"x-echoed", b"10")]),
+                        (b"?no-trailers", [])):
+        h = _H1(host)
+        try:
+            h.request(b"POST", b"/http/stream/echo" + query,
+                      [(b"te", b"trailers"), (b"transfer-encoding", b"chunked")])
+            h.send(h11.Data(data=b"first,"))
+            head_seen, got = h.until_body(b"first,")
+            assert (b"x-echo", b"yes") in head_seen.headers
+            assert _raw_header(head_seen, b"transfer-encoding") == [b"chunked"]
+            h.send(h11.Data(data=b"last"), h11.EndOfMessage())
+            _head, rest, tail = h.response(head_seen)
+            assert got + rest == b"first,last|StreamError_Closed", (query, got + rest)
+            assert tail == want, (query, tail)
+        finally:
+            h.close()
     # HTTP/1.0 cannot chunk: the body alone, the connection closed after it
     sock = _connect(host)
     try:

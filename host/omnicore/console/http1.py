@@ -14,8 +14,12 @@ neither. So:
   the last chunk), and its ``http.response.trailers`` go in that last chunk
   (``h11.EndOfMessage(headers=...)``). Without ``TE: trailers``, to an HTTP/1.0 client, for
   a ``HEAD`` or a status with no body, they are dropped and the answer ends as usual
-  (RFC 9110 §6.5.1: a sender may discard trailers the recipient did not ask for). Which
-  fields a trailer may carry is the application's to filter (the route server does:
+  (RFC 9110 §6.5.1: a sender may discard trailers the recipient did not ask for). On every
+  version an empty ``http.response.trailers`` ends the answer with no trailer section (h2
+  refuses an empty header block), so an application may start an answer with
+  ``"trailers": True`` before it knows whether it will have any, and whether the client
+  takes them (its ``te``) is judged here once, by :func:`takes_trailers`. Which fields a
+  trailer may carry is the application's to filter (the route server does:
   omnicore/routes/proxy.py ``trailer_fields``).
 - **Request trailers, every version.** Every HTTP request's scope carries the extension
   ``http.request.trailers``: a dict whose ``"headers"`` list the server fills with the
@@ -140,8 +144,8 @@ class TrailerStream(HTTPStream):
         self.request_trailers: dict[str, list[tuple[bytes, bytes]]] = {"headers": []}
         super().__init__(_Extended(app, self.request_trailers),  # type: ignore[arg-type]
                          *args, **kwargs)
-        #: An HTTP/1.1 answer whose trailers go in its last chunk (decided with its head).
-        self._chunk_trailers = False
+        #: Whether this answer's trailers are sent (decided with its head).
+        self._sends_trailers = False
         self._trailers: list[tuple[bytes, bytes]] = []
 
     def take_trailers(self, headers: Any) -> None:
@@ -150,27 +154,31 @@ class TrailerStream(HTTPStream):
             (bytes(name).lower(), bytes(value)) for name, value in headers)
 
     async def app_send(self, message: Any) -> None:
-        if message is None or self.closed or self.scope["http_version"] in TRAILERS_VERSIONS:
+        if message is None or self.closed:
             await super().app_send(message)
             return
         kind = message["type"]
+        if kind == "http.response.trailers" and self.state == ASGIHTTPState.TRAILERS:
+            # Every version's trailers end here: an empty section ends the body with none
+            # (HTTP/2 has no empty header block: h2 refuses one), so an application may
+            # declare trailers before it knows whether it has any.
+            if self._sends_trailers:
+                self._trailers.extend(build_and_validate_headers(message.get("headers", [])))
+            if not message.get("more_trailers", False):
+                await self._end(self._trailers)
+            return
         # (The client's TE read only for an answer with trailers: most have none.)
         if kind == "http.response.start" and self.state == ASGIHTTPState.REQUEST \
                 and message.get("trailers", False) \
                 and not suppress_body(self.scope["method"], int(message["status"])) \
                 and takes_trailers(self.scope["headers"]):
-            # chunked, so the trailers have a last chunk to ride in (h11 frames an answer
-            # of no declared length so to an HTTP/1.1 client)
-            self._chunk_trailers = True
-            message = {**message, "headers": [
-                (name, value) for name, value in message.get("headers", [])
-                if bytes(name).lower() != b"content-length"]}
-        elif kind == "http.response.trailers" and self.state == ASGIHTTPState.TRAILERS:
-            if self._chunk_trailers:
-                self._trailers.extend(build_and_validate_headers(message.get("headers", [])))
-            if not message.get("more_trailers", False):
-                await self._end(self._trailers)
-            return
+            self._sends_trailers = True
+            if self.scope["http_version"] not in TRAILERS_VERSIONS:
+                # chunked, so the trailers have a last chunk to ride in (h11 frames an
+                # answer of no declared length so to an HTTP/1.1 client)
+                message = {**message, "headers": [
+                    (name, value) for name, value in message.get("headers", [])
+                    if bytes(name).lower() != b"content-length"]}
         await super().app_send(message)
 
     async def _end(self, trailers: list[tuple[bytes, bytes]]) -> None:

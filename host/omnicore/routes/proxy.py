@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -60,7 +60,7 @@ from omnicore.sandbox.limits import Limits
 from omnicore.sandbox.pluginlog import PluginLog
 
 __all__ = ["HANDLER", "ONE_REQUEST_PER_INSTANCE", "REQUEST_TRAILERS", "STREAM_AFTER_S", "THREADS",
-           "ProxyComponent", "ProxyRoutes", "announced_trailers", "exports_handler",
+           "ProxyComponent", "ProxyRoutes", "exports_handler",
            "one_request_per_instance", "request_trailer_fields", "trailer_fields"]
 
 log = logging.getLogger("omnicore.routes")
@@ -144,16 +144,6 @@ def _trailers_over(headers: list[tuple[bytes, bytes]], trailers: list[tuple[byte
     if size > max_bytes:
         return f"the headers and trailers are over {max_bytes} bytes"
     return None
-
-
-def announced_trailers(headers: wasihttp.Fields | None) -> list[bytes]:
-    """The trailer names a guest's response announces in its ``trailer`` header (those a
-    trailer may carry), lower-case."""
-    if headers is None:
-        return []
-    names = [n.strip().lower() for v in headers.get("trailer")
-             for n in v.decode("latin-1").split(",")]
-    return [n.encode("ascii") for n in names if n and n not in NOT_TRAILERS]
 
 
 class _ProxyFailed(Exception):
@@ -324,7 +314,7 @@ class _Streamed(Response):
         after the head (a trap, the cap, the deadline) ends the connection without the
         body's end, so the client sees an incomplete answer, never a complete wrong one."""
         stream = self.stream
-        trailing = bool(stream.trailing) and not head_only
+        trailing = stream.trailing and not head_only
         await send({"type": "http.response.start", "status": self.status,
                     "headers": [*self.headers, SANDBOX], "trailers": trailing})
         if head_only:
@@ -338,10 +328,9 @@ class _Streamed(Response):
         except _StreamBroken:
             return  # the server ends the connection: the body's end never comes
         await send({"type": "http.response.body", "body": b""})
-        if trailing:  # (an empty section is none: h2 cannot send an empty header block)
+        if trailing:  # (none given: an empty section, which the server sends as none)
             await send({"type": "http.response.trailers", "more_trailers": False,
-                        "headers": trailer_fields(stream.exchange.trailers) or
-                        [(name, b"") for name in stream.trailing]})
+                        "headers": trailer_fields(stream.exchange.trailers)})
 
 
 class _StreamBroken(Exception):
@@ -358,9 +347,9 @@ class _ProxyStream:
     st: RouteStats
     #: The request body as the guest reads it (closed once the answer is sent), or None.
     feed: BodyFeed | None = None
-    #: The trailer names the guest announced (its ``trailer`` header), when the server and
-    #: the client take trailers (``te: trailers``): the head declares them.
-    trailing: list[bytes] = field(default_factory=list)
+    #: Whether the server takes trailers: the head says they may follow, whatever the guest
+    #: announced, since the guest gives them only at its body's end.
+    trailing: bool = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
@@ -525,11 +514,10 @@ class ProxyRoutes:
             headers=self._fields(scope["headers"], head["headers"]),
             body=feed if feed is not None else body or b"", cap=s.max_response_bytes,
             deadline=deadline, trailers_in=trailers_in)
-        # Trailers reach a client that takes them through a server that sends them (the
-        # ASGI http.response.trailers extension: HTTP/2, and HTTP/1.1 chunked through the
-        # console's server, omnicore/console/http1.py; with te: trailers).
-        trailing = "http.response.trailers" in (scope.get("extensions") or {}) and any(
-            k.lower() == b"te" and b"trailers" in v.lower() for k, v in scope["headers"]) \
+        # Trailers go to a server that sends them (the ASGI http.response.trailers
+        # extension: HTTP/2, and HTTP/1.1 chunked through the console's server,
+        # omnicore/console/http1.py), which judges whether the client takes them (te).
+        trailing = "http.response.trailers" in (scope.get("extensions") or {}) \
             and scope["method"] != "HEAD"
         streamed = False
         try:
@@ -619,12 +607,9 @@ class ProxyRoutes:
             st.in_flight += 1  # held until the call ends (the finally gives one back)
             call.add_done_callback(lambda fut: release(fut, st))
             set_head = self._head(exchange, route, st)
-            # A streamed head declares trailers before they are known: those the guest
-            # announced in its trailer header.
-            announced = announced_trailers(exchange.response_headers) if trailing else []
             return _Streamed(set_head.status, set_head.headers, b"",
                              _ProxyStream(exchange, call, moved, deadline, route, st,
-                                          feed, announced))
+                                          feed, trailing))
         if not await within(call, deadline, feed):
             st.in_flight += 1  # the finally below gives it back; the call keeps its slot
             call.add_done_callback(lambda fut: release(fut, st))

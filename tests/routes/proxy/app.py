@@ -66,12 +66,14 @@ def _read_all_body(response: object) -> str:
     return out.decode(errors="replace")
 
 
-def _echo(request: IncomingRequest, response_out: ResponseOutparam) -> None:
+def _echo(request: IncomingRequest, response_out: ResponseOutparam, query: str) -> None:
     """Each chunk of the body written back as soon as it is read (through the stream's
     pollable and non-blocking reads), then trailers counting it: x-echoed, announced in the
-    head (a streamed answer's trailers must be)."""
-    response = OutgoingResponse(Fields.from_list([("x-echo", b"yes"),
-                                                  ("trailer", b"x-echoed")]))
+    head (``?unannounced``: not; ``?no-trailers``: none at the end)."""
+    fields = [("x-echo", b"yes")]
+    if "unannounced" not in query:
+        fields.append(("trailer", b"x-echoed"))
+    response = OutgoingResponse(Fields.from_list(fields))
     out_body = response.body()
     ResponseOutparam.set(response_out, Ok(response))
     out = out_body.write()
@@ -94,7 +96,8 @@ def _echo(request: IncomingRequest, response_out: ResponseOutparam) -> None:
     body.__exit__(None, None, None)
     out.blocking_write_and_flush(f"|{end}".encode())
     out.__exit__(None, None, None)
-    OutgoingBody.finish(out_body, Fields.from_list([("x-echoed", str(total).encode())]))
+    OutgoingBody.finish(out_body, None if "no-trailers" in query else
+                        Fields.from_list([("x-echoed", str(total).encode())]))
 
 
 class IncomingHandler(exports.IncomingHandler):
@@ -176,7 +179,7 @@ class IncomingHandler(exports.IncomingHandler):
             _answer(response_out, 200, [], [said.encode()])
             return
         if leaf == "echo":  # the response set at once, each chunk echoed as it is read
-            _echo(request, response_out)
+            _echo(request, response_out, path.partition("?")[2])
             return
         if leaf == "ignore":  # the body is never read
             _answer(response_out, 200, [], [b"ignored"])
