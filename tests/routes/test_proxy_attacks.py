@@ -257,6 +257,38 @@ def test_a_streamed_answer_ends_unfinished_on_a_trap_or_the_deadline(
     unharmed(host, threads)
 
 
+def test_an_answer_finished_while_its_call_runs_on_is_sent_whole(
+        route_host: Callable[..., RouteHost]) -> None:
+    """late-read sets its response and finishes its body, then reads the request's body to
+    its end, which the client holds back a second (ten times STREAM_AFTER_S): the answer is
+    not streamed for the call running on but sent whole at its end, framed by its length,
+    as a quick call's is (before, it went chunked once the call ran past 100 ms, so its
+    framing, its trailers and what a trap after the finish gives followed the host's
+    load). A host too slow to finish within the second sends nothing early either."""
+    host = start(route_host, "limits: {timeout_ms: 30000}\n")
+    with _connect(host) as sock:
+        sock.sendall(b"POST /http/any/late-read HTTP/1.1\r\nhost: "
+                     + _authority(host).encode()
+                     + b"\r\ntransfer-encoding: chunked\r\n\r\n3e8\r\n" + b"x" * 1000
+                     + b"\r\n")
+        sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            early = sock.recv(65536)
+            raise AssertionError(f"sent before the call's end: {early[:300]!r}")
+        sock.settimeout(15)
+        sock.sendall(b"0\r\n\r\n")
+        answer = b""
+        while not (b"\r\n\r\n" in answer and answer.endswith(b"answered")):
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 200") and b"\r\ncontent-length: 8" in head, answer
+    assert b"transfer-encoding" not in head, answer
+    still = host.client.get("/http/any/again")
+    assert still.status_code == 200 and still.text == "hostile /any/again", still.text
+
+
 def _raw(host: RouteHost, data: bytes, *, shut: bool = False) -> bytes:
     with _connect(host) as sock:
         sock.sendall(data)

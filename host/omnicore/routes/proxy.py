@@ -594,7 +594,10 @@ class ProxyRoutes:
             if time.monotonic() >= deadline or (feed is not None and
                                                 feed.failure is not None):
                 break  # (a failed body is the answer, not a head the guest set)
-            if exchange.status is None or exchange.over:
+            # A body finished already is answered whole at the call's end, which is near:
+            # streaming it would make the answer's framing, its trailers and what a
+            # failure after the finish gives depend on how loaded the host was.
+            if exchange.status is None or exchange.over or exchange.finished:
                 continue
 
             def notify() -> None:  # on the guest's thread
