@@ -279,7 +279,8 @@ _TOOLCHAIN_CALLS = ("compile", "run_tests", "unit_tests")
 _ROOT = Path(__file__).resolve().parents[1]
 NEEDS_BY_BUILT_PATH: dict[Path, str] = {
     **{_ROOT / "build" / name: "toolchain"
-       for name in ("plugins", "test-plugins", "mcp-conformance-app", "js-tools", "demo")},
+       for name in ("plugins", "test-plugins", "mcp-conformance-app", "mcp-conformance",
+                    "js-tools", "demo")},
     _ROOT / "build" / "containers": "container",
 }
 

@@ -110,3 +110,16 @@ def test_enabled_false_wins_over_the_variables() -> None:
 def test_a_wrong_key_is_refused_at_load(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         TelemetryConfig.model_validate(bad)
+
+
+def test_headers_the_export_cannot_send_are_refused_in_the_config() -> None:
+    """telemetry.headers by RFC 9110's grammar (omnicore/httpfields.py): a name that is not a
+    token or a value with a control character is a config error, not an export that fails
+    at every post."""
+    for headers, said in (({"x key": "v"}, "a header name is a token"),
+                          ({"x-key": "a\r\nx-injected: 1"}, "no CR, LF, NUL"),
+                          ({"x-key": "a\x7f"}, "no CR, LF, NUL")):
+        with pytest.raises(ValidationError, match=said):
+            TelemetryConfig(headers=headers)
+    assert TelemetryConfig(headers={"x-api-key": "abc def\t1"}).headers == {
+        "x-api-key": "abc def\t1"}

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from omnicore.config.strict import Strict
+from omnicore.httpfields import NAME_RULE, VALUE_RULE, is_name, is_value
 
 __all__ = ["TelemetryConfig"]
 
@@ -73,6 +74,16 @@ class TelemetryConfig(Strict):
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in ("http", "https"):
             raise ValueError(f"telemetry.endpoint {value!r} must be an http(s):// URL")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _fields(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not is_name(name):
+                raise ValueError(f"telemetry.headers: {name[:100]!r}: {NAME_RULE}")
+            if not is_value(text):
+                raise ValueError(f"telemetry.headers.{name}: {VALUE_RULE}")
         return value
 
     @field_validator("trace_url")

@@ -48,6 +48,7 @@ from omnicore.egress.redact import Redactor
 from omnicore.egress.refused import Refused, SecretMissing
 from omnicore.egress.request import MAX_REQUEST_JSON, Request, Response, SecretRef
 from omnicore.egress.rules import DEFAULT_PORT, ip_of
+from omnicore.httpfields import NAME_RULE, VALUE_RULE, is_name, is_value
 
 __all__ = ["METHODS", "Client", "SecretReader"]
 
@@ -139,11 +140,6 @@ def _target(url: str) -> tuple[str, str, int, str, str]:
             path + (f"?{parts.query}" if parts.query else ""))
 
 
-def _header_ok(name: str, value: str) -> bool:
-    return bool(name) and not any(c in name for c in "\r\n:\0 ") and not any(
-        c in value for c in "\r\n\0")
-
-
 class Client:
     """Outbound HTTP under one :class:`Policy`: a plugin's grant, or one connector's.
 
@@ -214,8 +210,10 @@ class Client:
         secret_headers: dict[str, tuple[str | SecretRef, ...]] = {}
         for k, v in req.headers.items():
             text = v if isinstance(v, str) else "".join(p for p in v if isinstance(p, str))
-            if not _header_ok(k, text):
-                raise Refused("INVALID", f"bad header {k[:100]!r}: no CR, LF or NUL allowed")
+            if not is_name(k):
+                raise Refused("INVALID", f"bad header name {k[:100]!r}: {NAME_RULE}")
+            if not is_value(text):
+                raise Refused("INVALID", f"bad header {k[:100]!r}: {VALUE_RULE}")
             if k.lower() in _HOST_HEADERS:
                 continue
             if isinstance(v, str):
@@ -303,8 +301,9 @@ class Client:
                       if isinstance(p, SecretRef)}
             ex.redactor.add(*values.values())
             text = "".join(values[p.name] if isinstance(p, SecretRef) else p for p in parts)
-            if not _header_ok(k, text):
-                raise Refused("INVALID", f"header {k!r}: a secret it uses holds CR, LF or NUL")
+            if not is_value(text):
+                raise Refused("INVALID", f"header {k!r}: a secret it uses breaks the rule "
+                                         f"that {VALUE_RULE}")
             add[k] = text
         params: dict[str, str] = {}
         if connector.auth != "none" and connector.secret is not None:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from omnicore.egress.refused import Refused
 from omnicore.egress.rules import DEFAULT_PORT, IP, Network, ip_of, networks
 from omnicore.errors import ConfigError
+from omnicore.httpfields import NAME_RULE, VALUE_RULE, is_name, is_value
 from omnicore.storage.secrets import check_name
 
 __all__ = ["AUTH_KINDS", "Connector", "connectors_from"]
@@ -61,6 +62,15 @@ class Connector:
         if needs and not getattr(self, needs):
             raise ConfigError(f"{key}.{needs} is required with auth: {self.auth}",
                               key=f"{key}.{needs}")
+        if self.header is not None and not is_name(self.header):
+            raise ConfigError(f"{key}.header {self.header[:100]!r}: {NAME_RULE}",
+                              key=f"{key}.header")
+        for name, value in self.headers.items():
+            if not is_name(name):
+                raise ConfigError(f"{key}.headers: {name[:100]!r}: {NAME_RULE}",
+                                  key=f"{key}.headers")
+            if not isinstance(value, str) or not is_value(value):
+                raise ConfigError(f"{key}.headers.{name}: {VALUE_RULE}", key=f"{key}.headers")
 
     @property
     def origin(self) -> tuple[str, str, int]:
@@ -93,6 +103,10 @@ class Connector:
     def credentials(self, value: bytes) -> tuple[dict[str, str], dict[str, str], list[str]]:
         """(headers, query params, the strings to cut from anything the caller sees)."""
         text = value.decode("utf-8", "replace")
+        if self.auth in ("bearer", "header") and not is_value(text):
+            # (an operator's secret, but a CR LF in it would add a header of its own)
+            raise Refused("INVALID", f"connector {self.name!r}: its secret breaks the rule "
+                                     f"that {VALUE_RULE}")
         if self.auth == "bearer":
             return {"Authorization": f"Bearer {text}"}, {}, [text]
         if self.auth == "basic":

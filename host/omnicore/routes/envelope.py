@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
 from omnicore.core import jsoncodec
+from omnicore.httpfields import is_name, is_value
 
 __all__ = ["Response", "decode_response", "encode_request", "head_block", "query_params"]
 
@@ -31,9 +31,6 @@ CONSOLE_COOKIE = "omnicore_"
 #: so 'self' to the console's policy) runs in an opaque origin, never as the console's.
 SANDBOX = (b"content-security-policy",
            b"sandbox allow-scripts allow-forms allow-popups allow-downloads")
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: A field value HTTP/1.1 sends (h11's rule): no control character but a tab inside.
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 #: Response heads already checked, by their bytes: a handler answers with a few heads over
@@ -95,17 +92,17 @@ def _header_pairs(headers: Any) -> list[tuple[bytes, bytes]]:
     out = []
     for name, value in headers.items():
         values = value if isinstance(value, list) else [value]
-        key = name.encode("utf-8", "replace").lower()
-        if not _TOKEN.fullmatch(key):
+        if not isinstance(name, str) or not is_name(name):
             raise _BadResponse(f"header name {name!r} is not an HTTP token")
-        text = key.decode()  # a token: ASCII
+        text = name.lower()  # a token: ASCII
+        key = text.encode("ascii")
         if text in HOP or text.startswith("proxy-") or text in ORIGIN_WIDE:
             continue
         for v in values:
             if not isinstance(v, str):
                 raise _BadResponse(f"header {name!r}: values are strings")
             raw = v.encode("utf-8").strip(b" \t")
-            if _BAD_VALUE.search(raw):
+            if not is_value(raw):
                 raise _BadResponse(f"header {name!r}: a value holds a control character "
                                    "(CR, LF, NUL, ...)")
             if key == b"set-cookie" and raw.lstrip().lower().startswith(

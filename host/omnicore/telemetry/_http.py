@@ -47,6 +47,8 @@ from urllib.parse import urlsplit
 
 from opentelemetry.exporter.http.transport._base import BaseHTTPResult, BaseHTTPTransport
 
+from omnicore.httpfields import NAME_RULE, VALUE_RULE, is_name, is_value
+
 __all__ = ["ClientTransport", "lean_transport", "report_client_failures_ourselves"]
 
 #: Variables naming a credential provider (a requests session of the operator's): the SDK's
@@ -65,10 +67,6 @@ MAX_BODY = 1 << 20
 #: whatever its size (a megabyte of 1-byte chunks took a second of CPU).
 MAX_CHUNKS = 1024
 
-#: RFC 9110 §5.6.2's token (a field's name, a method), and what a field's value may not hold
-#: (CR, LF, NUL: a value that would end the line or the head).
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_NOT_IN_VALUE = re.compile(r"[\r\n\x00]")
 #: A request target's characters (RFC 3986's, and '%'): no space or control to split the line.
 _TARGET = re.compile(r"[!#$%&'()*+,\-./0-9:;=?@A-Z\[\]_a-z~]+")
 
@@ -207,7 +205,7 @@ def _fields(reader: _Answer) -> _Headers:
             fields[last] = f"{dict.__getitem__(fields, last)} {text.strip()}".strip()
             continue
         name, colon, value = text.partition(":")
-        if not colon or not _TOKEN.fullmatch(name):
+        if not colon or not is_name(name):
             raise http.client.HTTPException(f"the collector answered a malformed header "
                                             f"line: {text[:80]!r}")
         last = name.lower()
@@ -400,7 +398,7 @@ class ClientTransport(BaseHTTPTransport):
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = _ascii_host(parts.hostname or "")
-        if not _TOKEN.fullmatch(method) or not _TARGET.fullmatch(target):
+        if not is_name(method) or not _TARGET.fullmatch(target):
             raise ValueError(f"cannot send {method} {target!r}: not a request line")
         authority = f"[{host}]" if ":" in host else host
         if parts.port is not None:
@@ -412,9 +410,10 @@ class ClientTransport(BaseHTTPTransport):
         for name, value in sent.items():
             if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
                 continue  # (this transport's to say)
-            if not _TOKEN.fullmatch(name) or _NOT_IN_VALUE.search(value):
-                raise ValueError(f"cannot send the header {name!r}: not a field name and "
-                                 "value (a line break or a character outside a name)")
+            if not is_name(name):
+                raise ValueError(f"cannot send the header {name[:100]!r}: {NAME_RULE}")
+            if not isinstance(value, str) or not is_value(value):
+                raise ValueError(f"cannot send the header {name!r}: {VALUE_RULE} (a str)")
             lines.append(f"{name}: {value}")
         prefix = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
         self._head = (key, prefix)
