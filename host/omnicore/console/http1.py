@@ -66,13 +66,33 @@ REQUEST_TRAILERS = "http.request.trailers"
 
 def takes_trailers(headers: Any) -> bool:
     """Whether a request's ``te`` header(s) list ``trailers`` (RFC 9110 §10.1.4: a comma
-    list of codings, each with optional parameters)."""
+    list of codings, each with optional parameters, whose values may be quoted strings that
+    hold commas of their own, §5.6.4)."""
     for name, value in headers:
-        if name.lower() == b"te":
-            for token in value.split(b","):
-                if token.split(b";", 1)[0].strip().lower() == b"trailers":
+        # (the word itself first: most te values never hold it, and none is split then)
+        if name.lower() == b"te" and b"trailers" in value.lower():
+            for member in _members(bytes(value)):
+                if member.split(b";", 1)[0].strip().lower() == b"trailers":
                     return True
     return False
+
+
+def _members(value: bytes) -> list[bytes]:
+    """A comma list's members, a comma inside a quoted string (its backslash escapes kept)
+    not splitting it."""
+    out, start, quoted, escaped = [], 0, False, False
+    for i, c in enumerate(value):
+        if escaped:
+            escaped = False
+        elif quoted and c == 0x5C:  # backslash
+            escaped = True
+        elif c == 0x22:  # double quote
+            quoted = not quoted
+        elif c == 0x2C and not quoted:  # comma
+            out.append(value[start:i])
+            start = i + 1
+    out.append(value[start:])
+    return out
 
 
 #: Header fields (name, value) that passed h11's field-name and field-value rules, so that
@@ -154,11 +174,13 @@ class TrailerStream(HTTPStream):
             (bytes(name).lower(), bytes(value)) for name, value in headers)
 
     async def app_send(self, message: Any) -> None:
-        if message is None or self.closed:
+        if message is None:
             await super().app_send(message)
             return
         kind = message["type"]
         if kind == "http.response.trailers" and self.state == ASGIHTTPState.TRAILERS:
+            if self.closed:  # the client is gone: nothing to send (Hypercorn raised on 1.1)
+                return
             # Every version's trailers end here: an empty section ends the body with none
             # (HTTP/2 has no empty header block: h2 refuses one), so an application may
             # declare trailers before it knows whether it has any.

@@ -28,6 +28,11 @@ on its way ends on the server too: Hypercorn left its streams' buffers open, and
 end (which drains its buffer) then waited for ever for the sending task that stopped with
 the connection, holding the connection's tasks until the server's stop.
 
+An answer that ends unfinished after its head (the application returned without its body's
+end: a route's trap, cap or deadline mid-body) is its stream's reset (``INTERNAL_ERROR``,
+RFC 9113 §5.4.2: a stream error ends the stream), not a stream left waiting with its buffer
+open, which ended the connection and every other request on it.
+
 :class:`H2Protocol` also hands a request's trailers (a HEADERS frame ending the stream after
 its DATA: h2's ``TrailersReceived``, which Hypercorn ignores) to its stream, as
 omnicore/console/http1.py's ``TrailerStream`` takes them (the scope's
@@ -50,7 +55,7 @@ from h2.stream import StreamState
 from hypercorn.events import Closed
 from hypercorn.events import Event as IOEvent
 from hypercorn.protocol.events import Event as StreamEvent
-from hypercorn.protocol.events import Trailers
+from hypercorn.protocol.events import StreamClosed, Trailers
 from hypercorn.protocol.h2 import H2Protocol as _HypercornH2
 
 __all__ = ["H2Protocol", "install"]
@@ -116,9 +121,29 @@ class H2Protocol(_HypercornH2):
             await self._stop_request(stream_id)
 
     async def stream_send(self, event: StreamEvent) -> None:
+        if isinstance(event, StreamClosed):
+            await self._cut(event.stream_id)
         await super().stream_send(event)
         if isinstance(event, Trailers):  # an answer ended by its trailers
             await self._stop_request(event.stream_id)
+
+    async def _cut(self, stream_id: int) -> None:
+        """Reset with ``INTERNAL_ERROR`` a stream whose answer ends unfinished (a trap, a
+        cap or a deadline after its head was sent): the stream alone ends, as RFC 9113
+        §5.4.2 has a stream error do, and the client sees it incomplete. Hypercorn left
+        it waiting with its buffer open, and the connection's other streams with it."""
+        buffer = self.stream_buffers.get(stream_id)
+        stream = self.connection.streams.get(stream_id)
+        if buffer is None or buffer.complete or stream is None or \
+                stream.state_machine.state in (StreamState.CLOSED, StreamState.HALF_CLOSED_LOCAL):
+            # its body's end sent or on its way (a complete buffer's END_STREAM follows its
+            # last DATA), its trailers sent, or the stream reset already
+            return
+        del self.stream_buffers[stream_id]
+        await buffer.close()
+        self.priority.remove_stream(stream_id)
+        self.connection.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+        await self._flush()
 
     async def _stop_request(self, stream_id: int) -> None:
         """Reset with ``NO_ERROR`` a stream whose answer is complete while its request is

@@ -20,8 +20,8 @@ deadline is the plugin's ``limits.timeout_ms``, armed through the deadline's doo
 is a proxy component): the request made into an exchange (the path as the client wrote it,
 its fields as sent, its body pulled in as the guest reads it), the call on a thread of
 its own, and the answer: whole when the call ends within :data:`STREAM_AFTER_S`, else
-streamed as the guest writes it, every failure a status or, once the head is out, a
-connection ended without the body's end.
+streamed as the guest writes it, every failure a status or, once the head is out, an
+answer ended without the body's end (HTTP/1.1: the connection; HTTP/2: the stream, reset).
 """
 
 from __future__ import annotations
@@ -311,8 +311,9 @@ class _Streamed(Response):
 
     async def send(self, send: Any, *, head_only: bool) -> None:
         """A proxy component's body as it writes it (no content-length: chunked). A failure
-        after the head (a trap, the cap, the deadline) ends the connection without the
-        body's end, so the client sees an incomplete answer, never a complete wrong one."""
+        after the head (a trap, the cap, the deadline) ends the answer without the body's
+        end (the server ends an HTTP/1.1 connection, resets an HTTP/2 stream), so the
+        client sees an incomplete answer, never a complete wrong one."""
         stream = self.stream
         trailing = stream.trailing and not head_only
         await send({"type": "http.response.start", "status": self.status,
@@ -326,7 +327,7 @@ class _Streamed(Response):
             async for chunk in stream.chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except _StreamBroken:
-            return  # the server ends the connection: the body's end never comes
+            return  # the server ends the answer unfinished: the body's end never comes
         await send({"type": "http.response.body", "body": b""})
         if trailing:  # (none given: an empty section, which the server sends as none)
             await send({"type": "http.response.trailers", "more_trailers": False,
