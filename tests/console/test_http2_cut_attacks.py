@@ -42,6 +42,7 @@ class _App:
         self.cut = cut
         self.ends: dict[int, asyncio.Event] = {}
         self.done: dict[int, asyncio.Event] = {}
+        self.errors: list[BaseException] = []
 
     def events(self, stream_id: int) -> tuple[asyncio.Event, asyncio.Event]:
         return (self.ends.setdefault(stream_id, asyncio.Event()),
@@ -54,11 +55,15 @@ class _App:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": self.body, "more_body": True})
         await end.wait()
-        if stream_id in self.cut:
-            await send(None)  # the cut: the app ended without its body's end
-        else:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        done.set()
+        try:
+            if stream_id in self.cut:
+                await send(None)  # the cut: the app ended without its body's end
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except Exception as exc:
+            self.errors.append(exc)
+        finally:
+            done.set()
 
     _n = -1
 
@@ -165,13 +170,13 @@ def _raw(data: bytes) -> Any:
     return RawData(data=data)
 
 
-async def _two_streams(hold: bool, cut: frozenset[int]) -> list[Any]:
+async def _two_streams(hold: bool, cut: frozenset[int], client_reset: bool = False) -> list[Any]:
     app = _App(cut=cut)
     wire = _Wire()
     proto, tg = await _protocol(app, wire)
     client = _client()
     wire.client = client
-    wire.expect = {1, 3}
+    wire.expect = {3} if client_reset else {1, 3}
     sender = asyncio.get_running_loop().create_task(proto.send_task(), name="sender")
     _request(client, 1)
     _request(client, 3)
@@ -182,6 +187,9 @@ async def _two_streams(hold: bool, cut: frozenset[int]) -> list[Any]:
     if hold:
         wire.hold_sender = True
         await wire.blocked.wait()
+    if client_reset:  # the client gives up on stream 1 as its answer is cut
+        client.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+        await proto.handle(_raw(client.data_to_send()))
     e1.set()
     await d1.wait()
     wire.hold_sender = False
@@ -238,3 +246,49 @@ def test_a_cut_answer_resets_its_stream_alone() -> None:
 def test_a_cut_during_its_write_leaves_the_other_stream_answered() -> None:
     events = _run(_two_streams(True, frozenset({1})))
     assert _sizes(events).get(3) == 1000
+
+
+def test_a_cut_as_the_client_resets_the_stream_is_quiet() -> None:
+    """The client resets stream 1 (CANCEL) just before its answer is cut: no reset of the
+    server's for a stream already closed, no error, and stream 3 is answered whole."""
+    events = _run(_two_streams(False, frozenset({1}), client_reset=True))
+    assert not [e for e in events if isinstance(e, h2.events.StreamReset)], events
+    assert _sizes(events)[3] == 1000
+    assert not [e for e in events if isinstance(e, h2.events.ConnectionTerminated)], events
+
+
+@pytest.mark.xfail(strict=True, reason="_cut resets the stream with no guard for a closed "
+                   "connection: after the client's GOAWAY (h2's connection CLOSED, before the "
+                   "server's read loop hands the protocol Closed) a cut answer's "
+                   "reset_stream raises h2 ProtocolError out of the app's send (a route's "
+                   "send raising an h2 error at its end)")
+def test_a_cut_after_the_clients_goaway_ends_quietly() -> None:
+    """The client ends the connection (GOAWAY) with stream 1's answer mid-body; stream 1
+    is then cut (the server's read loop not yet at its end: the protocol has not been
+    handed Closed): its answer's end raises nothing, and the send task stops cleanly."""
+
+    async def scenario() -> list[BaseException]:
+        app = _App(cut=frozenset({1}))
+        wire = _Wire()
+        proto, tg = await _protocol(app, wire)
+        client = _client()
+        sender = asyncio.get_running_loop().create_task(proto.send_task(), name="sender")
+        _request(client, 1)
+        await proto.handle(_raw(client.data_to_send()))
+        e1, d1 = app.events(1)
+        client.close_connection()
+        await proto.handle(_raw(client.data_to_send()))
+        e1.set()
+        await asyncio.wait_for(d1.wait(), 10)
+        errors = list(app.errors)
+        from hypercorn.events import Closed
+        await proto.handle(Closed())  # (the read loop's end)
+        await asyncio.wait_for(sender, 10)
+        try:
+            await tg.__aexit__(None, None, None)
+        except BaseException as exc:
+            errors.append(exc)
+        return errors
+
+    errors = _run(scenario())
+    assert errors == [], errors
