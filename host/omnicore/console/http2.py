@@ -46,9 +46,11 @@ Hypercorn's stream for HTTP/2).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import h2.events
+import h2.exceptions
 import hypercorn.protocol
 from h2.errors import ErrorCodes
 from h2.stream import StreamState
@@ -57,6 +59,7 @@ from hypercorn.events import Event as IOEvent
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.events import StreamClosed, Trailers
 from hypercorn.protocol.h2 import H2Protocol as _HypercornH2
+from priority.priority import MissingStreamError
 
 __all__ = ["H2Protocol", "install"]
 
@@ -139,10 +142,16 @@ class H2Protocol(_HypercornH2):
             # its body's end sent or on its way (a complete buffer's END_STREAM follows its
             # last DATA), its trailers sent, or the stream reset already
             return
-        del self.stream_buffers[stream_id]
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            # (refused once the connection is closing, a GOAWAY taken: its end ends this)
+            self.connection.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+        # The buffer is the send task's to drop, never this: a write of the stream's DATA
+        # may be under way, after which the task reads the buffer again. Closed, its end
+        # fails on the reset stream, and Hypercorn's own clean-up drops it.
         await buffer.close()
-        self.priority.remove_stream(stream_id)
-        self.connection.reset_stream(stream_id, ErrorCodes.INTERNAL_ERROR)
+        with contextlib.suppress(MissingStreamError):
+            self.priority.unblock(stream_id)
+        await self.has_data.set()
         await self._flush()
 
     async def _stop_request(self, stream_id: int) -> None:

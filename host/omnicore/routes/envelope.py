@@ -101,7 +101,10 @@ def _header_pairs(headers: Any) -> list[tuple[bytes, bytes]]:
         for v in values:
             if not isinstance(v, str):
                 raise _BadResponse(f"header {name!r}: values are strings")
-            raw = v.encode("utf-8").strip(b" \t")
+            try:
+                raw = v.encode("utf-8").strip(b" \t")
+            except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800")
+                raise _BadResponse(f"header {name!r}: a value is not text") from None
             if not is_value(raw):
                 raise _BadResponse(f"header {name!r}: a value holds a control character "
                                    "(CR, LF, NUL, ...)")
