@@ -204,27 +204,34 @@ def test_http11_te_variants_on_a_streamed_answer_and_the_next_connection(
     still_serving(host)
 
 
+def _echo_held(host: RouteHost, line_end: bytes, head_and_first: bytes, rest: bytes) -> bytes:
+    """The echo asked with te: trailers (``POST`` + ECHO + ``line_end``, then the framing
+    fields and the body's first part), its answer read until ``first,`` is back, then the
+    body's rest sent and everything read to the connection's end."""
+    sock = _connect(host)
+    sock.settimeout(20)
+    try:
+        sock.sendall(b"POST " + ECHO.encode() + line_end + b"\r\nhost: "
+                     + _authority(host).encode() + b"\r\nte: trailers\r\n" + head_and_first)
+        got = b""
+        while b"first," not in got:
+            chunk = sock.recv(65536)
+            assert chunk, got
+            got += chunk
+        sock.sendall(rest)
+        return got + _read_until_closed(sock)
+    finally:
+        sock.close()
+
+
 def test_an_empty_trailer_section_over_http11_is_a_bare_last_chunk(
         route_host: Callable[..., RouteHost]) -> None:
     """?no-trailers streamed to a client that takes trailers: the body's end is the bare
     last chunk ``0\\r\\n\\r\\n``, no field line after it (no announced name with an empty
     value), and the bytes after it are nothing but the connection's end."""
     host = _echo_host(route_host)
-    sock = _connect(host)
-    sock.settimeout(20)
-    try:
-        sock.sendall(b"POST " + ECHO.encode() + b"?no-trailers HTTP/1.1\r\nhost: "
-                     + _authority(host).encode() + b"\r\nte: trailers\r\n"
-                     b"transfer-encoding: chunked\r\n\r\n6\r\nfirst,\r\n")
-        got = b""
-        while b"first," not in got:
-            chunk = sock.recv(65536)
-            assert chunk, got
-            got += chunk
-        sock.sendall(b"4\r\nlast\r\n0\r\n\r\n")
-        got += _read_until_closed(sock)
-    finally:
-        sock.close()
+    got = _echo_held(host, b"?no-trailers HTTP/1.1", b"transfer-encoding: chunked\r\n\r\n"
+                     b"6\r\nfirst,\r\n", b"4\r\nlast\r\n0\r\n\r\n")
     head, _, rest = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
     assert b"\r\ntrailer:" not in head.lower(), head  # (the guest's announcement is not sent)
@@ -238,21 +245,7 @@ def test_http10_gets_a_streamed_body_without_chunks_or_trailers(
     """An HTTP/1.0 client saying te: trailers, its declared body held back past the head:
     the body alone, close-delimited (HTTP/1.0 has no chunks to carry trailers in)."""
     host = _echo_host(route_host)
-    sock = _connect(host)
-    sock.settimeout(20)
-    try:
-        sock.sendall(b"POST " + ECHO.encode() + b" HTTP/1.0\r\nhost: "
-                     + _authority(host).encode() + b"\r\nte: trailers\r\n"
-                     b"content-length: 10\r\n\r\nfirst,")
-        got = b""
-        while b"first," not in got:
-            chunk = sock.recv(65536)
-            assert chunk, got
-            got += chunk
-        sock.sendall(b"last")
-        got += _read_until_closed(sock)
-    finally:
-        sock.close()
+    got = _echo_held(host, b" HTTP/1.0", b"content-length: 10\r\n\r\nfirst,", b"last")
     head, _, body = got.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), got
     assert b"transfer-encoding" not in head.lower(), head
