@@ -139,7 +139,7 @@ def test_bad_requests_fail_the_call_with_the_reason(host: PluginHost, plugins: P
              "INVALID: unsupported method"),
             (json.dumps({"url": "file:///etc/passwd"}).encode(), "INVALID: url must be http"),
             (json.dumps({"url": f"{server}/a", "headers": {"x": "a\r\nInjected: 1"}}).encode(),
-             "no CR, LF or NUL"),
+             "INVALID: bad header .x.: a header value holds no CR, LF, NUL"),
             (get(f"{server}/{'a' * 70_000}"), "larger than 65536 bytes")]:
         with pytest.raises(Trap, match=reason):
             host.call("web", "http", request)
