@@ -45,6 +45,14 @@ def _echo_host(route_host: Callable[..., RouteHost]) -> RouteHost:
                                           methods=["GET", "POST", "HEAD"]))
 
 
+def _hostile(route_host: Callable[..., RouteHost]) -> RouteHost:
+    """The hostile guest with a 30 s deadline: its calls here are cut by its own traps or
+    held by the client across another stream's answer, never by the plugin's 1 s default,
+    which a loaded machine can reach before the client sends the rest (a held ``read``
+    answered and closed by its deadline)."""
+    return hostile_start(route_host, "limits: {timeout_ms: 30000}\n")
+
+
 def _read_until_closed(sock: socket.socket) -> bytes:
     got = b""
     try:
@@ -345,7 +353,7 @@ def test_streamed_bodiless_statuses_with_te_over_http11_keep_the_connection(
     """A 204 and a 304 the guest streams (its head set, a body written 0.3 s later, which
     HTTP says it has not) to a client with te: trailers: no body, no trailer section, no
     chunk; the same keep-alive connection's next request is answered right."""
-    host = hostile_start(route_host)
+    host = _hostile(route_host)
     h = _H1(host)
     h.sock.settimeout(20)
     try:
@@ -366,7 +374,7 @@ def test_streamed_bodiless_statuses_over_http2_end_clean(
         route_host: Callable[..., RouteHost]) -> None:
     """The same 204 and 304 over HTTP/2 with te: trailers: the stream ends with its head,
     no DATA, no trailer block (and no error); the connection serves on."""
-    host = hostile_start(route_host)
+    host = _hostile(route_host)
     m = _Many(host)
     try:
         for sid, code in ((1, 204), (3, 304)):
@@ -387,7 +395,7 @@ def test_a_stream_cut_after_its_head_never_ends_cleanly_with_trailers(
     reset, INTERNAL_ERROR: the stream alone ends) and
     no trailer block; a head that said trailers may follow never makes a cut answer look
     complete."""
-    host = hostile_start(route_host)
+    host = _hostile(route_host)
     sock = _connect(host)
     sock.settimeout(20)
     try:
@@ -561,7 +569,7 @@ def test_a_cut_stream_over_http2_leaves_the_other_streams_of_its_connection(
     stream's reset (RFC 9113 §5.4.2), never the connection's end: another stream on it,
     its request body still being sent, is answered. Before, the cut stream waited with its
     buffer open and the connection went (found by this file)."""
-    host = hostile_start(route_host)
+    host = _hostile(route_host)
     m = _Many(host)
     try:
         m.open(1, "POST", "/http/any/read", te="trailers", more=True)
